@@ -1,0 +1,1 @@
+"""The ``queuewatch`` command line. Each ``cmd_*.py`` module adds its subcommands."""

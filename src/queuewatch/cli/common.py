@@ -1,0 +1,64 @@
+"""Helpers shared by the subcommands: global options, settings, async running, tables."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from queuewatch.config import Settings, load_settings
+
+T = TypeVar("T")
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """Options every broker-facing command takes (they override file and environment)."""
+    g = parser.add_argument_group("connection")
+    g.add_argument("--config", metavar="FILE", help="settings file (default: ./queuewatch.toml)")
+    g.add_argument("--amqp-url", metavar="URL", help="AMQP URL (QUEUEWATCH_AMQP_URL)")
+    g.add_argument("--management-url", metavar="URL", help="management API URL")
+    g.add_argument("--vhost", metavar="VHOST", help="virtual host (default: from the AMQP URL, else /)")
+
+
+def add_read_only_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--read-only", action="store_true", default=None,
+        help="refuse every destructive action (also: read_only = true in the config)",
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        getattr(args, "config", None),
+        amqp_url=getattr(args, "amqp_url", None),
+        management_url=getattr(args, "management_url", None),
+        vhost=getattr(args, "vhost", None),
+        read_only=getattr(args, "read_only", None) or None,
+    )
+
+
+def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
+    """Run an async core call from a synchronous command."""
+    return asyncio.run(coro_fn())  # type: ignore[arg-type]
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
+    sys.stdout.write("\n")
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: set[int] | None = None) -> str:
+    """An aligned plain-text table; columns in ``right`` are right-aligned (numbers)."""
+    right = right or set()
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for row in cells:
+        parts = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i]) for i, cell in enumerate(row)
+        ]
+        lines.append("  ".join(parts).rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,53 @@
+"""Entry point: builds the parser from every ``queuewatch.cli.cmd_*`` module and runs it.
+
+Any :class:`~queuewatch.errors.QueuewatchError` becomes one line on stderr and exit code 2;
+no traceback reaches the user for a problem they can fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from queuewatch import __version__
+from queuewatch.errors import QueuewatchError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="queuewatch",
+        description="Job queues on RabbitMQ that never lose a job, and a console to see them.",
+    )
+    parser.add_argument("--version", action="version", version=f"queuewatch {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    import queuewatch.cli as pkg
+
+    for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if mod.name.startswith("cmd_"):
+            module = importlib.import_module(f"queuewatch.cli.{mod.name}")
+            module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except QueuewatchError as exc:
+        print(f"queuewatch: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("queuewatch: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

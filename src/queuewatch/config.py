@@ -1,0 +1,284 @@
+"""One typed settings object: defaults -> TOML file -> ``QUEUEWATCH_*`` environment.
+
+Every field can be set in ``queuewatch.toml`` (top-level keys, plus a
+``[thresholds]`` table) or through ``QUEUEWATCH_<FIELD>`` (threshold fields
+too: ``QUEUEWATCH_STUCK_JOB_SECONDS``). Unknown keys are errors, not ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from queuewatch.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "queuewatch.toml"
+ENV_PREFIX = "QUEUEWATCH_"
+#: RabbitMQ refreshes its statistics every 5 s by default; polling faster shows nothing new.
+BROKER_STATS_INTERVAL = 5.0
+
+
+def _state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "queuewatch"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Alert and detection thresholds (seconds unless said otherwise)."""
+
+    stuck_job_seconds: float = 300.0
+    """An in-flight job older than this is reported stuck (per-queue override in the topology)."""
+    heartbeat_stale_seconds: float = 10.0
+    """A worker whose last heartbeat is older than this is considered gone or hung."""
+    oldest_age_warning: float = 60.0
+    """Consumer lag: warn when the oldest ready message is older than this."""
+    oldest_age_critical: float = 300.0
+    fill_warning: float = 0.8
+    """Fraction of ``x-max-length`` at which a queue is reported near its cap."""
+    fill_critical: float = 0.95
+    dlq_growth_warning: float = 0.0
+    """Alert when a DLQ grew by more than this many messages since the previous poll."""
+    stalled_polls: int = 3
+    """Messages and consumers but no acks for this many polls: the queue is stalled."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything queuewatch needs to know to reach and judge a broker."""
+
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    """AMQP URL; its path (if any) is the default vhost."""
+    management_url: str = "http://127.0.0.1:15672"
+    """Base URL of the RabbitMQ management API."""
+    management_username: str | None = None
+    """Defaults to the AMQP URL's user."""
+    management_password: str | None = None
+    """Defaults to the AMQP URL's password."""
+    vhost: str | None = None
+    """Virtual host; defaults to the AMQP URL's path, else ``/``."""
+    poll_interval: float = BROKER_STATS_INTERVAL
+    """Seconds between monitor polls; polls never overlap."""
+    history_size: int = 120
+    """Snapshots kept per queue for sparklines."""
+    http_timeout: float = 10.0
+    read_only: bool = False
+    """Refuse every destructive action (replay, delete, purge, import, cancel, terminate)."""
+    state_dir: Path = field(default_factory=_state_dir)
+    """Where the audit log and the default idempotency store live."""
+    audit_log: Path | None = None
+    """Defaults to ``<state_dir>/audit.jsonl``."""
+    telemetry_exchange: str = "queuewatch.telemetry"
+    control_exchange: str = "queuewatch.control"
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    # -- derived values ----------------------------------------------------------------
+    @property
+    def effective_vhost(self) -> str:
+        if self.vhost is not None:
+            return self.vhost
+        path = urlsplit(self.amqp_url).path
+        return unquote(path[1:]) if len(path) > 1 else "/"
+
+    @property
+    def credentials(self) -> tuple[str, str]:
+        """Management API (user, password)."""
+        parts = urlsplit(self.amqp_url)
+        user = self.management_username or unquote(parts.username or "guest")
+        password = self.management_password
+        if password is None:
+            password = unquote(parts.password or "guest")
+        return user, password
+
+    @property
+    def audit_log_path(self) -> Path:
+        return self.audit_log or self.state_dir / "audit.jsonl"
+
+    def amqp_url_for(self, vhost: str | None = None) -> str:
+        """The AMQP URL with its path set to ``vhost`` (default: the effective vhost)."""
+        parts = urlsplit(self.amqp_url)
+        vh = self.effective_vhost if vhost is None else vhost
+        return urlunsplit((parts.scheme, parts.netloc, "/" + quote(vh, safe=""), parts.query, ""))
+
+    def with_vhost(self, vhost: str) -> Settings:
+        return replace(self, vhost=vhost)
+
+    def describe(self) -> dict[str, Any]:
+        """Settings as plain values with every password masked (for ``config show``)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "thresholds":
+                value = dataclasses.asdict(value)
+            elif f.name == "management_password":
+                value = None if value is None else "***"
+            elif f.name.endswith("_url"):
+                value = mask_url(value)
+            elif isinstance(value, Path):
+                value = str(value)
+            out[f.name] = value
+        return out
+
+
+def mask_url(url: str) -> str:
+    """Replace the password in ``url`` with ``***`` (``amqp://u:***@host/``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+# -- loading ----------------------------------------------------------------------------
+
+_SETTINGS_FIELDS = {f.name: f for f in fields(Settings)}
+_THRESHOLD_FIELDS = {f.name: f for f in fields(Thresholds)}
+
+
+def _coerce(name: str, kind: Any, raw: Any, source: str) -> Any:
+    kind_s = str(kind)
+    try:
+        if "bool" in kind_s:
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if "Path" in kind_s:
+            return Path(str(raw)).expanduser()
+        if kind_s == "int" or kind is int:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(raw)
+        if kind_s == "float" or kind is float:
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return float(raw)
+        if "str" in kind_s:
+            if not isinstance(raw, str):
+                raise ValueError(raw)
+            return raw
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {name} = {raw!r} is not a valid {kind_s}") from None
+    return raw
+
+
+def _validate(s: Settings) -> Settings:
+    if s.poll_interval <= 0:
+        raise ConfigError(f"poll_interval must be > 0 seconds (got {s.poll_interval})")
+    if s.history_size < 1:
+        raise ConfigError(f"history_size must be >= 1 (got {s.history_size})")
+    for scheme_field, allowed in (("amqp_url", {"amqp", "amqps"}), ("management_url", {"http", "https"})):
+        url = getattr(s, scheme_field)
+        scheme = urlsplit(url).scheme
+        if scheme not in allowed:
+            raise ConfigError(
+                f"{scheme_field} = {mask_url(url)!r} must start with {' or '.join(sorted(allowed))}://"
+            )
+    t = s.thresholds
+    for f in fields(t):
+        if getattr(t, f.name) < 0:
+            raise ConfigError(f"thresholds.{f.name} must not be negative (got {getattr(t, f.name)})")
+    return s
+
+
+def settings_from_mapping(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Check and coerce a TOML mapping into ``Settings`` keyword arguments."""
+    kwargs: dict[str, Any] = {}
+    for key, raw in data.items():
+        if key == "thresholds":
+            if not isinstance(raw, Mapping):
+                raise ConfigError(f"{source}: [thresholds] must be a table")
+            th: dict[str, Any] = {}
+            for tkey, tval in raw.items():
+                if tkey not in _THRESHOLD_FIELDS:
+                    known = ", ".join(sorted(_THRESHOLD_FIELDS))
+                    raise ConfigError(f"{source}: unknown key thresholds.{tkey} (known: {known})")
+                th[tkey] = _coerce(tkey, _THRESHOLD_FIELDS[tkey].type, tval, source)
+            kwargs["thresholds"] = th
+            continue
+        if key not in _SETTINGS_FIELDS:
+            known = ", ".join(sorted(_SETTINGS_FIELDS))
+            raise ConfigError(f"{source}: unknown key {key!r} (known: {known})")
+        kwargs[key] = _coerce(key, _SETTINGS_FIELDS[key].type, raw, source)
+    return kwargs
+
+
+def read_toml(path: Path, what: str = "config") -> dict[str, Any]:
+    """Read a TOML file, turning every failure into one clear :class:`ConfigError`."""
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{what} file {str(path)!r} does not exist") from None
+    except PermissionError:
+        raise ConfigError(f"{what} file {str(path)!r} is not readable (permission denied)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{what} file {str(path)!r} is a directory") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} file {str(path)!r} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} file {str(path)!r} is not UTF-8 text") from None
+
+
+def load_settings(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build settings: defaults, then ``path`` (or ``./queuewatch.toml`` if present), then env.
+
+    ``overrides`` (e.g. from CLI flags) win over everything; ``None`` values are ignored.
+    """
+    env = os.environ if env is None else env
+    merged: dict[str, Any] = {}
+    thresholds: dict[str, Any] = {}
+
+    cfg_path = Path(path) if path is not None else None
+    if cfg_path is None and env.get(ENV_PREFIX + "CONFIG"):
+        cfg_path = Path(env[ENV_PREFIX + "CONFIG"])
+    if cfg_path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        cfg_path = Path(DEFAULT_CONFIG_FILE)
+    if cfg_path is not None:
+        file_kwargs = settings_from_mapping(read_toml(cfg_path), str(cfg_path))
+        thresholds.update(file_kwargs.pop("thresholds", {}))
+        merged.update(file_kwargs)
+
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name in _THRESHOLD_FIELDS:
+            thresholds[name] = _coerce(name, _THRESHOLD_FIELDS[name].type, value, key)
+        elif name in _SETTINGS_FIELDS and name != "thresholds":
+            merged[name] = _coerce(name, _SETTINGS_FIELDS[name].type, value, key)
+        # Other QUEUEWATCH_* variables (e.g. QUEUEWATCH_TEST_*) belong to other tools.
+
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key in _THRESHOLD_FIELDS:
+            thresholds[key] = value
+        elif key in _SETTINGS_FIELDS:
+            merged[key] = value
+        else:
+            raise TypeError(f"unknown setting {key!r}")
+
+    return _validate(Settings(**merged, thresholds=Thresholds(**thresholds)))

@@ -1,0 +1,120 @@
+"""Job properties and headers: the contract between producers, workers, the DLQ and the console.
+
+A queuewatch job is an AMQP message with:
+
+* ``message_id`` = the job id (the idempotency key unless one is given explicitly),
+* ``timestamp`` = publish time in whole seconds (RabbitMQ reports the age of a queue's head
+  from it: ``head_message_timestamp``),
+* ``delivery_mode`` = 2 (persistent), a ``content_type``, and ``priority`` if set,
+* the ``x-qw-*`` headers below.
+
+Dead letters carry the ``x-qw-dead-*`` / ``x-qw-error-*`` headers so that replay can send
+them back where they came from without guessing.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+# -- headers every job carries -----------------------------------------------------------
+H_PUBLISHED_MS = "x-qw-published-ms"
+"""Publish time in milliseconds since the epoch (``timestamp`` has only seconds)."""
+H_ATTEMPT = "x-qw-attempt"
+"""1 for the first run; incremented on every retry."""
+H_IDEMPOTENCY_KEY = "x-qw-idempotency-key"
+"""Set when the caller's key differs from the job id."""
+H_TARGET = "qw-target"
+"""The job queue a delayed message is headed for. No ``x-`` prefix: headers exchanges ignore
+headers starting with ``x-`` when matching, and the delivery exchange matches on this one."""
+H_DELAY_MS = "x-qw-delay-ms"
+"""The delay asked for, for the record."""
+
+# -- headers a dead letter carries --------------------------------------------------------
+H_DEAD_REASON = "x-qw-dead-reason"
+"""Why the job died: ``failed`` (attempts exhausted), ``non-retryable``, ``malformed``,
+``timeout``, ``cancelled by operator``."""
+H_ERROR_TYPE = "x-qw-error-type"
+H_ERROR_MESSAGE = "x-qw-error-message"
+H_TRACEBACK = "x-qw-traceback"
+H_FIRST_FAILED_MS = "x-qw-first-failed-ms"
+H_LAST_FAILED_MS = "x-qw-last-failed-ms"
+H_ORIGINAL_EXCHANGE = "x-qw-original-exchange"
+H_ORIGINAL_ROUTING_KEY = "x-qw-original-routing-key"
+H_ORIGINAL_QUEUE = "x-qw-original-queue"
+H_DEAD_AT_MS = "x-qw-dead-at-ms"
+H_WORKER = "x-qw-worker"
+H_REPLAY_COUNT = "x-qw-replay-count"
+"""How many times this message was replayed out of a DLQ (guards poison loops)."""
+
+JSON = "application/json"
+#: Longest traceback text stored in a dead letter's headers (the broker caps frame sizes).
+MAX_TRACEBACK_CHARS = 8_000
+
+
+def new_job_id() -> str:
+    """A fresh job id (uuid4 hex: 32 characters, no dashes)."""
+    return uuid.uuid4().hex
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def job_headers(
+    *,
+    attempt: int = 1,
+    idempotency_key: str | None = None,
+    job_id: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    published_ms: int | None = None,
+) -> dict[str, Any]:
+    """Headers for a freshly published job."""
+    headers: dict[str, Any] = dict(extra or {})
+    headers[H_PUBLISHED_MS] = now_ms() if published_ms is None else published_ms
+    headers[H_ATTEMPT] = attempt
+    if idempotency_key is not None and idempotency_key != job_id:
+        headers[H_IDEMPOTENCY_KEY] = idempotency_key
+    return headers
+
+
+def attempt_of(headers: Mapping[str, Any] | None) -> int:
+    """The attempt number recorded in ``headers`` (1 when absent or invalid)."""
+    if not headers:
+        return 1
+    try:
+        value = int(headers.get(H_ATTEMPT, 1))
+    except (TypeError, ValueError):
+        return 1
+    return max(value, 1)
+
+
+def idempotency_key_of(message_id: str | None, headers: Mapping[str, Any] | None) -> str | None:
+    """The key under which a job's completion is recorded."""
+    if headers and headers.get(H_IDEMPOTENCY_KEY):
+        return str(_text(headers[H_IDEMPOTENCY_KEY]))
+    return message_id
+
+
+def replay_count_of(headers: Mapping[str, Any] | None) -> int:
+    if not headers:
+        return 0
+    try:
+        return int(headers.get(H_REPLAY_COUNT, 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _text(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return value
+
+
+def truncate(text: str, limit: int = MAX_TRACEBACK_CHARS) -> str:
+    """Keep the end of a long text (a traceback's last frames matter most)."""
+    if len(text) <= limit:
+        return text
+    return "...(truncated)...\n" + text[-limit:]

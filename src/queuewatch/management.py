@@ -1,0 +1,246 @@
+"""Async client for the RabbitMQ management HTTP API.
+
+Every failure is translated into a typed error with one line a person can act on:
+refused/timeout -> :class:`BrokerUnavailable`, 401 -> :class:`AuthenticationFailed`,
+404 on the API root or a non-JSON answer -> :class:`ManagementUnavailable`, 404 on an
+object -> :class:`NotFound`. Lists are fetched in pages (``page_size`` <= 500) with
+``columns=`` so a broker with thousands of queues costs what it must and no more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from queuewatch.config import Settings, mask_url
+from queuewatch.errors import (
+    AuthenticationFailed,
+    BrokerUnavailable,
+    ManagementUnavailable,
+    NotFound,
+)
+
+MAX_PAGE_SIZE = 500
+
+#: The queue fields the monitor needs (``columns=``); nested keys use dots.
+QUEUE_COLUMNS: tuple[str, ...] = (
+    "name", "vhost", "type", "state", "durable", "arguments", "policy",
+    "messages", "messages_ready", "messages_unacknowledged",
+    "message_bytes", "consumers", "consumer_utilisation", "head_message_timestamp",
+    "message_stats.publish_details.rate", "message_stats.deliver_get_details.rate",
+    "message_stats.ack_details.rate", "message_stats.redeliver_details.rate",
+    "message_stats.ack", "message_stats.publish", "message_stats.deliver_get",
+    "idle_since",
+)
+
+
+def q(name: str) -> str:
+    """Percent-encode a path segment (vhost ``/`` becomes ``%2F``)."""
+    return quote(name, safe="")
+
+
+class ManagementClient:
+    """A thin async wrapper over the management API.
+
+    Pass an ``httpx.AsyncClient`` to share a connection pool (or a transport in tests); by
+    default one is created from the settings and closed by :meth:`aclose`.
+    """
+
+    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+        self.settings = settings
+        self.base_url = settings.management_url.rstrip("/")
+        user, password = settings.credentials
+        self._own_client = client is None
+        self._client = client or httpx.AsyncClient(
+            base_url=self.base_url,
+            auth=(user, password),
+            timeout=settings.http_timeout,
+            headers={"content-type": "application/json"},
+        )
+
+    @property
+    def display_url(self) -> str:
+        return mask_url(self.base_url)
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> ManagementClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- transport ---------------------------------------------------------------------
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        missing_ok: bool = False,
+    ) -> Any:
+        try:
+            resp = await self._client.request(method, "/api" + path, params=params, json=json)
+        except httpx.TimeoutException as exc:
+            raise BrokerUnavailable(
+                f"management API at {self.display_url} did not answer within "
+                f"{self.settings.http_timeout:g}s"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise BrokerUnavailable(
+                f"cannot reach the management API at {self.display_url} ({type(exc).__name__}); "
+                "is RabbitMQ running with the rabbitmq_management plugin?"
+            ) from exc
+        if resp.status_code == 401:
+            user = self.settings.credentials[0]
+            raise AuthenticationFailed(
+                f"management API at {self.display_url} refused the credentials of user {user!r}; "
+                "check the username/password in the AMQP URL or management_username/password"
+            )
+        if resp.status_code == 404:
+            if missing_ok:
+                return None
+            raise NotFound(f"not found: {method} {path}")
+        if resp.status_code >= 400:
+            reason = _reason(resp)
+            raise ManagementUnavailable(
+                f"management API {method} {path} failed with HTTP {resp.status_code}: {reason}"
+            )
+        if resp.status_code == 204 or not resp.content:
+            return None
+        try:
+            return resp.json()
+        except ValueError as exc:
+            raise ManagementUnavailable(
+                f"{self.display_url} answered {path} with something that is not JSON; "
+                "is management_url pointing at the RabbitMQ management plugin?"
+            ) from exc
+
+    async def get(self, path: str, **params: Any) -> Any:
+        return await self.request("GET", path, params=params or None)
+
+    async def get_paged(
+        self, path: str, *, columns: Sequence[str] | None = None, page_size: int = MAX_PAGE_SIZE,
+        extra: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """All items of a list endpoint, one page of ``page_size`` at a time."""
+        page_size = max(1, min(page_size, MAX_PAGE_SIZE))
+        items: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            params: dict[str, Any] = {"page": page, "page_size": page_size, "disable_stats": "false"}
+            if columns:
+                params["columns"] = ",".join(columns)
+            if extra:
+                params.update(extra)
+            data = await self.request("GET", path, params=params)
+            if not isinstance(data, dict) or "items" not in data:
+                raise ManagementUnavailable(f"unexpected answer to paged GET {path}")
+            items.extend(data["items"])
+            if page >= int(data.get("page_count", 1)):
+                return items
+            page += 1
+
+    # -- API -----------------------------------------------------------------------------
+    async def check(self) -> dict[str, Any]:
+        """Ask ``/api/overview``; raises a typed error unless the API answers properly."""
+        try:
+            data = await self.request("GET", "/overview")
+        except NotFound:
+            raise ManagementUnavailable(
+                f"{self.display_url} has no /api/overview: enable the plugin with "
+                "'rabbitmq-plugins enable rabbitmq_management'"
+            ) from None
+        if not isinstance(data, dict):
+            raise ManagementUnavailable(f"{self.display_url}/api/overview answered unexpectedly")
+        return data
+
+    async def overview(self) -> dict[str, Any]:
+        return await self.check()
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        return list(await self.get("/nodes") or [])
+
+    async def whoami(self) -> dict[str, Any]:
+        return dict(await self.get("/whoami"))
+
+    async def vhosts(self) -> list[dict[str, Any]]:
+        return list(await self.get("/vhosts", columns="name") or [])
+
+    async def create_vhost(self, vhost: str) -> None:
+        await self.request("PUT", f"/vhosts/{q(vhost)}", json={})
+
+    async def delete_vhost(self, vhost: str) -> None:
+        await self.request("DELETE", f"/vhosts/{q(vhost)}", missing_ok=True)
+
+    async def set_permissions(
+        self, vhost: str, user: str, configure: str = ".*", write: str = ".*", read: str = ".*"
+    ) -> None:
+        await self.request(
+            "PUT", f"/permissions/{q(vhost)}/{q(user)}",
+            json={"configure": configure, "write": write, "read": read},
+        )
+
+    async def queues(
+        self, vhost: str | None = None, columns: Sequence[str] | None = QUEUE_COLUMNS,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> list[dict[str, Any]]:
+        path = "/queues" if vhost is None else f"/queues/{q(vhost)}"
+        return await self.get_paged(path, columns=columns, page_size=page_size)
+
+    async def queue(self, vhost: str, name: str) -> dict[str, Any] | None:
+        """One queue, or None when it does not exist."""
+        data = await self.request("GET", f"/queues/{q(vhost)}/{q(name)}", missing_ok=True)
+        return None if data is None else dict(data)
+
+    async def delete_queue(self, vhost: str, name: str) -> None:
+        await self.request("DELETE", f"/queues/{q(vhost)}/{q(name)}", missing_ok=True)
+
+    async def purge_queue(self, vhost: str, name: str) -> None:
+        await self.request("DELETE", f"/queues/{q(vhost)}/{q(name)}/contents")
+
+    async def exchanges(self, vhost: str) -> list[dict[str, Any]]:
+        return await self.get_paged(f"/exchanges/{q(vhost)}")
+
+    async def bindings(self, vhost: str) -> list[dict[str, Any]]:
+        return list(await self.get(f"/bindings/{q(vhost)}") or [])
+
+    async def consumers(self, vhost: str | None = None) -> list[dict[str, Any]]:
+        path = "/consumers" if vhost is None else f"/consumers/{q(vhost)}"
+        return list(await self.get(path) or [])
+
+    async def connections(self, vhost: str | None = None) -> list[dict[str, Any]]:
+        path = "/connections" if vhost is None else f"/vhosts/{q(vhost)}/connections"
+        return list(await self.get(path) or [])
+
+    async def close_connection(self, name: str, reason: str = "closed by queuewatch") -> None:
+        await self.request(
+            "DELETE", f"/connections/{q(name)}", missing_ok=True
+        )
+
+    async def put_shovel(self, vhost: str, name: str, value: dict[str, Any]) -> None:
+        await self.request(
+            "PUT", f"/parameters/shovel/{q(vhost)}/{q(name)}", json={"value": value}
+        )
+
+    async def delete_shovel(self, vhost: str, name: str) -> None:
+        await self.request("DELETE", f"/parameters/shovel/{q(vhost)}/{q(name)}", missing_ok=True)
+
+    async def shovel_status(self, vhost: str) -> list[dict[str, Any]]:
+        return list(await self.get(f"/shovels/{q(vhost)}") or [])
+
+
+def _reason(resp: httpx.Response) -> str:
+    try:
+        data = resp.json()
+    except ValueError:
+        return resp.text[:200]
+    if isinstance(data, dict):
+        return str(data.get("reason") or data.get("error") or data)[:300]
+    return str(data)[:300]

@@ -1,0 +1,89 @@
+"""Test helpers: waiting, exact queue depths over AMQP, and Jepsen-style ledgers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aio_pika.abc import AbstractConnection
+
+from queuewatch.declare import declare_topology
+from queuewatch.management import ManagementClient
+from queuewatch.topology import QueueSpec, Topology
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    timeout: float = 10.0,
+    interval: float = 0.1,
+    what: str = "condition",
+) -> None:
+    """Poll ``predicate`` until it is true; fail the test with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def depth(connection: AbstractConnection, queue: str) -> int:
+    """Exact number of ready messages right now (passive declare, not the 5 s-old stats)."""
+    channel = await connection.channel()
+    try:
+        q = await channel.declare_queue(queue, passive=True)
+        return int(q.declaration_result.message_count or 0)
+    finally:
+        await channel.close()
+
+
+async def declare(
+    connection: AbstractConnection,
+    vhost: str,
+    *specs: QueueSpec,
+    mgmt: ManagementClient | None = None,
+    delay_levels: int = 8,
+) -> Topology:
+    topology = Topology(queues=tuple(specs), delay_levels=delay_levels)
+    await declare_topology(connection, topology, vhost, mgmt)
+    return topology
+
+
+@dataclass
+class Ledger:
+    """Every message id sent, confirmed and received; then count lost and duplicated."""
+
+    sent: set[str] = field(default_factory=set)
+    confirmed: set[str] = field(default_factory=set)
+    received: Counter[str] = field(default_factory=Counter)
+
+    def record_received(self, ids: Iterable[str]) -> None:
+        self.received.update(ids)
+
+    @property
+    def lost(self) -> set[str]:
+        """Confirmed by the broker, never received."""
+        return self.confirmed - set(self.received)
+
+    @property
+    def duplicated(self) -> int:
+        return sum(n - 1 for n in self.received.values() if n > 1)
+
+    @property
+    def unexpected(self) -> set[str]:
+        return set(self.received) - self.sent
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "sent": len(self.sent), "confirmed": len(self.confirmed),
+            "received_unique": len(self.received), "lost": len(self.lost),
+            "duplicated": self.duplicated, "unexpected": len(self.unexpected),
+        }
