@@ -1,0 +1,1 @@
+"""Observing the broker: snapshots, rates, lag, ETAs, workers, stuck jobs, alerts."""

@@ -1,0 +1,198 @@
+"""Frozen values the monitor produces, one :class:`Snapshot` per poll.
+
+These are the single answer behind ``queuewatch status --json``, the exporter's gauges and
+the TUI's tables. Conventions: durations are seconds (float); ``None`` means *unknown*
+(never shown as 0); ``math.inf`` in an ETA means *never* (the queue is not draining /
+not filling).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from queuewatch.telemetry import InFlightJob
+
+Severity = Literal["warning", "critical"]
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """One queue at one poll."""
+
+    vhost: str
+    name: str
+    type: str
+    """classic / quorum / stream."""
+    state: str
+    """running / idle / down / ... as the broker says."""
+    ready: int
+    unacked: int
+    consumers: int
+    consumer_utilisation: float | None = None
+    publish_rate: float = 0.0
+    """Messages/s in (broker's 5 s-averaged rate)."""
+    deliver_rate: float = 0.0
+    """Messages/s delivered to consumers (deliver + get)."""
+    ack_rate: float = 0.0
+    redeliver_rate: float = 0.0
+    message_bytes: int = 0
+    max_length: int | None = None
+    max_length_bytes: int | None = None
+    max_priority: int | None = None
+    overflow: str | None = None
+    dead_letter_exchange: str | None = None
+    dead_letter_routing_key: str | None = None
+    arguments: dict[str, Any] = field(default_factory=dict, compare=False)
+    oldest_age: float | None = None
+    """Age of the oldest ready message (from ``head_message_timestamp``); None = unknown."""
+    oldest_age_known: bool = False
+    """False when the queue has messages but the publisher set no timestamp."""
+    drain_eta: float | None = None
+    """Seconds until empty at the current net drain rate; inf = never (growing/flat)."""
+    full_eta: float | None = None
+    """Seconds until ``max_length`` at the current net fill rate; inf = never; None = no cap."""
+    is_dlq: bool = False
+    dlq: str | None = None
+    """Name of this queue's DLQ, if it has one."""
+    dlq_depth: int | None = None
+    dlq_growth: int | None = None
+    """DLQ depth change since the previous poll."""
+    stuck_after: float | None = None
+    """Threshold for stuck jobs in this queue (topology or settings)."""
+
+    @property
+    def total(self) -> int:
+        return self.ready + self.unacked
+
+    @property
+    def fill(self) -> float | None:
+        """Fraction of ``max_length`` in use (None without a cap)."""
+        if not self.max_length:
+            return None
+        return min(self.total / self.max_length, 1.0) if self.max_length else None
+
+    @property
+    def net_rate(self) -> float:
+        """Messages/s the queue grows by (negative while draining)."""
+        return self.publish_rate - self.ack_rate
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.vhost, self.name)
+
+
+@dataclass(frozen=True)
+class NodeStats:
+    name: str
+    running: bool
+    mem_alarm: bool = False
+    disk_alarm: bool = False
+    mem_used: int | None = None
+    mem_limit: int | None = None
+    disk_free: int | None = None
+    disk_free_limit: int | None = None
+
+
+@dataclass(frozen=True)
+class BrokerInfo:
+    url: str
+    """Management URL with the password masked."""
+    version: str | None = None
+    cluster_name: str | None = None
+    erlang_version: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """A worker as its latest heartbeat (and the broker) describe it."""
+
+    worker_id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...]
+    concurrency: int
+    cpu_percent: float
+    rss_bytes: int
+    in_flight: tuple[InFlightJob, ...]
+    jobs_per_second: float
+    errors: int
+    """Failed + dead-lettered in the last heartbeat interval."""
+    last_heartbeat: float
+    """Epoch seconds."""
+    heartbeat_age: float
+    connection_name: str | None = None
+    connection_open: bool | None = None
+    """Whether the broker still lists the worker's AMQP connection (None: unknown)."""
+    hung: bool = False
+    """Heartbeats stopped while the broker still shows its connection."""
+
+
+@dataclass(frozen=True)
+class StuckJob:
+    job_id: str
+    queue: str
+    attempt: int
+    worker_id: str
+    host: str
+    pid: int
+    started_at: float
+    age: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class Alert:
+    severity: Severity
+    kind: str
+    """One of: oldest_age, fill, dlq_growth, stuck_job, hung_worker, stalled, orphaned, broker_alarm,
+    node_down."""
+    target: str
+    """The queue, worker or node the alert is about."""
+    reason: str
+    """A sentence a person can act on."""
+    value: float | None = None
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything one poll saw."""
+
+    taken_at: float
+    """Epoch seconds."""
+    vhost: str | None
+    """The vhost polled (None: all)."""
+    broker: BrokerInfo
+    nodes: tuple[NodeStats, ...] = ()
+    queues: tuple[QueueStats, ...] = ()
+    workers: tuple[WorkerStats, ...] = ()
+    stuck_jobs: tuple[StuckJob, ...] = ()
+    stalled_queues: tuple[str, ...] = ()
+    orphaned_queues: tuple[str, ...] = ()
+    alerts: tuple[Alert, ...] = ()
+    poll_seconds: float = 0.0
+    """How long the poll took."""
+
+    def queue(self, name: str) -> QueueStats | None:
+        for q in self.queues:
+            if q.name == name:
+                return q
+        return None
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """Human form of a duration: ``unknown``, ``never``, ``4s``, ``3m12s``, ``2h05m``, ``3d04h``."""
+    if seconds is None:
+        return "unknown"
+    if math.isinf(seconds):
+        return "never"
+    s = max(int(round(seconds)), 0)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"

@@ -1,0 +1,99 @@
+"""Wire schema for worker telemetry (heartbeats) and operator control messages.
+
+Workers publish a :class:`Heartbeat` about once a second to the telemetry exchange
+(topic, routing key ``heartbeat.<worker_id>``, transient, not mandatory): O(workers)
+messages per second, nothing per job. The monitor binds an exclusive auto-delete queue
+to ``heartbeat.#`` and keeps the latest beat per worker.
+
+Operators send a :class:`ControlCommand` to the control exchange (routing key
+``control.<worker_id>``); each worker consumes its own exclusive queue bound to that key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+HEARTBEAT_KEY_PREFIX = "heartbeat."
+CONTROL_KEY_PREFIX = "control."
+SCHEMA_VERSION = 1
+
+
+def heartbeat_routing_key(worker_id: str) -> str:
+    return HEARTBEAT_KEY_PREFIX + worker_id
+
+
+def control_routing_key(worker_id: str) -> str:
+    return CONTROL_KEY_PREFIX + worker_id
+
+
+@dataclass(frozen=True)
+class InFlightJob:
+    """A job a worker is running right now."""
+
+    job_id: str
+    queue: str
+    attempt: int
+    started_at: float
+    """Epoch seconds when the handler started."""
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """One worker's state, sent about once a second."""
+
+    worker_id: str
+    host: str
+    pid: int
+    sent_at: float
+    """Epoch seconds."""
+    queues: tuple[str, ...]
+    concurrency: int
+    cpu_percent: float
+    rss_bytes: int
+    in_flight: tuple[InFlightJob, ...] = ()
+    succeeded: int = 0
+    """Counts since the previous heartbeat."""
+    failed: int = 0
+    retried: int = 0
+    dead_lettered: int = 0
+    duplicates: int = 0
+    interval: float = 1.0
+    """Seconds between beats (so rates can be derived)."""
+    connection_name: str | None = None
+    """The AMQP ``connection_name`` client property, to find the worker's connection."""
+    started_at: float = 0.0
+    version: int = SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Heartbeat:
+        raw: dict[str, Any] = json.loads(data)
+        raw["queues"] = tuple(raw.get("queues", ()))
+        raw["in_flight"] = tuple(InFlightJob(**j) for j in raw.get("in_flight", ()))
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+@dataclass(frozen=True)
+class ControlCommand:
+    """An operator's instruction to one worker."""
+
+    action: str
+    """``cancel`` (a job) is the one action today."""
+    job_id: str | None = None
+    reason: str = "cancelled by operator"
+    requested_by: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> ControlCommand:
+        raw = json.loads(data)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in raw.items() if k in known})
