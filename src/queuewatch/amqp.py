@@ -43,5 +43,5 @@ async def connect(
     factory = aio_pika.connect_robust if robust else aio_pika.connect
     try:
         return await asyncio.wait_for(factory(url, **kwargs), CONNECT_TIMEOUT)
-    except (aiormq.exceptions.AMQPError, OSError, asyncio.TimeoutError, ConnectionError) as exc:
+    except (TimeoutError, aiormq.exceptions.AMQPError, OSError, ConnectionError) as exc:
         raise translate_connect_error(exc, url, vh) from exc

@@ -62,7 +62,7 @@ def http_get(url: str, user: str, password: str, timeout: float = 3.0) -> tuple[
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     req = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (http only)
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, b""
@@ -109,7 +109,7 @@ def ensure_broker(amqp_url: str, mgmt_url: str, timeout: float) -> list[str]:
     host, port = a.hostname or "127.0.0.1", a.port or 5672
     user, password = unquote(a.username or "guest"), unquote(a.password or "guest")
     m = urlsplit(mgmt_url)
-    mhost, mport = m.hostname or host, m.port or 15672
+    mhost = m.hostname or host
     base = mgmt_url.rstrip("/")
     local = host in LOCAL_HOSTS
 

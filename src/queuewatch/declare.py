@@ -22,7 +22,6 @@ from queuewatch.errors import ArgumentDiff, TopologyError, TopologyMismatch
 from queuewatch.management import ManagementClient
 from queuewatch.topology import (
     DELIVERY_EXCHANGE,
-    QueueSpec,
     Topology,
     delay_level_arguments,
     delay_queue_name,

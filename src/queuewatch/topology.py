@@ -208,7 +208,7 @@ class Topology:
 
     @property
     def max_delay(self) -> int:
-        return 2**self.delay_levels - 1
+        return int(2**self.delay_levels) - 1
 
 
 # -- loading from TOML -----------------------------------------------------------------

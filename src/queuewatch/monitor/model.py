@@ -188,7 +188,7 @@ def fmt_duration(seconds: float | None) -> str:
         return "unknown"
     if math.isinf(seconds):
         return "never"
-    s = max(int(round(seconds)), 0)
+    s = max(round(seconds), 0)
     if s < 60:
         return f"{s}s"
     if s < 3600:
