@@ -1,0 +1,127 @@
+"""What both producers share: turning ``publish(queue, payload, ...)`` into one AMQP message.
+
+The sync (pika) and async (aio-pika) producers differ only in how they send; the exchange,
+routing key, body and properties of a job are decided here, once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from queuewatch import envelope
+from queuewatch.topology import (
+    DEFAULT_DELAY_LEVELS,
+    Topology,
+    delay_entry_exchange,
+    delay_routing_key,
+)
+
+OCTET_STREAM = "application/octet-stream"
+#: Default number of unconfirmed publishes the async producer keeps in flight.
+DEFAULT_WINDOW = 256
+#: How long ``publish(wait=True)`` keeps retrying a full queue by default (seconds).
+DEFAULT_WAIT_TIMEOUT = 30.0
+#: Pause between retries of a publish refused by a full queue (seconds).
+BACKPRESSURE_RETRY_INTERVAL = 0.05
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A job ready to be sent: where to, the body, and its AMQP properties."""
+
+    queue: str
+    """The job queue the message is for (also for delayed jobs)."""
+    exchange: str
+    routing_key: str
+    body: bytes
+    content_type: str
+    message_id: str
+    timestamp: int
+    """Whole seconds since the epoch."""
+    headers: dict[str, Any]
+    priority: int | None = None
+
+
+@dataclass(frozen=True)
+class Published:
+    """The broker confirmed a job."""
+
+    job_id: str
+    queue: str
+    exchange: str
+    routing_key: str
+    delay: int = 0
+
+
+def delay_levels_of(topology: Topology | int | None) -> int:
+    if topology is None:
+        return DEFAULT_DELAY_LEVELS
+    if isinstance(topology, Topology):
+        return topology.delay_levels
+    return int(topology)
+
+
+def cap_of(topology: Topology | int | None, queue: str) -> str | None:
+    """The queue's limits as text, when the producer was given a topology that knows them."""
+    if isinstance(topology, Topology):
+        try:
+            return topology.queue(queue).cap
+        except KeyError:
+            return None
+    return None
+
+
+def encode_payload(payload: Any) -> tuple[bytes, str]:
+    """Bytes go as they are (octet-stream); anything else as JSON."""
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return bytes(payload), OCTET_STREAM
+    return json.dumps(payload, separators=(",", ":")).encode(), envelope.JSON
+
+
+def build(
+    queue: str,
+    payload: Any,
+    *,
+    delay_levels: int,
+    priority: int | None = None,
+    delay: float | None = None,
+    job_id: str | None = None,
+    idempotency_key: str | None = None,
+    headers: Mapping[str, Any] | None = None,
+    attempt: int = 1,
+    content_type: str | None = None,
+) -> Outgoing:
+    """The message for one job (``delay`` in seconds, rounded up to whole seconds)."""
+    if priority is not None and not 0 <= priority <= 255:
+        raise ValueError(f"priority must be between 0 and 255 (got {priority})")
+    body, ctype = encode_payload(payload)
+    if content_type is not None:
+        ctype = content_type
+    jid = job_id or envelope.new_job_id()
+    now = time.time()
+    hdrs = envelope.job_headers(
+        attempt=attempt, idempotency_key=idempotency_key, job_id=jid, extra=headers,
+        published_ms=int(now * 1000),
+    )
+    exchange, routing_key = "", queue
+    seconds = 0
+    if delay is not None and delay > 0:
+        seconds = math.ceil(delay)
+        routing_key = delay_routing_key(seconds, delay_levels)
+        exchange = delay_entry_exchange(delay_levels)
+        hdrs[envelope.H_TARGET] = queue
+        hdrs[envelope.H_DELAY_MS] = int(delay * 1000)
+    return Outgoing(
+        queue=queue, exchange=exchange, routing_key=routing_key, body=body,
+        content_type=ctype, message_id=jid, timestamp=int(now), headers=hdrs, priority=priority,
+    )
+
+
+def published(out: Outgoing) -> Published:
+    delay = math.ceil(int(out.headers.get(envelope.H_DELAY_MS, 0)) / 1000) if out.exchange else 0
+    return Published(out.message_id, out.queue, out.exchange, out.routing_key, delay)
