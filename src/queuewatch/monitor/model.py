@@ -38,6 +38,8 @@ class QueueStats:
     ack_rate: float = 0.0
     redeliver_rate: float = 0.0
     message_bytes: int = 0
+    no_ack_rate: float = 0.0
+    """Messages/s taken without a manual ack (auto-ack deliveries and gets); they leave at once."""
     max_length: int | None = None
     max_length_bytes: int | None = None
     max_priority: int | None = None
@@ -76,7 +78,7 @@ class QueueStats:
     @property
     def net_rate(self) -> float:
         """Messages/s the queue grows by (negative while draining)."""
-        return self.publish_rate - self.ack_rate
+        return self.publish_rate - self.ack_rate - self.no_ack_rate
 
     @property
     def key(self) -> tuple[str, str]:

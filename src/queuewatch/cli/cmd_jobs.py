@@ -1,0 +1,56 @@
+"""``queuewatch jobs stuck``: in-flight jobs older than their queue's threshold.
+
+Subcommands are registered by the functions in :data:`SUBCOMMANDS`; add one (for instance
+``jobs cancel``) by writing a ``register_<name>(jsub)`` function and listing it there.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+
+from queuewatch.cli.cmd_status import add_monitor_options, take_snapshot
+from queuewatch.cli.common import format_table, print_json
+from queuewatch.monitor.model import Snapshot, fmt_duration
+
+
+def render_stuck(snap: Snapshot) -> str:
+    if not snap.stuck_jobs:
+        return f"no stuck jobs ({len(snap.workers)} workers reporting)"
+    return format_table(
+        ["JOB", "QUEUE", "ATTEMPT", "WORKER", "HOST", "PID", "RUNNING", "THRESHOLD"],
+        [[s.job_id, s.queue, s.attempt, s.worker_id, s.host, s.pid, fmt_duration(s.age),
+          fmt_duration(s.threshold)] for s in snap.stuck_jobs],
+        right={2, 5, 6, 7},
+    )
+
+
+def cmd_jobs_stuck(args: argparse.Namespace) -> int:
+    snap = take_snapshot(args)
+    if getattr(args, "json", False):
+        print_json([asdict(s) for s in snap.stuck_jobs])
+    else:
+        print(render_stuck(snap))
+    return 0
+
+
+def register_stuck(jsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = jsub.add_parser(
+        "stuck", help="in-flight jobs running longer than their queue's threshold",
+        description="From worker heartbeats: jobs in flight longer than stuck_after (per queue "
+        "in the topology, else thresholds.stuck_job_seconds).",
+    )
+    add_monitor_options(p)
+    p.set_defaults(func=cmd_jobs_stuck)
+
+
+#: One function per ``jobs`` subcommand; each adds its parser to the given subparsers.
+SUBCOMMANDS = [register_stuck]
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("jobs", help="jobs in flight: stuck ones (and actions on them)")
+    jsub = p.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND")
+    jsub.required = True
+    for add in SUBCOMMANDS:
+        add(jsub)

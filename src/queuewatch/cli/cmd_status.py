@@ -1,0 +1,186 @@
+"""``queuewatch status [--json] [--watch]`` and ``queuewatch alerts``.
+
+The shared pieces of the monitoring commands (options, one snapshot) live here too;
+``cmd_workers`` and ``cmd_jobs`` import them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+
+from queuewatch.cli.common import add_connection_options, format_table, print_json, run, settings_from_args
+from queuewatch.monitor.model import Snapshot, fmt_duration
+
+
+def add_monitor_options(p: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    """Options of every monitoring command (``suppress``: for a sub-subcommand)."""
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    p.add_argument("--json", action="store_true", default=d(False),
+                   help="print JSON (field names documented in docs/monitoring.md)")
+    p.add_argument("--listen", type=float, metavar="SECONDS", default=d(None),
+                   help="listen this long for worker heartbeats before the snapshot (default 1.5)")
+    p.add_argument("--no-heartbeats", action="store_true", default=d(False),
+                   help="do not connect over AMQP; queues only, no workers or stuck jobs")
+    p.add_argument("--topology", metavar="FILE", default=d(None),
+                   help="topology file, for per-queue stuck_after thresholds")
+    p.add_argument("--all-vhosts", action="store_true", default=d(False),
+                   help="look at every vhost instead of one")
+    if not suppress:
+        add_connection_options(p)
+
+
+def take_snapshot(args: argparse.Namespace, need_heartbeats: bool = True) -> Snapshot:
+    """One snapshot as the command-line options ask for it."""
+    from queuewatch.monitor.session import DEFAULT_LISTEN, open_monitor
+    from queuewatch.topology import load_topology
+
+    settings = settings_from_args(args)
+    topo_path = getattr(args, "topology", None)
+    topology = load_topology(topo_path) if topo_path else None
+    beats = need_heartbeats and not getattr(args, "no_heartbeats", False)
+    listen = getattr(args, "listen", None)
+
+    async def go() -> Snapshot:
+        async with open_monitor(
+            settings, heartbeats=beats, listen=DEFAULT_LISTEN if listen is None else listen,
+            topology=topology, all_vhosts=bool(getattr(args, "all_vhosts", False)),
+        ) as monitor:
+            return await monitor.poll()
+
+    return run(go)
+
+
+# -- status ------------------------------------------------------------------------------
+
+def _rate(v: float) -> str:
+    return f"{v:.1f}"
+
+
+def render_status(snap: Snapshot) -> str:
+    rows = []
+    for q in snap.queues:
+        fill = q.fill
+        rows.append([
+            q.name, q.ready, q.unacked, q.consumers,
+            "-" if fill is None else f"{fill:.0%}",
+            fmt_duration(q.oldest_age), fmt_duration(q.drain_eta),
+            _rate(q.publish_rate), _rate(q.ack_rate + q.no_ack_rate),
+            "-" if q.dlq_depth is None else q.dlq_depth,
+        ])
+    when = time.strftime("%H:%M:%S", time.localtime(snap.taken_at))
+    head = (f"{snap.broker.url}  vhost {snap.vhost or '(all)'}  RabbitMQ {snap.broker.version}  "
+            f"{when}  {len(snap.queues)} queues  {len(snap.workers)} workers")
+    table = format_table(
+        ["QUEUE", "READY", "UNACKED", "CONSUMERS", "FILL", "OLDEST", "DRAIN-ETA", "IN/S", "OUT/S",
+         "DLQ"],
+        rows, right={1, 2, 3, 4, 5, 6, 7, 8, 9},
+    ) if rows else "(no queues)"
+    nodes = "  ".join(
+        f"{n.name}: {'up' if n.running else 'DOWN'}"
+        + (" MEM-ALARM" if n.mem_alarm else "") + (" DISK-ALARM" if n.disk_alarm else "")
+        for n in snap.nodes
+    )
+    alerts = f"{len(snap.alerts)} alerts (queuewatch alerts)" if snap.alerts else "no alerts"
+    return f"{head}\n{table}\nnodes: {nodes}\n{alerts}"
+
+
+def render_alerts(snap: Snapshot) -> str:
+    if not snap.alerts:
+        return "no alerts"
+    return format_table(
+        ["SEVERITY", "KIND", "TARGET", "REASON"],
+        [[a.severity, a.kind, a.target, a.reason] for a in snap.alerts],
+    )
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from queuewatch.monitor.jsonview import snapshot_to_json
+
+    if not args.watch:
+        snap = take_snapshot(args)
+        if args.json:
+            print_json(snapshot_to_json(snap))
+        else:
+            print(render_status(snap))
+        return 0
+    return _watch(args, lambda s: print_json(snapshot_to_json(s)) if args.json
+                  else _print_screen(render_status(s)))
+
+
+def _print_screen(text: str) -> None:
+    if sys.stdout.isatty():
+        sys.stdout.write("\033[H\033[2J")
+    print(text, flush=True)
+
+
+def _watch(args: argparse.Namespace, show: Callable[[Snapshot], None]) -> int:
+    """Reprint every interval until Ctrl-C; polls never overlap."""
+    from queuewatch.monitor.core import interval_warning
+    from queuewatch.monitor.session import DEFAULT_LISTEN, open_monitor
+    from queuewatch.topology import load_topology
+
+    settings = settings_from_args(args)
+    interval = args.interval if args.interval is not None else settings.poll_interval
+    warning = interval_warning(interval)
+    if warning:
+        print(f"queuewatch: warning: {warning}", file=sys.stderr)
+    topology = load_topology(args.topology) if args.topology else None
+    listen = DEFAULT_LISTEN if args.listen is None else args.listen
+
+    async def go() -> None:
+        async with open_monitor(
+            settings, heartbeats=not args.no_heartbeats, listen=listen, topology=topology,
+            all_vhosts=args.all_vhosts,
+        ) as monitor:
+            count = 0
+
+            def on_snapshot(s: Snapshot) -> None:
+                nonlocal count
+                show(s)
+                sys.stdout.flush()
+                count += 1
+                if args.count and count >= args.count:
+                    stop.set()
+
+            stop = asyncio.Event()
+            await monitor.run(on_snapshot, interval, stop=stop)
+
+    run(go)
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    snap = take_snapshot(args)
+    if args.json:
+        print_json([asdict(a) for a in snap.alerts])
+    else:
+        print(render_alerts(snap))
+    return 1 if args.check and snap.alerts else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "status", help="queues: depth, consumers, lag, ETAs, DLQs (one shot or --watch)",
+        description="Show every queue of the vhost: ready/unacked, consumers, fill of the cap, "
+        "age of the oldest ready message ('unknown' when publishers set no timestamp), time "
+        "to drain ('never' while growing) and DLQ depth.",
+    )
+    add_monitor_options(p)
+    p.add_argument("--watch", action="store_true", help="reprint every --interval seconds")
+    p.add_argument("--interval", type=float, metavar="SECONDS",
+                   help="seconds between polls with --watch (default: poll_interval, 5)")
+    p.add_argument("--count", type=int, default=0, metavar="N",
+                   help="with --watch: stop after N snapshots (default: until Ctrl-C)")
+    p.set_defaults(func=cmd_status)
+
+    a = sub.add_parser("alerts", help="what needs attention, with a reason for each",
+                       description="Alerts from the current snapshot (thresholds from settings).")
+    add_monitor_options(a)
+    a.add_argument("--check", action="store_true", help="exit 1 when there is any alert")
+    a.set_defaults(func=cmd_alerts)

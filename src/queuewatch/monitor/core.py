@@ -1,0 +1,222 @@
+"""The monitor: one poll of the management API (plus heartbeats) -> one frozen Snapshot.
+
+A poll costs one paged ``/api/queues/<vhost>?columns=...`` sweep, with ``/api/nodes`` and
+``/api/overview`` fetched alongside it; ``/api/connections`` is asked only when a worker's
+heartbeat went stale and the hung-worker question needs it. No per-queue requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from queuewatch.config import BROKER_STATS_INTERVAL, Settings
+from queuewatch.errors import ManagementUnavailable, NotFound, QueuewatchError
+from queuewatch.management import ManagementClient, q
+from queuewatch.monitor.alerts import build_alerts
+from queuewatch.monitor.detect import (
+    StallTracker,
+    build_workers,
+    find_orphaned,
+    find_stuck_jobs,
+    needs_connection_check,
+)
+from queuewatch.monitor.heartbeats import HeartbeatSource
+from queuewatch.monitor.history import QueueHistory
+from queuewatch.monitor.model import BrokerInfo, NodeStats, QueueStats, Snapshot
+from queuewatch.monitor.queues import MONITOR_QUEUE_COLUMNS, ack_count, parse_queue
+from queuewatch.topology import DLQ_SUFFIX, Topology
+
+log = logging.getLogger(__name__)
+
+NODE_COLUMNS = (
+    "name,running,mem_alarm,disk_free_alarm,mem_used,mem_limit,disk_free,disk_free_limit"
+)
+OVERVIEW_COLUMNS = "rabbitmq_version,cluster_name,erlang_version"
+CONNECTION_COLUMNS = "name,user_provided_name,client_properties.connection_name"
+
+SnapshotCallback = Callable[[Snapshot], Awaitable[None] | None]
+ErrorCallback = Callable[[QueuewatchError], Awaitable[None] | None]
+
+
+def interval_warning(interval: float) -> str | None:
+    """A warning when ``interval`` is below the broker's statistics interval, else None."""
+    if interval < BROKER_STATS_INTERVAL:
+        return (
+            f"poll interval {interval:g}s is below the broker's statistics interval "
+            f"({BROKER_STATS_INTERVAL:g}s): polls in between show the same numbers"
+        )
+    return None
+
+
+class Monitor:
+    """Polls one vhost (or all, with ``all_vhosts``) and judges what it sees.
+
+    Dependencies come in: the management client, settings (thresholds, history size), a
+    clock (epoch seconds), an optional topology (per-queue ``stuck_after``) and an optional
+    heartbeat source (workers, stuck jobs, hung workers).
+    """
+
+    def __init__(
+        self,
+        mgmt: ManagementClient,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        topology: Topology | None = None,
+        heartbeats: HeartbeatSource | None = None,
+        all_vhosts: bool = False,
+    ) -> None:
+        self.mgmt = mgmt
+        self.settings = settings
+        self.clock = clock
+        self.topology = topology
+        self.heartbeats = heartbeats
+        self.vhost: str | None = None if all_vhosts else settings.effective_vhost
+        self.history = QueueHistory(settings.history_size)
+        """Per-queue history (``monitor.history.get(name)``), oldest first."""
+        self.last: Snapshot | None = None
+        self._stalls = StallTracker(settings.thresholds.stalled_polls)
+        self._dlq_depths: dict[tuple[str, str], int] = {}
+        self._lock = asyncio.Lock()
+
+    # -- one poll -----------------------------------------------------------------------
+    async def poll(self) -> Snapshot:
+        """Fetch and judge; concurrent callers wait for each other (polls never overlap)."""
+        async with self._lock:
+            snap = await self._poll()
+            self.last = snap
+            return snap
+
+    async def _poll(self) -> Snapshot:
+        started = time.perf_counter()
+        raw_queues, raw_nodes, overview = await asyncio.gather(
+            self.mgmt.queues(self.vhost, columns=MONITOR_QUEUE_COLUMNS),
+            self.mgmt.get("/nodes", columns=NODE_COLUMNS),
+            self._overview(),
+        )
+        now = self.clock()
+        queues = self._link_dlqs([parse_queue(r, now, self._stuck_after(r["name"])) for r in raw_queues])
+        acks = {(str(r.get("vhost", "")), str(r["name"])): ack_count(r) for r in raw_queues}
+        stalled = self._stalls.update(queues, acks)
+        orphaned = find_orphaned(queues)
+        nodes = tuple(_node(n) for n in raw_nodes or ())
+
+        t = self.settings.thresholds
+        beats = self.heartbeats.latest() if self.heartbeats is not None else {}
+        open_conns = None
+        if beats and needs_connection_check(beats, now, t.heartbeat_stale_seconds):
+            open_conns = await self._connection_names()
+        workers = build_workers(beats, now, t.heartbeat_stale_seconds, open_conns)
+        stuck = find_stuck_jobs(workers, now, self._stuck_after)
+        alerts = build_alerts(queues, nodes, workers, stuck, stalled, orphaned, t)
+        self.history.record(now, queues)
+        return Snapshot(
+            taken_at=now, vhost=self.vhost,
+            broker=BrokerInfo(
+                url=self.mgmt.display_url, version=overview.get("rabbitmq_version"),
+                cluster_name=overview.get("cluster_name"),
+                erlang_version=overview.get("erlang_version"),
+            ),
+            nodes=nodes, queues=tuple(queues), workers=workers, stuck_jobs=stuck,
+            stalled_queues=stalled, orphaned_queues=orphaned, alerts=alerts,
+            poll_seconds=time.perf_counter() - started,
+        )
+
+    async def _overview(self) -> dict[str, Any]:
+        try:
+            data = await self.mgmt.get("/overview", columns=OVERVIEW_COLUMNS)
+        except NotFound:
+            raise ManagementUnavailable(
+                f"{self.mgmt.display_url} has no /api/overview: enable the plugin with "
+                "'rabbitmq-plugins enable rabbitmq_management'"
+            ) from None
+        if not isinstance(data, dict):
+            raise ManagementUnavailable(f"{self.mgmt.display_url}/api/overview answered unexpectedly")
+        return data
+
+    async def _connection_names(self) -> set[str]:
+        path = "/connections" if self.vhost is None else f"/vhosts/{q(self.vhost)}/connections"
+        names: set[str] = set()
+        for c in await self.mgmt.get(path, columns=CONNECTION_COLUMNS) or ():
+            props = c.get("client_properties") or {}
+            for name in (c.get("user_provided_name"), props.get("connection_name")):
+                if name:
+                    names.add(str(name))
+        return names
+
+    def _stuck_after(self, queue: str) -> float:
+        if self.topology is not None:
+            for spec in self.topology.queues:
+                if spec.name == queue and spec.stuck_after is not None:
+                    return spec.stuck_after
+        return self.settings.thresholds.stuck_job_seconds
+
+    def _link_dlqs(self, queues: list[QueueStats]) -> list[QueueStats]:
+        """Give each queue that has a ``Q.dlq`` its DLQ's depth and growth since last poll."""
+        by_key = {qs.key: qs for qs in queues}
+        depths: dict[tuple[str, str], int] = {}
+        out = []
+        for qs in queues:
+            dlq = by_key.get((qs.vhost, qs.name + DLQ_SUFFIX))
+            if dlq is not None:
+                depth = dlq.total
+                depths[dlq.key] = depth
+                previous = self._dlq_depths.get(dlq.key)
+                growth = None if previous is None else depth - previous
+                qs = replace(qs, dlq=dlq.name, dlq_depth=depth, dlq_growth=growth)
+            out.append(qs)
+        self._dlq_depths = depths
+        return out
+
+    # -- polling forever ------------------------------------------------------------------
+    async def run(
+        self,
+        callback: SnapshotCallback,
+        interval: float | None = None,
+        *,
+        on_error: ErrorCallback | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        """Poll, hand the snapshot to ``callback``, wait ``interval``, repeat until ``stop``.
+
+        The next poll is scheduled only when the last one (and its callback) finished, so
+        polls never overlap. A :class:`QueuewatchError` goes to ``on_error`` (polling goes on)
+        or, without one, ends the loop.
+        """
+        every = self.settings.poll_interval if interval is None else interval
+        warning = interval_warning(every)
+        if warning:
+            log.warning(warning)
+        stop = stop or asyncio.Event()
+        while not stop.is_set():
+            try:
+                await _call(callback, await self.poll())
+            except QueuewatchError as exc:
+                if on_error is None:
+                    raise
+                await _call(on_error, exc)
+            try:
+                await asyncio.wait_for(stop.wait(), every)
+            except TimeoutError:
+                pass
+
+
+async def _call(fn: Callable[[Any], Awaitable[None] | None], arg: Any) -> None:
+    result = fn(arg)
+    if inspect.isawaitable(result):
+        await result
+
+
+def _node(n: Mapping[str, Any]) -> NodeStats:
+    return NodeStats(
+        name=str(n.get("name")), running=bool(n.get("running", False)),
+        mem_alarm=bool(n.get("mem_alarm", False)), disk_alarm=bool(n.get("disk_free_alarm", False)),
+        mem_used=n.get("mem_used"), mem_limit=n.get("mem_limit"),
+        disk_free=n.get("disk_free"), disk_free_limit=n.get("disk_free_limit"),
+    )

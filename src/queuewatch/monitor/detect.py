@@ -1,0 +1,106 @@
+"""Detectors: live and hung workers, stuck jobs, stalled and orphaned queues.
+
+Pure functions and one small stateful tracker; the monitor feeds them each poll.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+from queuewatch.monitor.heartbeats import ReceivedHeartbeat
+from queuewatch.monitor.model import QueueStats, StuckJob, WorkerStats
+from queuewatch.monitor.queues import RATE_EPSILON, is_infrastructure
+
+
+def build_workers(
+    beats: Mapping[str, ReceivedHeartbeat],
+    now: float,
+    stale_after: float,
+    open_connections: set[str] | None,
+) -> tuple[WorkerStats, ...]:
+    """Workers from their latest heartbeats; ``open_connections`` None means "not looked up"."""
+    workers = []
+    for worker_id in sorted(beats):
+        rb = beats[worker_id]
+        hb = rb.heartbeat
+        age = max(now - rb.received_at, 0.0)
+        conn_open: bool | None = None
+        if open_connections is not None and hb.connection_name:
+            conn_open = hb.connection_name in open_connections
+        interval = hb.interval if hb.interval > 0 else 1.0
+        done = hb.succeeded + hb.failed + hb.retried + hb.dead_lettered
+        workers.append(
+            WorkerStats(
+                worker_id=hb.worker_id, host=hb.host, pid=hb.pid, queues=tuple(hb.queues),
+                concurrency=hb.concurrency, cpu_percent=hb.cpu_percent, rss_bytes=hb.rss_bytes,
+                in_flight=tuple(hb.in_flight), jobs_per_second=done / interval,
+                errors=hb.failed + hb.dead_lettered, last_heartbeat=rb.received_at,
+                heartbeat_age=age, connection_name=hb.connection_name, connection_open=conn_open,
+                hung=age > stale_after and conn_open is True,
+            )
+        )
+    return tuple(workers)
+
+
+def needs_connection_check(
+    beats: Mapping[str, ReceivedHeartbeat], now: float, stale_after: float
+) -> bool:
+    """True when some worker went quiet and named its connection: only then ask the broker."""
+    return any(
+        now - rb.received_at > stale_after and rb.heartbeat.connection_name
+        for rb in beats.values()
+    )
+
+
+def find_stuck_jobs(
+    workers: Iterable[WorkerStats], now: float, threshold_for: Callable[[str], float]
+) -> tuple[StuckJob, ...]:
+    """In-flight jobs older than their queue's threshold, oldest first."""
+    stuck = []
+    for w in workers:
+        for job in w.in_flight:
+            threshold = threshold_for(job.queue)
+            age = now - job.started_at
+            if age > threshold:
+                stuck.append(
+                    StuckJob(
+                        job_id=job.job_id, queue=job.queue, attempt=job.attempt,
+                        worker_id=w.worker_id, host=w.host, pid=w.pid,
+                        started_at=job.started_at, age=age, threshold=threshold,
+                    )
+                )
+    return tuple(sorted(stuck, key=lambda s: -s.age))
+
+
+def find_orphaned(queues: Iterable[QueueStats]) -> tuple[str, ...]:
+    """Queues with messages and no consumers (DLQs and delay levels are meant to sit idle)."""
+    return tuple(
+        q.name for q in queues if q.total > 0 and q.consumers == 0 and not is_infrastructure(q.name)
+    )
+
+
+class StallTracker:
+    """Counts consecutive polls in which a queue had messages and consumers but no acks."""
+
+    def __init__(self, polls: int) -> None:
+        self.polls = max(int(polls), 1)
+        self._count: dict[tuple[str, str], int] = {}
+        self._acks: dict[tuple[str, str], int | None] = {}
+
+    def update(self, queues: Iterable[QueueStats], acks: Mapping[tuple[str, str], int | None]) -> tuple[str, ...]:
+        """Feed one poll; returns the queues stalled for at least ``polls`` polls."""
+        stalled = []
+        counts: dict[tuple[str, str], int] = {}
+        for q in queues:
+            ack = acks.get(q.key)
+            busy = q.total > 0 and q.consumers > 0
+            previous = self._acks.get(q.key)
+            acked = q.ack_rate > RATE_EPSILON or q.no_ack_rate > RATE_EPSILON or (
+                ack is not None and previous is not None and ack > previous
+            )
+            counts[q.key] = self._count.get(q.key, 0) + 1 if busy and not acked else 0
+            if counts[q.key] >= self.polls:
+                stalled.append(q.name)
+        self._count = counts
+        self._acks = dict(acks)
+        return tuple(stalled)
