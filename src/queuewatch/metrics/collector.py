@@ -1,0 +1,197 @@
+"""The Prometheus collector: fresh metric families per scrape, built from one Snapshot.
+
+It sits in its own ``CollectorRegistry`` (see :mod:`queuewatch.metrics.server`). Where a
+snapshot comes from is passed in (``source``); :class:`SnapshotCache` reuses one no older
+than the poll interval so scrapes never hammer the broker. When the source fails the
+scrape still answers: ``queuewatch_up 0`` and ``queuewatch_scrape_errors_total`` + 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from queuewatch.errors import BrokerUnavailable, QueuewatchError
+from queuewatch.monitor.model import Snapshot
+
+log = logging.getLogger(__name__)
+
+Q_LABELS = ["vhost", "queue"]
+
+
+class SnapshotCache:
+    """Thread-safe access to a snapshot polled on ``loop``, reused for ``max_age`` seconds.
+
+    A failure is remembered for ``max_age`` too, so a broken broker is not retried by
+    every scrape. Calls from other threads only; ``loop`` must be running elsewhere.
+    """
+
+    def __init__(
+        self,
+        poll: Callable[[], Awaitable[Snapshot]],
+        loop: asyncio.AbstractEventLoop,
+        max_age: float,
+        timeout: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._poll = poll
+        self._loop = loop
+        self.max_age = max_age
+        self.timeout = timeout
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._at: float | None = None
+        self._snapshot: Snapshot | None = None
+        self._error: QueuewatchError | None = None
+        self.polls = 0
+
+    def get(self) -> Snapshot:
+        with self._lock:
+            now = self._clock()
+            if self._at is None or now - self._at >= self.max_age:
+                self._refresh()
+                self._at = self._clock()
+            if self._error is not None:
+                raise self._error
+            assert self._snapshot is not None
+            return self._snapshot
+
+    def _refresh(self) -> None:
+        self.polls += 1
+        future = asyncio.run_coroutine_threadsafe(_awaited(self._poll), self._loop)
+        try:
+            self._snapshot = future.result(self.timeout)
+            self._error = None
+        except QueuewatchError as exc:
+            self._error = exc
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            self._error = BrokerUnavailable(f"snapshot took longer than {self.timeout:g}s")
+
+
+async def _awaited(fn: Callable[[], Awaitable[Snapshot]]) -> Snapshot:
+    return await fn()
+
+
+class QueuewatchCollector:
+    """Builds every ``queuewatch_*`` family from ``source()`` at each scrape."""
+
+    def __init__(self, source: Callable[[], Snapshot], stale_after: float = 10.0) -> None:
+        self.source = source
+        self.stale_after = stale_after
+        """Seconds without a heartbeat after which a worker no longer counts as up."""
+        self.scrape_errors = 0
+        self.last_error: str | None = None
+
+    def describe(self) -> Iterable[Metric]:
+        return ()
+
+    def collect(self) -> Iterable[Metric]:
+        started = time.perf_counter()
+        try:
+            snap: Snapshot | None = self.source()
+            self.last_error = None
+        except QueuewatchError as exc:
+            snap = None
+            self.scrape_errors += 1
+            self.last_error = str(exc)
+            log.warning("scrape failed: %s", exc)
+        families: list[Metric] = [] if snap is None else list(snapshot_families(snap, self.stale_after))
+        up = GaugeMetricFamily("queuewatch_up", "1 when the last poll of the management API "
+                               "succeeded, else 0")
+        up.add_metric([], 0.0 if snap is None else 1.0)
+        errors = CounterMetricFamily("queuewatch_scrape_errors", "Scrapes whose snapshot failed "
+                                     "(broker or management API unreachable, refused, ...)")
+        errors.add_metric([], float(self.scrape_errors))
+        took = GaugeMetricFamily("queuewatch_scrape_duration_seconds",
+                                 "Seconds this scrape took, snapshot included")
+        took.add_metric([], time.perf_counter() - started)
+        return [up, errors, took, *families]
+
+
+def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=labels if labels is not None else Q_LABELS)
+
+
+def snapshot_families(snap: Snapshot, stale_after: float) -> Iterable[Metric]:
+    """Every metric family of one snapshot (no scrape bookkeeping)."""
+    poll = _gauge("queuewatch_poll_duration_seconds", "Seconds the snapshot's poll took", [])
+    poll.add_metric([], snap.poll_seconds)
+    taken = _gauge("queuewatch_snapshot_timestamp_seconds", "When the snapshot was taken", [])
+    taken.add_metric([], snap.taken_at)
+
+    messages = _gauge("queuewatch_queue_messages", "Messages in the queue by state "
+                      "(ready, unacked)", [*Q_LABELS, "state"])
+    consumers = _gauge("queuewatch_queue_consumers", "Consumers attached to the queue")
+    age = _gauge("queuewatch_queue_oldest_message_age_seconds", "Age of the oldest ready "
+                 "message (absent when publishers set no timestamp)")
+    drain = _gauge("queuewatch_queue_drain_eta_seconds", "Seconds until empty at the current "
+                   "net rate (+Inf: not draining)")
+    full = _gauge("queuewatch_queue_full_eta_seconds", "Seconds until the cap at the current net "
+                  "rate (+Inf: not filling; capped queues only)")
+    fill = _gauge("queuewatch_queue_fill_ratio", "Fraction of x-max-length in use "
+                  "(capped queues only)")
+    cap = _gauge("queuewatch_queue_max_length_messages", "The queue's x-max-length")
+    dlq = _gauge("queuewatch_queue_dlq_messages", "Messages in the queue's dead-letter queue",
+                 [*Q_LABELS, "dlq"])
+    stalled = _gauge("queuewatch_queue_stalled", "1 when the queue has messages and consumers "
+                     "but saw no acks for several polls")
+    orphaned = _gauge("queuewatch_queue_orphaned", "1 when the queue has messages and no "
+                      "consumers (DLQs and delay levels excluded)")
+    stuck = _gauge("queuewatch_stuck_jobs", "In-flight jobs running longer than the queue's "
+                   "stuck threshold")
+    stalled_set, orphan_set = set(snap.stalled_queues), set(snap.orphaned_queues)
+    stuck_by_queue: dict[str, int] = {}
+    for s in snap.stuck_jobs:
+        stuck_by_queue[s.queue] = stuck_by_queue.get(s.queue, 0) + 1
+    for q in snap.queues:
+        labels = [q.vhost, q.name]
+        messages.add_metric([*labels, "ready"], q.ready)
+        messages.add_metric([*labels, "unacked"], q.unacked)
+        consumers.add_metric(labels, q.consumers)
+        if q.oldest_age is not None:
+            age.add_metric(labels, q.oldest_age)
+        if q.drain_eta is not None:
+            drain.add_metric(labels, q.drain_eta)
+        if q.max_length:
+            cap.add_metric(labels, q.max_length)
+            fill.add_metric(labels, q.fill or 0.0)
+            if q.full_eta is not None:
+                full.add_metric(labels, q.full_eta)
+        if q.dlq is not None and q.dlq_depth is not None:
+            dlq.add_metric([*labels, q.dlq], q.dlq_depth)
+        stalled.add_metric(labels, 1.0 if q.name in stalled_set else 0.0)
+        orphaned.add_metric(labels, 1.0 if q.name in orphan_set else 0.0)
+        if not q.is_dlq:
+            stuck.add_metric(labels, stuck_by_queue.get(q.name, 0))
+
+    workers_up = _gauge("queuewatch_workers_up", "Workers whose last heartbeat is fresh", [])
+    workers_up.add_metric([], sum(1 for w in snap.workers if w.heartbeat_age <= stale_after))
+    hung = _gauge("queuewatch_workers_hung", "Workers silent while their connection stays open", [])
+    hung.add_metric([], sum(1 for w in snap.workers if w.hung))
+    hb_age = _gauge("queuewatch_worker_heartbeat_age_seconds", "Seconds since the worker's last "
+                    "heartbeat", ["worker", "host"])
+    in_flight = _gauge("queuewatch_worker_in_flight_jobs", "Jobs the worker is running",
+                       ["worker", "host"])
+    for w in snap.workers:
+        hb_age.add_metric([w.worker_id, w.host], w.heartbeat_age)
+        in_flight.add_metric([w.worker_id, w.host], len(w.in_flight))
+
+    running = _gauge("queuewatch_node_running", "1 when the broker node is running", ["node"])
+    alarm = _gauge("queuewatch_node_alarm", "1 while a resource alarm blocks publishers",
+                   ["node", "resource"])
+    for n in snap.nodes:
+        running.add_metric([n.name], 1.0 if n.running else 0.0)
+        alarm.add_metric([n.name, "memory"], 1.0 if n.mem_alarm else 0.0)
+        alarm.add_metric([n.name, "disk"], 1.0 if n.disk_alarm else 0.0)
+    alerts = _gauge("queuewatch_alerts", "Alerts in the snapshot by severity", ["severity"])
+    for severity in ("warning", "critical"):
+        alerts.add_metric([severity], sum(1 for a in snap.alerts if a.severity == severity))
+    return [poll, taken, messages, consumers, age, drain, full, fill, cap, dlq, stalled, orphaned,
+            stuck, workers_up, hung, hb_age, in_flight, running, alarm, alerts]
