@@ -1,0 +1,68 @@
+"""Delete selected dead letters and purge a DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiormq
+from aio_pika.abc import AbstractConnection
+
+from queuewatch.dlq.acker import Acker
+from queuewatch.dlq.channel import (
+    IDLE_TIMEOUT,
+    consume,
+    delivery_tag,
+    prefetch_for,
+    queue_depth,
+    raw_channel,
+)
+from queuewatch.dlq.filters import DeadLetterFilter
+from queuewatch.dlq.peek import to_dead_letter
+from queuewatch.errors import BrokerError, NotFound
+
+
+async def delete(
+    connection: AbstractConnection, queue: str, flt: DeadLetterFilter,
+    idle_timeout: float = IDLE_TIMEOUT,
+) -> list[str | None]:
+    """Remove the dead letters ``flt`` selects (ack them); the rest stay in place.
+
+    Returns the job ids removed (None for messages without one)."""
+    if flt.is_empty:
+        raise ValueError("delete needs a filter (job ids, ...); use purge to empty the queue")
+    total = await queue_depth(connection, queue)
+    removed: list[str | None] = []
+    if total == 0:
+        return removed
+    acks: list[asyncio.Future[Any]] = []
+    async with raw_channel(connection) as raw:
+        acker = Acker(lambda tag, multiple: acks.append(
+            asyncio.ensure_future(raw.basic_ack(tag, multiple=multiple))))
+        inbox, _tag = await consume(raw, queue, prefetch_for(total))
+        for position in range(total):
+            message = await inbox.get(idle_timeout)
+            if message is None:
+                break
+            dl = to_dead_letter(position, message)
+            tag = delivery_tag(message)
+            if flt.matches(dl):
+                removed.append(dl.job_id)
+                acker.done(tag)
+            else:
+                acker.hold(tag)
+        if acks:
+            await asyncio.gather(*acks)
+    return removed
+
+
+async def purge(connection: AbstractConnection, queue: str) -> int:
+    """Remove every ready message of ``queue``; returns how many."""
+    async with raw_channel(connection) as raw:
+        try:
+            ok = await raw.queue_purge(queue)
+        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+            raise NotFound(f"queue {queue!r} does not exist in this vhost") from exc
+        except aiormq.exceptions.AMQPError as exc:
+            raise BrokerError(f"purging {queue!r} failed: {exc}") from exc
+        return int(ok.message_count or 0)

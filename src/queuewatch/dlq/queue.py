@@ -1,0 +1,147 @@
+"""``DeadLetterQueue``: the one object the CLI and the TUI call for everything DLQ.
+
+Destructive methods check read-only mode first (before touching the broker), then act,
+then append to the audit log, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from aio_pika.abc import AbstractConnection
+
+from queuewatch.audit import AuditLog, Outcome, require_writable
+from queuewatch.config import Settings
+from queuewatch.dlq import ops, peek, replay, transfer
+from queuewatch.dlq.channel import queue_depth
+from queuewatch.dlq.filters import DeadLetterFilter
+from queuewatch.dlq.model import DeadLetter
+from queuewatch.dlq.peek import Page, ProgressFn
+from queuewatch.dlq.replay import DEFAULT_MAX_REPLAYS, DEFAULT_WINDOW, ReplayOptions, ReplayResult
+from queuewatch.errors import QueuewatchError
+from queuewatch.management import ManagementClient
+from queuewatch.topology import DLQ_SUFFIX
+
+
+def dlq_name(queue: str) -> str:
+    """``jobs`` -> ``jobs.dlq``; a name already ending in ``.dlq`` (or any other) is kept
+    only if it ends with the suffix."""
+    return queue if queue.endswith(DLQ_SUFFIX) else queue + DLQ_SUFFIX
+
+
+class DeadLetterQueue:
+    """One DLQ on one vhost. ``queue`` is the DLQ's own name (e.g. ``jobs.dlq``) or any
+    queue holding dead letters (a Celery/pika service's DLQ)."""
+
+    def __init__(
+        self, connection: AbstractConnection, mgmt: ManagementClient | None, settings: Settings,
+        queue: str, audit: AuditLog | None = None,
+    ) -> None:
+        self.connection = connection
+        self.mgmt = mgmt
+        self.settings = settings
+        self.queue = queue
+        self.audit = audit or AuditLog.from_settings(settings)
+
+    @property
+    def target(self) -> dict[str, Any]:
+        return {"vhost": self.settings.effective_vhost, "queue": self.queue}
+
+    # -- reading (never changes the queue) ---------------------------------------------
+    async def depth(self) -> int:
+        return await queue_depth(self.connection, self.queue)
+
+    async def peek(self, offset: int = 0, limit: int = 50) -> Page:
+        return await peek.peek(self.connection, self.queue, offset, limit)
+
+    async def find(
+        self, flt: DeadLetterFilter, limit: int | None = None, max_results: int = 1000
+    ) -> list[DeadLetter]:
+        return await peek.find(self.connection, self.queue, flt, limit, max_results)
+
+    async def get(self, job_id: str) -> DeadLetter | None:
+        found = await self.find(DeadLetterFilter.for_jobs([job_id]), max_results=1)
+        return found[0] if found else None
+
+    async def export(self, path: Path | str, progress: ProgressFn | None = None) -> int:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as out:
+            return await transfer.export(self.connection, self.queue, out, progress)
+
+    # -- destructive --------------------------------------------------------------------
+    def _begin(self, action: str) -> None:
+        require_writable(self.settings, action)
+        self.audit.check()
+
+    async def replay(
+        self, flt: DeadLetterFilter | None = None, *, dry_run: bool = False,
+        rate: float | None = None, force: bool = False, max_replays: int = DEFAULT_MAX_REPLAYS,
+        limit: int | None = None, window: int = DEFAULT_WINDOW, progress: ProgressFn | None = None,
+    ) -> ReplayResult:
+        """Send dead letters back to their original route (a dry run changes nothing and
+        is allowed in read-only mode)."""
+        flt = flt or DeadLetterFilter()
+        if not dry_run:
+            self._begin("replay")
+        opts = ReplayOptions(flt=flt, dry_run=dry_run, rate=rate, force=force,
+                             max_replays=max_replays, limit=limit, window=window,
+                             user=self.settings.credentials[0])
+        try:
+            result = await replay.replay(self.connection, self.queue, opts, progress)
+        except QueuewatchError as exc:
+            if not dry_run:
+                self._record("replay", "error", 0, flt, str(exc))
+            raise
+        if not dry_run:
+            detail = ", ".join(f"{why}={result.count(why)}" for why in
+                               ("replay-limit", "unroutable", "no-route", "publish-failed")
+                               if result.count(why))
+            if result.error:
+                detail = f"{detail}; {result.error}" if detail else result.error
+            self._record("replay", result.outcome, result.replayed, flt, detail,
+                         extra={"force": force, "rate": rate, "max_replays": max_replays})
+        return result
+
+    async def delete(self, job_ids: Iterable[str]) -> list[str | None]:
+        flt = DeadLetterFilter.for_jobs(job_ids)
+        self._begin("delete")
+        try:
+            removed = await ops.delete(self.connection, self.queue, flt)
+        except QueuewatchError as exc:
+            self._record("delete", "error", 0, flt, str(exc))
+            raise
+        missing = len(flt.job_ids - {r for r in removed if r})
+        self._record("delete", "partial" if missing else "ok", len(removed), flt,
+                     f"{missing} job ids not found" if missing else "")
+        return removed
+
+    async def purge(self) -> int:
+        self._begin("purge")
+        try:
+            count = await ops.purge(self.connection, self.queue)
+        except QueuewatchError as exc:
+            self._record("purge", "error", 0, None, str(exc))
+            raise
+        self._record("purge", "ok", count, None, "")
+        return count
+
+    async def import_(self, path: Path | str, progress: ProgressFn | None = None) -> int:
+        self._begin("import")
+        try:
+            count = await transfer.import_(self.connection, self.queue, Path(path), progress)
+        except QueuewatchError as exc:
+            self._record("import", "error", 0, None, str(exc), extra={"file": str(path)})
+            raise
+        self._record("import", "ok", count, None, "", extra={"file": str(path)})
+        return count
+
+    def _record(
+        self, action: str, outcome: Outcome, count: int, flt: DeadLetterFilter | None,
+        detail: str, extra: dict[str, Any] | None = None,
+    ) -> None:
+        target = {**self.target, **(extra or {})}
+        self.audit.record(action, target, outcome, count=count,
+                          filter=flt.describe() if flt else None, detail=detail)
