@@ -1,0 +1,68 @@
+"""Prometheus metrics for a worker process: one observer, its own registry, an HTTP endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from queuewatch.worker.hooks import RETRIED, WorkerObserver
+from queuewatch.worker.job import Job
+
+DEFAULT_METRICS_HOST = "127.0.0.1"
+
+
+class PrometheusObserver(WorkerObserver):
+    """``queuewatch_jobs_total{queue,outcome}``, durations, in-progress, retries, nacks, blocked."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.jobs = Counter("queuewatch_jobs", "Jobs finished, by outcome",
+                            ["queue", "outcome"], registry=r)
+        self.duration = Histogram("queuewatch_job_duration_seconds", "Handler run time",
+                                  ["queue"], registry=r)
+        self.in_progress = Gauge("queuewatch_jobs_in_progress", "Jobs running now",
+                                 ["queue"], registry=r)
+        self.retries = Counter("queuewatch_job_retries", "Jobs re-published for a retry",
+                               ["queue"], registry=r)
+        self.nacks = Counter("queuewatch_publish_nacks", "Publishes the broker refused",
+                             ["queue"], registry=r)
+        self.blocked = Gauge("queuewatch_producer_blocked",
+                             "1 while the broker blocks this process's publishing", registry=r)
+        self.server: Any = None
+
+    def watch_blocked(self, is_blocked: Callable[[], bool]) -> None:
+        """Read the blocked state at scrape time (aio-pika has no blocked callback)."""
+        self.blocked.set_function(lambda: 1.0 if is_blocked() else 0.0)
+
+    def serve(self, port: int, host: str = DEFAULT_METRICS_HOST) -> int:
+        """Start the HTTP endpoint (port 0 = any free port); returns the port."""
+        self.server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return int(self.server.server_port)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+    def on_publish_nack(self, queue: str) -> None:
+        self.nacks.labels(queue).inc()
+
+    def on_blocked(self, blocked: bool) -> None:
+        self.blocked.set(1 if blocked else 0)
+
+    def on_job_start(self, job: Job) -> None:
+        self.in_progress.labels(job.queue).inc()
+
+    def on_job_end(self, job: Job, outcome: str, duration: float, error: BaseException | None) -> None:
+        self.in_progress.labels(job.queue).dec()
+        self.jobs.labels(job.queue, outcome).inc()
+        self.duration.labels(job.queue).observe(duration)
+        if outcome == RETRIED:
+            self.retries.labels(job.queue).inc()
+
+    def on_duplicate(self, queue: str, job_id: str) -> None:
+        self.jobs.labels(queue, "duplicate").inc()

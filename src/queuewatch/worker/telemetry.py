@@ -1,0 +1,117 @@
+"""Worker telemetry: a heartbeat about once a second, and the operator's control queue."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+
+import aio_pika
+import aiormq
+import psutil
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from queuewatch.telemetry import (
+    ControlCommand,
+    Heartbeat,
+    InFlightJob,
+    control_routing_key,
+    heartbeat_routing_key,
+)
+from queuewatch.worker.outcomes import REASON_CANCELLED
+from queuewatch.worker.process import Processor
+
+log = logging.getLogger(__name__)
+
+
+class HeartbeatSender:
+    """Builds and sends :class:`Heartbeat` messages (transient, not confirmed)."""
+
+    def __init__(self, processor: Processor, worker_id: str, queues: Sequence[str],
+                 concurrency: int, exchange: str, connection_name: str,
+                 interval: float = 1.0) -> None:
+        self.processor = processor
+        self.worker_id = worker_id
+        self.queues = tuple(queues)
+        self.concurrency = concurrency
+        self.exchange = exchange
+        self.connection_name = connection_name
+        self.interval = interval
+        self.started_at = time.time()
+        self.host = socket.gethostname()
+        self._proc = psutil.Process()
+        self._proc.cpu_percent(None)  # prime: the first reading is always 0
+        self.sent = 0
+
+    def build(self) -> Heartbeat:
+        counts = self.processor.counts.take()
+        running = tuple(
+            InFlightJob(r.job_id, r.queue, r.attempt, r.started_at)
+            for r in list(self.processor.running.values())
+        )
+        return Heartbeat(
+            worker_id=self.worker_id, host=self.host, pid=os.getpid(), sent_at=time.time(),
+            queues=self.queues, concurrency=self.concurrency,
+            cpu_percent=self._proc.cpu_percent(None), rss_bytes=self._proc.memory_info().rss,
+            in_flight=running, succeeded=counts.succeeded, failed=counts.failed,
+            retried=counts.retried, dead_lettered=counts.dead_lettered,
+            duplicates=counts.duplicates, interval=self.interval,
+            connection_name=self.connection_name, started_at=self.started_at,
+        )
+
+    async def run(self, channel_of: Callable[[], AbstractChannel | None]) -> None:
+        """Beat until cancelled; skip beats while disconnected."""
+        while True:
+            channel = channel_of()
+            if channel is not None and not channel.is_closed:
+                beat = self.build()
+                try:
+                    exchange = await channel.get_exchange(self.exchange, ensure=False)
+                    await exchange.publish(
+                        aio_pika.Message(beat.to_json(), content_type="application/json",
+                                         delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT),
+                        heartbeat_routing_key(self.worker_id), mandatory=False,
+                    )
+                    self.sent += 1
+                except (aiormq.exceptions.AMQPError, RuntimeError, ConnectionError) as exc:
+                    log.debug("heartbeat not sent: %s", exc)
+            await asyncio.sleep(self.interval)
+
+
+async def start_control(channel: AbstractChannel, exchange: str, worker_id: str,
+                        processor: Processor) -> None:
+    """Consume this worker's control queue (exclusive, auto-delete)."""
+    queue = await channel.declare_queue(
+        f"queuewatch.control.{worker_id}", exclusive=True, auto_delete=True, durable=False,
+    )
+    await queue.bind(exchange, routing_key=control_routing_key(worker_id))
+
+    async def on_command(message: AbstractIncomingMessage) -> None:
+        async with message.process(ignore_processed=True):
+            try:
+                command = ControlCommand.from_json(message.body)
+            except (ValueError, TypeError) as exc:
+                log.warning("ignoring a control message that is not a command: %s", exc)
+                return
+            if command.action == "cancel" and command.job_id:
+                n = cancel_job(processor, command.job_id, command.reason or REASON_CANCELLED)
+                log.info("cancel %s requested by %r: %d running", command.job_id,
+                         command.requested_by, n)
+            else:
+                log.warning("ignoring unknown control action %r", command.action)
+
+    await queue.consume(on_command)
+
+
+def cancel_job(processor: Processor, job_id: str, reason: str = REASON_CANCELLED) -> int:
+    """Cancel every running copy of ``job_id``; it is dead-lettered with ``reason``."""
+    n = 0
+    for entry in list(processor.running.values()):
+        if entry.job_id == job_id and not entry.settled and entry.task is not None:
+            entry.cancel_reason = reason
+            entry.task.cancel()
+            n += 1
+    return n
