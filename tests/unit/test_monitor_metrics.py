@@ -1,0 +1,62 @@
+"""The collector builds fresh families per scrape and survives a failing source."""
+
+from __future__ import annotations
+
+import math
+
+from queuewatch.errors import BrokerUnavailable
+from queuewatch.metrics import QueuewatchCollector, build_registry
+from queuewatch.monitor.model import BrokerInfo, NodeStats, Snapshot
+from queuewatch.monitor.queues import parse_queue
+
+NOW = 1_700_000_000.0
+
+
+def snapshot(ready: int) -> Snapshot:
+    q = parse_queue({"name": "jobs", "vhost": "v", "messages_ready": ready,
+                     "messages_unacknowledged": 2, "consumers": 0,
+                     "arguments": {"x-max-length": 100},
+                     "message_stats": {"publish_details": {"rate": 1.0}}}, NOW)
+    return Snapshot(taken_at=NOW, vhost="v", broker=BrokerInfo(url="http://x"),
+                    nodes=(NodeStats("n1", running=True, disk_alarm=True),), queues=(q,),
+                    orphaned_queues=("jobs",))
+
+
+def samples_of(registry: object) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for m in registry.collect() for s in m.samples}  # type: ignore[attr-defined]
+
+
+def test_collector_reports_snapshot_values_and_recovers_from_errors():
+    # Given a source whose answer the test controls
+    state: dict[str, object] = {"answer": snapshot(8)}
+
+    def source() -> Snapshot:
+        a = state["answer"]
+        if isinstance(a, Exception):
+            raise a
+        return a  # type: ignore[return-value]
+
+    registry = build_registry(QueuewatchCollector(source))
+    q = (("queue", "jobs"), ("vhost", "v"))
+    # When scraped: values equal the snapshot's
+    s = samples_of(registry)
+    assert s[("queuewatch_up", ())] == 1
+    assert s[("queuewatch_queue_messages", (("queue", "jobs"), ("state", "ready"), ("vhost", "v")))] == 8
+    assert s[("queuewatch_queue_fill_ratio", q)] == 0.1
+    assert math.isinf(s[("queuewatch_queue_drain_eta_seconds", q)])
+    assert s[("queuewatch_queue_orphaned", q)] == 1
+    assert s[("queuewatch_node_alarm", (("node", "n1"), ("resource", "disk")))] == 1
+    assert s[("queuewatch_scrape_errors_total", ())] == 0
+    # When the source fails: still answers, up 0, error counted, no stale queue numbers
+    state["answer"] = BrokerUnavailable("down")
+    s = samples_of(registry)
+    assert s[("queuewatch_up", ())] == 0
+    assert s[("queuewatch_scrape_errors_total", ())] == 1
+    assert not any(name == "queuewatch_queue_messages" for name, _ in s)
+    # Then it recovers with fresh families
+    state["answer"] = snapshot(20)
+    assert registry.get_sample_value("queuewatch_up") == 1
+    assert registry.get_sample_value("queuewatch_queue_messages",
+                                     {"vhost": "v", "queue": "jobs", "state": "ready"}) == 20
+    assert registry.get_sample_value("queuewatch_scrape_errors_total") == 1
