@@ -1,0 +1,6 @@
+"""stub"""
+from bench.harness import Bench, Section
+
+
+async def run(bench: Bench) -> list[Section]:
+    return []

@@ -1,0 +1,119 @@
+"""Run the selected benchmark families, print each table as it completes, write the report."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from bench import analysis, procs, report
+from bench.harness import Bench, BenchConfig, Row, Section, make_settings
+from queuewatch.errors import QueuewatchError
+from queuewatch.management import ManagementClient
+
+Family = Callable[[Bench], Awaitable[list[Section]]]
+
+
+def families() -> dict[str, Family]:
+    """Every benchmark family, in the order they run (latency reuses worker figures)."""
+    from bench import b_latency, b_monitor, b_priority, b_publish, b_replay, b_worker
+
+    return {
+        "worker": b_worker.run_worker,
+        "telemetry": b_worker.run_telemetry,
+        "prefetch": b_worker.run_prefetch,
+        "publish": b_publish.run,
+        "latency": b_latency.run,
+        "priority": b_priority.run,
+        "replay": b_replay.run,
+        "monitor": b_monitor.run,
+    }
+
+
+def parse_args(argv: list[str] | None) -> BenchConfig:
+    names = list(families())
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="queuewatch benchmarks against raw aio-pika, pika, Dramatiq, Celery and "
+                    "RabbitMQ's shovel, on the local broker; writes BENCHMARKS.md.",
+    )
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes and one run: checks the harness works (< 1 minute)")
+    p.add_argument("--only", action="append", default=[], metavar="NAME",
+                   help=f"run only these families (repeat or comma-separate): {', '.join(names)}")
+    p.add_argument("--runs", type=int, default=None,
+                   help="runs per figure (default 3; 1 with --quick)")
+    p.add_argument("--out", default="BENCHMARKS.md",
+                   help="report path (default BENCHMARKS.md; '-' to write none)")
+    p.add_argument("--concurrency", type=int, default=10, help="worker concurrency (default 10)")
+    p.add_argument("--prefetch", type=int, default=None,
+                   help="prefetch for the head-to-head worker benchmarks (default: the "
+                        "queuewatch worker's default for the concurrency)")
+    a = p.parse_args(argv)
+    only = tuple(n.strip() for chunk in a.only for n in chunk.split(",") if n.strip())
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        p.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    runs = a.runs if a.runs is not None else (1 if a.quick else 3)
+    if runs < 1:
+        p.error("--runs must be >= 1")
+    return BenchConfig(quick=a.quick, runs=runs, only=only, out=None if a.out == "-" else a.out,
+                       concurrency=a.concurrency, prefetch=a.prefetch)
+
+
+async def run(config: BenchConfig) -> int:
+    settings = make_settings()
+    mgmt = ManagementClient(settings)
+    started = dt.datetime.now(dt.UTC)
+    t0 = time.monotonic()
+    try:
+        overview = await mgmt.overview()
+    except QueuewatchError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        await mgmt.aclose()
+        return 2
+    bench = Bench(settings, mgmt, config)
+    sections: list[Section] = []
+    try:
+        for name, family in families().items():
+            if config.only and name not in config.only:
+                continue
+            print(f"\n-- {name} ...", flush=True)
+            f0 = time.monotonic()
+            try:
+                got = await family(bench)
+            except Exception as exc:  # one family's crash must not lose the others' results
+                got = [Section(name, f"{name} (failed)", "The benchmark crashed.", ["what"],
+                               [Row(f"{type(exc).__name__}: {str(exc)[:300]}")])]
+            for s in got:
+                print(report.text_section(s), flush=True)
+            print(f"   ({name}: {time.monotonic() - f0:.0f} s)", flush=True)
+            sections.extend(got)
+    finally:
+        await mgmt.aclose()
+        procs.stop_all()
+    elapsed = time.monotonic() - t0
+    head = report.header(overview, config, started, elapsed)
+    targets = report.targets_rows(sections)
+    if targets:
+        print("\n== Targets")
+        print(report.text_table(["target", "goal", "measured", "verdict", "note"], targets))
+    if config.out:
+        text = report.markdown(head, sections, analysis.explain(sections))
+        Path(config.out).write_text(text)
+        print(f"\nwrote {config.out} ({elapsed / 60:.1f} min)")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    procs.install_handlers()
+    try:
+        return asyncio.run(run(config))
+    except KeyboardInterrupt:
+        procs.stop_all()
+        return 130
