@@ -1,0 +1,278 @@
+"""The queuewatch console: a Textual app over a :class:`~queuewatch.tui.source.DataSource`.
+
+Polls run in a Textual worker and never overlap: the next one is scheduled with
+``set_timer`` when the last one ends. A failed poll leaves the UI up, shows the error and a
+retry countdown, and the next poll recovers by itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.timer import Timer
+from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
+
+from queuewatch.config import Settings
+from queuewatch.errors import QueuewatchError
+from queuewatch.monitor.model import Snapshot
+from queuewatch.tui.messages import SnapshotReady
+from queuewatch.tui.screens.dialogs import HelpScreen, PickScreen
+from queuewatch.tui.screens.queue_detail import QueueDetailScreen
+from queuewatch.tui.source import DataSource
+from queuewatch.tui.widgets.dlq_view import DlqView
+from queuewatch.tui.widgets.queue_table import QueueTable
+from queuewatch.tui.widgets.status import AlertsStrip, ErrorLine, StatusBar
+from queuewatch.tui.widgets.views import AlertsView, StuckView, WorkersView
+
+VIEWS = ("queues", "workers", "stuck", "dlq", "alerts")
+#: Retry delays after failed polls (seconds), capped by the poll interval.
+RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
+
+
+class QueuewatchApp(App[None]):
+    CSS_PATH = "queuewatch.tcss"
+    TITLE = "queuewatch"
+    BINDINGS = [
+        Binding("1", "view('queues')", "Queues"),
+        Binding("2", "view('workers')", "Workers"),
+        Binding("3", "view('stuck')", "Stuck"),
+        Binding("4", "view('dlq')", "DLQ"),
+        Binding("5", "view('alerts')", "Alerts"),
+        Binding("slash", "filter", "Filter"),
+        Binding("s", "sort", "Sort"),
+        Binding("S", "reverse_sort", "Reverse", show=False),
+        Binding("v", "pick_vhost", "Vhost"),
+        Binding("ctrl+r", "refresh", "Refresh", show=False),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self, settings: Settings, source: DataSource, clock: Callable[[], float] = time.time,
+        poll_interval: float | None = None, exit_after: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.exit_after = exit_after
+        self.settings = settings
+        self.source = source
+        self.clock = clock
+        self.read_only = settings.read_only or source.read_only
+        self.poll_interval = poll_interval if poll_interval is not None else settings.poll_interval
+        self.snapshot: Snapshot | None = None
+        self.error: QueuewatchError | None = None
+        self.failures = 0
+        self.polls_done = 0
+        self._next_poll: Timer | None = None
+
+    # -- layout --------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        status = StatusBar(self.source.display_url, self.source.vhost, self.clock, id="status")
+        status.read_only = self.read_only
+        yield status
+        yield ErrorLine("", id="error")
+        with TabbedContent(id="views", initial="queues"):
+            with TabPane("1 Queues", id="queues"):
+                yield Input(placeholder="filter queues by name (Esc clears)", id="filter")
+                yield QueueTable(id="queue-table")
+            with TabPane("2 Workers", id="workers"):
+                yield WorkersView(id="workers-view")
+            with TabPane("3 Stuck jobs", id="stuck"):
+                yield StuckView(id="stuck-view")
+            with TabPane("4 DLQ", id="dlq"):
+                yield DlqView(self.source, self.read_only, id="dlq-view")
+            with TabPane("5 Alerts", id="alerts"):
+                yield AlertsView(id="alerts-view")
+        yield AlertsStrip("", id="alerts-strip")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(StatusBar).show()
+        self.query_one(QueueTable).focus()
+        self.set_interval(1.0, self._tick)
+        if self.exit_after is not None:
+            self.set_timer(self.exit_after, self.exit)
+        self.poll_now()
+
+    # -- polling -------------------------------------------------------------------------
+    def poll_now(self) -> None:
+        """Start a poll unless one is running; polls never overlap."""
+        if self._next_poll is not None:
+            self._next_poll.stop()
+            self._next_poll = None
+        if any(w.group == "poll" and w.is_running for w in self.workers):
+            return
+        self.query_one(StatusBar).polling = True
+        self._poll()
+
+    @work(group="poll", exit_on_error=False)
+    async def _poll(self) -> None:
+        snapshot = await self.source.poll()
+        self.post_message(SnapshotReady(snapshot))
+
+    def _schedule(self, delay: float) -> None:
+        status = self.query_one(StatusBar)
+        status.retry_at = self.clock() + delay if self.error is not None else None
+        self._next_poll = self.set_timer(delay, self.poll_now)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place errors of background work are handled."""
+        worker = event.worker
+        if event.state not in (WorkerState.SUCCESS, WorkerState.ERROR):
+            return
+        if worker.group == "poll":
+            self.query_one(StatusBar).polling = False
+            if event.state == WorkerState.SUCCESS:
+                self.error, self.failures = None, 0
+                self._show_error(None)
+                self._schedule(self.poll_interval)
+            else:
+                self.failures += 1
+                self.error = _as_error(worker.error)
+                self._show_error(str(self.error))
+                delay = RETRY_DELAYS[min(self.failures, len(RETRY_DELAYS)) - 1]
+                self._schedule(min(delay, max(self.poll_interval, 1.0)))
+            self.query_one(StatusBar).show()
+        elif event.state == WorkerState.ERROR:
+            err = _as_error(worker.error)
+            if not isinstance(worker.error, QueuewatchError):
+                self.log.error(f"{worker.name} failed: {worker.error!r}")
+            self.notify(str(err), title="Action failed", severity="error", timeout=10)
+            self.query_one(DlqView).action_failed(str(err))
+
+    def _show_error(self, text: str | None) -> None:
+        status = self.query_one(StatusBar)
+        status.error = text
+        status.display_url = self.source.display_url
+        line = self.query_one(ErrorLine)
+        line.set_class(text is not None, "visible")
+        line.update(f" ✖ {text}" if text else "")
+
+    def on_snapshot_ready(self, message: SnapshotReady) -> None:
+        self.apply_snapshot(message.snapshot)
+
+    def apply_snapshot(self, snapshot: Snapshot) -> None:
+        """Update every view from ``snapshot`` (benchmarks time this call)."""
+        self.snapshot = snapshot
+        self.polls_done += 1
+        status = self.query_one(StatusBar)
+        status.snapshot = snapshot
+        status.show()
+        self.query_one(QueueTable).apply(snapshot)
+        self.query_one(WorkersView).apply(snapshot, self.read_only)
+        self.query_one(StuckView).apply(snapshot, self.read_only)
+        self.query_one(AlertsView).apply(snapshot, self.read_only)
+        self.query_one(DlqView).apply(snapshot)
+        self.query_one(AlertsStrip).show_alerts(snapshot.alerts)
+        if isinstance(self.screen, QueueDetailScreen):
+            self.screen.show(snapshot, self.source.history(self.screen.queue_name))
+
+    def _tick(self) -> None:
+        self.query_one(StatusBar).show()
+
+    # -- actions -------------------------------------------------------------------------
+    def action_view(self, view: str) -> None:
+        self.query_one(TabbedContent).active = view
+        pane = self.query_one(f"#{view}", TabPane)
+        tables = pane.query(DataTable)
+        if tables:
+            tables.first().focus()
+
+    @property
+    def active_view(self) -> str:
+        return str(self.query_one(TabbedContent).active)
+
+    def action_filter(self) -> None:
+        if self.active_view == "dlq":
+            self.query_one(DlqView).focus_filter()
+            return
+        self.action_view("queues")
+        box = self.query_one("#filter", Input)
+        box.add_class("visible")
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_one(QueueTable).set_filter(event.value.strip())
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        self.query_one(QueueTable).focus()
+
+    def on_key(self, event: object) -> None:
+        key = getattr(event, "key", "")
+        box = self.query_one("#filter", Input)
+        if key == "escape" and box.has_focus:
+            box.value = ""
+            box.remove_class("visible")
+            self.query_one(QueueTable).focus()
+
+    def action_sort(self) -> None:
+        self.query_one(QueueTable).cycle_sort()
+
+    def action_reverse_sort(self) -> None:
+        table = self.query_one(QueueTable)
+        table.set_sort(table.sort_column, not table.sort_reverse)
+
+    def action_refresh(self) -> None:
+        self.poll_now()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(help_sections(self)))
+
+    @on(DataTable.RowSelected, "#queue-table")
+    def _open_queue(self, event: DataTable.RowSelected) -> None:
+        name = str(event.row_key.value)
+        screen = QueueDetailScreen(name)
+        self.push_screen(screen)
+        if self.snapshot is not None:
+            screen.call_after_refresh(screen.show, self.snapshot, self.source.history(name))
+
+    @work(group="vhosts", exit_on_error=False)
+    async def action_pick_vhost(self) -> None:
+        names = await self.source.vhosts()
+        choice = await self.push_screen_wait(PickScreen("Switch vhost", names, self.source.vhost))
+        if choice and choice != self.source.vhost:
+            self.source.set_vhost(choice)
+            status = self.query_one(StatusBar)
+            status.vhost, status.snapshot = choice, None
+            self.snapshot = None
+            self.poll_now()
+
+    async def action_quit(self) -> None:
+        self.exit()
+
+    async def on_unmount(self) -> None:
+        await self.source.aclose()
+
+
+def _as_error(exc: BaseException | None) -> QueuewatchError:
+    if isinstance(exc, QueuewatchError):
+        return exc
+    return QueuewatchError(f"unexpected {type(exc).__name__}: {exc}")
+
+
+def help_sections(app: QueuewatchApp) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Every binding, grouped (the help screen lists what the code binds, not a copy)."""
+    from queuewatch.tui.widgets.dlq_view import DlqView as _Dlq
+
+    def rows(bindings: list[Binding | tuple[str, str, str]]) -> list[tuple[str, str]]:
+        out = []
+        for b in bindings:
+            b = b if isinstance(b, Binding) else Binding(*b)
+            out.append((b.key.replace("question_mark", "?").replace("slash", "/"), b.description))
+        return out
+
+    return [
+        ("Everywhere", rows(QueuewatchApp.BINDINGS)),  # type: ignore[arg-type]
+        ("Tables", [("j / ↓", "down"), ("k / ↑", "up"), ("Enter", "open the selected row"),
+                    ("click header", "sort by that column")]),
+        ("Queue detail", [("Esc", "back")]),
+        ("Workers (2)", rows(WorkersView.BINDINGS)),  # type: ignore[arg-type]
+        ("Stuck jobs (3)", rows(StuckView.BINDINGS)),  # type: ignore[arg-type]
+        ("DLQ browser (4)", rows(_Dlq.BINDINGS)),  # type: ignore[arg-type]
+    ]

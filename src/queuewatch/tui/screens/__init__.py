@@ -1,0 +1,1 @@
+"""Screens (views and dialogs) of the console."""

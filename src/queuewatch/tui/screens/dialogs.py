@@ -1,0 +1,95 @@
+"""Small modal dialogs: confirmation, help, vhost picker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, OptionList, Static
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """Ask before a destructive action; ``y``/Enter confirms, ``n``/Esc cancels."""
+
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, title: str, detail: str, confirm_label: str = "Yes") -> None:
+        super().__init__()
+        self.title_text = title
+        self.detail = detail
+        self.confirm_label = confirm_label
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.title_text, id="dialog-title")
+            yield Static(self.detail, id="dialog-detail")
+            with Horizontal(id="dialog-buttons"):
+                yield Button(f"{self.confirm_label} (y)", variant="error", id="yes")
+                yield Button("Cancel (n)", variant="primary", id="no")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, value: bool) -> None:
+        self.dismiss(value)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key binding, grouped by where it works."""
+
+    BINDINGS = [Binding("escape,q,question_mark", "app.pop_screen", "Close")]
+
+    def __init__(self, sections: Iterable[tuple[str, Iterable[tuple[str, str]]]]) -> None:
+        super().__init__()
+        self.sections = list(sections)
+
+    def compose(self) -> ComposeResult:
+        t = Text()
+        t.append("queuewatch — keys\n", style="bold")
+        for title, rows in self.sections:
+            t.append(f"\n{title}\n", style="bold underline")
+            for key, what in rows:
+                t.append(f"  {key:<14}", style="bold cyan")
+                t.append(f"{what}\n")
+        t.append("\nCtrl+P opens the command palette. Esc closes this help.", style="dim")
+        with VerticalScroll(id="help"):
+            yield Static(t)
+
+
+class PickScreen(ModalScreen[str | None]):
+    """Pick one of ``choices`` (vhosts, DLQs); Esc cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, choices: list[str], current: str | None = None) -> None:
+        super().__init__()
+        self.title_text = title
+        self.choices = choices
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.title_text, id="dialog-title")
+            yield OptionList(*self.choices, id="pick")
+
+    def on_mount(self) -> None:
+        options = self.query_one(OptionList)
+        if self.current in self.choices:
+            options.highlighted = self.choices.index(self.current)
+        options.focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self.choices[event.option_index])
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,115 @@
+"""One queue in detail: depth and rate sparklines from the kept history, limits, alerts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Label, Sparkline, Static
+
+from queuewatch.monitor.history import HistoryPoint
+from queuewatch.monitor.model import Alert, QueueStats, Snapshot, fmt_duration
+from queuewatch.tui.format import SEVERITY_STYLE, count, eta_text, fill_text, oldest_text, rate
+
+
+class QueueDetailScreen(Screen[None]):
+    BINDINGS = [Binding("escape,backspace", "app.pop_screen", "Back")]
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.queue_name = name
+
+    def compose(self) -> ComposeResult:
+        yield Label(f" Queue {self.queue_name}", id="detail-title")
+        with Horizontal(id="detail-body"):
+            with VerticalScroll(id="detail-facts"):
+                yield Static("", id="detail-stats")
+                yield Static("", id="detail-limits")
+                yield Static("", id="detail-alerts")
+            with Vertical(id="detail-charts"):
+                yield Label("Depth (ready + unacked)", classes="chart-title", id="depth-title")
+                yield Sparkline([], id="spark-depth")
+                yield Label("In/s (publish)", classes="chart-title", id="in-title")
+                yield Sparkline([], id="spark-in")
+                yield Label("Out/s (ack)", classes="chart-title", id="out-title")
+                yield Sparkline([], id="spark-out")
+        yield Footer()
+
+    def show(self, snapshot: Snapshot, history: Sequence[HistoryPoint]) -> None:
+        q = snapshot.queue(self.queue_name)
+        if q is None:
+            self.query_one("#detail-stats", Static).update(
+                Text("This queue no longer exists.", style="bold red")
+            )
+            return
+        self.query_one("#detail-stats", Static).update(_stats(q))
+        self.query_one("#detail-limits", Static).update(_limits(q))
+        alerts = [a for a in snapshot.alerts if a.target == q.name]
+        self.query_one("#detail-alerts", Static).update(_alerts(alerts))
+        depth = [float(p.total) for p in history]
+        ins = [p.publish_rate for p in history]
+        outs = [p.ack_rate for p in history]
+        for wid, data, title, label in (
+            ("spark-depth", depth, "depth-title", "Depth (ready + unacked)"),
+            ("spark-in", ins, "in-title", "In/s (publish)"),
+            ("spark-out", outs, "out-title", "Out/s (ack)"),
+        ):
+            self.query_one(f"#{wid}", Sparkline).data = data or [0.0]
+            fmt = "{:.0f}" if wid == "spark-depth" else "{:.1f}"
+            last = fmt.format(data[-1]) if data else "-"
+            peak = fmt.format(max(data)) if data else "-"
+            self.query_one(f"#{title}", Label).update(
+                f"{label}: now {last}, max {peak} over {len(data)} polls"
+            )
+
+
+def _row(t: Text, key: str, value: str, style: str = "") -> None:
+    t.append(f"  {key:<18}", style="bold")
+    t.append(f"{value}\n", style=style)
+
+
+def _stats(q: QueueStats) -> Text:
+    t = Text()
+    t.append("Now\n", style="bold underline")
+    _row(t, "type / state", f"{q.type} / {q.state}")
+    _row(t, "ready", count(q.ready))
+    _row(t, "unacked", count(q.unacked))
+    util = "-" if q.consumer_utilisation is None else f"{q.consumer_utilisation * 100:.0f}%"
+    _row(t, "consumers", f"{q.consumers} (utilisation {util})",
+         "bold red" if q.consumers == 0 and q.ready else "")
+    _row(t, "in / out / ack", f"{rate(q.publish_rate)} / {rate(q.deliver_rate)} / {rate(q.ack_rate)} per s")
+    _row(t, "redeliveries", f"{rate(q.redeliver_rate)} per s")
+    _row(t, "oldest message", oldest_text(q))
+    _row(t, "drain ETA", eta_text(q))
+    _row(t, "full in", fmt_duration(q.full_eta) if q.max_length else "-")
+    _row(t, "DLQ", f"{q.dlq} ({count(q.dlq_depth)} messages)" if q.dlq else "-")
+    return t
+
+
+def _limits(q: QueueStats) -> Text:
+    t = Text()
+    t.append("\nLimits\n", style="bold underline")
+    _row(t, "priority levels", str(q.max_priority) if q.max_priority else "none")
+    _row(t, "max length", fill_text(q) if q.max_length else "none")
+    _row(t, "max bytes", str(q.max_length_bytes) if q.max_length_bytes else "none")
+    _row(t, "overflow", q.overflow or "drop-head (default)")
+    dlx = q.dead_letter_exchange
+    _row(t, "dead-letter exch.", "none" if dlx is None else (dlx or "(default)"))
+    if q.dead_letter_routing_key:
+        _row(t, "dead-letter key", q.dead_letter_routing_key)
+    _row(t, "stuck after", fmt_duration(q.stuck_after) if q.stuck_after else "-")
+    return t
+
+
+def _alerts(alerts: list[Alert]) -> Text:
+    t = Text()
+    t.append("\nAlerts\n", style="bold underline")
+    if not alerts:
+        t.append("  none\n", style="green")
+    for a in alerts:
+        t.append(f"  ▲ {a.severity}: {a.reason}\n", style=SEVERITY_STYLE.get(a.severity, ""))
+    return t

@@ -1,0 +1,133 @@
+"""Where the console gets its data: the live monitor, or a fixed list of snapshots.
+
+The app only talks to a :class:`DataSource`. :class:`LiveSource` wraps the headless core
+(the monitor's ``poll()``, the DLQ API, the operator actions); :class:`SnapshotSource`
+replays canned :class:`~queuewatch.monitor.model.Snapshot` values, for deterministic
+rendering tests and benchmarks (it is not a fake broker: it has no DLQ and refuses actions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from queuewatch.dlq.filters import DeadLetterFilter
+from queuewatch.dlq.model import DeadLetter
+from queuewatch.errors import QueuewatchError
+from queuewatch.monitor.history import HistoryPoint, QueueHistory
+from queuewatch.monitor.model import Snapshot, StuckJob, WorkerStats
+
+Progress = Callable[[int], None]
+
+
+class DataSource(Protocol):
+    """What the console needs from the core."""
+
+    @property
+    def display_url(self) -> str:
+        """Broker address with the password masked."""
+        ...
+
+    @property
+    def vhost(self) -> str: ...
+
+    @property
+    def read_only(self) -> bool: ...
+
+    async def poll(self) -> Snapshot: ...
+
+    def history(self, queue: str) -> Sequence[HistoryPoint]: ...
+
+    async def vhosts(self) -> list[str]: ...
+
+    def set_vhost(self, vhost: str) -> None: ...
+
+    async def peek_dlq(self, dlq: str, flt: DeadLetterFilter, limit: int) -> list[DeadLetter]:
+        """Dead letters of ``dlq`` matching ``flt``; reading loses nothing."""
+        ...
+
+    async def replay_dlq(
+        self, dlq: str, flt: DeadLetterFilter, *, dry_run: bool, progress: Progress | None = None
+    ) -> int:
+        """Replay matching dead letters to their original route; returns how many (would) move."""
+        ...
+
+    async def delete_dlq(self, dlq: str, flt: DeadLetterFilter, *, dry_run: bool) -> int: ...
+
+    async def export_dlq(self, dlq: str, flt: DeadLetterFilter, path: Path) -> int: ...
+
+    async def cancel_job(self, job: StuckJob) -> None: ...
+
+    async def terminate_worker(self, worker: WorkerStats) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class SnapshotSource:
+    """Replays ``snapshots`` one per poll, then keeps returning the last one."""
+
+    def __init__(
+        self, snapshots: Sequence[Snapshot], *, vhost: str = "/", read_only: bool = False,
+        vhost_names: Sequence[str] = (),
+        dead_letters: Mapping[str, Sequence[DeadLetter]] | None = None,
+    ) -> None:
+        if not snapshots:
+            raise ValueError("SnapshotSource needs at least one snapshot")
+        self._snapshots = list(snapshots)
+        self._next = 0
+        self.polls = 0
+        self.display_url = snapshots[0].broker.url
+        self.vhost = vhost
+        self.read_only = read_only
+        self._vhost_names = list(vhost_names) or [vhost]
+        self.dead_letters = dict(dead_letters or {})
+        self._history = QueueHistory(120)
+
+    def push(self, snapshot: Snapshot) -> None:
+        """Queue one more snapshot for the next poll (benchmarks feed it this way)."""
+        self._snapshots.append(snapshot)
+
+    async def poll(self) -> Snapshot:
+        self.polls += 1
+        snap = self._snapshots[min(self._next, len(self._snapshots) - 1)]
+        self._next = min(self._next + 1, len(self._snapshots) - 1)
+        self._history.record(snap.taken_at, snap.queues)
+        return snap
+
+    def history(self, queue: str) -> Sequence[HistoryPoint]:
+        return self._history.get(queue)
+
+    async def vhosts(self) -> list[str]:
+        return list(self._vhost_names)
+
+    def set_vhost(self, vhost: str) -> None:
+        self.vhost = vhost
+
+    async def peek_dlq(self, dlq: str, flt: DeadLetterFilter, limit: int) -> list[DeadLetter]:
+        return [dl for dl in self.dead_letters.get(dlq, ()) if flt.matches(dl)][:limit]
+
+    async def replay_dlq(
+        self, dlq: str, flt: DeadLetterFilter, *, dry_run: bool, progress: Progress | None = None
+    ) -> int:
+        return self._dry_run_only(dlq, flt, dry_run, "dlq replay")
+
+    async def delete_dlq(self, dlq: str, flt: DeadLetterFilter, *, dry_run: bool) -> int:
+        return self._dry_run_only(dlq, flt, dry_run, "dlq delete")
+
+    def _dry_run_only(self, dlq: str, flt: DeadLetterFilter, dry_run: bool, action: str) -> int:
+        if not dry_run:
+            raise QueuewatchError(f"{action}: canned snapshots have no broker to change")
+        return sum(1 for dl in self.dead_letters.get(dlq, ()) if flt.matches(dl))
+
+    async def export_dlq(self, dlq: str, flt: DeadLetterFilter, path: Path) -> int:
+        raise QueuewatchError("export: canned snapshots have no broker to read")
+
+    async def cancel_job(self, job: StuckJob) -> None:
+        raise QueuewatchError("cancel: canned snapshots have no broker to change")
+
+    async def terminate_worker(self, worker: WorkerStats) -> None:
+        raise QueuewatchError("terminate: canned snapshots have no worker to stop")
+
+    async def aclose(self) -> None:
+        return None
