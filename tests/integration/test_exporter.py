@@ -1,0 +1,151 @@
+"""The exporter on a real broker: values, snapshot reuse, and surviving a dead management API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import replace
+from urllib.parse import urlsplit
+
+import aio_pika
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from queuewatch.metrics import Exporter
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(text) for s in fam.samples}
+
+
+async def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async with httpx.AsyncClient() as client:
+        resp = await client.get(f"http://127.0.0.1:{port}/metrics", timeout=30)
+    assert resp.status_code == 200
+    return samples(resp.text)
+
+
+class TcpProxy:
+    """Forwards a local port to the management API; stopping it makes the API 'go down'."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.port = 0
+        self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for w in list(self._writers):
+            w.close()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._writers -= {writer, up_writer}
+
+
+async def publish_and_wait(connection, mgmt, vhost: str, queue: str, n: int) -> None:  # type: ignore[no-untyped-def]
+    ch = await connection.channel()
+    await ch.declare_queue(queue, durable=True)
+    for _ in range(n):
+        await ch.default_exchange.publish(aio_pika.Message(b"x"), queue)
+
+    async def visible() -> bool:
+        return ((await mgmt.queue(vhost, queue)) or {}).get("messages_ready") == n
+
+    await wait_until(visible, timeout=20, interval=0.5, what=f"{n} messages in the stats")
+
+
+async def test_scrape_reports_the_queue_and_reuses_the_snapshot(connection, mgmt, settings, vhost):
+    # Given a queue with 7 messages, visible in the stats
+    await publish_and_wait(connection, mgmt, vhost, "exported", 7)
+    exporter = Exporter(settings, heartbeats=False, max_age=60)
+    try:
+        port = exporter.start(0)
+        # When scraped twice in a row
+        first = await scrape(port)
+        second = await scrape(port)
+    finally:
+        exporter.close()
+    # Then the values are the queue's, and the second scrape reused the first snapshot
+    q = (("queue", "exported"), ("vhost", vhost))
+    assert first[("queuewatch_up", ())] == 1
+    assert first[("queuewatch_queue_messages", (*q[:1], ("state", "ready"), q[1]))] == 7
+    assert first[("queuewatch_queue_consumers", q)] == 0
+    assert first[("queuewatch_queue_orphaned", q)] == 1
+    assert ("queuewatch_queue_oldest_message_age_seconds", q) not in first  # unknown: absent
+    assert [v for (name, _), v in first.items() if name == "queuewatch_node_running"] == [1]
+    assert exporter.cache.polls == 1
+    assert second[("queuewatch_snapshot_timestamp_seconds", ())] == first[
+        ("queuewatch_snapshot_timestamp_seconds", ())]
+
+
+async def test_exporter_keeps_serving_while_the_api_is_down_and_recovers(settings, vhost):
+    # Given an exporter that reaches the management API through a proxy we can stop
+    mgmt_url = urlsplit(settings.management_url)
+    proxy = TcpProxy(mgmt_url.hostname or "127.0.0.1", mgmt_url.port or 15672)
+    await proxy.start()
+    proxied = replace(settings, management_url=f"http://127.0.0.1:{proxy.port}", http_timeout=3)
+    exporter = Exporter(proxied, heartbeats=False, max_age=0.3)
+    try:
+        port = exporter.start(0)
+        up = await scrape(port)
+        assert up[("queuewatch_up", ())] == 1
+        assert up[("queuewatch_scrape_errors_total", ())] == 0
+        # When the API goes away
+        await proxy.stop()
+        await asyncio.sleep(0.4)
+        down = await scrape(port)
+        await asyncio.sleep(0.4)
+        still_down = await scrape(port)
+        # Then scrapes still answer, with up 0 and the error counter raised
+        assert down[("queuewatch_up", ())] == 0
+        assert down[("queuewatch_scrape_errors_total", ())] == 1
+        assert still_down[("queuewatch_scrape_errors_total", ())] == 2
+        assert not any(name == "queuewatch_node_running" for name, _ in down)
+        assert exporter.collector.last_error and "management API" in exporter.collector.last_error
+        # When it comes back, the exporter recovers by itself
+        await proxy.start()
+        await asyncio.sleep(0.4)
+        back = await scrape(port)
+        assert back[("queuewatch_up", ())] == 1
+        assert back[("queuewatch_scrape_errors_total", ())] == 2
+        assert any(name == "queuewatch_node_running" for name, _ in back)
+    finally:
+        exporter.close()
+        with contextlib.suppress(AssertionError):
+            await proxy.stop()
+
+
+async def test_exporter_with_wrong_password_serves_up_zero(settings, vhost):
+    bad = replace(settings, management_password="definitely-wrong")
+    exporter = Exporter(bad, heartbeats=True, max_age=5)
+    try:
+        port = exporter.start(0)
+        s = await scrape(port)
+    finally:
+        exporter.close()
+    assert s[("queuewatch_up", ())] == 0 and s[("queuewatch_scrape_errors_total", ())] == 1
+    assert "refused the credentials" in (exporter.collector.last_error or "")
+    assert "definitely-wrong" not in (exporter.collector.last_error or "")
