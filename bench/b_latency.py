@@ -72,7 +72,7 @@ async def _one_run(settings: Settings, system: str, rate: float, count: int,
                                   prefetch=bench.prefetch, latency_dir=directory)
         with procs.running(proc):
             await wait_consumers(settings, peers.QUEUE, proc=proc)
-            await asyncio.sleep(0.5)  # let the worker settle (first deliveries, JIT caches)
+            await asyncio.sleep(0.1 if bench.quick else 0.5)  # let the worker settle
             await _publish_paced(settings, system, rate, count)
             await time_drain(settings, peers.QUEUE, count, proc, timeout=120)
             deadline = time.monotonic() + 15
@@ -90,7 +90,7 @@ async def run(bench: Bench) -> list[Section]:
              if k in bench.facts]
     default_rate = 200.0 if bench.quick else 500.0
     rate = max(50.0, 0.5 * min(known)) if known else default_rate
-    seconds = 1.5 if bench.quick else 8.0
+    seconds = 0.5 if bench.quick else 8.0
     count = max(50, int(rate * seconds))
     source = ("50% of the slowest system's no-op throughput measured above"
               if known else "a fixed default (the worker benchmark did not run)")

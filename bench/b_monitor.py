@@ -15,7 +15,7 @@ import httpx
 
 from bench.amqp_tools import connect
 from bench.harness import Bench, NotAvailable, Row, Section, Target, one_line, verdict
-from bench.stats import Stat, fmt_num, fmt_ratio, ratio, stat
+from bench.stats import fmt_num, fmt_ratio, ratio, stat
 from queuewatch.config import Settings
 from queuewatch.management import MAX_PAGE_SIZE, ManagementClient, q
 

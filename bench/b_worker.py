@@ -13,7 +13,8 @@ COLUMNS = ["system", "result", "ratio"]
 
 async def run_worker(bench: Bench) -> list[Section]:
     out = []
-    for job, full, quick in (("noop", 50_000, 300), ("io", 10_000, 100)):
+    jobs = (("noop", 50_000, 300),) if bench.quick else (("noop", 50_000, 300), ("io", 10_000, 100))
+    for job, full, quick in jobs:
         out.append(await _head_to_head(bench, job, bench.size(full, quick)))
     return out
 
@@ -44,7 +45,7 @@ async def _head_to_head(bench: Bench, job: str, count: int) -> Section:
         "dramatiq": "Dramatiq (RabbitMQ broker, threads)",
         "celery": "Celery (acks_late, threads pool)",
     }
-    if job == "noop":
+    if job == "noop" and not bench.quick:
         results["qw-noidem"], notes["qw-noidem"] = await system_rate(
             bench, "queuewatch", job, count, idempotency=False, label="qw-noidem")
         labels["qw-noidem"] = "queuewatch worker, idempotency store off"
@@ -93,12 +94,12 @@ async def run_telemetry(bench: Bench) -> list[Section]:
         "telemetry overhead", "<= 10%", "n/a" if overhead is None else f"{overhead:.1%}",
         verdict(None if overhead is None else overhead <= 0.10), why_on or why_off,
     ))
-    return section
+    return [section]
 
 
 async def run_prefetch(bench: Bench) -> list[Section]:
     count = bench.size(10_000, 200)
-    sweep = (10, 100) if bench.quick else (1, 10, 50, 100, 300, 1000)
+    sweep = (bench.prefetch,) if bench.quick else (1, 10, 50, 100, 300, 1000)
     section = Section(
         key="prefetch",
         title=f"Prefetch sweep ({count:,} no-op jobs per point)",
@@ -124,4 +125,4 @@ async def run_prefetch(bench: Bench) -> list[Section]:
             f"Fastest prefetch this run: {best[1]} ({best[0]:,.0f} jobs/s); the head-to-head "
             f"benchmarks use prefetch {bench.prefetch}."
         )
-    return section
+    return [section]

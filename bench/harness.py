@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -84,6 +85,7 @@ class Bench:
     facts: dict[str, float] = field(default_factory=dict)
     """Measurements later benchmarks reuse (e.g. the max worker throughput for latency)."""
     vhosts_made: int = 0
+    vhosts_deleted: int = 0
 
     @property
     def runs(self) -> int:
@@ -112,8 +114,11 @@ class Bench:
         try:
             yield replace(self.settings, vhost=name)
         finally:
-            with contextlib.suppress(Exception):
+            try:
                 await self.mgmt.delete_vhost(name)
+                self.vhosts_deleted += 1
+            except Exception as exc:  # report, never mask the benchmark's own outcome
+                print(f"bench: could not delete vhost {name}: {exc}", file=sys.stderr)
 
     async def repeat(
         self, label: str, unit: str, measure: Callable[[Settings], Awaitable[float]],

@@ -97,3 +97,14 @@ def _on_signal(signum: int, frame: object) -> None:
 def install_handlers() -> None:
     atexit.register(stop_all)
     signal.signal(signal.SIGTERM, _on_signal)
+    prune_logs()
+
+
+def prune_logs(keep: int = 200) -> None:
+    """Keep the newest ``keep`` worker logs."""
+    if not _LOG_DIR.is_dir():
+        return
+    logs = sorted(_LOG_DIR.glob("*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in logs[keep:]:
+        with contextlib.suppress(OSError):
+            old.unlink()

@@ -97,6 +97,7 @@ async def run(config: BenchConfig) -> int:
         await mgmt.aclose()
         procs.stop_all()
     elapsed = time.monotonic() - t0
+    print(f"\nbench: {bench.vhosts_made} vhosts created, {bench.vhosts_deleted} deleted")
     head = report.header(overview, config, started, elapsed)
     targets = report.targets_rows(sections)
     if targets:

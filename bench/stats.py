@@ -76,5 +76,6 @@ def percentile(sorted_values: list[float], p: float) -> float:
     """Nearest-rank percentile of already sorted values (p in 0..100)."""
     if not sorted_values:
         return float("nan")
-    k = max(0, min(len(sorted_values) - 1, math.ceil(p / 100 * len(sorted_values)) - 1))
+    rank = math.ceil(round(p / 100 * len(sorted_values), 9))  # round: 99.9% of 1000 is 999
+    k = max(0, min(len(sorted_values) - 1, rank - 1))
     return sorted_values[k]
