@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
-from rich.text import Text
+from rich.markup import escape
 
 from queuewatch.monitor.model import Alert, QueueStats, fmt_duration
 
@@ -41,9 +42,27 @@ def severity_by_target(alerts: Iterable[Alert]) -> dict[str, str]:
     return worst
 
 
+_DURATIONS: dict[int, str] = {}
+
+
+def duration(seconds: float | None) -> str:
+    """:func:`fmt_duration`, memoised per whole second (it runs for every queue, every poll)."""
+    if seconds is None or seconds == math.inf:
+        return fmt_duration(seconds)
+    key = int(seconds + 0.5) if seconds > 0 else 0
+    text = _DURATIONS.get(key)
+    if text is None:
+        text = fmt_duration(key)
+        if len(_DURATIONS) < 100_000:
+            _DURATIONS[key] = text
+    return text
+
+
 def count(n: int | None) -> str:
     if n is None:
         return "-"
+    if n < 100_000:
+        return str(n)
     if n >= 10_000_000:
         return f"{n / 1_000_000:.0f}M"
     if n >= 100_000:
@@ -70,9 +89,10 @@ def cap(n: int) -> str:
 
 
 def fill_text(q: QueueStats) -> str:
-    if q.fill is None or q.max_length is None:
+    cap_n = q.max_length
+    if not cap_n:
         return "-"
-    return f"{q.fill * 100:.0f}% / {cap(q.max_length)}"
+    return f"{min((q.ready + q.unacked) / cap_n, 1.0) * 100:.0f}% / {cap(cap_n)}"
 
 
 def oldest_text(q: QueueStats) -> str:
@@ -98,47 +118,36 @@ def dlq_text(q: QueueStats) -> str:
     return text
 
 
-def queue_row(q: QueueStats) -> tuple[str, ...]:
-    """One table row for ``q`` as plain strings (cheap to compare between refreshes)."""
+def queue_row(q: QueueStats, severity: str = "") -> tuple[str, ...]:
+    """One table row for ``q`` as plain strings, plus ``severity`` (cheap to compare)."""
+    ready = q.ready
+    if ready:
+        eta = duration(q.drain_eta)
+        oldest = duration(q.oldest_age) if q.oldest_age_known and q.oldest_age is not None else "?"
+    else:
+        eta = oldest = "-"
     return (
-        q.name, q.type, q.state, count(q.ready), count(q.unacked), str(q.consumers),
-        rate(q.publish_rate), rate(q.deliver_rate), oldest_text(q), eta_text(q),
-        fill_text(q), dlq_text(q),
+        q.name, q.type, q.state, count(ready), count(q.unacked), str(q.consumers),
+        rate(q.publish_rate), rate(q.deliver_rate), oldest, eta, fill_text(q), dlq_text(q),
+        severity,
     )
 
 
 _RIGHT = tuple(c[3] for c in QUEUE_COLUMNS)
+_WIDTH = tuple(c[2] for c in QUEUE_COLUMNS)
 
 
-def queue_cell(i: int, value: str, severity: str | None) -> Text:
-    """The styled cell ``i`` of a row: the name coloured by ``severity``, numbers right-aligned."""
+def queue_cell(i: int, value: str, severity: str | None) -> str:
+    """Cell ``i`` of a row as markup: the name coloured by ``severity``, the state by its value,
+    numbers right-aligned. Plain strings are cheap to store; the table parses the markup only
+    for the rows it draws."""
     if i == 0:
-        return Text(value, style=SEVERITY_STYLE.get(severity, ""))
+        style = SEVERITY_STYLE.get(severity, "")
+        return f"[{style}]{escape(value)}[/]" if style else escape(value)
     if i == 2:
-        return Text(value, style=STATE_STYLE.get(value, ""))
-    return Text(value, justify="right" if _RIGHT[i] else "left")
-
-
-def _num(x: float | None, missing: float = -1.0) -> float:
-    return missing if x is None else x
-
-
-def queue_sort_value(q: QueueStats, column: str) -> object:
-    """The value ``column`` sorts by (numbers as numbers, unknowns first)."""
-    return {
-        "name": q.name,
-        "type": q.type,
-        "state": q.state,
-        "ready": q.ready,
-        "unacked": q.unacked,
-        "consumers": q.consumers,
-        "in": q.publish_rate,
-        "out": q.deliver_rate,
-        "oldest": _num(q.oldest_age),
-        "eta": _num(q.drain_eta),
-        "fill": _num(q.fill),
-        "dlq": _num(None if q.dlq_depth is None else float(q.dlq_depth)),
-    }[column]
+        style = STATE_STYLE.get(value, "")
+        return f"[{style}]{escape(value)}[/]" if style else escape(value)
+    return value.rjust(_WIDTH[i]) if _RIGHT[i] else escape(value)
 
 
 def size(n: int | None) -> str:
