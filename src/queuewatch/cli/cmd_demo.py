@@ -78,8 +78,8 @@ class Supervisor:
                     if p is None or p.poll() is None or self._stopping.is_set():
                         continue
                     if child.restarts < MAX_RESTARTS:
-                        child.restarts += 1
                         self._spawn(child)
+                        child.restarts += 1
 
     @property
     def pids(self) -> list[int]:
