@@ -10,8 +10,10 @@ skipped (counted as a duplicate). Two stores implement :class:`IdempotencyStore`
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -70,6 +72,28 @@ class SqliteStore:
         self._db.execute(
             "INSERT OR REPLACE INTO completed (key, at) VALUES (?, ?)", (key, time.time())
         )
+
+    @contextlib.contextmanager
+    def completing(self, key: str) -> Iterator[sqlite3.Connection]:
+        """Record ``key`` in the same transaction as the caller's own writes to this database.
+
+        A side effect written through the yielded connection and the completion record commit
+        together, so a crash can never leave one without the other (exactly-once effects for
+        effects that live in this file)::
+
+            with store.completing(job.idempotency_key) as db:
+                db.execute("INSERT INTO invoices ...")
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+            self._db.execute(
+                "INSERT OR REPLACE INTO completed (key, at) VALUES (?, ?)", (key, time.time())
+            )
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def count(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM completed").fetchone()[0])

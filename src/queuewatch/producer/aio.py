@@ -46,6 +46,7 @@ _RECONNECT_PAUSE = 0.5
 _LINK_ERRORS = (
     aiormq.exceptions.AMQPConnectionError, aiormq.exceptions.ChannelInvalidStateError,
     ConnectionError, OSError, asyncio.TimeoutError, BrokerUnavailable,
+    RuntimeError,  # aio-pika: "<Connection ...> closed" when the link died under us
 )
 
 
@@ -231,21 +232,34 @@ class AsyncProducer:
         async with self._lock:
             while self._channel is None or self._channel.is_closed:
                 try:
-                    if self._conn is None or self._conn.is_closed:
-                        if self._conn is not None:
-                            self.reconnects += 1
+                    if self._conn is not None and self._conn.is_closed:
+                        await self._drop_connection()
+                    if self._conn is None:
                         self._conn = await connect(
                             self.settings, client_properties={"connection_name": self.connection_name}
                         )
                     self._channel = await self._conn.channel(publisher_confirms=True)
                 except _LINK_ERRORS as exc:
                     self._channel = None
+                    await self._drop_connection()
                     if time.monotonic() >= deadline:
                         raise BrokerUnavailable(
                             f"cannot reach RabbitMQ at {mask_url(self.settings.amqp_url)}: {exc}"
                         ) from exc
                     await asyncio.sleep(_RECONNECT_PAUSE)
             return self._channel
+
+    async def _drop_connection(self) -> None:
+        """Forget a connection that failed; the next publish opens a new one."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        self.reconnects += 1
+        if not conn.is_closed:
+            try:
+                await conn.close()
+            except _LINK_ERRORS as exc:
+                log.debug("closing a dead connection: %s", exc)
 
 
 def _ts(seconds: int) -> Any:

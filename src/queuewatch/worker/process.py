@@ -82,6 +82,8 @@ class Processor:
     running: dict[int, Running] = field(default_factory=dict)
     counts: Counts = field(default_factory=Counts)
     publish_channel: AbstractChannel | None = None
+    accepting: bool = True
+    """False once a graceful shutdown began: prefetched jobs no longer start."""
     _next: int = 0
 
     # -- the pipeline -----------------------------------------------------------------
@@ -107,6 +109,8 @@ class Processor:
         if route.bucket is not None:
             await route.bucket.acquire()
         async with self.semaphore:
+            if not self.accepting:
+                return  # shutting down: leave it unacked, the broker requeues it
             await self._run(message, route, job)
 
     async def _run(self, message: AbstractIncomingMessage, route: Route, job: Job) -> None:

@@ -217,6 +217,7 @@ class Worker:
 
     async def _shutdown(self) -> None:
         """Stop consuming, let in-flight jobs finish (up to the deadline), then close."""
+        self.processor.accepting = False
         for queue, tag in self._consumers:
             try:
                 await queue.cancel(tag)
