@@ -140,12 +140,14 @@ def snapshot_families(snap: Snapshot, stale_after: float) -> Iterable[Metric]:
     cap = _gauge("queuewatch_queue_max_length_messages", "The queue's x-max-length")
     dlq = _gauge("queuewatch_queue_dlq_messages", "Messages in the queue's dead-letter queue",
                  [*Q_LABELS, "dlq"])
-    stalled = _gauge("queuewatch_queue_stalled", "1 when the queue has messages and consumers "
-                     "but saw no acks for several polls")
-    orphaned = _gauge("queuewatch_queue_orphaned", "1 when the queue has messages and no "
-                      "consumers (DLQs and delay levels excluded)")
+    stalled = _gauge("queuewatch_queue_stalled", "1 while the queue has messages and consumers "
+                     "but saw no acks for several polls (absent otherwise)")
+    orphaned = _gauge("queuewatch_queue_orphaned", "1 while the queue has messages and no "
+                      "consumers, DLQs and delay levels excluded (absent otherwise)")
     stuck = _gauge("queuewatch_stuck_jobs", "In-flight jobs running longer than the queue's "
-                   "stuck threshold")
+                   "stuck threshold (absent when none)")
+    stuck_all = _gauge("queuewatch_stuck_jobs_overall", "Stuck jobs over all queues", [])
+    stuck_all.add_metric([], len(snap.stuck_jobs))
     stalled_set, orphan_set = set(snap.stalled_queues), set(snap.orphaned_queues)
     stuck_by_queue: dict[str, int] = {}
     for s in snap.stuck_jobs:
@@ -166,10 +168,13 @@ def snapshot_families(snap: Snapshot, stale_after: float) -> Iterable[Metric]:
                 full.add_metric(labels, q.full_eta)
         if q.dlq is not None and q.dlq_depth is not None:
             dlq.add_metric([*labels, q.dlq], q.dlq_depth)
-        stalled.add_metric(labels, 1.0 if q.name in stalled_set else 0.0)
-        orphaned.add_metric(labels, 1.0 if q.name in orphan_set else 0.0)
-        if not q.is_dlq:
-            stuck.add_metric(labels, stuck_by_queue.get(q.name, 0))
+        # sparse: present only for the queues concerned (keeps 5,000-queue scrapes lean)
+        if q.name in stalled_set:
+            stalled.add_metric(labels, 1.0)
+        if q.name in orphan_set:
+            orphaned.add_metric(labels, 1.0)
+        if q.name in stuck_by_queue:
+            stuck.add_metric(labels, stuck_by_queue[q.name])
 
     workers_up = _gauge("queuewatch_workers_up", "Workers whose last heartbeat is fresh", [])
     workers_up.add_metric([], sum(1 for w in snap.workers if w.heartbeat_age <= stale_after))
@@ -194,4 +199,4 @@ def snapshot_families(snap: Snapshot, stale_after: float) -> Iterable[Metric]:
     for severity in ("warning", "critical"):
         alerts.add_metric([severity], sum(1 for a in snap.alerts if a.severity == severity))
     return [poll, taken, messages, consumers, age, drain, full, fill, cap, dlq, stalled, orphaned,
-            stuck, workers_up, hung, hb_age, in_flight, running, alarm, alerts]
+            stuck, stuck_all, workers_up, hung, hb_age, in_flight, running, alarm, alerts]

@@ -1,8 +1,9 @@
 """The monitor: one poll of the management API (plus heartbeats) -> one frozen Snapshot.
 
-A poll costs one paged ``/api/queues/<vhost>?columns=...`` sweep, with ``/api/nodes`` and
-``/api/overview`` fetched alongside it; ``/api/connections`` is asked only when a worker's
-heartbeat went stale and the hung-worker question needs it. No per-queue requests.
+A poll costs one paged ``/api/queues/<vhost>?columns=...`` sweep (a few pages at a time),
+with ``/api/nodes`` and ``/api/overview`` fetched alongside it; ``/api/connections`` is
+asked only when a worker's heartbeat went stale and the hung-worker question needs it.
+No per-queue requests.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from queuewatch.monitor.detect import (
     find_stuck_jobs,
     needs_connection_check,
 )
+from queuewatch.monitor.fetch import fetch_queues
 from queuewatch.monitor.heartbeats import HeartbeatSource
 from queuewatch.monitor.history import QueueHistory
 from queuewatch.monitor.model import BrokerInfo, NodeStats, QueueStats, Snapshot
@@ -96,7 +98,7 @@ class Monitor:
     async def _poll(self) -> Snapshot:
         started = time.perf_counter()
         raw_queues, raw_nodes, overview = await asyncio.gather(
-            self.mgmt.queues(self.vhost, columns=MONITOR_QUEUE_COLUMNS),
+            fetch_queues(self.mgmt, self.vhost, MONITOR_QUEUE_COLUMNS),
             self.mgmt.get("/nodes", columns=NODE_COLUMNS),
             self._overview(),
         )

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from queuewatch.monitor.model import QueueStats
 
 
-@dataclass(frozen=True)
-class HistoryPoint:
-    """One queue at one poll, reduced to what a sparkline draws."""
+class HistoryPoint(NamedTuple):
+    """One queue at one poll, reduced to what a sparkline draws (immutable, cheap to build)."""
 
     taken_at: float
     """Epoch seconds of the poll."""
@@ -44,13 +43,12 @@ class QueueHistory:
             if points is None:
                 points = self._points[q.key] = deque(maxlen=self.size)
             points.append(
-                HistoryPoint(
-                    taken_at=taken_at, ready=q.ready, unacked=q.unacked, consumers=q.consumers,
-                    publish_rate=q.publish_rate, ack_rate=q.ack_rate, oldest_age=q.oldest_age,
-                )
+                HistoryPoint(taken_at, q.ready, q.unacked, q.consumers, q.publish_rate, q.ack_rate,
+                             q.oldest_age)
             )
-        for key in set(self._points) - seen:
-            del self._points[key]
+        if len(seen) != len(self._points):
+            for key in set(self._points) - seen:
+                del self._points[key]
 
     def get(self, name: str, vhost: str | None = None) -> tuple[HistoryPoint, ...]:
         """Oldest first; empty when the queue is unknown."""

@@ -30,10 +30,10 @@ RATE_EPSILON = 1e-6
 
 
 def _rate(stats: Mapping[str, Any], key: str) -> float:
-    details = stats.get(f"{key}_details")
-    if isinstance(details, Mapping):
+    details = stats.get(key)
+    if details:
         value = details.get("rate")
-        if isinstance(value, int | float):
+        if value.__class__ is float or value.__class__ is int:
             return float(value)
     return 0.0
 
@@ -46,11 +46,11 @@ def _int_or_none(value: Any) -> int | None:
 
 def _setting(raw: Mapping[str, Any], arg: str, policy_key: str) -> Any:
     """A queue limit from its ``x-`` argument, else from the effective policy."""
-    args = raw.get("arguments") or {}
-    if arg in args:
+    args = raw.get("arguments")
+    if args and arg in args:
         return args[arg]
-    policy = raw.get("effective_policy_definition") or {}
-    return policy.get(policy_key) if isinstance(policy, Mapping) else None
+    policy = raw.get("effective_policy_definition")
+    return policy.get(policy_key) if policy and isinstance(policy, Mapping) else None
 
 
 def oldest_age(ready: int, head_timestamp: Any, now: float) -> float | None:
@@ -93,9 +93,9 @@ def parse_queue(raw: Mapping[str, Any], now: float, stuck_after: float | None = 
     ready = int(raw.get("messages_ready") or 0)
     unacked = int(raw.get("messages_unacknowledged") or 0)
     args = dict(raw.get("arguments") or {})
-    publish = _rate(stats, "publish")
-    ack = _rate(stats, "ack")
-    no_ack = _rate(stats, "deliver_no_ack") + _rate(stats, "get_no_ack")
+    publish = _rate(stats, "publish_details")
+    ack = _rate(stats, "ack_details")
+    no_ack = _rate(stats, "deliver_no_ack_details") + _rate(stats, "get_no_ack_details")
     net = publish - ack - no_ack
     max_length = _int_or_none(_setting(raw, "x-max-length", "max-length"))
     utilisation = raw.get("consumer_utilisation")
@@ -112,9 +112,9 @@ def parse_queue(raw: Mapping[str, Any], now: float, stuck_after: float | None = 
         consumers=int(raw.get("consumers") or 0),
         consumer_utilisation=float(utilisation) if isinstance(utilisation, int | float) else None,
         publish_rate=publish,
-        deliver_rate=_rate(stats, "deliver_get"),
+        deliver_rate=_rate(stats, "deliver_get_details"),
         ack_rate=ack,
-        redeliver_rate=_rate(stats, "redeliver"),
+        redeliver_rate=_rate(stats, "redeliver_details"),
         no_ack_rate=no_ack,
         message_bytes=int(raw.get("message_bytes") or 0),
         max_length=max_length,
