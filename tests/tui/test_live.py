@@ -9,6 +9,7 @@ import aio_pika
 from textual.widgets import TabbedContent
 
 from queuewatch.topology import QueueSpec
+from queuewatch.tui.commands import palette_commands
 from queuewatch.tui.live import LiveSource
 from queuewatch.tui.screens.dialogs import ConfirmScreen
 from queuewatch.tui.screens.queue_detail import QueueDetailScreen
@@ -49,6 +50,8 @@ async def test_navigate_views_and_open_a_queue(settings, connection, mgmt, vhost
         await wait_for(pilot, lambda: isinstance(app.screen, QueueDetailScreen), what="detail")
         limits = str(app.screen.query_one("#detail-limits").render())
         assert "100" in limits and "reject-publish" in limits
+        await wait_for(pilot, lambda: "Consumers (0)" in str(
+            app.screen.query_one("#detail-consumers").render()), what="consumers listed")
         await pilot.press("escape")
         assert not isinstance(app.screen, QueueDetailScreen)
         # And the status line names the broker without a password
@@ -158,6 +161,10 @@ async def test_read_only_refuses_replay_and_says_so(settings, connection, mgmt, 
         assert not isinstance(app.screen, ConfirmScreen)
         assert dlq.check_action("replay_selected", ()) is None
         assert await depth(connection, "orders.dlq") == 1
+        # And the command palette offers no destructive action
+        titles = [c.title for c in palette_commands(app)]
+        assert "View: DLQ browser" in titles
+        assert not [t for t in titles if "replay" in t or "delete" in t or "cancel" in t]
         # And the core refuses too, even if called directly
         dlq.action_replay_selected()
         await pilot.pause(0.3)

@@ -8,11 +8,13 @@ retry countdown, and the next poll recovers by itself.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from textual import on, work
-from textual.app import App, ComposeResult
+from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
@@ -20,6 +22,7 @@ from textual.worker import Worker, WorkerState
 from queuewatch.config import Settings
 from queuewatch.errors import QueuewatchError
 from queuewatch.monitor.model import Snapshot
+from queuewatch.tui.commands import help_sections, palette_commands
 from queuewatch.tui.messages import SnapshotReady
 from queuewatch.tui.screens.dialogs import HelpScreen, PickScreen
 from queuewatch.tui.screens.queue_detail import QueueDetailScreen
@@ -73,6 +76,7 @@ class QueuewatchApp(App[None]):
     def compose(self) -> ComposeResult:
         status = StatusBar(self.source.display_url, self.source.vhost, self.clock, id="status")
         status.read_only = self.read_only
+        self._status = status
         yield status
         yield ErrorLine("", id="error")
         with TabbedContent(id="views", initial="queues"):
@@ -90,9 +94,15 @@ class QueuewatchApp(App[None]):
         yield AlertsStrip("", id="alerts-strip")
         yield Footer()
 
+    @property
+    def main(self) -> Screen[Any]:
+        """The screen holding the views (``query_one`` on the app searches the active screen,
+        which may be a dialog or the queue detail)."""
+        return self._status.screen
+
     def on_mount(self) -> None:
-        self.query_one(StatusBar).show()
-        self.query_one(QueueTable).focus()
+        self.main.query_one(StatusBar).show()
+        self.main.query_one(QueueTable).focus()
         self.set_interval(1.0, self._tick)
         if self.exit_after is not None:
             self.set_timer(self.exit_after, self.exit)
@@ -106,7 +116,7 @@ class QueuewatchApp(App[None]):
             self._next_poll = None
         if any(w.group == "poll" and w.is_running for w in self.workers):
             return
-        self.query_one(StatusBar).polling = True
+        self.main.query_one(StatusBar).polling = True
         self._poll()
 
     @work(group="poll", exit_on_error=False)
@@ -115,7 +125,7 @@ class QueuewatchApp(App[None]):
         self.post_message(SnapshotReady(snapshot))
 
     def _schedule(self, delay: float) -> None:
-        status = self.query_one(StatusBar)
+        status = self.main.query_one(StatusBar)
         status.retry_at = self.clock() + delay if self.error is not None else None
         self._next_poll = self.set_timer(delay, self.poll_now)
 
@@ -125,7 +135,7 @@ class QueuewatchApp(App[None]):
         if event.state not in (WorkerState.SUCCESS, WorkerState.ERROR):
             return
         if worker.group == "poll":
-            self.query_one(StatusBar).polling = False
+            self.main.query_one(StatusBar).polling = False
             if event.state == WorkerState.SUCCESS:
                 self.error, self.failures = None, 0
                 self._show_error(None)
@@ -136,19 +146,19 @@ class QueuewatchApp(App[None]):
                 self._show_error(str(self.error))
                 delay = RETRY_DELAYS[min(self.failures, len(RETRY_DELAYS)) - 1]
                 self._schedule(min(delay, max(self.poll_interval, 1.0)))
-            self.query_one(StatusBar).show()
+            self.main.query_one(StatusBar).show()
         elif event.state == WorkerState.ERROR:
             err = _as_error(worker.error)
             if not isinstance(worker.error, QueuewatchError):
                 self.log.error(f"{worker.name} failed: {worker.error!r}")
             self.notify(str(err), title="Action failed", severity="error", timeout=10)
-            self.query_one(DlqView).action_failed(str(err))
+            self.main.query_one(DlqView).action_failed(str(err))
 
     def _show_error(self, text: str | None) -> None:
-        status = self.query_one(StatusBar)
+        status = self.main.query_one(StatusBar)
         status.error = text
         status.display_url = self.source.display_url
-        line = self.query_one(ErrorLine)
+        line = self.main.query_one(ErrorLine)
         line.set_class(text is not None, "visible")
         line.update(f" ✖ {text}" if text else "")
 
@@ -159,70 +169,74 @@ class QueuewatchApp(App[None]):
         """Update every view from ``snapshot`` (benchmarks time this call)."""
         self.snapshot = snapshot
         self.polls_done += 1
-        status = self.query_one(StatusBar)
+        status = self.main.query_one(StatusBar)
         status.snapshot = snapshot
         status.show()
-        self.query_one(QueueTable).apply(snapshot)
-        self.query_one(WorkersView).apply(snapshot, self.read_only)
-        self.query_one(StuckView).apply(snapshot, self.read_only)
-        self.query_one(AlertsView).apply(snapshot, self.read_only)
-        self.query_one(DlqView).apply(snapshot)
-        self.query_one(AlertsStrip).show_alerts(snapshot.alerts)
+        self.main.query_one(QueueTable).apply(snapshot)
+        self.main.query_one(WorkersView).apply(snapshot, self.read_only)
+        self.main.query_one(StuckView).apply(snapshot, self.read_only)
+        self.main.query_one(AlertsView).apply(snapshot, self.read_only)
+        self.main.query_one(DlqView).apply(snapshot)
+        self.main.query_one(AlertsStrip).show_alerts(snapshot.alerts)
         if isinstance(self.screen, QueueDetailScreen):
             self.screen.show(snapshot, self.source.history(self.screen.queue_name))
 
     def _tick(self) -> None:
-        self.query_one(StatusBar).show()
+        self.main.query_one(StatusBar).show()
 
     # -- actions -------------------------------------------------------------------------
     def action_view(self, view: str) -> None:
-        self.query_one(TabbedContent).active = view
-        pane = self.query_one(f"#{view}", TabPane)
+        self.main.query_one(TabbedContent).active = view
+        pane = self.main.query_one(f"#{view}", TabPane)
         tables = pane.query(DataTable)
         if tables:
             tables.first().focus()
 
     @property
     def active_view(self) -> str:
-        return str(self.query_one(TabbedContent).active)
+        return str(self.main.query_one(TabbedContent).active)
 
     def action_filter(self) -> None:
         if self.active_view == "dlq":
-            self.query_one(DlqView).focus_filter()
+            self.main.query_one(DlqView).focus_filter()
             return
         self.action_view("queues")
-        box = self.query_one("#filter", Input)
+        box = self.main.query_one("#filter", Input)
         box.add_class("visible")
         box.focus()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
-        self.query_one(QueueTable).set_filter(event.value.strip())
+        self.main.query_one(QueueTable).set_filter(event.value.strip())
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
-        self.query_one(QueueTable).focus()
+        self.main.query_one(QueueTable).focus()
 
     def on_key(self, event: object) -> None:
         key = getattr(event, "key", "")
-        box = self.query_one("#filter", Input)
+        box = self.main.query_one("#filter", Input)
         if key == "escape" and box.has_focus:
             box.value = ""
             box.remove_class("visible")
-            self.query_one(QueueTable).focus()
+            self.main.query_one(QueueTable).focus()
 
     def action_sort(self) -> None:
-        self.query_one(QueueTable).cycle_sort()
+        self.main.query_one(QueueTable).cycle_sort()
 
     def action_reverse_sort(self) -> None:
-        table = self.query_one(QueueTable)
+        table = self.main.query_one(QueueTable)
         table.set_sort(table.sort_column, not table.sort_reverse)
 
     def action_refresh(self) -> None:
         self.poll_now()
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(help_sections(self)))
+        self.push_screen(HelpScreen(help_sections()))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield from palette_commands(self)
 
     @on(DataTable.RowSelected, "#queue-table")
     def _open_queue(self, event: DataTable.RowSelected) -> None:
@@ -238,7 +252,7 @@ class QueuewatchApp(App[None]):
         choice = await self.push_screen_wait(PickScreen("Switch vhost", names, self.source.vhost))
         if choice and choice != self.source.vhost:
             self.source.set_vhost(choice)
-            status = self.query_one(StatusBar)
+            status = self.main.query_one(StatusBar)
             status.vhost, status.snapshot = choice, None
             self.snapshot = None
             self.poll_now()
@@ -254,25 +268,3 @@ def _as_error(exc: BaseException | None) -> QueuewatchError:
     if isinstance(exc, QueuewatchError):
         return exc
     return QueuewatchError(f"unexpected {type(exc).__name__}: {exc}")
-
-
-def help_sections(app: QueuewatchApp) -> list[tuple[str, list[tuple[str, str]]]]:
-    """Every binding, grouped (the help screen lists what the code binds, not a copy)."""
-    from queuewatch.tui.widgets.dlq_view import DlqView as _Dlq
-
-    def rows(bindings: list[Binding | tuple[str, str, str]]) -> list[tuple[str, str]]:
-        out = []
-        for b in bindings:
-            b = b if isinstance(b, Binding) else Binding(*b)
-            out.append((b.key.replace("question_mark", "?").replace("slash", "/"), b.description))
-        return out
-
-    return [
-        ("Everywhere", rows(QueuewatchApp.BINDINGS)),  # type: ignore[arg-type]
-        ("Tables", [("j / ↓", "down"), ("k / ↑", "up"), ("Enter", "open the selected row"),
-                    ("click header", "sort by that column")]),
-        ("Queue detail", [("Esc", "back")]),
-        ("Workers (2)", rows(WorkersView.BINDINGS)),  # type: ignore[arg-type]
-        ("Stuck jobs (3)", rows(StuckView.BINDINGS)),  # type: ignore[arg-type]
-        ("DLQ browser (4)", rows(_Dlq.BINDINGS)),  # type: ignore[arg-type]
-    ]

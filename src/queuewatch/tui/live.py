@@ -25,7 +25,7 @@ from queuewatch.monitor.core import Monitor
 from queuewatch.monitor.heartbeats import AmqpHeartbeatSource
 from queuewatch.monitor.history import HistoryPoint
 from queuewatch.monitor.model import Snapshot, StuckJob, WorkerStats
-from queuewatch.tui.source import Progress
+from queuewatch.tui.source import ConsumerInfo, Progress
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,22 @@ class LiveSource:
         await self._monitor_ready()
         assert self._mgmt is not None
         return sorted(str(v["name"]) for v in await self._mgmt.vhosts())
+
+    async def consumers(self, queue: str) -> list[ConsumerInfo]:
+        await self._monitor_ready()
+        assert self._mgmt is not None
+        out = []
+        for c in await self._mgmt.consumers(self.vhost):
+            if (c.get("queue") or {}).get("name") != queue:
+                continue
+            details = c.get("channel_details") or {}
+            conn = details.get("connection_name") or details.get("peer_host") or "?"
+            out.append(ConsumerInfo(
+                tag=str(c.get("consumer_tag", "")), connection=str(conn),
+                prefetch=int(c.get("prefetch_count") or 0), ack_required=bool(c.get("ack_required")),
+                active=bool(c.get("active", True)),
+            ))
+        return out
 
     def set_vhost(self, vhost: str) -> None:
         self.set_settings(self.settings.with_vhost(vhost))

@@ -9,6 +9,7 @@ rendering tests and benchmarks (it is not a fake broker: it has no DLQ and refus
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -19,6 +20,18 @@ from queuewatch.monitor.history import HistoryPoint, QueueHistory
 from queuewatch.monitor.model import Snapshot, StuckJob, WorkerStats
 
 Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class ConsumerInfo:
+    """One consumer of a queue, as the broker lists it."""
+
+    tag: str
+    connection: str
+    """The client's connection name (or peer address)."""
+    prefetch: int
+    ack_required: bool
+    active: bool = True
 
 
 class DataSource(Protocol):
@@ -40,6 +53,8 @@ class DataSource(Protocol):
     def history(self, queue: str) -> Sequence[HistoryPoint]: ...
 
     async def vhosts(self) -> list[str]: ...
+
+    async def consumers(self, queue: str) -> list[ConsumerInfo]: ...
 
     def set_vhost(self, vhost: str) -> None: ...
 
@@ -100,6 +115,11 @@ class SnapshotSource:
 
     async def vhosts(self) -> list[str]:
         return list(self._vhost_names)
+
+    async def consumers(self, queue: str) -> list[ConsumerInfo]:
+        q = self._snapshots[min(self._next, len(self._snapshots) - 1)].queue(queue)
+        n = q.consumers if q else 0
+        return [ConsumerInfo(f"ctag-{queue}-{i}", f"worker-{i} (canned)", 8, True) for i in range(n)]
 
     def set_vhost(self, vhost: str) -> None:
         self.vhost = vhost

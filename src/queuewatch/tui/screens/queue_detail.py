@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -14,6 +15,7 @@ from textual.widgets import Footer, Label, Sparkline, Static
 from queuewatch.monitor.history import HistoryPoint
 from queuewatch.monitor.model import Alert, QueueStats, Snapshot, fmt_duration
 from queuewatch.tui.format import SEVERITY_STYLE, count, eta_text, fill_text, oldest_text, rate
+from queuewatch.tui.source import ConsumerInfo
 
 
 class QueueDetailScreen(Screen[None]):
@@ -29,6 +31,7 @@ class QueueDetailScreen(Screen[None]):
             with VerticalScroll(id="detail-facts"):
                 yield Static("", id="detail-stats")
                 yield Static("", id="detail-limits")
+                yield Static("", id="detail-consumers")
                 yield Static("", id="detail-alerts")
             with Vertical(id="detail-charts"):
                 yield Label("Depth (ready + unacked)", classes="chart-title", id="depth-title")
@@ -38,6 +41,17 @@ class QueueDetailScreen(Screen[None]):
                 yield Label("Out/s (ack)", classes="chart-title", id="out-title")
                 yield Sparkline([], id="spark-out")
         yield Footer()
+
+    def on_mount(self) -> None:
+        self.load_consumers()
+
+    @work(group="consumers", exclusive=True, exit_on_error=False)
+    async def load_consumers(self) -> None:
+        source = getattr(self.app, "source", None)
+        if source is None:
+            return
+        consumers = await source.consumers(self.queue_name)
+        self.query_one("#detail-consumers", Static).update(_consumers(consumers))
 
     def show(self, snapshot: Snapshot, history: Sequence[HistoryPoint]) -> None:
         q = snapshot.queue(self.queue_name)
@@ -102,6 +116,20 @@ def _limits(q: QueueStats) -> Text:
     if q.dead_letter_routing_key:
         _row(t, "dead-letter key", q.dead_letter_routing_key)
     _row(t, "stuck after", fmt_duration(q.stuck_after) if q.stuck_after else "-")
+    return t
+
+
+def _consumers(consumers: Sequence[ConsumerInfo]) -> Text:
+    t = Text()
+    t.append(f"\nConsumers ({len(consumers)})\n", style="bold underline")
+    if not consumers:
+        t.append("  none\n", style="dim")
+    for c in consumers[:20]:
+        ack = "manual ack" if c.ack_required else "auto-ack"
+        state = "" if c.active else " (inactive)"
+        t.append(f"  {c.connection[:24]:<24} prefetch {c.prefetch:<4} {ack}{state}\n")
+    if len(consumers) > 20:
+        t.append(f"  … and {len(consumers) - 20} more\n", style="dim")
     return t
 
 
