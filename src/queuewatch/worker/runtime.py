@@ -130,6 +130,15 @@ class Worker:
         self.routes[queue] = Route(spec, handler, bucket)
         self.heartbeat.queues = tuple(self.routes)
 
+    def set_concurrency(self, concurrency: int) -> None:
+        """Change how many jobs run at once (before ``run``); prefetch follows unless set."""
+        if concurrency < 1:
+            raise ConfigError("concurrency must be >= 1")
+        if self.prefetch == self.concurrency * PREFETCH_PER_SLOT:
+            self.prefetch = concurrency * PREFETCH_PER_SLOT
+        self.concurrency = self.heartbeat.concurrency = concurrency
+        self.processor.semaphore = asyncio.Semaphore(concurrency)
+
     @property
     def in_flight(self) -> int:
         return len(self.processor.running)

@@ -1,0 +1,92 @@
+"""The example services in producers/ and consumers/ and ``queuewatch worker``: they run
+against a real vhost, do their work, and exit cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import aio_pika
+import pytest
+
+from queuewatch.amqp import connect
+from queuewatch.declare import declare_topology
+from queuewatch.topology import load_topology
+from tests.helpers import depth, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+TOPOLOGY = ROOT / "consumers" / "demo_topology.toml"
+
+
+def spawn(*argv: str, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*argv], cwd=ROOT, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+async def stop(proc: subprocess.Popen[bytes], log: Path) -> None:
+    proc.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(proc.wait, 20)
+    assert code == 0, log.read_text()[-3000:]
+
+
+@pytest.mark.slow
+async def test_demo_producer_and_worker_run_and_stop_cleanly(settings, vhost, tmp_path, mgmt):
+    topology = load_topology(TOPOLOGY)
+    conn = await connect(settings)
+    await declare_topology(conn, topology, vhost)
+    url = ["--amqp-url", settings.amqp_url, "--vhost", vhost]
+    plog, wlog = tmp_path / "producer.log", tmp_path / "worker.log"
+    # Given the demo producer with a burst bigger than the orders cap (2000)
+    producer = spawn(sys.executable, "producers/demo_producer.py", *url, "--rate", "100",
+                     "--burst-every", "1", "--burst-size", "2500", log=plog)
+    try:
+        await wait_until(lambda: "refused by the cap" in plog.read_text(), timeout=20,
+                         what="a burst hitting the cap")
+        # When the demo worker runs
+        worker = spawn(sys.executable, "consumers/demo_worker.py", *url, "--fail-ratio", "0.3",
+                       "--poison-ratio", "0.05", "--slow-ratio", "0", log=wlog)
+        try:
+            async def drained() -> bool:
+                return await depth(conn, "orders") < 2000
+            await wait_until(drained, timeout=20, what="orders being consumed")
+            async def dead_letters() -> bool:
+                return await depth(conn, "emails.dlq") > 0
+            await wait_until(dead_letters, timeout=30, what="poison emails in the DLQ")
+        finally:
+            await stop(worker, wlog)
+    finally:
+        await stop(producer, plog)
+    await conn.close()
+    assert "back-pressure" in plog.read_text()
+
+
+async def test_queuewatch_worker_cli_runs_an_app(settings, vhost, tmp_path, connection):
+    topology = load_topology(TOPOLOGY)
+    await declare_topology(connection, topology, vhost)
+    channel = await connection.channel()
+    for i in range(20):
+        await channel.default_exchange.publish(
+            aio_pika.Message(b'{"to": "a@example.com"}', content_type="application/json",
+                             message_id=f"m{i}"), routing_key="emails")
+    await channel.close()
+    log = tmp_path / "cli.log"
+    qw = str(Path(sys.executable).with_name("queuewatch"))
+    proc = spawn(qw, "worker", "consumers/email_worker.py:make_worker", "--amqp-url",
+                 settings.amqp_url, "--vhost", vhost, "--concurrency", "4", log=log)
+    try:
+        async def consumed() -> bool:
+            return await depth(connection, "emails") == 0
+        await wait_until(consumed, timeout=20, what="emails consumed by the CLI worker")
+    finally:
+        await stop(proc, log)
+    assert "concurrency 4" in log.read_text()
+
+
+def test_queuewatch_worker_cli_reports_a_bad_app(tmp_path):
+    qw = str(Path(sys.executable).with_name("queuewatch"))
+    result = subprocess.run([qw, "worker", "nosuchmodule_xyz:app"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "nosuchmodule_xyz" in result.stderr
