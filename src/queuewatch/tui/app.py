@@ -255,6 +255,7 @@ class QueuewatchApp(App[None]):
             status = self.main.query_one(StatusBar)
             status.vhost, status.snapshot = choice, None
             self.snapshot = None
+            self.main.query_one(DlqView).reset()
             self.poll_now()
 
     async def action_quit(self) -> None:

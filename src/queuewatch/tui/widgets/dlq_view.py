@@ -115,6 +115,13 @@ class DlqView(Vertical):
                           ("p: pick another", "dim"))
         )
 
+    def reset(self) -> None:
+        """Forget the DLQ shown (another vhost was picked)."""
+        self.dlq = None
+        self.marked.clear()
+        self.show_letters([])
+        self.query_one("#dlq-title", Static).update(" no DLQ selected: press p to pick one")
+
     def choose(self, dlq: str) -> None:
         self.dlq = dlq
         self.marked.clear()
