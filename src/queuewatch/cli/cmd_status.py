@@ -84,7 +84,8 @@ def render_status(snap: Snapshot) -> str:
         + (" MEM-ALARM" if n.mem_alarm else "") + (" DISK-ALARM" if n.disk_alarm else "")
         for n in snap.nodes
     )
-    alerts = f"{len(snap.alerts)} alerts (queuewatch alerts)" if snap.alerts else "no alerts"
+    n = len(snap.alerts)
+    alerts = f"{n} alert{'s' if n > 1 else ''} (queuewatch alerts)" if n else "no alerts"
     return f"{head}\n{table}\nnodes: {nodes}\n{alerts}"
 
 
