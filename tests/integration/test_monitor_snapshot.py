@@ -156,3 +156,23 @@ async def _ready(mgmt: ManagementClient, vhost: str, name: str, n: int) -> bool:
 
 def _rate(q: dict, key: str) -> float:  # type: ignore[type-arg]
     return float((q.get("message_stats") or {}).get(f"{key}_details", {}).get("rate", 0))
+
+
+async def test_queue_sweep_pages_without_gaps_or_duplicates(connection, mgmt, vhost):
+    # Given 7 queues and pages of 2 (4 pages, fetched a few at a time)
+    from queuewatch.monitor.fetch import fetch_queues
+
+    ch = await connection.channel()
+    for i in range(7):
+        await ch.declare_queue(f"p{i}", durable=True)
+    # When swept
+    items = await fetch_queues(mgmt, vhost, ("name", "vhost"), page_size=2, concurrency=2)
+    # Then every queue is there exactly once
+    assert sorted(i["name"] for i in items) == [f"p{i}" for i in range(7)]
+
+
+async def test_unknown_vhost_is_a_clear_error(mgmt, settings):
+    from queuewatch.errors import NotFound
+
+    with pytest.raises(NotFound, match="does not exist"):
+        await Monitor(mgmt, settings.with_vhost("qwt-no-such-vhost-zz")).poll()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from collections.abc import Callable
@@ -108,8 +109,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         else:
             print(render_status(snap))
         return 0
-    return _watch(args, lambda s: print_json(snapshot_to_json(s)) if args.json
-                  else _print_screen(render_status(s)))
+    # --watch --json prints JSON lines: one compact document per snapshot
+    return _watch(args, lambda s: print(json.dumps(snapshot_to_json(s), sort_keys=True))
+                  if args.json else _print_screen(render_status(s)))
 
 
 def _print_screen(text: str) -> None:

@@ -83,6 +83,8 @@ class Monitor:
         self.history = QueueHistory(settings.history_size)
         """Per-queue history (``monitor.history.get(name)``), oldest first."""
         self.last: Snapshot | None = None
+        self.warning = interval_warning(settings.poll_interval)
+        """Set when ``settings.poll_interval`` is below the broker's statistics interval."""
         self._stalls = StallTracker(settings.thresholds.stalled_polls)
         self._dlq_depths: dict[tuple[str, str], int] = {}
         self._lock = asyncio.Lock()

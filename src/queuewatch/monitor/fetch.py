@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from queuewatch.errors import ManagementUnavailable
+from queuewatch.errors import ManagementUnavailable, NotFound
 from queuewatch.management import MAX_PAGE_SIZE, ManagementClient, q
 
 #: Pages requested at the same time after the first (which tells how many there are).
@@ -37,7 +37,12 @@ async def fetch_queues(
             raise ManagementUnavailable(f"unexpected answer to paged GET {path}")
         return data
 
-    first = await page(1)
+    try:
+        first = await page(1)
+    except NotFound:
+        raise NotFound(
+            f"vhost {vhost!r} does not exist on {mgmt.display_url} (see 'rabbitmqctl list_vhosts')"
+        ) from None
     pages = [first]
     count = int(first.get("page_count", 1))
     if count > 1:
