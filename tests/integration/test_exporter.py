@@ -149,3 +149,32 @@ async def test_exporter_with_wrong_password_serves_up_zero(settings, vhost):
     assert s[("queuewatch_up", ())] == 0 and s[("queuewatch_scrape_errors_total", ())] == 1
     assert "refused the credentials" in (exporter.collector.last_error or "")
     assert "definitely-wrong" not in (exporter.collector.last_error or "")
+
+
+async def test_workers_and_stuck_jobs_from_heartbeats(connection, settings, vhost):
+    import time
+
+    from queuewatch.telemetry import Heartbeat, InFlightJob, heartbeat_routing_key
+
+    # Given an exporter listening to heartbeats, and a queue "work"
+    ch = await connection.channel()
+    await ch.declare_queue("work", durable=True)
+    exporter = Exporter(settings, heartbeats=True, max_age=0.2)
+    try:
+        port = exporter.start(0)
+        before = await scrape(port)  # the first poll subscribes to the telemetry exchange
+        assert before[("queuewatch_workers_up", ())] == 0
+        # When a worker reports a job running for 1000 s
+        telemetry = await ch.get_exchange(settings.telemetry_exchange)
+        hb = Heartbeat("w1", "host1", 7, time.time(), ("work",), 2, 5.0, 1 << 20,
+                       in_flight=(InFlightJob("j-1", "work", 1, time.time() - 1000),))
+        await telemetry.publish(aio_pika.Message(hb.to_json()), heartbeat_routing_key("w1"))
+        await asyncio.sleep(0.5)
+        after = await scrape(port)
+    finally:
+        exporter.close()
+    # Then the worker is up and its job counts as stuck in "work"
+    assert after[("queuewatch_workers_up", ())] == 1
+    assert after[("queuewatch_worker_in_flight_jobs", (("host", "host1"), ("worker", "w1")))] == 1
+    assert after[("queuewatch_stuck_jobs", (("queue", "work"), ("vhost", vhost)))] == 1
+    assert after[("queuewatch_stuck_jobs_overall", ())] == 1
