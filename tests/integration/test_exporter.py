@@ -178,3 +178,31 @@ async def test_workers_and_stuck_jobs_from_heartbeats(connection, settings, vhos
     assert after[("queuewatch_worker_in_flight_jobs", (("host", "host1"), ("worker", "w1")))] == 1
     assert after[("queuewatch_stuck_jobs", (("queue", "work"), ("vhost", vhost)))] == 1
     assert after[("queuewatch_stuck_jobs_overall", ())] == 1
+
+
+def test_exporter_command_serves_and_stops_on_ctrl_c(settings, vhost):
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    # Given `queuewatch exporter` on a free port
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "queuewatch.cli.main", "exporter", "--port", "0", "--vhost", vhost,
+         "--no-heartbeats", "--management-url", settings.management_url],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/metrics", line)
+        assert match, line
+        # When scraped, it answers with queuewatch_up 1
+        text = httpx.get(f"http://127.0.0.1:{match.group(1)}/metrics", timeout=30).text
+        assert samples(text)[("queuewatch_up", ())] == 1
+        # And Ctrl-C stops it cleanly
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
