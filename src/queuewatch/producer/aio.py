@@ -175,10 +175,6 @@ class AsyncProducer:
     def _done(self, fut: asyncio.Future[Published]) -> None:
         self._pending.discard(fut)
         self._slots.release()
-        if not fut.cancelled() and fut.exception() is not None:
-            # Retrieved here so an unobserved failure does not log "exception never retrieved";
-            # the caller still gets it from the future.
-            pass
 
     async def _send(self, out: Outgoing, wait: bool, timeout: float | None) -> Published:
         wait_deadline = time.monotonic() + (DEFAULT_WAIT_TIMEOUT if timeout is None else timeout)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,9 @@ from queuewatch.worker.outcomes import Failure
 from queuewatch.worker.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
+
+#: Seconds to wait before requeueing a job whose retry/DLQ copy was not confirmed.
+REQUEUE_PAUSE = 1.0
 
 
 @dataclass
@@ -82,6 +86,8 @@ class Processor:
     running: dict[int, Running] = field(default_factory=dict)
     counts: Counts = field(default_factory=Counts)
     publish_channel: AbstractChannel | None = None
+    open_channel: Callable[[], Awaitable[AbstractChannel]] | None = None
+    """Opens a new confirm channel when the publish channel died but the connection lives."""
     accepting: bool = True
     """False once a graceful shutdown began: prefetched jobs no longer start."""
     _next: int = 0
@@ -197,6 +203,7 @@ class Processor:
         except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, OSError) as exc:
             log.warning("could not publish %s to %s (%s); requeueing the original",
                         message.message_id, copy.routing_key, exc)
+            await asyncio.sleep(REQUEUE_PAUSE)  # no hot loop while the cause persists
             await _settle(message.nack(requeue=True))
             return False
         await _settle(message.ack())
@@ -204,6 +211,8 @@ class Processor:
 
     async def _publish(self, message: AbstractIncomingMessage, copy: outcomes.Copy) -> None:
         channel = self.publish_channel
+        if channel is not None and channel.is_closed and self.open_channel is not None:
+            channel = self.publish_channel = await self.open_channel()
         if channel is None or channel.is_closed:
             raise aiormq.exceptions.ChannelInvalidStateError("no publish channel")
         props = Basic.Properties(

@@ -205,7 +205,11 @@ class Worker:
             await _wait_any(self._stopping, timeout=self.reconnect_delay)
 
     async def _setup(self, conn: AbstractConnection) -> None:
-        self.processor.publish_channel = await conn.channel(publisher_confirms=True)
+        async def open_confirm_channel() -> AbstractChannel:
+            return await conn.channel(publisher_confirms=True)
+
+        self.processor.open_channel = open_confirm_channel
+        self.processor.publish_channel = await open_confirm_channel()
         self._telemetry_channel = await conn.channel(publisher_confirms=False)
         await start_control(self._telemetry_channel, self.topology.control_exchange,
                             self.worker_id, self.processor)
@@ -244,6 +248,7 @@ class Worker:
         conn, self._conn = self._conn, None
         self._telemetry_channel = None
         self.processor.publish_channel = None
+        self.processor.open_channel = None
         if conn is not None and not conn.is_closed:
             try:
                 await conn.close()
