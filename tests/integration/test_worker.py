@@ -331,3 +331,26 @@ async def test_missing_queue_keeps_worker_retrying_not_crashing(settings, connec
     worker.stop()
     await asyncio.wait_for(task, 10)
     assert worker.connections == 0
+
+
+async def test_unconfirmed_retry_copy_requeues_the_original(connection, settings, vhost, mgmt):
+    # Given a worker that believes in 6 delay levels while only 4 are declared, so the retry
+    # copy goes to an exchange that does not exist (the broker closes the publish channel)
+    await declare(connection, vhost, QueueSpec("jobs", retry=FAST_RETRY), delay_levels=4)
+    worker = Worker(settings, Topology(queues=(QueueSpec("jobs", retry=FAST_RETRY),),
+                                       delay_levels=6))
+    runs = Counter[str]()
+
+    @worker.job("jobs")
+    async def handle(job: Job) -> None:
+        runs[job.job_id] += 1
+        if job.job_id == "failing":
+            raise RuntimeError("needs a retry")
+
+    async with running(worker), AsyncProducer(settings, 4) as producer:
+        await producer.publish("jobs", {}, job_id="failing")
+        await wait_until(lambda: runs["failing"] >= 2, timeout=10, what="the job run again")
+        # Then the job was requeued rather than dropped, and other jobs still run
+        await producer.publish("jobs", {}, job_id="fine")
+        await wait_until(lambda: runs["fine"] == 1, timeout=10, what="another job")
+    assert await depth(connection, "jobs") == 1  # the failing job is back in the queue
