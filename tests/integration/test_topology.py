@@ -4,6 +4,8 @@ behaviour each queue argument promises (priorities, back-pressure, dead-letterin
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
 import time
 
 import aio_pika
@@ -117,6 +119,19 @@ async def test_rejected_message_lands_in_dlq(connection, vhost):
     assert dead.headers["x-death"][0]["reason"] == "rejected"
 
 
+def settle_timeout() -> float:
+    """The broker's retry period for rejected at-least-once dead letters, in seconds."""
+    try:
+        out = subprocess.run(
+            ["rabbitmqctl", "eval", "application:get_env(rabbit, dead_letter_worker_publisher_confirm_timeout)."],
+            capture_output=True, text=True, timeout=30,
+        ).stdout
+        match = re.search(r"\{ok,(\d+)\}", out)
+    except (OSError, subprocess.TimeoutExpired):
+        match = None
+    return int(match[1]) / 1000 if match else 180.0
+
+
 async def _publish_delayed(channel, levels, seconds, target, body):  # type: ignore[no-untyped-def]
     exchange = await channel.get_exchange(delay_entry_exchange(levels))
     await exchange.publish(
@@ -145,6 +160,7 @@ async def test_delay_level_returns_message_after_ttl(connection, vhost, seconds)
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(400)  # one settle period (180 s on 3.10) plus margin
 async def test_delayed_message_waits_while_job_queue_is_full(connection, vhost):
     # Given a full job queue (reject-publish) and a message in a delay level
     levels = 2
@@ -168,6 +184,6 @@ async def test_delayed_message_waits_while_job_queue_is_full(connection, vhost):
         return bool(bodies)
 
     # RabbitMQ retries a rejected dead-letter every dead_letter_worker_publisher_confirm_timeout
-    # (2 minutes by default), so allow for one full period.
-    await wait_until(arrived, timeout=150, interval=0.5, what="the held delayed message")
+    # (3 minutes on 3.10), so allow for one full period.
+    await wait_until(arrived, timeout=settle_timeout() + 30, interval=0.5, what="the held delayed message")
     assert bodies == [b"delayed"]
