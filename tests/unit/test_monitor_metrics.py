@@ -60,3 +60,14 @@ def test_collector_reports_snapshot_values_and_recovers_from_errors():
     assert registry.get_sample_value("queuewatch_queue_messages",
                                      {"vhost": "v", "queue": "jobs", "state": "ready"}) == 20
     assert registry.get_sample_value("queuewatch_scrape_errors_total") == 1
+
+
+def test_an_unexpected_failure_still_answers_the_scrape():
+    def broken() -> Snapshot:
+        raise KeyError("items")
+
+    collector = QueuewatchCollector(broken)
+    registry = build_registry(collector)
+    assert registry.get_sample_value("queuewatch_up") == 0
+    assert registry.get_sample_value("queuewatch_scrape_errors_total") == 1
+    assert collector.last_error == "KeyError: 'items'"

@@ -88,31 +88,43 @@ class QueuewatchCollector:
         """Seconds without a heartbeat after which a worker no longer counts as up."""
         self.scrape_errors = 0
         self.last_error: str | None = None
+        self._lock = threading.Lock()
 
     def describe(self) -> Iterable[Metric]:
         return ()
 
     def collect(self) -> Iterable[Metric]:
         started = time.perf_counter()
+        snap: Snapshot | None = None
         try:
-            snap: Snapshot | None = self.source()
-            self.last_error = None
+            snap = self.source()
         except QueuewatchError as exc:
-            snap = None
-            self.scrape_errors += 1
-            self.last_error = str(exc)
+            self._failed(str(exc))
             log.warning("scrape failed: %s", exc)
+        except Exception as exc:  # the HTTP edge: answer the scrape, log the bug
+            self._failed(f"{type(exc).__name__}: {exc}")
+            log.exception("scrape failed unexpectedly")
+        else:
+            self.last_error = None
         families: list[Metric] = [] if snap is None else list(snapshot_families(snap, self.stale_after))
+        with self._lock:
+            error_count = self.scrape_errors
         up = GaugeMetricFamily("queuewatch_up", "1 when the last poll of the management API "
                                "succeeded, else 0")
         up.add_metric([], 0.0 if snap is None else 1.0)
         errors = CounterMetricFamily("queuewatch_scrape_errors", "Scrapes whose snapshot failed "
                                      "(broker or management API unreachable, refused, ...)")
-        errors.add_metric([], float(self.scrape_errors))
+        errors.add_metric([], float(error_count))
         took = GaugeMetricFamily("queuewatch_scrape_duration_seconds",
                                  "Seconds this scrape took, snapshot included")
         took.add_metric([], time.perf_counter() - started)
         return [up, errors, took, *families]
+
+
+    def _failed(self, reason: str) -> None:
+        with self._lock:
+            self.scrape_errors += 1
+            self.last_error = reason
 
 
 def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricFamily:
