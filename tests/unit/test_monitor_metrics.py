@@ -68,6 +68,6 @@ def test_an_unexpected_failure_still_answers_the_scrape():
 
     collector = QueuewatchCollector(broken)
     registry = build_registry(collector)
-    assert registry.get_sample_value("queuewatch_up") == 0
-    assert registry.get_sample_value("queuewatch_scrape_errors_total") == 1
+    s = samples_of(registry)
+    assert s[("queuewatch_up", ())] == 0 and s[("queuewatch_scrape_errors_total", ())] == 1
     assert collector.last_error == "KeyError: 'items'"
