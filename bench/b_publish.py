@@ -17,6 +17,9 @@ from bench.stats import Stat, fmt_ratio, ratio
 from queuewatch import envelope
 from queuewatch.config import Settings
 
+#: Every publisher sends to the same kind of queue: queuewatch's default x-max-priority 10.
+PRIORITY = 10
+
 
 async def _qw_async(settings: Settings, count: int, window: int) -> float:
     mod = qw.require_producer()
@@ -90,7 +93,8 @@ def _dramatiq(settings: Settings, count: int) -> float:
     import dramatiq
     from dramatiq.brokers.rabbitmq import RabbitmqBroker
 
-    broker = RabbitmqBroker(url=settings.amqp_url_for(), confirm_delivery=True)
+    broker = RabbitmqBroker(url=settings.amqp_url_for(), confirm_delivery=True,
+                            max_priority=PRIORITY)
     try:
         actor = dramatiq.actor(broker=broker, queue_name=peers.QUEUE, actor_name="noop")(_noop)
         actor.send(-1)  # declares the queues (not timed)
@@ -111,7 +115,8 @@ def _celery(settings: Settings, count: int) -> float:
 
     app = Celery("bench-publish", broker=settings.amqp_url_for())
     app.conf.update(task_default_queue=peers.QUEUE, task_ignore_result=True,
-                    broker_transport_options={"confirm_publish": True})
+                    broker_transport_options={"confirm_publish": True},
+                    task_queue_max_priority=PRIORITY)
     task = app.task(name="bench.noop")(_noop)
     try:
         task.apply_async((-1,))  # connects and declares (not timed)

@@ -23,6 +23,8 @@ from queuewatch.config import Settings
 from queuewatch.management import ManagementClient, q
 
 PEEK = 500
+#: Below this rate the replay is stopped (its unacked dead letters stay) and reported slow.
+MIN_RATE = 500.0
 DLQ = peers.QUEUE + ".dlq"
 
 
@@ -75,7 +77,14 @@ async def _qw_replay(settings: Settings, count: int, peeks: list[float],
             if len(page.items) != min(PEEK, count):
                 raise RuntimeError(f"peek returned {len(page.items)} dead letters")
             t0 = time.perf_counter()
-            result = await dlq.replay()
+            limit = max(60.0, count / MIN_RATE)
+            try:
+                result = await asyncio.wait_for(dlq.replay(), limit)
+            except TimeoutError:
+                moved = await _depth(settings, peers.QUEUE)
+                raise RuntimeError(
+                    f"replay() had moved {moved:,} of {count:,} after {limit:.0f} s "
+                    f"(about {moved / limit:,.0f}/s); stopped it") from None
             elapsed = time.perf_counter() - t0
         finally:
             await conn.close()

@@ -98,7 +98,7 @@ async def run_telemetry(bench: Bench) -> list[Section]:
 
 
 async def run_prefetch(bench: Bench) -> list[Section]:
-    count = bench.size(10_000, 200)
+    count = bench.size(5_000, 200)
     sweep = (bench.prefetch,) if bench.quick else (1, 10, 50, 100, 300, 1000)
     section = Section(
         key="prefetch",

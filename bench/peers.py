@@ -2,8 +2,11 @@
 look like on the wire (for preloading a backlog), and how its worker process is started.
 
 Systems: ``queuewatch`` (the worker from ``queuewatch.worker``), ``raw`` (a bare aio-pika
-consume+ack loop on the same queue as queuewatch), ``dramatiq`` and ``celery`` (each on its
-own default queue type, with the RabbitMQ broker).
+consume+ack loop on the same queue as queuewatch), ``dramatiq`` and ``celery`` (with the
+RabbitMQ broker). Every system consumes the same kind of queue: classic, durable, with
+queuewatch's default ``x-max-priority`` 10 (each peer configured through its own setting:
+Dramatiq ``max_priority``, Celery ``task_queue_max_priority``), so the ratios compare the
+worker runtimes, not queue types; the priority benchmark shows what priorities cost.
 """
 
 from __future__ import annotations
@@ -47,10 +50,15 @@ async def setup_queue(system: str, settings: Settings, max_priority: int | None 
             await conn.close()
     elif system == "dramatiq":
         # dramatiq.brokers.rabbitmq.RabbitmqBroker._build_queue_arguments
-        await declare_queue(settings, QUEUE, {
-            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{QUEUE}.XQ"})
+        args: dict[str, Any] = {
+            "x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{QUEUE}.XQ"}
+        if max_priority:
+            args["x-max-priority"] = max_priority
+        await declare_queue(settings, QUEUE, args)
     elif system == "celery":
-        await declare_queue(settings, QUEUE)
+        # what Celery declares with task_queue_max_priority
+        await declare_queue(settings, QUEUE, {"x-max-priority": max_priority} if max_priority
+                            else None)
     else:
         raise ValueError(system)
 
@@ -105,7 +113,7 @@ def _celery_message(job: str, arg: Any) -> aio_pika.Message:
 def start_worker(
     system: str, settings: Settings, job: str, *, concurrency: int, prefetch: int,
     latency_dir: Path | None = None, telemetry: bool = True, max_priority: int | None = 10,
-    idempotency: bool = True,
+    idempotency: bool = True, extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """One worker process of ``system`` with ``concurrency`` and ``prefetch``."""
     env = {
@@ -116,6 +124,8 @@ def start_worker(
         "BENCH_IDEMPOTENCY": "1" if idempotency else "0",
         "BENCH_MAX_PRIORITY": str(max_priority or 0),
         "BENCH_VHOST": settings.effective_vhost,
+        "BENCH_PEER_PRIORITY": str(max_priority or 0),
+        **(extra_env or {}),
     }
     if system == "queuewatch":
         from bench import qw

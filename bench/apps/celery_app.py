@@ -2,7 +2,7 @@
 
 ``acks_late=True`` (ack after the task, like queuewatch), prefetch = ``BENCH_PREFETCH``
 (via the multiplier), no result backend, no remote control/events/gossip/mingle, and
-publisher confirms on for ``apply_async``.
+publisher confirms on for ``apply_async``; ``x-max-priority`` from ``BENCH_PEER_PRIORITY``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ app.conf.update(
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
     broker_transport_options={"confirm_publish": True},
+    task_queue_max_priority=common.PEER_PRIORITY or None,
 )
 
 

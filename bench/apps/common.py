@@ -13,6 +13,9 @@ CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "10"))
 PREFETCH = int(os.environ.get("BENCH_PREFETCH", "100"))
 JOB = os.environ.get("BENCH_JOB", "noop")
 IO_SECONDS = 0.005
+#: x-max-priority of the peers' queues (0: their default, no priorities). The harness sets
+#: it to queuewatch's default so every system consumes the same kind of queue.
+PEER_PRIORITY = int(os.environ.get("BENCH_PEER_PRIORITY", "0"))
 
 _latency_file: TextIO | None = None
 

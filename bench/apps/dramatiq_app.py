@@ -17,6 +17,7 @@ from bench.apps import common
 broker = RabbitmqBroker(
     url=common.AMQP_URL,
     confirm_delivery=os.environ.get("BENCH_CONFIRM", "1") == "1",
+    max_priority=common.PEER_PRIORITY or None,
 )
 dramatiq.set_broker(broker)
 

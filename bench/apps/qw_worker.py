@@ -5,7 +5,8 @@ Built only from the public API (``queuewatch.worker.Worker``): one process, conc
 keeps heartbeats (1 s) and Prometheus metrics on, served on a free port; ``0`` turns the
 metrics off and sends one heartbeat only. ``BENCH_IDEMPOTENCY=0`` turns the idempotency
 store off (it is on by default, as for any user). State (the SQLite idempotency store)
-lives in a temporary directory removed at exit.
+lives in a temporary directory removed at exit. ``BENCH_PROFILE=<path>`` profiles the
+whole run with pyinstrument and writes the text report there (see ``bench.profile``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,19 @@ def main() -> None:
             elif common.JOB == "latency":
                 common.record_latency(job.payload["ts"])
 
-        worker.run_sync()
+        profile = os.environ.get("BENCH_PROFILE")
+        if not profile:
+            worker.run_sync()
+            return
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.001, async_mode="disabled")
+        profiler.start()
+        try:
+            worker.run_sync()
+        finally:
+            profiler.stop()
+            Path(profile).write_text(profiler.output_text(unicode=False, color=False))
 
 
 if __name__ == "__main__":
