@@ -8,7 +8,10 @@ delivery is held, ``multiple`` would ack it too, so later acks are single.
 
 from __future__ import annotations
 
+import asyncio
+from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 
 class Acker:
@@ -55,3 +58,38 @@ class Acker:
     def pending(self) -> int:
         """Resolved tags still waiting for an earlier tag to resolve."""
         return len(self._resolved)
+
+
+class AckWriter:
+    """Sends acks in order from one task (separate tasks could overtake each other, and an
+    out-of-order ``multiple`` ack makes the broker close the channel: unknown delivery tag).
+    Consecutive ``multiple`` acks are coalesced into the highest one."""
+
+    def __init__(self, channel: Any) -> None:
+        self._channel = channel
+        self._ops: deque[tuple[int, bool]] = deque()
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._task = asyncio.ensure_future(self._run())
+
+    def __call__(self, tag: int, multiple: bool) -> None:
+        self._ops.append((tag, multiple))
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._ops:
+                tag, multiple = self._ops.popleft()
+                while multiple and self._ops and self._ops[0][1]:
+                    tag, multiple = self._ops.popleft()
+                await self._channel.basic_ack(tag, multiple=multiple, wait=False)
+            if self._closing:
+                return
+
+    async def flush(self) -> None:
+        """Send every queued ack, then stop (raises the channel's error if it broke)."""
+        self._closing = True
+        self._wake.set()
+        await self._task

@@ -64,6 +64,10 @@ class Inbox:
 
     async def get(self, timeout: float) -> DeliveredMessage | None:
         try:
+            return self._queue.get_nowait()  # the common case: no task, no timer
+        except asyncio.QueueEmpty:
+            pass
+        try:
             return await asyncio.wait_for(self._queue.get(), timeout)
         except TimeoutError:
             return None

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 import aiormq
 from aio_pika.abc import AbstractConnection
 
-from queuewatch.dlq.acker import Acker
+from queuewatch.dlq.acker import Acker, AckWriter
 from queuewatch.dlq.channel import (
     IDLE_TIMEOUT,
     consume,
@@ -35,10 +32,9 @@ async def delete(
     removed: list[str | None] = []
     if total == 0:
         return removed
-    acks: list[asyncio.Future[Any]] = []
     async with raw_channel(connection) as raw:
-        acker = Acker(lambda tag, multiple: acks.append(
-            asyncio.ensure_future(raw.basic_ack(tag, multiple=multiple))))
+        writer = AckWriter(raw)
+        acker = Acker(writer)
         inbox, _tag = await consume(raw, queue, prefetch_for(total))
         for position in range(total):
             message = await inbox.get(idle_timeout)
@@ -51,8 +47,7 @@ async def delete(
                 acker.done(tag)
             else:
                 acker.hold(tag)
-        if acks:
-            await asyncio.gather(*acks)
+        await writer.flush()
     return removed
 
 

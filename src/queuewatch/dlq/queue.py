@@ -6,12 +6,14 @@ then append to the audit log, whatever the outcome.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from aio_pika.abc import AbstractConnection
 
+from queuewatch.amqp import connect
 from queuewatch.audit import AuditLog, Outcome, require_writable
 from queuewatch.config import Settings
 from queuewatch.dlq import ops, peek, replay, transfer
@@ -38,12 +40,16 @@ class DeadLetterQueue:
     def __init__(
         self, connection: AbstractConnection, mgmt: ManagementClient | None, settings: Settings,
         queue: str, audit: AuditLog | None = None,
+        publish_connection: AbstractConnection | None = None,
     ) -> None:
+        """``publish_connection``: used for republishing (replay, import); by default a
+        second connection is opened from ``settings`` for the duration of the action."""
         self.connection = connection
         self.mgmt = mgmt
         self.settings = settings
         self.queue = queue
         self.audit = audit or AuditLog.from_settings(settings)
+        self.publish_connection = publish_connection
 
     @property
     def target(self) -> dict[str, Any]:
@@ -71,6 +77,18 @@ class DeadLetterQueue:
         with path.open("w", encoding="utf-8") as out:
             return await transfer.export(self.connection, self.queue, out, progress)
 
+    @asynccontextmanager
+    async def _publisher(self) -> AsyncIterator[AbstractConnection]:
+        """A connection of its own for republishing (see :func:`replay.replay`)."""
+        if self.publish_connection is not None:
+            yield self.publish_connection
+            return
+        conn = await connect(self.settings)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+
     # -- destructive --------------------------------------------------------------------
     def _begin(self, action: str) -> None:
         require_writable(self.settings, action)
@@ -90,7 +108,11 @@ class DeadLetterQueue:
                              max_replays=max_replays, limit=limit, window=window,
                              user=self.settings.credentials[0])
         try:
-            result = await replay.replay(self.connection, self.queue, opts, progress)
+            if dry_run:
+                result = await replay.replay(self.connection, self.queue, opts, progress)
+            else:
+                async with self._publisher() as pub:
+                    result = await replay.replay(self.connection, self.queue, opts, progress, pub)
         except QueuewatchError as exc:
             if not dry_run:
                 self._record("replay", "error", 0, flt, str(exc))

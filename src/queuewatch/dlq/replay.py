@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,7 +23,7 @@ from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
 from queuewatch import envelope as env
-from queuewatch.dlq.acker import Acker
+from queuewatch.dlq.acker import Acker, AckWriter
 from queuewatch.dlq.channel import (
     IDLE_TIMEOUT,
     MAX_PREFETCH,
@@ -161,7 +160,8 @@ async def dry_run(
 class _Replayer:
     def __init__(self, rin: Any, rout: Any, opts: ReplayOptions) -> None:
         self.rin, self.rout, self.opts = rin, rout, opts
-        self.acker = Acker(self._send_ack)
+        self.ack_writer = AckWriter(rin)
+        self.acker = Acker(self.ack_writer)
         self.window = asyncio.Semaphore(max(opts.window, 1))
         self.in_flight: dict[str, asyncio.Future[Any]] = {}
         self.tasks: set[asyncio.Future[Any]] = set()
@@ -169,9 +169,6 @@ class _Replayer:
         self.scanned = self.matched = self.replayed = 0
         self.prefetch = 0
         self.started = time.monotonic()
-
-    def _send_ack(self, tag: int, multiple: bool) -> None:
-        self._track(asyncio.ensure_future(self.rin.basic_ack(tag, multiple=multiple, wait=False)))
 
     def _track(self, fut: asyncio.Future[Any]) -> None:
         self.tasks.add(fut)
@@ -219,7 +216,7 @@ class _Replayer:
             await asyncio.wait([self.in_flight[mid]])
         fut = asyncio.ensure_future(self.rout.basic_publish(
             bytes(message.body), exchange=route.exchange, routing_key=route.routing_key,
-            properties=props, mandatory=True,
+            properties=props, mandatory=True, wait=False,
         ))
         if mid:
             self.in_flight[mid] = fut
@@ -247,24 +244,32 @@ class _Replayer:
                                    f"{type(exc).__name__}: {exc}"))
 
     async def drain(self) -> None:
+        """Wait for every republish to settle, then send the remaining acks."""
         while self.tasks:
             await asyncio.wait(list(self.tasks))
+        await self.ack_writer.flush()
 
 
 async def replay(
     connection: AbstractConnection, queue: str, opts: ReplayOptions,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn | None = None, publish_connection: AbstractConnection | None = None,
 ) -> ReplayResult:
-    """Replay the dead letters of ``queue`` that ``opts.flt`` selects (see module doc)."""
+    """Replay the dead letters of ``queue`` that ``opts.flt`` selects (see module doc).
+
+    Republish on ``publish_connection`` when given: RabbitMQ's flow control throttles a
+    publishing connection by not reading from it, which would also hold back the acks that
+    let more dead letters flow in. Consuming and publishing on one connection is several
+    times slower."""
     if opts.dry_run:
         return await dry_run(connection, queue, opts, progress)
     total = await queue_depth(connection, queue)
     target = total if opts.limit is None else min(total, opts.limit)
     error: str | None = None
-    async with raw_channel(connection) as rin, raw_channel(connection, confirms=True) as rout:
+    if target <= 0:
+        return ReplayResult(queue, False, 0, 0, 0)
+    pub = publish_connection or connection
+    async with raw_channel(connection) as rin, raw_channel(pub, confirms=True) as rout:
         r = _Replayer(rin, rout, opts)
-        if target <= 0:
-            return ReplayResult(queue, False, 0, 0, 0)
         r.prefetch = min(target, 2 * max(opts.window, 1), MAX_PREFETCH)
         inbox, _ctag = await consume(rin, queue, r.prefetch)
         try:
@@ -276,17 +281,19 @@ async def replay(
                 await r.keep_flowing(queue)
                 if progress is not None and (position + 1) % PROGRESS_EVERY == 0:
                     progress(position + 1, target)
-            await r.drain()
         except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,
                 ConnectionError) as exc:
             error = f"replay stopped: {type(exc).__name__}: {exc} (unreplayed dead letters stay)"
+        try:
+            await r.drain()
+        except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,
+                ConnectionError) as exc:
+            error = error or (f"acking replayed dead letters failed: {exc} (they stay in the "
+                              "DLQ and were also replayed: duplicates, no loss)")
         if progress is not None:
             progress(r.scanned, target)
-        await r.drain()
     if error is not None and r.replayed == 0 and r.scanned == 0:
         raise BrokerError(error)
     return ReplayResult(queue, False, r.scanned, r.matched, r.replayed, tuple(r.skipped),
                         time.monotonic() - r.started, error)
 
-
-ReplayProgress = Callable[[int, int], None]

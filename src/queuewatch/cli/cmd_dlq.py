@@ -1,0 +1,311 @@
+"""``queuewatch dlq list|show|replay|delete|purge|export|import``.
+
+QUEUE is the queue holding the dead letters; a job queue name (``jobs``) means its DLQ
+(``jobs.dlq``) when that exists. Destructive subcommands take ``--read-only`` (refused
+before anything touches the broker) and are written to the audit log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any, TypeVar
+
+from queuewatch.cli.common import (
+    add_connection_options,
+    add_read_only_option,
+    format_table,
+    print_json,
+    run,
+    settings_from_args,
+)
+from queuewatch.config import Settings
+
+T = TypeVar("T")
+
+
+class Progress:
+    """A progress bar on stderr, only when stderr is a terminal (else silent)."""
+
+    def __init__(self, label: str, enabled: bool | None = None) -> None:
+        self.label = label
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.shown = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        width = 30
+        filled = min(width, width * done // total)
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        sys.stderr.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            sys.stderr.write("\n")
+
+
+def confirm(question: str, yes: bool) -> bool:
+    """True with ``--yes``; asks on a terminal; refuses (exit 2) without a terminal."""
+    from queuewatch.errors import QueuewatchError
+
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise QueuewatchError(f"{question.rstrip('?')}: refused without a terminal; pass --yes")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    return answer in ("y", "yes")
+
+
+def with_dlq(args: argparse.Namespace, fn: Callable[[Any], Awaitable[T]]) -> T:
+    """Connect, build the :class:`DeadLetterQueue` for ``args.queue`` and call ``fn(dlq)``."""
+    from queuewatch.amqp import connect
+    from queuewatch.dlq import DeadLetterQueue
+    from queuewatch.dlq.channel import queue_depth
+    from queuewatch.errors import NotFound
+
+    settings = settings_from_args(args)
+
+    async def go() -> T:
+        conn = await connect(settings)
+        try:
+            queue = args.queue
+            if not queue.endswith(".dlq"):
+                try:
+                    await queue_depth(conn, queue + ".dlq")
+                    queue += ".dlq"
+                except NotFound:
+                    pass
+            return await fn(DeadLetterQueue(conn, None, settings, queue))
+        finally:
+            await conn.close()
+
+    return run(go)
+
+
+def check_writable(args: argparse.Namespace, action: str) -> Settings:
+    from queuewatch.audit import require_writable
+
+    settings = settings_from_args(args)
+    require_writable(settings, action)
+    return settings
+
+
+def filter_from_args(args: argparse.Namespace) -> Any:
+    from queuewatch.dlq import DeadLetterFilter
+
+    return DeadLetterFilter(
+        job_ids=frozenset(getattr(args, "job", None) or ()), error_type=args.error_type,
+        reason=args.reason, text=args.text, min_age=args.min_age, max_age=args.max_age,
+    )
+
+
+def add_filter_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("filter (all given criteria must match)")
+    g.add_argument("--job", action="append", metavar="JOB_ID", help="a job id (repeatable)")
+    g.add_argument("--error-type", metavar="TYPE", help="error type, e.g. TimeoutError")
+    g.add_argument("--reason", help="death reason, e.g. failed, rejected, 'cancelled by operator'")
+    g.add_argument("--text", help="text in the body, error message or job id")
+    g.add_argument("--min-age", type=float, metavar="SECONDS", help="dead at least this long")
+    g.add_argument("--max-age", type=float, metavar="SECONDS", help="dead at most this long")
+
+
+# -- list / show ----------------------------------------------------------------------------
+def cmd_list(args: argparse.Namespace) -> int:
+    from queuewatch.dlq.model import format_ms
+
+    flt = filter_from_args(args)
+
+    async def fetch(dlq: Any) -> tuple[str, int, list[Any]]:
+        if flt.is_empty:
+            page = await dlq.peek(args.offset, args.limit)
+            return dlq.queue, page.total, list(page.items)
+        found = await dlq.find(flt, max_results=args.offset + args.limit)
+        return dlq.queue, await dlq.depth(), found[args.offset:]
+
+    queue, total, items = with_dlq(args, fetch)
+    if args.json:
+        print_json({"queue": queue, "total": total, "offset": args.offset,
+                    "items": [d.summary() for d in items]})
+        return 0
+    print(f"{queue}: {total} dead letters" + (f", showing {len(items)}" if items else ""))
+    if items:
+        print(format_table(
+            ["POS", "JOB", "REASON", "ERROR", "ATT", "REPLAYS", "DIED", "ROUTE"],
+            [[d.position, d.job_id, d.death.reason, d.death.error_type, d.death.attempts,
+              d.replay_count, format_ms(d.death.last_death_ms),
+              d.death.route.describe() if d.death.route else "?"] for d in items],
+            right={0, 4, 5},
+        ))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from queuewatch.dlq.decode import jsonable
+    from queuewatch.dlq.model import format_ms
+    from queuewatch.errors import NotFound
+
+    dl = with_dlq(args, lambda dlq: dlq.get(args.job_id))
+    if dl is None:
+        raise NotFound(f"no dead letter with job id {args.job_id!r} in {args.queue!r}")
+    if args.json:
+        print_json({**dl.summary(), "death": asdict(dl.death), "headers": jsonable(dl.headers),
+                    "properties": jsonable(dl.properties), "body": dl.body_pretty})
+        return 0
+    d = dl.death
+    rows = [("job id", dl.job_id), ("position", dl.position), ("reason", d.reason),
+            ("error", f"{d.error_type}: {d.error_message}" if d.error_type else d.error_message),
+            ("attempts", d.attempts), ("replays", dl.replay_count),
+            ("route", d.route.describe() if d.route else "unknown"),
+            ("original queue", d.original_queue), ("first death", format_ms(d.first_death_ms)),
+            ("last death", format_ms(d.last_death_ms)), ("death info from", d.source),
+            ("body", f"{dl.size} bytes, {dl.body_kind}")]
+    for key, value in rows:
+        print(f"{key + ':':<16} {'-' if value is None else value}")
+    if d.traceback:
+        print("\ntraceback:\n" + d.traceback)
+    print("\nheaders:")
+    for key, value in jsonable(dl.headers).items():
+        print(f"  {key}: {value}")
+    print("\nbody:\n" + dl.body_pretty)
+    return 0
+
+
+# -- replay / delete / purge / export / import -------------------------------------------------
+def cmd_replay(args: argparse.Namespace) -> int:
+    flt = filter_from_args(args)
+    if not args.dry_run:
+        check_writable(args, "replay")
+    opts = {"rate": args.rate, "force": args.force, "max_replays": args.max_replays,
+            "limit": args.limit}
+
+    async def act(dlq: Any) -> Any:
+        if args.dry_run or not args.yes:
+            dry = await dlq.replay(flt, dry_run=True, **opts)
+            if args.dry_run:
+                return dry
+            _print_replay(dry, json_out=False)
+            if not confirm(f"replay {dry.replayed} dead letters from {dlq.queue}?", args.yes):
+                return None
+        bar = Progress("replaying")
+        try:
+            return await dlq.replay(flt, progress=bar, **opts)
+        finally:
+            bar.close()
+
+    result = with_dlq(args, act)
+    if result is None:
+        print("nothing replayed")
+        return 1
+    _print_replay(result, args.json)
+    return 0 if result.outcome == "ok" else 1
+
+
+def _print_replay(result: Any, json_out: bool) -> None:
+    if json_out:
+        print_json({**asdict(result), "outcome": result.outcome, "rate": result.rate})
+        return
+    verb = "would replay" if result.dry_run else "replayed"
+    print(f"{result.queue}: scanned {result.scanned}, matched {result.matched}, "
+          f"{verb} {result.replayed} in {result.elapsed:.1f}s")
+    for s in result.skipped[:50]:
+        print(f"  kept {s.job_id} (position {s.position}): {s.why} {s.detail}")
+    if len(result.skipped) > 50:
+        print(f"  ... and {len(result.skipped) - 50} more kept in the DLQ")
+    if result.error:
+        print(f"  {result.error}")
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    check_writable(args, "delete")
+    removed = with_dlq(args, lambda dlq: dlq.delete(args.job_ids))
+    missing = sorted(set(args.job_ids) - {r for r in removed if r})
+    print(f"deleted {len(removed)} dead letters" + (f"; not found: {', '.join(missing)}" if missing else ""))
+    return 0 if not missing else 1
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    check_writable(args, "purge")
+
+    async def act(dlq: Any) -> int | None:
+        count = await dlq.depth()
+        if not confirm(f"purge {count} dead letters from {dlq.queue}? This cannot be undone", args.yes):
+            return None
+        return int(await dlq.purge())
+
+    count = with_dlq(args, act)
+    if count is None:
+        print("nothing purged")
+        return 1
+    print(f"purged {count} dead letters")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    bar = Progress("exporting")
+    try:
+        count = with_dlq(args, lambda dlq: dlq.export(args.file, progress=bar))
+    finally:
+        bar.close()
+    print(f"exported {count} dead letters to {args.file}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    check_writable(args, "import")
+    bar = Progress("importing")
+    try:
+        count = with_dlq(args, lambda dlq: dlq.import_(args.file, progress=bar))
+    finally:
+        bar.close()
+    print(f"imported {count} messages into {args.queue}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("dlq", help="inspect, replay, delete, export/import dead letters",
+                       description=__doc__)
+    dsub = p.add_subparsers(dest="dlq_command", metavar="SUBCOMMAND")
+    dsub.required = True
+
+    def add(name: str, help: str, func: Callable[[argparse.Namespace], int],
+            destructive: bool = False) -> argparse.ArgumentParser:
+        sp: argparse.ArgumentParser = dsub.add_parser(name, help=help, description=help)
+        sp.add_argument("queue", help="the DLQ (or its job queue: jobs means jobs.dlq)")
+        add_connection_options(sp)
+        if destructive:
+            add_read_only_option(sp)
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("list", "list dead letters without removing them (peek)", cmd_list)
+    sp.add_argument("--offset", type=int, default=0)
+    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--json", action="store_true")
+    add_filter_options(sp)
+    sp = add("show", "one dead letter in full: death info, headers, decoded body", cmd_show)
+    sp.add_argument("job_id")
+    sp.add_argument("--json", action="store_true")
+    sp = add("replay", "send dead letters back to their original route (loss-free)",
+             cmd_replay, destructive=True)
+    add_filter_options(sp)
+    sp.add_argument("--dry-run", action="store_true", help="count what would be replayed; change nothing")
+    sp.add_argument("--rate", type=float, metavar="PER_SECOND", help="at most this many per second")
+    sp.add_argument("--force", action="store_true", help="replay even past --max-replays")
+    sp.add_argument("--max-replays", type=int, default=3, metavar="N",
+                    help="refuse dead letters already replayed N times (default 3)")
+    sp.add_argument("--limit", type=int, help="look at no more than this many (from the head)")
+    sp.add_argument("--yes", "-y", action="store_true", help="no dry run and no question first")
+    sp.add_argument("--json", action="store_true")
+    sp = add("delete", "delete selected dead letters by job id", cmd_delete, destructive=True)
+    sp.add_argument("job_ids", nargs="+", metavar="JOB_ID")
+    sp = add("purge", "delete every dead letter of the queue", cmd_purge, destructive=True)
+    sp.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    sp = add("export", "write every dead letter to a JSONL file (the queue is unchanged)", cmd_export)
+    sp.add_argument("file")
+    sp = add("import", "publish the messages of a JSONL export into the queue", cmd_import,
+             destructive=True)
+    sp.add_argument("file")
