@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -120,8 +120,11 @@ def demo_commands(settings: Settings, vhost: str) -> list[tuple[str, list[str]]]
     """The example services to run, as (label, argv); only scripts that exist."""
     url = ["--amqp-url", settings.amqp_url, "--vhost", vhost]
     wanted: list[tuple[str, Path, list[str]]] = [
-        ("producer", ROOT / "producers" / "demo_producer.py", []),
-        ("worker", ROOT / "consumers" / "demo_worker.py", []),
+        # steady traffic, and a burst every 20 s that runs into the orders cap
+        ("producer", ROOT / "producers" / "demo_producer.py", ["--burst-every", "20"]),
+        # failing emails (retries, the poison ones end in the DLQ), slow reports (stuck jobs)
+        ("worker", ROOT / "consumers" / "demo_worker.py",
+         ["--fail-ratio", "0.2", "--poison-ratio", "0.05", "--slow-ratio", "0.1"]),
     ]
     return [(label, [sys.executable, str(path), *url, *extra])
             for label, path, extra in wanted if path.is_file()]
@@ -134,27 +137,57 @@ def demo_topology_path() -> Path | None:
     return None
 
 
-async def prepare(settings: Settings, vhost: str) -> int:
-    """Create the demo vhost (if missing) and declare the demo topology; returns queue count."""
-    from queuewatch.amqp import connect
-    from queuewatch.declare import declare_topology
+async def prepare(settings: Settings, vhost: str, reset: bool = False) -> int:
+    """Create the demo vhost (if missing) and declare the demo topology; returns queue count.
+
+    The default demo vhost belongs to the demo: if it holds an older demo topology (queue
+    arguments differ), or ``reset`` is set, it is deleted and created afresh. Any other vhost
+    is never deleted; a mismatch there is reported as the usual TopologyMismatch.
+    """
+    from queuewatch.errors import TopologyMismatch
     from queuewatch.management import ManagementClient
     from queuewatch.topology import load_topology
 
+    path = demo_topology_path()
     async with ManagementClient(settings) as mgmt:
         await mgmt.check()
+        if reset and vhost == DEMO_VHOST:
+            await mgmt.delete_vhost(vhost)
         await mgmt.create_vhost(vhost)
         await mgmt.set_permissions(vhost, settings.credentials[0])
-        path = demo_topology_path()
         if path is None:
             return 0
         topology = load_topology(path)
-        conn = await connect(settings, vhost)
         try:
-            await declare_topology(conn, topology, vhost, mgmt)
-        finally:
-            await conn.close()
+            await _declare(settings, vhost, topology, mgmt)
+        except TopologyMismatch:
+            if vhost != DEMO_VHOST:
+                raise
+            await mgmt.delete_vhost(vhost)
+            await mgmt.create_vhost(vhost)
+            await mgmt.set_permissions(vhost, settings.credentials[0])
+            await _declare(settings, vhost, topology, mgmt)
         return len(topology.queues)
+
+
+async def _declare(settings: Settings, vhost: str, topology: Any, mgmt: Any) -> None:
+    from queuewatch.amqp import connect
+    from queuewatch.declare import declare_topology
+
+    conn = await connect(settings, vhost)
+    try:
+        await declare_topology(conn, topology, vhost, mgmt)
+    finally:
+        await conn.close()
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """Lower the lag thresholds so a few minutes of demo traffic raise alerts (demo only)."""
+    t = settings.thresholds
+    return replace(settings, thresholds=replace(
+        t, oldest_age_warning=min(t.oldest_age_warning, 15.0),
+        oldest_age_critical=min(t.oldest_age_critical, 45.0),
+    ))
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -169,6 +202,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--exit-after", type=float, metavar="SECONDS",
                    help="quit by itself after SECONDS (for scripts and tests)")
     p.add_argument("--headless", action="store_true", help="run the console without a terminal")
+    p.add_argument("--screenshot", metavar="FILE.svg",
+                   help="with --exit-after: save an SVG screenshot just before quitting")
+    p.add_argument("--reset", action="store_true",
+                   help=f"delete and recreate the {DEMO_VHOST!r} vhost first (a fresh demo)")
     p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
                    help="seconds between polls (default 2)")
     p.set_defaults(func=cmd_demo)
@@ -180,11 +217,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     vhost = args.vhost or DEMO_VHOST
-    settings = settings.with_vhost(vhost)
-    queues = run(lambda: prepare(settings, vhost))
+    settings = demo_settings(settings.with_vhost(vhost))
+    queues = run(lambda: prepare(settings, vhost, reset=args.reset))
     supervisor = Supervisor(settings.state_dir / "demo")
     atexit.register(supervisor.stop)
-    app = make_app(settings, poll_interval=args.interval, exit_after=args.exit_after)
+    app = make_app(settings, poll_interval=args.interval, exit_after=args.exit_after,
+                   screenshot=args.screenshot)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         supervisor.stop(grace=2.0)
@@ -199,7 +237,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         for label, argv in demo_commands(settings, vhost):
             supervisor.start(label, argv)
-        app.run(headless=args.headless)
+        app.run(headless=args.headless, size=(160, 45) if args.headless else None)
     finally:
         supervisor.stop()
         for s, handler in previous.items():

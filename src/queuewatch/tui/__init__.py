@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 def make_app(
     settings: Settings, source: DataSource | None = None, *, clock: Callable[[], float] | None = None,
     poll_interval: float | None = None, exit_after: float | None = None,
+    screenshot: str | None = None,
 ) -> QueuewatchApp:
     """The console app, shared by ``queuewatch tui``/``demo`` and the tests.
 
@@ -31,5 +32,5 @@ def make_app(
         source = live
     return QueuewatchApp(
         settings, source, clock=clock or time.time, poll_interval=poll_interval,
-        exit_after=exit_after,
+        exit_after=exit_after, screenshot=screenshot,
     )

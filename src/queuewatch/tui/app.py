@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from textual import on, work
@@ -16,7 +17,7 @@ from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import DataTable, Footer, Input, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from queuewatch.config import Settings
@@ -49,6 +50,7 @@ class QueuewatchApp(App[None]):
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("S", "reverse_sort", "Reverse", show=False),
+        Binding("i", "toggle_internal", "Show/hide internal queues", show=False),
         Binding("v", "pick_vhost", "Vhost"),
         Binding("ctrl+r", "refresh", "Refresh", show=False),
         Binding("question_mark", "help", "Help"),
@@ -58,9 +60,12 @@ class QueuewatchApp(App[None]):
     def __init__(
         self, settings: Settings, source: DataSource, clock: Callable[[], float] = time.time,
         poll_interval: float | None = None, exit_after: float | None = None,
+        screenshot: str | None = None,
     ) -> None:
         super().__init__()
         self.exit_after = exit_after
+        self.screenshot_path = screenshot
+        self._exit_requested = False
         self.settings = settings
         self.source = source
         self.clock = clock
@@ -81,6 +86,7 @@ class QueuewatchApp(App[None]):
         yield ErrorLine("", id="error")
         with TabbedContent(id="views", initial="queues"):
             with TabPane("1 Queues", id="queues"):
+                yield Static("", id="queues-help", classes="view-help")
                 yield Input(placeholder="filter queues by name (Esc clears)", id="filter")
                 yield QueueTable(id="queue-table")
             with TabPane("2 Workers", id="workers"):
@@ -105,12 +111,19 @@ class QueuewatchApp(App[None]):
         self.main.query_one(QueueTable).focus()
         self.set_interval(1.0, self._tick)
         if self.exit_after is not None:
-            self.set_timer(self.exit_after, self.exit)
+            self.set_timer(self.exit_after, self._exit_after)
         self.poll_now()
 
     # -- polling -------------------------------------------------------------------------
+    @property
+    def _views_alive(self) -> bool:
+        """False while the app shuts down (late timers and worker events then do nothing)."""
+        return self._status.is_attached and not self._exit_requested
+
     def poll_now(self) -> None:
         """Start a poll unless one is running; polls never overlap."""
+        if not self._views_alive:
+            return
         if self._next_poll is not None:
             self._next_poll.stop()
             self._next_poll = None
@@ -132,7 +145,7 @@ class QueuewatchApp(App[None]):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place errors of background work are handled."""
         worker = event.worker
-        if event.state not in (WorkerState.SUCCESS, WorkerState.ERROR):
+        if event.state not in (WorkerState.SUCCESS, WorkerState.ERROR) or not self._views_alive:
             return
         if worker.group == "poll":
             self.main.query_one(StatusBar).polling = False
@@ -163,7 +176,8 @@ class QueuewatchApp(App[None]):
         line.update(f" ✖ {text}" if text else "")
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
-        self.apply_snapshot(message.snapshot)
+        if self._views_alive:
+            self.apply_snapshot(message.snapshot)
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         """Update every view from ``snapshot`` (benchmarks time this call)."""
@@ -173,6 +187,7 @@ class QueuewatchApp(App[None]):
         status.snapshot = snapshot
         status.show()
         self.main.query_one(QueueTable).apply(snapshot)
+        self._queues_help()
         self.main.query_one(WorkersView).apply(snapshot, self.read_only)
         self.main.query_one(StuckView).apply(snapshot, self.read_only)
         self.main.query_one(AlertsView).apply(snapshot, self.read_only)
@@ -181,12 +196,31 @@ class QueuewatchApp(App[None]):
         if isinstance(self.screen, QueueDetailScreen):
             self.screen.show(snapshot, self.source.history(self.screen.queue_name))
 
+    def _queues_help(self) -> None:
+        table = self.main.query_one(QueueTable)
+        self.main.query_one("#queues-help", Static).update(table.summary())
+
+    def action_toggle_internal(self) -> None:
+        table = self.main.query_one(QueueTable)
+        table.set_show_internal(not table.show_internal)
+        self._queues_help()
+
+    def _exit_after(self) -> None:
+        if self.screenshot_path:
+            path = Path(self.screenshot_path)
+            self.save_screenshot(path.name, str(path.parent.resolve()))
+        self.exit()
+
     def _tick(self) -> None:
+        if not self._views_alive:
+            return
         self.main.query_one(StatusBar).show()
 
     # -- actions -------------------------------------------------------------------------
     def action_view(self, view: str) -> None:
         self.main.query_one(TabbedContent).active = view
+        if view == "dlq":
+            self.main.query_one(DlqView).reload()
         pane = self.main.query_one(f"#{view}", TabPane)
         tables = pane.query(DataTable)
         if tables:
@@ -208,6 +242,7 @@ class QueuewatchApp(App[None]):
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.main.query_one(QueueTable).set_filter(event.value.strip())
+        self._queues_help()
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
@@ -223,10 +258,12 @@ class QueuewatchApp(App[None]):
 
     def action_sort(self) -> None:
         self.main.query_one(QueueTable).cycle_sort()
+        self._queues_help()
 
     def action_reverse_sort(self) -> None:
         table = self.main.query_one(QueueTable)
         table.set_sort(table.sort_column, not table.sort_reverse)
+        self._queues_help()
 
     def action_refresh(self) -> None:
         self.poll_now()
@@ -260,6 +297,10 @@ class QueuewatchApp(App[None]):
 
     async def action_quit(self) -> None:
         self.exit()
+
+    def exit(self, *args: Any, **kwargs: Any) -> None:
+        self._exit_requested = True
+        super().exit(*args, **kwargs)
 
     async def on_unmount(self) -> None:
         await self.source.aclose()

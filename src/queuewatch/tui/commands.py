@@ -35,7 +35,7 @@ def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
     return [
         ("Everywhere", _rows(QueuewatchApp.BINDINGS)),
         ("Tables", [("j / ↓", "down"), ("k / ↑", "up"), ("Enter", "open the selected queue"),
-                    ("click a header", "sort by that column")]),
+                    ("click header", "sort by that column")]),
         ("Queue filter", [("Enter", "keep the filter, back to the table"), ("Esc", "clear it")]),
         ("Queue detail", [("Esc", "back to the queues")]),
         ("Workers (2)", _rows(WorkersView.BINDINGS)),

@@ -18,11 +18,12 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from queuewatch.dlq.filters import DeadLetterFilter
-from queuewatch.dlq.model import DeadLetter, format_ms, published_ms
+from queuewatch.dlq.model import DeadLetter, published_ms
 from queuewatch.errors import ReadOnlyError
 from queuewatch.monitor.model import Snapshot, fmt_duration
 from queuewatch.tui.screens.dialogs import ConfirmScreen, PickScreen
 from queuewatch.tui.source import DataSource
+from queuewatch.tui.widgets.dead_letter import detail_text
 from queuewatch.tui.widgets.keyed_table import KeyedTable
 
 #: How many dead letters the browser reads at once.
@@ -73,6 +74,9 @@ class DlqView(Vertical):
         self.letters: dict[str, DeadLetter] = {}
         self.marked: set[str] = set()
         self.filter = DeadLetterFilter()
+        self.user_picked = False
+        """Once the user picked a DLQ, the view stops following the busiest one."""
+        self.seen_depth: int | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(" no DLQ selected: press p to pick one", id="dlq-title")
@@ -101,12 +105,21 @@ class DlqView(Vertical):
 
     # -- snapshot ------------------------------------------------------------------------
     def apply(self, snapshot: Snapshot) -> None:
+        """Follow the snapshot: the DLQ list, the depth in the title, a reload when it moved."""
         self.dlqs = sorted(q.name for q in snapshot.queues if q.is_dlq)
         depth = {q.name: q.total for q in snapshot.queues}
-        if self.dlq is None and self.dlqs:
-            self.choose(max(self.dlqs, key=lambda n: depth.get(n, 0)))
-        if self.dlq is not None:
-            self._title(depth.get(self.dlq))
+        busiest = max(self.dlqs, key=lambda n: depth.get(n, 0)) if self.dlqs else None
+        if busiest is not None and not self.user_picked and (
+            self.dlq is None or (depth.get(self.dlq, 0) == 0 and depth.get(busiest, 0) > 0)
+        ):
+            self.choose(busiest, by_user=False)
+        if self.dlq is None:
+            return
+        now = depth.get(self.dlq)
+        self._title(now)
+        if now != self.seen_depth and getattr(self.app, "active_view", "") == "dlq":
+            self.reload()
+        self.seen_depth = now
 
     def _title(self, depth: int | None) -> None:
         shown = "?" if depth is None else str(depth)
@@ -118,11 +131,13 @@ class DlqView(Vertical):
     def reset(self) -> None:
         """Forget the DLQ shown (another vhost was picked)."""
         self.dlq = None
+        self.user_picked = False
         self.marked.clear()
         self.show_letters([])
         self.query_one("#dlq-title", Static).update(" no DLQ selected: press p to pick one")
 
-    def choose(self, dlq: str) -> None:
+    def choose(self, dlq: str, by_user: bool = True) -> None:
+        self.user_picked = self.user_picked or by_user
         self.dlq = dlq
         self.marked.clear()
         self._title(None)
@@ -284,40 +299,3 @@ class DlqView(Vertical):
     def action_failed(self, text: str) -> None:
         self.query_one(ProgressBar).remove_class("visible")
         self._help(f"last action failed: {text}")
-
-
-def detail_text(dl: DeadLetter) -> Text:
-    d = dl.death
-    t = Text()
-    t.append(f"{dl.job_id or '(no job id)'}\n", style="bold")
-    t.append(f"reason {d.reason or '-'} · attempts {d.attempts or '-'} · replayed {dl.replay_count}x"
-             f" · {dl.size} bytes\n")
-    if d.error_type or d.error_message:
-        t.append(f"{d.error_type or 'error'}: {d.error_message or ''}\n", style="bold red")
-    t.append("\nDeath\n", style="bold underline")
-    t.append(f"  source      {d.source}\n  route       {d.route.describe() if d.route else 'unknown'}\n")
-    t.append(f"  queue       {d.original_queue or '-'}\n")
-    t.append(f"  first death {format_ms(d.first_death_ms)}\n  last death  {format_ms(d.last_death_ms)}\n")
-    t.append("\nHeaders\n", style="bold underline")
-    for k, v in dl.headers.items():
-        if k in ("x-qw-traceback", "x-death"):
-            continue
-        t.append(f"  {k}: ", style="cyan")
-        t.append(f"{_short(v)}\n")
-    if "x-death" in dl.headers:
-        t.append("\nx-death history\n", style="bold underline")
-        for entry in dl.headers["x-death"] or []:
-            t.append(f"  {_short(entry, 200)}\n")
-    t.append(f"\nBody ({dl.body_kind})\n", style="bold underline")
-    t.append(dl.body_pretty[:4000] + "\n")
-    if d.traceback:
-        t.append("\nTraceback\n", style="bold underline")
-        t.append(d.traceback, style="red")
-    return t
-
-
-def _short(value: object, limit: int = 120) -> str:
-    if isinstance(value, bytes | bytearray):
-        value = bytes(value).decode("utf-8", "replace")
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -28,6 +28,14 @@ from queuewatch.tui.format import (
 Row = tuple[str, ...]
 """A row's plain cell values plus the severity that colours it."""
 
+INTERNAL_PREFIXES = ("queuewatch.", "amq.gen-")
+
+
+def is_internal(name: str) -> bool:
+    """queuewatch's delay levels and control queues, and server-named exclusive queues."""
+    return name.startswith(INTERNAL_PREFIXES)
+
+
 _SORT_INDEX = {key: i for i, key in enumerate(QUEUE_COLUMN_KEYS)}
 
 
@@ -58,6 +66,8 @@ class QueueTable(DataTable[str]):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
         self.filter_text = ""
+        self.show_internal = False
+        """queuewatch's own delay/control queues and server-named (amq.gen-) queues."""
         self.sort_column = "name"
         self.sort_reverse = False
         self._shown: dict[str, Row] = {}
@@ -78,7 +88,26 @@ class QueueTable(DataTable[str]):
 
     # -- data ----------------------------------------------------------------------------
     def matches(self, name: str) -> bool:
+        if not self.show_internal and is_internal(name):
+            return False
         return not self.filter_text or self.filter_text.lower() in name.lower()
+
+    def set_show_internal(self, show: bool) -> None:
+        self.show_internal = show
+        self._rebuild({n: q for n, q in self._stats.items() if self.matches(n)})
+
+    def summary(self) -> str:
+        """One line about what the table shows (counts, hidden queues, sort, filter)."""
+        total = len(self._stats)
+        internal = sum(1 for n in self._stats if is_internal(n))
+        parts = [f"{len(self._shown)} of {total} queues"]
+        if internal:
+            parts.append(f"{internal} internal {'shown' if self.show_internal else 'hidden'} (i)")
+        label = next(c[1] for c in QUEUE_COLUMNS if c[0] == self.sort_column)
+        parts.append(f"sorted by {label} {'▼' if self.sort_reverse else '▲'} (s, S)")
+        parts.append(f"filter '{self.filter_text}' (/)" if self.filter_text else "/ filters")
+        parts.append("Enter: detail")
+        return " " + "  ·  ".join(parts)
 
     def apply(self, snapshot: Snapshot) -> None:
         """Show ``snapshot``: update changed cells, add new queues, remove gone ones."""
