@@ -44,8 +44,47 @@ def register_stuck(jsub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=cmd_jobs_stuck)
 
 
+def cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    """``jobs cancel JOB_ID [--worker ID]`` (the operator core: queuewatch.operator)."""
+    from queuewatch.amqp import connect
+    from queuewatch.audit import require_writable
+    from queuewatch.cli.common import run, settings_from_args
+    from queuewatch.operator import CancelResult, cancel_job
+
+    settings = settings_from_args(args)
+    require_writable(settings, "cancel")
+
+    async def go() -> CancelResult:
+        conn = await connect(settings)
+        try:
+            return await cancel_job(conn, settings, args.job_id, args.worker)
+        finally:
+            await conn.close()
+
+    result = run(go)
+    print(f"asked worker {result.worker_id} to cancel job {result.job_id} "
+          "(it goes to the DLQ with reason 'cancelled by operator')")
+    return 0
+
+
+def register_cancel(jsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from queuewatch.cli.common import add_connection_options, add_read_only_option
+
+    p = jsub.add_parser(
+        "cancel", help="cancel a running job (it is dead-lettered with the reason)",
+        description="Send a cancel command to the worker running JOB_ID (found from "
+        "heartbeats unless --worker is given). The job goes to the DLQ with reason "
+        "'cancelled by operator'. Audited; refused with --read-only.",
+    )
+    p.add_argument("job_id", metavar="JOB_ID")
+    p.add_argument("--worker", metavar="WORKER_ID", help="the worker holding the job")
+    add_connection_options(p)
+    add_read_only_option(p)
+    p.set_defaults(func=cmd_jobs_cancel)
+
+
 #: One function per ``jobs`` subcommand; each adds its parser to the given subparsers.
-SUBCOMMANDS = [register_stuck]
+SUBCOMMANDS = [register_stuck, register_cancel]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -57,8 +57,55 @@ def register_list(wsub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.set_defaults(func=cmd_workers_list)
 
 
+def cmd_workers_terminate(args: argparse.Namespace) -> int:
+    """``workers terminate WORKER_ID | --pid PID`` (the core: queuewatch.operator)."""
+    from queuewatch.amqp import connect
+    from queuewatch.audit import require_writable
+    from queuewatch.cli.common import run, settings_from_args
+    from queuewatch.errors import ConfigError
+    from queuewatch.operator import terminate_worker, worker_pid
+
+    settings = settings_from_args(args)
+    require_writable(settings, "terminate")
+    if (args.worker_id is None) == (args.pid is None):
+        raise ConfigError("give either WORKER_ID or --pid PID")
+    known: frozenset[int] = frozenset()
+    pid = args.pid
+    if args.worker_id is not None:
+        async def go() -> tuple[int, frozenset[int]]:
+            conn = await connect(settings)
+            try:
+                return await worker_pid(conn, settings, args.worker_id)
+            finally:
+                await conn.close()
+
+        pid, known = run(go)
+    result = terminate_worker(settings, pid, grace=args.grace, known_pids=known,
+                              worker_id=args.worker_id)
+    print(f"process {result.pid} ended by {result.signal} after {result.seconds:.1f}s; "
+          "the broker requeues the deliveries it held")
+    return 0
+
+
+def register_terminate(wsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from queuewatch.cli.common import add_connection_options, add_read_only_option
+
+    p = wsub.add_parser(
+        "terminate", help="end a hung worker process on this host (SIGTERM, then SIGKILL)",
+        description="End a queuewatch worker process on this host: SIGTERM, then SIGKILL "
+        "after --grace seconds. The broker requeues the deliveries it held. Refuses "
+        "processes that are not queuewatch workers. Audited; refused with --read-only.",
+    )
+    p.add_argument("worker_id", nargs="?", metavar="WORKER_ID", help="from its heartbeat")
+    p.add_argument("--pid", type=int, help="the process id (for a worker that stopped beating)")
+    p.add_argument("--grace", type=float, default=10.0, help="seconds before SIGKILL (10)")
+    add_connection_options(p)
+    add_read_only_option(p)
+    p.set_defaults(func=cmd_workers_terminate)
+
+
 #: One function per ``workers`` subcommand; each adds its parser to the given subparsers.
-SUBCOMMANDS = [register_list]
+SUBCOMMANDS = [register_list, register_terminate]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
