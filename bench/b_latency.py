@@ -103,26 +103,30 @@ async def run(bench: Bench) -> list[Section]:
             "format, to one worker process (concurrency "
             f"{bench.config.concurrency}, prefetch {bench.prefetch}). The handler records "
             "`time.time()` minus the publish time carried in the message. Percentiles over "
-            "all jobs of a run, then the median (min–max) over runs. Ratio: p99 against raw."
+            "all jobs of a run, then the median (min–max) over interleaved runs. Ratio: p99 "
+            "against raw."
         ),
         columns=["system", "p50", "p99", "p99.9", "p99 ratio"],
     )
-    results: dict[str, dict[str, Stat] | None] = {}
-    why: dict[str, str] = {}
-    for system in ("raw", "queuewatch", "dramatiq", "celery"):
-        per: dict[str, list[float]] = {name: [] for name, _ in PERCENTILES}
-        try:
-            for _ in range(bench.runs):
+    per: dict[str, dict[str, list[float]]] = {
+        s: {name: [] for name, _ in PERCENTILES} for s in LABELS}
+    why: dict[str, str] = {s: "" for s in LABELS}
+    for _ in range(bench.runs):  # interleaved: run 1 of every system, then run 2, ...
+        for system in LABELS:
+            if why[system]:
+                continue
+            try:
                 async with bench.vhost(f"lat-{system}") as settings:
                     values = await _one_run(settings, system, rate, count, bench)
                 for name, p in PERCENTILES:
-                    per[name].append(percentile(values, p) * 1000)
-            results[system] = {name: stat(v, "ms") for name, v in per.items()}
-            why[system] = ""
-        except NotAvailable as exc:
-            results[system], why[system] = None, f"not available: {exc}"
-        except Exception as exc:  # one contender's failure must not stop the others
-            results[system], why[system] = None, one_line(f"failed: {type(exc).__name__}: {exc}")
+                    per[system][name].append(percentile(values, p) * 1000)
+            except NotAvailable as exc:
+                why[system] = f"not available: {exc}"
+            except Exception as exc:  # one contender's failure must not stop the others
+                why[system] = one_line(f"failed: {type(exc).__name__}: {exc}")
+    results: dict[str, dict[str, Stat] | None] = {
+        s: None if why[s] else {name: stat(v, "ms") for name, v in per[s].items()}
+        for s in LABELS}
     base = results["raw"]
     for system, label in LABELS.items():
         res = results[system]

@@ -12,8 +12,8 @@ import aio_pika
 
 from bench import peers, qw
 from bench.amqp_tools import connect
-from bench.harness import Bench, NotAvailable, Section, Target, measure_or_na, rate_row, verdict
-from bench.stats import Stat, fmt_ratio, ratio
+from bench.harness import Bench, NotAvailable, Section, Target, compare, rate_row, verdict
+from bench.stats import fmt_ratio, ratio
 from queuewatch import envelope
 from queuewatch.config import Settings
 
@@ -140,7 +140,9 @@ async def run(bench: Bench) -> list[Section]:
         measures=(
             f"Persistent, mandatory jobs to one queue, each publish confirmed. Pipelined "
             f"publishers send {fast:,} with an in-flight window of {window}; one-at-a-time "
-            f"publishers send {slow:,}. Ratio: against raw aio-pika with the same window."
+            f"publishers send {slow:,}. Every publisher sends to the same kind of queue "
+            "(x-max-priority 10). Runs interleaved. Ratio: against raw aio-pika with the same "
+            "window."
         ),
         columns=["publisher", "result", "ratio"],
     )
@@ -164,9 +166,7 @@ async def run(bench: Bench) -> list[Section]:
         ("dramatiq", "Dramatiq send, confirm_delivery=True", sync(_dramatiq, slow)),
         ("celery", "Celery apply_async, confirm_publish", sync(_celery, slow)),
     ]
-    results: dict[str, tuple[Stat | None, str]] = {}
-    for key, _label, measure in contenders:
-        results[key] = await measure_or_na(bench, f"publish-{key}", "/s", measure)
+    results = await compare(bench, [(key, measure) for key, _, measure in contenders], "/s")
     base = results["raw"][0]
     for key, label, _ in contenders:
         value, why = results[key]

@@ -16,7 +16,7 @@ import aio_pika
 
 from bench import peers
 from bench.amqp_tools import DepthProbe, connect, preload
-from bench.harness import Bench, NotAvailable, Section, Target, measure_or_na, rate_row, verdict
+from bench.harness import Bench, NotAvailable, Section, Target, compare, rate_row, verdict
 from bench.stats import Stat, fmt_ratio, ratio
 from queuewatch import envelope as env
 from queuewatch.config import Settings
@@ -138,16 +138,18 @@ async def run(bench: Bench) -> list[Section]:
             "`DeadLetterQueue.replay()` (each dead letter acked only after its republish is "
             "confirmed), and by a dynamic RabbitMQ shovel (`ack-mode: on-confirm`, "
             "`src-delete-after: queue-length`), timed from creating the shovel until the "
-            "destination holds every message. Ratio: against the shovel."
+            "destination holds every message. Runs interleaved. Ratio: against the shovel."
         ),
         columns=["mover", "result", "ratio"],
     )
     peeks: list[float] = []
     left: list[int] = []
-    shovel, why_s = await measure_or_na(bench, "replay-shovel", "/s",
-                                        lambda s: _shovel(s, count, bench.mgmt))
-    ours, why_q = await measure_or_na(bench, "replay-qw", "/s",
-                                      lambda s: _qw_replay(s, count, peeks, left))
+    got = await compare(bench, [
+        ("replay-shovel", lambda s: _shovel(s, count, bench.mgmt)),
+        ("replay-qw", lambda s: _qw_replay(s, count, peeks, left)),
+    ], "/s")
+    shovel, why_s = got["replay-shovel"]
+    ours, why_q = got["replay-qw"]
     section.rows.append(rate_row("RabbitMQ shovel, on-confirm (baseline)", shovel, shovel,
                                  na=why_s))
     dup = ""

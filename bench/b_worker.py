@@ -4,72 +4,66 @@ overhead; the prefetch sweep that justifies the default."""
 from __future__ import annotations
 
 from bench import peers
-from bench.drain import system_rate
-from bench.harness import Bench, Row, Section, Target, rate_row, verdict
-from bench.stats import Stat, fmt_ratio, ratio
+from bench.drain import rate_measure
+from bench.harness import Bench, Row, Section, Target, compare, rate_row, verdict
+from bench.stats import fmt_ratio, ratio
 
 COLUMNS = ["system", "result", "ratio"]
+LABELS = {
+    "raw": "raw aio-pika consume+ack (baseline)",
+    "queuewatch": "queuewatch worker (defaults: telemetry + metrics + idempotency on)",
+    "dramatiq": "Dramatiq (RabbitMQ broker, threads)",
+    "celery": "Celery (acks_late, threads pool)",
+    "qw-noidem": "queuewatch worker, idempotency store off",
+}
 
 
 async def run_worker(bench: Bench) -> list[Section]:
-    out = []
-    jobs = (("noop", 50_000, 300),) if bench.quick else (("noop", 50_000, 300), ("io", 10_000, 100))
-    for job, full, quick in jobs:
-        out.append(await _head_to_head(bench, job, bench.size(full, quick)))
-    return out
+    jobs = [("noop", 50_000, 300)]
+    if not bench.quick:
+        jobs.append(("io", 10_000, 100))
+    return [await _head_to_head(bench, job, bench.size(full, quick))
+            for job, full, quick in jobs]
 
 
 async def _head_to_head(bench: Bench, job: str, count: int) -> Section:
-    cfg = bench.config
     what = "no-op" if job == "noop" else "5 ms I/O-bound"
     section = Section(
         key=f"worker-{job}",
         title=f"Worker throughput, {what} jobs ({count:,} persistent jobs)",
         measures=(
-            f"One worker process per system, concurrency {cfg.concurrency}, prefetch "
-            f"{bench.prefetch}, draining a preloaded backlog; time from the first consumer to an "
-            "empty queue (exact depth by passive declare every 20 ms). Ratio: against the raw "
-            "aio-pika consume+ack loop on the same queue."
+            f"One worker process per system, concurrency {bench.config.concurrency}, "
+            f"prefetch {bench.prefetch}, draining a preloaded backlog from the same kind of "
+            "queue (x-max-priority 10); time from the first consumer to an empty queue "
+            "(exact depth by passive declare every 20 ms). Runs interleaved across systems. "
+            "Ratio: against the raw aio-pika consume+ack loop (median of per-run ratios)."
             + (" The job is `asyncio.sleep(0.005)` for queuewatch and raw aio-pika, "
                "`time.sleep(0.005)` in the peers' threads." if job == "io" else "")
         ),
         columns=COLUMNS,
     )
-    results: dict[str, Stat | None] = {}
-    notes: dict[str, str] = {}
-    for system in ("raw", "queuewatch", "dramatiq", "celery"):
-        results[system], notes[system] = await system_rate(bench, system, job, count)
-    labels = {
-        "raw": "raw aio-pika consume+ack (baseline)",
-        "queuewatch": "queuewatch worker (defaults: telemetry + metrics + idempotency on)",
-        "dramatiq": "Dramatiq (RabbitMQ broker, threads)",
-        "celery": "Celery (acks_late, threads pool)",
-    }
+    contenders = [(s, rate_measure(bench, s, job, count)) for s in peers.SYSTEMS]
     if job == "noop" and not bench.quick:
-        results["qw-noidem"], notes["qw-noidem"] = await system_rate(
-            bench, "queuewatch", job, count, idempotency=False, label="qw-noidem")
-        labels["qw-noidem"] = "queuewatch worker, idempotency store off"
-    base = results["raw"]
-    for system, label in labels.items():
-        section.rows.append(rate_row(label, results[system], base, na=notes[system]))
-    if job == "noop" and results["queuewatch"] is not None:
-        bench.facts["worker_qw"] = results["queuewatch"].median
-    for system in peers.SYSTEMS:
-        value = results[system]
-        if job == "noop" and value is not None:
-            bench.facts[f"worker_max_{system}"] = value.median
-    qw = results["queuewatch"]
+        contenders.append(("qw-noidem", rate_measure(bench, "queuewatch", job, count,
+                                                     idempotency=False)))
+    results = await compare(bench, contenders, "/s")
+    base = results["raw"][0]
+    for key in ("raw", "queuewatch", "dramatiq", "celery", "qw-noidem"):
+        if key in results:
+            value, why = results[key]
+            section.rows.append(rate_row(LABELS[key], value, base, na=why))
+            if job == "noop" and value is not None and key in peers.SYSTEMS:
+                bench.facts[f"worker_max_{key}"] = value.median
+    qw, why_qw = results["queuewatch"]
     r = ratio(qw, base)
     section.targets.append(Target(
         f"worker {what} vs raw aio-pika", ">= 0.8×", fmt_ratio(r),
-        verdict(None if r is None else r >= 0.8), notes["queuewatch"],
-    ))
+        verdict(None if r is None else r >= 0.8), why_qw))
     for peer in ("dramatiq", "celery"):
-        rp = ratio(qw, results[peer])
+        rp = ratio(qw, results[peer][0])
         section.targets.append(Target(
             f"worker {what} vs {peer.capitalize()}", "ahead (> 1×)", fmt_ratio(rp),
-            verdict(None if rp is None else rp > 1.0), notes["queuewatch"] or notes[peer],
-        ))
+            verdict(None if rp is None else rp > 1.0), why_qw or results[peer][1]))
     return section
 
 
@@ -78,14 +72,17 @@ async def run_telemetry(bench: Bench) -> list[Section]:
     section = Section(
         key="telemetry",
         title=f"Telemetry overhead ({count:,} no-op jobs)",
-        measures=("The queuewatch worker with heartbeats + Prometheus metrics on vs off, same "
-                  "queue, concurrency and prefetch. Overhead = 1 − on/off."),
+        measures=("The queuewatch worker with heartbeats (1 s) + Prometheus metrics on vs off "
+                  "(metrics off, a single heartbeat), same queue, concurrency and prefetch, "
+                  "runs interleaved. Overhead = 1 − on/off."),
         columns=COLUMNS,
     )
-    off, why_off = await system_rate(bench, "queuewatch", "noop", count, telemetry=False,
-                                     label="qw-telemetry-off")
-    on, why_on = await system_rate(bench, "queuewatch", "noop", count, telemetry=True,
-                                   label="qw-telemetry-on")
+    results = await compare(bench, [
+        ("qw-telemetry-off", rate_measure(bench, "queuewatch", "noop", count, telemetry=False)),
+        ("qw-telemetry-on", rate_measure(bench, "queuewatch", "noop", count, telemetry=True)),
+    ], "/s")
+    off, why_off = results["qw-telemetry-off"]
+    on, why_on = results["qw-telemetry-on"]
     section.rows.append(rate_row("telemetry + metrics off (baseline)", off, off, na=why_off))
     section.rows.append(rate_row("telemetry + metrics on", on, off, na=why_on))
     r = ratio(on, off)
@@ -104,15 +101,20 @@ async def run_prefetch(bench: Bench) -> list[Section]:
         key="prefetch",
         title=f"Prefetch sweep ({count:,} no-op jobs per point)",
         measures=(f"The queuewatch worker (concurrency {bench.config.concurrency}) and the raw "
-                  "aio-pika loop at each prefetch; ratio = queuewatch / raw at the same prefetch."),
+                  "aio-pika loop at each prefetch, interleaved; ratio = queuewatch / raw at "
+                  "the same prefetch."),
         columns=["prefetch", "queuewatch", "raw aio-pika", "ratio"],
     )
     best: tuple[float, int] | None = None
     for prefetch in sweep:
-        qw, why = await system_rate(bench, "queuewatch", "noop", count, prefetch=prefetch,
-                                    label=f"qw-prefetch-{prefetch}")
-        raw, why_raw = await system_rate(bench, "raw", "noop", count, prefetch=prefetch,
-                                         label=f"raw-prefetch-{prefetch}")
+        results = await compare(bench, [
+            (f"qw-prefetch-{prefetch}",
+             rate_measure(bench, "queuewatch", "noop", count, prefetch=prefetch)),
+            (f"raw-prefetch-{prefetch}",
+             rate_measure(bench, "raw", "noop", count, prefetch=prefetch)),
+        ], "/s")
+        qw, why = results[f"qw-prefetch-{prefetch}"]
+        raw, why_raw = results[f"raw-prefetch-{prefetch}"]
         section.rows.append(Row(str(prefetch), {
             "queuewatch": qw.fmt() if qw else "n/a",
             "raw aio-pika": raw.fmt() if raw else "n/a",
@@ -122,7 +124,8 @@ async def run_prefetch(bench: Bench) -> list[Section]:
             best = (qw.median, prefetch)
     if best is not None:
         section.notes.append(
-            f"Fastest prefetch this run: {best[1]} ({best[0]:,.0f} jobs/s); the head-to-head "
-            f"benchmarks use prefetch {bench.prefetch}."
+            f"Fastest prefetch this run: {best[1]} ({best[0]:,.0f} jobs/s); the queuewatch "
+            f"default (and the head-to-head benchmarks) use {bench.prefetch} for concurrency "
+            f"{bench.config.concurrency}."
         )
     return [section]

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from bench import peers, procs
 from bench.amqp_tools import DepthProbe, preload, time_drain
-from bench.harness import Bench, measure_or_na
-from bench.stats import Stat
+from bench.harness import Bench, Measure
 from queuewatch.config import Settings
 
 
@@ -46,18 +45,18 @@ async def _check_no_dead_letters(settings: Settings) -> None:
         raise RuntimeError(f"{dead} jobs were dead-lettered: the measurement is invalid")
 
 
-async def system_rate(
+def rate_measure(
     bench: Bench, system: str, job: str, count: int, *, concurrency: int | None = None,
-    prefetch: int | None = None, telemetry: bool = True, label: str | None = None,
-    idempotency: bool = True,
-) -> tuple[Stat | None, str]:
-    """``drain_rate`` repeated ``bench.runs`` times, or ``(None, why)``."""
+    prefetch: int | None = None, telemetry: bool = True, idempotency: bool = True,
+    max_priority: int | None = 10, priorities: bool = False,
+) -> Measure:
+    """A measurement (for :func:`~bench.harness.compare`) of ``drain_rate``."""
     conc = concurrency or bench.config.concurrency
     pre = prefetch or bench.prefetch
 
     async def measure(settings: Settings) -> float:
         peers.check_available(system)
         return await drain_rate(settings, system, job, count, concurrency=conc, prefetch=pre,
-                                telemetry=telemetry, idempotency=idempotency)
-
-    return await measure_or_na(bench, label or f"{system}-{job}", "/s", measure)
+                                telemetry=telemetry, idempotency=idempotency,
+                                max_priority=max_priority, priorities=priorities)
+    return measure

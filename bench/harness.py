@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from bench.stats import Stat, fmt_ratio, ratio, stat
@@ -177,6 +177,32 @@ def one_line(text: str, limit: int = 240) -> str:
     """A table cell: no newlines, at most ``limit`` characters."""
     flat = " / ".join(part.strip() for part in text.splitlines() if part.strip())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+Measure = Callable[[Settings], Awaitable[float]]
+
+
+async def compare(
+    bench: Bench, contenders: Sequence[tuple[str, Measure]], unit: str, runs: int | None = None,
+) -> dict[str, tuple[Stat | None, str]]:
+    """Measure every contender ``runs`` times, **interleaved** (run 1 of each, then run 2 of
+    each, ...), each run in a fresh vhost, so drifting load on a shared machine hits all of
+    them alike. A contender that is not available or fails is dropped with the reason."""
+    samples: dict[str, list[float]] = {key: [] for key, _ in contenders}
+    why: dict[str, str] = {key: "" for key, _ in contenders}
+    for _ in range(runs or bench.runs):
+        for key, measure in contenders:
+            if why[key]:
+                continue
+            try:
+                async with bench.vhost(key) as settings:
+                    samples[key].append(await measure(settings))
+            except NotAvailable as exc:
+                why[key] = f"not available: {exc}"
+            except Exception as exc:  # the edge of one measurement: report, keep going
+                why[key] = one_line(f"failed: {type(exc).__name__}: {exc}")
+    return {key: (None if why[key] or not samples[key] else stat(samples[key], unit), why[key])
+            for key, _ in contenders}
 
 
 def verdict(ok: bool | None) -> str:

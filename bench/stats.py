@@ -60,11 +60,15 @@ def fmt_num(value: float, unit: str = "", bare: bool = False) -> str:
 
 
 def ratio(value: Stat | None, baseline: Stat | None) -> float | None:
-    """How many times better ``value`` is than ``baseline`` in the natural sense: a rate
-    ratio is value/baseline, a time ratio is value/baseline too (lower is better) — the
-    caller words the target accordingly."""
+    """``value / baseline`` (for rates higher is better, for times lower is better; the
+    caller words the target). With as many samples on both sides (interleaved runs), the
+    median of the per-run ratios, else the ratio of the medians."""
     if value is None or baseline is None or baseline.median == 0:
         return None
+    if len(value.samples) == len(baseline.samples) > 1 and all(baseline.samples):
+        # runs were interleaved: pair run i with run i, so load drift cancels out
+        return statistics.median(v / b for v, b in zip(value.samples, baseline.samples,
+                                                       strict=True))
     return value.median / baseline.median
 
 

@@ -79,9 +79,11 @@ def test_stats_median_range_ratio_and_percentiles() -> None:
     # Given three runs of a rate and of a baseline
     rate = Stat((900.0, 1000.0, 1200.0), "/s")
     base = Stat((2000.0, 1900.0, 2100.0), "/s")
-    # Then the figure is the median with min–max, and the ratio compares medians
+    # Then the figure is the median with min–max; interleaved runs are compared pairwise
+    # (median of 900/2000, 1000/1900, 1200/2100), unequal run counts by their medians
     assert rate.fmt() == "1,000/s (900–1,200)"
-    assert ratio(rate, base) == pytest.approx(0.5)
+    assert ratio(rate, base) == pytest.approx(1000 / 1900)
+    assert ratio(rate, Stat((2000.0,), "/s")) == pytest.approx(0.5)
     assert ratio(rate, None) is None
     assert fmt_num(12.345, "ms") == "12.3 ms"
     values = sorted(float(i) for i in range(1, 1001))
