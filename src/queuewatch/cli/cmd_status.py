@@ -72,14 +72,17 @@ def render_status(snap: Snapshot) -> str:
             _rate(q.publish_rate), _rate(q.ack_rate + q.no_ack_rate),
             "-" if q.dlq_depth is None else q.dlq_depth,
         ])
+    headers = ["QUEUE", "READY", "UNACKED", "CONSUMERS", "FILL", "OLDEST", "DRAIN-ETA", "IN/S",
+               "OUT/S", "DLQ"]
+    right = {1, 2, 3, 4, 5, 6, 7, 8, 9}
+    if snap.vhost is None:  # every vhost: say which
+        headers.insert(0, "VHOST")
+        right = {i + 1 for i in right}
+        rows = [[q.vhost, *row] for q, row in zip(snap.queues, rows, strict=True)]
     when = time.strftime("%H:%M:%S", time.localtime(snap.taken_at))
     head = (f"{snap.broker.url}  vhost {snap.vhost or '(all)'}  RabbitMQ {snap.broker.version}  "
             f"{when}  {len(snap.queues)} queues  {len(snap.workers)} workers")
-    table = format_table(
-        ["QUEUE", "READY", "UNACKED", "CONSUMERS", "FILL", "OLDEST", "DRAIN-ETA", "IN/S", "OUT/S",
-         "DLQ"],
-        rows, right={1, 2, 3, 4, 5, 6, 7, 8, 9},
-    ) if rows else "(no queues)"
+    table = format_table(headers, rows, right=right) if rows else "(no queues)"
     nodes = "  ".join(
         f"{n.name}: {'up' if n.running else 'DOWN'}"
         + (" MEM-ALARM" if n.mem_alarm else "") + (" DISK-ALARM" if n.disk_alarm else "")
