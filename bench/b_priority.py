@@ -7,7 +7,7 @@ from bench.harness import Bench, Section, compare, rate_row
 
 
 async def run(bench: Bench) -> list[Section]:
-    count = bench.size(20_000, 300)
+    count = bench.size(10_000, 300)
     section = Section(
         key="priority",
         title=f"Priority queue cost ({count:,} no-op jobs in the backlog)",

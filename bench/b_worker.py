@@ -68,7 +68,7 @@ async def _head_to_head(bench: Bench, job: str, count: int) -> Section:
 
 
 async def run_telemetry(bench: Bench) -> list[Section]:
-    count = bench.size(30_000, 300)
+    count = bench.size(20_000, 300)
     section = Section(
         key="telemetry",
         title=f"Telemetry overhead ({count:,} no-op jobs)",
@@ -95,7 +95,7 @@ async def run_telemetry(bench: Bench) -> list[Section]:
 
 
 async def run_prefetch(bench: Bench) -> list[Section]:
-    count = bench.size(5_000, 200)
+    count = bench.size(4_000, 200)
     sweep = (bench.prefetch,) if bench.quick else (1, 10, 50, 100, 300, 1000)
     section = Section(
         key="prefetch",

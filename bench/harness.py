@@ -38,6 +38,8 @@ class BenchConfig:
     prefetch: int | None = None
     """Prefetch used by every consumer in the head-to-head worker benchmarks (default: the
     queuewatch worker's own default for ``concurrency``)."""
+    render: str | None = None
+    """Re-render the report from this saved run instead of measuring."""
 
 
 @dataclass

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench.harness import BenchConfig, Section
+from bench.harness import BenchConfig, Row, Section, Target
 
 PEERS = ("aio-pika", "aiormq", "pika", "dramatiq", "celery", "kombu", "httpx", "textual",
          "prometheus-client")
@@ -74,6 +76,30 @@ def header(overview: dict[str, Any], config: BenchConfig, started: dt.datetime,
         "figures move between runs; every comparison is a ratio against a baseline measured "
         "in the same run, minutes apart, on the same broker.",
     ]
+
+
+def save(head: list[str], sections: list[Section], path: Path) -> Path:
+    """Keep a run's rendered results (for ``--render``); quick runs go elsewhere."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"head": head, "sections": [{
+        "key": s.key, "title": s.title, "measures": s.measures, "columns": s.columns,
+        "rows": [{"label": r.label, "cells": r.cells, "note": r.note} for r in s.rows],
+        "notes": s.notes, "targets": [asdict(t) for t in s.targets],
+    } for s in sections]}
+    if "quick" in " ".join(head):
+        path = path.with_name("last-quick.json")
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False))
+    return path
+
+
+def load(path: Path) -> tuple[list[str], list[Section]]:
+    data = json.loads(path.read_text())
+    sections = [Section(
+        key=s["key"], title=s["title"], measures=s["measures"], columns=s["columns"],
+        rows=[Row(r["label"], r["cells"], None, r["note"]) for r in s["rows"]],
+        notes=s["notes"], targets=[Target(**t) for t in s["targets"]],
+    ) for s in data["sections"]]
+    return list(data["head"]), sections
 
 
 def _table(columns: list[str], rows: list[list[str]]) -> list[str]:

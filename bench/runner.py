@@ -16,6 +16,8 @@ from queuewatch.errors import QueuewatchError
 from queuewatch.management import ManagementClient
 
 Family = Callable[[Bench], Awaitable[list[Section]]]
+#: The last run's results, for ``--render`` (git-ignored).
+LAST_RUN = Path(__file__).resolve().parent / "results" / "last.json"
 
 
 def families() -> dict[str, Family]:
@@ -49,6 +51,9 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
                    help="runs per figure (default 3; 1 with --quick)")
     p.add_argument("--out", default="BENCHMARKS.md",
                    help="report path (default BENCHMARKS.md; '-' to write none)")
+    p.add_argument("--render", metavar="JSON", default=None,
+                   help="do not measure: re-render the report from a saved run "
+                        "(bench/results/last.json), e.g. after editing bench/notes.md")
     p.add_argument("--concurrency", type=int, default=10, help="worker concurrency (default 10)")
     p.add_argument("--prefetch", type=int, default=None,
                    help="prefetch for the head-to-head worker benchmarks (default: the "
@@ -62,7 +67,7 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     if runs < 1:
         p.error("--runs must be >= 1")
     return BenchConfig(quick=a.quick, runs=runs, only=only, out=None if a.out == "-" else a.out,
-                       concurrency=a.concurrency, prefetch=a.prefetch)
+                       concurrency=a.concurrency, prefetch=a.prefetch, render=a.render)
 
 
 async def run(config: BenchConfig) -> int:
@@ -103,15 +108,28 @@ async def run(config: BenchConfig) -> int:
     if targets:
         print("\n== Targets")
         print(report.text_table(["target", "goal", "measured", "verdict", "note"], targets))
+    saved = report.save(head, sections, LAST_RUN)
     if config.out:
         text = report.markdown(head, sections, analysis.explain(sections))
         Path(config.out).write_text(text)
-        print(f"\nwrote {config.out} ({elapsed / 60:.1f} min)")
+        print(f"\nwrote {config.out} ({elapsed / 60:.1f} min; results saved in {saved})")
+    return 0
+
+
+def render(config: BenchConfig) -> int:
+    """Re-render a saved run (after editing bench/notes.md) without measuring again."""
+    assert config.render is not None
+    head, sections = report.load(Path(config.render))
+    out = config.out or "BENCHMARKS.md"
+    Path(out).write_text(report.markdown(head, sections, analysis.explain(sections)))
+    print(f"wrote {out} from {config.render}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
+    if config.render:
+        return render(config)
     procs.install_handlers()
     try:
         return asyncio.run(run(config))
