@@ -99,14 +99,18 @@ def watch_family(proc: subprocess.Popen[bytes], seconds: float) -> list[psutil.P
 
 
 @pytest.mark.timeout(90)
-def test_demo_starts_and_exits_cleanly(settings, mgmt):
+def test_demo_starts_and_exits_cleanly(settings, mgmt, tmp_path):
     # Given the demo run headless, quitting by itself after a few seconds
-    proc = run_demo(settings, "--exit-after", "6")
+    shot = tmp_path / "demo.svg"
+    proc = run_demo(settings, "--exit-after", "6", "--screenshot", str(shot))
     family = watch_family(proc, 60)
     out, err = proc.communicate(timeout=30)
     # Then it ends with 0 and says it stopped its processes
     assert proc.returncode == 0, err.decode()
     assert b"demo stopped" in out
+    # And the screenshot it saved shows the console on the demo vhost
+    svg = shot.read_text()
+    assert "queuewatch" in svg and settings.effective_vhost[:20] in svg.replace("&#160;", " ")
     # And it started one child per example service
     expected = len(demo_commands(settings, settings.effective_vhost))
     assert len(family) >= expected

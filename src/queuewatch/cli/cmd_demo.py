@@ -213,7 +213,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from queuewatch.cli.common import run
+    from queuewatch.topology import load_topology
     from queuewatch.tui import make_app
+    from queuewatch.tui.live import LiveSource
 
     settings = settings_from_args(args)
     vhost = args.vhost or DEMO_VHOST
@@ -221,7 +223,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     queues = run(lambda: prepare(settings, vhost, reset=args.reset))
     supervisor = Supervisor(settings.state_dir / "demo")
     atexit.register(supervisor.stop)
-    app = make_app(settings, poll_interval=args.interval, exit_after=args.exit_after,
+    path = demo_topology_path()
+    source = LiveSource(settings, topology=load_topology(path) if path else None)
+    app = make_app(settings, source, poll_interval=args.interval, exit_after=args.exit_after,
                    screenshot=args.screenshot)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

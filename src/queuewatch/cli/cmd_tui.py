@@ -15,14 +15,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     add_connection_options(p)
     add_read_only_option(p)
+    p.add_argument("--topology", metavar="FILE",
+                   help="topology TOML, for per-queue stuck-job thresholds (stuck_after)")
     p.add_argument("--interval", type=float, metavar="SECONDS",
                    help="seconds between polls (default: poll_interval, 5)")
     p.set_defaults(func=cmd_tui)
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
+    from queuewatch.topology import load_topology
     from queuewatch.tui import make_app
+    from queuewatch.tui.live import LiveSource
 
     settings = settings_from_args(args)
-    make_app(settings, poll_interval=args.interval).run()
+    topology = load_topology(args.topology) if args.topology else None
+    make_app(settings, LiveSource(settings, topology=topology), poll_interval=args.interval).run()
     return 0

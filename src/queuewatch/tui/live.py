@@ -25,6 +25,7 @@ from queuewatch.monitor.core import Monitor
 from queuewatch.monitor.heartbeats import AmqpHeartbeatSource
 from queuewatch.monitor.history import HistoryPoint
 from queuewatch.monitor.model import Snapshot, StuckJob, WorkerStats
+from queuewatch.topology import Topology
 from queuewatch.tui.source import ConsumerInfo, Progress
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,11 @@ class LiveSource:
 
     def __init__(
         self, settings: Settings, *, heartbeats: bool = True, clock: Callable[[], float] = time.time,
+        topology: Topology | None = None,
     ) -> None:
         self.settings = settings
+        self.topology = topology
+        """Per-queue thresholds (``stuck_after``) for the monitor."""
         self.heartbeats = heartbeats
         self.clock = clock
         self._mgmt: ManagementClient | None = None
@@ -61,7 +65,8 @@ class LiveSource:
     async def _monitor_ready(self) -> Monitor:
         if self._monitor is None:
             self._mgmt = ManagementClient(self.settings)
-            self._monitor = Monitor(self._mgmt, self.settings, clock=self.clock)
+            self._monitor = Monitor(self._mgmt, self.settings, clock=self.clock,
+                                    topology=self.topology)
         if self.heartbeats and self._monitor.heartbeats is None:
             try:
                 conn = await self._connection()
