@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from queuewatch import envelope as env
@@ -74,9 +75,6 @@ class DeadLetter:
     job_id: str | None
     """The queuewatch job id (= ``message_id``), or the Celery task id for foreign messages."""
     body: bytes
-    body_kind: BodyKind
-    body_pretty: str
-    """Pretty JSON, the text itself, or a hex dump."""
     headers: Mapping[str, Any]
     properties: Mapping[str, Any]
     """AMQP basic properties except ``headers`` (``None`` values left out)."""
@@ -89,6 +87,21 @@ class DeadLetter:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size", len(self.body))
+
+    @cached_property
+    def _decoded(self) -> tuple[BodyKind, str]:
+        # Decoded on first use: a bulk replay never pays for pretty-printing.
+        return decode_body(self.body, self.properties.get("content_type"))
+
+    @property
+    def body_kind(self) -> BodyKind:
+        """``json``, ``text`` (UTF-8) or ``hex`` (anything else)."""
+        return self._decoded[0]
+
+    @property
+    def body_pretty(self) -> str:
+        """Pretty JSON, the text itself, or a hex dump."""
+        return self._decoded[1]
 
     @property
     def age_seconds(self) -> float | None:
@@ -192,6 +205,23 @@ def death_info(headers: Mapping[str, Any]) -> DeathInfo:
     return DeathInfo(source="none")
 
 
+#: Name prefix of the shovels ``replay(via_shovel=True)`` creates (they mark what they move
+#: with an ``x-shovelled`` entry naming the shovel).
+REPLAY_SHOVEL_PREFIX = "queuewatch-replay-"
+
+
+def replay_count(headers: Mapping[str, Any]) -> int:
+    """Replays so far: the ``x-qw-replay-count`` header plus shovelled replays."""
+    count = env.replay_count_of(headers)
+    shovelled = headers.get("x-shovelled")
+    if isinstance(shovelled, list):
+        count += sum(
+            1 for entry in shovelled if isinstance(entry, Mapping)
+            and str(header_text(entry.get("shovel-name", ""))).startswith(REPLAY_SHOVEL_PREFIX)
+        )
+    return count
+
+
 def _celery_task_id(headers: Mapping[str, Any]) -> str | None:
     value = headers.get("id")
     return None if value is None else str(header_text(value))
@@ -207,19 +237,16 @@ def make_dead_letter(
     routing_key: str = "",
 ) -> DeadLetter:
     h: Mapping[str, Any] = headers or {}
-    kind, pretty = decode_body(body, properties.get("content_type"))
     message_id = properties.get("message_id")
     return DeadLetter(
         position=position,
         message_id=message_id,
         job_id=message_id or _celery_task_id(h),
         body=body,
-        body_kind=kind,
-        body_pretty=pretty,
         headers=h,
         properties={k: v for k, v in properties.items() if v is not None and k != "headers"},
         death=death_info(h),
-        replay_count=env.replay_count_of(h),
+        replay_count=replay_count(h),
         redelivered=redelivered,
         routing_key=routing_key,
     )

@@ -22,6 +22,7 @@ from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.model import DeadLetter
 from queuewatch.dlq.peek import Page, ProgressFn
 from queuewatch.dlq.replay import DEFAULT_MAX_REPLAYS, DEFAULT_WINDOW, ReplayOptions, ReplayResult
+from queuewatch.dlq.shovel import replay_via_shovel
 from queuewatch.errors import QueuewatchError
 from queuewatch.management import ManagementClient
 from queuewatch.topology import DLQ_SUFFIX
@@ -77,6 +78,16 @@ class DeadLetterQueue:
         with path.open("w", encoding="utf-8") as out:
             return await transfer.export(self.connection, self.queue, out, progress)
 
+    async def _replay_via_shovel(
+        self, opts: ReplayOptions, progress: ProgressFn | None
+    ) -> ReplayResult:
+        if self.mgmt is not None:
+            return await replay_via_shovel(self.connection, self.mgmt, self.settings,
+                                           self.queue, opts, progress)
+        async with ManagementClient(self.settings) as mgmt:
+            return await replay_via_shovel(self.connection, mgmt, self.settings, self.queue,
+                                           opts, progress)
+
     @asynccontextmanager
     async def _publisher(self) -> AsyncIterator[AbstractConnection]:
         """A connection of its own for republishing (see :func:`replay.replay`)."""
@@ -98,9 +109,11 @@ class DeadLetterQueue:
         self, flt: DeadLetterFilter | None = None, *, dry_run: bool = False,
         rate: float | None = None, force: bool = False, max_replays: int = DEFAULT_MAX_REPLAYS,
         limit: int | None = None, window: int = DEFAULT_WINDOW, progress: ProgressFn | None = None,
+        via_shovel: bool = False,
     ) -> ReplayResult:
         """Send dead letters back to their original route (a dry run changes nothing and
-        is allowed in read-only mode)."""
+        is allowed in read-only mode). ``via_shovel``: move everything with a RabbitMQ
+        shovel instead (faster; see :mod:`queuewatch.dlq.shovel` for what it gives up)."""
         flt = flt or DeadLetterFilter()
         if not dry_run:
             self._begin("replay")
@@ -108,7 +121,9 @@ class DeadLetterQueue:
                              max_replays=max_replays, limit=limit, window=window,
                              user=self.settings.credentials[0])
         try:
-            if dry_run:
+            if via_shovel:
+                result = await self._replay_via_shovel(opts, progress)
+            elif dry_run:
                 result = await replay.replay(self.connection, self.queue, opts, progress)
             else:
                 async with self._publisher() as pub:
@@ -124,7 +139,8 @@ class DeadLetterQueue:
             if result.error:
                 detail = f"{detail}; {result.error}" if detail else result.error
             self._record("replay", result.outcome, result.replayed, flt, detail,
-                         extra={"force": force, "rate": rate, "max_replays": max_replays})
+                         extra={"force": force, "rate": rate, "max_replays": max_replays,
+                                **({"via": "shovel"} if via_shovel else {})})
         return result
 
     async def delete(self, job_ids: Iterable[str]) -> list[str | None]:
