@@ -86,6 +86,10 @@ class Monitor:
         self.warning = interval_warning(settings.poll_interval)
         """Set when ``settings.poll_interval`` is below the broker's statistics interval."""
         self._stalls = StallTracker(settings.thresholds.stalled_polls)
+        self._stuck_overrides = {
+            spec.name: spec.stuck_after for spec in (topology.queues if topology else ())
+            if spec.stuck_after is not None
+        }
         self._dlq_depths: dict[tuple[str, str], int] = {}
         self._lock = asyncio.Lock()
 
@@ -99,13 +103,20 @@ class Monitor:
 
     async def _poll(self) -> Snapshot:
         started = time.perf_counter()
+        parsed: dict[int, list[QueueStats]] = {}
+
+        def parse_page(n: int, items: list[dict[str, Any]]) -> None:
+            # parsed while the broker prepares the next pages; ages use this page's arrival
+            at = self.clock()
+            parsed[n] = [parse_queue(r, at, self._stuck_after(r["name"])) for r in items]
+
         raw_queues, raw_nodes, overview = await asyncio.gather(
-            fetch_queues(self.mgmt, self.vhost, MONITOR_QUEUE_COLUMNS),
+            fetch_queues(self.mgmt, self.vhost, MONITOR_QUEUE_COLUMNS, on_page=parse_page),
             self.mgmt.get("/nodes", columns=NODE_COLUMNS),
             self._overview(),
         )
         now = self.clock()
-        queues = self._link_dlqs([parse_queue(r, now, self._stuck_after(r["name"])) for r in raw_queues])
+        queues = self._link_dlqs([qs for n in sorted(parsed) for qs in parsed[n]])
         acks = {(str(r.get("vhost", "")), str(r["name"])): ack_count(r) for r in raw_queues}
         stalled = self._stalls.update(queues, acks)
         orphaned = find_orphaned(queues)
@@ -155,11 +166,7 @@ class Monitor:
         return names
 
     def _stuck_after(self, queue: str) -> float:
-        if self.topology is not None:
-            for spec in self.topology.queues:
-                if spec.name == queue and spec.stuck_after is not None:
-                    return spec.stuck_after
-        return self.settings.thresholds.stuck_job_seconds
+        return self._stuck_overrides.get(queue, self.settings.thresholds.stuck_job_seconds)
 
     def _link_dlqs(self, queues: list[QueueStats]) -> list[QueueStats]:
         """Give each queue that has a ``Q.dlq`` its DLQ's depth and growth since last poll."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from queuewatch.errors import ManagementUnavailable, NotFound
@@ -13,6 +13,9 @@ from queuewatch.management import MAX_PAGE_SIZE, ManagementClient, q
 PAGE_CONCURRENCY = 4
 
 
+PageCallback = Callable[[int, list[dict[str, Any]]], None]
+
+
 async def fetch_queues(
     mgmt: ManagementClient,
     vhost: str | None,
@@ -20,47 +23,48 @@ async def fetch_queues(
     *,
     page_size: int = MAX_PAGE_SIZE,
     concurrency: int = PAGE_CONCURRENCY,
+    on_page: PageCallback | None = None,
 ) -> list[dict[str, Any]]:
-    """All queues (``columns`` only) of ``vhost`` (None: every vhost), de-duplicated.
+    """All queues (``columns`` only) of ``vhost`` (None: every vhost), de-duplicated, in order.
 
-    Queues created or deleted during the sweep may shift page boundaries; a queue seen twice
-    is kept once, as with any paged listing.
+    ``on_page(page_number, items)`` is called as each page arrives, so the caller can work on
+    it while the broker still prepares the next ones. Queues created or deleted during the
+    sweep may shift page boundaries; a queue seen twice is kept once.
     """
     path = "/queues" if vhost is None else f"/queues/{q(vhost)}"
     size = max(1, min(page_size, MAX_PAGE_SIZE))
     cols = ",".join(columns)
+    seen: set[tuple[str, str]] = set()
+    pages: dict[int, list[dict[str, Any]]] = {}
 
-    async def page(n: int) -> dict[str, Any]:
+    async def page(n: int) -> int:
         data = await mgmt.request("GET", path, params={
             "page": n, "page_size": size, "columns": cols, "disable_stats": "false"})
         if not isinstance(data, dict) or "items" not in data:
             raise ManagementUnavailable(f"unexpected answer to paged GET {path}")
-        return data
+        fresh = []
+        for item in data["items"]:
+            key = (item.get("vhost", ""), item.get("name", ""))
+            if key not in seen:
+                seen.add(key)
+                fresh.append(item)
+        pages[n] = fresh
+        if on_page is not None:
+            on_page(n, fresh)
+        return int(data.get("page_count", 1))
 
     try:
-        first = await page(1)
+        count = await page(1)
     except NotFound:
         raise NotFound(
             f"vhost {vhost!r} does not exist on {mgmt.display_url} (see 'rabbitmqctl list_vhosts')"
         ) from None
-    pages = [first]
-    count = int(first.get("page_count", 1))
     if count > 1:
         gate = asyncio.Semaphore(max(concurrency, 1))
 
-        async def gated(n: int) -> dict[str, Any]:
+        async def gated(n: int) -> None:
             async with gate:
-                return await page(n)
+                await page(n)
 
-        pages += await asyncio.gather(*(gated(n) for n in range(2, count + 1)))
-    if count <= 1:
-        return list(first["items"])
-    seen: set[tuple[str, str]] = set()
-    items = []
-    for p in pages:
-        for item in p["items"]:
-            key = (item.get("vhost", ""), item.get("name", ""))
-            if key not in seen:
-                seen.add(key)
-                items.append(item)
-    return items
+        await asyncio.gather(*(gated(n) for n in range(2, count + 1)))
+    return [item for n in sorted(pages) for item in pages[n]]
