@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import sys
 from dataclasses import replace
 
 import aio_pika
+import psutil
+import pytest
 from textual.widgets import TabbedContent
 
+from queuewatch.producer import AsyncProducer
 from queuewatch.topology import QueueSpec
 from queuewatch.tui.commands import palette_commands
 from queuewatch.tui.live import LiveSource
@@ -17,7 +22,11 @@ from queuewatch.tui.widgets.dlq_view import DlqView
 from queuewatch.tui.widgets.keyed_table import KeyedTable
 from queuewatch.tui.widgets.queue_table import QueueTable
 from queuewatch.tui.widgets.status import ErrorLine, StatusBar
+from queuewatch.tui.widgets.views import StuckView, WorkersView
+from queuewatch.worker import Job, Worker
 from tests.helpers import declare, depth, wait_until
+from tests.integration.test_operator import HUNG_APP, worker_env
+from tests.integration.test_worker import running
 from tests.tui.live_helpers import live_app, park_dead_letters, wait_for
 
 SIZE = (160, 40)
@@ -198,3 +207,74 @@ async def test_broker_down_then_recovery(settings, connection, mgmt, vhost):
                        app.query_one(QueueTable).shown_names, what="recovery")
         assert not app.query_one(ErrorLine).has_class("visible")
         assert "connected" in str(app.query_one(StatusBar).render_text())
+
+
+async def test_cancel_a_stuck_job_after_confirmation(settings, connection, mgmt, vhost):
+    # Given a real worker stuck on a job of a queue whose stuck threshold is 1 s
+    topo = await declare(connection, vhost, QueueSpec("slow", stuck_after=1.0), mgmt=mgmt,
+                         delay_levels=4)
+    started = asyncio.Event()
+    worker = Worker(settings, topo, worker_id="w-slow", idempotency=False, metrics=False)
+
+    @worker.job("slow")
+    async def handle(job: Job) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    app = live_app(settings, LiveSource(settings, topology=topo))
+    async with running(worker), AsyncProducer(settings, topo) as producer:
+        await producer.publish("slow", {"n": 1}, job_id="stuck-1")
+        await asyncio.wait_for(started.wait(), 10)
+        async with app.run_test(size=SIZE) as pilot:
+            # When the Stuck jobs view lists it
+            await pilot.press("3")
+            stuck = app.query_one(StuckView)
+            table = stuck.query_one(KeyedTable)
+            await wait_for(pilot, lambda: table.keys == ["stuck-1"], what="the stuck job listed")
+            table.focus()
+            # And the operator presses c, sees the confirmation and says yes
+            await pilot.press("c")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="dialog")
+            assert "stuck-1" in app.screen.title_text
+            await pilot.press("y")
+            # Then the worker parks the job in the DLQ as cancelled by the operator
+            await wait_until(lambda: _eq(depth(connection, "slow.dlq"), 1), timeout=15,
+                             what="the cancelled job in the DLQ")
+
+
+@pytest.mark.slow
+async def test_terminate_a_hung_local_worker_after_confirmation(settings, connection, mgmt,
+                                                                vhost, tmp_path):
+    # Given a worker process whose event loop hangs on its first job (heartbeats stop)
+    await declare(connection, vhost, QueueSpec("jobs"), mgmt=mgmt, delay_levels=4)
+    hung_app = tmp_path / "hung_app.py"
+    hung_app.write_text(HUNG_APP)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "queuewatch.cli.main", "worker", f"{hung_app}:make",
+        env=worker_env(settings), stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
+    quick = replace(settings, thresholds=replace(settings.thresholds, heartbeat_stale_seconds=2.0))
+    app = live_app(quick)
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("2")
+            workers = app.query_one(WorkersView)
+            table = workers.query_one(KeyedTable)
+            await wait_for(pilot, lambda: "hung-1" in table.keys, what="the worker listed")
+            await publish(connection, "jobs", 1)
+            # When the console flags it hung and the operator confirms the termination
+            await wait_for(pilot, lambda: (w := workers.worker_stats.get("hung-1")) is not None
+                           and w.hung, timeout=30, what="the worker flagged hung")
+            table.focus()
+            table.move_cursor(row=table.keys.index("hung-1"))
+            await pilot.press("t")
+            await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="dialog")
+            assert "hung-1" in app.screen.title_text
+            await pilot.press("y")
+            # Then the process is gone (SIGTERM, then SIGKILL after the grace period)
+            await asyncio.wait_for(proc.wait(), 30)
+            assert not psutil.pid_exists(proc.pid)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

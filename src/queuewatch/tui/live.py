@@ -6,15 +6,16 @@ starts while the broker is down and recovers by itself when it comes back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from aio_pika.abc import AbstractConnection
 
+from queuewatch import operator
 from queuewatch.amqp import connect
 from queuewatch.config import Settings, mask_url
 from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue
@@ -167,20 +168,14 @@ class LiveSource:
 
     # -- operator actions --------------------------------------------------------------------
     async def cancel_job(self, job: StuckJob) -> None:
-        op = _operator()
-        await op.cancel_job(await self._connection(), self.settings, job.worker_id, job.job_id)
+        await operator.cancel_job(await self._connection(), self.settings, job.job_id, job.worker_id)
 
     async def terminate_worker(self, worker: WorkerStats) -> None:
-        op = _operator()
-        await op.terminate_worker(self.settings, worker)
-
-
-def _operator() -> Any:
-    try:
-        from queuewatch import operator  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise QueuewatchError("operator actions are not available in this build") from exc
-    return operator
+        # SIGTERM, a grace period, maybe SIGKILL: blocking, so off the UI's event loop.
+        await asyncio.to_thread(
+            operator.terminate_worker, self.settings, worker.pid,
+            known_pids=frozenset({worker.pid}), worker_id=worker.worker_id,
+        )
 
 
 def with_management_url(settings: Settings, url: str) -> Settings:
