@@ -26,7 +26,7 @@ from queuewatch.management import ManagementClient, q
 PEEK = 500
 #: A replay slower than this is stopped after count / MIN_RATE seconds (its unreplayed dead
 #: letters stay in the DLQ) and its rate taken from the part it moved.
-MIN_RATE = 1000.0
+MIN_RATE = 2000.0
 DLQ = peers.QUEUE + ".dlq"
 
 
