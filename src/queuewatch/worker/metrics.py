@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from queuewatch.worker.hooks import RETRIED, WorkerObserver
+from queuewatch.worker.hooks import DUPLICATE, RETRIED, WorkerObserver
 from queuewatch.worker.job import Job
 
 DEFAULT_METRICS_HOST = "127.0.0.1"
@@ -32,6 +32,23 @@ class PrometheusObserver(WorkerObserver):
         self.blocked = Gauge("queuewatch_producer_blocked",
                              "1 while the broker blocks this process's publishing", registry=r)
         self.server: Any = None
+        self._per_queue: dict[str, tuple[Any, Any, Any, dict[str, Any]]] = {}
+
+    def _children(self, queue: str) -> tuple[Any, Any, Any, dict[str, Any]]:
+        """Labelled children per queue, looked up once (``labels()`` costs on the hot path)."""
+        got = self._per_queue.get(queue)
+        if got is None:
+            got = (self.in_progress.labels(queue), self.duration.labels(queue),
+                   self.retries.labels(queue), {})
+            self._per_queue[queue] = got
+        return got
+
+    def _outcome(self, queue: str, outcome: str) -> Any:
+        by_outcome = self._children(queue)[3]
+        child = by_outcome.get(outcome)
+        if child is None:
+            child = by_outcome[outcome] = self.jobs.labels(queue, outcome)
+        return child
 
     def watch_blocked(self, is_blocked: Callable[[], bool]) -> None:
         """Read the blocked state at scrape time (aio-pika has no blocked callback)."""
@@ -55,14 +72,15 @@ class PrometheusObserver(WorkerObserver):
         self.blocked.set(1 if blocked else 0)
 
     def on_job_start(self, job: Job) -> None:
-        self.in_progress.labels(job.queue).inc()
+        self._children(job.queue)[0].inc()
 
     def on_job_end(self, job: Job, outcome: str, duration: float, error: BaseException | None) -> None:
-        self.in_progress.labels(job.queue).dec()
-        self.jobs.labels(job.queue, outcome).inc()
-        self.duration.labels(job.queue).observe(duration)
+        in_progress, hist, retries, _ = self._children(job.queue)
+        in_progress.dec()
+        self._outcome(job.queue, outcome).inc()
+        hist.observe(duration)
         if outcome == RETRIED:
-            self.retries.labels(job.queue).inc()
+            retries.inc()
 
     def on_duplicate(self, queue: str, job_id: str) -> None:
-        self.jobs.labels(queue, "duplicate").inc()
+        self._outcome(queue, DUPLICATE).inc()

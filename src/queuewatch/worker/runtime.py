@@ -86,7 +86,9 @@ class Worker:
         self.metrics_port = metrics_port
         self.metrics = PrometheusObserver() if metrics else None
         all_obs = [*( [self.metrics] if self.metrics else []), *observers]
-        self.observer: WorkerObserver = Observers(all_obs)
+        self.observer: WorkerObserver = (
+            all_obs[0] if len(all_obs) == 1 else Observers(all_obs) if all_obs else WorkerObserver()
+        )
         if idempotency is True:
             store: IdempotencyStore | None = SqliteStore.default(settings)
         elif idempotency is False:
