@@ -10,7 +10,7 @@ from dataclasses import replace
 import aio_pika
 import psutil
 import pytest
-from textual.widgets import TabbedContent
+from textual.widgets import Input, TabbedContent
 
 from queuewatch.producer import AsyncProducer
 from queuewatch.topology import QueueSpec
@@ -278,3 +278,45 @@ async def test_terminate_a_hung_local_worker_after_confirmation(settings, connec
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_replay_filtered_delete_marked_and_export(settings, connection, mgmt, vhost,
+                                                        tmp_path, monkeypatch):
+    # Given four dead letters of 'orders'
+    monkeypatch.chdir(tmp_path)
+    await declare(connection, vhost, QueueSpec("orders"), mgmt=mgmt)
+    await park_dead_letters(connection, "orders", ["job-a", "job-b", "job-c", "job-d"])
+    app = live_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        dlq = app.query_one(DlqView)
+        table = dlq.query_one(KeyedTable)
+        await wait_for(pilot, lambda: table.row_count == 4, what="4 dead letters listed")
+        # When the list is filtered to one error message and 'replay filtered' confirmed
+        await pilot.press("slash", *"bad input 2", "enter")
+        await wait_for(pilot, lambda: set(dlq.letters) == {"job-c"}, what="filtered list")
+        await pilot.press("R")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="dialog")
+        assert "Replay 1 dead letters" in app.screen.title_text
+        await pilot.press("y")
+        # Then only that one went back to 'orders'
+        await wait_until(lambda: _eq(depth(connection, "orders"), 1), what="1 replayed")
+        assert await depth(connection, "orders.dlq") == 3
+        # When the filter is cleared, job-a is marked and deleted after confirmation
+        dlq.query_one("#dlq-filter", Input).value = ""
+        await pilot.press("slash", "enter")
+        await wait_for(pilot, lambda: set(dlq.letters) == {"job-a", "job-b", "job-d"},
+                       what="unfiltered list")
+        table.move_cursor(row=table.keys.index("job-a"))
+        await pilot.press("space", "d")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="dialog")
+        assert "Delete 1 dead letters" in app.screen.title_text
+        await pilot.press("y")
+        await wait_until(lambda: _eq(depth(connection, "orders.dlq"), 2), what="1 deleted")
+        await wait_for(pilot, lambda: set(dlq.letters) == {"job-b", "job-d"}, what="reloaded")
+        # And export writes the remaining two to a file without removing them
+        await pilot.press("e")
+        export = tmp_path / "orders.dlq-export.jsonl"
+        await wait_for(pilot, lambda: export.exists() and len(export.read_text().splitlines()) == 2,
+                       what="the export file")
+        assert await depth(connection, "orders.dlq") == 2
