@@ -140,3 +140,29 @@ async def test_unroutable_replay_stays_in_dlq_and_is_reported(connection, settin
     assert {s.job_id for s in result.skipped} == set(ids[1::2])
     assert await drain_ids(connection, "jobs") == ids[0::2]
     assert await drain_ids(connection, "jobs.dlq") == ids[1::2]
+
+
+async def test_cancelled_replay_loses_nothing(connection, settings, vhost):
+    # Given 3,000 dead letters and a throttled replay running as a task (as the TUI does)
+    import asyncio
+
+    from tests.helpers import Ledger
+
+    await setup_jobs(connection, vhost)
+    ids = await publish_dead_letters(connection, "jobs", 3000)
+    ledger = Ledger(sent=set(ids), confirmed=set(ids))
+    dlq = DeadLetterQueue(connection, None, settings, "jobs.dlq")
+    task = asyncio.create_task(dlq.replay(rate=2000))
+    # When it is cancelled mid-way
+    await asyncio.sleep(0.6)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    # Then every job is either back in "jobs" or still in the DLQ (duplicates allowed)
+    moved = await drain_ids(connection, "jobs")
+    assert 0 < len(set(moved)) < 3000
+    ledger.record_received(moved)
+    ledger.record_received(await drain_ids(connection, "jobs.dlq"))
+    assert ledger.summary()["lost"] == 0 and ledger.summary()["unexpected"] == 0

@@ -88,6 +88,10 @@ class AckWriter:
             if self._closing:
                 return
 
+    def abort(self) -> None:
+        """Stop without sending what is queued (those deliveries go back to the queue)."""
+        self._task.cancel()
+
     async def flush(self) -> None:
         """Send every queued ack, then stop (raises the channel's error if it broke)."""
         self._closing = True

@@ -35,18 +35,22 @@ async def delete(
     async with raw_channel(connection) as raw:
         writer = AckWriter(raw)
         acker = Acker(writer)
-        inbox, _tag = await consume(raw, queue, prefetch_for(total))
-        for position in range(total):
-            message = await inbox.get(idle_timeout)
-            if message is None:
-                break
-            dl = to_dead_letter(position, message)
-            tag = delivery_tag(message)
-            if flt.matches(dl):
-                removed.append(dl.job_id)
-                acker.done(tag)
-            else:
-                acker.hold(tag)
+        try:
+            inbox, _tag = await consume(raw, queue, prefetch_for(total))
+            for position in range(total):
+                message = await inbox.get(idle_timeout)
+                if message is None:
+                    break
+                dl = to_dead_letter(position, message)
+                tag = delivery_tag(message)
+                if flt.matches(dl):
+                    removed.append(dl.job_id)
+                    acker.done(tag)
+                else:
+                    acker.hold(tag)
+        except BaseException:
+            writer.abort()  # acks not sent yet are dropped: those dead letters stay
+            raise
         await writer.flush()
     return removed
 

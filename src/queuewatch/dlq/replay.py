@@ -243,6 +243,11 @@ class _Replayer:
             self.hold(tag, Skipped(dl.job_id, dl.position, "publish-failed",
                                    f"{type(exc).__name__}: {exc}"))
 
+    def abort(self) -> None:
+        self.ack_writer.abort()
+        for task in list(self.tasks):
+            task.cancel()
+
     async def drain(self) -> None:
         """Wait for every republish to settle, then send the remaining acks."""
         while self.tasks:
@@ -272,8 +277,12 @@ async def replay(
         r = _Replayer(rin, rout, opts)
         r.prefetch = min(target, 2 * max(opts.window, 1), MAX_PREFETCH)
         inbox, _ctag = await consume(rin, queue, r.prefetch)
+        me = asyncio.current_task()
         try:
             for position in range(target):
+                if me is not None and me.cancelling():
+                    # a library under us swallowed a cancellation (asyncio in 3.11 can)
+                    raise asyncio.CancelledError
                 message = await inbox.get(opts.idle_timeout)
                 if message is None:
                     break
@@ -284,6 +293,11 @@ async def replay(
         except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,
                 ConnectionError) as exc:
             error = f"replay stopped: {type(exc).__name__}: {exc} (unreplayed dead letters stay)"
+        except asyncio.CancelledError:
+            # Cancelled (e.g. the TUI worker): unacked dead letters return to the DLQ when
+            # the channel closes; republished ones may be duplicated, none is lost.
+            r.abort()
+            raise
         try:
             await r.drain()
         except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,

@@ -113,9 +113,12 @@ async def import_(
 
     tasks: list[asyncio.Future[Any]] = []
     async with raw_channel(connection, confirms=True) as raw:
+        me = asyncio.current_task()
         for i, (props, body) in enumerate(read_export(path)):
             if failures:
                 break
+            if me is not None and me.cancelling():
+                raise asyncio.CancelledError
             await window.acquire()
             fut = asyncio.ensure_future(raw.basic_publish(
                 body, exchange="", routing_key=queue, properties=props, mandatory=True))
