@@ -166,3 +166,23 @@ async def test_cancelled_replay_loses_nothing(connection, settings, vhost):
     ledger.record_received(moved)
     ledger.record_received(await drain_ids(connection, "jobs.dlq"))
     assert ledger.summary()["lost"] == 0 and ledger.summary()["unexpected"] == 0
+
+
+async def test_dead_letters_of_a_deleted_exchange_stay_and_the_rest_replays(
+        connection, settings, vhost):
+    # Given dead letters whose original exchange was deleted since (publishing to a missing
+    # exchange would close the channel), interleaved with routable ones
+    await setup_jobs(connection, vhost)
+
+    def headers(i: int) -> dict:  # type: ignore[type-arg]
+        h = dead_headers("jobs")
+        if i % 3 == 0:
+            h[env.H_ORIGINAL_EXCHANGE] = "gone"
+        return h
+
+    ids = await publish_dead_letters(connection, "jobs", 30, headers=headers)
+    result = await DeadLetterQueue(connection, None, settings, "jobs.dlq").replay()
+    # Then the routable 20 moved, the 10 others are reported and kept, in order
+    assert result.replayed == 20 and result.count("unroutable") == 10
+    assert await drain_ids(connection, "jobs") == [j for i, j in enumerate(ids) if i % 3]
+    assert await drain_ids(connection, "jobs.dlq") == ids[0::3]

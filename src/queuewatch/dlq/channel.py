@@ -53,6 +53,18 @@ async def queue_depth(connection: AbstractConnection, queue: str) -> int:
         return int(ok.message_count or 0)
 
 
+async def exchange_exists(connection: AbstractConnection, exchange: str) -> bool:
+    """Whether ``exchange`` exists (publishing to a missing one would close the channel)."""
+    if exchange == "":
+        return True
+    async with raw_channel(connection) as raw:
+        try:
+            await raw.exchange_declare(exchange, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return False
+        return True
+
+
 class Inbox:
     """A consumer callback that queues deliveries for an ``async for`` loop."""
 

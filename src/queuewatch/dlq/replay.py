@@ -29,6 +29,7 @@ from queuewatch.dlq.channel import (
     MAX_PREFETCH,
     consume,
     delivery_tag,
+    exchange_exists,
     queue_depth,
     raw_channel,
 )
@@ -158,8 +159,11 @@ async def dry_run(
 
 
 class _Replayer:
-    def __init__(self, rin: Any, rout: Any, opts: ReplayOptions) -> None:
-        self.rin, self.rout, self.opts = rin, rout, opts
+    def __init__(
+        self, rin: Any, rout: Any, opts: ReplayOptions, pub: AbstractConnection
+    ) -> None:
+        self.rin, self.rout, self.opts, self.pub = rin, rout, opts, pub
+        self.exchanges: dict[str, bool] = {}
         self.ack_writer = AckWriter(rin)
         self.acker = Acker(self.ack_writer)
         self.window = asyncio.Semaphore(max(opts.window, 1))
@@ -206,6 +210,12 @@ class _Replayer:
         route, skip = classify(dl, self.opts.force, self.opts.max_replays)
         if route is None:
             self.hold(tag, skip)
+            return
+        if route.exchange not in self.exchanges:
+            self.exchanges[route.exchange] = await exchange_exists(self.pub, route.exchange)
+        if not self.exchanges[route.exchange]:
+            self.hold(tag, Skipped(dl.job_id, dl.position, "unroutable",
+                                   f"exchange {route.exchange!r} does not exist"))
             return
         props = replay_properties(message.header.properties, dl, self.opts.user)
         await self.window.acquire()
@@ -274,7 +284,7 @@ async def replay(
         return ReplayResult(queue, False, 0, 0, 0)
     pub = publish_connection or connection
     async with raw_channel(connection) as rin, raw_channel(pub, confirms=True) as rout:
-        r = _Replayer(rin, rout, opts)
+        r = _Replayer(rin, rout, opts, pub)
         r.prefetch = min(target, 2 * max(opts.window, 1), MAX_PREFETCH)
         inbox, _ctag = await consume(rin, queue, r.prefetch)
         me = asyncio.current_task()
