@@ -10,7 +10,7 @@ from queuewatch.errors import ManagementUnavailable, NotFound
 from queuewatch.management import MAX_PAGE_SIZE, ManagementClient, q
 
 #: Pages requested at the same time after the first (which tells how many there are).
-PAGE_CONCURRENCY = 4
+PAGE_CONCURRENCY = 8
 
 
 PageCallback = Callable[[int, list[dict[str, Any]]], None]
