@@ -35,7 +35,8 @@ def require_writable(settings: Settings, action: str) -> None:
         raise ReadOnlyError(action)
 
 
-def _user() -> str:
+def current_user() -> str:
+    """The OS user running queuewatch (for the audit log and control messages)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -54,7 +55,7 @@ class AuditEntry:
     filter: Mapping[str, Any] = field(default_factory=dict)
     detail: str = ""
     when: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
-    who: str = field(default_factory=_user)
+    who: str = field(default_factory=current_user)
     host: str = field(default_factory=socket.gethostname)
 
     def to_json(self) -> str:

@@ -13,7 +13,6 @@ Both refuse in read-only mode before touching anything, and both write the audit
 from __future__ import annotations
 
 import asyncio
-import getpass
 import re
 import signal
 import socket
@@ -25,7 +24,7 @@ import aiormq
 import psutil
 from aio_pika.abc import AbstractConnection
 
-from queuewatch.audit import AuditLog, require_writable
+from queuewatch.audit import AuditLog, current_user, require_writable
 from queuewatch.config import Settings
 from queuewatch.errors import BrokerError, NotFound, QueuewatchError
 from queuewatch.telemetry import HEARTBEAT_KEY_PREFIX, ControlCommand, Heartbeat, control_routing_key
@@ -115,7 +114,7 @@ async def cancel_job(
             worker_id = beat.worker_id
             target["worker_id"] = worker_id
         command = ControlCommand(action="cancel", job_id=job_id, reason=reason,
-                                 requested_by=f"{getpass.getuser()}@{socket.gethostname()}")
+                                 requested_by=f"{current_user()}@{socket.gethostname()}")
         await _publish_control(connection, settings, worker_id, command)
     except QueuewatchError as exc:
         audit.record("cancel", target, "error", detail=str(exc))
