@@ -12,7 +12,7 @@ header or bump the replay counter per message, and it needs one destination for 
 this path is only taken when it fits, checked on a sample of the head of the DLQ:
 
 * no filter, no rate, no limit;
-* every sampled dead letter goes back through the default exchange to one existing queue;
+* every sampled dead letter (the first 100) goes back through the default exchange to one existing queue;
 * no sampled dead letter is at the replay limit (unless forced).
 
 The shovel adds ``x-shovelled`` (forward headers), which queuewatch counts as a replay, so
@@ -37,8 +37,8 @@ from queuewatch.dlq.replay import ReplayOptions, ReplayResult
 from queuewatch.errors import QueuewatchError
 from queuewatch.management import ManagementClient, q
 
-SAMPLE = 500
-POLL_SECONDS = 0.05
+SAMPLE = 100
+POLL_SECONDS = 0.02
 
 
 class ShovelNotApplicable(QueuewatchError):
@@ -47,12 +47,14 @@ class ShovelNotApplicable(QueuewatchError):
 
 async def check_applicable(
     connection: AbstractConnection, queue: str, opts: ReplayOptions
-) -> str:
-    """The destination queue, or :class:`ShovelNotApplicable` saying why not."""
+) -> tuple[str, int]:
+    """(destination queue, DLQ depth), or :class:`ShovelNotApplicable` saying why not."""
     if not opts.flt.is_empty or opts.rate or opts.limit is not None or opts.dry_run:
         raise ShovelNotApplicable("a shovel replays everything as is: no filter, rate, "
                                   "limit or dry run (drop --via-shovel)")
     page = await peek(connection, queue, 0, SAMPLE)
+    if page.total == 0:
+        return "", 0
     routes = {d.death.route for d in page.items}
     if len(routes) != 1 or None in routes:
         raise ShovelNotApplicable(f"the head of {queue!r} goes back to {len(routes)} different "
@@ -67,7 +69,7 @@ async def check_applicable(
         raise ShovelNotApplicable(f"{len(poison)} dead letters at the head were already "
                                   f"replayed {opts.max_replays} times (e.g. {poison[0]})")
     await queue_depth(connection, route.routing_key)  # NotFound if the queue is gone
-    return route.routing_key
+    return route.routing_key, page.total
 
 
 async def replay_via_shovel(
@@ -75,8 +77,7 @@ async def replay_via_shovel(
     opts: ReplayOptions, progress: ProgressFn | None = None,
 ) -> ReplayResult:
     start = time.monotonic()
-    dest = await check_applicable(connection, queue, opts)
-    total = await queue_depth(connection, queue)
+    dest, total = await check_applicable(connection, queue, opts)
     if total == 0:
         return ReplayResult(queue, False, 0, 0, 0)
     vhost = settings.effective_vhost
