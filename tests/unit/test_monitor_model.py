@@ -126,7 +126,8 @@ def test_queue_alerts_thresholds():
     fine = parse_queue(raw("fine", messages_ready=1, head_message_timestamp=NOW - 5), NOW)
     unknown = parse_queue(raw("unk", messages_ready=1), NOW)
     near = parse_queue(raw("near", messages_ready=85, arguments={"x-max-length": 100}), NOW)
-    alerts = build_alerts([old, fine, unknown, near], [], [], [], [], [], t)
+    parked = parse_queue(raw("old.dlq", messages_ready=3, head_message_timestamp=NOW - 4000), NOW)
+    alerts = build_alerts([old, fine, unknown, near, parked], [], [], [], [], [], t)
     assert {(a.kind, a.target, a.severity) for a in alerts} == {
         ("oldest_age", "old", "critical"), ("fill", "near", "warning")}
 

@@ -18,7 +18,9 @@ from queuewatch.monitor.model import (
 def queue_alerts(q: QueueStats, t: Thresholds) -> list[Alert]:
     out: list[Alert] = []
     age = q.oldest_age
-    if age is not None and q.ready > 0 and age > t.oldest_age_warning:
+    # Dead letters wait by design and nothing consumes a DLQ, so lag there is not an alarm:
+    # a DLQ alerts on growth instead (below, on its job queue).
+    if age is not None and q.ready > 0 and age > t.oldest_age_warning and not q.is_dlq:
         critical = age > t.oldest_age_critical
         out.append(Alert(
             "critical" if critical else "warning", "oldest_age", q.name,
