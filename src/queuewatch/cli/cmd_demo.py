@@ -218,7 +218,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from queuewatch.tui.live import LiveSource
 
     settings = settings_from_args(args)
-    vhost = args.vhost or DEMO_VHOST
+    vhost = getattr(args, "vhost", None) or DEMO_VHOST
     settings = demo_settings(settings.with_vhost(vhost))
     queues = run(lambda: prepare(settings, vhost, reset=args.reset))
     supervisor = Supervisor(settings.state_dir / "demo")

@@ -16,16 +16,21 @@ T = TypeVar("T")
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
     """Options every broker-facing command takes (they override file and environment)."""
+    # SUPPRESS: a subcommand that repeats these options must not overwrite a value given
+    # before it (``queuewatch workers --vhost X terminate ID``); absent means "not given".
     g = parser.add_argument_group("connection")
-    g.add_argument("--config", metavar="FILE", help="settings file (default: ./queuewatch.toml)")
-    g.add_argument("--amqp-url", metavar="URL", help="AMQP URL (QUEUEWATCH_AMQP_URL)")
-    g.add_argument("--management-url", metavar="URL", help="management API URL")
-    g.add_argument("--vhost", metavar="VHOST", help="virtual host (default: from the AMQP URL, else /)")
+    quiet = argparse.SUPPRESS
+    g.add_argument("--config", metavar="FILE", default=quiet, help="settings file (default: ./queuewatch.toml)")
+    g.add_argument("--amqp-url", metavar="URL", default=quiet, help="AMQP URL (QUEUEWATCH_AMQP_URL)")
+    g.add_argument("--management-url", metavar="URL", default=quiet, help="management API URL")
+    g.add_argument(
+        "--vhost", metavar="VHOST", default=quiet, help="virtual host (default: from the AMQP URL, else /)"
+    )
 
 
 def add_read_only_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--read-only", action="store_true", default=None,
+        "--read-only", action="store_true", default=argparse.SUPPRESS,
         help="refuse every destructive action (also: read_only = true in the config)",
     )
 
