@@ -313,7 +313,11 @@ async def test_replay_filtered_delete_marked_and_export(settings, connection, mg
         assert "Delete 1 dead letters" in app.screen.title_text
         await pilot.press("y")
         await wait_until(lambda: _eq(depth(connection, "orders.dlq"), 2), what="1 deleted")
-        await wait_for(pilot, lambda: set(dlq.letters) == {"job-b", "job-d"}, what="reloaded")
+        try:
+            await wait_for(pilot, lambda: set(dlq.letters) == {"job-b", "job-d"}, what="reload")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; shown {sorted(dlq.letters)}, "
+                                 f"dlq {await depth(connection, 'orders.dlq')}") from None
         # And export writes the remaining two to a file without removing them
         await pilot.press("e")
         export = tmp_path / "orders.dlq-export.jsonl"

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from rich.markup import escape
+from rich.text import Text
 
 from queuewatch.monitor.model import Alert, QueueStats, fmt_duration
 
@@ -100,13 +100,13 @@ def oldest_text(q: QueueStats) -> str:
         return "-"
     if q.oldest_age is None or not q.oldest_age_known:
         return "?"
-    return fmt_duration(q.oldest_age)
+    return duration(q.oldest_age)
 
 
 def eta_text(q: QueueStats) -> str:
     if q.ready == 0:
         return "-"
-    return fmt_duration(q.drain_eta)
+    return duration(q.drain_eta)
 
 
 def dlq_text(q: QueueStats) -> str:
@@ -118,36 +118,24 @@ def dlq_text(q: QueueStats) -> str:
     return text
 
 
-def queue_row(q: QueueStats, severity: str = "") -> tuple[str, ...]:
-    """One table row for ``q`` as plain strings, plus ``severity`` (cheap to compare)."""
-    ready = q.ready
-    if ready:
-        eta = duration(q.drain_eta)
-        oldest = duration(q.oldest_age) if q.oldest_age_known and q.oldest_age is not None else "?"
-    else:
-        eta = oldest = "-"
-    return (
-        q.name, q.type, q.state, count(ready), count(q.unacked), str(q.consumers),
-        rate(q.publish_rate), rate(q.deliver_rate), oldest, eta, fill_text(q), dlq_text(q),
-        severity,
-    )
-
-
+#: The text of each queue column (same order as :data:`QUEUE_COLUMNS`).
+QUEUE_COLUMN_TEXT: tuple[Callable[[QueueStats], str], ...] = (
+    lambda q: q.name, lambda q: q.type, lambda q: q.state, lambda q: count(q.ready),
+    lambda q: count(q.unacked), lambda q: str(q.consumers), lambda q: rate(q.publish_rate),
+    lambda q: rate(q.deliver_rate), oldest_text, eta_text, fill_text, dlq_text,
+)
 _RIGHT = tuple(c[3] for c in QUEUE_COLUMNS)
-_WIDTH = tuple(c[2] for c in QUEUE_COLUMNS)
 
 
-def queue_cell(i: int, value: str, severity: str | None) -> str:
-    """Cell ``i`` of a row as markup: the name coloured by ``severity``, the state by its value,
-    numbers right-aligned. Plain strings are cheap to store; the table parses the markup only
-    for the rows it draws."""
+def queue_cell(i: int, q: QueueStats, severity: str | None) -> Text:
+    """Cell ``i`` of ``q``'s row: the name coloured by ``severity``, the state by its value,
+    numbers right-aligned."""
+    value = QUEUE_COLUMN_TEXT[i](q)
     if i == 0:
-        style = SEVERITY_STYLE.get(severity, "")
-        return f"[{style}]{escape(value)}[/]" if style else escape(value)
+        return Text(value, style=SEVERITY_STYLE.get(severity, ""), no_wrap=True)
     if i == 2:
-        style = STATE_STYLE.get(value, "")
-        return f"[{style}]{escape(value)}[/]" if style else escape(value)
-    return value.rjust(_WIDTH[i]) if _RIGHT[i] else escape(value)
+        return Text(value, style=STATE_STYLE.get(value, ""), no_wrap=True)
+    return Text(value, justify="right" if _RIGHT[i] else "left", no_wrap=True)
 
 
 def size(n: int | None) -> str:

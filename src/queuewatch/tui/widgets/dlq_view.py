@@ -7,6 +7,7 @@ confirmation; long replays show a progress bar.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -76,6 +77,9 @@ class DlqView(Vertical):
         self.filter = DeadLetterFilter()
         self.user_picked = False
         """Once the user picked a DLQ, the view stops following the busiest one."""
+        self._loading = False
+        self._busy = False
+        self._reload_pending = False
         self.seen_depth: int | None = None
 
     def compose(self) -> ComposeResult:
@@ -145,14 +149,30 @@ class DlqView(Vertical):
 
     # -- loading -------------------------------------------------------------------------
     def reload(self) -> None:
-        if self.dlq is not None:
-            self._load(self.dlq, self.filter)
+        """Read the DLQ again. Reads never run side by side (two peeks would hide messages
+        from each other) nor during a replay/delete: a request meanwhile is queued."""
+        if self.dlq is None:
+            return
+        if self._loading or self._busy:
+            self._reload_pending = True
+            return
+        self._loading = True
+        self._load()
 
-    @work(group="dlq-load", exclusive=True, exit_on_error=False)
-    async def _load(self, dlq: str, flt: DeadLetterFilter) -> None:
-        letters = await self.source.peek_dlq(dlq, flt, PEEK_LIMIT)
-        if dlq == self.dlq:
-            self.show_letters(letters)
+    @work(group="dlq-load", exit_on_error=False)
+    async def _load(self) -> None:
+        try:
+            while True:
+                self._reload_pending = False
+                dlq, flt = self.dlq, self.filter
+                if dlq is None:
+                    return
+                letters = await self.source.peek_dlq(dlq, flt, PEEK_LIMIT)
+                if not self._reload_pending and dlq == self.dlq:
+                    self.show_letters(letters)
+                    return
+        finally:
+            self._loading = False
 
     def show_letters(self, letters: Sequence[DeadLetter]) -> None:
         self.letters = {dead_letter_key(dl): dl for dl in letters}
@@ -256,6 +276,17 @@ class DlqView(Vertical):
 
     @work(group="dlq-action", exclusive=True, exit_on_error=False)
     async def _run(self, verb: str, dlq: str, flt: DeadLetterFilter, which: str) -> None:
+        while self._loading:  # let a running read finish: it holds messages for a moment
+            await asyncio.sleep(0.05)
+        self._busy = True
+        try:
+            await self._act(verb, dlq, flt, which)
+        finally:
+            self._busy = False
+            self._reload_pending = False
+            self.reload()
+
+    async def _act(self, verb: str, dlq: str, flt: DeadLetterFilter, which: str) -> None:
         count = await (self.source.replay_dlq(dlq, flt, dry_run=True) if verb == "replay"
                        else self.source.delete_dlq(dlq, flt, dry_run=True))
         if count == 0:
@@ -286,14 +317,19 @@ class DlqView(Vertical):
             bar.remove_class("visible")
         self.marked.clear()
         self.app.notify(f"{verb}ed {done} of {count} dead letters from {dlq}")
-        self.reload()
 
     @work(group="dlq-action", exclusive=True, exit_on_error=False)
     async def action_export(self) -> None:
         if not self.dlq:
             return
+        while self._loading:
+            await asyncio.sleep(0.05)
+        self._busy = True
         path = Path.cwd() / f"{self.dlq}-export.jsonl"
-        n = await self.source.export_dlq(self.dlq, DeadLetterFilter(), path)
+        try:
+            n = await self.source.export_dlq(self.dlq, DeadLetterFilter(), path)
+        finally:
+            self._busy = False
         self.app.notify(f"exported all {n} dead letters of {self.dlq} to {path} (nothing removed)")
 
     def action_failed(self, text: str) -> None:
