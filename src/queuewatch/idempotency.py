@@ -24,6 +24,9 @@ from queuewatch.errors import ConfigError
 #: Forget completed keys after this long (seconds); redeliveries come much sooner.
 DEFAULT_TTL = 7 * 24 * 3600.0
 DEFAULT_FILE = "idempotency.sqlite3"
+#: Records wait at most this long (seconds) to share one transaction with others.
+GROUP_COMMIT_DELAY = 0.002
+GROUP_COMMIT_MAX = 256
 _SQL_CHUNK = 500  # keys per IN (...) query; SQLite allows 999 parameters by default
 
 
@@ -112,9 +115,11 @@ class SqliteStore:
         if fut is None:
             loop = asyncio.get_running_loop()
             fut = self._pending[key] = loop.create_future()
-            if not self._flush_scheduled:
+            if len(self._pending) >= GROUP_COMMIT_MAX:
+                self._flush()
+            elif not self._flush_scheduled:
                 self._flush_scheduled = True
-                loop.call_soon(self._flush)
+                loop.call_later(GROUP_COMMIT_DELAY, self._flush)
         await fut
 
     def _flush(self) -> None:
@@ -123,7 +128,7 @@ class SqliteStore:
         if self._db.in_transaction and loop is not None:
             loop.call_later(0.001, self._flush)  # a `completing` block is open; come back
             return
-        self._flush_scheduled = False
+        self._flush_scheduled = False  # a timer still due finds nothing pending: harmless
         pending, self._pending = self._pending, {}
         if not pending:
             return

@@ -152,3 +152,32 @@ async def test_broker_restart_loses_no_confirmed_job(throwaway_node: Node, tmp_p
     assert len(ledger.confirmed) == 5000, ledger.summary()
     assert ledger.lost == set() and ledger.unexpected == set(), ledger.summary()
     assert worker.connections >= 2
+
+
+@pytest.mark.slow
+async def test_blocked_broker_pauses_publishing_and_resumes(throwaway_node: Node, tmp_path):
+    node = throwaway_node
+    settings = replace(
+        load_settings(env={}, amqp_url=f"amqp://guest:guest@127.0.0.1:{node.port}/", vhost="/"),
+        state_dir=tmp_path,
+    )
+    topo = Topology(queues=(QueueSpec("jobs"),), delay_levels=1)
+    conn = await connect(settings)
+    await declare_topology(conn, topo, "/")
+    await conn.close()
+    async with AsyncProducer(settings, topo) as producer:
+        await producer.publish("jobs", {"n": 0})
+        assert not producer.blocked
+        # When a memory alarm goes off (a tiny watermark on this throwaway node only)
+        await asyncio.to_thread(node.ctl, "set_vm_memory_high_watermark", "0.000001")
+        try:
+            pending = asyncio.ensure_future(producer.publish("jobs", {"n": 1}))
+            await wait_until(lambda: producer.blocked, timeout=15, what="connection.blocked")
+            # Then publishing waits instead of failing
+            await asyncio.sleep(1.0)
+            assert not pending.done()
+        finally:
+            await asyncio.to_thread(node.ctl, "set_vm_memory_high_watermark", "0.4")
+        # And resumes once the broker unblocks
+        result = await asyncio.wait_for(pending, 20)
+        assert result.queue == "jobs" and not producer.blocked

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 #: Give up re-sending after the broker has been unreachable this long (seconds).
 DEFAULT_RECONNECT_TIMEOUT = 60.0
 _RECONNECT_PAUSE = 0.5
+_BLOCKED_POLL = 0.1
 _LINK_ERRORS = (
     aiormq.exceptions.AMQPConnectionError, aiormq.exceptions.ChannelInvalidStateError,
     ConnectionError, OSError, asyncio.TimeoutError, BrokerUnavailable,
@@ -188,6 +189,8 @@ class AsyncProducer:
                 channel = await self._ensure_channel(
                     link_deadline or time.monotonic() + self.reconnect_timeout
                 )
+                if _is_blocked(self._conn):
+                    await self._wait_unblocked()
                 underlay = await channel.get_underlay_channel()
                 result = await underlay.basic_publish(
                     out.body, exchange=out.exchange, routing_key=out.routing_key,
@@ -244,6 +247,16 @@ class AsyncProducer:
                         ) from exc
                     await asyncio.sleep(_RECONNECT_PAUSE)
             return self._channel
+
+    async def _wait_unblocked(self) -> None:
+        """Hold publishes while the broker blocks the connection (memory or disk alarm)."""
+        self.observer.on_blocked(True)
+        log.warning("RabbitMQ blocked publishing (resource alarm); waiting")
+        try:
+            while _is_blocked(self._conn) and not self._closed:
+                await asyncio.sleep(_BLOCKED_POLL)
+        finally:
+            self.observer.on_blocked(False)
 
     async def _drop_connection(self) -> None:
         """Forget a connection that failed; the next publish opens a new one."""

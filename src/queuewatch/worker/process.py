@@ -89,6 +89,8 @@ class Processor:
     open_channel: Callable[[], Awaitable[AbstractChannel]] | None = None
     """Opens a new confirm channel when the publish channel died but the connection lives."""
     accepting: bool = True
+    active: set[asyncio.Task[Any]] = field(default_factory=set)
+    """Tasks running or settling a job (a graceful shutdown waits for them)."""
     """False once a graceful shutdown began: prefetched jobs no longer start."""
     _next: int = 0
 
@@ -114,12 +116,28 @@ class Processor:
             return
         if route.bucket is not None:
             await route.bucket.acquire()
-        async with self.semaphore:
-            if not self.accepting:
-                return  # shutting down: leave it unacked, the broker requeues it
-            await self._run(message, route, job)
+        task = asyncio.current_task()
+        try:
+            async with self.semaphore:
+                if not self.accepting:
+                    return  # shutting down: leave it unacked, the broker requeues it
+                if task is not None:
+                    self.active.add(task)
+                duration = await self._run(message, route, job)
+            if duration is not None:
+                # Recorded and acked outside the concurrency slot, so the next job starts
+                # while the record waits for its group commit.
+                if self.store is not None and key is not None:
+                    await self.store.mark_completed(key)
+                await _settle(message.ack())
+                self.counts.succeeded += 1
+                self.observer.on_job_end(job, SUCCEEDED, duration, None)
+        finally:
+            if task is not None:
+                self.active.discard(task)
 
-    async def _run(self, message: AbstractIncomingMessage, route: Route, job: Job) -> None:
+    async def _run(self, message: AbstractIncomingMessage, route: Route, job: Job) -> float | None:
+        """Run the handler; returns its duration on success, None when the failure is settled."""
         token = self._next = self._next + 1
         entry = Running(job.job_id, job.queue, job.attempt, time.time(), asyncio.current_task())
         self.running[token] = entry
@@ -142,30 +160,26 @@ class Processor:
                 exc = asyncio.CancelledError(entry.cancel_reason)
                 await self._dead(message, job, outcomes.REASON_CANCELLED,
                                  Failure("Cancelled", entry.cancel_reason), started, exc)
-                return
+                return None
             except TimeoutError as exc:
                 entry.settled = True
                 failure = Failure("TimeoutError", f"job exceeded its time limit of {route.spec.timeout}s")
                 await self._failed(message, route, job, failure, started, exc,
                                    outcomes.REASON_TIMEOUT)
-                return
+                return None
             except NonRetryable as exc:
                 entry.settled = True
                 await self._dead(message, job, outcomes.REASON_NON_RETRYABLE,
                                  Failure.from_exception(exc), started, exc)
-                return
+                return None
             except Exception as exc:  # noqa: BLE001 - the edge around user code: every error is an outcome
                 entry.settled = True
                 log.info("job %s on %s failed: %s: %s", job.job_id, job.queue, type(exc).__name__, exc)
                 await self._failed(message, route, job, Failure.from_exception(exc), started,
                                    exc, outcomes.REASON_FAILED)
-                return
+                return None
             entry.settled = True
-            if self.store is not None and job.idempotency_key is not None:
-                await self.store.mark_completed(job.idempotency_key)
-            await _settle(message.ack())
-            self.counts.succeeded += 1
-            self.observer.on_job_end(job, SUCCEEDED, time.monotonic() - started, None)
+            return time.monotonic() - started
         finally:
             del self.running[token]
 

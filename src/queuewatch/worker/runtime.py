@@ -238,7 +238,7 @@ class Worker:
                 await queue.cancel(tag)
             except _LINK_ERRORS as exc:
                 log.debug("cancel consumer %s: %s", tag, exc)
-        tasks = [r.task for r in self.processor.running.values() if r.task is not None]
+        tasks = list(self.processor.active)
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=self.shutdown_timeout)
             if pending:
