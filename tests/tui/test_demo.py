@@ -145,3 +145,16 @@ async def test_demo_declares_topology_and_stops_on_sigterm(settings, mgmt):
     assert proc.returncode is not None
     time.sleep(0.3)
     assert alive(family) == []
+
+
+def test_demo_children_never_get_the_password_on_their_command_line(base_settings):
+    # Given settings whose AMQP URL carries a password
+    from dataclasses import replace
+
+    from queuewatch.cli.cmd_demo import demo_env
+
+    s = replace(base_settings, amqp_url="amqp://demo:S3cretPw@127.0.0.1:5672/")
+    # Then no child's argv shows it (ps would), and the children get it through the environment
+    for _label, argv in demo_commands(s, "some-vhost"):
+        assert not any("S3cretPw" in arg for arg in argv), argv
+    assert demo_env(s)["QUEUEWATCH_AMQP_URL"] == s.amqp_url

@@ -118,7 +118,9 @@ def _killpg(pgid: int, sig: int) -> None:
 
 def demo_commands(settings: Settings, vhost: str) -> list[tuple[str, list[str]]]:
     """The example services to run, as (label, argv); only scripts that exist."""
-    url = ["--amqp-url", settings.amqp_url, "--vhost", vhost]
+    # The AMQP URL (with its password) goes to the children through the environment
+    # (demo_env), never on their command lines, where any local user could read it with ps.
+    url = ["--vhost", vhost]
     wanted: list[tuple[str, Path, list[str]]] = [
         # steady traffic, and a burst every 20 s that runs into the orders cap
         ("producer", ROOT / "producers" / "demo_producer.py", ["--burst-every", "20"]),
@@ -128,6 +130,14 @@ def demo_commands(settings: Settings, vhost: str) -> list[tuple[str, list[str]]]
     ]
     return [(label, [sys.executable, str(path), *url, *extra])
             for label, path, extra in wanted if path.is_file()]
+
+
+def demo_env(settings: Settings) -> dict[str, str]:
+    """The children's environment: ours plus the settings' URLs."""
+    env = dict(os.environ)
+    env["QUEUEWATCH_AMQP_URL"] = settings.amqp_url
+    env["QUEUEWATCH_MANAGEMENT_URL"] = settings.management_url
+    return env
 
 
 def demo_topology_path() -> Path | None:
@@ -221,7 +231,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     vhost = getattr(args, "vhost", None) or DEMO_VHOST
     settings = demo_settings(settings.with_vhost(vhost))
     queues = run(lambda: prepare(settings, vhost, reset=args.reset))
-    supervisor = Supervisor(settings.state_dir / "demo")
+    supervisor = Supervisor(settings.state_dir / "demo", env=demo_env(settings))
     atexit.register(supervisor.stop)
     path = demo_topology_path()
     source = LiveSource(settings, topology=load_topology(path) if path else None)
