@@ -248,7 +248,7 @@ async def run(bench: Bench) -> list[Section]:
             sections.append(await _snapshot_section(bench, settings, http, n, samples))
         big = sizes[-1]
         extra = Section(
-            key="console", title=f"Exporter and TUI, {big:,} queues",
+            key="monitor-console", title=f"Exporter and TUI, {big:,} queues",
             measures=(
                 "Exporter: `queuewatch.metrics.Exporter` serving on a free port, timed HTTP "
                 "GET /metrics (result column: time; ratio column: body size). TUI: the "

@@ -40,6 +40,8 @@ class BenchConfig:
     queuewatch worker's own default for ``concurrency``)."""
     render: str | None = None
     """Re-render the report from this saved run instead of measuring."""
+    merge: bool = False
+    """Replace the re-run families' tables in the last saved run."""
 
 
 @dataclass

@@ -54,6 +54,10 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     p.add_argument("--render", metavar="JSON", default=None,
                    help="do not measure: re-render the report from a saved run "
                         "(bench/results/last.json), e.g. after editing bench/notes.md")
+    p.add_argument("--merge", action="store_true",
+                   help="with --only: replace those families' tables in the last saved run "
+                        "and write the report from the merged set (keeps a report current as "
+                        "components change without re-running everything)")
     p.add_argument("--concurrency", type=int, default=10, help="worker concurrency (default 10)")
     p.add_argument("--prefetch", type=int, default=None,
                    help="prefetch for the head-to-head worker benchmarks (default: the "
@@ -67,7 +71,8 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     if runs < 1:
         p.error("--runs must be >= 1")
     return BenchConfig(quick=a.quick, runs=runs, only=only, out=None if a.out == "-" else a.out,
-                       concurrency=a.concurrency, prefetch=a.prefetch, render=a.render)
+                       concurrency=a.concurrency, prefetch=a.prefetch, render=a.render,
+                       merge=a.merge)
 
 
 async def run(config: BenchConfig) -> int:
@@ -108,6 +113,18 @@ async def run(config: BenchConfig) -> int:
     if targets:
         print("\n== Targets")
         print(report.text_table(["target", "goal", "measured", "verdict", "note"], targets))
+    if config.merge and LAST_RUN.exists() and not config.quick:
+        old_head, old_sections = report.load(LAST_RUN)
+        fresh = {s.key for s in sections}
+        families_run = set(config.only)
+        kept = [s for s in old_sections
+                if s.key not in fresh
+                and not any(s.key.replace("console", "monitor").startswith(f)
+                            for f in families_run)]
+        order = {s.key: i for i, s in enumerate(old_sections)}
+        sections = sorted(kept + sections, key=lambda s: order.get(s.key, len(order)))
+        head = [*old_head, f"- **re-measured** {started:%H:%M} UTC ({elapsed / 60:.1f} min): "
+                f"{', '.join(config.only)} (each table's ratios still come from one run)"]
     saved = report.save(head, sections, LAST_RUN)
     if config.out:
         text = report.markdown(head, sections, analysis.explain(sections))
