@@ -96,7 +96,8 @@ async def run_telemetry(bench: Bench) -> list[Section]:
 
 async def run_prefetch(bench: Bench) -> list[Section]:
     count = bench.size(4_000, 200)
-    sweep = (bench.prefetch,) if bench.quick else (1, 10, 50, 100, 300, 1000)
+    sweep = (bench.prefetch,) if bench.quick else tuple(sorted(
+        {1, 10, 50, 100, 300, 1000, bench.prefetch}))  # the points + the default
     section = Section(
         key="prefetch",
         title=f"Prefetch sweep ({count:,} no-op jobs per point)",

@@ -3,6 +3,7 @@
     python -m bench.profile worker   [--jobs 20000] [--no-idempotency] [--no-telemetry]
     python -m bench.profile replay   [--jobs 20000]
     python -m bench.profile snapshot [--jobs 5000]      (number of queues)
+    python -m bench.profile tui      [--jobs 5000]      (number of queues)
     python -m bench.profile publish  [--jobs 20000]
 
 Runs one measurement in a fresh vhost, writes the text profile to
@@ -79,6 +80,19 @@ async def snapshot(settings: Settings, queues: int) -> str:
     return _write(profiler, "snapshot")
 
 
+async def tui(settings: Settings, queues: int) -> str:
+    path = OUT / "tui.txt"
+    await b_monitor.make_queues(settings, 0, queues)
+    env = {"BENCH_AMQP_URL": settings.amqp_url_for(), "BENCH_VHOST": settings.effective_vhost,
+           "BENCH_REFRESHES": "10", "BENCH_PROFILE": str(path)}
+    proc = procs.python("bench.apps.tui_probe", env=env, name="tui-probe")
+    with procs.running(proc):
+        while proc.poll() is None:
+            await asyncio.sleep(0.2)
+    print(procs.log_tail(proc, 3))
+    return str(path)
+
+
 async def publish(settings: Settings, jobs: int) -> str:
     from queuewatch.producer import AsyncProducer
 
@@ -112,6 +126,8 @@ async def main(what: str, jobs: int | None, idempotency: bool, telemetry: bool) 
                 path = await replay(st, jobs or 20_000)
             elif what == "snapshot":
                 path = await snapshot(st, jobs or 5_000)
+            elif what == "tui":
+                path = await tui(st, jobs or 5_000)
             else:
                 path = await publish(st, jobs or 20_000)
     finally:
@@ -124,7 +140,7 @@ async def main(what: str, jobs: int | None, idempotency: bool, telemetry: bool) 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(prog="python -m bench.profile")
-    p.add_argument("what", choices=("worker", "replay", "snapshot", "publish"))
+    p.add_argument("what", choices=("worker", "replay", "snapshot", "tui", "publish"))
     p.add_argument("--jobs", type=int, default=None)
     p.add_argument("--no-idempotency", action="store_true")
     p.add_argument("--no-telemetry", action="store_true")

@@ -6,7 +6,8 @@ Polls the benchmark vhost once with the real :class:`~queuewatch.monitor.Monitor
 (``App.run_test``) on that snapshot and feeds ``BENCH_REFRESHES`` new snapshots in which
 every queue's numbers changed. For each: the time of ``apply_snapshot`` (the table cells
 updated in place) and of apply + every widget processing its pending messages (the
-refresh). Prints one JSON line.
+refresh). Prints one JSON line. ``BENCH_PROFILE=<path>``: pyinstrument text profile of
+the refreshes.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import resource
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import psutil
 
@@ -52,6 +54,12 @@ async def main() -> None:
             await pilot.pause(0.05)
         await pilot.pause()
         budget = time.monotonic() + float(os.environ.get("BENCH_TUI_BUDGET", "150"))
+        profiler = None
+        if os.environ.get("BENCH_PROFILE"):
+            from pyinstrument import Profiler
+
+            profiler = Profiler(interval=0.001, async_mode="disabled")
+            profiler.start()
         for k in range(1, refreshes + 1):
             if time.monotonic() > budget:  # too slow: report the refreshes done so far
                 break
@@ -64,6 +72,10 @@ async def main() -> None:
             await pilot.pause()  # settle (not timed) before the next snapshot
             apply_ms.append((t1 - t0) * 1000)
             rendered_ms.append((t2 - t0) * 1000)
+        if profiler is not None:
+            profiler.stop()
+            Path(os.environ["BENCH_PROFILE"]).write_text(
+                profiler.output_text(unicode=False, color=False))
         rss = psutil.Process().memory_info().rss
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"queues": len(first.queues), "apply_ms": apply_ms,
