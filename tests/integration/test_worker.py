@@ -354,3 +354,28 @@ async def test_unconfirmed_retry_copy_requeues_the_original(connection, settings
         await producer.publish("jobs", {}, job_id="fine")
         await wait_until(lambda: runs["fine"] == 1, timeout=10, what="another job")
     assert await depth(connection, "jobs") == 1  # the failing job is back in the queue
+
+
+async def test_without_a_dlq_an_exhausted_job_is_dropped_not_requeued_forever(connection, settings, vhost):
+    # Given a queue declared with dlq = false and two attempts per job
+    retry = RetryPolicy(max_attempts=2, backoff_initial=1, jitter=0)
+    topo = await declare(connection, vhost, QueueSpec("nodlq", retry=retry, dlq=False), delay_levels=3)
+    runs = Counter[str]()
+    worker = Worker(settings, topo, concurrency=1)
+
+    @worker.job("nodlq")
+    async def handle(job: Job) -> None:
+        runs[job.job_id] += 1
+        raise RuntimeError("always")
+
+    async with running(worker), AsyncProducer(settings, topo) as producer:
+        await producer.publish("nodlq", {"x": 1}, job_id="doomed")
+        # When it has used up both attempts
+        await wait_until(lambda: runs["doomed"] >= 2, timeout=10, what="two attempts")
+        await asyncio.sleep(3)
+        # Then it ran exactly twice and is gone (dropped, as dlq = false chose), not cycling
+        assert runs["doomed"] == 2
+        assert await depth(connection, "nodlq") == 0
+        dropped = worker.metrics.registry.get_sample_value(  # type: ignore[union-attr]
+            "queuewatch_jobs_total", {"queue": "nodlq", "outcome": "dead_lettered"})
+        assert dropped == 1

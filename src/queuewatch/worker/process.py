@@ -105,7 +105,7 @@ class Processor:
         except MalformedPayload as exc:
             job = self._job(message, spec, job_id, attempt, None)
             await self._dead(message, job, outcomes.REASON_MALFORMED,
-                             Failure("MalformedPayload", str(exc)), 0.0, exc)
+                             Failure("MalformedPayload", str(exc)), 0.0, exc, spec=spec)
             return
         job = self._job(message, spec, job_id, attempt, payload)
         key = job.idempotency_key
@@ -159,7 +159,8 @@ class Processor:
                 entry.settled = True
                 exc = asyncio.CancelledError(entry.cancel_reason)
                 await self._dead(message, job, outcomes.REASON_CANCELLED,
-                                 Failure("Cancelled", entry.cancel_reason), started, exc)
+                                 Failure("Cancelled", entry.cancel_reason), started, exc,
+                                 spec=route.spec)
                 return None
             except TimeoutError as exc:
                 entry.settled = True
@@ -170,7 +171,7 @@ class Processor:
             except NonRetryable as exc:
                 entry.settled = True
                 await self._dead(message, job, outcomes.REASON_NON_RETRYABLE,
-                                 Failure.from_exception(exc), started, exc)
+                                 Failure.from_exception(exc), started, exc, spec=route.spec)
                 return None
             except Exception as exc:  # noqa: BLE001 - the edge around user code: every error is an outcome
                 entry.settled = True
@@ -188,7 +189,8 @@ class Processor:
                       failure: Failure, started: float, exc: BaseException, reason: str) -> None:
         self.counts.failed += 1
         if job.attempt >= job.max_attempts:
-            await self._dead(message, job, reason, failure, started, exc, counted=True)
+            await self._dead(message, job, reason, failure, started, exc, counted=True,
+                             spec=route.spec)
             return
         delay = route.spec.retry.delay_for(job.attempt, random.random())
         copy = outcomes.retry_copy(message, job.queue, job.attempt, delay, self.delay_levels, failure)
@@ -198,9 +200,21 @@ class Processor:
 
     async def _dead(self, message: AbstractIncomingMessage, job: Job, reason: str,
                     failure: Failure, started: float, exc: BaseException | None, *,
-                    counted: bool = False) -> None:
+                    spec: QueueSpec, counted: bool = False) -> None:
         if not counted and reason != outcomes.REASON_MALFORMED:
             self.counts.failed += 1
+        if not spec.dlq:
+            # The topology chose no parking lot (dlq = false): the job is dropped, loudly.
+            # Publishing to a DLQ that does not exist would come back unroutable and requeue
+            # the job forever.
+            log.error("dropping job %s of %s after %s (attempt %d, no DLQ configured): %s: %s",
+                      job.job_id, job.queue, reason, job.attempt, failure.error_type, failure.message)
+            await _settle(message.reject(requeue=False))
+            self.counts.dead_lettered += 1
+            if not started:
+                self.observer.on_job_start(job)
+            self.observer.on_job_end(job, DEAD_LETTERED, time.monotonic() - started if started else 0.0, exc)
+            return
         copy = outcomes.dead_letter_copy(message, job.queue, job.attempt, reason, failure,
                                          self.worker_id)
         if await self._publish_then_ack(message, copy):
