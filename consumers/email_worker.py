@@ -1,4 +1,4 @@
-"""Example email worker: some sends fail and are retried, a few always fail (-> emails.dlq).
+"""Example email worker: some sends fail and are retried, a few (poison) always fail -> emails.dlq.
 
 Run it:  python consumers/email_worker.py --vhost queuewatch-demo --fail-ratio 0.1
      or: queuewatch worker consumers/email_worker.py:make_worker --vhost queuewatch-demo
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import zlib
 
 from queuewatch.config import Settings
 from queuewatch.topology import Topology, load_topology
@@ -18,11 +19,16 @@ class SmtpTemporaryError(Exception):
     """The mail server said 'try again later'."""
 
 
+def is_poison(job_id: str, ratio: float) -> bool:
+    """A poison job fails on every attempt: chosen by its id, the same in every process."""
+    return zlib.crc32(job_id.encode()) % 10_000 < ratio * 10_000
+
+
 def register(worker: Worker, fail_ratio: float = 0.1, poison_ratio: float = 0.01) -> None:
     @worker.job("emails")
     async def send_email(job: Job) -> None:
         payload = job.payload if isinstance(job.payload, dict) else {}
-        if payload.get("poison") or random.random() < poison_ratio:
+        if payload.get("poison") or is_poison(job.job_id, poison_ratio):
             raise RuntimeError(f"mailbox {payload.get('to', '?')} does not exist")
         if payload.get("invalid"):
             raise NonRetryable("address is not valid")

@@ -53,7 +53,8 @@ async def test_demo_producer_and_worker_run_and_stop_cleanly(settings, vhost, tm
             await wait_until(drained, timeout=20, what="orders being consumed")
             async def dead_letters() -> bool:
                 return await depth(conn, "emails.dlq") > 0
-            await wait_until(dead_letters, timeout=30, what="poison emails in the DLQ")
+            # poison jobs die after 4 attempts with 1 + 2 + 4 s of backoff; allow for a loaded CI
+            await wait_until(dead_letters, timeout=60, what="poison emails in the DLQ")
         finally:
             await stop(worker, wlog)
     finally:
