@@ -108,8 +108,16 @@ async def test_metrics_endpoint_serves_the_worker_metrics(connection, settings, 
         await producer.publish("jobs", {})
         await wait_until(lambda: len(done) == 1, what="job")
         url = f"http://127.0.0.1:{worker.metrics_port}/metrics"
-        text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
-    assert 'queuewatch_jobs_total{outcome="succeeded",queue="jobs"} 1.0' in text
+        scraped: list[str] = []
+
+        async def counted() -> bool:
+            # the outcome is counted after the ack, which follows the idempotency commit
+            scraped[:] = [await asyncio.to_thread(
+                lambda: urllib.request.urlopen(url, timeout=5).read().decode())]
+            return 'queuewatch_jobs_total{outcome="succeeded",queue="jobs"} 1.0' in scraped[0]
+
+        await wait_until(counted, timeout=10, what="the succeeded job in /metrics")
+        text = scraped[0]
     for name in ("queuewatch_job_duration_seconds_bucket", "queuewatch_jobs_in_progress",
                  "queuewatch_producer_blocked 0.0"):
         assert name in text

@@ -42,8 +42,12 @@ from queuewatch.worker.telemetry import HeartbeatSender, start_control
 log = logging.getLogger(__name__)
 
 DEFAULT_CONCURRENCY = 10
-#: Deliveries held per consumer beyond the running ones (prefetch = concurrency * this).
-PREFETCH_PER_SLOT = 2
+#: Deliveries held per concurrency slot (prefetch = concurrency * this). Jobs waiting for the
+#: idempotency store's group commit (about 2 ms) still hold their delivery, so the prefetch must
+#: cover running + committing jobs: the sweep in BENCHMARKS.md measured 2,090 jobs/s at
+#: prefetch 10 and 4,626/s at 100 for concurrency 10. Lower it (--prefetch) for long jobs shared
+#: by many workers, where a deep prefetch hoards work in one process.
+PREFETCH_PER_SLOT = 10
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 _LINK_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, BrokerUnavailable,
                 asyncio.TimeoutError)
