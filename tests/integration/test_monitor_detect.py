@@ -35,10 +35,11 @@ def beat(worker_id: str, jobs: tuple[InFlightJob, ...] = (), conn: str | None = 
 
 
 async def test_detectors_scripted_vs_healthy(connection, mgmt, settings, vhost, capsys):
-    # Given thresholds fit for a test, and a topology where "slow" jobs are stuck after 20 s
+    # Given thresholds fit for a test, and a topology where "slow" jobs are stuck after 120 s
+    # (far above how long this test runs, so the healthy slow job cannot age into "stuck")
     settings = replace(settings, thresholds=Thresholds(
         stalled_polls=2, heartbeat_stale_seconds=1.5, stuck_job_seconds=300))
-    topology = Topology(queues=(QueueSpec("slow", stuck_after=20),))
+    topology = Topology(queues=(QueueSpec("slow", stuck_after=120),))
     source = AmqpHeartbeatSource(connection, settings.telemetry_exchange)
     await source.start()  # declares the telemetry exchange (topic, durable) when missing
     ch = await connection.channel()
@@ -49,8 +50,8 @@ async def test_detectors_scripted_vs_healthy(connection, mgmt, settings, vhost, 
 
     now = time.time()
     stuck_jobs = (InFlightJob("job-old", "jobs", 1, now - 400),
-                  InFlightJob("job-slow-stuck", "slow", 2, now - 25),
-                  InFlightJob("job-slow-ok", "slow", 1, now - 10))
+                  InFlightJob("job-slow-stuck", "slow", 2, now - 130),
+                  InFlightJob("job-slow-ok", "slow", 1, now))
     # a hung worker: one heartbeat naming its still-open connection, then silence
     hung_name = f"hung-{uuid.uuid4().hex[:8]}"
     hung_conn = await connect(settings, client_properties={"connection_name": hung_name})
@@ -127,7 +128,7 @@ async def test_detectors_scripted_vs_healthy(connection, mgmt, settings, vhost, 
     assert snap.orphaned_queues == ("orphan",)
     assert sorted(s.job_id for s in snap.stuck_jobs) == ["job-old", "job-slow-stuck"]
     slow = next(s for s in snap.stuck_jobs if s.job_id == "job-slow-stuck")
-    assert slow.threshold == 20 and slow.worker_id == "w-stuck"
+    assert slow.threshold == 120 and slow.worker_id == "w-stuck"
     workers = {w.worker_id: w for w in snap.workers}
     assert workers["w-hung"].hung and workers["w-hung"].connection_open is True
     kinds = {(a.kind, a.target) for a in snap.alerts}
