@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aio_pika.abc import AbstractConnection
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from queuewatch.declare import declare_topology
 from queuewatch.management import ManagementClient
@@ -43,6 +43,25 @@ async def depth(connection: AbstractConnection, queue: str) -> int:
         return int(q.declaration_result.message_count or 0)
     finally:
         await channel.close()
+
+
+async def drain(
+    connection: AbstractConnection, queue: str, n: int, timeout: float = 10.0
+) -> list[AbstractIncomingMessage]:
+    """Take up to ``n`` messages from ``queue`` (basic.get, acked), in queue order, within ``timeout``."""
+    channel = await connection.channel()
+    got: list[AbstractIncomingMessage] = []
+    deadline = time.monotonic() + timeout
+    q = await channel.declare_queue(queue, passive=True)
+    while len(got) < n and time.monotonic() < deadline:
+        msg = await q.get(fail=False)
+        if msg is None:
+            await asyncio.sleep(0.05)
+            continue
+        await msg.ack()
+        got.append(msg)
+    await channel.close()
+    return got
 
 
 async def declare(

@@ -11,24 +11,7 @@ from queuewatch import envelope
 from queuewatch.errors import BackPressure, Unroutable
 from queuewatch.producer import AsyncProducer, Producer
 from queuewatch.topology import QueueSpec
-from tests.helpers import Ledger, declare, depth, wait_until
-
-
-async def drain(connection, queue: str, n: int, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    """Get ``n`` messages from ``queue`` (basic.get, acked) in queue order."""
-    channel = await connection.channel()
-    got = []
-    deadline = time.monotonic() + timeout
-    q = await channel.declare_queue(queue, passive=True)
-    while len(got) < n and time.monotonic() < deadline:
-        msg = await q.get(fail=False)
-        if msg is None:
-            await asyncio.sleep(0.05)
-            continue
-        await msg.ack()
-        got.append(msg)
-    await channel.close()
-    return got
+from tests.helpers import Ledger, declare, depth, drain, wait_until
 
 
 async def test_async_publish_sets_every_property(connection, settings, vhost):

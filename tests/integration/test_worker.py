@@ -16,7 +16,7 @@ from queuewatch import envelope
 from queuewatch.producer import AsyncProducer
 from queuewatch.topology import QueueSpec, RetryPolicy, Topology
 from queuewatch.worker import Job, NonRetryable, Worker
-from tests.helpers import declare, depth, wait_until
+from tests.helpers import declare, depth, drain, wait_until
 
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff_initial=1, backoff_multiplier=2, jitter=0)
 
@@ -35,19 +35,7 @@ async def running(worker: Worker) -> AsyncIterator[Worker]:
 
 
 async def dead_letters(connection, queue: str, n: int, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    channel = await connection.channel()
-    q = await channel.declare_queue(queue + ".dlq", passive=True)
-    got: list[aio_pika.abc.AbstractIncomingMessage] = []
-    deadline = time.monotonic() + timeout
-    while len(got) < n and time.monotonic() < deadline:
-        msg = await q.get(fail=False)
-        if msg is None:
-            await asyncio.sleep(0.05)
-            continue
-        await msg.ack()
-        got.append(msg)
-    await channel.close()
-    return got
+    return await drain(connection, queue + ".dlq", n, timeout)
 
 
 async def test_jobs_succeed_and_are_acked(connection, settings, vhost):
