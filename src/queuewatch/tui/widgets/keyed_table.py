@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rich.text import Text
 from textual.widgets import DataTable
@@ -41,14 +42,19 @@ class KeyedTable(DataTable[Cell]):
 
     @property
     def selected_key(self) -> str | None:
-        if not self.row_count:
-            return None
-        try:
-            row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        except CellDoesNotExist:
-            return None
-        return None if row_key.value is None else str(row_key.value)
+        return selected_row_key(self)
 
     @property
     def keys(self) -> list[str]:
         return [str(r.key.value) for r in self.ordered_rows]
+
+
+def selected_row_key(table: DataTable[Any]) -> str | None:
+    """The key of the row under ``table``'s cursor, or None for an empty table."""
+    if not table.row_count:
+        return None
+    try:
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+    except CellDoesNotExist:
+        return None
+    return None if row_key.value is None else str(row_key.value)

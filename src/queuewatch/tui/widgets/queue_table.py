@@ -16,10 +16,11 @@ from collections.abc import Callable
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 from textual.widgets import DataTable
-from textual.widgets.data_table import CellDoesNotExist, ColumnKey
+from textual.widgets.data_table import ColumnKey
 
 from queuewatch.monitor.model import QueueStats, Snapshot
 from queuewatch.tui.format import QUEUE_COLUMN_KEYS, QUEUE_COLUMNS, queue_cell, severity_by_target
+from queuewatch.tui.widgets.keyed_table import selected_row_key
 
 INTERNAL_PREFIXES = ("queuewatch.", "amq.gen-")
 
@@ -203,13 +204,7 @@ class QueueTable(DataTable[QueueCell]):
     # -- what is shown -------------------------------------------------------------------
     @property
     def selected_name(self) -> str | None:
-        if not self.row_count:
-            return None
-        try:
-            row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
-        except CellDoesNotExist:
-            return None
-        return None if row_key.value is None else str(row_key.value)
+        return selected_row_key(self)
 
     def stats(self, name: str) -> QueueStats | None:
         return self._stats.get(name)
