@@ -17,6 +17,8 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     from queuewatch.topology import load_topology
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # httpx logs every request at INFO: one line per management-API call, every poll.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = settings_from_args(args)
     topology = load_topology(args.topology) if args.topology else None
     max_age = args.max_age if args.max_age is not None else settings.poll_interval
