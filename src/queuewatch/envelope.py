@@ -46,8 +46,16 @@ H_ORIGINAL_ROUTING_KEY = "x-qw-original-routing-key"
 H_ORIGINAL_QUEUE = "x-qw-original-queue"
 H_DEAD_AT_MS = "x-qw-dead-at-ms"
 H_WORKER = "x-qw-worker"
-H_REPLAY_COUNT = "x-qw-replay-count"
-"""How many times this message was replayed out of a DLQ (guards poison loops)."""
+H_REPLAY_COUNT = "qw-replay-count"
+"""How many times this message was replayed out of a DLQ (guards poison loops). The worker
+writes it on every dead letter (0 for a first death). No ``x-`` prefix: a replay through a
+shovel sorts dead letters by it in a headers exchange, which ignores ``x-`` headers."""
+LEGACY_REPLAY_COUNT = "x-qw-replay-count"
+"""Where queuewatch 0.1 kept the replay count (still read; written by nothing)."""
+
+#: Exchanges a shovel replay publishes through (``queuewatch.replay.<id>``). A job delivered
+#: from one was replayed: the worker gives it fresh attempts and counts the replay.
+REPLAY_EXCHANGE_PREFIX = "queuewatch.replay."
 
 JSON = "application/json"
 #: Longest traceback text stored in a dead letter's headers (the broker caps frame sizes).
@@ -99,12 +107,18 @@ def idempotency_key_of(message_id: str | None, headers: Mapping[str, Any] | None
 
 
 def replay_count_of(headers: Mapping[str, Any] | None) -> int:
+    """Replays so far (0 when absent or invalid)."""
     if not headers:
         return 0
     try:
-        return int(headers.get(H_REPLAY_COUNT, 0))
+        return max(int(headers.get(H_REPLAY_COUNT, headers.get(LEGACY_REPLAY_COUNT, 0))), 0)
     except (TypeError, ValueError):
         return 0
+
+
+def is_shovel_replay(exchange: str | None) -> bool:
+    """Whether a delivery came through a shovel replay's exchange."""
+    return bool(exchange) and str(exchange).startswith(REPLAY_EXCHANGE_PREFIX)
 
 
 def _text(value: Any) -> Any:

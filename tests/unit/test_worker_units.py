@@ -95,6 +95,38 @@ def test_dead_letter_copy_carries_everything_replay_needs():
     json.dumps(h)  # plain values only
 
 
+def test_copies_carry_the_replay_count_and_count_a_shovel_replay():
+    failure = Failure("E", "boom")
+    # a first death: count 0, written so that a shovel replay can match it
+    first = dead_letter_copy(_message(), "jobs", 3, "failed", failure, "w1")  # type: ignore[arg-type]
+    assert first.headers[envelope.H_REPLAY_COUNT] == 0
+    # a job a shovel replayed (it came through queuewatch.replay.<id>) with count 1 in the
+    # old header: the copies say 2, in the new header only, and its route is its queue
+    replayed = _message(headers={envelope.H_ATTEMPT: 5, envelope.LEGACY_REPLAY_COUNT: 1},
+                        exchange=envelope.REPLAY_EXCHANGE_PREFIX + "abc", routing_key="jobs")
+    for copy in (dead_letter_copy(replayed, "jobs", 1, "failed", failure, "w1"),  # type: ignore[arg-type]
+                 retry_copy(replayed, "jobs", 1, 1, 4, failure)):  # type: ignore[arg-type]
+        assert copy.headers[envelope.H_REPLAY_COUNT] == 2
+        assert envelope.LEGACY_REPLAY_COUNT not in copy.headers
+    dead = dead_letter_copy(replayed, "jobs", 1, "failed", failure, "w1")  # type: ignore[arg-type]
+    assert (dead.headers[envelope.H_ORIGINAL_EXCHANGE],
+            dead.headers[envelope.H_ORIGINAL_ROUTING_KEY]) == ("", "jobs")
+    # a retry of it (through the delay levels) is not counted again
+    again = _message(headers=dict(dead.headers), exchange="queuewatch.delivery")
+    assert dead_letter_copy(again, "jobs", 2, "failed", failure, "w1").headers[  # type: ignore[arg-type]
+        envelope.H_REPLAY_COUNT] == 2
+
+
+def test_replay_count_reads_the_old_header_and_ignores_garbage():
+    assert envelope.replay_count_of({envelope.LEGACY_REPLAY_COUNT: 4}) == 4
+    assert envelope.replay_count_of({envelope.H_REPLAY_COUNT: 1,
+                                     envelope.LEGACY_REPLAY_COUNT: 4}) == 1
+    assert envelope.replay_count_of({envelope.H_REPLAY_COUNT: "x"}) == 0
+    assert envelope.replay_count_of({envelope.H_REPLAY_COUNT: -3}) == 0
+    assert envelope.replay_count_of(None) == 0
+    assert envelope.is_shovel_replay("queuewatch.replay.1f") and not envelope.is_shovel_replay("")
+
+
 def test_original_route_keeps_a_custom_exchange():
     assert original_route(_message(exchange="orders-x", routing_key="eu"), "jobs") == ("orders-x", "eu")  # type: ignore[arg-type]
 

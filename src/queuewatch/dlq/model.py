@@ -205,21 +205,14 @@ def death_info(headers: Mapping[str, Any]) -> DeathInfo:
     return DeathInfo(source="none")
 
 
-#: Name prefix of the shovels ``replay(via_shovel=True)`` creates (they mark what they move
-#: with an ``x-shovelled`` entry naming the shovel).
+#: Name prefix of the shovels ``replay(via_shovel=True)`` creates.
 REPLAY_SHOVEL_PREFIX = "queuewatch-replay-"
 
 
 def replay_count(headers: Mapping[str, Any]) -> int:
-    """Replays so far: the ``x-qw-replay-count`` header plus shovelled replays."""
-    count = env.replay_count_of(headers)
-    shovelled = headers.get("x-shovelled")
-    if isinstance(shovelled, list):
-        count += sum(
-            1 for entry in shovelled if isinstance(entry, Mapping)
-            and str(header_text(entry.get("shovel-name", ""))).startswith(REPLAY_SHOVEL_PREFIX)
-        )
-    return count
+    """Replays so far (the worker folds shovel replays into the header; see
+    :mod:`queuewatch.dlq.shovel`)."""
+    return env.replay_count_of(headers)
 
 
 def _celery_task_id(headers: Mapping[str, Any]) -> str | None:

@@ -48,10 +48,12 @@ class Failure:
 
 
 def original_route(message: AbstractIncomingMessage, queue: str) -> tuple[str, str]:
-    """Where the job was published to; a job that came through the delay levels counts as
-    published straight to its queue (that is where a replay should send it)."""
+    """Where the job was published to; a job that came through the delay levels or a shovel
+    replay counts as published straight to its queue (that is where a replay should send
+    it)."""
     exchange = message.exchange or ""
-    if exchange == DELIVERY_EXCHANGE or exchange.startswith("queuewatch.delay."):
+    if (exchange == DELIVERY_EXCHANGE or exchange.startswith("queuewatch.delay.")
+            or envelope.is_shovel_replay(exchange)):
         return "", queue
     return exchange, message.routing_key or queue
 
@@ -59,6 +61,11 @@ def original_route(message: AbstractIncomingMessage, queue: str) -> tuple[str, s
 def _failure_headers(message: AbstractIncomingMessage, failure: Failure, now: int) -> dict[str, Any]:
     headers = dict(message.headers or {})
     headers.pop(envelope.H_TARGET, None)
+    # Every copy carries the replay count; a job a shovel replayed counts that replay here
+    # (the shovel cannot write headers).
+    replays = envelope.replay_count_of(headers) + envelope.is_shovel_replay(message.exchange)
+    headers.pop(envelope.LEGACY_REPLAY_COUNT, None)
+    headers[envelope.H_REPLAY_COUNT] = replays
     headers.setdefault(envelope.H_FIRST_FAILED_MS, now)
     headers[envelope.H_LAST_FAILED_MS] = now
     headers[envelope.H_ERROR_TYPE] = failure.error_type

@@ -98,7 +98,9 @@ class Processor:
     async def handle(self, message: AbstractIncomingMessage, route: Route) -> None:
         spec = route.spec
         headers = message.headers or {}
-        attempt = envelope.attempt_of(headers)
+        # A job replayed out of its DLQ starts over: the client replay resets the attempt
+        # header, a shovel cannot (it moves messages as they are), so its exchange says so.
+        attempt = 1 if envelope.is_shovel_replay(message.exchange) else envelope.attempt_of(headers)
         job_id = message.message_id or f"delivery-{message.delivery_tag}"
         try:
             payload = decode_body(message.body, message.content_type, self.max_payload_bytes)
@@ -259,7 +261,7 @@ class Processor:
             self.observer.on_publish_nack(copy.routing_key)
             raise
         if isinstance(result, DeliveredMessage):
-            raise aiormq.exceptions.PublishError(result, None)  # type: ignore[arg-type]
+            raise aiormq.exceptions.PublishError(result, None)  # type: ignore[arg-type, unused-ignore]
 
     def _job(self, message: AbstractIncomingMessage, spec: QueueSpec, job_id: str, attempt: int,
              payload: Any) -> Job:
