@@ -181,7 +181,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         check_writable(args, "replay")
     opts = {"rate": args.rate, "force": args.force, "max_replays": args.max_replays,
             "limit": args.limit}
-    via = {"via_shovel": True} if args.via_shovel else {}
+    via = {"via_shovel": True if args.via_shovel else False if args.per_message else None}
 
     async def act(dlq: Any) -> Any:
         if args.dry_run or not args.yes:
@@ -210,8 +210,9 @@ def _print_replay(result: Any, json_out: bool) -> None:
         print_json({**asdict(result), "outcome": result.outcome, "rate": result.rate})
         return
     verb = "would replay" if result.dry_run else "replayed"
+    how = " (moved by a RabbitMQ shovel)" if result.via == "shovel" else ""
     print(f"{result.queue}: scanned {result.scanned}, matched {result.matched}, "
-          f"{verb} {result.replayed} in {result.elapsed:.1f}s")
+          f"{verb} {result.replayed} in {result.elapsed:.1f}s{how}")
     for s in result.skipped[:50]:
         print(f"  kept {s.job_id} (position {s.position}): {s.why} {s.detail}")
     if len(result.skipped) > 50:
@@ -300,9 +301,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     help="refuse dead letters already replayed N times (default 3)")
     sp.add_argument("--limit", type=int, help="look at no more than this many (from the head)")
     sp.add_argument("--yes", "-y", action="store_true", help="no dry run and no question first")
-    sp.add_argument("--via-shovel", action="store_true",
-                    help="move everything as is with a RabbitMQ shovel (faster; no per-message "
-                    "header changes: see docs/dlq.md)")
+    how = sp.add_mutually_exclusive_group()
+    how.add_argument("--via-shovel", action="store_true",
+                     help="require a RabbitMQ shovel underneath (several times faster, same "
+                     "replay-count guard; no filter/rate/limit) and fail if it does not fit. "
+                     "Default: a plain replay of 1,000+ dead letters takes it where it fits")
+    how.add_argument("--per-message", action="store_true",
+                     help="never use a shovel: republish message by message")
     sp.add_argument("--json", action="store_true")
     sp = add("delete", "delete selected dead letters by job id", cmd_delete, destructive=True)
     sp.add_argument("job_ids", nargs="+", metavar="JOB_ID")

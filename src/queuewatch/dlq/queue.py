@@ -27,6 +27,10 @@ from queuewatch.errors import QueuewatchError
 from queuewatch.management import ManagementClient
 from queuewatch.topology import DLQ_SUFFIX
 
+AUTO_SHOVEL_MIN = 1000
+"""Fewest dead letters for which a plain replay takes the shovel by itself. Below it the
+per-message replay is quick anyway, and what it does not replay keeps its position."""
+
 
 def dlq_name(queue: str) -> str:
     """``jobs`` -> ``jobs.dlq``; a name already ending in ``.dlq`` (or any other) is kept
@@ -79,14 +83,21 @@ class DeadLetterQueue:
             return await transfer.export(self.connection, self.queue, out, progress)
 
     async def _replay_via_shovel(
-        self, opts: ReplayOptions, progress: ProgressFn | None
-    ) -> ReplayResult:
-        if self.mgmt is not None:
-            return await replay_via_shovel(self.connection, self.mgmt, self.settings,
-                                           self.queue, opts, progress)
-        async with ManagementClient(self.settings) as mgmt:
-            return await replay_via_shovel(self.connection, mgmt, self.settings, self.queue,
-                                           opts, progress)
+        self, opts: ReplayOptions, progress: ProgressFn | None, required: bool
+    ) -> ReplayResult | None:
+        async with self._publisher() as pub:
+            if self.mgmt is not None:
+                return await replay_via_shovel(self.connection, self.mgmt, self.settings,
+                                               self.queue, opts, progress, pub, required)
+            async with ManagementClient(self.settings) as mgmt:
+                return await replay_via_shovel(self.connection, mgmt, self.settings,
+                                               self.queue, opts, progress, pub, required)
+
+    async def _shovel_worth_it(self, opts: ReplayOptions) -> bool:
+        """The automatic choice: a plain bulk replay of a DLQ big enough to gain from it."""
+        if not opts.flt.is_empty or opts.dry_run or opts.rate or opts.limit is not None:
+            return False
+        return await self.depth() >= AUTO_SHOVEL_MIN
 
     @asynccontextmanager
     async def _publisher(self) -> AsyncIterator[AbstractConnection]:
@@ -109,11 +120,16 @@ class DeadLetterQueue:
         self, flt: DeadLetterFilter | None = None, *, dry_run: bool = False,
         rate: float | None = None, force: bool = False, max_replays: int = DEFAULT_MAX_REPLAYS,
         limit: int | None = None, window: int = DEFAULT_WINDOW, progress: ProgressFn | None = None,
-        via_shovel: bool = False,
+        via_shovel: bool | None = None,
     ) -> ReplayResult:
         """Send dead letters back to their original route (a dry run changes nothing and
-        is allowed in read-only mode). ``via_shovel``: move everything with a RabbitMQ
-        shovel instead (faster; see :mod:`queuewatch.dlq.shovel` for what it gives up)."""
+        is allowed in read-only mode).
+
+        ``via_shovel``: True lets a RabbitMQ shovel move them (several times faster; see
+        :mod:`queuewatch.dlq.shovel` for where it fits) and raises ``ShovelNotApplicable``
+        where it does not; False republishes message by message; None (the default) takes
+        the shovel for a plain bulk replay (no filter, rate or limit; at least
+        :data:`AUTO_SHOVEL_MIN` dead letters) where it fits, else message by message."""
         flt = flt or DeadLetterFilter()
         if not dry_run:
             self._begin("replay")
@@ -121,8 +137,11 @@ class DeadLetterQueue:
                              max_replays=max_replays, limit=limit, window=window,
                              user=self.settings.credentials[0])
         try:
-            if via_shovel:
-                result = await self._replay_via_shovel(opts, progress)
+            shovelled = None
+            if via_shovel or (via_shovel is None and await self._shovel_worth_it(opts)):
+                shovelled = await self._replay_via_shovel(opts, progress, bool(via_shovel))
+            if shovelled is not None:
+                result = shovelled
             elif dry_run:
                 result = await replay.replay(self.connection, self.queue, opts, progress)
             else:
@@ -140,7 +159,7 @@ class DeadLetterQueue:
                 detail = f"{detail}; {result.error}" if detail else result.error
             self._record("replay", result.outcome, result.replayed, flt, detail,
                          extra={"force": force, "rate": rate, "max_replays": max_replays,
-                                **({"via": "shovel"} if via_shovel else {})})
+                                "via": result.via})
         return result
 
     async def delete(self, job_ids: Iterable[str]) -> list[str | None]:

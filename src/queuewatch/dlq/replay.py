@@ -78,6 +78,9 @@ class ReplayResult:
     elapsed: float = 0.0
     error: str | None = None
     """Why the replay stopped early, if it did (everything not replayed stays in the DLQ)."""
+    via: Literal["messages", "shovel"] = "messages"
+    """Republished message by message, or moved by a RabbitMQ shovel (then message by
+    message for what the shovel held back)."""
 
     @property
     def outcome(self) -> Literal["ok", "partial", "error"]:
@@ -96,6 +99,7 @@ class ReplayResult:
 def replay_properties(props: Any, dl: DeadLetter, user: str | None) -> Basic.Properties:
     """The republished message: same body and properties, fresh attempts, replay count + 1."""
     headers = {k: for_publish(v) for k, v in (props.headers or {}).items() if k not in STRIP_ON_REPLAY}
+    headers.pop(env.LEGACY_REPLAY_COUNT, None)
     headers[env.H_REPLAY_COUNT] = dl.replay_count + 1
     if env.H_ATTEMPT in headers:
         headers[env.H_ATTEMPT] = 1

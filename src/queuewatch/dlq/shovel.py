@@ -1,61 +1,109 @@
-"""Bulk replay through RabbitMQ's own shovel: as fast as the broker can move messages.
+"""Bulk replay through RabbitMQ's own shovel: as fast as the broker moves messages, with the
+poison-loop guard still exact.
 
-``DeadLetterQueue.replay(via_shovel=True)`` / ``queuewatch dlq replay --via-shovel``. The
-shovel runs inside the broker with ``ack-mode: on-confirm`` (a dead letter is acked only
-after its republish is confirmed: loss-free) and ``src-delete-after: queue-length`` (it
-moves the messages present when it starts, then removes itself, even if the process that
-created it dies).
+``DeadLetterQueue.replay(via_shovel=True)`` / ``queuewatch dlq replay --via-shovel``.
 
-The trade-off, and why the client path stays the default: a shovel moves messages **as
-they are**. It cannot filter, rate-limit, refuse a poison message, reset the attempt
-header or bump the replay counter per message, and it needs one destination for all. So
-this path is only taken when it fits, checked on a sample of the head of the DLQ:
+How it works::
 
-* no filter, no rate, no limit;
-* every sampled dead letter (the first 100) goes back through the default exchange to one existing queue;
-* no sampled dead letter is at the replay limit (unless forced).
+    DLQ --shovel--> queuewatch.replay.<id>  (headers exchange)
+                      | qw-replay-count = 0 .. N-1  --> the job queue
+                      | anything else (alternate exchange)
+                      +--> queuewatch.replay.<id>.held (fanout) --> back to the DLQ's tail
 
-The shovel adds ``x-shovelled`` (forward headers), which queuewatch counts as a replay, so
-the poison-loop guard still sees shovelled replays. Attempts are NOT reset: a replayed job
-gets only the attempts it had left (often a single one).
+* The shovel runs inside the broker with ``ack-mode: on-confirm`` (a dead letter is acked
+  only after its republish is confirmed: loss-free) and ``src-delete-after: queue-length``
+  (it moves the dead letters present when it starts, then removes itself, even if the
+  process that created it dies).
+* The guard is applied by the broker, per message: the queuewatch worker writes
+  ``qw-replay-count`` on every dead letter, and only counts below the limit are bound to the
+  job queue. Dead letters at the limit, and those without the header (foreign queues, older
+  versions), go back to the tail of the DLQ, where a per-message replay (the default path)
+  then handles them: it replays what it may and leaves poison where it is.
+* The shovel cannot write headers, so the replay is marked by the exchange it comes
+  through: the worker gives a job delivered from ``queuewatch.replay.*`` fresh attempts and
+  adds the replay to ``qw-replay-count`` on any copy it makes (retry or dead letter).
+
+Where it does not fit it is refused (:class:`ShovelNotApplicable`), checked up front: a
+filter, rate or limit (the shovel moves everything, as fast as it can); dead letters at the
+head that go back through an exchange rather than straight to their queue; a DLQ with a
+length limit (dead letters held back re-enter it and could push others out).
+
+The order changes for what is held back: it ends up behind everything else in the DLQ.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from typing import Any
 
+import aiormq
 from aio_pika.abc import AbstractConnection
 
+from queuewatch import envelope as env
 from queuewatch.config import Settings
-from queuewatch.dlq.channel import queue_depth
+from queuewatch.dlq import replay as client
+from queuewatch.dlq.channel import queue_depth, raw_channel
 from queuewatch.dlq.model import REPLAY_SHOVEL_PREFIX
 from queuewatch.dlq.peek import ProgressFn, peek
 from queuewatch.dlq.replay import ReplayOptions, ReplayResult
-from queuewatch.errors import QueuewatchError
+from queuewatch.errors import BrokerError, QueuewatchError
 from queuewatch.management import ManagementClient, q
 
+log = logging.getLogger(__name__)
+
 SAMPLE = 100
-POLL_SECONDS = 0.02
+"""Dead letters looked at up front to find the destination."""
+POLL_SECONDS = 0.25
+"""How often the shovel's progress is read (the management API is not free for the broker)."""
+STATUS_EVERY = 8
+"""Polls between two looks at the shovel's status (a shovel that cannot start)."""
+SRC_PREFETCH = 2000
+MAX_BINDINGS = 256
+"""The largest replay limit served by one binding per allowed count."""
+LIMIT_ARGS = ("x-max-length", "x-max-length-bytes", "max-length", "max-length-bytes")
 
 
 class ShovelNotApplicable(QueuewatchError):
     """The DLQ cannot be replayed by a shovel (use the default, per-message replay)."""
 
 
+class ReplayInProgress(QueuewatchError):
+    """A replay shovel is already moving this DLQ."""
+
+
+def exchange_names(shovel: str) -> tuple[str, str]:
+    """(split exchange, held-back exchange) of a replay shovel."""
+    split = env.REPLAY_EXCHANGE_PREFIX + shovel.removeprefix(REPLAY_SHOVEL_PREFIX)
+    return split, split + ".held"
+
+
 async def check_applicable(
-    connection: AbstractConnection, queue: str, opts: ReplayOptions
+    connection: AbstractConnection, mgmt: ManagementClient, vhost: str, queue: str,
+    opts: ReplayOptions,
 ) -> tuple[str, int]:
     """(destination queue, DLQ depth), or :class:`ShovelNotApplicable` saying why not."""
     if not opts.flt.is_empty or opts.rate or opts.limit is not None or opts.dry_run:
-        raise ShovelNotApplicable("a shovel replays everything as is: no filter, rate, "
-                                  "limit or dry run (drop --via-shovel)")
+        raise ShovelNotApplicable("a shovel replays everything: no filter, rate, limit or "
+                                  "dry run (drop --via-shovel)")
+    if not opts.force and opts.max_replays > MAX_BINDINGS:
+        raise ShovelNotApplicable(f"a replay limit above {MAX_BINDINGS} needs the default replay")
+    info = await mgmt.queue(vhost, queue) or {}
+    limits = {**(info.get("effective_policy_definition") or {}), **(info.get("arguments") or {})}
+    if any(k in limits for k in LIMIT_ARGS):
+        raise ShovelNotApplicable(f"{queue!r} has a length limit: dead letters held back would "
+                                  "re-enter it and could push others out (use the default)")
     page = await peek(connection, queue, 0, SAMPLE)
     if page.total == 0:
         return "", 0
-    routes = {d.death.route for d in page.items}
+    ours = [d for d in page.items if env.H_REPLAY_COUNT in d.headers]
+    if not ours:
+        raise ShovelNotApplicable(f"no dead letter at the head of {queue!r} carries the "
+                                  f"{env.H_REPLAY_COUNT} header a queuewatch worker writes; "
+                                  "the shovel would hold them all back (use the default)")
+    routes = {d.death.route for d in ours}
     if len(routes) != 1 or None in routes:
         raise ShovelNotApplicable(f"the head of {queue!r} goes back to {len(routes)} different "
                                   "routes (or none); a shovel has one destination")
@@ -64,42 +112,152 @@ async def check_applicable(
     if route.exchange != "":
         raise ShovelNotApplicable(f"dead letters go back through exchange {route.exchange!r}: "
                                   "a shovel cannot report unroutable messages (use the default)")
-    poison = [d.job_id for d in page.items if d.replay_count >= opts.max_replays]
-    if poison and not opts.force:
-        raise ShovelNotApplicable(f"{len(poison)} dead letters at the head were already "
-                                  f"replayed {opts.max_replays} times (e.g. {poison[0]})")
     await queue_depth(connection, route.routing_key)  # NotFound if the queue is gone
     return route.routing_key, page.total
+
+
+async def _declare(connection: AbstractConnection, queue: str, dest: str, shovel: str,
+                   opts: ReplayOptions) -> None:
+    split, held = exchange_names(shovel)
+    if opts.force:
+        allowed: list[dict[str, Any]] = [{"x-match": "all", env.H_REPLAY_COUNT: None}]  # present
+    else:
+        allowed = [{"x-match": "all", env.H_REPLAY_COUNT: n} for n in range(opts.max_replays)]
+    async with raw_channel(connection) as ch:
+        await ch.exchange_declare(held, exchange_type="fanout", durable=True)
+        await ch.queue_bind(queue, held, routing_key="")
+        await ch.exchange_declare(split, exchange_type="headers", durable=True,
+                                  arguments={"alternate-exchange": held})
+        for args in allowed:
+            await ch.queue_bind(dest, split, routing_key="", arguments=args)
+
+
+async def _drop(connection: AbstractConnection, shovel: str) -> None:
+    async with raw_channel(connection) as ch:
+        for name in exchange_names(shovel):
+            await ch.exchange_delete(name)
+
+
+async def _replay_shovels(mgmt: ManagementClient, vhost: str) -> dict[str, str]:
+    """Replay shovels that exist in ``vhost``: name -> the queue they move."""
+    params = await mgmt.get(f"/parameters/shovel/{q(vhost)}") or []
+    return {str(p.get("name")): str((p.get("value") or {}).get("src-queue", ""))
+            for p in params if str(p.get("name", "")).startswith(REPLAY_SHOVEL_PREFIX)}
+
+
+async def sweep(connection: AbstractConnection, mgmt: ManagementClient, vhost: str) -> list[str]:
+    """Delete the exchanges of replay shovels that no longer exist (their process was killed
+    before it could clean up; the shovel itself finished on its own). Returns their names."""
+    alive = await _replay_shovels(mgmt, vhost)
+    gone: list[str] = []
+    for ex in await mgmt.exchanges(vhost):
+        name = str(ex.get("name", ""))
+        if not name.startswith(env.REPLAY_EXCHANGE_PREFIX) or name.endswith(".held"):
+            continue
+        shovel = REPLAY_SHOVEL_PREFIX + name.removeprefix(env.REPLAY_EXCHANGE_PREFIX)
+        if shovel not in alive:
+            await _drop(connection, shovel)
+            gone.append(name)
+    return gone
+
+
+async def _not_busy(mgmt: ManagementClient, vhost: str, queue: str) -> None:
+    """Two shovels on one DLQ would each wait for the share the other took (and then take
+    dead letters that arrive later): refuse to start a second one."""
+    busy = [name for name, src in (await _replay_shovels(mgmt, vhost)).items() if src == queue]
+    if busy:
+        raise ReplayInProgress(
+            f"a replay shovel is already moving {queue!r} ({busy[0]}; its replay may have been "
+            "killed, the shovel goes on by itself). Wait until it is gone, or stop it: "
+            f"rabbitmqctl delete_shovel -p {vhost} {busy[0]}")
+
+
+async def _wait(connection: AbstractConnection, mgmt: ManagementClient, vhost: str, name: str,
+                queue: str, total: int, progress: ProgressFn | None) -> None:
+    """Until the shovel has moved its share and removed itself."""
+    path = f"/parameters/shovel/{q(vhost)}/{q(name)}"
+    polls = 0
+    while await mgmt.request("GET", path, missing_ok=True) is not None:
+        polls += 1
+        if polls % STATUS_EVERY == 0:
+            for s in await mgmt.shovel_status(vhost):
+                if s.get("name") == name and s.get("state") == "terminated":
+                    raise BrokerError(f"the replay shovel stopped: {s.get('reason') or 'unknown'}"
+                                      " (dead letters not moved stay in the DLQ)")
+        if progress is not None:
+            progress(min(max(total - await queue_depth(connection, queue), 0), total), total)
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def _prepare(
+    connection: AbstractConnection, mgmt: ManagementClient, vhost: str, queue: str,
+    opts: ReplayOptions,
+) -> tuple[str, int]:
+    await sweep(connection, mgmt, vhost)
+    await _not_busy(mgmt, vhost, queue)
+    return await check_applicable(connection, mgmt, vhost, queue, opts)
 
 
 async def replay_via_shovel(
     connection: AbstractConnection, mgmt: ManagementClient, settings: Settings, queue: str,
     opts: ReplayOptions, progress: ProgressFn | None = None,
-) -> ReplayResult:
+    publish_connection: AbstractConnection | None = None, required: bool = True,
+) -> ReplayResult | None:
+    """Replay the whole DLQ with a shovel underneath (see the module doc).
+
+    ``required=False`` (the automatic choice): return None instead of raising when the
+    shovel does not fit or cannot be set up (no management API, no rights, no shovel
+    plugin), before anything moved; the caller then replays message by message."""
     start = time.monotonic()
-    dest, total = await check_applicable(connection, queue, opts)
-    if total == 0:
-        return ReplayResult(queue, False, 0, 0, 0)
     vhost = settings.effective_vhost
+    try:
+        dest, total = await _prepare(connection, mgmt, vhost, queue, opts)
+    except ReplayInProgress:
+        raise
+    except QueuewatchError:
+        if required:
+            raise
+        return None
+    if total == 0:
+        return ReplayResult(queue, False, 0, 0, 0, via="shovel")
     name = REPLAY_SHOVEL_PREFIX + uuid.uuid4().hex[:12]
+    split, _held = exchange_names(name)
     uri = "amqp:///" + q(vhost)
     value: dict[str, Any] = {
         "src-protocol": "amqp091", "src-uri": uri, "src-queue": queue,
-        "dest-protocol": "amqp091", "dest-uri": uri, "dest-queue": dest,
-        "ack-mode": "on-confirm", "src-delete-after": "queue-length",
-        "add-forward-headers": True, "src-prefetch-count": 1000,
+        "src-prefetch-count": SRC_PREFETCH, "src-delete-after": "queue-length",
+        "dest-protocol": "amqp091", "dest-uri": uri, "dest-exchange": split,
+        "dest-exchange-key": dest, "ack-mode": "on-confirm",
     }
-    path = f"/parameters/shovel/{q(vhost)}/{q(name)}"
-    await mgmt.put_shovel(vhost, name, value)
     try:
-        while await mgmt.request("GET", path, missing_ok=True) is not None:
-            if progress is not None:
-                progress(max(total - await queue_depth(connection, queue), 0), total)
-            await asyncio.sleep(POLL_SECONDS)
+        await _declare(connection, queue, dest, name, opts)
+        try:
+            await mgmt.put_shovel(vhost, name, value)
+        except QueuewatchError as exc:
+            if required:
+                raise
+            log.info("replay via a shovel not possible (%s): replaying message by message", exc)
+            return None
+        await _wait(connection, mgmt, vhost, name, queue, total, progress)
     finally:
-        await mgmt.delete_shovel(vhost, name)
-    left = await queue_depth(connection, queue)
-    moved = max(total - left, 0)
+        # Deleting a running shovel (cancelled, failed) requeues what it has not acked.
+        try:
+            await mgmt.delete_shovel(vhost, name)
+        except QueuewatchError as exc:  # it still ends by itself (src-delete-after)
+            log.warning("could not delete replay shovel %s: %s", name, exc)
+        try:
+            await _drop(connection, name)
+        except (aiormq.exceptions.AMQPError, ConnectionError):
+            pass  # swept by the next shovel replay
+    held = await queue_depth(connection, queue)
+    shovelled = max(total - held, 0)
     if progress is not None:
-        progress(moved, total)
-    return ReplayResult(queue, False, total, total, moved, (), time.monotonic() - start)
+        progress(shovelled, total)
+    rest = ReplayResult(queue, False, 0, 0, 0)
+    if held:
+        # What the broker held back (at the limit, or foreign) is at the tail now: the
+        # per-message replay replays what it may and reports the rest.
+        rest = await client.replay(connection, queue, opts, None, publish_connection)
+    return ReplayResult(queue, False, shovelled + rest.scanned, shovelled + rest.matched,
+                        shovelled + rest.replayed, rest.skipped, time.monotonic() - start,
+                        rest.error, via="shovel")
