@@ -18,6 +18,10 @@ from queuewatch.management import ManagementClient
 Family = Callable[[Bench], Awaitable[list[Section]]]
 #: The last run's results, for ``--render`` (git-ignored).
 LAST_RUN = Path(__file__).resolve().parent / "results" / "last.json"
+"""The last full run (every family, full sizes), or one with families merged into it."""
+PARTIAL_RUN = LAST_RUN.with_name("partial.json")
+"""Where a quick or ``--only`` run without ``--merge`` is saved: never over the full run
+(a later ``--merge`` would build a report from the partial one)."""
 
 
 def families() -> dict[str, Family]:
@@ -49,8 +53,9 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
                    help=f"run only these families (repeat or comma-separate): {', '.join(names)}")
     p.add_argument("--runs", type=int, default=None,
                    help="runs per figure (default 3; 1 with --quick)")
-    p.add_argument("--out", default="BENCHMARKS.md",
-                   help="report path (default BENCHMARKS.md; '-' to write none)")
+    p.add_argument("--out", default=None,
+                   help="report path (default BENCHMARKS.md for a full or merged run, none for "
+                        "a quick or --only run; '-' to write none)")
     p.add_argument("--render", metavar="JSON", default=None,
                    help="do not measure: re-render the report from a saved run "
                         "(bench/results/last.json), e.g. after editing bench/notes.md")
@@ -70,7 +75,14 @@ def parse_args(argv: list[str] | None) -> BenchConfig:
     runs = a.runs if a.runs is not None else (1 if a.quick else 3)
     if runs < 1:
         p.error("--runs must be >= 1")
-    return BenchConfig(quick=a.quick, runs=runs, only=only, out=None if a.out == "-" else a.out,
+    if a.merge and (not only or a.quick):
+        p.error("--merge needs --only (and no --quick): it replaces those families' tables")
+    if a.merge and not LAST_RUN.exists():
+        p.error(f"--merge: no full run saved in {LAST_RUN} to merge into; run the full "
+                "benchmark once first (./dev bench)")
+    partial = a.quick or (bool(only) and not a.merge)
+    out = a.out if a.out is not None else (None if partial else "BENCHMARKS.md")
+    return BenchConfig(quick=a.quick, runs=runs, only=only, out=None if out == "-" else out,
                        concurrency=a.concurrency, prefetch=a.prefetch, render=a.render,
                        merge=a.merge)
 
@@ -113,7 +125,7 @@ async def run(config: BenchConfig) -> int:
     if targets:
         print("\n== Targets")
         print(report.text_table(["target", "goal", "measured", "verdict", "note"], targets))
-    if config.merge and LAST_RUN.exists() and not config.quick:
+    if config.merge:
         old_head, old_sections = report.load(LAST_RUN)
         fresh = {s.key for s in sections}
         families_run = set(config.only)
@@ -125,8 +137,11 @@ async def run(config: BenchConfig) -> int:
         sections = sorted(kept + sections, key=lambda s: order.get(s.key, len(order)))
         head = [*old_head, f"- **re-measured** {started:%H:%M} UTC ({elapsed / 60:.1f} min): "
                 f"{', '.join(config.only)} (each table's ratios still come from one run)"]
-    saved = report.save(head, sections, LAST_RUN)
-    if config.out:
+    partial = config.quick or (bool(config.only) and not config.merge)
+    saved = report.save(head, sections, PARTIAL_RUN if partial else LAST_RUN)
+    if not config.out:
+        print(f"\nresults saved in {saved} (no report written: pass --out, or --merge)")
+    else:
         text = report.markdown(head, sections, analysis.explain(sections))
         Path(config.out).write_text(text)
         print(f"\nwrote {config.out} ({elapsed / 60:.1f} min; results saved in {saved})")

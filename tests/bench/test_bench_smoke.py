@@ -101,6 +101,12 @@ def test_cli_defaults_and_bad_names() -> None:
         parse_args(["--only", "nonsense"])
     with pytest.raises(SystemExit):
         parse_args(["--runs", "0"])
+    # a partial run writes no report unless asked (it would replace the full one)
+    assert parse_args([]).out == "BENCHMARKS.md"
+    assert parse_args(["--quick"]).out is None and parse_args(["--only", "replay"]).out is None
+    assert parse_args(["--quick", "--out", "x.md"]).out == "x.md"
+    with pytest.raises(SystemExit):
+        parse_args(["--merge"])  # merge what?
 
 
 def test_report_without_results_still_renders() -> None:

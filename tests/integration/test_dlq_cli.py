@@ -90,7 +90,7 @@ async def test_audit_log_records_each_allowed_action(cli, connection, settings, 
         ("replay", "ok", 2), ("delete", "ok", 1), ("purge", "ok", 3), ("import", "ok", 6)]
     replay = entries[0]
     assert replay["target"] == {"vhost": vhost, "queue": "jobs.dlq", "force": False,
-                                "rate": None, "max_replays": 3}
+                                "rate": None, "max_replays": 3, "via": "messages"}
     assert replay["filter"] == {"job_ids": sorted(ids[:2])}
     assert replay["who"] and replay["host"] and replay["when"]
     assert await depth(connection, "jobs.dlq") == 6 and await depth(connection, "jobs") == 2
