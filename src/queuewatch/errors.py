@@ -33,6 +33,11 @@ class AuthenticationFailed(BrokerError):
     """The broker refused the credentials (AMQP ACCESS_REFUSED or HTTP 401)."""
 
 
+class NotAuthorised(BrokerError):
+    """The credentials are good but the user may not do this (a management tag or a
+    permission is missing)."""
+
+
 class ManagementUnavailable(BrokerError):
     """The management API is not there (plugin disabled) or answered with an error."""
 

@@ -1,7 +1,8 @@
 """Async client for the RabbitMQ management HTTP API.
 
 Every failure is translated into a typed error with one line a person can act on:
-refused/timeout -> :class:`BrokerUnavailable`, 401 -> :class:`AuthenticationFailed`,
+refused/timeout -> :class:`BrokerUnavailable`, 401 -> :class:`AuthenticationFailed` (login
+failed) or :class:`NotAuthorised` (logged in, but a tag or permission is missing),
 404 on the API root or a non-JSON answer -> :class:`ManagementUnavailable`, 404 on an
 object -> :class:`NotFound`. Lists are fetched in pages (``page_size`` <= 500) with
 ``columns=`` so a broker with thousands of queues costs what it must and no more.
@@ -20,6 +21,7 @@ from queuewatch.errors import (
     AuthenticationFailed,
     BrokerUnavailable,
     ManagementUnavailable,
+    NotAuthorised,
     NotFound,
 )
 
@@ -99,6 +101,12 @@ class ManagementClient:
             ) from exc
         if resp.status_code == 401:
             user = self.settings.credentials[0]
+            reason = _refusal(resp)
+            if reason is not None:
+                raise NotAuthorised(
+                    f"management API {method} {path}: user {user!r} is not allowed "
+                    f"({reason}){_tag_hint(path)}"
+                )
             raise AuthenticationFailed(
                 f"management API at {self.display_url} refused the credentials of user {user!r}; "
                 "check the username/password in the AMQP URL or management_username/password"
@@ -234,6 +242,29 @@ class ManagementClient:
 
     async def shovel_status(self, vhost: str) -> list[dict[str, Any]]:
         return list(await self.get(f"/shovels/{q(vhost)}") or [])
+
+
+def _refusal(resp: httpx.Response) -> str | None:
+    """RabbitMQ's reason when a 401 is about rights rather than the password, else None."""
+    try:
+        data = resp.json()
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not str(data.get("error", "")).startswith("not_autho"):
+        return None
+    reason = str(data.get("reason") or "")
+    return None if not reason or "login failed" in reason.lower() else reason[:300]
+
+
+def _tag_hint(path: str) -> str:
+    """Which user tag RabbitMQ wants for ``path`` (management tags are cumulative)."""
+    if path.startswith(("/nodes", "/connections", "/channels", "/consumers")):
+        return "; node and other users' connection details need the 'monitoring' tag"
+    if path.startswith(("/parameters", "/policies", "/shovels")):
+        return "; shovels and policies need the 'policymaker' tag"
+    if path.startswith(("/vhosts", "/users", "/permissions")) and not path.startswith("/vhosts/"):
+        return "; managing vhosts and users needs the 'administrator' tag"
+    return ""
 
 
 def _reason(resp: httpx.Response) -> str:

@@ -20,8 +20,8 @@ QUEUE_FIELDS = {
     "drain_eta_text", "full_eta_seconds", "full_eta_text", "is_dlq", "dlq", "dlq_depth",
     "dlq_growth", "stuck_after_seconds",
 }
-TOP_FIELDS = {"schema", "taken_at", "vhost", "poll_seconds", "broker", "nodes", "queues",
-              "workers", "stuck_jobs", "stalled_queues", "orphaned_queues", "alerts"}
+TOP_FIELDS = {"schema", "taken_at", "vhost", "poll_seconds", "broker", "nodes", "nodes_hidden",
+              "queues", "workers", "stuck_jobs", "stalled_queues", "orphaned_queues", "alerts"}
 
 
 def free_port() -> int:

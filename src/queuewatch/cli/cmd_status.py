@@ -87,7 +87,7 @@ def render_status(snap: Snapshot) -> str:
         f"{n.name}: {'up' if n.running else 'DOWN'}"
         + (" MEM-ALARM" if n.mem_alarm else "") + (" DISK-ALARM" if n.disk_alarm else "")
         for n in snap.nodes
-    )
+    ) or (f"(not shown: {snap.nodes_hidden})" if snap.nodes_hidden else "")
     n = len(snap.alerts)
     alerts = f"{n} alert{'s' if n > 1 else ''} (queuewatch alerts)" if n else "no alerts"
     return f"{head}\n{table}\nnodes: {nodes}\n{alerts}"

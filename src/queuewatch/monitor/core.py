@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from queuewatch.config import BROKER_STATS_INTERVAL, Settings
-from queuewatch.errors import ManagementUnavailable, NotFound, QueuewatchError
+from queuewatch.errors import ManagementUnavailable, NotAuthorised, NotFound, QueuewatchError
 from queuewatch.management import ManagementClient, q
 from queuewatch.monitor.alerts import build_alerts
 from queuewatch.monitor.detect import (
@@ -110,9 +110,9 @@ class Monitor:
             at = self.clock()
             parsed[n] = [parse_queue(r, at, self._stuck_after(r["name"])) for r in items]
 
-        raw_queues, raw_nodes, overview = await asyncio.gather(
+        raw_queues, (raw_nodes, nodes_hidden), overview = await asyncio.gather(
             fetch_queues(self.mgmt, self.vhost, MONITOR_QUEUE_COLUMNS, on_page=parse_page),
-            self.mgmt.get("/nodes", columns=NODE_COLUMNS),
+            self._nodes(),
             self._overview(),
         )
         now = self.clock()
@@ -140,8 +140,17 @@ class Monitor:
             ),
             nodes=nodes, queues=tuple(queues), workers=workers, stuck_jobs=stuck,
             stalled_queues=stalled, orphaned_queues=orphaned, alerts=alerts,
-            poll_seconds=time.perf_counter() - started,
+            poll_seconds=time.perf_counter() - started, nodes_hidden=nodes_hidden,
         )
+
+    async def _nodes(self) -> tuple[list[dict[str, Any]], str | None]:
+        """The nodes, or none and why: a user with only the ``management`` tag may see
+        queues but not nodes, and that must not stop the monitor."""
+        try:
+            return list(await self.mgmt.get("/nodes", columns=NODE_COLUMNS) or ()), None
+        except NotAuthorised:
+            user = self.settings.credentials[0]
+            return [], f"user {user!r} lacks the 'monitoring' tag: node alarms unknown"
 
     async def _overview(self) -> dict[str, Any]:
         try:

@@ -64,6 +64,7 @@ def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
         "poll_seconds": round(snap.poll_seconds, 4),
         "broker": asdict(snap.broker),
         "nodes": [asdict(n) for n in snap.nodes],
+        "nodes_hidden": snap.nodes_hidden,
         "queues": [queue_to_json(q) for q in snap.queues],
         "workers": [worker_to_json(w) for w in snap.workers],
         "stuck_jobs": [asdict(s) for s in snap.stuck_jobs],

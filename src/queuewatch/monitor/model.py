@@ -176,6 +176,9 @@ class Snapshot:
     alerts: tuple[Alert, ...] = ()
     poll_seconds: float = 0.0
     """How long the poll took."""
+    nodes_hidden: str | None = None
+    """Why ``nodes`` is empty when the broker would not show them (the user lacks the
+    ``monitoring`` tag): node alarms are then unknown, not absent."""
 
     def queue(self, name: str) -> QueueStats | None:
         for q in self.queues:

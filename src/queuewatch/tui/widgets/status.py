@@ -48,6 +48,8 @@ class StatusBar(Static):
                 t.append("  ALARM " + " ".join(alarms), style="bold white on red")
             if down:
                 t.append("  NODE DOWN " + " ".join(down), style="bold white on red")
+            if snap.nodes_hidden:
+                t.append("  alarms unknown (no 'monitoring' tag)", style="yellow")
         if self.error is not None:
             t.append("  ● disconnected", style="bold red")
             if self.retry_at is not None:
