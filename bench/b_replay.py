@@ -44,7 +44,7 @@ def dead_letter(i: int) -> aio_pika.Message:
         env.H_ERROR_MESSAGE: "upstream did not answer", env.H_FIRST_FAILED_MS: now - 60_000,
         env.H_LAST_FAILED_MS: now, env.H_DEAD_AT_MS: now, env.H_ORIGINAL_EXCHANGE: "",
         env.H_ORIGINAL_ROUTING_KEY: peers.QUEUE, env.H_ORIGINAL_QUEUE: peers.QUEUE,
-        env.H_REPLAY_COUNT: 0,
+        env.H_DEAD_QUEUE: peers.QUEUE, env.H_REPLAY_COUNT: 0,
     })
     return aio_pika.Message(
         json.dumps({"n": i, "to": "someone@example.com"}).encode(), message_id=job_id,

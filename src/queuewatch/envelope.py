@@ -46,6 +46,9 @@ H_ORIGINAL_ROUTING_KEY = "x-qw-original-routing-key"
 H_ORIGINAL_QUEUE = "x-qw-original-queue"
 H_DEAD_AT_MS = "x-qw-dead-at-ms"
 H_WORKER = "x-qw-worker"
+H_DEAD_QUEUE = "qw-dead-queue"
+"""The queue the job died in (as ``x-qw-original-queue``). No ``x-`` prefix: a replay through
+a shovel sends a dead letter back only to the queue this names, matched per message."""
 H_REPLAY_COUNT = "qw-replay-count"
 """How many times this message was replayed out of a DLQ (guards poison loops). The worker
 writes it on every dead letter (0 for a first death). No ``x-`` prefix: a replay through a

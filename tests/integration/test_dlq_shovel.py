@@ -97,6 +97,24 @@ async def test_the_guard_is_exact_deep_in_the_dlq_and_foreign_letters_still_go_b
     assert await replay_exchanges(mgmt, vhost) == []
 
 
+async def test_dead_letters_of_another_queue_deep_in_the_dlq_go_back_to_their_own_queue(
+        connection, mgmt, settings, vhost):
+    # Given "jobs.dlq" holding, past its head, dead letters that died in "other" (imported
+    # there, say)
+    await setup_jobs(connection, vhost)
+    await setup_jobs(connection, vhost, "other")
+    ids = await publish_dead_letters(connection, "jobs", 400, headers=lambda i: dead_headers(
+        "other" if i >= 200 and i % 2 else "jobs"))
+    dlq = DeadLetterQueue(connection, mgmt, settings, "jobs.dlq")
+    # When the DLQ is replayed through a shovel
+    result = await dlq.replay(via_shovel=True)
+    # Then each went back to the queue it died in: the shovel took only those of "jobs"
+    assert (result.replayed, result.outcome, result.via) == (400, "ok", "shovel")
+    others = {ids[i] for i in range(200, 400) if i % 2}
+    assert set(await drain_ids(connection, "other")) == others
+    assert set(await drain_ids(connection, "jobs")) == set(ids) - others
+
+
 async def test_forced_shovel_replay_takes_the_poison_too(connection, mgmt, settings, vhost):
     await setup_jobs(connection, vhost)
     ids = await publish_dead_letters(connection, "jobs", 50, headers=lambda i: dead_headers(

@@ -35,7 +35,7 @@ def dead_headers(queue: str, *, error_type: str = "ValueError", reason: str = "f
         env.H_TRACEBACK: "Traceback (most recent call last):\n  ...\nValueError: boom",
         env.H_FIRST_FAILED_MS: now - 30_000, env.H_LAST_FAILED_MS: now,
         env.H_ORIGINAL_EXCHANGE: "", env.H_ORIGINAL_ROUTING_KEY: queue,
-        env.H_ORIGINAL_QUEUE: queue, env.H_DEAD_AT_MS: now,
+        env.H_ORIGINAL_QUEUE: queue, env.H_DEAD_QUEUE: queue, env.H_DEAD_AT_MS: now,
         env.H_REPLAY_COUNT: replay_count,  # the worker writes it on every dead letter
     }
     return headers

@@ -48,7 +48,7 @@ PROGRESS_EVERY = 500
 #: failure time and replay count stay.
 STRIP_ON_REPLAY = (
     env.H_DEAD_REASON, env.H_ERROR_TYPE, env.H_ERROR_MESSAGE, env.H_TRACEBACK,
-    env.H_DEAD_AT_MS, env.H_WORKER,
+    env.H_DEAD_AT_MS, env.H_WORKER, env.H_DEAD_QUEUE,
 )
 
 SkipWhy = Literal["replay-limit", "unroutable", "no-route", "publish-failed"]

@@ -6,6 +6,7 @@ poison-loop guard still exact.
 How it works::
 
     DLQ --shovel--> queuewatch.replay.<id>  (headers exchange)
+                      | qw-dead-queue = the job queue and
                       | qw-replay-count = 0 .. N-1  --> the job queue
                       | anything else (alternate exchange)
                       +--> queuewatch.replay.<id>.held (fanout) --> back to the DLQ's tail
@@ -14,11 +15,12 @@ How it works::
   only after its republish is confirmed: loss-free) and ``src-delete-after: queue-length``
   (it moves the dead letters present when it starts, then removes itself, even if the
   process that created it dies).
-* The guard is applied by the broker, per message: the queuewatch worker writes
-  ``qw-replay-count`` on every dead letter, and only counts below the limit are bound to the
-  job queue. Dead letters at the limit, and those without the header (foreign queues, older
-  versions), go back to the tail of the DLQ, where a per-message replay (the default path)
-  then handles them: it replays what it may and leaves poison where it is.
+* The guard and the route are applied by the broker, per message: the queuewatch worker
+  writes ``qw-dead-queue`` and ``qw-replay-count`` on every dead letter, and only the
+  destination queue with counts below the limit is bound to it. Dead letters at the limit,
+  from another queue, or without the headers (foreign queues, older versions), go back to
+  the tail of the DLQ, where a per-message replay (the default path) then handles them: it
+  replays what it may and leaves poison where it is.
 * The shovel cannot write headers, so the replay is marked by the exchange it comes
   through: the worker gives a job delivered from ``queuewatch.replay.*`` fresh attempts and
   adds the replay to ``qw-replay-count`` on any copy it makes (retry or dead letter).
@@ -46,7 +48,8 @@ from queuewatch import envelope as env
 from queuewatch.config import Settings
 from queuewatch.dlq import replay as client
 from queuewatch.dlq.channel import queue_depth, raw_channel
-from queuewatch.dlq.model import REPLAY_SHOVEL_PREFIX
+from queuewatch.dlq.decode import header_text
+from queuewatch.dlq.model import REPLAY_SHOVEL_PREFIX, Route
 from queuewatch.dlq.peek import ProgressFn, peek
 from queuewatch.dlq.replay import ReplayOptions, ReplayResult
 from queuewatch.errors import BrokerError, QueuewatchError
@@ -98,12 +101,15 @@ async def check_applicable(
     page = await peek(connection, queue, 0, SAMPLE)
     if page.total == 0:
         return "", 0
-    ours = [d for d in page.items if env.H_REPLAY_COUNT in d.headers]
+    ours = [d for d in page.items
+            if env.H_REPLAY_COUNT in d.headers and env.H_DEAD_QUEUE in d.headers]
     if not ours:
         raise ShovelNotApplicable(f"no dead letter at the head of {queue!r} carries the "
-                                  f"{env.H_REPLAY_COUNT} header a queuewatch worker writes; "
-                                  "the shovel would hold them all back (use the default)")
-    routes = {d.death.route for d in ours}
+                                  f"{env.H_DEAD_QUEUE} and {env.H_REPLAY_COUNT} headers a "
+                                  "queuewatch worker writes; the shovel would hold them all "
+                                  "back (use the default)")
+    routes = {d.death.route for d in ours} | {
+        Route("", str(header_text(d.headers[env.H_DEAD_QUEUE]))) for d in ours}
     if len(routes) != 1 or None in routes:
         raise ShovelNotApplicable(f"the head of {queue!r} goes back to {len(routes)} different "
                                   "routes (or none); a shovel has one destination")
@@ -119,10 +125,9 @@ async def check_applicable(
 async def _declare(connection: AbstractConnection, queue: str, dest: str, shovel: str,
                    opts: ReplayOptions) -> None:
     split, held = exchange_names(shovel)
-    if opts.force:
-        allowed: list[dict[str, Any]] = [{"x-match": "all", env.H_REPLAY_COUNT: None}]  # present
-    else:
-        allowed = [{"x-match": "all", env.H_REPLAY_COUNT: n} for n in range(opts.max_replays)]
+    counts: list[int | None] = [None] if opts.force else list(range(opts.max_replays))
+    allowed = [{"x-match": "all", env.H_DEAD_QUEUE: dest, env.H_REPLAY_COUNT: n}
+               for n in counts]  # None: any count (the header must be there)
     async with raw_channel(connection) as ch:
         await ch.exchange_declare(held, exchange_type="fanout", durable=True)
         await ch.queue_bind(queue, held, routing_key="")

@@ -102,6 +102,7 @@ def dead_letter_copy(
         envelope.H_ORIGINAL_EXCHANGE: exchange,
         envelope.H_ORIGINAL_ROUTING_KEY: routing_key,
         envelope.H_ORIGINAL_QUEUE: queue,
+        envelope.H_DEAD_QUEUE: queue,
         envelope.H_DEAD_AT_MS: now,
         envelope.H_WORKER: worker_id,
     })
