@@ -44,7 +44,7 @@ async def test_monitor_works_without_the_monitoring_tag_and_says_what_it_cannot_
         operator, connection, vhost):
     await setup_jobs(connection, vhost)
     async with ManagementClient(operator) as mgmt:
-        snap = await Monitor(operator, mgmt).poll()
+        snap = await Monitor(mgmt, operator).poll()
         # the queues are there; the nodes are not, and the snapshot says why
         assert "jobs" in {qs.name for qs in snap.queues}
         assert snap.nodes == () and snap.nodes_hidden is not None
