@@ -136,7 +136,8 @@ async def run(config: BenchConfig) -> int:
         order = {s.key: i for i, s in enumerate(old_sections)}
         sections = sorted(kept + sections, key=lambda s: order.get(s.key, len(order)))
         head = [*old_head, f"- **re-measured** {started:%H:%M} UTC ({elapsed / 60:.1f} min): "
-                f"{', '.join(config.only)} (each table's ratios still come from one run)"]
+                f"{', '.join(config.only)} at commit {report.git_commit()} (each table's ratios "
+                "still come from one run)"]
     partial = config.quick or (bool(config.only) and not config.merge)
     saved = report.save(head, sections, PARTIAL_RUN if partial else LAST_RUN)
     if not config.out:
