@@ -246,7 +246,7 @@ async def test_a_plain_bulk_replay_takes_the_shovel_by_itself_where_it_fits(
     assert await depth(connection, "jobs") == 4810 and await depth(connection, "jobs.dlq") == 0
 
 
-async def test_a_second_shovel_on_the_same_dlq_is_refused(connection, mgmt, settings, vhost):
+async def test_a_second_shovel_or_a_purge_on_a_dlq_being_shovelled_is_refused(connection, mgmt, settings, vhost):
     from queuewatch.dlq.shovel import ReplayInProgress
     from queuewatch.management import q
 
@@ -262,11 +262,24 @@ async def test_a_second_shovel_on_the_same_dlq_is_refused(connection, mgmt, sett
         await wait_until(lambda: _is_empty(connection, "jobs.dlq"), what="the shovel moving")
         await publish_dead_letters(connection, "jobs", 5)
         dlq = DeadLetterQueue(connection, mgmt, settings, "jobs.dlq")
-        # Then a shovel replay refuses to start a second one, naming it
+        # Then a shovel replay refuses to start a second one, naming it; and so do the
+        # other actions that would leave it waiting for its share (or feed it)
         with pytest.raises(ReplayInProgress, match="queuewatch-replay-0123456789ab"):
             await dlq.replay(via_shovel=True)
+        for action in (lambda: dlq.replay(via_shovel=False), dlq.purge,
+                       lambda: dlq.delete(["job-x"])):
+            with pytest.raises(ReplayInProgress):
+                await action()
+        # while reading is still allowed
+        assert (await dlq.replay(dry_run=True)).dry_run
+        # (why: the waiting shovel took the dead letters that arrived after it started too)
+        await wait_until(lambda: _is(depth(connection, "jobs"), 10), what="all 10 moved")
     finally:
         await mgmt.delete_shovel(vhost, "queuewatch-replay-0123456789ab")
+
+
+async def _is(value, expected) -> bool:  # type: ignore[no-untyped-def]
+    return (await value) == expected
 
 
 async def _is_empty(connection, queue: str) -> bool:  # type: ignore[no-untyped-def]

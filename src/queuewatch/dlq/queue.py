@@ -22,7 +22,7 @@ from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.model import DeadLetter
 from queuewatch.dlq.peek import Page, ProgressFn
 from queuewatch.dlq.replay import DEFAULT_MAX_REPLAYS, DEFAULT_WINDOW, ReplayOptions, ReplayResult
-from queuewatch.dlq.shovel import replay_via_shovel
+from queuewatch.dlq.shovel import ReplayInProgress, ensure_not_busy, replay_via_shovel
 from queuewatch.errors import QueuewatchError
 from queuewatch.management import ManagementClient
 from queuewatch.topology import DLQ_SUFFIX
@@ -112,9 +112,26 @@ class DeadLetterQueue:
             await conn.close()
 
     # -- destructive --------------------------------------------------------------------
-    def _begin(self, action: str) -> None:
+    async def _begin(self, action: str) -> None:
         require_writable(self.settings, action)
         self.audit.check()
+        await self._not_being_shovelled()
+
+    async def _not_being_shovelled(self) -> None:
+        """Refuse while the shovel of a killed replay still moves this DLQ (see
+        :func:`~queuewatch.dlq.shovel.ensure_not_busy`). Without a management API, or the
+        right to read shovels, there is no shovel of ours to worry about: go on."""
+        vhost = self.settings.effective_vhost
+        try:
+            if self.mgmt is not None:
+                await ensure_not_busy(self.mgmt, vhost, self.queue)
+                return
+            async with ManagementClient(self.settings) as mgmt:
+                await ensure_not_busy(mgmt, vhost, self.queue)
+        except ReplayInProgress:
+            raise
+        except QueuewatchError:
+            return
 
     async def replay(
         self, flt: DeadLetterFilter | None = None, *, dry_run: bool = False,
@@ -132,7 +149,7 @@ class DeadLetterQueue:
         :data:`AUTO_SHOVEL_MIN` dead letters) where it fits, else message by message."""
         flt = flt or DeadLetterFilter()
         if not dry_run:
-            self._begin("replay")
+            await self._begin("replay")
         opts = ReplayOptions(flt=flt, dry_run=dry_run, rate=rate, force=force,
                              max_replays=max_replays, limit=limit, window=window,
                              user=self.settings.credentials[0])
@@ -164,7 +181,7 @@ class DeadLetterQueue:
 
     async def delete(self, job_ids: Iterable[str]) -> list[str | None]:
         flt = DeadLetterFilter.for_jobs(job_ids)
-        self._begin("delete")
+        await self._begin("delete")
         try:
             removed = await ops.delete(self.connection, self.queue, flt)
         except QueuewatchError as exc:
@@ -176,7 +193,7 @@ class DeadLetterQueue:
         return removed
 
     async def purge(self) -> int:
-        self._begin("purge")
+        await self._begin("purge")
         try:
             count = await ops.purge(self.connection, self.queue)
         except QueuewatchError as exc:
@@ -186,7 +203,7 @@ class DeadLetterQueue:
         return count
 
     async def import_(self, path: Path | str, progress: ProgressFn | None = None) -> int:
-        self._begin("import")
+        await self._begin("import")
         try:
             count = await transfer.import_(self.connection, self.queue, Path(path), progress)
         except QueuewatchError as exc:

@@ -166,9 +166,10 @@ async def sweep(connection: AbstractConnection, mgmt: ManagementClient, vhost: s
     return gone
 
 
-async def _not_busy(mgmt: ManagementClient, vhost: str, queue: str) -> None:
-    """Two shovels on one DLQ would each wait for the share the other took (and then take
-    dead letters that arrive later): refuse to start a second one."""
+async def ensure_not_busy(mgmt: ManagementClient, vhost: str, queue: str) -> None:
+    """Refuse (:class:`ReplayInProgress`) while a replay shovel still moves ``queue``: a
+    second shovel, a purge or delete would leave it waiting for the share it can no longer
+    get, and it would then move dead letters that arrive later."""
     busy = [name for name, src in (await _replay_shovels(mgmt, vhost)).items() if src == queue]
     if busy:
         raise ReplayInProgress(
@@ -199,7 +200,7 @@ async def _prepare(
     opts: ReplayOptions,
 ) -> tuple[str, int]:
     await sweep(connection, mgmt, vhost)
-    await _not_busy(mgmt, vhost, queue)
+    await ensure_not_busy(mgmt, vhost, queue)
     return await check_applicable(connection, mgmt, vhost, queue, opts)
 
 
