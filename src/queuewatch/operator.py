@@ -27,7 +27,13 @@ from aio_pika.abc import AbstractConnection
 from queuewatch.audit import AuditLog, current_user, require_writable
 from queuewatch.config import Settings
 from queuewatch.errors import BrokerError, NotFound, QueuewatchError
-from queuewatch.telemetry import HEARTBEAT_KEY_PREFIX, ControlCommand, Heartbeat, control_routing_key
+from queuewatch.telemetry import (
+    HEARTBEAT_KEY_PREFIX,
+    ControlCommand,
+    Heartbeat,
+    control_routing_key,
+    listener_queue_name,
+)
 
 #: Heartbeats come about once a second; listen this long to hear every live worker.
 LISTEN_SECONDS = 2.5
@@ -66,7 +72,8 @@ async def listen_heartbeats(
         except aiormq.exceptions.ChannelNotFoundEntity as exc:
             raise NotFound(f"no telemetry exchange {settings.telemetry_exchange!r}: "
                            "no queuewatch worker has run on this vhost") from exc
-        queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+        queue = await channel.declare_queue(listener_queue_name(), exclusive=True,
+                                            auto_delete=True, durable=False)
         await queue.bind(exchange, routing_key=HEARTBEAT_KEY_PREFIX + "#")
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:

@@ -12,12 +12,28 @@ Operators send a :class:`ControlCommand` to the control exchange (routing key
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 HEARTBEAT_KEY_PREFIX = "heartbeat."
 CONTROL_KEY_PREFIX = "control."
 SCHEMA_VERSION = 1
+#: Names of queuewatch's private, exclusive queues: a worker's control queue and a
+#: listener's heartbeat queue. One per process, gone with it: the monitor leaves them out
+#: (they are plumbing, and each would be a new short-lived series in Prometheus).
+CONTROL_QUEUE_PREFIX = "queuewatch.control."
+LISTENER_QUEUE_PREFIX = "queuewatch.monitor."
+PRIVATE_QUEUE_PREFIXES = (CONTROL_QUEUE_PREFIX, LISTENER_QUEUE_PREFIX)
+
+
+def listener_queue_name() -> str:
+    """A fresh name for a process's own heartbeat queue."""
+    return LISTENER_QUEUE_PREFIX + uuid.uuid4().hex[:12]
+
+
+def is_private_queue(name: str) -> bool:
+    return name.startswith(PRIVATE_QUEUE_PREFIXES)
 
 
 def heartbeat_routing_key(worker_id: str) -> str:

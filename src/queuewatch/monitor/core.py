@@ -32,6 +32,7 @@ from queuewatch.monitor.heartbeats import HeartbeatSource
 from queuewatch.monitor.history import QueueHistory
 from queuewatch.monitor.model import BrokerInfo, NodeStats, QueueStats, Snapshot
 from queuewatch.monitor.queues import MONITOR_QUEUE_COLUMNS, ack_count, parse_queue
+from queuewatch.telemetry import is_private_queue
 from queuewatch.topology import DLQ_SUFFIX, Topology
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,8 @@ class Monitor:
         def parse_page(n: int, items: list[dict[str, Any]]) -> None:
             # parsed while the broker prepares the next pages; ages use this page's arrival
             at = self.clock()
-            parsed[n] = [parse_queue(r, at, self._stuck_after(r["name"])) for r in items]
+            parsed[n] = [parse_queue(r, at, self._stuck_after(r["name"])) for r in items
+                         if not is_private_queue(str(r["name"]))]
 
         raw_queues, (raw_nodes, nodes_hidden), overview = await asyncio.gather(
             fetch_queues(self.mgmt, self.vhost, MONITOR_QUEUE_COLUMNS, on_page=parse_page),

@@ -18,7 +18,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from queuewatch.errors import BrokerError
-from queuewatch.telemetry import HEARTBEAT_KEY_PREFIX, Heartbeat
+from queuewatch.telemetry import HEARTBEAT_KEY_PREFIX, Heartbeat, listener_queue_name
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,8 @@ class AmqpHeartbeatSource(StaticHeartbeats):
             return
         try:
             channel = await self._exchange_channel()
-            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            queue = await channel.declare_queue(listener_queue_name(), exclusive=True,
+                                                auto_delete=True, durable=False)
             await queue.bind(self.exchange, routing_key=HEARTBEAT_KEY_PREFIX + "#")
             await queue.consume(self._on_message, no_ack=True)
         except aiormq.exceptions.AMQPError as exc:

@@ -15,6 +15,7 @@ import psutil
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from queuewatch.telemetry import (
+    CONTROL_QUEUE_PREFIX,
     ControlCommand,
     Heartbeat,
     InFlightJob,
@@ -85,7 +86,7 @@ async def start_control(channel: AbstractChannel, exchange: str, worker_id: str,
                         processor: Processor) -> None:
     """Consume this worker's control queue (exclusive, auto-delete)."""
     queue = await channel.declare_queue(
-        f"queuewatch.control.{worker_id}", exclusive=True, auto_delete=True, durable=False,
+        CONTROL_QUEUE_PREFIX + worker_id, exclusive=True, auto_delete=True, durable=False,
     )
     await queue.bind(exchange, routing_key=control_routing_key(worker_id))
 
