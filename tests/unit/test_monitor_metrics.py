@@ -71,3 +71,14 @@ def test_an_unexpected_failure_still_answers_the_scrape():
     s = samples_of(registry)
     assert s[("queuewatch_up", ())] == 0 and s[("queuewatch_scrape_errors_total", ())] == 1
     assert collector.last_error == "KeyError: 'items'"
+
+
+def test_all_vhosts_marks_only_the_orphan_of_its_own_vhost():
+    qs = tuple(parse_queue({"name": "jobs", "vhost": v, "messages_ready": 3,
+                            "messages_unacknowledged": 0, "consumers": 0, "arguments": {}}, NOW)
+               for v in ("a", "b"))
+    snap = Snapshot(taken_at=NOW, vhost=None, broker=BrokerInfo(url="http://x"), queues=qs,
+                    orphaned_queues=("a/jobs",))
+    s = samples_of(build_registry(QueuewatchCollector(lambda: snap)))
+    orphaned = {k[1] for k in s if k[0] == "queuewatch_queue_orphaned"}
+    assert orphaned == {(("queue", "jobs"), ("vhost", "a"))}

@@ -139,3 +139,17 @@ def test_history_is_bounded_and_forgets_vanished_queues():
     assert h.totals("a") == [2, 3, 4]
     h.record(NOW + 9, [])
     assert h.get("a") == ()
+
+
+def test_all_vhosts_keep_same_named_queues_apart():
+    # Given "jobs" in two vhosts, both with old messages and no consumers
+    qs = [parse_queue(raw("jobs", vhost=v, messages_ready=5,
+                          head_message_timestamp=NOW - 600), NOW) for v in ("a", "b")]
+    # Then, over all vhosts, each is its own orphan and has its own alerts, named vhost/name
+    assert find_orphaned(qs, qualified=True) == ("a/jobs", "b/jobs")
+    alerts = build_alerts(qs, [], [], [], [], ["a/jobs", "b/jobs"], Thresholds(), qualified=True)
+    assert sorted((a.kind, a.target) for a in alerts) == [
+        ("oldest_age", "a/jobs"), ("oldest_age", "b/jobs"),
+        ("orphaned", "a/jobs"), ("orphaned", "b/jobs")]
+    # And one vhost's snapshot names them as before
+    assert find_orphaned(qs[:1]) == ("jobs",)

@@ -164,6 +164,7 @@ def snapshot_families(snap: Snapshot, stale_after: float) -> Iterable[Metric]:
     stuck_by_queue: dict[str, int] = {}
     for s in snap.stuck_jobs:
         stuck_by_queue[s.queue] = stuck_by_queue.get(s.queue, 0) + 1
+    qualified = snap.vhost is None
     for q in snap.queues:
         labels = [q.vhost, q.name]
         messages.add_metric([*labels, "ready"], q.ready)
@@ -181,9 +182,9 @@ def snapshot_families(snap: Snapshot, stale_after: float) -> Iterable[Metric]:
         if q.dlq is not None and q.dlq_depth is not None:
             dlq.add_metric([*labels, q.dlq], q.dlq_depth)
         # sparse: present only for the queues concerned (keeps 5,000-queue scrapes lean)
-        if q.name in stalled_set:
+        if q.ref(qualified) in stalled_set:
             stalled.add_metric(labels, 1.0)
-        if q.name in orphan_set:
+        if q.ref(qualified) in orphan_set:
             orphaned.add_metric(labels, 1.0)
         if q.name in stuck_by_queue:
             stuck.add_metric(labels, stuck_by_queue[q.name])

@@ -15,16 +15,18 @@ from queuewatch.monitor.model import (
 )
 
 
-def queue_alerts(q: QueueStats, t: Thresholds) -> list[Alert]:
+def queue_alerts(q: QueueStats, t: Thresholds, qualified: bool = False) -> list[Alert]:
+    """``qualified``: a snapshot of all vhosts, where targets are ``vhost/name``."""
     out: list[Alert] = []
+    ref = q.ref(qualified)
     age = q.oldest_age
     # Dead letters wait by design and nothing consumes a DLQ, so lag there is not an alarm:
     # a DLQ alerts on growth instead (below, on its job queue).
     if age is not None and q.ready > 0 and age > t.oldest_age_warning and not q.is_dlq:
         critical = age > t.oldest_age_critical
         out.append(Alert(
-            "critical" if critical else "warning", "oldest_age", q.name,
-            f"oldest ready message in {q.name!r} has waited {fmt_duration(age)} "
+            "critical" if critical else "warning", "oldest_age", ref,
+            f"oldest ready message in {ref!r} has waited {fmt_duration(age)} "
             f"({q.ready} ready, {q.consumers} consumers, drains in {fmt_duration(q.drain_eta)}): "
             "add workers or find what slows them",
             age, t.oldest_age_critical if critical else t.oldest_age_warning,
@@ -33,16 +35,18 @@ def queue_alerts(q: QueueStats, t: Thresholds) -> list[Alert]:
     if fill is not None and fill >= t.fill_warning:
         critical = fill >= t.fill_critical
         out.append(Alert(
-            "critical" if critical else "warning", "fill", q.name,
-            f"{q.name!r} is {fill:.0%} full ({q.total}/{q.max_length}); at the cap publishers are "
+            "critical" if critical else "warning", "fill", ref,
+            f"{ref!r} is {fill:.0%} full ({q.total}/{q.max_length}); at the cap publishers are "
             f"refused (full in {fmt_duration(q.full_eta)}): add consumers or raise max_length",
             fill, t.fill_critical if critical else t.fill_warning,
         ))
     if q.dlq and q.dlq_growth is not None and q.dlq_growth > t.dlq_growth_warning:
+        dlq = f"{q.vhost}/{q.dlq}" if qualified else q.dlq
+        where = f" --vhost {q.vhost}" if qualified else ""
         out.append(Alert(
-            "warning", "dlq_growth", q.dlq,
-            f"{q.dlq_growth} new dead letters in {q.dlq!r} since the last poll "
-            f"({q.dlq_depth} in total): inspect them with 'queuewatch dlq list {q.name}'",
+            "warning", "dlq_growth", dlq,
+            f"{q.dlq_growth} new dead letters in {dlq!r} since the last poll "
+            f"({q.dlq_depth} in total): inspect them with 'queuewatch dlq list {q.name}{where}'",
             float(q.dlq_growth), t.dlq_growth_warning,
         ))
     return out
@@ -56,9 +60,11 @@ def build_alerts(
     stalled: Iterable[str],
     orphaned: Iterable[str],
     t: Thresholds,
+    qualified: bool = False,
 ) -> tuple[Alert, ...]:
-    """Every alert of one poll, critical first."""
-    by_name = {q.name: q for q in queues}
+    """Every alert of one poll, critical first. ``stalled`` and ``orphaned`` are queue refs
+    (:meth:`QueueStats.ref`); ``qualified``: a snapshot of all vhosts."""
+    by_ref = {q.ref(qualified): q for q in queues}
     out: list[Alert] = []
     for n in nodes:
         if not n.running:
@@ -72,16 +78,16 @@ def build_alerts(
             out.append(Alert("critical", "broker_alarm", n.name,
                              f"disk alarm on {n.name}: publishers are blocked; free disk space or "
                              "lower disk_free_limit"))
-    for q in by_name.values():
-        out.extend(queue_alerts(q, t))
+    for q in by_ref.values():
+        out.extend(queue_alerts(q, t, qualified))
     for name in stalled:
-        q = by_name[name]
+        q = by_ref[name]
         out.append(Alert("critical", "stalled", name,
                          f"{name!r} has {q.total} messages and {q.consumers} consumers but no acks "
                          f"for {t.stalled_polls} polls: its consumers are stuck; look at "
                          "'queuewatch jobs stuck' and restart them", float(q.total)))
     for name in orphaned:
-        q = by_name[name]
+        q = by_ref[name]
         out.append(Alert("warning", "orphaned", name,
                          f"{name!r} has {q.total} messages and no consumers: start a worker for "
                          "it, or delete the queue if nobody needs it", float(q.total)))

@@ -120,8 +120,9 @@ class Monitor:
         now = self.clock()
         queues = self._link_dlqs([qs for n in sorted(parsed) for qs in parsed[n]])
         acks = {(str(r.get("vhost", "")), str(r["name"])): ack_count(r) for r in raw_queues}
-        stalled = self._stalls.update(queues, acks)
-        orphaned = find_orphaned(queues)
+        qualified = self.vhost is None  # all vhosts: name queues as vhost/name
+        stalled = self._stalls.update(queues, acks, qualified)
+        orphaned = find_orphaned(queues, qualified)
         nodes = tuple(_node(n) for n in raw_nodes or ())
 
         t = self.settings.thresholds
@@ -131,7 +132,7 @@ class Monitor:
             open_conns = await self._connection_names()
         workers = build_workers(beats, now, t.heartbeat_stale_seconds, open_conns)
         stuck = find_stuck_jobs(workers, now, self._stuck_after)
-        alerts = build_alerts(queues, nodes, workers, stuck, stalled, orphaned, t)
+        alerts = build_alerts(queues, nodes, workers, stuck, stalled, orphaned, t, qualified)
         self.history.record(now, queues)
         return Snapshot(
             taken_at=now, vhost=self.vhost,

@@ -72,10 +72,12 @@ def find_stuck_jobs(
     return tuple(sorted(stuck, key=lambda s: -s.age))
 
 
-def find_orphaned(queues: Iterable[QueueStats]) -> tuple[str, ...]:
-    """Queues with messages and no consumers (DLQs and delay levels are meant to sit idle)."""
+def find_orphaned(queues: Iterable[QueueStats], qualified: bool = False) -> tuple[str, ...]:
+    """Queues with messages and no consumers (DLQs and delay levels are meant to sit idle),
+    as refs (:meth:`QueueStats.ref`)."""
     return tuple(
-        q.name for q in queues if q.total > 0 and q.consumers == 0 and not is_infrastructure(q.name)
+        q.ref(qualified) for q in queues
+        if q.total > 0 and q.consumers == 0 and not is_infrastructure(q.name)
     )
 
 
@@ -87,8 +89,9 @@ class StallTracker:
         self._count: dict[tuple[str, str], int] = {}
         self._acks: dict[tuple[str, str], int | None] = {}
 
-    def update(self, queues: Iterable[QueueStats], acks: Mapping[tuple[str, str], int | None]) -> tuple[str, ...]:
-        """Feed one poll; returns the queues stalled for at least ``polls`` polls."""
+    def update(self, queues: Iterable[QueueStats], acks: Mapping[tuple[str, str], int | None],
+               qualified: bool = False) -> tuple[str, ...]:
+        """Feed one poll; returns the queues stalled for at least ``polls`` polls (refs)."""
         stalled = []
         counts: dict[tuple[str, str], int] = {}
         for q in queues:
@@ -100,7 +103,7 @@ class StallTracker:
             )
             counts[q.key] = self._count.get(q.key, 0) + 1 if busy and not acked else 0
             if counts[q.key] >= self.polls:
-                stalled.append(q.name)
+                stalled.append(q.ref(qualified))
         self._count = counts
         self._acks = dict(acks)
         return tuple(stalled)

@@ -84,6 +84,11 @@ class QueueStats:
     def key(self) -> tuple[str, str]:
         return (self.vhost, self.name)
 
+    def ref(self, qualified: bool) -> str:
+        """How a snapshot names the queue: its name, or ``vhost/name`` in a snapshot of all
+        vhosts (where two vhosts may each have a "jobs")."""
+        return f"{self.vhost}/{self.name}" if qualified else self.name
+
 
 @dataclass(frozen=True)
 class NodeStats:
@@ -172,6 +177,7 @@ class Snapshot:
     workers: tuple[WorkerStats, ...] = ()
     stuck_jobs: tuple[StuckJob, ...] = ()
     stalled_queues: tuple[str, ...] = ()
+    """Queue refs (:meth:`QueueStats.ref`: names, ``vhost/name`` for all vhosts)."""
     orphaned_queues: tuple[str, ...] = ()
     alerts: tuple[Alert, ...] = ()
     poll_seconds: float = 0.0
