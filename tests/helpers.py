@@ -1,4 +1,4 @@
-"""Test helpers: waiting, exact queue depths over AMQP, and Jepsen-style ledgers."""
+"""Test helpers: waiting, exact queue depths over AMQP, Jepsen-style ledgers, a stuck worker."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from typing import Any
 
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
+from queuewatch.config import Settings
 from queuewatch.declare import declare_topology
 from queuewatch.management import ManagementClient
 from queuewatch.topology import QueueSpec, Topology
+from queuewatch.worker import Job, Worker
 
 
 async def wait_until(
@@ -106,3 +108,18 @@ class Ledger:
             "received_unique": len(self.received), "lost": len(self.lost),
             "duplicated": self.duplicated, "unexpected": len(self.unexpected),
         }
+
+
+def stuck_worker(settings: Settings, topo: Topology, queue: str,
+                 worker_id: str) -> tuple[Worker, asyncio.Event]:
+    """A real worker whose handler for ``queue`` hangs once it starts (60 s); the event is
+    set when it starts (idempotency store and metrics off)."""
+    started = asyncio.Event()
+    worker = Worker(settings, topo, worker_id=worker_id, idempotency=False, metrics=False)
+
+    @worker.job(queue)
+    async def hang(job: Job) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    return worker, started

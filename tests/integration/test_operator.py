@@ -15,8 +15,7 @@ from queuewatch.audit import AuditLog
 from queuewatch.operator import OperatorError, cancel_job, terminate_worker, worker_pid
 from queuewatch.producer import AsyncProducer
 from queuewatch.topology import QueueSpec
-from queuewatch.worker import Job, Worker
-from tests.helpers import declare, depth, wait_until
+from tests.helpers import declare, depth, stuck_worker, wait_until
 from tests.integration.test_worker import dead_letters, running
 
 HUNG_APP = textwrap.dedent('''
@@ -40,14 +39,7 @@ HUNG_APP = textwrap.dedent('''
 async def test_cancel_of_a_stuck_job_moves_it_to_the_dlq(connection, settings, vhost):
     # Given a real queuewatch worker stuck on one job
     topo = await declare(connection, vhost, QueueSpec("jobs"), delay_levels=4)
-    started = asyncio.Event()
-    worker = Worker(settings, topo, worker_id="w-stuck", idempotency=False, metrics=False)
-
-    @worker.job("jobs")
-    async def handle(job: Job) -> None:
-        started.set()
-        await asyncio.sleep(60)
-
+    worker, started = stuck_worker(settings, topo, "jobs", "w-stuck")
     async with running(worker), AsyncProducer(settings, topo) as producer:
         await producer.publish("jobs", {"n": 1}, job_id="stuck-job")
         await asyncio.wait_for(started.wait(), 10)

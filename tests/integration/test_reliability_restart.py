@@ -92,17 +92,23 @@ def throwaway_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.mark.slow
-async def test_broker_restart_loses_no_confirmed_job(throwaway_node: Node, tmp_path):
-    node = throwaway_node
-    settings: Settings = replace(
+async def jobs_on(node: Node, state_dir: Path) -> tuple[Settings, Topology]:
+    """Settings for the throwaway node, with queue "jobs" declared on it."""
+    settings = replace(
         load_settings(env={}, amqp_url=f"amqp://guest:guest@127.0.0.1:{node.port}/", vhost="/"),
-        state_dir=tmp_path,
+        state_dir=state_dir,
     )
     topo = Topology(queues=(QueueSpec("jobs"),), delay_levels=1)
     conn = await connect(settings)
     await declare_topology(conn, topo, "/")
     await conn.close()
+    return settings, topo
+
+
+@pytest.mark.slow
+async def test_broker_restart_loses_no_confirmed_job(throwaway_node: Node, tmp_path):
+    node = throwaway_node
+    settings, topo = await jobs_on(node, tmp_path)
 
     ledger = Ledger()
     handled_at: list[float] = []
@@ -157,14 +163,7 @@ async def test_broker_restart_loses_no_confirmed_job(throwaway_node: Node, tmp_p
 @pytest.mark.slow
 async def test_blocked_broker_pauses_publishing_and_resumes(throwaway_node: Node, tmp_path):
     node = throwaway_node
-    settings = replace(
-        load_settings(env={}, amqp_url=f"amqp://guest:guest@127.0.0.1:{node.port}/", vhost="/"),
-        state_dir=tmp_path,
-    )
-    topo = Topology(queues=(QueueSpec("jobs"),), delay_levels=1)
-    conn = await connect(settings)
-    await declare_topology(conn, topo, "/")
-    await conn.close()
+    settings, topo = await jobs_on(node, tmp_path)
     async with AsyncProducer(settings, topo) as producer:
         await producer.publish("jobs", {"n": 0})
         assert not producer.blocked

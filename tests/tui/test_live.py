@@ -23,8 +23,7 @@ from queuewatch.tui.widgets.keyed_table import KeyedTable
 from queuewatch.tui.widgets.queue_table import QueueTable
 from queuewatch.tui.widgets.status import ErrorLine, StatusBar
 from queuewatch.tui.widgets.views import StuckView, WorkersView
-from queuewatch.worker import Job, Worker
-from tests.helpers import declare, depth, wait_until
+from tests.helpers import declare, depth, stuck_worker, wait_until
 from tests.integration.test_operator import HUNG_APP, worker_env
 from tests.integration.test_worker import running
 from tests.tui.live_helpers import live_app, park_dead_letters, wait_for
@@ -213,14 +212,7 @@ async def test_cancel_a_stuck_job_after_confirmation(settings, connection, mgmt,
     # Given a real worker stuck on a job of a queue whose stuck threshold is 1 s
     topo = await declare(connection, vhost, QueueSpec("slow", stuck_after=1.0), mgmt=mgmt,
                          delay_levels=4)
-    started = asyncio.Event()
-    worker = Worker(settings, topo, worker_id="w-slow", idempotency=False, metrics=False)
-
-    @worker.job("slow")
-    async def handle(job: Job) -> None:
-        started.set()
-        await asyncio.sleep(60)
-
+    worker, started = stuck_worker(settings, topo, "slow", "w-slow")
     app = live_app(settings, LiveSource(settings, topology=topo))
     async with running(worker), AsyncProducer(settings, topo) as producer:
         await producer.publish("slow", {"n": 1}, job_id="stuck-1")

@@ -47,6 +47,12 @@ class Progress:
         if self.shown:
             sys.stderr.write("\n")
 
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def confirm(question: str, yes: bool) -> bool:
     """True with ``--yes``; asks on a terminal; refuses (exit 2) without a terminal."""
@@ -191,11 +197,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
             _print_replay(dry, json_out=False)
             if not confirm(f"replay {dry.replayed} dead letters from {dlq.queue}?", args.yes):
                 return None
-        bar = Progress("replaying")
-        try:
+        with Progress("replaying") as bar:
             return await dlq.replay(flt, progress=bar, **opts, **via)
-        finally:
-            bar.close()
 
     result = with_dlq(args, act)
     if result is None:
@@ -247,22 +250,16 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    bar = Progress("exporting")
-    try:
+    with Progress("exporting") as bar:
         count = with_dlq(args, lambda dlq: dlq.export(args.file, progress=bar))
-    finally:
-        bar.close()
     print(f"exported {count} dead letters to {args.file}")
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
     check_writable(args, "import")
-    bar = Progress("importing")
-    try:
+    with Progress("importing") as bar:
         count = with_dlq(args, lambda dlq: dlq.import_(args.file, progress=bar))
-    finally:
-        bar.close()
     print(f"imported {count} messages into {args.queue}")
     return 0
 

@@ -85,13 +85,18 @@ class DeadLetterQueue:
     async def _replay_via_shovel(
         self, opts: ReplayOptions, progress: ProgressFn | None, required: bool
     ) -> ReplayResult | None:
-        async with self._publisher() as pub:
-            if self.mgmt is not None:
-                return await replay_via_shovel(self.connection, self.mgmt, self.settings,
-                                               self.queue, opts, progress, pub, required)
-            async with ManagementClient(self.settings) as mgmt:
-                return await replay_via_shovel(self.connection, mgmt, self.settings,
-                                               self.queue, opts, progress, pub, required)
+        async with self._publisher() as pub, self._management() as mgmt:
+            return await replay_via_shovel(self.connection, mgmt, self.settings, self.queue,
+                                           opts, progress, pub, required)
+
+    @asynccontextmanager
+    async def _management(self) -> AsyncIterator[ManagementClient]:
+        """The management client given, or one of our own for the call."""
+        if self.mgmt is not None:
+            yield self.mgmt
+            return
+        async with ManagementClient(self.settings) as mgmt:
+            yield mgmt
 
     async def _shovel_worth_it(self, opts: ReplayOptions) -> bool:
         """The automatic choice: a plain bulk replay of a DLQ big enough to gain from it."""
@@ -121,13 +126,9 @@ class DeadLetterQueue:
         """Refuse while the shovel of a killed replay still moves this DLQ (see
         :func:`~queuewatch.dlq.shovel.ensure_not_busy`). Without a management API, or the
         right to read shovels, there is no shovel of ours to worry about: go on."""
-        vhost = self.settings.effective_vhost
         try:
-            if self.mgmt is not None:
-                await ensure_not_busy(self.mgmt, vhost, self.queue)
-                return
-            async with ManagementClient(self.settings) as mgmt:
-                await ensure_not_busy(mgmt, vhost, self.queue)
+            async with self._management() as mgmt:
+                await ensure_not_busy(mgmt, self.settings.effective_vhost, self.queue)
         except ReplayInProgress:
             raise
         except QueuewatchError:

@@ -200,7 +200,6 @@ async def _prepare(
     opts: ReplayOptions,
 ) -> tuple[str, int]:
     await sweep(connection, mgmt, vhost)
-    await ensure_not_busy(mgmt, vhost, queue)
     return await check_applicable(connection, mgmt, vhost, queue, opts)
 
 
@@ -209,7 +208,9 @@ async def replay_via_shovel(
     opts: ReplayOptions, progress: ProgressFn | None = None,
     publish_connection: AbstractConnection | None = None, required: bool = True,
 ) -> ReplayResult | None:
-    """Replay the whole DLQ with a shovel underneath (see the module doc).
+    """Replay the whole DLQ with a shovel underneath (see the module doc). The caller has
+    checked that no other replay shovel moves it (:func:`ensure_not_busy`; the
+    :class:`~queuewatch.dlq.DeadLetterQueue` does so before every destructive action).
 
     ``required=False`` (the automatic choice): return None instead of raising when the
     shovel does not fit or cannot be set up (no management API, no rights, no shovel
@@ -218,8 +219,6 @@ async def replay_via_shovel(
     vhost = settings.effective_vhost
     try:
         dest, total = await _prepare(connection, mgmt, vhost, queue, opts)
-    except ReplayInProgress:
-        raise
     except QueuewatchError:
         if required:
             raise

@@ -12,6 +12,7 @@ from queuewatch.monitor.model import (
     StuckJob,
     WorkerStats,
     fmt_duration,
+    queue_ref,
 )
 
 
@@ -41,7 +42,7 @@ def queue_alerts(q: QueueStats, t: Thresholds, qualified: bool = False) -> list[
             fill, t.fill_critical if critical else t.fill_warning,
         ))
     if q.dlq and q.dlq_growth is not None and q.dlq_growth > t.dlq_growth_warning:
-        dlq = f"{q.vhost}/{q.dlq}" if qualified else q.dlq
+        dlq = queue_ref(q.vhost, q.dlq, qualified)
         where = f" --vhost {q.vhost}" if qualified else ""
         out.append(Alert(
             "warning", "dlq_growth", dlq,

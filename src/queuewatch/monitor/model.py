@@ -17,6 +17,12 @@ from queuewatch.telemetry import InFlightJob
 Severity = Literal["warning", "critical"]
 
 
+def queue_ref(vhost: str, name: str, qualified: bool) -> str:
+    """How a snapshot names a queue: its name, or ``vhost/name`` in a snapshot of all vhosts
+    (where two vhosts may each have a "jobs")."""
+    return f"{vhost}/{name}" if qualified else name
+
+
 @dataclass(frozen=True)
 class QueueStats:
     """One queue at one poll."""
@@ -85,9 +91,7 @@ class QueueStats:
         return (self.vhost, self.name)
 
     def ref(self, qualified: bool) -> str:
-        """How a snapshot names the queue: its name, or ``vhost/name`` in a snapshot of all
-        vhosts (where two vhosts may each have a "jobs")."""
-        return f"{self.vhost}/{self.name}" if qualified else self.name
+        return queue_ref(self.vhost, self.name, qualified)
 
 
 @dataclass(frozen=True)
