@@ -16,8 +16,8 @@ import httpx
 from bench.amqp_tools import connect
 from bench.harness import Bench, NotAvailable, Row, Section, Target, one_line, verdict
 from bench.stats import fmt_num, fmt_ratio, ratio, stat
+from queuewatch.broker.management import MAX_PAGE_SIZE, ManagementClient, q
 from queuewatch.config import Settings
-from queuewatch.management import MAX_PAGE_SIZE, ManagementClient, q
 
 NODE_COLUMNS = "name,running,mem_alarm,disk_free_alarm,mem_used,mem_limit,disk_free,disk_free_limit"
 OVERVIEW_COLUMNS = "rabbitmq_version,cluster_name,erlang_version"
@@ -30,7 +30,7 @@ def queue_columns() -> tuple[str, ...]:
 
         return tuple(MONITOR_QUEUE_COLUMNS)
     except ImportError:
-        from queuewatch.management import QUEUE_COLUMNS
+        from queuewatch.broker.management import QUEUE_COLUMNS
 
         return QUEUE_COLUMNS
 

@@ -20,8 +20,8 @@ from bench.amqp_tools import DepthProbe, connect, preload
 from bench.harness import Bench, NotAvailable, Section, Target, compare, rate_row, verdict
 from bench.stats import Stat, fmt_ratio, ratio
 from queuewatch import envelope as env
+from queuewatch.broker.management import ManagementClient, q
 from queuewatch.config import Settings
-from queuewatch.management import ManagementClient, q
 
 PEEK = 500
 #: A replay slower than this is stopped after count / MIN_RATE seconds (its unreplayed dead

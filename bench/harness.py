@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from bench.stats import Stat, fmt_ratio, ratio, stat
+from queuewatch.broker.management import ManagementClient
 from queuewatch.config import Settings, load_settings
-from queuewatch.management import ManagementClient
 
 VHOST_PREFIX = "qwb-"
 

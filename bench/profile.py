@@ -21,8 +21,8 @@ from pathlib import Path
 from bench import b_monitor, b_replay, peers, procs
 from bench.amqp_tools import connect, preload, time_drain
 from bench.harness import Bench, BenchConfig, make_settings
+from queuewatch.broker.management import ManagementClient
 from queuewatch.config import Settings
-from queuewatch.management import ManagementClient
 
 OUT = Path(__file__).resolve().parent / "results" / "profiles"
 

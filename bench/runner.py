@@ -12,8 +12,8 @@ from pathlib import Path
 
 from bench import analysis, procs, report
 from bench.harness import Bench, BenchConfig, Row, Section, make_settings
+from queuewatch.broker.management import ManagementClient
 from queuewatch.errors import QueuewatchError
-from queuewatch.management import ManagementClient
 
 Family = Callable[[Bench], Awaitable[list[Section]]]
 #: The last run's results, for ``--render`` (git-ignored).

@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 
+from queuewatch.broker.management import ManagementClient, q
 from queuewatch.config import Settings, load_settings
-from queuewatch.management import ManagementClient, q
 
 
 @pytest.fixture(autouse=True)
@@ -83,7 +83,7 @@ async def mgmt(settings: Settings) -> AsyncIterator[ManagementClient]:
 @pytest.fixture
 async def connection(settings: Settings):  # type: ignore[no-untyped-def]
     """A plain aio-pika connection to this test's vhost."""
-    from queuewatch.amqp import connect
+    from queuewatch.broker.connect import connect
 
     conn = await connect(settings)
     yield conn

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import psutil
 
+from queuewatch.broker.management import ManagementClient
 from queuewatch.config import load_settings
-from queuewatch.management import ManagementClient
 from queuewatch.monitor import Monitor, Snapshot
 
 

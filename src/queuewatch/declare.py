@@ -17,9 +17,9 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
+from queuewatch.broker.management import ManagementClient
 from queuewatch.envelope import H_TARGET
 from queuewatch.errors import ArgumentDiff, TopologyError, TopologyMismatch
-from queuewatch.management import ManagementClient
 from queuewatch.topology import (
     DELIVERY_EXCHANGE,
     Topology,

@@ -247,8 +247,8 @@ async def test_a_plain_bulk_replay_takes_the_shovel_by_itself_where_it_fits(
 
 
 async def test_a_second_shovel_or_a_purge_on_a_dlq_being_shovelled_is_refused(connection, mgmt, settings, vhost):
+    from queuewatch.broker.management import q
     from queuewatch.dlq.shovel import ReplayInProgress
-    from queuewatch.management import q
 
     # Given a replay shovel still waiting on "jobs.dlq" (its replay was killed)
     await setup_jobs(connection, vhost)

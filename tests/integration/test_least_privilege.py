@@ -13,10 +13,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 import pytest
 
+from queuewatch.broker.management import ManagementClient, q
 from queuewatch.config import Settings
 from queuewatch.dlq import DeadLetterQueue
 from queuewatch.errors import AuthenticationFailed, NotAuthorised
-from queuewatch.management import ManagementClient, q
 from queuewatch.monitor import Monitor, snapshot_to_json
 from tests.integration.test_dlq_support import publish_dead_letters, setup_jobs
 
@@ -60,7 +60,7 @@ async def test_monitor_works_without_the_monitoring_tag_and_says_what_it_cannot_
 
 async def test_bulk_replay_without_the_policymaker_tag_goes_message_by_message(
         operator, connection, vhost):
-    from queuewatch.amqp import connect
+    from queuewatch.broker.connect import connect
 
     await setup_jobs(connection, vhost)
     await publish_dead_letters(connection, "jobs", 1500, batch=750)

@@ -17,7 +17,7 @@ from dataclasses import replace
 import aio_pika
 import pytest
 
-from queuewatch.amqp import connect
+from queuewatch.broker.connect import connect
 from queuewatch.cli.main import main
 from queuewatch.config import Thresholds
 from queuewatch.monitor import AmqpHeartbeatSource, Monitor

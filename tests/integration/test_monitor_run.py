@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import pytest
 
+from queuewatch.broker.management import ManagementClient
 from queuewatch.errors import BrokerUnavailable, QueuewatchError
-from queuewatch.management import ManagementClient
 from queuewatch.monitor import Monitor, interval_warning
 from queuewatch.monitor.model import Snapshot
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import aio_pika
 import pytest
 
-from queuewatch.management import ManagementClient
+from queuewatch.broker.management import ManagementClient
 from queuewatch.monitor import Monitor, snapshot_to_json
 from queuewatch.monitor.queues import MONITOR_QUEUE_COLUMNS
 from queuewatch.topology import QueueSpec

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from queuewatch.amqp import connect
+from queuewatch.broker.connect import connect
 from queuewatch.config import Settings, load_settings
 from queuewatch.declare import declare_topology
 from queuewatch.producer import AsyncProducer

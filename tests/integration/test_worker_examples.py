@@ -12,7 +12,7 @@ from pathlib import Path
 import aio_pika
 import pytest
 
-from queuewatch.amqp import connect
+from queuewatch.broker.connect import connect
 from queuewatch.declare import declare_topology
 from queuewatch.topology import load_topology
 from tests.helpers import depth, wait_until

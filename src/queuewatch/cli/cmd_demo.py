@@ -154,8 +154,8 @@ async def prepare(settings: Settings, vhost: str, reset: bool = False) -> int:
     arguments differ), or ``reset`` is set, it is deleted and created afresh. Any other vhost
     is never deleted; a mismatch there is reported as the usual TopologyMismatch.
     """
+    from queuewatch.broker.management import ManagementClient
     from queuewatch.errors import TopologyMismatch
-    from queuewatch.management import ManagementClient
     from queuewatch.topology import load_topology
 
     path = demo_topology_path()
@@ -181,7 +181,7 @@ async def prepare(settings: Settings, vhost: str, reset: bool = False) -> int:
 
 
 async def _declare(settings: Settings, vhost: str, topology: Any, mgmt: Any) -> None:
-    from queuewatch.amqp import connect
+    from queuewatch.broker.connect import connect
     from queuewatch.declare import declare_topology
 
     conn = await connect(settings, vhost)

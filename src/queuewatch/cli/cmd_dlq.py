@@ -68,7 +68,7 @@ def confirm(question: str, yes: bool) -> bool:
 
 def with_dlq(args: argparse.Namespace, fn: Callable[[Any], Awaitable[T]]) -> T:
     """Connect, build the :class:`DeadLetterQueue` for ``args.queue`` and call ``fn(dlq)``."""
-    from queuewatch.amqp import connect
+    from queuewatch.broker.connect import connect
     from queuewatch.dlq import DeadLetterQueue
     from queuewatch.dlq.channel import queue_depth
     from queuewatch.errors import NotFound

@@ -46,8 +46,8 @@ def register_stuck(jsub: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 def cmd_jobs_cancel(args: argparse.Namespace) -> int:
     """``jobs cancel JOB_ID [--worker ID]`` (the operator core: queuewatch.operator)."""
-    from queuewatch.amqp import connect
     from queuewatch.audit import require_writable
+    from queuewatch.broker.connect import connect
     from queuewatch.cli.common import run, settings_from_args
     from queuewatch.operator import CancelResult, cancel_job
 

@@ -59,8 +59,8 @@ def register_list(wsub: argparse._SubParsersAction) -> None:  # type: ignore[typ
 
 def cmd_workers_terminate(args: argparse.Namespace) -> int:
     """``workers terminate WORKER_ID | --pid PID`` (the core: queuewatch.operator)."""
-    from queuewatch.amqp import connect
     from queuewatch.audit import require_writable
+    from queuewatch.broker.connect import connect
     from queuewatch.cli.common import run, settings_from_args
     from queuewatch.errors import ConfigError
     from queuewatch.operator import terminate_worker, worker_pid

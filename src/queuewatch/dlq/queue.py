@@ -13,8 +13,9 @@ from typing import Any
 
 from aio_pika.abc import AbstractConnection
 
-from queuewatch.amqp import connect
 from queuewatch.audit import AuditLog, Outcome, require_writable
+from queuewatch.broker.connect import connect
+from queuewatch.broker.management import ManagementClient
 from queuewatch.config import Settings
 from queuewatch.dlq import ops, peek, replay, transfer
 from queuewatch.dlq.channel import queue_depth
@@ -24,7 +25,6 @@ from queuewatch.dlq.peek import Page, ProgressFn
 from queuewatch.dlq.replay import DEFAULT_MAX_REPLAYS, DEFAULT_WINDOW, ReplayOptions, ReplayResult
 from queuewatch.dlq.shovel import ReplayInProgress, ensure_not_busy, replay_via_shovel
 from queuewatch.errors import QueuewatchError
-from queuewatch.management import ManagementClient
 from queuewatch.topology import DLQ_SUFFIX
 
 AUTO_SHOVEL_MIN = 1000

@@ -45,6 +45,7 @@ import aiormq
 from aio_pika.abc import AbstractConnection
 
 from queuewatch import envelope as env
+from queuewatch.broker.management import ManagementClient, q
 from queuewatch.config import Settings
 from queuewatch.dlq import replay as client
 from queuewatch.dlq.channel import queue_depth, raw_channel
@@ -53,7 +54,6 @@ from queuewatch.dlq.model import REPLAY_SHOVEL_PREFIX, Route
 from queuewatch.dlq.peek import ProgressFn, peek
 from queuewatch.dlq.replay import ReplayOptions, ReplayResult
 from queuewatch.errors import BrokerError, QueuewatchError
-from queuewatch.management import ManagementClient, q
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ async def _drop(connection: AbstractConnection, shovel: str) -> None:
 
 async def _replay_shovels(mgmt: ManagementClient, vhost: str) -> dict[str, str]:
     """Replay shovels that exist in ``vhost``: name -> the queue they move."""
-    params = await mgmt.get(f"/parameters/shovel/{q(vhost)}") or []
+    params = await mgmt.shovel_parameters(vhost)
     return {str(p.get("name")): str((p.get("value") or {}).get("src-queue", ""))
             for p in params if str(p.get("name", "")).startswith(REPLAY_SHOVEL_PREFIX)}
 
@@ -181,9 +181,8 @@ async def ensure_not_busy(mgmt: ManagementClient, vhost: str, queue: str) -> Non
 async def _wait(connection: AbstractConnection, mgmt: ManagementClient, vhost: str, name: str,
                 queue: str, total: int, progress: ProgressFn | None) -> None:
     """Until the shovel has moved its share and removed itself."""
-    path = f"/parameters/shovel/{q(vhost)}/{q(name)}"
     polls = 0
-    while await mgmt.request("GET", path, missing_ok=True) is not None:
+    while await mgmt.shovel_exists(vhost, name):
         polls += 1
         if polls % STATUS_EVERY == 0:
             for s in await mgmt.shovel_status(vhost):

@@ -15,10 +15,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from queuewatch.amqp import connect
+from queuewatch.broker.connect import connect
+from queuewatch.broker.management import ManagementClient
 from queuewatch.config import Settings
 from queuewatch.errors import QueuewatchError
-from queuewatch.management import ManagementClient
 from queuewatch.metrics.collector import QueuewatchCollector, SnapshotCache
 from queuewatch.monitor.core import Monitor
 from queuewatch.monitor.heartbeats import AmqpHeartbeatSource

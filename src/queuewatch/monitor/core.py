@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from queuewatch.broker.management import ManagementClient
 from queuewatch.config import BROKER_STATS_INTERVAL, Settings
-from queuewatch.errors import ManagementUnavailable, NotAuthorised, NotFound, QueuewatchError
-from queuewatch.management import ManagementClient, q
+from queuewatch.errors import NotAuthorised, QueuewatchError
 from queuewatch.monitor.alerts import build_alerts
 from queuewatch.monitor.detect import (
     StallTracker,
@@ -150,27 +150,17 @@ class Monitor:
         """The nodes, or none and why: a user with only the ``management`` tag may see
         queues but not nodes, and that must not stop the monitor."""
         try:
-            return list(await self.mgmt.get("/nodes", columns=NODE_COLUMNS) or ()), None
+            return await self.mgmt.nodes(NODE_COLUMNS), None
         except NotAuthorised:
             user = self.settings.credentials[0]
             return [], f"user {user!r} lacks the 'monitoring' tag: node alarms unknown"
 
     async def _overview(self) -> dict[str, Any]:
-        try:
-            data = await self.mgmt.get("/overview", columns=OVERVIEW_COLUMNS)
-        except NotFound:
-            raise ManagementUnavailable(
-                f"{self.mgmt.display_url} has no /api/overview: enable the plugin with "
-                "'rabbitmq-plugins enable rabbitmq_management'"
-            ) from None
-        if not isinstance(data, dict):
-            raise ManagementUnavailable(f"{self.mgmt.display_url}/api/overview answered unexpectedly")
-        return data
+        return await self.mgmt.overview_columns(OVERVIEW_COLUMNS)
 
     async def _connection_names(self) -> set[str]:
-        path = "/connections" if self.vhost is None else f"/vhosts/{q(self.vhost)}/connections"
         names: set[str] = set()
-        for c in await self.mgmt.get(path, columns=CONNECTION_COLUMNS) or ():
+        for c in await self.mgmt.connections(self.vhost, CONNECTION_COLUMNS):
             props = c.get("client_properties") or {}
             for name in (c.get("user_provided_name"), props.get("connection_name")):
                 if name:

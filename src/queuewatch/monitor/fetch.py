@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from queuewatch.errors import ManagementUnavailable, NotFound
-from queuewatch.management import MAX_PAGE_SIZE, ManagementClient, q
+from queuewatch.broker.management import MAX_PAGE_SIZE, ManagementClient
+from queuewatch.errors import NotFound
 
 #: Pages requested at the same time after the first (which tells how many there are).
 PAGE_CONCURRENCY = 8
@@ -31,17 +31,12 @@ async def fetch_queues(
     it while the broker still prepares the next ones. Queues created or deleted during the
     sweep may shift page boundaries; a queue seen twice is kept once.
     """
-    path = "/queues" if vhost is None else f"/queues/{q(vhost)}"
     size = max(1, min(page_size, MAX_PAGE_SIZE))
-    cols = ",".join(columns)
     seen: set[tuple[str, str]] = set()
     pages: dict[int, list[dict[str, Any]]] = {}
 
     async def page(n: int) -> int:
-        data = await mgmt.request("GET", path, params={
-            "page": n, "page_size": size, "columns": cols, "disable_stats": "false"})
-        if not isinstance(data, dict) or "items" not in data:
-            raise ManagementUnavailable(f"unexpected answer to paged GET {path}")
+        data = await mgmt.queues_page(vhost, n, size, columns)
         fresh = []
         for item in data["items"]:
             key = (item.get("vhost", ""), item.get("name", ""))

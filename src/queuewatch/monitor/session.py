@@ -7,9 +7,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from queuewatch.amqp import connect
+from queuewatch.broker.connect import connect
+from queuewatch.broker.management import ManagementClient
 from queuewatch.config import Settings
-from queuewatch.management import ManagementClient
 from queuewatch.monitor.core import Monitor
 from queuewatch.monitor.heartbeats import AmqpHeartbeatSource
 from queuewatch.topology import Topology

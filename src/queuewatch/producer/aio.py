@@ -21,7 +21,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
-from queuewatch.amqp import connect
+from queuewatch.broker.connect import connect
 from queuewatch.config import Settings, mask_url
 from queuewatch.errors import BackPressure, BrokerUnavailable, PublishError, Unroutable
 from queuewatch.producer._common import (

@@ -16,12 +16,12 @@ from pathlib import Path
 from aio_pika.abc import AbstractConnection
 
 from queuewatch import operator
-from queuewatch.amqp import connect
+from queuewatch.broker.connect import connect
+from queuewatch.broker.management import ManagementClient
 from queuewatch.config import Settings, mask_url
 from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue
 from queuewatch.dlq.model import DeadLetter
 from queuewatch.errors import BrokerError, QueuewatchError
-from queuewatch.management import ManagementClient
 from queuewatch.monitor.core import Monitor
 from queuewatch.monitor.heartbeats import AmqpHeartbeatSource
 from queuewatch.monitor.history import HistoryPoint

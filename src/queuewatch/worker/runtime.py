@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
-from queuewatch.amqp import connect
+from queuewatch.broker.connect import connect
 from queuewatch.config import Settings
 from queuewatch.errors import BrokerUnavailable, ConfigError
 from queuewatch.idempotency import IdempotencyStore, SqliteStore

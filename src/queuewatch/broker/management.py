@@ -172,8 +172,36 @@ class ManagementClient:
     async def overview(self) -> dict[str, Any]:
         return await self.check()
 
-    async def nodes(self) -> list[dict[str, Any]]:
-        return list(await self.get("/nodes") or [])
+    async def nodes(self, columns: str | None = None) -> list[dict[str, Any]]:
+        """Every cluster node (needs the ``monitoring`` tag: :class:`NotAuthorised` without)."""
+        params = {"columns": columns} if columns else {}
+        return list(await self.get("/nodes", **params) or [])
+
+    async def overview_columns(self, columns: str) -> dict[str, Any]:
+        """``/api/overview`` restricted to ``columns`` (:class:`ManagementUnavailable` when
+        the management plugin is not there)."""
+        try:
+            data = await self.get("/overview", columns=columns)
+        except NotFound:
+            raise ManagementUnavailable(
+                f"{self.display_url} has no /api/overview: enable the plugin with "
+                "'rabbitmq-plugins enable rabbitmq_management'"
+            ) from None
+        if not isinstance(data, dict):
+            raise ManagementUnavailable(f"{self.display_url}/api/overview answered unexpectedly")
+        return data
+
+    async def queues_page(
+        self, vhost: str | None, page: int, page_size: int, columns: Sequence[str]
+    ) -> dict[str, Any]:
+        """One page of the queue list (``vhost`` None: every vhost): ``items``, ``page_count``."""
+        path = "/queues" if vhost is None else f"/queues/{q(vhost)}"
+        data = await self.request("GET", path, params={
+            "page": page, "page_size": max(1, min(page_size, MAX_PAGE_SIZE)),
+            "columns": ",".join(columns), "disable_stats": "false"})
+        if not isinstance(data, dict) or "items" not in data:
+            raise ManagementUnavailable(f"unexpected answer to paged GET {path}")
+        return data
 
     async def whoami(self) -> dict[str, Any]:
         return dict(await self.get("/whoami"))
@@ -223,9 +251,12 @@ class ManagementClient:
         path = "/consumers" if vhost is None else f"/consumers/{q(vhost)}"
         return list(await self.get(path) or [])
 
-    async def connections(self, vhost: str | None = None) -> list[dict[str, Any]]:
+    async def connections(
+        self, vhost: str | None = None, columns: str | None = None
+    ) -> list[dict[str, Any]]:
         path = "/connections" if vhost is None else f"/vhosts/{q(vhost)}/connections"
-        return list(await self.get(path) or [])
+        params = {"columns": columns} if columns else {}
+        return list(await self.get(path, **params) or [])
 
     async def close_connection(self, name: str, reason: str = "closed by queuewatch") -> None:
         await self.request(
@@ -242,6 +273,14 @@ class ManagementClient:
 
     async def shovel_status(self, vhost: str) -> list[dict[str, Any]]:
         return list(await self.get(f"/shovels/{q(vhost)}") or [])
+
+    async def shovel_parameters(self, vhost: str) -> list[dict[str, Any]]:
+        """The dynamic shovels defined in ``vhost`` (their parameters, not their state)."""
+        return list(await self.get(f"/parameters/shovel/{q(vhost)}") or [])
+
+    async def shovel_exists(self, vhost: str, name: str) -> bool:
+        path = f"/parameters/shovel/{q(vhost)}/{q(name)}"
+        return await self.request("GET", path, missing_ok=True) is not None
 
 
 def _refusal(resp: httpx.Response) -> str | None:
