@@ -54,9 +54,20 @@ class Settings:
     """Everything queuewatch needs to know to reach and judge a broker."""
 
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    """AMQP URL; its path (if any) is the default vhost."""
+    """AMQP URL; its path (if any) is the default vhost. With ``amqp_urls`` set, the first
+    of them."""
+    amqp_urls: tuple[str, ...] = ()
+    """Broker addresses in order of preference (a cluster's nodes); clients fail over along
+    the list. Empty: just ``amqp_url``. Comma-separated in the environment."""
     management_url: str = "http://127.0.0.1:15672"
-    """Base URL of the RabbitMQ management API."""
+    """Base URL of the RabbitMQ management API. With ``management_urls`` set, the first."""
+    management_urls: tuple[str, ...] = ()
+    """Management API addresses in order of preference (failover as for ``amqp_urls``)."""
+    heartbeat: int = 10
+    """AMQP heartbeat timeout in seconds: a link that stays silent about this long is
+    declared dead and reconnected (RabbitMQ's default is 60)."""
+    reconnect_max_delay: float = 10.0
+    """Longest pause between reconnect attempts (exponential backoff with full jitter)."""
     management_username: str | None = None
     """Defaults to the AMQP URL's user."""
     management_password: str | None = None
@@ -80,6 +91,16 @@ class Settings:
 
     # -- derived values ----------------------------------------------------------------
     @property
+    def amqp_addresses(self) -> tuple[str, ...]:
+        """Every AMQP URL to try, in order."""
+        return self.amqp_urls or (self.amqp_url,)
+
+    @property
+    def management_addresses(self) -> tuple[str, ...]:
+        """Every management API base URL to try, in order."""
+        return self.management_urls or (self.management_url,)
+
+    @property
     def effective_vhost(self) -> str:
         if self.vhost is not None:
             return self.vhost
@@ -100,9 +121,10 @@ class Settings:
     def audit_log_path(self) -> Path:
         return self.audit_log or self.state_dir / "audit.jsonl"
 
-    def amqp_url_for(self, vhost: str | None = None) -> str:
-        """The AMQP URL with its path set to ``vhost`` (default: the effective vhost)."""
-        parts = urlsplit(self.amqp_url)
+    def amqp_url_for(self, vhost: str | None = None, address: str | None = None) -> str:
+        """The AMQP URL (``address``, default the first) with its path set to ``vhost``
+        (default: the effective vhost)."""
+        parts = urlsplit(self.amqp_url if address is None else address)
         vh = self.effective_vhost if vhost is None else vhost
         return urlunsplit((parts.scheme, parts.netloc, "/" + quote(vh, safe=""), parts.query, ""))
 
@@ -120,6 +142,8 @@ class Settings:
                 value = None if value is None else "***"
             elif f.name.endswith("_url"):
                 value = mask_url(value)
+            elif f.name.endswith("_urls"):
+                value = [mask_url(v) for v in value]
             elif isinstance(value, Path):
                 value = str(value)
             out[f.name] = value
@@ -127,20 +151,44 @@ class Settings:
 
 
 def mask_url(url: str) -> str:
-    """Replace the password in ``url`` with ``***`` (``amqp://u:***@host/``)."""
+    """Replace the password in ``url`` with ``***`` (``amqp://u:***@host/``).
+
+    Works on text, not on a parse, so that a URL too broken to parse (a password with an
+    unencoded ``/`` or ``#``) is masked too: everything between ``user:`` and the last ``@``
+    goes."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    at = rest.rfind("@")
+    if at < 0:
+        return url
+    user, colon, _password = rest[:at].partition(":")
+    if not colon:
+        return url
+    return f"{scheme}://{user}:***@{rest[at + 1:]}"
+
+
+_SCHEMES = {"amqp": ("amqp", "amqps"), "management": ("http", "https")}
+
+
+def check_url(name: str, url: str) -> None:
+    """Raise one clear :class:`ConfigError` (password masked) unless ``url`` is a usable
+    AMQP (``name`` starts with ``amqp``) or management API URL."""
+    allowed = _SCHEMES["amqp" if name.startswith("amqp") else "management"]
+    shown = f"{name} = {mask_url(url)!r}"
     try:
         parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        port = parts.port
+    except ValueError as exc:
+        why = "has an invalid port" if "port" in str(exc).lower() else "is not a valid URL"
+        hint = " (a password with '/', '#', '?' or '@' must be percent-encoded)" if "@" in url else ""
+        raise ConfigError(f"{shown} {why}{hint}") from None
+    if parts.scheme not in allowed:
+        raise ConfigError(f"{shown} must start with {' or '.join(f'{a}://' for a in allowed)}")
+    if not parts.hostname:
+        raise ConfigError(f"{shown} names no host")
+    if port is not None and not 0 < port < 65536:
+        raise ConfigError(f"{shown} has an invalid port")
 
 
 # -- loading ----------------------------------------------------------------------------
@@ -161,6 +209,11 @@ def _coerce(name: str, kind: Any, raw: Any, source: str) -> Any:
             if text in {"0", "false", "no", "off"}:
                 return False
             raise ValueError(raw)
+        if "tuple" in kind_s:
+            items = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+                raise ValueError(raw)
+            return tuple(i.strip() for i in items if i.strip())
         if "Path" in kind_s:
             return Path(str(raw)).expanduser()
         if kind_s == "int" or kind is int:
@@ -185,13 +238,21 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError(f"poll_interval must be > 0 seconds (got {s.poll_interval})")
     if s.history_size < 1:
         raise ConfigError(f"history_size must be >= 1 (got {s.history_size})")
-    for scheme_field, allowed in (("amqp_url", {"amqp", "amqps"}), ("management_url", {"http", "https"})):
-        url = getattr(s, scheme_field)
-        scheme = urlsplit(url).scheme
-        if scheme not in allowed:
-            raise ConfigError(
-                f"{scheme_field} = {mask_url(url)!r} must start with {' or '.join(sorted(allowed))}://"
-            )
+    if s.heartbeat < 0:
+        raise ConfigError(f"heartbeat must be >= 0 seconds (got {s.heartbeat}; 0 turns it off)")
+    if not s.reconnect_max_delay > 0:
+        raise ConfigError(f"reconnect_max_delay must be > 0 seconds (got {s.reconnect_max_delay})")
+    for name in ("amqp_url", "management_url"):
+        check_url(name, getattr(s, name))
+    for name in ("amqp_urls", "management_urls"):
+        for i, url in enumerate(getattr(s, name)):
+            check_url(f"{name}[{i}]", url)
+    # The first address of a list is the one shown, and the one the vhost and the
+    # credentials come from.
+    if s.amqp_urls and s.amqp_url != s.amqp_urls[0]:
+        s = replace(s, amqp_url=s.amqp_urls[0])
+    if s.management_urls and s.management_url != s.management_urls[0]:
+        s = replace(s, management_url=s.management_urls[0])
     t = s.thresholds
     for f in fields(t):
         if getattr(t, f.name) < 0:

@@ -1,4 +1,8 @@
-"""AMQP connections with library errors translated into queuewatch's own."""
+"""Open one AMQP connection to one address, with library errors translated.
+
+Most code wants :class:`~queuewatch.broker.link.BrokerLink` (failover, liveness, recovery);
+:func:`connect` is the single-shot primitive under it, also used by one-shot commands.
+"""
 
 from __future__ import annotations
 
@@ -6,42 +10,43 @@ import asyncio
 from typing import Any
 
 import aio_pika
-import aiormq
-from aio_pika.abc import AbstractConnection, AbstractRobustConnection
+from aio_pika.abc import AbstractConnection
 
-from queuewatch.config import Settings, mask_url
-from queuewatch.errors import AuthenticationFailed, BrokerUnavailable, NotFound
+from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS, quiet_library_logs, translate_connect_error
+from queuewatch.config import Settings
+from queuewatch.errors import BrokerUnavailable
 
-#: Seconds to wait for the TCP/AMQP handshake before calling the broker unavailable.
+#: Seconds to wait for the TCP/AMQP handshake before calling an address unavailable.
 CONNECT_TIMEOUT = 10.0
 
+quiet_library_logs()
 
-def translate_connect_error(exc: BaseException, url: str, vhost: str) -> Exception:
-    """Map an aio-pika/aiormq/OS connection failure to a queuewatch error."""
-    shown = mask_url(url)
-    text = str(exc)
-    if isinstance(exc, aiormq.exceptions.ProbableAuthenticationError) or "ACCESS_REFUSED" in text:
-        return AuthenticationFailed(
-            f"RabbitMQ at {shown} refused the credentials; check the user and password in amqp_url"
-        )
-    if "NOT_ALLOWED" in text or "Connection.Close" in text:
-        return NotFound(
-            f"vhost {vhost!r} does not exist on {shown} or the user may not use it "
-            "(rabbitmqctl add_vhost / set_permissions)"
-        )
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
-        return BrokerUnavailable(f"RabbitMQ at {shown} did not answer within {CONNECT_TIMEOUT:g}s")
-    return BrokerUnavailable(f"cannot connect to RabbitMQ at {shown}: {type(exc).__name__}: {text}")
+
+async def connect_one(
+    settings: Settings, address: str, vhost: str | None = None, *, timeout: float = CONNECT_TIMEOUT,
+    **kwargs: Any,
+) -> AbstractConnection:
+    """Open a connection to ``address`` (one of ``settings.amqp_addresses``) on ``vhost``."""
+    vh = settings.effective_vhost if vhost is None else vhost
+    url = shown = settings.amqp_url_for(vh, address)
+    if "heartbeat=" not in url:  # the address's own query wins over the setting
+        url += ("&" if "?" in url else "?") + f"heartbeat={int(settings.heartbeat)}"
+    try:
+        return await asyncio.wait_for(aio_pika.connect(url, **kwargs), timeout)
+    except LINK_OR_AMQP_ERRORS as exc:
+        raise translate_connect_error(exc, shown, vh, timeout) from exc
 
 
 async def connect(
-    settings: Settings, vhost: str | None = None, *, robust: bool = False, **kwargs: Any
-) -> AbstractConnection | AbstractRobustConnection:
-    """Open an AMQP connection to ``vhost`` (default: the settings' vhost)."""
-    vh = settings.effective_vhost if vhost is None else vhost
-    url = settings.amqp_url_for(vh)
-    factory = aio_pika.connect_robust if robust else aio_pika.connect
-    try:
-        return await asyncio.wait_for(factory(url, **kwargs), CONNECT_TIMEOUT)
-    except (TimeoutError, aiormq.exceptions.AMQPError, OSError, ConnectionError) as exc:
-        raise translate_connect_error(exc, url, vh) from exc
+    settings: Settings, vhost: str | None = None, *, timeout: float = CONNECT_TIMEOUT, **kwargs: Any
+) -> AbstractConnection:
+    """Open a connection to the first address of ``settings`` that answers (in order); the
+    error of the last one when none does. No retry: see ``BrokerLink`` for that."""
+    last: BrokerUnavailable | None = None
+    for address in settings.amqp_addresses:
+        try:
+            return await connect_one(settings, address, vhost, timeout=timeout, **kwargs)
+        except BrokerUnavailable as exc:  # credentials or vhost errors: every node says the same
+            last = exc
+    assert last is not None
+    raise last

@@ -1,0 +1,212 @@
+"""A consumer that the link keeps alive: :class:`Subscription`.
+
+Each subscription has a channel of its own, so a broker-side close of one (a
+``consumer_timeout`` on a long job, a queue deleted under it) leaves the others alone. When
+the broker cancels it or closes its channel while the connection lives, it subscribes again
+on a new channel with backoff, as soon as the queue exists again; when the link is lost, the
+link restores it after the reconnect. Its state says at every moment whether it consumes,
+since when, and why not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from aio_pika.abc import AbstractChannel, AbstractQueue
+
+from queuewatch.broker.errors import ANY_BROKER_ERROR, LINK_OR_AMQP_ERRORS, ChannelNotFound, queue_down_text
+from queuewatch.broker.policy import ReconnectPolicy
+
+if TYPE_CHECKING:
+    from queuewatch.broker.link import BrokerLink
+
+log = logging.getLogger(__name__)
+
+#: Resubscribing after a broker-side cancel backs off to at most this (seconds), so a queue
+#: that comes back is consumed again within a few seconds.
+RESUBSCRIBE_POLICY = ReconnectPolicy(initial=0.25, factor=2.0, cap=3.0)
+
+Cause = Literal[
+    "starting", "link_down", "consumer_timeout", "cancelled_by_broker", "queue_missing",
+    "queue_down", "channel_closed", "stopped",
+]
+
+
+@dataclass(frozen=True)
+class ConsumerState:
+    """Whether a subscription consumes right now; if not, since when and why."""
+
+    queue: str
+    live: bool
+    since: float
+    """Epoch seconds of the last change."""
+    cause: Cause | None = None
+    """Why it does not consume (None while live)."""
+    reason: str | None = None
+    """The broker's words, or ours, for a person."""
+
+
+def classify_close(exc: BaseException | None) -> tuple[Cause, str]:
+    """What a broker-side channel close means for a consumer."""
+    text = str(exc) if exc is not None else "channel closed"
+    low = text.lower()
+    if "acknowledgement" in low and "timed out" in low:
+        return "consumer_timeout", text
+    if isinstance(exc, ChannelNotFound):
+        return ("queue_down" if queue_down_text(exc) else "queue_missing"), text
+    return "channel_closed", text
+
+
+class Subscription:
+    """One queue consumed through a :class:`~queuewatch.broker.link.BrokerLink`."""
+
+    def __init__(
+        self, link: BrokerLink, queue: str, callback: Callable[[Any], Awaitable[None]], *,
+        prefetch: int, no_ack: bool,
+        declare: Callable[[AbstractChannel], Awaitable[AbstractQueue]] | None,
+        on_change: Callable[[Subscription], None] | None,
+    ) -> None:
+        self.link = link
+        self.queue = queue
+        self.callback = callback
+        self.prefetch = prefetch
+        self.no_ack = no_ack
+        self.declare = declare
+        self.on_change = on_change
+        self.state = ConsumerState(queue, False, time.time(), "starting", "not subscribed yet")
+        self.subscribes = 0
+        """How many times it (re)subscribed."""
+        self.channel: AbstractChannel | None = None
+        self._tag: str | None = None
+        self._generation = 0
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+        self._backoff = RESUBSCRIBE_POLICY.backoff()
+
+    @property
+    def live(self) -> bool:
+        return self.state.live
+
+    # -- state changes -----------------------------------------------------------------
+    def _set(self, live: bool, cause: Cause | None = None, reason: str | None = None) -> None:
+        if live == self.state.live and cause == self.state.cause:
+            return
+        self.state = ConsumerState(self.queue, live, time.time(), cause, reason)
+        if not live and cause not in ("starting", "stopped", "link_down"):
+            log.warning("consumer of %r stopped: %s", self.queue, reason)
+        if self.on_change is not None:
+            self.on_change(self)
+
+    def link_down(self) -> None:
+        """Called by the link when the connection is gone (the channel went with it)."""
+        self._generation += 1
+        self.channel = None
+        if not self._stopped:
+            self._set(False, "link_down", "no connection to RabbitMQ")
+
+    def restart_soon(self) -> None:
+        """(Re)subscribe in the background until it works, the link drops, or stop()."""
+        if self._stopped or (self._task is not None and not self._task.done()):
+            return
+        self._task = asyncio.create_task(self._resubscribe(), name=f"consume {self.queue}")
+
+    def _lost(self, cause: Cause, reason: str, generation: int) -> None:
+        if generation != self._generation or self._stopped:
+            return  # an old channel's late news
+        self._generation += 1
+        self._set(False, cause, reason)
+        if self.link.alive:
+            self.restart_soon()
+
+    # -- subscribing -------------------------------------------------------------------
+    async def _resubscribe(self) -> None:
+        first = True
+        while not self._stopped and self.link.alive:
+            if not first:
+                await asyncio.sleep(self._backoff.next_delay())
+            first = False
+            try:
+                await self._subscribe_once()
+            except ChannelNotFound as exc:
+                cause, reason = classify_close(exc)
+                self._set(False, cause, f"queue {self.queue!r}: {reason}")
+                continue
+            except LINK_OR_AMQP_ERRORS as exc:
+                self._set(False, "channel_closed", f"subscribing to {self.queue!r} failed: {exc}")
+                continue
+            self._backoff.reset()
+            return
+
+    async def _subscribe_once(self) -> None:
+        await self._close_channel()
+        channel = await self.link.channel(timeout=self.link.connect_timeout)
+        generation = self._generation
+        self.channel = channel
+        try:
+            if self.prefetch:
+                await channel.set_qos(prefetch_count=self.prefetch)
+            if self.declare is not None:
+                queue = await self.declare(channel)
+            else:
+                queue = await channel.get_queue(self.queue, ensure=True)
+            underlay = await channel.get_underlay_channel()
+
+            def on_cancel(_frame: Any, gen: int = generation) -> None:
+                self._lost("cancelled_by_broker",
+                           f"the broker cancelled the consumer of {self.queue!r} (queue deleted, "
+                           "or its node went down)", gen)
+
+            def on_close(_ch: Any, exc: BaseException | None = None, gen: int = generation) -> None:
+                if not self.link.alive:
+                    return  # the link's loss is reported by the link
+                cause, reason = classify_close(exc)
+                self._lost(cause, reason, gen)
+
+            underlay.on_consumer_cancel_callbacks.add(on_cancel)
+            channel.close_callbacks.add(on_close)
+            self._tag = await queue.consume(self.callback, no_ack=self.no_ack)
+        except BaseException:
+            await self._close_channel()
+            raise
+        self.subscribes += 1
+        self._set(True)
+        if self.subscribes > 1:
+            log.warning("consuming %r again", self.queue)
+
+    async def _close_channel(self) -> None:
+        channel, self.channel = self.channel, None
+        if channel is None or channel.is_closed:
+            return
+        try:
+            await asyncio.wait_for(channel.close(), 2.0)
+        except ANY_BROKER_ERROR as exc:
+            log.debug("closing the old channel of %r: %s", self.queue, exc)
+
+    # -- stopping ----------------------------------------------------------------------
+    async def cancel(self) -> None:
+        """Stop receiving new deliveries (basic.cancel) but keep the channel, so deliveries
+        already received can still be acked. Never raises for a dead link."""
+        self._stopped = True
+        self._generation += 1
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        channel, tag = self.channel, self._tag
+        if channel is not None and tag is not None and not channel.is_closed and self.link.alive:
+            try:
+                underlay = await channel.get_underlay_channel()
+                await asyncio.wait_for(underlay.basic_cancel(tag), 2.0)
+            except ANY_BROKER_ERROR as exc:
+                log.debug("cancel consumer of %r: %s", self.queue, exc)
+        self._set(False, "stopped", "stopped")
+
+    async def stop(self) -> None:
+        """Cancel and close the channel (unacked deliveries go back to the queue)."""
+        await self.cancel()
+        await self._close_channel()

@@ -1,0 +1,190 @@
+"""The one confirmed, mandatory publish, and the one classification of how it ended.
+
+Every hop that moves a job — the producer, the worker's retry/dead-letter copy, DLQ replay
+and import — publishes through :class:`ConfirmedPublisher` (or, for pika, classifies with
+:func:`classify_pika_error`) and gets one :class:`Outcome`:
+
+- ``confirmed``: the broker took responsibility for the message;
+- ``nacked``: the broker refused it — the queue is at its cap (``x-overflow:
+  reject-publish``), or a quorum queue could not take it;
+- ``unroutable``: no queue matched (``mandatory`` return), or the exchange does not exist;
+- ``queue_down``: the queue exists but its node is down (or it has no quorum);
+- ``link_lost``: the link broke, or no confirm came within the deadline: the message may or
+  may not have arrived, so the caller re-sends (at-least-once) or keeps its source.
+
+Return/nack answers that could also mean "queue down" are checked with a passive declare of
+the target queue on a throwaway channel (the slow path only; a confirm costs nothing extra).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import aiormq
+import aiormq.exceptions
+from aio_pika.abc import AbstractChannel
+from aiormq.abc import DeliveredMessage
+from pamqp.commands import Basic
+
+from queuewatch.broker.errors import (
+    ANY_BROKER_ERROR,
+    LINK_ERRORS,
+    LINK_OR_AMQP_ERRORS,
+    ChannelNotFound,
+    queue_down_text,
+)
+from queuewatch.broker.link import BrokerLink
+
+#: Longest wait for one confirm before the publish counts as ``link_lost`` (seconds).
+CONFIRM_TIMEOUT = 30.0
+
+Properties = Basic.Properties
+"""AMQP message properties (pamqp's), re-exported so callers need no AMQP library."""
+
+
+class Outcome(enum.Enum):
+    CONFIRMED = "confirmed"
+    NACKED = "nacked"
+    UNROUTABLE = "unroutable"
+    QUEUE_DOWN = "queue_down"
+    LINK_LOST = "link_lost"
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    outcome: Outcome
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.CONFIRMED
+
+
+CONFIRMED = PublishResult(Outcome.CONFIRMED)
+
+
+class ConfirmedPublisher:
+    """Publishes on a confirm channel of ``link``, opened on first use and again after it
+    closed. Many publishes may be in flight at once (call :meth:`publish` from many tasks)."""
+
+    def __init__(self, link: BrokerLink, *, confirm_timeout: float = CONFIRM_TIMEOUT) -> None:
+        self.link = link
+        self.confirm_timeout = confirm_timeout
+        self._channel: AbstractChannel | None = None
+        self._lock = asyncio.Lock()
+
+    async def _raw(self, timeout: float) -> Any:
+        channel = self._channel
+        if channel is None or channel.is_closed or not self.link.alive:
+            async with self._lock:
+                channel = self._channel
+                if channel is None or channel.is_closed or not self.link.alive:
+                    channel = self._channel = await self.link.channel(confirms=True, timeout=timeout)
+        return await channel.get_underlay_channel()
+
+    async def publish(
+        self, body: bytes, *, exchange: str, routing_key: str, properties: Properties,
+        queue: str | None = None, timeout: float | None = None, link_timeout: float | None = None,
+    ) -> PublishResult:
+        """Publish with ``mandatory`` and wait for the confirm (at most ``timeout``).
+
+        ``queue``: the queue the message is meant for, to tell "queue down" from
+        "unroutable" when it comes back (defaults to ``routing_key`` on the default
+        exchange). ``link_timeout``: how long to wait for a live link first."""
+        wait = self.confirm_timeout if timeout is None else timeout
+        try:
+            raw = await self._raw(wait if link_timeout is None else link_timeout)
+        except LINK_ERRORS as exc:
+            return PublishResult(Outcome.LINK_LOST, str(exc))
+        target = queue if queue is not None else (routing_key if exchange == "" else None)
+        try:
+            answer = await asyncio.wait_for(raw.basic_publish(
+                body, exchange=exchange, routing_key=routing_key, properties=properties,
+                mandatory=True), wait)
+        except aiormq.exceptions.PublishError:
+            return await self._returned(exchange, routing_key, target)
+        except aiormq.exceptions.DeliveryError as exc:
+            return await self._nacked(target, exc)
+        except ChannelNotFound as exc:
+            self._channel = None
+            return PublishResult(Outcome.UNROUTABLE, f"exchange {exchange!r} does not exist ({exc})")
+        except aiormq.exceptions.AMQPChannelError as exc:
+            self._channel = None
+            return PublishResult(Outcome.NACKED, f"the broker closed the channel: {exc}")
+        except TimeoutError:
+            self._channel = None  # a confirm may still come on it; never trust it again
+            down = await self.queue_down(target)
+            if down:
+                return PublishResult(Outcome.QUEUE_DOWN, down)
+            return PublishResult(Outcome.LINK_LOST, f"no confirm within {wait:g}s")
+        except LINK_ERRORS as exc:
+            return PublishResult(Outcome.LINK_LOST, f"{type(exc).__name__}: {exc}")
+        if isinstance(answer, DeliveredMessage):  # returned (without on_return_raises)
+            return await self._returned(exchange, routing_key, target)
+        return CONFIRMED
+
+    async def _returned(self, exchange: str, routing_key: str, target: str | None) -> PublishResult:
+        down = await self.queue_down(target)
+        if down:
+            return PublishResult(Outcome.QUEUE_DOWN, down)
+        return PublishResult(
+            Outcome.UNROUTABLE,
+            f"exchange {exchange or '(default)'!r} with routing key {routing_key!r} matched no queue")
+
+    async def _nacked(self, target: str | None, exc: BaseException) -> PublishResult:
+        down = await self.queue_down(target)
+        if down:
+            return PublishResult(Outcome.QUEUE_DOWN, down)
+        return PublishResult(Outcome.NACKED, f"the broker refused the message (nack): {exc}")
+
+    async def queue_down(self, queue: str | None) -> str | None:
+        """Why ``queue`` cannot take messages because its node is down, else None."""
+        if not queue or not self.link.alive:
+            return None
+        try:
+            channel = await self.link.channel(timeout=5.0)
+        except LINK_ERRORS:
+            return None
+        try:
+            await asyncio.wait_for(channel.declare_queue(queue, passive=True), 5.0)
+        except ChannelNotFound as exc:
+            if queue_down_text(exc):
+                return f"queue {queue!r} is down (its node is unavailable): {exc}"
+            return None
+        except LINK_OR_AMQP_ERRORS:
+            return None
+        finally:
+            if not channel.is_closed:
+                try:
+                    await asyncio.wait_for(channel.close(), 2.0)
+                except ANY_BROKER_ERROR:
+                    pass
+        return None
+
+    async def close(self) -> None:
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            try:
+                await asyncio.wait_for(channel.close(), 2.0)
+            except ANY_BROKER_ERROR:
+                pass
+
+
+def classify_pika_error(exc: BaseException) -> PublishResult:
+    """The same outcomes for the blocking (pika) producer."""
+    import pika.exceptions as pe
+
+    if isinstance(exc, pe.UnroutableError):
+        return PublishResult(Outcome.UNROUTABLE, "matched no queue")
+    if isinstance(exc, pe.NackError):
+        return PublishResult(Outcome.NACKED, "the broker refused the message (nack)")
+    if isinstance(exc, pe.ChannelClosedByBroker):
+        if exc.reply_code == 404:
+            if queue_down_text(exc):
+                return PublishResult(Outcome.QUEUE_DOWN, str(exc))
+            return PublishResult(Outcome.UNROUTABLE, str(exc))
+        return PublishResult(Outcome.NACKED, f"the broker closed the channel: {exc}")
+    return PublishResult(Outcome.LINK_LOST, f"{type(exc).__name__}: {exc}")
