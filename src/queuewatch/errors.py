@@ -110,6 +110,19 @@ class Unroutable(PublishError):
         )
 
 
+class QueueDown(PublishError):
+    """The target queue exists but cannot take messages: its node is down, or a quorum
+    queue has no majority of its members online."""
+
+    def __init__(self, queue: str, detail: str = "") -> None:
+        self.queue = queue
+        super().__init__(
+            f"queue {queue!r} is down (its node is unavailable or it has no quorum); the "
+            "message was not accepted — retry when the node is back"
+            + (f" ({detail})" if detail else "")
+        )
+
+
 class ReadOnlyError(QueuewatchError):
     """A destructive action was asked for while read-only mode is on."""
 

@@ -63,6 +63,17 @@ def connection_alive(conn: AbstractConnection | None) -> bool:
     return not raw.is_closed and bool(getattr(raw, "is_opened", True))
 
 
+def is_blocked(conn: AbstractConnection | None) -> bool:
+    """Whether the broker sent ``connection.blocked`` (a memory or disk alarm); aiormq keeps
+    it in a private event."""
+    if conn is None:
+        return False
+    transport = getattr(conn, "transport", None)
+    raw = getattr(transport, "connection", None)
+    event = getattr(raw, "_Connection__connection_unblocked", None)
+    return isinstance(event, asyncio.Event) and not event.is_set()
+
+
 class BrokerLink:
     """See the module docstring. Not thread-safe: one event loop."""
 
@@ -109,6 +120,11 @@ class BrokerLink:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def blocked(self) -> bool:
+        """True while the broker blocks publishing on this link (resource alarm)."""
+        return self.alive and is_blocked(self.connection)
 
     def on_up(self, hook: OnUp) -> None:
         """Run ``hook(connection)`` after every (re)connect, before consumers are restored.

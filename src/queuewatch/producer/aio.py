@@ -16,14 +16,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import aiormq
-from aio_pika.abc import AbstractChannel, AbstractConnection
-from aiormq.abc import DeliveredMessage
-from pamqp.commands import Basic
-
-from queuewatch.broker.connect import connect
-from queuewatch.config import Settings, mask_url
-from queuewatch.errors import BackPressure, BrokerUnavailable, PublishError, Unroutable
+from queuewatch.broker.link import BrokerLink
+from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties
+from queuewatch.config import Settings
+from queuewatch.errors import BackPressure, BrokerUnavailable, PublishError, QueueDown, Unroutable
 from queuewatch.producer._common import (
     BACKPRESSURE_RETRY_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
@@ -42,13 +38,7 @@ log = logging.getLogger(__name__)
 
 #: Give up re-sending after the broker has been unreachable this long (seconds).
 DEFAULT_RECONNECT_TIMEOUT = 60.0
-_RECONNECT_PAUSE = 0.5
 _BLOCKED_POLL = 0.1
-_LINK_ERRORS = (
-    aiormq.exceptions.AMQPConnectionError, aiormq.exceptions.ChannelInvalidStateError,
-    ConnectionError, OSError, asyncio.TimeoutError, BrokerUnavailable,
-    RuntimeError,  # aio-pika: "<Connection ...> closed" when the link died under us
-)
 
 
 class AsyncProducer:
@@ -75,16 +65,20 @@ class AsyncProducer:
         self.observer = observer or ProducerObserver()
         self._slots = asyncio.Semaphore(window)
         self._pending: set[asyncio.Future[Published]] = set()
-        self._conn: AbstractConnection | None = None
-        self._channel: AbstractChannel | None = None
-        self._lock = asyncio.Lock()
+        self.link = BrokerLink(settings, name=connection_name)
+        self._publisher = ConfirmedPublisher(self.link)
         self._closed = False
-        self.reconnects = 0
+
+    @property
+    def reconnects(self) -> int:
         """How many times the producer had to reconnect."""
+        return max(self.link.connects - 1, 0)
 
     # -- lifecycle ---------------------------------------------------------------------
     async def connect(self) -> None:
-        await self._ensure_channel(time.monotonic() + self.reconnect_timeout)
+        """Connect (failing over along the addresses) within ``reconnect_timeout``; raises
+        the broker's refusal (credentials, vhost) at once."""
+        await self.link.open(self.reconnect_timeout)
 
     async def close(self) -> None:
         """Wait for outstanding confirms, then close the connection."""
@@ -92,9 +86,8 @@ class AsyncProducer:
             await self.flush()
         finally:
             self._closed = True
-            if self._conn is not None and not self._conn.is_closed:
-                await self._conn.close()
-            self._conn = self._channel = None
+            await self._publisher.close()
+            await self.link.close()
 
     async def __aenter__(self) -> AsyncProducer:
         await self.connect()
@@ -106,7 +99,7 @@ class AsyncProducer:
     @property
     def blocked(self) -> bool:
         """True while the broker blocks publishing (memory or disk alarm)."""
-        return _is_blocked(self._conn)
+        return self.link.blocked
 
     @property
     def in_flight(self) -> int:
@@ -178,110 +171,58 @@ class AsyncProducer:
         self._slots.release()
 
     async def _send(self, out: Outgoing, wait: bool, timeout: float | None) -> Published:
+        """Publish until confirmed; re-send after a lost link (at-least-once) until the
+        broker has been unreachable for ``reconnect_timeout``."""
         wait_deadline = time.monotonic() + (DEFAULT_WAIT_TIMEOUT if timeout is None else timeout)
         link_deadline: float | None = None
-        props = Basic.Properties(
+        props = Properties(
             content_type=out.content_type, delivery_mode=2, priority=out.priority,
             message_id=out.message_id, timestamp=_ts(out.timestamp), headers=out.headers,
         )
         while True:
-            try:
-                channel = await self._ensure_channel(
-                    link_deadline or time.monotonic() + self.reconnect_timeout
-                )
-                if _is_blocked(self._conn):
-                    await self._wait_unblocked()
-                underlay = await channel.get_underlay_channel()
-                result = await underlay.basic_publish(
-                    out.body, exchange=out.exchange, routing_key=out.routing_key,
-                    properties=props, mandatory=True,
-                )
-            except aiormq.exceptions.PublishError as exc:
-                raise Unroutable(out.exchange, out.routing_key) from exc
-            except aiormq.exceptions.DeliveryError as exc:
-                self.observer.on_publish_nack(out.queue)
-                if wait and time.monotonic() < wait_deadline:
-                    await asyncio.sleep(BACKPRESSURE_RETRY_INTERVAL)
-                    continue
-                raise BackPressure(out.queue, cap_of(self.topology, out.queue)) from exc
-            except aiormq.exceptions.ChannelNotFoundEntity as exc:
-                self._channel = None
-                raise Unroutable(out.exchange, out.routing_key) from exc
-            except aiormq.exceptions.AMQPChannelError as exc:
-                self._channel = None
-                raise PublishError(f"publish to {out.queue!r} failed: {exc}") from exc
-            except _LINK_ERRORS as exc:
-                now = time.monotonic()
-                link_deadline = link_deadline or now + self.reconnect_timeout
-                if now >= link_deadline or self._closed:
-                    raise BrokerUnavailable(
-                        f"publish to {out.queue!r} not confirmed: broker unreachable ({exc})"
-                    ) from exc
-                log.warning("publish of %s interrupted (%s); re-sending", out.message_id, exc)
-                await asyncio.sleep(_RECONNECT_PAUSE / 5)
-                continue
-            if isinstance(result, DeliveredMessage):
-                raise Unroutable(out.exchange, out.routing_key)
-            return published(out)
-
-    async def _ensure_channel(self, deadline: float) -> AbstractChannel:
-        channel = self._channel
-        if channel is not None and not channel.is_closed:
-            return channel
-        async with self._lock:
-            while self._channel is None or self._channel.is_closed:
-                try:
-                    if self._conn is not None and self._conn.is_closed:
-                        await self._drop_connection()
-                    if self._conn is None:
-                        self._conn = await connect(
-                            self.settings, client_properties={"connection_name": self.connection_name}
-                        )
-                    self._channel = await self._conn.channel(publisher_confirms=True)
-                except _LINK_ERRORS as exc:
-                    self._channel = None
-                    await self._drop_connection()
-                    if time.monotonic() >= deadline:
-                        raise BrokerUnavailable(
-                            f"cannot reach RabbitMQ at {mask_url(self.settings.amqp_url)}: {exc}"
-                        ) from exc
-                    await asyncio.sleep(_RECONNECT_PAUSE)
-            return self._channel
+            if self.link.blocked:
+                await self._wait_unblocked()
+            left = (link_deadline or time.monotonic() + self.reconnect_timeout) - time.monotonic()
+            result = await self._publisher.publish(
+                out.body, exchange=out.exchange, routing_key=out.routing_key, properties=props,
+                queue=out.queue, link_timeout=max(left, 0.0),
+            )
+            match result.outcome:
+                case Outcome.CONFIRMED:
+                    return published(out)
+                case Outcome.NACKED:
+                    self.observer.on_publish_nack(out.queue)
+                    if wait and time.monotonic() < wait_deadline:
+                        await asyncio.sleep(BACKPRESSURE_RETRY_INTERVAL)
+                        continue
+                    raise BackPressure(out.queue, cap_of(self.topology, out.queue))
+                case Outcome.UNROUTABLE:
+                    raise Unroutable(out.exchange, out.routing_key)
+                case Outcome.QUEUE_DOWN:
+                    if wait and time.monotonic() < wait_deadline:
+                        await asyncio.sleep(BACKPRESSURE_RETRY_INTERVAL * 10)
+                        continue
+                    raise QueueDown(out.queue, result.detail)
+            # link_lost: the message may or may not have arrived; send it again
+            now = time.monotonic()
+            link_deadline = link_deadline or now + self.reconnect_timeout
+            if now >= link_deadline or self._closed:
+                raise BrokerUnavailable(
+                    f"publish to {out.queue!r} not confirmed: broker unreachable ({result.detail})")
+            log.warning("publish of %s interrupted (%s); re-sending", out.message_id, result.detail)
 
     async def _wait_unblocked(self) -> None:
         """Hold publishes while the broker blocks the connection (memory or disk alarm)."""
         self.observer.on_blocked(True)
         log.warning("RabbitMQ blocked publishing (resource alarm); waiting")
         try:
-            while _is_blocked(self._conn) and not self._closed:
+            while self.link.blocked and not self._closed:
                 await asyncio.sleep(_BLOCKED_POLL)
         finally:
             self.observer.on_blocked(False)
-
-    async def _drop_connection(self) -> None:
-        """Forget a connection that failed; the next publish opens a new one."""
-        conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        self.reconnects += 1
-        if not conn.is_closed:
-            try:
-                await conn.close()
-            except _LINK_ERRORS as exc:
-                log.debug("closing a dead connection: %s", exc)
 
 
 def _ts(seconds: int) -> Any:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(seconds, UTC)
-
-
-def _is_blocked(conn: AbstractConnection | None) -> bool:
-    """Whether the broker sent ``connection.blocked`` (aiormq keeps it in a private event)."""
-    if conn is None:
-        return False
-    transport = getattr(conn, "transport", None)
-    raw = getattr(transport, "connection", None)
-    event = getattr(raw, "_Connection__connection_unblocked", None)
-    return isinstance(event, asyncio.Event) and not event.is_set()

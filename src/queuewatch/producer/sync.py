@@ -15,12 +15,15 @@ from typing import Any
 import pika
 import pika.exceptions
 
+from queuewatch.broker.policy import policy_for
+from queuewatch.broker.publish import Outcome, classify_pika_error
 from queuewatch.config import Settings, mask_url
 from queuewatch.errors import (
     AuthenticationFailed,
     BackPressure,
     BrokerUnavailable,
     PublishError,
+    QueueDown,
     Unroutable,
 )
 from queuewatch.producer._common import (
@@ -69,6 +72,10 @@ class Producer:
         self.blocked = False
         """True while the broker blocks publishing (memory or disk alarm)."""
         self.reconnects = 0
+        self._backoff = policy_for(settings.reconnect_max_delay).backoff()
+        self._next_address = 0
+        self.attempts: list[float] = []
+        """Monotonic time of every connect attempt."""
 
     def connect(self) -> None:
         self._ensure(time.monotonic() + self.reconnect_timeout)
@@ -121,58 +128,73 @@ class Producer:
                     out.exchange, out.routing_key, out.body, props, mandatory=True
                 )
                 return published(out)
-            except pika.exceptions.UnroutableError as exc:
-                raise Unroutable(out.exchange, out.routing_key) from exc
-            except pika.exceptions.NackError as exc:
-                self.observer.on_publish_nack(queue)
-                if wait and time.monotonic() < wait_deadline:
-                    time.sleep(BACKPRESSURE_RETRY_INTERVAL)
-                    continue
-                raise BackPressure(queue, cap_of(self.topology, queue)) from exc
-            except pika.exceptions.ChannelClosedByBroker as exc:
+            except (pika.exceptions.UnroutableError, pika.exceptions.NackError,
+                    pika.exceptions.ChannelClosedByBroker, *_LINK_ERRORS) as caught:
+                exc: BaseException = caught
+                result = classify_pika_error(exc)
+            if isinstance(exc, pika.exceptions.ChannelClosedByBroker) or result.outcome is Outcome.LINK_LOST:
                 self._channel = None
-                if exc.reply_code == 404:
+            match result.outcome:
+                case Outcome.NACKED if isinstance(exc, pika.exceptions.NackError):
+                    self.observer.on_publish_nack(queue)
+                    if wait and time.monotonic() < wait_deadline:
+                        time.sleep(BACKPRESSURE_RETRY_INTERVAL)
+                        continue
+                    raise BackPressure(queue, cap_of(self.topology, queue)) from exc
+                case Outcome.NACKED:
+                    raise PublishError(f"publish to {queue!r} failed: {result.detail}") from exc
+                case Outcome.UNROUTABLE:
                     raise Unroutable(out.exchange, out.routing_key) from exc
-                raise PublishError(f"publish to {queue!r} failed: {exc}") from exc
-            except _LINK_ERRORS as exc:
-                self._channel = None
-                now = time.monotonic()
-                link_deadline = link_deadline or now + self.reconnect_timeout
-                if now >= link_deadline:
-                    raise BrokerUnavailable(f"publish to {queue!r} not confirmed: {exc}") from exc
-                log.warning("publish of %s interrupted (%s); re-sending", out.message_id, exc)
-                time.sleep(0.2)
+                case Outcome.QUEUE_DOWN:
+                    raise QueueDown(queue, result.detail) from exc
+            now = time.monotonic()
+            link_deadline = link_deadline or now + self.reconnect_timeout
+            if now >= link_deadline:
+                raise BrokerUnavailable(f"publish to {queue!r} not confirmed: {result.detail}") from exc
+            log.warning("publish of %s interrupted (%s); re-sending", out.message_id, result.detail)
 
     # -- connection ----------------------------------------------------------------------
     def _ensure(self, deadline: float) -> Any:
+        """A confirm channel, connecting along the addresses (the last good one first) with
+        the shared backoff policy until ``deadline``."""
+        addresses = self.settings.amqp_addresses
         while self._channel is None or not self._channel.is_open:
+            index = self._next_address % len(addresses)
+            address = addresses[index]
             try:
                 if self._conn is None or not self._conn.is_open:
                     if self._conn is not None:
                         self.reconnects += 1
-                    self._conn = pika.BlockingConnection(self._parameters())
+                    self.attempts.append(time.monotonic())
+                    self._conn = pika.BlockingConnection(self._parameters(address))
                     self._conn.add_on_connection_blocked_callback(self._on_blocked)
                     self._conn.add_on_connection_unblocked_callback(self._on_unblocked)
                 channel = self._conn.channel()
                 channel.confirm_delivery()
                 self._channel = channel
+                self._backoff.reset()
             except pika.exceptions.ProbableAuthenticationError as exc:
                 raise AuthenticationFailed(
-                    f"RabbitMQ at {mask_url(self.settings.amqp_url)} refused the credentials"
+                    f"RabbitMQ at {mask_url(address)} refused the credentials"
                 ) from exc
             except _LINK_ERRORS as exc:
                 self._conn = None if self._conn is None or not self._conn.is_open else self._conn
+                if self._conn is None:
+                    self._next_address = index + 1  # fail over to the next address
                 if time.monotonic() >= deadline:
                     raise BrokerUnavailable(
-                        f"cannot reach RabbitMQ at {mask_url(self.settings.amqp_url)}: {exc}"
+                        f"cannot reach RabbitMQ at {', '.join(mask_url(a) for a in addresses)}: "
+                        f"{type(exc).__name__}"
                     ) from exc
-                time.sleep(0.5)
+                if self._next_address % len(addresses) == 0 or self._conn is not None:
+                    time.sleep(min(self._backoff.next_delay(), max(deadline - time.monotonic(), 0)))
         return self._channel
 
-    def _parameters(self) -> pika.URLParameters:
-        params = pika.URLParameters(self.settings.amqp_url_for())
+    def _parameters(self, address: str) -> pika.URLParameters:
+        params = pika.URLParameters(self.settings.amqp_url_for(address=address))
         params.client_properties = {"connection_name": self.connection_name}
         params.blocked_connection_timeout = BLOCKED_CONNECTION_TIMEOUT
+        params.heartbeat = self.settings.heartbeat
         return params
 
     def _on_blocked(self, *_: Any) -> None:

@@ -262,7 +262,7 @@ class Worker:
                 log.debug("closing the connection: %s", exc)
 
     def _blocked(self) -> bool:
-        from queuewatch.producer.aio import _is_blocked
+        from queuewatch.broker.link import is_blocked as _is_blocked
 
         return _is_blocked(self._conn)
 
