@@ -299,6 +299,15 @@ def read_toml(path: Path, what: str = "config") -> dict[str, Any]:
         raise ConfigError(f"{what} file {str(path)!r} is not UTF-8 text") from None
 
 
+def _merge_source(merged: dict[str, Any], source: Mapping[str, Any]) -> None:
+    """Apply one source over the earlier ones. A source that names a single address
+    (``amqp_url``) without a list replaces an earlier list too: the later source wins."""
+    for single in ("amqp_url", "management_url"):
+        if single in source and single + "s" not in source:
+            merged.pop(single + "s", None)
+    merged.update(source)
+
+
 def load_settings(
     path: str | Path | None = None,
     env: Mapping[str, str] | None = None,
@@ -322,6 +331,7 @@ def load_settings(
         thresholds.update(file_kwargs.pop("thresholds", {}))
         merged.update(file_kwargs)
 
+    from_env: dict[str, Any] = {}
     for key, value in env.items():
         if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
             continue
@@ -329,17 +339,20 @@ def load_settings(
         if name in _THRESHOLD_FIELDS:
             thresholds[name] = _coerce(name, _THRESHOLD_FIELDS[name].type, value, key)
         elif name in _SETTINGS_FIELDS and name != "thresholds":
-            merged[name] = _coerce(name, _SETTINGS_FIELDS[name].type, value, key)
+            from_env[name] = _coerce(name, _SETTINGS_FIELDS[name].type, value, key)
         # Other QUEUEWATCH_* variables (e.g. QUEUEWATCH_TEST_*) belong to other tools.
+    _merge_source(merged, from_env)
 
+    from_flags: dict[str, Any] = {}
     for key, value in overrides.items():
         if value is None:
             continue
         if key in _THRESHOLD_FIELDS:
             thresholds[key] = value
         elif key in _SETTINGS_FIELDS:
-            merged[key] = value
+            from_flags[key] = value
         else:
             raise TypeError(f"unknown setting {key!r}")
+    _merge_source(merged, from_flags)
 
     return _validate(Settings(**merged, thresholds=Thresholds(**thresholds)))

@@ -110,6 +110,7 @@ class BrokerLink:
         self._closed = False
         self._task: asyncio.Task[None] | None = None
         self._on_up: list[OnUp] = []
+        self._reported: set[str] = set()
         self.subscriptions: list[Subscription] = []
 
     # -- state ------------------------------------------------------------------------
@@ -263,13 +264,15 @@ class BrokerLink:
                     client_properties={"connection_name": self.name},
                 )
             except QueuewatchError as exc:
-                if str(exc) != str(self.last_error):
+                if str(exc) not in self._reported:  # once per outage, not once per attempt
+                    self._reported.add(str(exc))
                     log.warning("link %s: %s", self.name, exc)
                 self.last_error = exc
                 continue
             self._next_address = index
             self.connection, self.address = conn, mask_url(address)
             self.last_error = None
+            self._reported.clear()
             self.connects += 1
             self._lost.clear()
             conn.close_callbacks.add(lambda *_: self._mark_lost("connection closed"))

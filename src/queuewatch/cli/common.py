@@ -21,8 +21,10 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("connection")
     quiet = argparse.SUPPRESS
     g.add_argument("--config", metavar="FILE", default=quiet, help="settings file (default: ./queuewatch.toml)")
-    g.add_argument("--amqp-url", metavar="URL", default=quiet, help="AMQP URL (QUEUEWATCH_AMQP_URL)")
-    g.add_argument("--management-url", metavar="URL", default=quiet, help="management API URL")
+    g.add_argument("--amqp-url", metavar="URL[,URL...]", default=quiet,
+                   help="AMQP URL, or a comma-separated list tried in order (QUEUEWATCH_AMQP_URL(S))")
+    g.add_argument("--management-url", metavar="URL[,URL...]", default=quiet,
+                   help="management API URL, or a comma-separated list tried in order")
     g.add_argument(
         "--vhost", metavar="VHOST", default=quiet, help="virtual host (default: from the AMQP URL, else /)"
     )
@@ -35,11 +37,20 @@ def add_read_only_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _one_or_list(value: str | None) -> tuple[str | None, tuple[str, ...] | None]:
+    """``--amqp-url a,b``: a list of addresses; one URL stays a single URL."""
+    if value is None or "," not in value:
+        return value, None
+    return None, tuple(v.strip() for v in value.split(",") if v.strip())
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    amqp_url, amqp_urls = _one_or_list(getattr(args, "amqp_url", None))
+    management_url, management_urls = _one_or_list(getattr(args, "management_url", None))
     return load_settings(
         getattr(args, "config", None),
-        amqp_url=getattr(args, "amqp_url", None),
-        management_url=getattr(args, "management_url", None),
+        amqp_url=amqp_url, amqp_urls=amqp_urls,
+        management_url=management_url, management_urls=management_urls,
         vhost=getattr(args, "vhost", None),
         read_only=getattr(args, "read_only", None) or None,
     )
