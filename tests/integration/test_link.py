@@ -5,6 +5,7 @@ brings its consumers back, spreads a fleet's reconnects, and never waits without
 from __future__ import annotations
 
 import asyncio
+import itertools
 import statistics
 import subprocess
 import sys
@@ -120,7 +121,7 @@ async def test_a_fleet_reconnects_spread_in_time(settings):
         # Then their first attempts are spread over the jitter window, not in step
         firsts = sorted(link.attempts[n] for link, n in zip(links, before, strict=True))
         spread = firsts[-1] - firsts[0]
-        gaps = [b - a for a, b in zip(firsts, firsts[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(firsts)]
         await asyncio.gather(*(link.close() for link in links))
     assert spread > 0.08, firsts
     assert statistics.pstdev(firsts) > 0.03
