@@ -19,12 +19,12 @@ import socket
 import time
 from dataclasses import dataclass
 
-import aio_pika
-import aiormq
 import psutil
 from aio_pika.abc import AbstractConnection
 
 from queuewatch.audit import AuditLog, current_user, require_writable
+from queuewatch.broker.errors import ChannelNotFound
+from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties
 from queuewatch.config import Settings
 from queuewatch.errors import BrokerError, NotFound, QueuewatchError
 from queuewatch.telemetry import (
@@ -69,7 +69,7 @@ async def listen_heartbeats(
     try:
         try:
             exchange = await channel.get_exchange(settings.telemetry_exchange)
-        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+        except ChannelNotFound as exc:
             raise NotFound(f"no telemetry exchange {settings.telemetry_exchange!r}: "
                            "no queuewatch worker has run on this vhost") from exc
         queue = await channel.declare_queue(listener_queue_name(), exclusive=True,
@@ -130,26 +130,28 @@ async def cancel_job(
     return CancelResult(job_id, worker_id)
 
 
+#: Longest wait for the broker to confirm an operator command (seconds).
+COMMAND_TIMEOUT = 10.0
+
+
 async def _publish_control(
     connection: AbstractConnection, settings: Settings, worker_id: str, command: ControlCommand,
 ) -> None:
-    channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+    publisher = ConfirmedPublisher(connection, confirm_timeout=COMMAND_TIMEOUT)
     try:
-        exchange = await channel.get_exchange(settings.control_exchange)
-        await exchange.publish(
-            aio_pika.Message(command.to_json(), content_type="application/json"),
-            routing_key=control_routing_key(worker_id), mandatory=True,
-        )
-    except aiormq.exceptions.ChannelNotFoundEntity as exc:
-        raise NotFound(f"no control exchange {settings.control_exchange!r} on this vhost") from exc
-    except aiormq.exceptions.PublishError as exc:
-        raise NotFound(f"worker {worker_id!r} is not listening for commands "
-                       "(not running, or not a queuewatch worker)") from exc
-    except aiormq.exceptions.AMQPError as exc:
-        raise BrokerError(f"sending the command to {worker_id!r} failed: {exc}") from exc
+        result = await publisher.publish(
+            command.to_json(), exchange=settings.control_exchange,
+            routing_key=control_routing_key(worker_id),
+            properties=Properties(content_type="application/json"), link_timeout=COMMAND_TIMEOUT)
     finally:
-        if not channel.is_closed:
-            await channel.close()
+        await publisher.close()
+    if result.outcome is Outcome.UNROUTABLE and "does not exist" in result.detail:
+        raise NotFound(f"no control exchange {settings.control_exchange!r} on this vhost")
+    if result.outcome is Outcome.UNROUTABLE:
+        raise NotFound(f"worker {worker_id!r} is not listening for commands "
+                       "(not running, or not a queuewatch worker)")
+    if not result.ok:
+        raise BrokerError(f"sending the command to {worker_id!r} failed: {result.detail}")
 
 
 # -- terminating a hung worker ---------------------------------------------------------------

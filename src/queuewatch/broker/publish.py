@@ -25,7 +25,7 @@ from typing import Any
 
 import aiormq
 import aiormq.exceptions
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
@@ -34,9 +34,10 @@ from queuewatch.broker.errors import (
     LINK_ERRORS,
     LINK_OR_AMQP_ERRORS,
     ChannelNotFound,
+    LinkLost,
     queue_down_text,
 )
-from queuewatch.broker.link import BrokerLink
+from queuewatch.broker.link import BrokerLink, connection_alive
 
 #: Longest wait for one confirm before the publish counts as ``link_lost`` (seconds).
 CONFIRM_TIMEOUT = 30.0
@@ -66,12 +67,36 @@ class PublishResult:
 CONFIRMED = PublishResult(Outcome.CONFIRMED)
 
 
-class ConfirmedPublisher:
-    """Publishes on a confirm channel of ``link``, opened on first use and again after it
-    closed. Many publishes may be in flight at once (call :meth:`publish` from many tasks)."""
+class OneConnection:
+    """A plain connection seen as a link that never reconnects (one-shot commands)."""
 
-    def __init__(self, link: BrokerLink, *, confirm_timeout: float = CONFIRM_TIMEOUT) -> None:
-        self.link = link
+    def __init__(self, connection: AbstractConnection) -> None:
+        self.connection = connection
+
+    @property
+    def alive(self) -> bool:
+        return connection_alive(self.connection)
+
+    async def channel(self, *, confirms: bool = False, timeout: float = 30.0) -> AbstractChannel:
+        if not self.alive:
+            raise LinkLost("the connection to RabbitMQ is closed")
+        try:
+            return await asyncio.wait_for(
+                self.connection.channel(publisher_confirms=confirms, on_return_raises=False), timeout)
+        except LINK_ERRORS as exc:
+            raise LinkLost(f"opening a channel failed: {exc}") from exc
+
+
+class ConfirmedPublisher:
+    """Publishes on a confirm channel of ``link`` (a :class:`BrokerLink`, or a plain
+    connection for one-shot commands), opened on first use and again after it closed. Many
+    publishes may be in flight at once (call :meth:`publish` from many tasks)."""
+
+    def __init__(
+        self, link: BrokerLink | AbstractConnection, *, confirm_timeout: float = CONFIRM_TIMEOUT
+    ) -> None:
+        self.link: BrokerLink | OneConnection = (
+            link if isinstance(link, BrokerLink) else OneConnection(link))
         self.confirm_timeout = confirm_timeout
         self._channel: AbstractChannel | None = None
         self._lock = asyncio.Lock()
