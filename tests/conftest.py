@@ -17,6 +17,9 @@ import pytest
 
 from queuewatch.broker.management import ManagementClient, q
 from queuewatch.config import Settings, load_settings
+from tests.cluster import cluster as cluster
+from tests.cluster import cluster_module as cluster_module
+from tests.nodes import throwaway_node as throwaway_node
 
 
 @pytest.fixture(autouse=True)

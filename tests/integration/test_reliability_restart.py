@@ -5,104 +5,14 @@ on free ports (never the shared node)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import signal
-import socket
-import subprocess
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from pathlib import Path
 
 import pytest
 
-from queuewatch.broker.connect import connect
-from queuewatch.config import Settings, load_settings
-from queuewatch.declare import declare_topology
 from queuewatch.producer import AsyncProducer
-from queuewatch.topology import QueueSpec, Topology
 from queuewatch.worker import Job, Worker
 from tests.helpers import Ledger, wait_until
-
-RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Node:
-    name: str
-    port: int
-    proc: subprocess.Popen[bytes]
-
-    def ctl(self, *args: str) -> None:
-        subprocess.run([str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.name, *args],
-                       check=True, capture_output=True, timeout=60)
-
-    def is_up(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
-
-
-@pytest.fixture
-def throwaway_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
-    if not (RABBITMQ_BIN / "rabbitmq-server").exists():
-        pytest.skip("rabbitmq-server is not installed here")
-    base = tmp_path_factory.mktemp("rmq")
-    port = free_port()
-    name = f"qwt-{uuid.uuid4().hex[:8]}@localhost"
-    (base / "plugins").write_text("[].\n")
-    (base / "rabbitmq.conf").write_text(f"listeners.tcp.default = {port}\nloopback_users = none\n")
-    env = dict(os.environ,
-               RABBITMQ_NODENAME=name, RABBITMQ_NODE_PORT=str(port),
-               RABBITMQ_DIST_PORT=str(free_port()), RABBITMQ_MNESIA_BASE=str(base / "mnesia"),
-               RABBITMQ_LOG_BASE=str(base / "log"), RABBITMQ_ENABLED_PLUGINS_FILE=str(base / "plugins"),
-               RABBITMQ_CONFIG_FILE=str(base / "rabbitmq"), RABBITMQ_FEATURE_FLAGS_FILE=str(base / "ff"),
-               RABBITMQ_PLUGINS_EXPAND_DIR=str(base / "expand"), RABBITMQ_PID_FILE=str(base / "pid"))
-    proc = subprocess.Popen([str(RABBITMQ_BIN / "rabbitmq-server")], env=env, cwd=base,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    node = Node(name, port, proc)
-    try:
-        deadline = time.monotonic() + 60
-        while not node.is_up():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"throwaway RabbitMQ node did not start (see {base}/log)")
-            time.sleep(0.25)
-        yield node
-    finally:
-        try:
-            node.ctl("stop")
-        except (subprocess.SubprocessError, OSError):
-            pass
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # our own session only
-            proc.wait(10)
-        shutil.rmtree(base, ignore_errors=True)
-
-
-async def jobs_on(node: Node, state_dir: Path) -> tuple[Settings, Topology]:
-    """Settings for the throwaway node, with queue "jobs" declared on it."""
-    settings = replace(
-        load_settings(env={}, amqp_url=f"amqp://guest:guest@127.0.0.1:{node.port}/", vhost="/"),
-        state_dir=state_dir,
-    )
-    topo = Topology(queues=(QueueSpec("jobs"),), delay_levels=1)
-    conn = await connect(settings)
-    await declare_topology(conn, topo, "/")
-    await conn.close()
-    return settings, topo
+from tests.nodes import Node, jobs_on
 
 
 @pytest.mark.slow
