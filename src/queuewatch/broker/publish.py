@@ -5,8 +5,10 @@ and import — publishes through :class:`ConfirmedPublisher` (or, for pika, clas
 :func:`classify_pika_error`) and gets one :class:`Outcome`:
 
 - ``confirmed``: the broker took responsibility for the message;
-- ``nacked``: the broker refused it — the queue is at its cap (``x-overflow:
+- ``nacked``: the broker nacked it — the queue is at its cap (``x-overflow:
   reject-publish``), or a quorum queue could not take it;
+- ``refused``: the broker closed the channel over it (a ``user_id`` that is not ours, a
+  message over the size limit, ...): sending it again will not help;
 - ``unroutable``: no queue matched (``mandatory`` return), or the exchange does not exist;
 - ``queue_down``: the queue exists but its node is down (or it has no quorum);
 - ``link_lost``: the link broke, or no confirm came within the deadline: the message may or
@@ -49,6 +51,7 @@ Properties = Basic.Properties
 class Outcome(enum.Enum):
     CONFIRMED = "confirmed"
     NACKED = "nacked"
+    REFUSED = "refused"
     UNROUTABLE = "unroutable"
     QUEUE_DOWN = "queue_down"
     LINK_LOST = "link_lost"
@@ -138,7 +141,7 @@ class ConfirmedPublisher:
             return PublishResult(Outcome.UNROUTABLE, f"exchange {exchange!r} does not exist ({exc})")
         except aiormq.exceptions.AMQPChannelError as exc:
             self._channel = None
-            return PublishResult(Outcome.NACKED, f"the broker closed the channel: {exc}")
+            return PublishResult(Outcome.REFUSED, f"the broker closed the channel: {exc}")
         except TimeoutError:
             self._channel = None  # a confirm may still come on it; never trust it again
             down = await self.queue_down(target)
@@ -211,5 +214,5 @@ def classify_pika_error(exc: BaseException) -> PublishResult:
             if queue_down_text(exc):
                 return PublishResult(Outcome.QUEUE_DOWN, str(exc))
             return PublishResult(Outcome.UNROUTABLE, str(exc))
-        return PublishResult(Outcome.NACKED, f"the broker closed the channel: {exc}")
+        return PublishResult(Outcome.REFUSED, f"the broker closed the channel: {exc}")
     return PublishResult(Outcome.LINK_LOST, f"{type(exc).__name__}: {exc}")

@@ -196,6 +196,8 @@ class AsyncProducer:
                         await asyncio.sleep(BACKPRESSURE_RETRY_INTERVAL)
                         continue
                     raise BackPressure(out.queue, cap_of(self.topology, out.queue))
+                case Outcome.REFUSED:
+                    raise PublishError(f"publish to {out.queue!r} failed: {result.detail}")
                 case Outcome.UNROUTABLE:
                     raise Unroutable(out.exchange, out.routing_key)
                 case Outcome.QUEUE_DOWN:

@@ -1,0 +1,133 @@
+"""The blocking (pika) side of the broker edge, for sync code: :class:`BlockingLink`.
+
+The same address list, reconnect policy and outcome classification as the asyncio
+:class:`~queuewatch.broker.link.BrokerLink` and
+:class:`~queuewatch.broker.publish.ConfirmedPublisher`; every publish waits for its confirm
+(that is what a blocking client can do). Not thread-safe: one link per thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pika
+import pika.exceptions
+
+from queuewatch.broker.policy import policy_for
+from queuewatch.broker.publish import Outcome, PublishResult, classify_pika_error
+from queuewatch.config import Settings, mask_url
+from queuewatch.errors import AuthenticationFailed, BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+#: pika closes a connection that stays blocked longer than this (seconds).
+BLOCKED_CONNECTION_TIMEOUT = 300.0
+_LINK_ERRORS = (
+    pika.exceptions.AMQPConnectionError, pika.exceptions.ChannelClosed,
+    pika.exceptions.ChannelWrongStateError, pika.exceptions.StreamLostError, OSError,
+)
+_PUBLISH_ERRORS = (pika.exceptions.UnroutableError, pika.exceptions.NackError, *_LINK_ERRORS)
+
+
+class BlockingLink:
+    """A pika connection with a confirm channel, failing over along
+    ``settings.amqp_addresses`` with the shared backoff policy."""
+
+    def __init__(self, settings: Settings, *, name: str,
+                 on_blocked: Callable[[bool], None] | None = None) -> None:
+        self.settings = settings
+        self.name = name
+        self.on_blocked = on_blocked
+        self._conn: Any = None
+        self._channel: Any = None
+        self._backoff = policy_for(settings.reconnect_max_delay).backoff()
+        self._next_address = 0
+        self.blocked = False
+        """True while the broker blocks publishing (memory or disk alarm)."""
+        self.reconnects = 0
+        self.attempts: list[float] = []
+        """Monotonic time of every connect attempt."""
+
+    def connect(self, timeout: float) -> None:
+        self._ensure(time.monotonic() + timeout)
+
+    def close(self) -> None:
+        conn, self._conn, self._channel = self._conn, None, None
+        if conn is not None and conn.is_open:
+            try:
+                conn.close()
+            except _LINK_ERRORS:
+                log.debug("connection already gone while closing")
+
+    def publish(
+        self, body: bytes, *, exchange: str, routing_key: str, deadline: float,
+        content_type: str, message_id: str, timestamp: int, headers: Mapping[str, Any],
+        priority: int | None = None,
+    ) -> PublishResult:
+        """One persistent, mandatory publish and its confirm, as one outcome. Connecting
+        waits until ``deadline`` (monotonic) at most."""
+        props = pika.BasicProperties(
+            content_type=content_type, delivery_mode=2, priority=priority,
+            message_id=message_id, timestamp=timestamp, headers=dict(headers),
+        )
+        try:
+            channel = self._ensure(deadline)
+            channel.basic_publish(exchange, routing_key, body, props, mandatory=True)
+        except BrokerUnavailable as exc:
+            return PublishResult(Outcome.LINK_LOST, str(exc))
+        except (*_PUBLISH_ERRORS, pika.exceptions.ChannelClosedByBroker) as exc:
+            result = classify_pika_error(exc)
+            if isinstance(exc, pika.exceptions.ChannelClosedByBroker) or not isinstance(
+                    exc, pika.exceptions.UnroutableError | pika.exceptions.NackError):
+                self._channel = None
+            return result
+        return PublishResult(Outcome.CONFIRMED)
+
+    def _ensure(self, deadline: float) -> Any:
+        """A confirm channel, connecting along the addresses (the last good one first),
+        backing off after a full round, until ``deadline``."""
+        addresses = self.settings.amqp_addresses
+        while self._channel is None or not self._channel.is_open:
+            index = self._next_address % len(addresses)
+            address = addresses[index]
+            try:
+                if self._conn is None or not self._conn.is_open:
+                    if self._conn is not None:
+                        self.reconnects += 1
+                    self.attempts.append(time.monotonic())
+                    self._conn = pika.BlockingConnection(self._parameters(address))
+                    self._conn.add_on_connection_blocked_callback(lambda *_: self._set_blocked(True))
+                    self._conn.add_on_connection_unblocked_callback(lambda *_: self._set_blocked(False))
+                channel = self._conn.channel()
+                channel.confirm_delivery()
+                self._channel = channel
+                self._backoff.reset()
+            except pika.exceptions.ProbableAuthenticationError as exc:
+                raise AuthenticationFailed(
+                    f"RabbitMQ at {mask_url(address)} refused the credentials") from exc
+            except _LINK_ERRORS as exc:
+                self._conn = None if self._conn is None or not self._conn.is_open else self._conn
+                if self._conn is None:
+                    self._next_address = index + 1  # fail over to the next address
+                if time.monotonic() >= deadline:
+                    raise BrokerUnavailable(
+                        f"cannot reach RabbitMQ at {', '.join(mask_url(a) for a in addresses)}: "
+                        f"{type(exc).__name__}") from exc
+                if self._next_address % len(addresses) == 0 or self._conn is not None:
+                    time.sleep(min(self._backoff.next_delay(), max(deadline - time.monotonic(), 0)))
+        return self._channel
+
+    def _parameters(self, address: str) -> pika.URLParameters:
+        params = pika.URLParameters(self.settings.amqp_url_for(address=address))
+        params.client_properties = {"connection_name": self.name}
+        params.blocked_connection_timeout = BLOCKED_CONNECTION_TIMEOUT
+        params.heartbeat = self.settings.heartbeat
+        return params
+
+    def _set_blocked(self, blocked: bool) -> None:
+        self.blocked = blocked
+        if self.on_blocked is not None:
+            self.on_blocked(blocked)
