@@ -6,6 +6,10 @@ failed) or :class:`NotAuthorised` (logged in, but a tag or permission is missing
 404 on the API root or a non-JSON answer -> :class:`ManagementUnavailable`, 404 on an
 object -> :class:`NotFound`. Lists are fetched in pages (``page_size`` <= 500) with
 ``columns=`` so a broker with thousands of queues costs what it must and no more.
+
+Failover along ``settings.management_addresses`` (a cluster's nodes, in order) is done by
+:class:`~queuewatch.broker.http.FailoverHttp`: the address that answered last first, the
+next one on a transport error or timeout; ``display_url`` names the current one, masked.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from urllib.parse import quote
 
 import httpx
 
+from queuewatch.broker import http
 from queuewatch.config import Settings, mask_url
 from queuewatch.errors import (
     AuthenticationFailed,
-    BrokerUnavailable,
     ManagementUnavailable,
     NotAuthorised,
     NotFound,
@@ -53,15 +57,23 @@ class ManagementClient:
 
     def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
         self.settings = settings
-        self.base_url = settings.management_url.rstrip("/")
         user, password = settings.credentials
         self._own_client = client is None
         self._client = client or httpx.AsyncClient(
-            base_url=self.base_url,
             auth=(user, password),
             timeout=settings.http_timeout,
             headers={"content-type": "application/json"},
         )
+        self._http = http.FailoverHttp(settings.management_addresses, self._client, settings.http_timeout)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return self._http.addresses
+
+    @property
+    def base_url(self) -> str:
+        """The address tried first: the one that answered last."""
+        return self._http.base_url
 
     @property
     def display_url(self) -> str:
@@ -87,21 +99,10 @@ class ManagementClient:
         json: Any = None,
         missing_ok: bool = False,
     ) -> Any:
-        try:
-            resp = await self._client.request(method, "/api" + path, params=params, json=json)
-        except httpx.TimeoutException as exc:
-            raise BrokerUnavailable(
-                f"management API at {self.display_url} did not answer within "
-                f"{self.settings.http_timeout:g}s"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise BrokerUnavailable(
-                f"cannot reach the management API at {self.display_url} ({type(exc).__name__}); "
-                "is RabbitMQ running with the rabbitmq_management plugin?"
-            ) from exc
+        resp = await self._http.send(method, "/api" + path, params=params, json=json)
         if resp.status_code == 401:
             user = self.settings.credentials[0]
-            reason = _refusal(resp)
+            reason = http.refusal(resp)
             if reason is not None:
                 raise NotAuthorised(
                     f"management API {method} {path}: user {user!r} is not allowed "
@@ -116,9 +117,8 @@ class ManagementClient:
                 return None
             raise NotFound(f"not found: {method} {path}")
         if resp.status_code >= 400:
-            reason = _reason(resp)
             raise ManagementUnavailable(
-                f"management API {method} {path} failed with HTTP {resp.status_code}: {reason}"
+                f"management API {method} {path} failed with HTTP {resp.status_code}: {http.reason(resp)}"
             )
         if resp.status_code == 204 or not resp.content:
             return None
@@ -283,18 +283,6 @@ class ManagementClient:
         return await self.request("GET", path, missing_ok=True) is not None
 
 
-def _refusal(resp: httpx.Response) -> str | None:
-    """RabbitMQ's reason when a 401 is about rights rather than the password, else None."""
-    try:
-        data = resp.json()
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or not str(data.get("error", "")).startswith("not_autho"):
-        return None
-    reason = str(data.get("reason") or "")
-    return None if not reason or "login failed" in reason.lower() else reason[:300]
-
-
 def _tag_hint(path: str) -> str:
     """Which user tag RabbitMQ wants for ``path`` (management tags are cumulative)."""
     if path.startswith(("/nodes", "/connections", "/channels", "/consumers")):
@@ -304,13 +292,3 @@ def _tag_hint(path: str) -> str:
     if path.startswith(("/vhosts", "/users", "/permissions")) and not path.startswith("/vhosts/"):
         return "; managing vhosts and users needs the 'administrator' tag"
     return ""
-
-
-def _reason(resp: httpx.Response) -> str:
-    try:
-        data = resp.json()
-    except ValueError:
-        return resp.text[:200]
-    if isinstance(data, dict):
-        return str(data.get("reason") or data.get("error") or data)[:300]
-    return str(data)[:300]
