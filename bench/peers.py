@@ -25,7 +25,7 @@ from bench import procs
 from bench.amqp_tools import connect, declare_queue, qw_message
 from bench.harness import NotAvailable
 from queuewatch.config import Settings
-from queuewatch.declare import declare_topology
+from queuewatch.broker.declare import declare_topology
 from queuewatch.topology import QueueSpec, Topology
 
 QUEUE = "bench"

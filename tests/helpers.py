@@ -13,7 +13,7 @@ from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from queuewatch.broker.management import ManagementClient
 from queuewatch.config import Settings
-from queuewatch.declare import declare_topology
+from queuewatch.broker.declare import declare_topology
 from queuewatch.topology import QueueSpec, Topology
 from queuewatch.worker import Job, Worker
 

@@ -20,11 +20,11 @@ import time
 from dataclasses import dataclass
 
 import psutil
-from aio_pika.abc import AbstractConnection
 
 from queuewatch.audit import AuditLog, current_user, require_writable
 from queuewatch.broker.errors import ChannelNotFound
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties
+from queuewatch.broker.types import Connection as AbstractConnection
 from queuewatch.config import Settings
 from queuewatch.errors import BrokerError, NotFound, QueuewatchError
 from queuewatch.telemetry import (

@@ -11,7 +11,7 @@ import time
 import aio_pika
 import pytest
 
-from queuewatch.declare import declare_topology
+from queuewatch.broker.declare import declare_topology
 from queuewatch.envelope import H_TARGET
 from queuewatch.errors import TopologyMismatch
 from queuewatch.topology import (

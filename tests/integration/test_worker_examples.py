@@ -13,7 +13,7 @@ import aio_pika
 import pytest
 
 from queuewatch.broker.connect import connect
-from queuewatch.declare import declare_topology
+from queuewatch.broker.declare import declare_topology
 from queuewatch.topology import load_topology
 from tests.helpers import depth, wait_until
 

@@ -182,7 +182,7 @@ async def prepare(settings: Settings, vhost: str, reset: bool = False) -> int:
 
 async def _declare(settings: Settings, vhost: str, topology: Any, mgmt: Any) -> None:
     from queuewatch.broker.connect import connect
-    from queuewatch.declare import declare_topology
+    from queuewatch.broker.declare import declare_topology
 
     conn = await connect(settings, vhost)
     try:
