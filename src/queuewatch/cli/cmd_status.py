@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from queuewatch.cli.common import add_connection_options, format_table, print_json, run, settings_from_args
-from queuewatch.monitor.model import Snapshot, fmt_duration
+from queuewatch.monitor.model import NodeStats, QueueStats, Snapshot, fmt_duration
 
 
 def add_monitor_options(p: argparse.ArgumentParser, *, suppress: bool = False) -> None:
@@ -61,17 +61,30 @@ def _rate(v: float) -> str:
     return f"{v:.1f}"
 
 
+def _queue_row(q: QueueStats) -> list[object]:
+    if q.down:  # numbers unknown, never 0: say so in every column that would show one
+        return [q.name, "DOWN", "?", q.consumers, "?" if q.max_length else "-", "?", "?",
+                "?", "?", "-" if q.dlq_depth is None else q.dlq_depth]
+    fill = q.fill
+    return [
+        q.name, q.ready, q.unacked, q.consumers,
+        "-" if fill is None else f"{fill:.0%}",
+        fmt_duration(q.oldest_age), fmt_duration(q.drain_eta),
+        _rate(q.publish_rate), _rate(q.ack_rate + q.no_ack_rate),
+        "-" if q.dlq_depth is None else q.dlq_depth,
+    ]
+
+
+def _node_text(n: NodeStats) -> str:
+    text = f"{n.name}: {'up' if n.running else 'DOWN'}"
+    text += (" MEM-ALARM" if n.mem_alarm else "") + (" DISK-ALARM" if n.disk_alarm else "")
+    if n.partitions:
+        text += f" PARTITIONED from {','.join(n.partitions)}"
+    return text
+
+
 def render_status(snap: Snapshot) -> str:
-    rows = []
-    for q in snap.queues:
-        fill = q.fill
-        rows.append([
-            q.name, q.ready, q.unacked, q.consumers,
-            "-" if fill is None else f"{fill:.0%}",
-            fmt_duration(q.oldest_age), fmt_duration(q.drain_eta),
-            _rate(q.publish_rate), _rate(q.ack_rate + q.no_ack_rate),
-            "-" if q.dlq_depth is None else q.dlq_depth,
-        ])
+    rows = [_queue_row(q) for q in snap.queues]
     headers = ["QUEUE", "READY", "UNACKED", "CONSUMERS", "FILL", "OLDEST", "DRAIN-ETA", "IN/S",
                "OUT/S", "DLQ"]
     right = {1, 2, 3, 4, 5, 6, 7, 8, 9}
@@ -83,14 +96,15 @@ def render_status(snap: Snapshot) -> str:
     head = (f"{snap.broker.url}  vhost {snap.vhost or '(all)'}  RabbitMQ {snap.broker.version}  "
             f"{when}  {len(snap.queues)} queues  {len(snap.workers)} workers")
     table = format_table(headers, rows, right=right) if rows else "(no queues)"
-    nodes = "  ".join(
-        f"{n.name}: {'up' if n.running else 'DOWN'}"
-        + (" MEM-ALARM" if n.mem_alarm else "") + (" DISK-ALARM" if n.disk_alarm else "")
-        for n in snap.nodes
-    ) or (f"(not shown: {snap.nodes_hidden})" if snap.nodes_hidden else "")
+    nodes = "  ".join(_node_text(n) for n in snap.nodes) or (
+        f"(not shown: {snap.nodes_hidden})" if snap.nodes_hidden else "")
+    if snap.nodes and snap.broker.node:
+        nodes += f"  (as seen from {snap.broker.node})"
+    downs = "".join(f"\ndown: {q.ref(snap.vhost is None)}: {q.down_reason}"
+                    for q in snap.queues if q.down)
     n = len(snap.alerts)
     alerts = f"{n} alert{'s' if n > 1 else ''} (queuewatch alerts)" if n else "no alerts"
-    return f"{head}\n{table}\nnodes: {nodes}\n{alerts}"
+    return f"{head}\n{table}\nnodes: {nodes}{downs}\n{alerts}"
 
 
 def render_alerts(snap: Snapshot) -> str:

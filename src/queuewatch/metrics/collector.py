@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from queuewatch.errors import BrokerUnavailable, QueuewatchError
+from queuewatch.metrics.cluster import cluster_families
 from queuewatch.monitor.model import Snapshot
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,8 @@ class QueuewatchCollector:
             log.exception("scrape failed unexpectedly")
         else:
             self.last_error = None
-        families: list[Metric] = [] if snap is None else list(snapshot_families(snap, self.stale_after))
+        families: list[Metric] = [] if snap is None else [
+            *snapshot_families(snap, self.stale_after), *cluster_families(snap)]
         with self._lock:
             error_count = self.scrape_errors
         up = GaugeMetricFamily("queuewatch_up", "1 when the last poll of the management API "
@@ -167,8 +169,9 @@ def snapshot_families(snap: Snapshot, stale_after: float) -> Iterable[Metric]:
     qualified = snap.vhost is None
     for q in snap.queues:
         labels = [q.vhost, q.name]
-        messages.add_metric([*labels, "ready"], q.ready)
-        messages.add_metric([*labels, "unacked"], q.unacked)
+        if q.ready is not None and q.unacked is not None:  # unknown while the queue is down
+            messages.add_metric([*labels, "ready"], q.ready)
+            messages.add_metric([*labels, "unacked"], q.unacked)
         consumers.add_metric(labels, q.consumers)
         if q.oldest_age is not None:
             age.add_metric(labels, q.oldest_age)

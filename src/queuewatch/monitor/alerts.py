@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from queuewatch.config import Thresholds
+from queuewatch.monitor.kinds import majority
 from queuewatch.monitor.model import (
     Alert,
     NodeStats,
@@ -18,12 +19,14 @@ from queuewatch.monitor.model import (
 
 def queue_alerts(q: QueueStats, t: Thresholds, qualified: bool = False) -> list[Alert]:
     """``qualified``: a snapshot of all vhosts, where targets are ``vhost/name``."""
-    out: list[Alert] = []
     ref = q.ref(qualified)
+    if q.down:  # nothing else about it is known: no lag, fill or DLQ verdicts
+        return [queue_down_alert(q, ref)]
+    out: list[Alert] = replica_alerts(q, ref)
     age = q.oldest_age
     # Dead letters wait by design and nothing consumes a DLQ, so lag there is not an alarm:
     # a DLQ alerts on growth instead (below, on its job queue).
-    if age is not None and q.ready > 0 and age > t.oldest_age_warning and not q.is_dlq:
+    if age is not None and (q.ready or 0) > 0 and age > t.oldest_age_warning and not q.is_dlq:
         critical = age > t.oldest_age_critical
         out.append(Alert(
             "critical" if critical else "warning", "oldest_age", ref,
@@ -37,7 +40,7 @@ def queue_alerts(q: QueueStats, t: Thresholds, qualified: bool = False) -> list[
         critical = fill >= t.fill_critical
         out.append(Alert(
             "critical" if critical else "warning", "fill", ref,
-            f"{ref!r} is {fill:.0%} full ({q.total}/{q.max_length}); at the cap publishers are "
+            f"{ref!r} is {fill:.0%} full ({q.depth}/{q.max_length}); at the cap publishers are "
             f"refused (full in {fmt_duration(q.full_eta)}): add consumers or raise max_length",
             fill, t.fill_critical if critical else t.fill_warning,
         ))
@@ -49,6 +52,60 @@ def queue_alerts(q: QueueStats, t: Thresholds, qualified: bool = False) -> list[
             f"{q.dlq_growth} new dead letters in {dlq!r} since the last poll "
             f"({q.dlq_depth} in total): inspect them with 'queuewatch dlq list {q.name}{where}'",
             float(q.dlq_growth), t.dlq_growth_warning,
+        ))
+    return out
+
+
+def queue_down_alert(q: QueueStats, ref: str) -> Alert:
+    """A queue that cannot serve: why, and what brings it back."""
+    if q.members:
+        offline = ", ".join(m for m in q.members if m not in q.online)
+        return Alert(
+            "critical", "queue_down", ref,
+            f"{q.type} queue {ref!r} is down: {q.down_reason}; nothing can be published to or "
+            f"consumed from it: bring back the nodes of its offline members ({offline}) so that "
+            "a majority is online", float(len(q.online)), float(majority(len(q.members))),
+        )
+    where = f"start node {q.node} again" if q.node else "bring its node back"
+    return Alert(
+        "critical", "queue_down", ref,
+        f"{q.type} queue {ref!r} is down: {q.down_reason}; its messages stay on that node and "
+        f"nothing can be consumed from it meanwhile: {where} ('rabbitmq-diagnostics status' "
+        "there); depth and lag are unknown until then",
+    )
+
+
+def replica_alerts(q: QueueStats, ref: str) -> list[Alert]:
+    """A replicated queue that still serves but has lost members."""
+    offline = [m for m in q.members if m not in q.online]
+    if not offline:
+        return []
+    spare = len(q.online) - majority(len(q.members))
+    return [Alert(
+        "warning", "members_offline", ref,
+        f"{q.type} queue {ref!r} has {len(q.online)} of {len(q.members)} members online "
+        f"({', '.join(offline)} offline): it still serves, but losing {spare + 1} more member"
+        f"{'s' if spare else ''} stops it; bring {', '.join(offline)} back",
+        float(len(q.online)), float(len(q.members)),
+    )]
+
+
+def partition_alerts(nodes: Iterable[NodeStats]) -> list[Alert]:
+    """One critical alert per partition reported (a pair both sides report counts once)."""
+    out: list[Alert] = []
+    seen: set[frozenset[str]] = set()
+    for n in sorted(nodes, key=lambda n: n.name):
+        peers = [p for p in n.partitions if frozenset((n.name, p)) not in seen]
+        seen.update(frozenset((n.name, p)) for p in n.partitions)
+        if not peers:
+            continue
+        out.append(Alert(
+            "critical", "partition", n.name,
+            f"network partition: node {n.name} and {', '.join(peers)} each saw the other go down "
+            "and now hold diverging views of the cluster (with cluster_partition_handling "
+            "'ignore' both sides keep running): pick the side to keep, then restart the nodes "
+            "of the other side ('rabbitmqctl stop_app' and 'start_app' on each); see "
+            "https://www.rabbitmq.com/partitions.html", float(len(n.partitions)),
         ))
     return out
 
@@ -66,7 +123,8 @@ def build_alerts(
     """Every alert of one poll, critical first. ``stalled`` and ``orphaned`` are queue refs
     (:meth:`QueueStats.ref`); ``qualified``: a snapshot of all vhosts."""
     by_ref = {q.ref(qualified): q for q in queues}
-    out: list[Alert] = []
+    nodes = tuple(nodes)
+    out: list[Alert] = partition_alerts(nodes)
     for n in nodes:
         if not n.running:
             out.append(Alert("critical", "node_down", n.name,

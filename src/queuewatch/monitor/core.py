@@ -38,9 +38,10 @@ from queuewatch.topology import DLQ_SUFFIX, Topology
 log = logging.getLogger(__name__)
 
 NODE_COLUMNS = (
-    "name,running,mem_alarm,disk_free_alarm,mem_used,mem_limit,disk_free,disk_free_limit"
+    "name,running,mem_alarm,disk_free_alarm,mem_used,mem_limit,disk_free,disk_free_limit,"
+    "partitions"
 )
-OVERVIEW_COLUMNS = "rabbitmq_version,cluster_name,erlang_version"
+OVERVIEW_COLUMNS = "rabbitmq_version,cluster_name,erlang_version,node"
 CONNECTION_COLUMNS = "name,user_provided_name,client_properties.connection_name"
 
 SnapshotCallback = Callable[[Snapshot], Awaitable[None] | None]
@@ -139,7 +140,7 @@ class Monitor:
             broker=BrokerInfo(
                 url=self.mgmt.display_url, version=overview.get("rabbitmq_version"),
                 cluster_name=overview.get("cluster_name"),
-                erlang_version=overview.get("erlang_version"),
+                erlang_version=overview.get("erlang_version"), node=overview.get("node"),
             ),
             nodes=nodes, queues=tuple(queues), workers=workers, stuck_jobs=stuck,
             stalled_queues=stalled, orphaned_queues=orphaned, alerts=alerts,
@@ -178,10 +179,13 @@ class Monitor:
         for qs in queues:
             dlq = by_key.get((qs.vhost, qs.name + DLQ_SUFFIX))
             if dlq is not None:
-                depth = dlq.total
-                depths[dlq.key] = depth
+                depth = dlq.depth  # None while the DLQ is down: unknown, and no growth
                 previous = self._dlq_depths.get(dlq.key)
-                growth = None if previous is None else depth - previous
+                growth = None if previous is None or depth is None else depth - previous
+                if depth is not None:
+                    depths[dlq.key] = depth
+                elif previous is not None:
+                    depths[dlq.key] = previous  # compare with the last known depth when back
                 qs = replace(qs, dlq=dlq.name, dlq_depth=depth, dlq_growth=growth)
             out.append(qs)
         self._dlq_depths = depths
@@ -227,9 +231,11 @@ async def _call(fn: Callable[[Any], Awaitable[None] | None], arg: Any) -> None:
 
 
 def _node(n: Mapping[str, Any]) -> NodeStats:
+    partitions = n.get("partitions")
     return NodeStats(
         name=str(n.get("name")), running=bool(n.get("running", False)),
         mem_alarm=bool(n.get("mem_alarm", False)), disk_alarm=bool(n.get("disk_free_alarm", False)),
         mem_used=n.get("mem_used"), mem_limit=n.get("mem_limit"),
         disk_free=n.get("disk_free"), disk_free_limit=n.get("disk_free_limit"),
+        partitions=tuple(str(p) for p in partitions) if isinstance(partitions, list) else (),
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from queuewatch.monitor.heartbeats import ReceivedHeartbeat
+from queuewatch.monitor.kinds import kind_of
 from queuewatch.monitor.model import QueueStats, StuckJob, WorkerStats
 from queuewatch.monitor.queues import RATE_EPSILON, is_infrastructure
 
@@ -77,7 +78,8 @@ def find_orphaned(queues: Iterable[QueueStats], qualified: bool = False) -> tupl
     as refs (:meth:`QueueStats.ref`)."""
     return tuple(
         q.ref(qualified) for q in queues
-        if q.total > 0 and q.consumers == 0 and not is_infrastructure(q.name)
+        if (q.depth or 0) > 0 and q.consumers == 0 and not is_infrastructure(q.name)
+        and kind_of(q.type).drains
     )
 
 
@@ -96,7 +98,7 @@ class StallTracker:
         counts: dict[tuple[str, str], int] = {}
         for q in queues:
             ack = acks.get(q.key)
-            busy = q.total > 0 and q.consumers > 0
+            busy = (q.depth or 0) > 0 and q.consumers > 0 and kind_of(q.type).drains
             previous = self._acks.get(q.key)
             acked = q.ack_rate > RATE_EPSILON or q.no_ack_rate > RATE_EPSILON or (
                 ack is not None and previous is not None and ack > previous

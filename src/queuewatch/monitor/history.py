@@ -42,6 +42,8 @@ class QueueHistory:
             points = self._points.get(q.key)
             if points is None:
                 points = self._points[q.key] = deque(maxlen=self.size)
+            if q.ready is None or q.unacked is None:
+                continue  # down: no numbers to draw; its history is kept for when it is back
             points.append(
                 HistoryPoint(taken_at, q.ready, q.unacked, q.consumers, q.publish_rate, q.ack_rate,
                              q.oldest_age)

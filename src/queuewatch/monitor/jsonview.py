@@ -26,7 +26,9 @@ def queue_to_json(q: QueueStats) -> dict[str, Any]:
     fill = q.fill
     return {
         "vhost": q.vhost, "name": q.name, "type": q.type, "state": q.state,
-        "ready": q.ready, "unacked": q.unacked, "total": q.total, "consumers": q.consumers,
+        "down": q.down, "down_reason": q.down_reason,
+        "node": q.node, "leader": q.leader, "members": list(q.members), "online": list(q.online),
+        "ready": q.ready, "unacked": q.unacked, "total": q.depth, "consumers": q.consumers,
         "consumer_utilisation": q.consumer_utilisation,
         "publish_rate": q.publish_rate, "deliver_rate": q.deliver_rate, "ack_rate": q.ack_rate,
         "redeliver_rate": q.redeliver_rate, "no_ack_rate": q.no_ack_rate, "net_rate": q.net_rate,

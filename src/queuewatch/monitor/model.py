@@ -33,8 +33,9 @@ class QueueStats:
     """classic / quorum / stream."""
     state: str
     """running / idle / down / ... as the broker says."""
-    ready: int
-    unacked: int
+    ready: int | None
+    """None when unknown: the queue is down (see :attr:`down`), never shown as 0."""
+    unacked: int | None
     consumers: int
     consumer_utilisation: float | None = None
     publish_rate: float = 0.0
@@ -69,17 +70,40 @@ class QueueStats:
     """DLQ depth change since the previous poll."""
     stuck_after: float | None = None
     """Threshold for stuck jobs in this queue (topology or settings)."""
+    down: bool = False
+    """The queue cannot serve: its node is stopped (classic), or fewer than a majority of
+    its members are online (quorum, stream). Depth, lag and ETAs are then None (unknown)."""
+    down_reason: str | None = None
+    """Why it is down, for a person (None while up)."""
+    node: str | None = None
+    """The node the queue lives on (classic) or its leader's node (quorum, stream)."""
+    leader: str | None = None
+    """Replicated queues: the leader's node."""
+    members: tuple[str, ...] = ()
+    """Replicated queues: the nodes holding a member (empty for classic queues)."""
+    online: tuple[str, ...] = ()
+    """Replicated queues: the members online now."""
 
     @property
-    def total(self) -> int:
+    def depth(self) -> int | None:
+        """ready + unacked; None when unknown (a down queue)."""
+        if self.ready is None or self.unacked is None:
+            return None
         return self.ready + self.unacked
 
     @property
+    def total(self) -> int:
+        """ready + unacked as far as known (0 for a down queue: use :attr:`depth` where
+        unknown must stay unknown)."""
+        return (self.ready or 0) + (self.unacked or 0)
+
+    @property
     def fill(self) -> float | None:
-        """Fraction of ``max_length`` in use (None without a cap)."""
-        if not self.max_length:
+        """Fraction of ``max_length`` in use (None without a cap, or when unknown)."""
+        depth = self.depth
+        if not self.max_length or depth is None:
             return None
-        return min(self.total / self.max_length, 1.0) if self.max_length else None
+        return min(depth / self.max_length, 1.0)
 
     @property
     def net_rate(self) -> float:
@@ -98,12 +122,17 @@ class QueueStats:
 class NodeStats:
     name: str
     running: bool
+    """As seen from the node that answered the poll (:attr:`BrokerInfo.node`): in a partition
+    each side calls the other not running."""
     mem_alarm: bool = False
     disk_alarm: bool = False
     mem_used: int | None = None
     mem_limit: int | None = None
     disk_free: int | None = None
     disk_free_limit: int | None = None
+    partitions: tuple[str, ...] = ()
+    """The nodes this node reports a network partition with (RabbitMQ records one when two
+    nodes that each saw the other go down meet again)."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +142,8 @@ class BrokerInfo:
     version: str | None = None
     cluster_name: str | None = None
     erlang_version: str | None = None
+    node: str | None = None
+    """The node whose management API answered (node states are as it sees them)."""
 
 
 @dataclass(frozen=True)
@@ -158,7 +189,7 @@ class Alert:
     severity: Severity
     kind: str
     """One of: oldest_age, fill, dlq_growth, stuck_job, hung_worker, stalled, orphaned, broker_alarm,
-    node_down."""
+    node_down, partition, queue_down, members_offline."""
     target: str
     """The queue, worker or node the alert is about."""
     reason: str

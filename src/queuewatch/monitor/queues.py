@@ -11,6 +11,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from queuewatch.monitor.kinds import down_reason, kind_of, replicas
 from queuewatch.monitor.model import QueueStats
 from queuewatch.topology import DELAY_PREFIX, DLQ_SUFFIX
 
@@ -23,6 +24,9 @@ MONITOR_QUEUE_COLUMNS: tuple[str, ...] = (
     "message_stats.ack_details.rate", "message_stats.redeliver_details.rate",
     "message_stats.deliver_no_ack_details.rate", "message_stats.get_no_ack_details.rate",
     "message_stats.ack",
+    # where it lives: a classic queue's node; a quorum queue's or stream's leader, members and
+    # the members online (see monitor.kinds)
+    "node", "leader", "members", "online",
 )
 
 #: Rates below this (messages/s) count as zero: the broker's averages leave tiny tails.
@@ -88,7 +92,13 @@ def is_infrastructure(name: str) -> bool:
 
 
 def parse_queue(raw: Mapping[str, Any], now: float, stuck_after: float | None = None) -> QueueStats:
-    """One queue record (management API) as :class:`QueueStats`, without DLQ links."""
+    """One queue record (management API) as :class:`QueueStats`, without DLQ links.
+
+    A queue that is down (:mod:`queuewatch.monitor.kinds`) gets None for depth, lag and
+    ETAs: the broker has no current numbers for it, and 0 would read as "empty"."""
+    kind = kind_of(str(raw.get("type") or "classic"))
+    reps = replicas(raw, kind)
+    why_down = down_reason(raw, kind, reps)
     stats = raw.get("message_stats") or {}
     ready = int(raw.get("messages_ready") or 0)
     unacked = int(raw.get("messages_unacknowledged") or 0)
@@ -102,13 +112,16 @@ def parse_queue(raw: Mapping[str, Any], now: float, stuck_after: float | None = 
     age = oldest_age(ready, raw.get("head_message_timestamp"), now)
     dlx = _setting(raw, "x-dead-letter-exchange", "dead-letter-exchange")
     dlrk = _setting(raw, "x-dead-letter-routing-key", "dead-letter-routing-key")
+    down = why_down is not None
+    drain = drain_eta(ready, net) if kind.drains else None
+    node = raw.get("node")
     return QueueStats(
         vhost=str(raw.get("vhost", "")),
         name=str(raw["name"]),
-        type=str(raw.get("type") or "classic"),
+        type=kind.name,
         state=str(raw.get("state") or "unknown"),
-        ready=ready,
-        unacked=unacked,
+        ready=None if down else ready,
+        unacked=None if down else unacked,
         consumers=int(raw.get("consumers") or 0),
         consumer_utilisation=float(utilisation) if isinstance(utilisation, int | float) else None,
         publish_rate=publish,
@@ -124,12 +137,18 @@ def parse_queue(raw: Mapping[str, Any], now: float, stuck_after: float | None = 
         dead_letter_exchange=_str_or_none(dlx),
         dead_letter_routing_key=_str_or_none(dlrk),
         arguments=args,
-        oldest_age=age,
-        oldest_age_known=age is not None,
-        drain_eta=drain_eta(ready, net),
-        full_eta=full_eta(ready + unacked, max_length, net),
+        oldest_age=None if down else age,
+        oldest_age_known=age is not None and not down,
+        drain_eta=None if down else drain,
+        full_eta=None if down else full_eta(ready + unacked, max_length, net),
         is_dlq=raw["name"].endswith(DLQ_SUFFIX),
         stuck_after=stuck_after,
+        down=down,
+        down_reason=why_down,
+        node=None if node in (None, "") else str(node),
+        leader=None if reps is None else reps.leader,
+        members=() if reps is None else reps.members,
+        online=() if reps is None else reps.online,
     )
 
 

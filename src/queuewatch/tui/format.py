@@ -88,14 +88,37 @@ def cap(n: int) -> str:
     return str(n)
 
 
+#: What a cell of a down queue shows where a number would be: unknown, never 0 or "-".
+UNKNOWN = "?"
+
+
+def state_text(q: QueueStats) -> str:
+    """The broker's state, or "down" when the monitor judged the queue down (a quorum queue
+    without a majority still says "running")."""
+    return "down" if q.down else q.state
+
+
+def ready_text(q: QueueStats) -> str:
+    return "down" if q.ready is None else count(q.ready)
+
+
+def unacked_text(q: QueueStats) -> str:
+    return UNKNOWN if q.unacked is None else count(q.unacked)
+
+
 def fill_text(q: QueueStats) -> str:
     cap_n = q.max_length
     if not cap_n:
         return "-"
-    return f"{min((q.ready + q.unacked) / cap_n, 1.0) * 100:.0f}% / {cap(cap_n)}"
+    depth = q.depth
+    if depth is None:
+        return f"{UNKNOWN} / {cap(cap_n)}"
+    return f"{min(depth / cap_n, 1.0) * 100:.0f}% / {cap(cap_n)}"
 
 
 def oldest_text(q: QueueStats) -> str:
+    if q.down:
+        return UNKNOWN
     if q.ready == 0:
         return "-"
     if q.oldest_age is None or not q.oldest_age_known:
@@ -104,6 +127,8 @@ def oldest_text(q: QueueStats) -> str:
 
 
 def eta_text(q: QueueStats) -> str:
+    if q.down:
+        return UNKNOWN
     if q.ready == 0:
         return "-"
     return duration(q.drain_eta)
@@ -120,8 +145,8 @@ def dlq_text(q: QueueStats) -> str:
 
 #: The text of each queue column (same order as :data:`QUEUE_COLUMNS`).
 QUEUE_COLUMN_TEXT: tuple[Callable[[QueueStats], str], ...] = (
-    lambda q: q.name, lambda q: q.type, lambda q: q.state, lambda q: count(q.ready),
-    lambda q: count(q.unacked), lambda q: str(q.consumers), lambda q: rate(q.publish_rate),
+    lambda q: q.name, lambda q: q.type, state_text, ready_text,
+    unacked_text, lambda q: str(q.consumers), lambda q: rate(q.publish_rate),
     lambda q: rate(q.deliver_rate), oldest_text, eta_text, fill_text, dlq_text,
 )
 _RIGHT = tuple(c[3] for c in QUEUE_COLUMNS)
@@ -135,6 +160,8 @@ def queue_cell(i: int, q: QueueStats, severity: str | None) -> Text:
         return Text(value, style=SEVERITY_STYLE.get(severity, ""), no_wrap=True)
     if i == 2:
         return Text(value, style=STATE_STYLE.get(value, ""), no_wrap=True)
+    if q.down and i == 3:
+        return Text(value, style=STATE_STYLE["down"], justify="right", no_wrap=True)
     return Text(value, justify="right" if _RIGHT[i] else "left", no_wrap=True)
 
 

@@ -36,8 +36,9 @@ def _sort_getter(column: str) -> Callable[[QueueStats], object]:
         return -1.0 if value is None else float(value)
 
     getters: dict[str, Callable[[QueueStats], object]] = {
-        "name": lambda q: q.name, "type": lambda q: q.type, "state": lambda q: q.state,
-        "ready": lambda q: q.ready, "unacked": lambda q: q.unacked,
+        "name": lambda q: q.name, "type": lambda q: q.type,
+        "state": lambda q: "down" if q.down else q.state,
+        "ready": lambda q: num(q.ready), "unacked": lambda q: num(q.unacked),
         "consumers": lambda q: q.consumers, "in": lambda q: q.publish_rate,
         "out": lambda q: q.deliver_rate, "oldest": lambda q: num(q.oldest_age),
         "eta": lambda q: num(q.drain_eta), "fill": lambda q: num(q.fill),
