@@ -158,6 +158,12 @@ class Node:
                     os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
+        deadline = time.monotonic() + 10  # SIGKILL is asynchronous: wait until they are gone
+        while any(_state(pid) not in ("Z", "") and _comm(pid) not in SHARED_PROCESSES
+                  for pid in _group_members(leader)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"processes of {self.name} survived SIGKILL")
+            time.sleep(0.05)
         self.proc = None
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
@@ -221,6 +227,14 @@ def _group_members(pgid: int) -> list[int]:
                 if os.getpgid(int(entry.name)) == pgid:
                     members.append(int(entry.name))
     return members
+
+
+def _state(pid: int) -> str:
+    """The process state letter (R, S, Z, ...), "" when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def _comm(pid: int) -> str:

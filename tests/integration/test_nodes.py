@@ -1,0 +1,68 @@
+"""The throwaway-node helper itself: its own config, management port and cookie; kill -9 and
+restart keep its data and never touch the shared epmd; close leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import httpx
+import pika
+import pytest
+
+from tests.nodes import port_open, rabbitmq_installed, running_node
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not rabbitmq_installed(), reason="rabbitmq-server is not installed here"),
+]
+
+
+def epmd_pids() -> set[int]:
+    done = subprocess.run(["pgrep", "-x", "epmd"], capture_output=True, text=True)
+    return {int(p) for p in done.stdout.split()}
+
+
+def group_alive(pgid: int) -> bool:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.getpgid(int(entry)) == pgid:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def test_node_config_kill9_restart_and_close(tmp_path):
+    epmd_before = epmd_pids()
+    with running_node(tmp_path, management=True, config_extra="consumer_timeout = 10000") as node:
+        # Given a node of our own: its config applies, its management API answers as itself
+        assert node.eval("application:get_env(rabbit, consumer_timeout).") == "{ok,10000}"
+        overview = httpx.get(f"{node.management_url}/api/overview", auth=("guest", "guest"),
+                             params={"columns": "node"}, timeout=10).json()
+        assert overview["node"] == node.name
+        assert (node.home / ".erlang.cookie").exists()
+        # And a durable queue holding a persistent message
+        conn = pika.BlockingConnection(pika.URLParameters(node.amqp_url))
+        ch = conn.channel()
+        ch.confirm_delivery()
+        ch.queue_declare("kept", durable=True)
+        ch.basic_publish("", "kept", b"x", pika.BasicProperties(delivery_mode=2))
+        conn.close()
+        # When it is killed with SIGKILL
+        pgid = node.pid
+        assert pgid is not None
+        node.kill9()
+        # Then its whole process group is gone, and epmd (shared with every node) is not
+        assert not port_open(node.port) and not group_alive(pgid)
+        assert epmd_pids() >= epmd_before and epmd_pids()
+        # When it starts again: same name, ports and data
+        node.restart()
+        conn = pika.BlockingConnection(pika.URLParameters(node.amqp_url))
+        assert conn.channel().queue_declare("kept", passive=True).method.message_count == 1
+        conn.close()
+        pgid = node.pid
+        assert pgid is not None
+    # And close stops it for good and removes its files
+    assert not group_alive(pgid) and not node.base.exists()
