@@ -338,8 +338,8 @@ async def jobs_on(node: Node, state_dir: Path) -> tuple[Settings, Topology]:
     from dataclasses import replace
 
     from queuewatch.broker.connect import connect
+    from queuewatch.broker.declare import declare_topology
     from queuewatch.config import load_settings
-    from queuewatch.declare import declare_topology
     from queuewatch.topology import QueueSpec, Topology
 
     settings = replace(load_settings(env={}, amqp_url=node.amqp_url, vhost="/"), state_dir=state_dir)
