@@ -18,7 +18,8 @@ QUEUE_FIELDS = {
     "no_ack_rate", "net_rate", "message_bytes", "max_length", "max_length_bytes", "fill_ratio",
     "oldest_age_seconds", "oldest_age_known", "oldest_age_text", "drain_eta_seconds",
     "drain_eta_text", "full_eta_seconds", "full_eta_text", "is_dlq", "dlq", "dlq_depth",
-    "dlq_growth", "stuck_after_seconds",
+    "dlq_growth", "stuck_after_seconds", "down", "down_reason", "node", "leader", "members",
+    "online",
 }
 TOP_FIELDS = {"schema", "taken_at", "vhost", "poll_seconds", "broker", "nodes", "nodes_hidden",
               "queues", "workers", "stuck_jobs", "stalled_queues", "orphaned_queues", "alerts"}
