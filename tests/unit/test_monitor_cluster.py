@@ -142,6 +142,9 @@ def test_partition_is_one_critical_alert_and_a_metric_per_node():
     parts = [a for a in snap.alerts if a.kind == "partition"]
     assert [(a.severity, a.target) for a in parts] == [("critical", A)]
     assert B in parts[0].reason and C in parts[0].reason and "stop_app" in parts[0].reason
+    # And a node the answering one cannot see is "down or cut off", not plainly down
+    downs = [a for a in snap.alerts if a.kind == "node_down"]
+    assert {a.target for a in downs} == {B, C} and all("network partition" in a.reason for a in downs)
     # And each node's count is exported, and status names the partition
     s = samples(snap)
     assert s[("queuewatch_node_partitions", (("node", A),))] == 2

@@ -128,7 +128,9 @@ def build_alerts(
     for n in nodes:
         if not n.running:
             out.append(Alert("critical", "node_down", n.name,
-                             f"node {n.name} is down: check it with 'rabbitmq-diagnostics status'"))
+                             f"node {n.name} is down or cut off from the node that answered (a "
+                             "stopped node, or a network partition: then each side calls the "
+                             "other down): check it with 'rabbitmq-diagnostics status' on it"))
         if n.mem_alarm:
             out.append(Alert("critical", "broker_alarm", n.name,
                              f"memory alarm on {n.name}: publishers are blocked; drain queues or "
