@@ -210,7 +210,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _print_replay(result: Any, json_out: bool) -> None:
     if json_out:
-        print_json({**asdict(result), "outcome": result.outcome, "rate": result.rate})
+        print_json({**asdict(result), "outcome": result.outcome, "rate": result.rate,
+                    "not_scanned": result.not_scanned})
         return
     verb = "would replay" if result.dry_run else "replayed"
     how = " (moved by a RabbitMQ shovel)" if result.via == "shovel" else ""
@@ -221,7 +222,14 @@ def _print_replay(result: Any, json_out: bool) -> None:
     if len(result.skipped) > 50:
         print(f"  ... and {len(result.skipped) - 50} more kept in the DLQ")
     if result.error:
-        print(f"  {result.error}")
+        print(f"  STOPPED EARLY: {result.error}")
+        if result.in_doubt:
+            print(f"  in doubt: {result.in_doubt} dead letters were republished without a "
+                  "confirm, or confirmed without a sure ack: they stay in the DLQ and may also "
+                  "be in their queue (duplicates, never losses)")
+        if result.not_scanned:
+            where = "deleted with the DLQ" if result.dlq_deleted else "they stay in the DLQ"
+            print(f"  not looked at: {result.not_scanned} ({where})")
 
 
 def cmd_delete(args: argparse.Namespace) -> int:

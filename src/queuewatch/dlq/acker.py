@@ -15,8 +15,9 @@ from typing import Any
 
 
 class Acker:
-    def __init__(self, send: Callable[[int, bool], None]) -> None:
-        """``send(delivery_tag, multiple)`` issues one ``basic.ack``."""
+    def __init__(self, send: Callable[[int, bool, int], None]) -> None:
+        """``send(delivery_tag, multiple, count)`` issues one ``basic.ack`` that settles
+        ``count`` deliveries."""
         self._send = send
         self._resolved: dict[int, bool] = {}
         self._cursor = 1
@@ -35,24 +36,30 @@ class Acker:
         self._advance()
 
     def _advance(self) -> None:
-        multiple_upto = 0
+        multiple_upto = covered = 0
         while self._cursor in self._resolved:
             tag = self._cursor
             ok = self._resolved.pop(tag)
             self._cursor += 1
             if not ok:
                 if multiple_upto:
-                    self._send(multiple_upto, True)
-                    multiple_upto = 0
+                    self._send(multiple_upto, True, covered)
+                    multiple_upto = covered = 0
                 self._held_any = True
                 continue
             self.acked += 1
             if self._held_any:
-                self._send(tag, False)
+                self._send(tag, False, 1)
             else:
                 multiple_upto = tag
+                covered += 1
         if multiple_upto:
-            self._send(multiple_upto, True)
+            self._send(multiple_upto, True, covered)
+
+    @property
+    def done_waiting(self) -> int:
+        """Done deliveries not acked yet because an earlier one is still unresolved."""
+        return sum(1 for ok in self._resolved.values() if ok)
 
     @property
     def pending(self) -> int:
@@ -67,13 +74,16 @@ class AckWriter:
 
     def __init__(self, channel: Any) -> None:
         self._channel = channel
-        self._ops: deque[tuple[int, bool]] = deque()
+        self._ops: deque[tuple[int, bool, int]] = deque()
         self._wake = asyncio.Event()
         self._closing = False
+        self.sent = 0
+        """Deliveries settled by the acks written so far (handed to the connection: one
+        written just before the link broke may still be lost on the way)."""
         self._task = asyncio.ensure_future(self._run())
 
-    def __call__(self, tag: int, multiple: bool) -> None:
-        self._ops.append((tag, multiple))
+    def __call__(self, tag: int, multiple: bool, count: int = 1) -> None:
+        self._ops.append((tag, multiple, count))
         self._wake.set()
 
     async def _run(self) -> None:
@@ -81,10 +91,12 @@ class AckWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._ops:
-                tag, multiple = self._ops.popleft()
+                tag, multiple, count = self._ops.popleft()
                 while multiple and self._ops and self._ops[0][1]:
-                    tag, multiple = self._ops.popleft()
+                    tag, multiple, more = self._ops.popleft()
+                    count += more
                 await self._channel.basic_ack(tag, multiple=multiple, wait=False)
+                self.sent += count
             if self._closing:
                 return
 

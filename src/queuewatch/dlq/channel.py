@@ -1,12 +1,15 @@
 """Low-level AMQP plumbing for the DLQ actions (aiormq channels under aio-pika connections).
 
 The hot paths (peek, replay, export) talk to aiormq directly: aio-pika's per-message
-objects cost more than the work itself at 100,000 messages.
+objects cost more than the work itself at 100,000 messages. Every request here has a
+deadline (:mod:`queuewatch.dlq.watch`), and prefetch is per consumer (``global`` QoS is
+refused by quorum queues and streams: RabbitMQ closes the whole connection for it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,7 +18,16 @@ import aiormq
 from aio_pika.abc import AbstractConnection
 from aiormq.abc import DeliveredMessage
 
-from queuewatch.errors import BrokerError, NotFound
+from queuewatch.dlq.watch import (
+    CLOSE_TIMEOUT,
+    OP_TIMEOUT,
+    STALL_TIMEOUT,
+    Interrupted,
+    Watch,
+    bounded,
+    link_problem,
+)
+from queuewatch.errors import NotFound
 
 #: AMQP's prefetch count is a 16-bit number; 0 means unlimited.
 MAX_PREFETCH = 65_535
@@ -25,31 +37,53 @@ IDLE_TIMEOUT = 2.0
 
 @asynccontextmanager
 async def raw_channel(
-    connection: AbstractConnection, *, confirms: bool = False
+    connection: AbstractConnection, *, confirms: bool = False, watch: Watch | None = None,
 ) -> AsyncIterator[Any]:
-    """An aiormq channel; closing it requeues every delivery not acked on it."""
+    """An aiormq channel; closing it requeues every delivery not acked on it.
+
+    Opening waits at most :data:`OP_TIMEOUT` (:class:`Interrupted` on a dead or silent
+    link); closing at most :data:`CLOSE_TIMEOUT` (then it is left to the broker), and not
+    at all when ``watch`` knows the link is lost."""
+    problem = link_problem(connection)
+    if problem is not None:
+        raise Interrupted(problem)
     try:
-        channel = await connection.channel(publisher_confirms=confirms, on_return_raises=confirms)
+        channel = await bounded(
+            connection.channel(publisher_confirms=confirms, on_return_raises=confirms),
+            OP_TIMEOUT, "open a channel")
         raw = await channel.get_underlay_channel()
-    except aiormq.exceptions.AMQPError as exc:
-        raise BrokerError(f"cannot open an AMQP channel: {exc}") from exc
+    except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+        raise Interrupted(f"cannot open an AMQP channel: {type(exc).__name__}: {exc}") from exc
     try:
         yield raw
     finally:
-        if not channel.is_closed:
+        lost = watch is not None and watch.link_lost
+        if not channel.is_closed and not lost and link_problem(connection) is None:
             try:
-                await channel.close()
-            except (aiormq.exceptions.AMQPError, ConnectionError, asyncio.CancelledError):
+                await asyncio.wait_for(channel.close(), CLOSE_TIMEOUT)
+            except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
                 pass  # the broker requeues unacked deliveries whichever way the channel ends
+
+
+async def close_quietly(connection: AbstractConnection) -> None:
+    """Close a connection, waiting at most :data:`CLOSE_TIMEOUT` (a dead or silent link is
+    left behind: the broker requeues what it held when it notices)."""
+    try:
+        await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT)
+    except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
+        pass
 
 
 async def queue_depth(connection: AbstractConnection, queue: str) -> int:
     """Ready messages in ``queue`` right now (passive declare on a throwaway channel)."""
     async with raw_channel(connection) as raw:
         try:
-            ok = await raw.queue_declare(queue, passive=True)
+            ok = await bounded(raw.queue_declare(queue, passive=True), OP_TIMEOUT,
+                               f"a passive declare of {queue!r}")
         except aiormq.exceptions.ChannelNotFoundEntity as exc:
             raise NotFound(f"queue {queue!r} does not exist in this vhost") from exc
+        except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
+            raise Interrupted(f"cannot read the depth of {queue!r}: {type(exc).__name__}: {exc}") from exc
         return int(ok.message_count or 0)
 
 
@@ -59,20 +93,36 @@ async def exchange_exists(connection: AbstractConnection, exchange: str) -> bool
         return True
     async with raw_channel(connection) as raw:
         try:
-            await raw.exchange_declare(exchange, passive=True)
+            await bounded(raw.exchange_declare(exchange, passive=True), OP_TIMEOUT,
+                          f"a passive declare of exchange {exchange!r}")
         except aiormq.exceptions.ChannelNotFoundEntity:
             return False
         return True
 
 
+def publish(
+    raw: Any, body: bytes, exchange: str, routing_key: str, properties: Any
+) -> asyncio.Future[Any]:
+    """The one republish of the DLQ actions (replay, import): ``mandatory``, on a confirm
+    channel; the future resolves with the broker's confirm, raises ``PublishError`` when
+    the message came back unroutable, or fails with the link."""
+    fut: asyncio.Future[Any] = asyncio.ensure_future(raw.basic_publish(
+        body, exchange=exchange, routing_key=routing_key, properties=properties,
+        mandatory=True, wait=False))
+    return fut
+
+
 class Inbox:
     """A consumer callback that queues deliveries for an ``async for`` loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, watch: Watch | None = None) -> None:
         self._queue: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
+        self._watch = watch
 
     async def __call__(self, message: DeliveredMessage) -> None:
         self._queue.put_nowait(message)
+        if self._watch is not None:
+            self._watch.progress()
 
     async def get(self, timeout: float) -> DeliveredMessage | None:
         try:
@@ -86,16 +136,30 @@ class Inbox:
 
 
 async def consume(
-    raw: Any, queue: str, prefetch: int, *, global_qos: bool = True
+    raw: Any, queue: str, prefetch: int, inbox: Inbox | None = None,
 ) -> tuple[Inbox, str]:
-    """Start consuming ``queue`` without auto-ack; returns the inbox and the consumer tag."""
-    inbox = Inbox()
-    await raw.basic_qos(prefetch_count=prefetch, global_=global_qos)
+    """Start consuming ``queue`` without auto-ack, ``prefetch`` unacked deliveries at most
+    for this consumer (0: no limit); returns the inbox and the consumer tag."""
+    inbox = inbox or Inbox()
     try:
-        ok = await raw.basic_consume(queue, inbox, no_ack=False)
+        await bounded(raw.basic_qos(prefetch_count=prefetch, global_=False), OP_TIMEOUT, "basic.qos")
+        ok = await bounded(raw.basic_consume(queue, inbox, no_ack=False), OP_TIMEOUT,
+                           f"consume {queue!r}")
     except aiormq.exceptions.ChannelNotFoundEntity as exc:
         raise NotFound(f"queue {queue!r} does not exist in this vhost") from exc
+    except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
+        raise Interrupted(f"cannot consume {queue!r}: {type(exc).__name__}: {exc}") from exc
     return inbox, str(ok.consumer_tag)
+
+
+async def still_there(connection: AbstractConnection, queue: str) -> int:
+    """Ready messages of ``queue``, asked on a fresh channel: proves the link answers.
+
+    :class:`Interrupted` when it does not (or the queue is gone)."""
+    try:
+        return await queue_depth(connection, queue)
+    except NotFound as exc:
+        raise Interrupted(f"the queue {queue!r} was deleted") from exc
 
 
 def delivery_tag(message: DeliveredMessage) -> int:
@@ -120,10 +184,36 @@ async def scan(
     target = total if limit is None else min(total, limit)
     if target <= 0:
         return
+    watch = Watch(connection)
+    watch.consuming(queue)
     async with raw_channel(connection) as raw:
-        inbox, _tag = await consume(raw, queue, prefetch_for(target))
-        for position in range(target):
+        watch.attach(raw, "reading")
+        inbox, _tag = await consume(raw, queue, prefetch_for(target), Inbox(watch))
+        position = 0
+        quiet_since: float | None = None
+        while position < target:
+            if watch.check() is not None:
+                raise Interrupted(f"reading {queue!r} stopped after {position} of {target}: "
+                                  f"{watch.reason}")
             message = await inbox.get(idle_timeout)
             if message is None:
-                return
+                # Nothing for a while: the link died, or someone else took the rest.
+                try:
+                    ready = await still_there(connection, queue)
+                except Interrupted as exc:
+                    raise Interrupted(f"reading {queue!r} stopped after {position} of "
+                                      f"{target}: {exc}") from exc
+                if ready == 0 and watch.check() is None:
+                    watch.closing()
+                    return
+                now = time.monotonic()
+                quiet_since = quiet_since or now
+                if now - quiet_since > STALL_TIMEOUT:
+                    raise Interrupted(f"reading {queue!r} stopped after {position} of {target}: "
+                                      f"nothing delivered for {STALL_TIMEOUT:g}s although "
+                                      f"{ready} are ready")
+                continue
+            quiet_since = None
             yield position, message
+            position += 1
+        watch.closing()

@@ -18,7 +18,7 @@ from queuewatch.broker.connect import connect
 from queuewatch.broker.management import ManagementClient
 from queuewatch.config import Settings
 from queuewatch.dlq import ops, peek, replay, transfer
-from queuewatch.dlq.channel import queue_depth
+from queuewatch.dlq.channel import close_quietly, queue_depth
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.model import DeadLetter
 from queuewatch.dlq.peek import Page, ProgressFn
@@ -114,7 +114,7 @@ class DeadLetterQueue:
         try:
             yield conn
         finally:
-            await conn.close()
+            await close_quietly(conn)
 
     # -- destructive --------------------------------------------------------------------
     async def _begin(self, action: str) -> None:

@@ -7,6 +7,13 @@ after a confirm and before the ack gives a duplicate, never a loss.
 
 Publishes are pipelined: up to ``window`` republishes are in flight, each confirmed
 asynchronously; acks go out with ``multiple=True`` while nothing is held back.
+
+Every wait has a deadline (:mod:`queuewatch.dlq.watch`): a cut or silent link, a DLQ
+deleted under the replay (RabbitMQ cancels its consumer) or a broker that stops answering
+ends the replay with a :class:`ReplayResult` whose ``error`` says why, what was replayed,
+what was in doubt (republished without a confirm, or confirmed without a sent ack: it stays
+in the DLQ and may also have reached its queue: a duplicate, never a loss) and what was not
+looked at.
 """
 
 from __future__ import annotations
@@ -27,23 +34,29 @@ from queuewatch.dlq.acker import Acker, AckWriter
 from queuewatch.dlq.channel import (
     IDLE_TIMEOUT,
     MAX_PREFETCH,
+    Inbox,
     consume,
     delivery_tag,
     exchange_exists,
+    publish,
     queue_depth,
     raw_channel,
+    still_there,
 )
 from queuewatch.dlq.decode import for_publish
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.model import DeadLetter, Route
 from queuewatch.dlq.peek import ProgressFn, iterate, to_dead_letter
-from queuewatch.errors import BrokerError
+from queuewatch.dlq.watch import CLOSE_TIMEOUT, STALL_TIMEOUT, Interrupted, Watch, describe, is_link_error
+from queuewatch.errors import NotFound
 
 DEFAULT_MAX_REPLAYS = 3
 """A dead letter replayed this many times is refused unless forced (poison loop guard)."""
 DEFAULT_WINDOW = 1000
 """Republishes in flight at once (unconfirmed)."""
 PROGRESS_EVERY = 500
+SETTLE_STALL = 10.0
+"""After the replay stopped: longest wait without a confirm for what is still in flight."""
 #: Death details removed on replay: the job is alive again. The original route, first
 #: failure time and replay count stay.
 STRIP_ON_REPLAY = (
@@ -81,6 +94,20 @@ class ReplayResult:
     via: Literal["messages", "shovel"] = "messages"
     """Republished message by message, or moved by a RabbitMQ shovel (then message by
     message for what the shovel held back)."""
+    total: int = 0
+    """Dead letters in the DLQ (up to the limit) when the replay started."""
+    in_doubt: int = 0
+    """When it stopped early: dead letters republished without a confirm, or confirmed
+    without an ack that surely reached the broker. They stay in the DLQ and may also have
+    reached their queue (duplicates, never losses)."""
+
+    dlq_deleted: bool = False
+    """The DLQ was deleted while the replay ran (what was still in it went with it)."""
+
+    @property
+    def not_scanned(self) -> int:
+        """Dead letters never looked at (they stay in the DLQ)."""
+        return max(self.total - self.scanned, 0)
 
     @property
     def outcome(self) -> Literal["ok", "partial", "error"]:
@@ -139,6 +166,8 @@ class ReplayOptions:
     """The AMQP user: a ``user_id`` property naming someone else is dropped (the broker
     refuses to relay it)."""
     idle_timeout: float = IDLE_TIMEOUT
+    stall_timeout: float = STALL_TIMEOUT
+    """End the replay when RabbitMQ sends nothing (no delivery, no confirm) for this long."""
 
 
 async def dry_run(
@@ -164,9 +193,9 @@ async def dry_run(
 
 class _Replayer:
     def __init__(
-        self, rin: Any, rout: Any, opts: ReplayOptions, pub: AbstractConnection
+        self, rin: Any, rout: Any, opts: ReplayOptions, pub: AbstractConnection, watch: Watch
     ) -> None:
-        self.rin, self.rout, self.opts, self.pub = rin, rout, opts, pub
+        self.rin, self.rout, self.opts, self.pub, self.watch = rin, rout, opts, pub, watch
         self.exchanges: dict[str, bool] = {}
         self.ack_writer = AckWriter(rin)
         self.acker = Acker(self.ack_writer)
@@ -175,8 +204,21 @@ class _Replayer:
         self.tasks: set[asyncio.Future[Any]] = set()
         self.skipped: list[Skipped] = []
         self.scanned = self.matched = self.replayed = 0
+        self.unconfirmed = 0
+        """Republishes given up on without a confirm (the link died)."""
+        self.inbox = Inbox(watch)
+        self.queue = ""
+        self.consumer_tag = ""
         self.prefetch = 0
+        self.held_here = 0
+        """Deliveries held by the current consumer (they count against its prefetch)."""
         self.started = time.monotonic()
+
+    async def start(self, queue: str, target: int) -> None:
+        self.queue = queue
+        self.prefetch = min(target, 3 * max(self.opts.window, 1))
+        self.prefetch = 0 if self.prefetch > MAX_PREFETCH else self.prefetch
+        _inbox, self.consumer_tag = await consume(self.rin, queue, self.prefetch, self.inbox)
 
     def _track(self, fut: asyncio.Future[Any]) -> None:
         self.tasks.add(fut)
@@ -184,17 +226,20 @@ class _Replayer:
 
     def hold(self, tag: int, skip: Skipped | None = None) -> None:
         self.acker.hold(tag)
+        self.held_here += 1
         if skip is not None:
             self.skipped.append(skip)
 
-    async def keep_flowing(self, queue: str) -> Any:
-        """Raise the (channel-wide) prefetch as held deliveries pile up, so they never
-        starve the consumer."""
-        want = self.acker.held + 2 * self.opts.window
-        want = 0 if want > MAX_PREFETCH else want
-        if self.prefetch != 0 and (want == 0 or want > self.prefetch):
-            self.prefetch = want
-            await self.rin.basic_qos(prefetch_count=want, global_=True)
+    async def keep_flowing(self) -> None:
+        """Held deliveries count against the consumer's prefetch; before they starve it,
+        consume again with a fresh consumer (on the same channel, so the held deliveries
+        stay unacked there and go back when it closes). Prefetch is per consumer: quorum
+        queues and streams refuse a channel-wide (global) one."""
+        if self.prefetch == 0 or self.held_here < max(self.opts.window, 1):
+            return
+        await self.rin.basic_cancel(self.consumer_tag)
+        _inbox, self.consumer_tag = await consume(self.rin, self.queue, self.prefetch, self.inbox)
+        self.held_here = 0
 
     async def throttle(self, n: int) -> None:
         if self.opts.rate:
@@ -202,6 +247,7 @@ class _Replayer:
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+                self.watch.progress()
 
     async def handle(self, position: int, message: DeliveredMessage) -> None:
         tag = delivery_tag(message)
@@ -228,10 +274,7 @@ class _Replayer:
         if mid and mid in self.in_flight:
             # aiormq matches returned messages by message_id: one copy in flight at a time.
             await asyncio.wait([self.in_flight[mid]])
-        fut = asyncio.ensure_future(self.rout.basic_publish(
-            bytes(message.body), exchange=route.exchange, routing_key=route.routing_key,
-            properties=props, mandatory=True, wait=False,
-        ))
+        fut = publish(self.rout, bytes(message.body), route.exchange, route.routing_key, props)
         if mid:
             self.in_flight[mid] = fut
         self._track(fut)
@@ -244,29 +287,76 @@ class _Replayer:
         if mid and self.in_flight.get(mid) is fut:
             del self.in_flight[mid]
         if fut.cancelled():
-            self.hold(tag, Skipped(dl.job_id, dl.position, "publish-failed", "cancelled"))
+            self.unconfirmed += 1
+            self.hold(tag, Skipped(dl.job_id, dl.position, "publish-failed",
+                                   "no confirm before the replay stopped (may also have arrived)"))
             return
         exc = fut.exception()
         if exc is None:
+            self.watch.progress()
             self.replayed += 1
             self.acker.done(tag)
         elif isinstance(exc, aiormq.exceptions.PublishError):
+            self.watch.progress()
             self.hold(tag, Skipped(dl.job_id, dl.position, "unroutable",
                                    f"{route.describe()} matched no queue"))
-        else:
+        elif isinstance(exc, aiormq.exceptions.DeliveryError):
+            self.watch.progress()
             self.hold(tag, Skipped(dl.job_id, dl.position, "publish-failed",
-                                   f"{type(exc).__name__}: {exc}"))
+                                   f"RabbitMQ refused it (nack: {route.routing_key!r} full?)"))
+        else:
+            self.unconfirmed += 1
+            self.hold(tag, Skipped(dl.job_id, dl.position, "publish-failed",
+                                   f"no confirm: {type(exc).__name__} (may also have arrived)"))
+            self.watch.fail(describe(exc, "republishing"), link_lost=is_link_error(exc))
 
     def abort(self) -> None:
         self.ack_writer.abort()
         for task in list(self.tasks):
             task.cancel()
 
-    async def drain(self) -> None:
-        """Wait for every republish to settle, then send the remaining acks."""
-        while self.tasks:
-            await asyncio.wait(list(self.tasks))
-        await self.ack_writer.flush()
+    async def settle(self, error: str | None) -> tuple[str | None, int]:
+        """Wait (bounded) for the republishes in flight, then send the acks owed.
+
+        Returns the error (the first one) and how many dead letters are in doubt: given up
+        on without a confirm, or confirmed with an ack that may not have reached RabbitMQ."""
+        stall = min(SETTLE_STALL, self.opts.stall_timeout)
+        if self.tasks and not self.watch.link_lost:
+            try:
+                async with self.watch.guard(stall=stall):
+                    while self.tasks:
+                        await asyncio.wait(list(self.tasks))
+            except Interrupted as exc:
+                error = error or str(exc)
+        for task in list(self.tasks):
+            task.cancel()  # no confirm will come: those dead letters stay in the DLQ
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=CLOSE_TIMEOUT)
+        try:
+            if self.watch.link_lost:
+                raise Interrupted(error or "the link is lost")
+            async with self.watch.guard(stall=stall):
+                await self.ack_writer.flush()
+        except (Interrupted, aiormq.exceptions.AMQPError,
+                aiormq.exceptions.ChannelInvalidStateError, ConnectionError, RuntimeError) as exc:
+            self.ack_writer.abort()
+            error = error or (f"acking replayed dead letters failed: {exc} (they stay in the "
+                              "DLQ and were also replayed: duplicates, no loss)")
+        owed = self.acker.acked + self.acker.done_waiting - self.ack_writer.sent
+        return error, self.unconfirmed + owed
+
+
+async def _deleted(connection: AbstractConnection, queue: str, watch: Watch) -> bool:
+    """Whether the consumer was cancelled because the DLQ no longer exists (one look)."""
+    if not watch.consumer_cancelled or watch.link_lost:
+        return False
+    try:
+        await queue_depth(connection, queue)
+    except NotFound:
+        return True
+    except Interrupted:
+        return False
+    return False
 
 
 async def replay(
@@ -287,41 +377,56 @@ async def replay(
     if target <= 0:
         return ReplayResult(queue, False, 0, 0, 0)
     pub = publish_connection or connection
-    async with raw_channel(connection) as rin, raw_channel(pub, confirms=True) as rout:
-        r = _Replayer(rin, rout, opts, pub)
-        r.prefetch = min(target, 2 * max(opts.window, 1), MAX_PREFETCH)
-        inbox, _ctag = await consume(rin, queue, r.prefetch)
+    watch = Watch(connection, pub, stall=opts.stall_timeout,
+                  probe=lambda: still_there(connection, queue))
+    watch.consuming(queue)
+    async with (raw_channel(connection, watch=watch) as rin,
+                raw_channel(pub, confirms=True, watch=watch) as rout):
+        watch.attach(rin, "DLQ")
+        watch.attach(rout, "republishing")
+        r = _Replayer(rin, rout, opts, pub, watch)
+        await r.start(queue, target)
         me = asyncio.current_task()
         try:
-            for position in range(target):
-                if me is not None and me.cancelling():
-                    # a library under us swallowed a cancellation (asyncio in 3.11 can)
-                    raise asyncio.CancelledError
-                message = await inbox.get(opts.idle_timeout)
-                if message is None:
-                    break
-                await r.handle(position, message)
-                await r.keep_flowing(queue)
-                if progress is not None and (position + 1) % PROGRESS_EVERY == 0:
-                    progress(position + 1, target)
+            async with watch.guard():
+                position = 0
+                while position < target:
+                    if me is not None and me.cancelling():
+                        # a library under us swallowed a cancellation (asyncio in 3.11 can)
+                        raise asyncio.CancelledError
+                    message = await r.inbox.get(opts.idle_timeout)
+                    if message is None:
+                        # Quiet: the rest was taken by someone else, or the link is dying.
+                        if await still_there(connection, queue) == 0 and watch.check() is None:
+                            break
+                        continue
+                    await r.handle(position, message)
+                    await r.keep_flowing()
+                    position += 1
+                    if progress is not None and position % PROGRESS_EVERY == 0:
+                        progress(position, target)
+        except Interrupted as exc:
+            error = str(exc)
+        except NotFound as exc:
+            error = str(exc)
         except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,
                 ConnectionError) as exc:
-            error = f"replay stopped: {type(exc).__name__}: {exc} (unreplayed dead letters stay)"
+            error = f"replay stopped: {type(exc).__name__}: {exc}"
         except asyncio.CancelledError:
             # Cancelled (e.g. the TUI worker): unacked dead letters return to the DLQ when
             # the channel closes; republished ones may be duplicated, none is lost.
             r.abort()
             raise
-        try:
-            await r.drain()
-        except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,
-                ConnectionError) as exc:
-            error = error or (f"acking replayed dead letters failed: {exc} (they stay in the "
-                              "DLQ and were also replayed: duplicates, no loss)")
+        error, in_doubt = await r.settle(error)
+        deleted = error is not None and await _deleted(connection, queue, watch)
+        if deleted:
+            error = (f"the DLQ {queue!r} was deleted during the replay (RabbitMQ cancelled the "
+                     "replay's consumer); the dead letters still in it went with it")
+        elif error is not None:
+            error += " (the dead letters not replayed stay in the DLQ; run the replay again)"
+        watch.closing()
         if progress is not None:
             progress(r.scanned, target)
-    if error is not None and r.replayed == 0 and r.scanned == 0:
-        raise BrokerError(error)
     return ReplayResult(queue, False, r.scanned, r.matched, r.replayed, tuple(r.skipped),
-                        time.monotonic() - r.started, error)
-
+                        time.monotonic() - r.started, error, total=target,
+                        in_doubt=in_doubt if error is not None else 0, dlq_deleted=deleted)
