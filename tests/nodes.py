@@ -158,9 +158,11 @@ class Node:
                     os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
-        deadline = time.monotonic() + 10  # SIGKILL is asynchronous: wait until they are gone
-        while any(_state(pid) not in ("Z", "") and _comm(pid) not in SHARED_PROCESSES
-                  for pid in _group_members(leader)):
+        # SIGKILL is asynchronous: a killed VM's threads take a moment to exit, and its
+        # listening sockets stay open until the last one has
+        deadline = time.monotonic() + 15
+        while port_open(self.port) or any(_running(pid) for pid in _group_members(leader)
+                                          if _comm(pid) not in SHARED_PROCESSES):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"processes of {self.name} survived SIGKILL")
             time.sleep(0.05)
@@ -229,12 +231,20 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
-def _state(pid: int) -> str:
-    """The process state letter (R, S, Z, ...), "" when it is gone."""
+def live_group_members(pgid: int) -> list[int]:
+    """Processes of group ``pgid`` that have not exited (zombies awaiting reaping excluded)."""
+    return [pid for pid in _group_members(pgid) if _running(pid)]
+
+
+def _running(pid: int) -> bool:
+    """True while any thread of ``pid`` has not exited (a zombie leader whose other threads
+    are still exiting counts as running)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        tasks = os.listdir(f"/proc/{pid}/task")
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
-        return ""
+        return False
+    return state != "Z" or len(tasks) > 1
 
 
 def _comm(pid: int) -> str:

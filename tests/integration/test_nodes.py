@@ -3,14 +3,13 @@ restart keep its data and never touch the shared epmd; close leaves no process b
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import httpx
 import pika
 import pytest
 
-from tests.nodes import port_open, rabbitmq_installed, running_node
+from tests.nodes import live_group_members, port_open, rabbitmq_installed, running_node
 
 pytestmark = [
     pytest.mark.slow,
@@ -24,14 +23,7 @@ def epmd_pids() -> set[int]:
 
 
 def group_alive(pgid: int) -> bool:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.getpgid(int(entry)) == pgid:
-                    return True
-            except OSError:
-                continue
-    return False
+    return bool(live_group_members(pgid))
 
 
 def test_node_config_kill9_restart_and_close(tmp_path):
