@@ -68,6 +68,10 @@ class Settings:
     declared dead and reconnected (RabbitMQ's default is 60)."""
     reconnect_max_delay: float = 10.0
     """Longest pause between reconnect attempts (exponential backoff with full jitter)."""
+    broker_consumer_timeout: float = 1800.0
+    """Seconds: the broker's ``consumer_timeout`` (RabbitMQ's default is 30 minutes). The
+    broker cannot be asked for it (3.10 exposes it nowhere), so set it to the value in
+    rabbitmq.conf: a worker warns at start when a queue's job time limit exceeds it."""
     management_username: str | None = None
     """Defaults to the AMQP URL's user."""
     management_password: str | None = None

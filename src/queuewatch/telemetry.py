@@ -56,6 +56,44 @@ class InFlightJob:
 
 
 @dataclass(frozen=True)
+class ConsumerStatus:
+    """Whether a worker consumes one of its queues right now; if not, since when and why."""
+
+    queue: str
+    live: bool
+    since: float
+    """Epoch seconds of the last change (when it stopped consuming, while ``live`` is False)."""
+    cause: str | None = None
+    """Why not (None while live): ``starting``, ``link_down``, ``consumer_timeout``,
+    ``cancelled_by_broker``, ``queue_missing``, ``queue_down``, ``channel_closed``, ``stopped``."""
+    reason: str | None = None
+    """The broker's words, or the worker's, for a person."""
+
+
+#: What happens next and what to do about a consumer that is not live, by its
+#: ``ConsumerStatus.cause`` (the cause and the broker's words come with it separately).
+CONSUMER_ADVICE = {
+    "consumer_timeout": "a job ran past the broker's consumer_timeout; the worker subscribes "
+    "again by itself. Raise consumer_timeout in rabbitmq.conf, or lower the queue's job time "
+    "limit ('timeout' in the topology)",
+    "cancelled_by_broker": "the worker subscribes again by itself once the queue is back: if "
+    "it was deleted, declare it again ('queuewatch declare'); if its node is down, bring the "
+    "node back",
+    "queue_missing": "declare the queue ('queuewatch declare'); the worker subscribes by "
+    "itself once it exists",
+    "queue_down": "bring the queue's node back; the worker subscribes again by itself then",
+    "link_down": "the worker reconnects by itself; check that RabbitMQ is reachable from it",
+    "channel_closed": "the worker subscribes again by itself; if this lasts, read its log",
+    "starting": "still subscribing; if this lasts, read the worker's log",
+    "stopped": "the worker is shutting down",
+}
+
+
+def consumer_advice(cause: str | None) -> str:
+    return CONSUMER_ADVICE.get(cause or "", "read the worker's log")
+
+
+@dataclass(frozen=True)
 class Heartbeat:
     """One worker's state, sent about once a second."""
 
@@ -81,6 +119,9 @@ class Heartbeat:
     """The AMQP ``connection_name`` client property, to find the worker's connection."""
     started_at: float = 0.0
     version: int = SCHEMA_VERSION
+    consumers: tuple[ConsumerStatus, ...] = ()
+    """Per queue the worker should consume, whether it does (empty from workers older than
+    this field: unknown, not "none")."""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -90,8 +131,14 @@ class Heartbeat:
         raw: dict[str, Any] = json.loads(data)
         raw["queues"] = tuple(raw.get("queues", ()))
         raw["in_flight"] = tuple(InFlightJob(**j) for j in raw.get("in_flight", ()))
+        raw["consumers"] = tuple(_consumer_status(c) for c in raw.get("consumers", ()))
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+def _consumer_status(raw: dict[str, Any]) -> ConsumerStatus:
+    known = ConsumerStatus.__dataclass_fields__
+    return ConsumerStatus(**{k: v for k, v in raw.items() if k in known})
 
 
 @dataclass(frozen=True)

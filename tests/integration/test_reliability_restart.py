@@ -22,7 +22,7 @@ async def test_broker_restart_loses_no_confirmed_job(throwaway_node: Node, tmp_p
 
     ledger = Ledger()
     handled_at: list[float] = []
-    worker = Worker(settings, topo, concurrency=20, reconnect_delay=0.5)
+    worker = Worker(settings, topo, concurrency=20)
 
     @worker.job("jobs")
     async def handle(job: Job) -> None:

@@ -308,17 +308,21 @@ async def test_unknown_queue_in_topology_is_still_consumed(connection, settings,
 
 
 async def test_missing_queue_keeps_worker_retrying_not_crashing(settings, connection, vhost):
-    worker = Worker(settings, Topology(delay_levels=8), reconnect_delay=0.1)
+    worker = Worker(settings, Topology(delay_levels=8))
 
     @worker.job("absent")
     async def handle(job: Job) -> None: ...
 
     task = asyncio.create_task(worker.run())
+    # Then it keeps running, says why it does not consume, and is not "connected"
+    await wait_until(lambda: worker.consumer_status()[0].cause == "queue_missing", timeout=10,
+                     what="the consumer's state names the missing queue")
     await asyncio.sleep(1.0)
-    assert not worker.connected.is_set()
+    assert not worker.connected.is_set() and not task.done()
+    [status] = worker.consumer_status()
+    assert status.queue == "absent" and not status.live and "absent" in (status.reason or "")
     worker.stop()
     await asyncio.wait_for(task, 10)
-    assert worker.connections == 0
 
 
 async def test_unconfirmed_retry_copy_requeues_the_original(connection, settings, vhost, mgmt):

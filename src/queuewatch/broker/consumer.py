@@ -6,6 +6,12 @@ the broker cancels it or closes its channel while the connection lives, it subsc
 on a new channel with backoff, as soon as the queue exists again; when the link is lost, the
 link restores it after the reconnect. Its state says at every moment whether it consumes,
 since when, and why not.
+
+The callback gets each delivery as an aio-pika ``IncomingMessage``. An ``async def``
+callback runs in the channel's task for that delivery, which the channel cancels when it
+closes; a plain function is called in that task and returns at once, so work it starts in
+a task of its own (as the worker does) runs to its end even when the broker closes the
+channel under it (``consumer_timeout``).
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from aio_pika.abc import AbstractChannel, AbstractQueue
+from aio_pika.message import IncomingMessage
+from aiormq.abc import DeliveredMessage
 
 from queuewatch.broker.errors import ANY_BROKER_ERROR, LINK_OR_AMQP_ERRORS, ChannelNotFound, queue_down_text
 from queuewatch.broker.policy import ReconnectPolicy
@@ -30,6 +38,9 @@ log = logging.getLogger(__name__)
 #: Resubscribing after a broker-side cancel backs off to at most this (seconds), so a queue
 #: that comes back is consumed again within a few seconds.
 RESUBSCRIBE_POLICY = ReconnectPolicy(initial=0.25, factor=2.0, cap=3.0)
+
+Callback = Callable[[Any], Awaitable[None] | None]
+"""Called with each delivery (an aio-pika ``IncomingMessage``); see the module docstring."""
 
 Cause = Literal[
     "starting", "link_down", "consumer_timeout", "cancelled_by_broker", "queue_missing",
@@ -66,7 +77,7 @@ class Subscription:
     """One queue consumed through a :class:`~queuewatch.broker.link.BrokerLink`."""
 
     def __init__(
-        self, link: BrokerLink, queue: str, callback: Callable[[Any], Awaitable[None]], *,
+        self, link: BrokerLink, queue: str, callback: Callback, *,
         prefetch: int, no_ack: bool,
         declare: Callable[[AbstractChannel], Awaitable[AbstractQueue]] | None,
         on_change: Callable[[Subscription], None] | None,
@@ -98,7 +109,10 @@ class Subscription:
             return
         self.state = ConsumerState(self.queue, live, time.time(), cause, reason)
         if not live and cause not in ("starting", "stopped", "link_down"):
-            log.warning("consumer of %r stopped: %s", self.queue, reason)
+            # An owner that watches the state (on_change) says it to the user in its own
+            # words (what to do); then this line is only for debugging.
+            log.log(logging.INFO if self.on_change is not None else logging.WARNING,
+                    "consumer of %r stopped: %s", self.queue, reason)
         if self.on_change is not None:
             self.on_change(self)
 
@@ -169,7 +183,7 @@ class Subscription:
 
             underlay.on_consumer_cancel_callbacks.add(on_cancel)
             channel.close_callbacks.add(on_close)
-            self._tag = await queue.consume(self.callback, no_ack=self.no_ack)
+            self._tag = await self._consume(underlay, queue.name)
         except BaseException:
             await self._close_channel()
             raise
@@ -177,6 +191,16 @@ class Subscription:
         self._set(True)
         if self.subscribes > 1:
             log.warning("consuming %r again", self.queue)
+
+    async def _consume(self, underlay: Any, queue: str) -> str:
+        """basic.consume straight on aiormq: one task per delivery (aiormq's), not two."""
+        callback, no_ack = self.callback, self.no_ack
+
+        def deliver(message: DeliveredMessage) -> Awaitable[None] | None:
+            return callback(IncomingMessage(message, no_ack=no_ack))
+
+        ok = await underlay.basic_consume(queue, deliver, no_ack=no_ack)
+        return str(ok.consumer_tag)
 
     async def _close_channel(self) -> None:
         channel, self.channel = self.channel, None

@@ -30,12 +30,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
 
 from queuewatch.broker.connect import CONNECT_TIMEOUT, connect_one
-from queuewatch.broker.consumer import Subscription
+from queuewatch.broker.consumer import Callback, Subscription
 from queuewatch.broker.errors import ANY_BROKER_ERROR, LINK_ERRORS, LINK_OR_AMQP_ERRORS, LinkLost
 from queuewatch.broker.policy import ReconnectPolicy, policy_for
 from queuewatch.config import Settings, mask_url
@@ -133,7 +132,7 @@ class BrokerLink:
         self._on_up.append(hook)
 
     def subscribe(
-        self, queue: str, callback: Callable[[Any], Awaitable[None]], *, prefetch: int = 0,
+        self, queue: str, callback: Callback, *, prefetch: int = 0,
         no_ack: bool = False, declare: Declare | None = None,
         on_change: Callable[[Subscription], None] | None = None,
     ) -> Subscription:

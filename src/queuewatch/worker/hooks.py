@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from queuewatch.producer.observer import ProducerObserver
 from queuewatch.worker.job import Job
+
+if TYPE_CHECKING:
+    from queuewatch.broker.consumer import ConsumerState
 
 #: Outcomes a job can end with (the ``outcome`` label of ``queuewatch_jobs_total``).
 SUCCEEDED = "succeeded"
 RETRIED = "retried"
 DEAD_LETTERED = "dead_lettered"
 DUPLICATE = "duplicate"
-OUTCOMES = (SUCCEEDED, RETRIED, DEAD_LETTERED, DUPLICATE)
+REQUEUED = "requeued"
+"""The run's outcome could not be recorded (its retry/DLQ copy was not confirmed, or the
+broker took the delivery back when it closed its channel): the job is back in the queue."""
+OUTCOMES = (SUCCEEDED, RETRIED, DEAD_LETTERED, DUPLICATE, REQUEUED)
 
 
 class WorkerObserver(ProducerObserver):
@@ -33,6 +40,10 @@ class WorkerObserver(ProducerObserver):
 
     def on_duplicate(self, queue: str, job_id: str) -> None:
         """A job whose idempotency key already completed was acked and skipped."""
+
+    def on_consumer_change(self, worker_id: str, state: ConsumerState) -> None:
+        """The consumer of ``state.queue`` started or stopped consuming (``state.cause``
+        says why not: ``consumer_timeout``, ``cancelled_by_broker``, ...)."""
 
 
 class Observers(WorkerObserver):
@@ -76,3 +87,7 @@ class Observers(WorkerObserver):
     def on_duplicate(self, queue: str, job_id: str) -> None:
         for o in self.observers:
             o.on_duplicate(queue, job_id)
+
+    def on_consumer_change(self, worker_id: str, state: ConsumerState) -> None:
+        for o in self.observers:
+            o.on_consumer_change(worker_id, state)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from queuewatch.worker.hooks import DUPLICATE, RETRIED, WorkerObserver
 from queuewatch.worker.job import Job
+
+if TYPE_CHECKING:
+    from queuewatch.broker.consumer import ConsumerState
 
 DEFAULT_METRICS_HOST = "127.0.0.1"
 
@@ -31,6 +34,13 @@ class PrometheusObserver(WorkerObserver):
                              ["queue"], registry=r)
         self.blocked = Gauge("queuewatch_producer_blocked",
                              "1 while the broker blocks this process's publishing", registry=r)
+        self.consuming = Gauge("queuewatch_consumer_live", "1 while the worker's consumer "
+                               "of the queue is live, 0 while it is not (see the log for why)",
+                               ["queue"], registry=r)
+        self.consumer_stops = Counter("queuewatch_consumer_stops", "Times the worker's "
+                                      "consumer of the queue stopped, by cause (consumer_timeout: "
+                                      "a delivery was not acked within the broker's "
+                                      "consumer_timeout)", ["queue", "cause"], registry=r)
         self.server: Any = None
         self._per_queue: dict[str, tuple[Any, Any, Any, dict[str, Any]]] = {}
 
@@ -84,3 +94,8 @@ class PrometheusObserver(WorkerObserver):
 
     def on_duplicate(self, queue: str, job_id: str) -> None:
         self._outcome(queue, DUPLICATE).inc()
+
+    def on_consumer_change(self, worker_id: str, state: ConsumerState) -> None:
+        self.consuming.labels(state.queue).set(1.0 if state.live else 0.0)
+        if not state.live and state.cause not in (None, "starting", "stopped"):
+            self.consumer_stops.labels(state.queue, state.cause).inc()

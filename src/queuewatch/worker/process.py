@@ -3,6 +3,15 @@
 Settling follows the no-loss rule: success -> record the idempotency key -> ack; failure ->
 publish a retry or dead-letter copy, wait for its confirm -> ack. If the copy cannot be
 confirmed the original is requeued instead, never dropped.
+
+Each delivery runs in a task of the worker's own (:meth:`Processor.spawn`), not in the
+channel's: when the broker closes a channel under a running job (``consumer_timeout``, a
+cancel), the job runs to its end and its success is recorded in the idempotency store, so
+the broker's redelivery of it is skipped as a duplicate. Within one worker a job never runs
+twice at once (:mod:`.claims`): a delivery whose idempotency key is held by a running copy
+waits for that copy to end (without a concurrency slot), then is skipped if it succeeded, or
+runs if it did not. Workers in other processes cannot see that claim; with a shared store (Redis) they skip
+the job only once the first run has recorded it.
 """
 
 from __future__ import annotations
@@ -11,29 +20,25 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiormq
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
-from aiormq.abc import DeliveredMessage
-from pamqp.commands import Basic
+from aio_pika.abc import AbstractIncomingMessage
 
 from queuewatch import envelope
+from queuewatch.broker.publish import ConfirmedPublisher, Outcome
 from queuewatch.idempotency import IdempotencyStore
 from queuewatch.topology import QueueSpec
 from queuewatch.worker import outcomes
+from queuewatch.worker.claims import Claims
 from queuewatch.worker.decode import decode_body
-from queuewatch.worker.hooks import DEAD_LETTERED, RETRIED, SUCCEEDED, WorkerObserver
+from queuewatch.worker.hooks import DEAD_LETTERED, REQUEUED, RETRIED, SUCCEEDED, WorkerObserver
 from queuewatch.worker.job import Handler, Job, MalformedPayload, NonRetryable
 from queuewatch.worker.outcomes import Failure
 from queuewatch.worker.ratelimit import TokenBucket
+from queuewatch.worker.settle import channel_gone, publish_copy, requeue_later, settle
 
 log = logging.getLogger(__name__)
-
-#: Seconds to wait before requeueing a job whose retry/DLQ copy was not confirmed.
-REQUEUE_PAUSE = 1.0
 
 
 @dataclass
@@ -47,6 +52,8 @@ class Running:
     task: asyncio.Task[Any] | None
     cancel_reason: str | None = None
     settled: bool = False
+    message: AbstractIncomingMessage | None = None
+    """The delivery (its channel tells whether the broker still holds it for us)."""
 
 
 @dataclass
@@ -85,14 +92,30 @@ class Processor:
     max_payload_bytes: int
     running: dict[int, Running] = field(default_factory=dict)
     counts: Counts = field(default_factory=Counts)
-    publish_channel: AbstractChannel | None = None
-    open_channel: Callable[[], Awaitable[AbstractChannel]] | None = None
-    """Opens a new confirm channel when the publish channel died but the connection lives."""
+    publisher: ConfirmedPublisher | None = None
+    """Publishes retry and dead-letter copies (confirmed, mandatory)."""
     accepting: bool = True
+    """False once a graceful shutdown began: prefetched jobs no longer start."""
     active: set[asyncio.Task[Any]] = field(default_factory=set)
     """Tasks running or settling a job (a graceful shutdown waits for them)."""
-    """False once a graceful shutdown began: prefetched jobs no longer start."""
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    """Every delivery's task, waiting ones included (a shutdown ends them all)."""
+    claims: Claims = field(default_factory=Claims)
+    """Idempotency keys of deliveries under way (one run of a job at a time here)."""
     _next: int = 0
+
+    # -- deliveries -------------------------------------------------------------------
+    def spawn(self, message: AbstractIncomingMessage, route: Route) -> None:
+        """Handle ``message`` in a task of the worker's own (see the module docstring).
+        A plain function, so aio-pika calls it without a task of its own."""
+        task = asyncio.get_running_loop().create_task(self.handle(message, route))
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("handling a delivery failed", exc_info=task.exception())
 
     # -- the pipeline -----------------------------------------------------------------
     async def handle(self, message: AbstractIncomingMessage, route: Route) -> None:
@@ -111,10 +134,20 @@ class Processor:
             return
         job = self._job(message, spec, job_id, attempt, payload)
         key = job.idempotency_key
+        if key is not None:
+            await self.claims.acquire(key, f"job {job_id} on {spec.name!r}")
+        try:
+            await self._handle(message, route, job, key)
+        finally:
+            if key is not None:
+                self.claims.release(key)
+
+    async def _handle(self, message: AbstractIncomingMessage, route: Route, job: Job,
+                      key: str | None) -> None:
         if self.store is not None and key is not None and await self.store.is_completed(key):
             self.counts.duplicates += 1
-            self.observer.on_duplicate(spec.name, job_id)
-            await _settle(message.ack())
+            self.observer.on_duplicate(job.queue, job.job_id)
+            await settle(message.ack())
             return
         if route.bucket is not None:
             await route.bucket.acquire()
@@ -123,6 +156,8 @@ class Processor:
             async with self.semaphore:
                 if not self.accepting:
                     return  # shutting down: leave it unacked, the broker requeues it
+                if channel_gone(message):
+                    return  # prefetched on a channel the broker closed: it was requeued
                 if task is not None:
                     self.active.add(task)
                 duration = await self._run(message, route, job)
@@ -131,17 +166,27 @@ class Processor:
                 # while the record waits for its group commit.
                 if self.store is not None and key is not None:
                     await self.store.mark_completed(key)
-                await _settle(message.ack())
+                if not await settle(message.ack()):
+                    self._ack_lost(job, key)
                 self.counts.succeeded += 1
                 self.observer.on_job_end(job, SUCCEEDED, duration, None)
         finally:
             if task is not None:
                 self.active.discard(task)
 
+    def _ack_lost(self, job: Job, key: str | None) -> None:
+        then = ("it is recorded as completed, so the redelivery is skipped as a duplicate"
+                if self.store is not None and key is not None else
+                "without an idempotency store it will run again")
+        log.warning("job %s on %r succeeded but its channel was closed meanwhile (see the "
+                    "consumer's log line), so the ack could not be sent and the broker "
+                    "redelivers it: %s", job.job_id, job.queue, then)
+
     async def _run(self, message: AbstractIncomingMessage, route: Route, job: Job) -> float | None:
         """Run the handler; returns its duration on success, None when the failure is settled."""
         token = self._next = self._next + 1
-        entry = Running(job.job_id, job.queue, job.attempt, time.time(), asyncio.current_task())
+        entry = Running(job.job_id, job.queue, job.attempt, time.time(), asyncio.current_task(),
+                        message=message)
         self.running[token] = entry
         self.observer.on_job_start(job)
         started = time.monotonic()
@@ -154,7 +199,7 @@ class Processor:
                     await route.handler(job)
             except asyncio.CancelledError:
                 if entry.cancel_reason is None:
-                    raise  # shutdown or connection loss: leave unacked, the broker requeues
+                    raise  # shutdown past its deadline: leave it unacked, the broker requeues it
                 task = asyncio.current_task()
                 if task is not None:
                     task.uncancel()
@@ -196,9 +241,10 @@ class Processor:
             return
         delay = route.spec.retry.delay_for(job.attempt, random.random())
         copy = outcomes.retry_copy(message, job.queue, job.attempt, delay, self.delay_levels, failure)
-        if await self._publish_then_ack(message, copy):
+        moved = await self._publish_then_ack(message, copy)
+        if moved:
             self.counts.retried += 1
-            self.observer.on_job_end(job, RETRIED, time.monotonic() - started, exc)
+        self.observer.on_job_end(job, RETRIED if moved else REQUEUED, time.monotonic() - started, exc)
 
     async def _dead(self, message: AbstractIncomingMessage, job: Job, reason: str,
                     failure: Failure, started: float, exc: BaseException | None, *,
@@ -211,7 +257,7 @@ class Processor:
             # the job forever.
             log.error("dropping job %s of %s after %s (attempt %d, no DLQ configured): %s: %s",
                       job.job_id, job.queue, reason, job.attempt, failure.error_type, failure.message)
-            await _settle(message.reject(requeue=False))
+            await settle(message.reject(requeue=False))
             self.counts.dead_lettered += 1
             if not started:
                 self.observer.on_job_start(job)
@@ -219,49 +265,33 @@ class Processor:
             return
         copy = outcomes.dead_letter_copy(message, job.queue, job.attempt, reason, failure,
                                          self.worker_id)
-        if await self._publish_then_ack(message, copy):
+        moved = await self._publish_then_ack(message, copy)
+        if moved:
             self.counts.dead_lettered += 1
-            if not started:  # a malformed message never ran: count it with zero duration
-                self.observer.on_job_start(job)
-            duration = time.monotonic() - started if started else 0.0
-            self.observer.on_job_end(job, DEAD_LETTERED, duration, exc)
+        if not started:  # a malformed message never ran: count it with zero duration
+            self.observer.on_job_start(job)
+        duration = time.monotonic() - started if started else 0.0
+        self.observer.on_job_end(job, DEAD_LETTERED if moved else REQUEUED, duration, exc)
 
     async def _publish_then_ack(self, message: AbstractIncomingMessage, copy: outcomes.Copy) -> bool:
         """Publish ``copy`` with a confirm, then ack ``message``; requeue it if that fails."""
-        try:
-            await self._publish(message, copy)
-        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, OSError) as exc:
-            log.warning("could not publish %s to %s (%s); requeueing the original",
-                        message.message_id, copy.routing_key, exc)
-            await asyncio.sleep(REQUEUE_PAUSE)  # no hot loop while the cause persists
-            await _settle(message.nack(requeue=True))
+        if channel_gone(message):
+            # The broker took the delivery back when it closed the channel: it redelivers
+            # the job and this attempt runs again. A copy now would make two of it.
+            log.warning("job %s: not publishing its %s copy: the channel it came on was closed "
+                        "while it ran, so the broker redelivers it and the attempt runs again",
+                        message.message_id, copy.routing_key)
             return False
-        await _settle(message.ack())
-        return True
-
-    async def _publish(self, message: AbstractIncomingMessage, copy: outcomes.Copy) -> None:
-        channel = self.publish_channel
-        if channel is not None and channel.is_closed and self.open_channel is not None:
-            channel = self.publish_channel = await self.open_channel()
-        if channel is None or channel.is_closed:
-            raise aiormq.exceptions.ChannelInvalidStateError("no publish channel")
-        props = Basic.Properties(
-            content_type=message.content_type, content_encoding=message.content_encoding,
-            delivery_mode=2, priority=message.priority, message_id=message.message_id,
-            correlation_id=message.correlation_id, timestamp=message.timestamp,
-            message_type=message.type, app_id=message.app_id, headers=copy.headers,
-        )
-        underlay = await channel.get_underlay_channel()
-        try:
-            result = await underlay.basic_publish(
-                message.body, exchange=copy.exchange, routing_key=copy.routing_key,
-                properties=props, mandatory=True,
-            )
-        except aiormq.exceptions.DeliveryError:
+        result = await publish_copy(self.publisher, message, copy)
+        if result.ok:
+            await settle(message.ack())
+            return True
+        if result.outcome is Outcome.NACKED:
             self.observer.on_publish_nack(copy.routing_key)
-            raise
-        if isinstance(result, DeliveredMessage):
-            raise aiormq.exceptions.PublishError(result, None)  # type: ignore[arg-type, unused-ignore]
+        log.warning("could not publish job %s to %s (%s: %s); requeueing the original",
+                    message.message_id, copy.routing_key, result.outcome.value, result.detail)
+        await requeue_later(message)
+        return False
 
     def _job(self, message: AbstractIncomingMessage, spec: QueueSpec, job_id: str, attempt: int,
              payload: Any) -> Job:
@@ -276,10 +306,3 @@ class Processor:
             redelivered=bool(message.redelivered),
         )
 
-
-async def _settle(op: Any) -> None:
-    """Ack/nack; a closed channel means the broker requeues the message anyway."""
-    try:
-        await op
-    except (aiormq.exceptions.AMQPError, RuntimeError, ConnectionError) as exc:
-        log.debug("ack/nack skipped: %s", exc)

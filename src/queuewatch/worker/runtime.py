@@ -7,10 +7,14 @@
 
     worker.run_sync()          # or: await worker.run()
 
-The worker reconnects after a connection loss and restores every consumer itself (it does
-not rely on aio-pika's robust objects). ``stop()`` (SIGTERM/SIGINT under ``run_sync``)
-stops consuming, lets in-flight jobs finish up to ``shutdown_timeout``, and leaves the rest
-unacked so the broker requeues them.
+The worker runs on one :class:`~queuewatch.broker.link.BrokerLink` (connection name
+``queuewatch-worker <id>``, failover along ``settings.amqp_addresses``): the link reconnects,
+and restores one :class:`~queuewatch.broker.consumer.Subscription` per queue (each on its
+own channel) after a reconnect, a broker-sent cancel (queue deleted, its node down) or a
+channel the broker closed (``consumer_timeout``). Heartbeats say, per queue, whether the
+worker consumes it, since when it does not, and why. ``stop()`` (SIGTERM/SIGINT under
+``run_sync``) stops consuming, lets in-flight jobs finish up to ``shutdown_timeout``, and
+leaves the rest unacked so the broker requeues them.
 """
 
 from __future__ import annotations
@@ -21,23 +25,32 @@ import os
 import signal
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 
-import aiormq
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
-from queuewatch.broker.connect import connect
+from queuewatch.broker.consumer import Subscription
+from queuewatch.broker.errors import ANY_BROKER_ERROR
+from queuewatch.broker.link import BrokerLink
+from queuewatch.broker.publish import ConfirmedPublisher
 from queuewatch.config import Settings
-from queuewatch.errors import BrokerUnavailable, ConfigError
+from queuewatch.errors import ConfigError, QueuewatchError
 from queuewatch.idempotency import IdempotencyStore, SqliteStore
+from queuewatch.telemetry import ConsumerStatus, consumer_advice
 from queuewatch.topology import QueueSpec, Topology
 from queuewatch.worker.decode import DEFAULT_MAX_PAYLOAD_BYTES
 from queuewatch.worker.hooks import Observers, WorkerObserver
 from queuewatch.worker.job import Handler
+from queuewatch.worker.liveness import consumer_timeout_line, timeout_warnings
 from queuewatch.worker.metrics import PrometheusObserver
 from queuewatch.worker.process import Processor, Route
 from queuewatch.worker.ratelimit import TokenBucket
-from queuewatch.worker.telemetry import HeartbeatSender, start_control
+from queuewatch.worker.telemetry import (
+    HeartbeatSender,
+    control_declarer,
+    control_handler,
+    control_queue_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +62,10 @@ DEFAULT_CONCURRENCY = 10
 #: by many workers, where a deep prefetch hoards work in one process.
 PREFETCH_PER_SLOT = 10
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
-_LINK_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, OSError, BrokerUnavailable,
-                asyncio.TimeoutError)
+#: Seconds the prefetched deliveries get to end after the in-flight jobs at shutdown.
+TASK_END_TIMEOUT = 5.0
+#: What opening a channel on the link can raise (a broken link, or its last connect error).
+_CHANNEL_ERRORS: tuple[type[BaseException], ...] = (QueuewatchError, *ANY_BROKER_ERROR)
 
 
 def new_worker_id() -> str:
@@ -75,7 +90,6 @@ class Worker:
         heartbeat_interval: float = 1.0,
         shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-        reconnect_delay: float = 1.0,
     ) -> None:
         if concurrency < 1:
             raise ConfigError("concurrency must be >= 1")
@@ -86,7 +100,6 @@ class Worker:
         self.concurrency = concurrency
         self.prefetch = prefetch or concurrency * PREFETCH_PER_SLOT
         self.shutdown_timeout = shutdown_timeout
-        self.reconnect_delay = reconnect_delay
         self.metrics_port = metrics_port
         self.metrics = PrometheusObserver() if metrics else None
         all_obs = [*( [self.metrics] if self.metrics else []), *observers]
@@ -106,18 +119,21 @@ class Worker:
             semaphore=asyncio.Semaphore(concurrency), observer=self.observer, store=store,
             max_payload_bytes=max_payload_bytes,
         )
+        self.link = BrokerLink(settings, name=self.connection_name)
+        """The worker's one connection (reconnects, restores consumers)."""
+        self.publisher = ConfirmedPublisher(self.link)
+        self.processor.publisher = self.publisher
         self.heartbeat = HeartbeatSender(
             self.processor, self.worker_id, [], concurrency, topology.telemetry_exchange,
-            self.connection_name, heartbeat_interval,
+            self.connection_name, heartbeat_interval, consumers=self.consumer_status,
         )
+        self.subscriptions: dict[str, Subscription] = {}
+        """One per job queue, once ``run`` started."""
         self._stopping = asyncio.Event()
         self.connected = asyncio.Event()
-        """Set while every consumer is up (tests and the CLI wait on it)."""
-        self.connections = 0
-        """How many times the worker connected (1 + reconnects)."""
-        self._conn: AbstractConnection | None = None
+        """Set while every job queue's consumer is live (tests and the CLI wait on it)."""
         self._telemetry_channel: AbstractChannel | None = None
-        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._link_up = False
 
     # -- registration -----------------------------------------------------------------
     def job(self, queue: str) -> Callable[[Handler], Handler]:
@@ -149,6 +165,24 @@ class Worker:
     def in_flight(self) -> int:
         return len(self.processor.running)
 
+    @property
+    def connections(self) -> int:
+        """How many times the worker connected (1 + reconnects)."""
+        return self.link.connects
+
+    def consumer_status(self) -> tuple[ConsumerStatus, ...]:
+        """Per job queue: whether its consumer is live, since when it is not, and why."""
+        out = []
+        for name in self.routes:
+            sub = self.subscriptions.get(name)
+            if sub is None:
+                out.append(ConsumerStatus(name, False, self.heartbeat.started_at, "starting",
+                                          "not subscribed yet"))
+                continue
+            st = sub.state
+            out.append(ConsumerStatus(st.queue, st.live, st.since, st.cause, st.reason))
+        return tuple(out)
+
     # -- running ----------------------------------------------------------------------
     def stop(self) -> None:
         """Ask the worker to shut down gracefully (safe to call from a signal handler)."""
@@ -166,111 +200,104 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         if self.metrics is not None:
-            self.metrics.watch_blocked(self._blocked)
+            self.metrics.watch_blocked(lambda: self.link.blocked)
             if self.metrics_port is not None:
                 self.metrics_port = self.metrics.serve(self.metrics_port)
         self.observer.on_worker_start(self.worker_id, list(self.routes))
-        beat = asyncio.create_task(self.heartbeat.run(lambda: self._telemetry_channel))
+        for line in timeout_warnings((r.spec for r in self.routes.values()),
+                                     self.settings.broker_consumer_timeout, self.prefetch,
+                                     self.concurrency):
+            log.warning("worker %s: %s", self.worker_id, line)
+        self.link.on_up(self._on_link_up)
+        for name, route in self.routes.items():
+            self.subscriptions[name] = self.link.subscribe(
+                name, self._callback(route), prefetch=self.prefetch,
+                on_change=self._on_consumer_change)
+        self.link.subscribe(
+            control_queue_name(self.worker_id), control_handler(self.processor),
+            declare=control_declarer(self.topology.control_exchange, self.worker_id))
+        beat = asyncio.create_task(self.heartbeat.run(self._telemetry), name="heartbeat")
         try:
-            await self._connect_loop()
+            await self.link.start()
+            await self._stopping.wait()
+            await self._shutdown()
         finally:
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
+            await self._end_tasks(list(self.processor.tasks))
+            await self.publisher.close()
+            await self.link.close()
+            self.connected.clear()
             if self.store is not None:
                 await self.store.close()
             if self.metrics is not None:
                 self.metrics.close()
             self.observer.on_worker_stop(self.worker_id)
 
-    async def _connect_loop(self) -> None:
-        while not self._stopping.is_set():
-            lost = asyncio.Event()
-            try:
-                conn = await connect(
-                    self.settings, client_properties={"connection_name": self.connection_name}
-                )
-                self._conn = conn
-                conn.close_callbacks.add(lambda *_, ev=lost: ev.set())
-                await self._setup(conn)
-            except _LINK_ERRORS as exc:
-                log.warning("worker %s cannot connect: %s; retrying", self.worker_id, exc)
-                await self._drop_connection()
-                await _wait_any(self._stopping, timeout=self.reconnect_delay)
-                continue
-            self.connections += 1
-            self.connected.set()
-            self.observer.on_connected(self.worker_id)
-            await _wait_any(self._stopping, lost)
-            self.connected.clear()
-            if self._stopping.is_set():
-                await self._shutdown()
-                return
-            self.observer.on_disconnected(self.worker_id, "connection lost")
-            log.warning("worker %s lost its connection; reconnecting", self.worker_id)
-            await self._drop_connection()
-            await _wait_any(self._stopping, timeout=self.reconnect_delay)
+    def _callback(self, route: Route) -> Callable[[AbstractIncomingMessage], None]:
+        spawn = self.processor.spawn
 
-    async def _setup(self, conn: AbstractConnection) -> None:
-        async def open_confirm_channel() -> AbstractChannel:
-            return await conn.channel(publisher_confirms=True)
-
-        self.processor.open_channel = open_confirm_channel
-        self.processor.publish_channel = await open_confirm_channel()
-        self._telemetry_channel = await conn.channel(publisher_confirms=False)
-        await start_control(self._telemetry_channel, self.topology.control_exchange,
-                            self.worker_id, self.processor)
-        consume = await conn.channel(publisher_confirms=False)
-        await consume.set_qos(prefetch_count=self.prefetch)
-        self._consumers = []
-        for name, route in self.routes.items():
-            queue = await consume.get_queue(name, ensure=True)
-            tag = await queue.consume(self._callback(route))
-            self._consumers.append((queue, tag))
-
-    def _callback(self, route: Route) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
-        handle = self.processor.handle
-
-        async def on_message(message: AbstractIncomingMessage) -> None:
-            await handle(message, route)
+        def on_message(message: AbstractIncomingMessage) -> None:
+            spawn(message, route)
         return on_message
 
+    async def _on_link_up(self, _conn: AbstractConnection) -> None:
+        self._link_up = True
+        self.observer.on_connected(self.worker_id)
+
+    def _on_consumer_change(self, sub: Subscription) -> None:
+        state = sub.state
+        if all(s.live for s in self.subscriptions.values()) and len(self.subscriptions) == len(self.routes):
+            self.connected.set()
+        else:
+            self.connected.clear()
+        if state.cause == "link_down" and self._link_up:
+            self._link_up = False
+            self.observer.on_disconnected(self.worker_id, "connection lost")
+        if state.cause == "consumer_timeout":
+            route = self.routes.get(state.queue)
+            log.warning("worker %s: %s", self.worker_id, consumer_timeout_line(
+                state, route.spec if route else None, list(self.processor.running.values()),
+                self.settings.broker_consumer_timeout))
+        elif not state.live and state.cause not in ("starting", "stopped", "link_down"):
+            log.warning("worker %s: not consuming %r: %s; %s", self.worker_id, state.queue,
+                        state.reason, consumer_advice(state.cause))
+        self.observer.on_consumer_change(self.worker_id, state)
+
+    async def _telemetry(self) -> AbstractChannel | None:
+        """The heartbeat channel, opened again after a reconnect or a broker-side close."""
+        channel = self._telemetry_channel
+        if channel is not None and not channel.is_closed and self.link.alive:
+            return channel
+        self._telemetry_channel = None
+        if not self.link.alive:
+            return None
+        try:
+            channel = await self.link.channel(timeout=max(self.heartbeat.interval, 1.0))
+        except _CHANNEL_ERRORS as exc:
+            log.debug("no heartbeat channel: %s", exc)
+            return None
+        self._telemetry_channel = channel
+        return channel
+
     async def _shutdown(self) -> None:
-        """Stop consuming, let in-flight jobs finish (up to the deadline), then close."""
+        """Stop consuming, let in-flight jobs finish (up to the deadline); the caller closes."""
         self.processor.accepting = False
-        for queue, tag in self._consumers:
-            try:
-                await queue.cancel(tag)
-            except _LINK_ERRORS as exc:
-                log.debug("cancel consumer %s: %s", tag, exc)
+        for sub in self.subscriptions.values():
+            await sub.cancel()  # never raises, link up or down
         tasks = list(self.processor.active)
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=self.shutdown_timeout)
             if pending:
                 log.warning("%d job(s) still running at the shutdown deadline; they stay "
                             "unacked and the broker requeues them", len(pending))
-        await self._drop_connection()
 
-    async def _drop_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        self._telemetry_channel = None
-        self.processor.publish_channel = None
-        self.processor.open_channel = None
-        if conn is not None and not conn.is_closed:
-            try:
-                await conn.close()
-            except _LINK_ERRORS as exc:
-                log.debug("closing the connection: %s", exc)
-
-    def _blocked(self) -> bool:
-        from queuewatch.broker.link import is_blocked as _is_blocked
-
-        return _is_blocked(self._conn)
-
-
-async def _wait_any(*events: asyncio.Event, timeout: float | None = None) -> None:
-    waits = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waits:
-            w.cancel()
+    async def _end_tasks(self, tasks: list[asyncio.Task[object]]) -> None:
+        """End every delivery's task (prefetched ones, and jobs past the deadline) and wait
+        for them, so none is left pending when the loop closes."""
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=TASK_END_TIMEOUT)
+            for task in pending:
+                log.warning("a job ignored its cancellation at shutdown: %s", task.get_name())

@@ -1,4 +1,9 @@
-"""Worker telemetry: a heartbeat about once a second, and the operator's control queue."""
+"""Worker telemetry: a heartbeat about once a second, and the operator's control queue.
+
+Both ride on the worker's :class:`~queuewatch.broker.link.BrokerLink`: the heartbeat opens
+its channel again after a reconnect or a broker-side close, and the control queue is a
+subscription of the link (exclusive, so declared again on every connection).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,16 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import aio_pika
-import aiormq
 import psutil
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
+from queuewatch.broker.errors import ANY_BROKER_ERROR
 from queuewatch.telemetry import (
     CONTROL_QUEUE_PREFIX,
+    ConsumerStatus,
     ControlCommand,
     Heartbeat,
     InFlightJob,
@@ -33,7 +39,8 @@ class HeartbeatSender:
 
     def __init__(self, processor: Processor, worker_id: str, queues: Sequence[str],
                  concurrency: int, exchange: str, connection_name: str,
-                 interval: float = 1.0) -> None:
+                 interval: float = 1.0,
+                 consumers: Callable[[], Sequence[ConsumerStatus]] = tuple) -> None:
         self.processor = processor
         self.worker_id = worker_id
         self.queues = tuple(queues)
@@ -41,6 +48,8 @@ class HeartbeatSender:
         self.exchange = exchange
         self.connection_name = connection_name
         self.interval = interval
+        self.consumers = consumers
+        """Per job queue, whether the worker consumes it (read at every beat)."""
         self.started_at = time.time()
         self.host = socket.gethostname()
         self._proc = psutil.Process()
@@ -61,13 +70,15 @@ class HeartbeatSender:
             retried=counts.retried, dead_lettered=counts.dead_lettered,
             duplicates=counts.duplicates, interval=self.interval,
             connection_name=self.connection_name, started_at=self.started_at,
+            consumers=tuple(self.consumers()),
         )
 
-    async def run(self, channel_of: Callable[[], AbstractChannel | None]) -> None:
-        """Beat until cancelled; skip beats while disconnected."""
+    async def run(self, channel_of: Callable[[], Awaitable[AbstractChannel | None]]) -> None:
+        """Beat until cancelled; ``channel_of()`` gives a live channel, or None while the
+        link is down (the beat is skipped)."""
         while True:
-            channel = channel_of()
-            if channel is not None and not channel.is_closed:
+            channel = await channel_of()
+            if channel is not None:
                 beat = self.build()
                 try:
                     exchange = await channel.get_exchange(self.exchange, ensure=False)
@@ -77,19 +88,28 @@ class HeartbeatSender:
                         heartbeat_routing_key(self.worker_id), mandatory=False,
                     )
                     self.sent += 1
-                except (aiormq.exceptions.AMQPError, RuntimeError, ConnectionError) as exc:
+                except ANY_BROKER_ERROR as exc:
                     log.debug("heartbeat not sent: %s", exc)
             await asyncio.sleep(self.interval)
 
 
-async def start_control(channel: AbstractChannel, exchange: str, worker_id: str,
-                        processor: Processor) -> None:
-    """Consume this worker's control queue (exclusive, auto-delete)."""
-    queue = await channel.declare_queue(
-        CONTROL_QUEUE_PREFIX + worker_id, exclusive=True, auto_delete=True, durable=False,
-    )
-    await queue.bind(exchange, routing_key=control_routing_key(worker_id))
+def control_queue_name(worker_id: str) -> str:
+    return CONTROL_QUEUE_PREFIX + worker_id
 
+
+def control_declarer(exchange: str, worker_id: str) -> Callable[[AbstractChannel], Awaitable[AbstractQueue]]:
+    """Declares this worker's control queue (exclusive, auto-delete) and binds it; for
+    ``link.subscribe(..., declare=...)``, which runs it on every (re)connect."""
+    async def declare(channel: AbstractChannel) -> AbstractQueue:
+        queue = await channel.declare_queue(control_queue_name(worker_id), exclusive=True,
+                                            auto_delete=True, durable=False)
+        await queue.bind(exchange, routing_key=control_routing_key(worker_id))
+        return queue
+    return declare
+
+
+def control_handler(processor: Processor) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+    """The control queue's consumer: runs an operator's command."""
     async def on_command(message: AbstractIncomingMessage) -> None:
         async with message.process(ignore_processed=True):
             try:
@@ -103,8 +123,7 @@ async def start_control(channel: AbstractChannel, exchange: str, worker_id: str,
                          command.requested_by, n)
             else:
                 log.warning("ignoring unknown control action %r", command.action)
-
-    await queue.consume(on_command)
+    return on_command
 
 
 def cancel_job(processor: Processor, job_id: str, reason: str = REASON_CANCELLED) -> int:

@@ -1,0 +1,75 @@
+"""Settling a delivery: ack it, or move a copy (retry, dead letter) and then ack it.
+
+The no-loss rule: a copy is published with a confirm (:class:`ConfirmedPublisher`, one
+outcome) and only then is the original acked; anything but ``confirmed`` requeues the
+original after a pause.
+
+A delivery belongs to the channel it came on. When the broker closed that channel while the
+job ran (``consumer_timeout``, a broker-side cancel, a lost link), the broker has already put
+the delivery back in the queue, so nothing can be acked or rejected any more: the outcome of
+this run is recorded where it can be (the idempotency store, for a success) and the
+redelivery decides the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aio_pika.abc import AbstractIncomingMessage
+
+from queuewatch.broker.errors import ANY_BROKER_ERROR
+from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties, PublishResult
+from queuewatch.worker.outcomes import Copy
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait before requeueing a job whose retry/DLQ copy was not confirmed.
+REQUEUE_PAUSE = 1.0
+#: Longest wait for a live link before a copy counts as not published (seconds).
+PUBLISH_LINK_WAIT = 10.0
+
+
+def channel_gone(message: AbstractIncomingMessage) -> bool:
+    """True when the channel the delivery came on is closed: the broker requeued it, and
+    neither an ack nor a nack can reach the broker any more."""
+    try:
+        return bool(message.channel.is_closed)
+    except ANY_BROKER_ERROR:  # aio-pika raises for a closed channel
+        return True
+
+
+async def settle(op: Any) -> bool:
+    """Ack/nack; False when it could not be sent (the broker then requeues the delivery)."""
+    try:
+        await op
+    except ANY_BROKER_ERROR as exc:
+        log.debug("ack/nack not sent: %s", exc)
+        return False
+    return True
+
+
+def copy_properties(message: AbstractIncomingMessage, copy: Copy) -> Properties:
+    return Properties(
+        content_type=message.content_type, content_encoding=message.content_encoding,
+        delivery_mode=2, priority=message.priority, message_id=message.message_id,
+        correlation_id=message.correlation_id, timestamp=message.timestamp,
+        message_type=message.type, app_id=message.app_id, headers=copy.headers,
+    )
+
+
+async def publish_copy(publisher: ConfirmedPublisher | None, message: AbstractIncomingMessage,
+                       copy: Copy) -> PublishResult:
+    if publisher is None:
+        return PublishResult(Outcome.LINK_LOST, "the worker is not connected")
+    return await publisher.publish(
+        message.body, exchange=copy.exchange, routing_key=copy.routing_key,
+        properties=copy_properties(message, copy), link_timeout=PUBLISH_LINK_WAIT,
+    )
+
+
+async def requeue_later(message: AbstractIncomingMessage) -> None:
+    """Put the original back after :data:`REQUEUE_PAUSE` (no hot loop while a cause persists)."""
+    await asyncio.sleep(REQUEUE_PAUSE)
+    await settle(message.nack(requeue=True))
