@@ -26,7 +26,7 @@ PARTIAL_RUN = LAST_RUN.with_name("partial.json")
 
 def families() -> dict[str, Family]:
     """Every benchmark family, in the order they run (latency reuses worker figures)."""
-    from bench import b_latency, b_monitor, b_priority, b_publish, b_replay, b_worker
+    from bench import b_failover, b_latency, b_monitor, b_priority, b_publish, b_replay, b_worker
 
     return {
         "worker": b_worker.run_worker,
@@ -37,6 +37,7 @@ def families() -> dict[str, Family]:
         "priority": b_priority.run,
         "replay": b_replay.run,
         "monitor": b_monitor.run,
+        "failover": b_failover.run,
     }
 
 
