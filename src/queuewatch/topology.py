@@ -78,6 +78,10 @@ class QueueSpec:
     """At most this many jobs per second per worker process."""
     timeout: float | None = None
     """Per-job time limit in seconds."""
+    delivery_limit: int | None = None
+    """Quorum queues only: ``x-delivery-limit``. A message delivered (and returned) more
+    often than this — a poison message that crashes every worker before it can settle — is
+    dead-lettered by the broker into ``Q.dlq`` instead of looping forever."""
 
     def __post_init__(self) -> None:
         if not QUEUE_NAME_RE.match(self.name):
@@ -101,6 +105,13 @@ class QueueSpec:
                 f"queue {self.name!r}: quorum queues have no x-max-priority in RabbitMQ 3.10; "
                 "set max_priority = 0 or use queue_type = 'classic'"
             )
+        if self.delivery_limit is not None:
+            if self.queue_type != "quorum":
+                raise ConfigError(f"queue {self.name!r}: delivery_limit needs queue_type = 'quorum' "
+                                  "(classic queues do not count deliveries)")
+            if isinstance(self.delivery_limit, bool) or not isinstance(self.delivery_limit, int) \
+                    or self.delivery_limit < 1:
+                raise ConfigError(f"queue {self.name!r}: delivery_limit must be a whole number >= 1")
         r = self.retry
         if r.max_attempts < 1:
             raise ConfigError(f"queue {self.name!r}: retry.max_attempts must be >= 1")
@@ -134,7 +145,19 @@ class QueueSpec:
         if self.dlq:
             args["x-dead-letter-exchange"] = ""
             args["x-dead-letter-routing-key"] = self.dlq_name
+            if self.queue_type == "quorum":
+                # The broker's own dead-lettering (delivery limit, rejects) keeps the message
+                # until the DLQ confirmed it; that strategy requires reject-publish.
+                args["x-dead-letter-strategy"] = "at-least-once"
+                args["x-overflow"] = "reject-publish"
+        if self.delivery_limit is not None:
+            args["x-delivery-limit"] = self.delivery_limit
         return args
+
+    def dlq_arguments(self) -> dict[str, Any]:
+        """``Q.dlq`` is of the job queue's type: a quorum job queue keeps its dead letters
+        replicated too."""
+        return {"x-queue-type": "quorum"} if self.queue_type == "quorum" else {}
 
     @property
     def cap(self) -> str | None:
@@ -145,10 +168,6 @@ class QueueSpec:
         if self.max_length_bytes is not None:
             parts.append(f"{self.max_length_bytes} bytes")
         return " / ".join(parts) or None
-
-
-def dlq_arguments() -> dict[str, Any]:
-    return {}
 
 
 def delay_queue_name(level: int) -> str:
@@ -215,7 +234,7 @@ class Topology:
 
 _QUEUE_KEYS = {
     "name", "max_priority", "max_length", "max_length_bytes", "retry", "dlq", "queue_type",
-    "stuck_after", "rate_limit", "timeout",
+    "stuck_after", "rate_limit", "timeout", "delivery_limit",
 }
 _RETRY_KEYS = {"max_attempts", "backoff_initial", "backoff_multiplier", "backoff_max", "jitter"}
 _TOP_KEYS = {"queue", "defaults", "delay_levels", "telemetry_exchange", "control_exchange"}

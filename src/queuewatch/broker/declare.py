@@ -25,7 +25,6 @@ from queuewatch.topology import (
     Topology,
     delay_level_arguments,
     delay_queue_name,
-    dlq_arguments,
 )
 
 _INEQUIVALENT = re.compile(
@@ -61,7 +60,7 @@ def planned_queues(topology: Topology) -> list[_QueueDecl]:
     ]
     for spec in topology.queues:
         if spec.dlq:
-            decls.append(_QueueDecl(spec.dlq_name, dlq_arguments(), "classic"))
+            decls.append(_QueueDecl(spec.dlq_name, spec.dlq_arguments(), spec.queue_type))
         decls.append(_QueueDecl(spec.name, spec.arguments(), spec.queue_type))
     return decls
 
