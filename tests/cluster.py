@@ -244,10 +244,11 @@ def start_cluster(base_dir: Path, size: int = 3, management: bool = True,
     return cluster
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster_module(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    """One 3-node cluster (management on every node) for a whole test module; stopped and
-    removed at the module's end, whatever happened."""
+    """One 3-node cluster (management on every node) for the whole session; stopped and
+    removed at the end, whatever happened. Every test that uses it runs on the same xdist
+    worker (``tests/conftest.py`` groups them), so a run never starts two clusters."""
     if not rabbitmq_installed():
         pytest.skip("rabbitmq-server is not installed here")
     c = start_cluster(tmp_path_factory.mktemp("cluster"))

@@ -22,6 +22,14 @@ from tests.cluster import cluster_module as cluster_module
 from tests.nodes import throwaway_node as throwaway_node
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests on the 3-node cluster share one (session-scoped) cluster: keep them on one
+    xdist worker (``--dist loadgroup`` in ./dev test), so 2 cores never run two clusters."""
+    for item in items:
+        if "cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("cluster"))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_config(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Never read a developer's own queuewatch.toml or state dir during tests."""
