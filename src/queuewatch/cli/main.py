@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -33,9 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that run until stopped and configure their own logging (a worker, the exporter,
+#: the console). Every other command is one-shot: it reports through its result or its
+#: one error line, so a warning logged on the way (a failed address before the next one
+#: answered, a retry) must not reach the terminal as a second line.
+LONG_RUNNING = frozenset({"worker", "exporter", "tui", "demo"})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command not in LONG_RUNNING:
+        logging.basicConfig(level=logging.CRITICAL)
     try:
         result = args.func(args)
     except QueuewatchError as exc:
