@@ -70,7 +70,7 @@ def with_dlq(args: argparse.Namespace, fn: Callable[[Any], Awaitable[T]]) -> T:
     """Connect, build the :class:`DeadLetterQueue` for ``args.queue`` and call ``fn(dlq)``."""
     from queuewatch.broker.connect import connect
     from queuewatch.dlq import DeadLetterQueue
-    from queuewatch.dlq.channel import queue_depth
+    from queuewatch.dlq.channel import close_quietly, queue_depth
     from queuewatch.errors import NotFound
 
     settings = settings_from_args(args)
@@ -87,7 +87,7 @@ def with_dlq(args: argparse.Namespace, fn: Callable[[Any], Awaitable[T]]) -> T:
                     pass
             return await fn(DeadLetterQueue(conn, None, settings, queue))
         finally:
-            await conn.close()
+            await close_quietly(conn)
 
     return run(go)
 
@@ -265,10 +265,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from queuewatch.dlq.transfer import ImportStopped
+
     check_writable(args, "import")
-    with Progress("importing") as bar:
-        count = with_dlq(args, lambda dlq: dlq.import_(args.file, progress=bar))
-    print(f"imported {count} messages into {args.queue}")
+    if args.skip < 0:
+        from queuewatch.errors import ConfigError
+
+        raise ConfigError(f"--skip must not be negative (got {args.skip})")
+    try:
+        with Progress("importing") as bar:
+            count = with_dlq(args, lambda dlq: dlq.import_(args.file, progress=bar,
+                                                           skip=args.skip))
+    except ImportStopped as exc:
+        print(exc.result.report())
+        return 1
+    print(f"imported {count} messages into {args.queue}"
+          + (f" (after skipping {args.skip})" if args.skip else ""))
     return 0
 
 
@@ -323,3 +335,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sp = add("import", "publish the messages of a JSONL export into the queue", cmd_import,
              destructive=True)
     sp.add_argument("file")
+    sp.add_argument("--skip", type=int, default=0, metavar="N",
+                    help="leave out the first N messages (resume an import that stopped: its "
+                    "report says N)")

@@ -17,9 +17,10 @@ from queuewatch.audit import AuditLog, Outcome, require_writable
 from queuewatch.broker.connect import connect
 from queuewatch.broker.management import ManagementClient
 from queuewatch.config import Settings
-from queuewatch.dlq import ops, peek, replay, transfer
+from queuewatch.dlq import kinds, ops, peek, replay, transfer
 from queuewatch.dlq.channel import close_quietly, queue_depth
 from queuewatch.dlq.filters import DeadLetterFilter
+from queuewatch.dlq.kinds import Action, QueueKind
 from queuewatch.dlq.model import DeadLetter
 from queuewatch.dlq.peek import Page, ProgressFn
 from queuewatch.dlq.replay import DEFAULT_MAX_REPLAYS, DEFAULT_WINDOW, ReplayOptions, ReplayResult
@@ -55,6 +56,20 @@ class DeadLetterQueue:
         self.queue = queue
         self.audit = audit or AuditLog.from_settings(settings)
         self.publish_connection = publish_connection
+        self._queue_kind: QueueKind | None = None
+
+    async def kind(self) -> QueueKind:
+        """The queue's type and delivery limit (looked up once: see :mod:`.kinds`)."""
+        if self._queue_kind is None:
+            self._queue_kind = await kinds.resolve(
+                self.queue, self.settings.effective_vhost, self._management,
+                lambda: connect(self.settings))
+        return self._queue_kind
+
+    async def _allowed(self, action: Action) -> None:
+        """Refuse (:class:`~queuewatch.dlq.kinds.QueueKindRefused`) what the queue's type
+        does not allow, before anything is read."""
+        (await self.kind()).require(action)
 
     @property
     def target(self) -> dict[str, Any]:
@@ -65,11 +80,13 @@ class DeadLetterQueue:
         return await queue_depth(self.connection, self.queue)
 
     async def peek(self, offset: int = 0, limit: int = 50) -> Page:
+        await self._allowed("read")
         return await peek.peek(self.connection, self.queue, offset, limit)
 
     async def find(
         self, flt: DeadLetterFilter, limit: int | None = None, max_results: int = 1000
     ) -> list[DeadLetter]:
+        await self._allowed("read")
         return await peek.find(self.connection, self.queue, flt, limit, max_results)
 
     async def get(self, job_id: str) -> DeadLetter | None:
@@ -77,6 +94,7 @@ class DeadLetterQueue:
         return found[0] if found else None
 
     async def export(self, path: Path | str, progress: ProgressFn | None = None) -> int:
+        await self._allowed("read")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as out:
@@ -117,9 +135,10 @@ class DeadLetterQueue:
             await close_quietly(conn)
 
     # -- destructive --------------------------------------------------------------------
-    async def _begin(self, action: str) -> None:
+    async def _begin(self, action: Action) -> None:
         require_writable(self.settings, action)
         self.audit.check()
+        await self._allowed(action)
         await self._not_being_shovelled()
 
     async def _not_being_shovelled(self) -> None:
@@ -149,7 +168,9 @@ class DeadLetterQueue:
         the shovel for a plain bulk replay (no filter, rate or limit; at least
         :data:`AUTO_SHOVEL_MIN` dead letters) where it fits, else message by message."""
         flt = flt or DeadLetterFilter()
-        if not dry_run:
+        if dry_run:
+            await self._allowed("read")
+        else:
             await self._begin("replay")
         opts = ReplayOptions(flt=flt, dry_run=dry_run, rate=rate, force=force,
                              max_replays=max_replays, limit=limit, window=window,
@@ -203,14 +224,26 @@ class DeadLetterQueue:
         self._record("purge", "ok", count, None, "")
         return count
 
-    async def import_(self, path: Path | str, progress: ProgressFn | None = None) -> int:
+    async def import_(
+        self, path: Path | str, progress: ProgressFn | None = None, skip: int = 0,
+    ) -> int:
+        """Publish the messages of an export file into this queue (confirmed); returns how
+        many. ``skip``: leave out the first ``skip`` messages (resume an import that stopped:
+        :class:`~queuewatch.dlq.transfer.ImportStopped` says where)."""
         await self._begin("import")
+        extra = {"file": str(path), **({"skip": skip} if skip else {})}
         try:
-            count = await transfer.import_(self.connection, self.queue, Path(path), progress)
-        except QueuewatchError as exc:
-            self._record("import", "error", 0, None, str(exc), extra={"file": str(path)})
+            count = await transfer.import_(self.connection, self.queue, Path(path), progress, skip)
+        except transfer.ImportStopped as exc:
+            r = exc.result
+            self._record("import", "partial" if r.confirmed else "error", r.confirmed, None,
+                         f"{r.error}; in doubt {r.in_doubt}; resume with skip={r.resume_at}",
+                         extra=extra)
             raise
-        self._record("import", "ok", count, None, "", extra={"file": str(path)})
+        except QueuewatchError as exc:
+            self._record("import", "error", 0, None, str(exc), extra=extra)
+            raise
+        self._record("import", "ok", count, None, "", extra=extra)
         return count
 
     def _record(

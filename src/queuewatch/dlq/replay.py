@@ -206,6 +206,8 @@ class _Replayer:
         self.scanned = self.matched = self.replayed = 0
         self.unconfirmed = 0
         """Republishes given up on without a confirm (the link died)."""
+        self.unsent = 0
+        """Republishes the closed channel refused to write (surely not sent)."""
         self.inbox = Inbox(watch)
         self.queue = ""
         self.consumer_tag = ""
@@ -296,6 +298,11 @@ class _Replayer:
             self.watch.progress()
             self.replayed += 1
             self.acker.done(tag)
+        elif isinstance(exc, aiormq.exceptions.ChannelInvalidStateError):
+            self.unsent += 1  # the channel was closed before it was written: not sent
+            self.hold(tag, Skipped(dl.job_id, dl.position, "publish-failed",
+                                   "not sent: the republishing channel was closed"))
+            self.watch.fail(describe(exc, "republishing"), link_lost=True)
         elif isinstance(exc, aiormq.exceptions.PublishError):
             self.watch.progress()
             self.hold(tag, Skipped(dl.job_id, dl.position, "unroutable",
@@ -394,6 +401,8 @@ async def replay(
                     if me is not None and me.cancelling():
                         # a library under us swallowed a cancellation (asyncio in 3.11 can)
                         raise asyncio.CancelledError
+                    if watch.reason is not None:  # the loop need not yield to the guard
+                        raise Interrupted(watch.reason)
                     message = await r.inbox.get(opts.idle_timeout)
                     if message is None:
                         # Quiet: the rest was taken by someone else, or the link is dying.

@@ -31,6 +31,12 @@ head that go back through an exchange rather than straight to their queue; a DLQ
 length limit (dead letters held back re-enter it and could push others out).
 
 The order changes for what is held back: it ends up behind everything else in the DLQ.
+
+The wait for the shovel has deadlines too: if the management API or the AMQP link is lost
+mid-way, the replay ends at once with a report (the shovel itself goes on inside the broker
+and removes itself when done; its exchanges stay until the next shovel replay sweeps them);
+if the DLQ does not shrink for :data:`STALL_SECONDS`, the shovel is deleted (what it had
+not acked goes back to the DLQ) and the replay ends with a report.
 """
 
 from __future__ import annotations
@@ -63,6 +69,8 @@ POLL_SECONDS = 0.25
 """How often the shovel's progress is read (the management API is not free for the broker)."""
 STATUS_EVERY = 8
 """Polls between two looks at the shovel's status (a shovel that cannot start)."""
+STALL_SECONDS = 30.0
+"""The DLQ did not shrink for this long while the shovel existed: stop it and report."""
 SRC_PREFETCH = 2000
 MAX_BINDINGS = 256
 """The largest replay limit served by one binding per allowed count."""
@@ -75,6 +83,21 @@ class ShovelNotApplicable(QueuewatchError):
 
 class ReplayInProgress(QueuewatchError):
     """A replay shovel is already moving this DLQ."""
+
+
+class _LostSight(Exception):
+    """The management API or the AMQP link went away while the shovel moved the DLQ."""
+
+
+class _Stalled(Exception):
+    """The shovel moved nothing for :data:`STALL_SECONDS`."""
+
+
+class _Moved:
+    """What the shovel had moved at the last look (for the report)."""
+
+    def __init__(self) -> None:
+        self.count = 0
 
 
 def exchange_names(shovel: str) -> tuple[str, str]:
@@ -179,18 +202,39 @@ async def ensure_not_busy(mgmt: ManagementClient, vhost: str, queue: str) -> Non
 
 
 async def _wait(connection: AbstractConnection, mgmt: ManagementClient, vhost: str, name: str,
-                queue: str, total: int, progress: ProgressFn | None) -> None:
-    """Until the shovel has moved its share and removed itself."""
+                queue: str, total: int, progress: ProgressFn | None, moved: _Moved) -> None:
+    """Until the shovel has moved its share and removed itself. Every look is bounded (the
+    management client's timeout, :data:`~queuewatch.dlq.watch.OP_TIMEOUT`): a lost API or
+    link raises :class:`_LostSight`, a DLQ that does not shrink :class:`_Stalled`."""
     polls = 0
-    while await mgmt.shovel_exists(vhost, name):
+    last_depth, last_change = total, time.monotonic()
+    while True:
         polls += 1
-        if polls % STATUS_EVERY == 0:
-            for s in await mgmt.shovel_status(vhost):
-                if s.get("name") == name and s.get("state") == "terminated":
-                    raise BrokerError(f"the replay shovel stopped: {s.get('reason') or 'unknown'}"
-                                      " (dead letters not moved stay in the DLQ)")
+        try:
+            exists = await mgmt.shovel_exists(vhost, name)
+            look = exists and polls % STATUS_EVERY == 0
+            statuses = await mgmt.shovel_status(vhost) if look else []
+        except QueuewatchError as exc:
+            raise _LostSight(f"lost the management API: {exc}") from exc
+        if not exists:
+            return
+        for s in statuses:
+            if s.get("name") == name and s.get("state") == "terminated":
+                raise BrokerError(f"the replay shovel stopped: {s.get('reason') or 'unknown'} "
+                                  "(dead letters not moved stay in the DLQ)")
+        try:
+            left = await queue_depth(connection, queue)
+        except QueuewatchError as exc:
+            raise _LostSight(f"lost the AMQP link: {exc}") from exc
+        moved.count = min(max(total - left, 0), total)
+        now = time.monotonic()
+        if left < last_depth:
+            last_depth, last_change = left, now
+        elif now - last_change > STALL_SECONDS:
+            raise _Stalled(f"the shovel moved nothing for {STALL_SECONDS:g}s (is the broker "
+                           "blocking publishers: a memory or disk alarm?)")
         if progress is not None:
-            progress(min(max(total - await queue_depth(connection, queue), 0), total), total)
+            progress(moved.count, total)
         await asyncio.sleep(POLL_SECONDS)
 
 
@@ -233,6 +277,9 @@ async def replay_via_shovel(
         "dest-protocol": "amqp091", "dest-uri": uri, "dest-exchange": split,
         "dest-exchange-key": dest, "ack-mode": "on-confirm",
     }
+    moved = _Moved()
+    stopped: str | None = None
+    lost = False
     try:
         await _declare(connection, queue, dest, name, opts)
         try:
@@ -242,17 +289,33 @@ async def replay_via_shovel(
                 raise
             log.info("replay via a shovel not possible (%s): replaying message by message", exc)
             return None
-        await _wait(connection, mgmt, vhost, name, queue, total, progress)
+        try:
+            await _wait(connection, mgmt, vhost, name, queue, total, progress, moved)
+        except _LostSight as exc:
+            lost = True
+            stopped = (f"{exc}. RabbitMQ's shovel {name} goes on moving the DLQ by itself and "
+                       "removes itself when done; until then replay, delete, purge and import of "
+                       f"{queue!r} are refused. Moved at the last look: {moved.count} of {total}")
+        except _Stalled as exc:
+            stopped = (f"{exc}; the shovel was stopped and what it had not moved stays in the "
+                       "DLQ (run the replay again)")
     finally:
-        # Deleting a running shovel (cancelled, failed) requeues what it has not acked.
-        try:
-            await mgmt.delete_shovel(vhost, name)
-        except QueuewatchError as exc:  # it still ends by itself (src-delete-after)
-            log.warning("could not delete replay shovel %s: %s", name, exc)
-        try:
-            await _drop(connection, name)
-        except (aiormq.exceptions.AMQPError, ConnectionError):
-            pass  # swept by the next shovel replay
+        if not lost:
+            # Deleting a running shovel (cancelled, failed) requeues what it has not acked.
+            deleted = True
+            try:
+                await mgmt.delete_shovel(vhost, name)
+            except QueuewatchError as exc:  # it still ends by itself (src-delete-after)
+                deleted = False
+                log.warning("could not delete replay shovel %s: %s", name, exc)
+            if deleted:
+                try:
+                    await _drop(connection, name)
+                except (aiormq.exceptions.AMQPError, ConnectionError, QueuewatchError):
+                    pass  # swept by the next shovel replay
+    if stopped is not None:
+        return ReplayResult(queue, False, moved.count, moved.count, moved.count, (),
+                            time.monotonic() - start, stopped, via="shovel", total=total)
     held = await queue_depth(connection, queue)
     shovelled = max(total - held, 0)
     if progress is not None:
@@ -264,4 +327,5 @@ async def replay_via_shovel(
         rest = await client.replay(connection, queue, opts, None, publish_connection)
     return ReplayResult(queue, False, shovelled + rest.scanned, shovelled + rest.matched,
                         shovelled + rest.replayed, rest.skipped, time.monotonic() - start,
-                        rest.error, via="shovel")
+                        rest.error, via="shovel", total=total + rest.total - held,
+                        in_doubt=rest.in_doubt, dlq_deleted=rest.dlq_deleted)
