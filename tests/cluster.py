@@ -9,6 +9,7 @@ sides stay up and report the partition::
     cluster = start_cluster(tmp_path)          # ~15-30 s cold on a 2-core machine
     try:
         cluster.amqp_urls, cluster.management_urls
+        settings = cluster.settings(vhost)     # queuewatch Settings with every address
         cluster.kill9(1); cluster.restart(1)
         cluster.partition(0, 2)                # cut the link, keep it cut
         cluster.reconnect()                    # RabbitMQ now records the partition
@@ -37,10 +38,14 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.nodes import START_TIMEOUT, Node, prepare_node, rabbitmq_installed, write_cookie
+
+if TYPE_CHECKING:
+    from queuewatch.config import Settings
 
 #: rabbitmq.conf lines every cluster node gets.
 CLUSTER_CONFIG = "cluster_partition_handling = ignore\n"
@@ -73,6 +78,16 @@ class Cluster:
 
     def __len__(self) -> int:
         return len(self.nodes)
+
+    def settings(self, vhost: str = "/", via: int | None = None, **overrides: Any) -> Settings:
+        """queuewatch settings for this cluster: every node's AMQP and management address in
+        order (failover), or only node ``via``'s (to know whose view a poll gets)."""
+        from queuewatch.config import load_settings
+
+        idx = range(len(self.nodes)) if via is None else [via]
+        return load_settings(
+            env={}, amqp_urls=tuple(self.amqp_urls[i] for i in idx),
+            management_urls=tuple(self.management_urls[i] for i in idx), vhost=vhost, **overrides)
 
     # -- nodes --------------------------------------------------------------------------
     def kill9(self, i: int) -> None:
