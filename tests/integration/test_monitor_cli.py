@@ -22,7 +22,8 @@ QUEUE_FIELDS = {
     "online",
 }
 TOP_FIELDS = {"schema", "taken_at", "vhost", "poll_seconds", "broker", "nodes", "nodes_hidden",
-              "queues", "workers", "stuck_jobs", "stalled_queues", "orphaned_queues", "alerts"}
+              "queues", "workers", "stuck_jobs", "stalled_queues", "orphaned_queues", "alerts",
+              "heartbeats"}
 
 
 def free_port() -> int:

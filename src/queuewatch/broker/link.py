@@ -106,6 +106,7 @@ class BrokerLink:
         self.lost_at: float | None = None
         """Epoch seconds when the link was last lost (None while it never was)."""
         self._lost = asyncio.Event()
+        self._wake = asyncio.Event()
         self._closed = False
         self._task: asyncio.Task[None] | None = None
         self._on_up: list[OnUp] = []
@@ -125,6 +126,11 @@ class BrokerLink:
     def blocked(self) -> bool:
         """True while the broker blocks publishing on this link (resource alarm)."""
         return self.alive and is_blocked(self.connection)
+
+    def retry_now(self) -> None:
+        """Cut the current reconnect pause short, when the caller has news that the broker
+        is back (its management API answers again). No effect while the link is up."""
+        self._wake.set()
 
     def on_up(self, hook: OnUp) -> None:
         """Run ``hook(connection)`` after every (re)connect, before consumers are restored.
@@ -227,7 +233,8 @@ class BrokerLink:
             if not first:
                 # Jittered pause before the first attempt too: a fleet that lost the same
                 # node must not knock on the next one in step.
-                await asyncio.sleep(self._backoff.next_delay())
+                self._wake.clear()
+                await self._backoff.sleep(self._wake)
             first = False
             conn = await self._connect_round()
             if conn is None:

@@ -102,16 +102,19 @@ class ConfirmedPublisher:
             link if isinstance(link, BrokerLink) else OneConnection(link))
         self.confirm_timeout = confirm_timeout
         self._channel: AbstractChannel | None = None
+        self._raw_channel: Any = None
         self._lock = asyncio.Lock()
 
     async def _raw(self, timeout: float) -> Any:
-        channel = self._channel
-        if channel is None or channel.is_closed or not self.link.alive:
-            async with self._lock:
-                channel = self._channel
-                if channel is None or channel.is_closed or not self.link.alive:
-                    channel = self._channel = await self.link.channel(confirms=True, timeout=timeout)
-        return await channel.get_underlay_channel()
+        raw = self._raw_channel
+        if raw is not None and not raw.is_closed:
+            return raw  # the hot path: no await, no lookups
+        async with self._lock:
+            channel = self._channel
+            if channel is None or channel.is_closed or not self.link.alive:
+                channel = self._channel = await self.link.channel(confirms=True, timeout=timeout)
+            self._raw_channel = await channel.get_underlay_channel()
+        return self._raw_channel
 
     async def publish(
         self, body: bytes, *, exchange: str, routing_key: str, properties: Properties,
@@ -129,21 +132,21 @@ class ConfirmedPublisher:
             return PublishResult(Outcome.LINK_LOST, str(exc))
         target = queue if queue is not None else (routing_key if exchange == "" else None)
         try:
-            answer = await asyncio.wait_for(raw.basic_publish(
+            answer = await raw.basic_publish(
                 body, exchange=exchange, routing_key=routing_key, properties=properties,
-                mandatory=True), wait)
+                mandatory=True, timeout=wait)
         except aiormq.exceptions.PublishError:
             return await self._returned(exchange, routing_key, target)
         except aiormq.exceptions.DeliveryError as exc:
             return await self._nacked(target, exc)
         except ChannelNotFound as exc:
-            self._channel = None
+            self._forget_channel()
             return PublishResult(Outcome.UNROUTABLE, f"exchange {exchange!r} does not exist ({exc})")
         except aiormq.exceptions.AMQPChannelError as exc:
-            self._channel = None
+            self._forget_channel()
             return PublishResult(Outcome.REFUSED, f"the broker closed the channel: {exc}")
         except TimeoutError:
-            self._channel = None  # a confirm may still come on it; never trust it again
+            self._forget_channel()  # a confirm may still come on it; never trust it again
             down = await self.queue_down(target)
             if down:
                 return PublishResult(Outcome.QUEUE_DOWN, down)
@@ -192,7 +195,11 @@ class ConfirmedPublisher:
                     pass
         return None
 
+    def _forget_channel(self) -> None:
+        self._channel = self._raw_channel = None
+
     async def close(self) -> None:
+        self._raw_channel = None
         channel, self._channel = self._channel, None
         if channel is not None and not channel.is_closed:
             try:

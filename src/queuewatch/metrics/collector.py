@@ -49,8 +49,13 @@ class SnapshotCache:
         self._lock = threading.Lock()
         self._at: float | None = None
         self._snapshot: Snapshot | None = None
+        self._good: Snapshot | None = None
         self._error: QueuewatchError | None = None
         self.polls = 0
+
+    def last_good(self) -> Snapshot | None:
+        """The last snapshot that was polled successfully (its age tells how stale it is)."""
+        return self._good
 
     def get(self) -> Snapshot:
         with self._lock:
@@ -67,7 +72,7 @@ class SnapshotCache:
         self.polls += 1
         future = asyncio.run_coroutine_threadsafe(_awaited(self._poll), self._loop)
         try:
-            self._snapshot = future.result(self.timeout)
+            self._snapshot = self._good = future.result(self.timeout)
             self._error = None
         except QueuewatchError as exc:
             self._error = exc
@@ -83,10 +88,15 @@ async def _awaited(fn: Callable[[], Awaitable[Snapshot]]) -> Snapshot:
 class QueuewatchCollector:
     """Builds every ``queuewatch_*`` family from ``source()`` at each scrape."""
 
-    def __init__(self, source: Callable[[], Snapshot], stale_after: float = 10.0) -> None:
+    def __init__(self, source: Callable[[], Snapshot], stale_after: float = 10.0,
+                 last_good: Callable[[], Snapshot | None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.source = source
         self.stale_after = stale_after
         """Seconds without a heartbeat after which a worker no longer counts as up."""
+        self.last_good = last_good
+        """The last good snapshot, for its age while polls fail."""
+        self.clock = clock
         self.scrape_errors = 0
         self.last_error: str | None = None
         self._lock = threading.Lock()
@@ -120,7 +130,15 @@ class QueuewatchCollector:
         took = GaugeMetricFamily("queuewatch_scrape_duration_seconds",
                                  "Seconds this scrape took, snapshot included")
         took.add_metric([], time.perf_counter() - started)
-        return [up, errors, took, *families]
+        out: list[Metric] = [up, errors, took, *families]
+        good = snap if snap is not None else (self.last_good() if self.last_good else None)
+        if good is not None:
+            age = GaugeMetricFamily("queuewatch_snapshot_age_seconds", "Seconds since the "
+                                    "snapshot behind the values was taken (grows while polls "
+                                    "fail; absent before the first good poll)")
+            age.add_metric([], good.age(self.clock()))
+            out.append(age)
+        return out
 
 
     def _failed(self, reason: str) -> None:
@@ -193,7 +211,8 @@ def snapshot_families(snap: Snapshot, stale_after: float) -> Iterable[Metric]:
             stuck.add_metric(labels, stuck_by_queue[q.name])
 
     workers_up = _gauge("queuewatch_workers_up", "Workers whose last heartbeat is fresh", [])
-    workers_up.add_metric([], sum(1 for w in snap.workers if w.heartbeat_age <= stale_after))
+    workers_up.add_metric([], sum(1 for w in snap.workers if w.heartbeat_state == "fresh"
+                                  and w.heartbeat_age <= stale_after))
     hung = _gauge("queuewatch_workers_hung", "Workers silent while their connection stays open", [])
     hung.add_metric([], sum(1 for w in snap.workers if w.hung))
     hb_age = _gauge("queuewatch_worker_heartbeat_age_seconds", "Seconds since the worker's last "
@@ -214,5 +233,17 @@ def snapshot_families(snap: Snapshot, stale_after: float) -> Iterable[Metric]:
     alerts = _gauge("queuewatch_alerts", "Alerts in the snapshot by severity", ["severity"])
     for severity in ("warning", "critical"):
         alerts.add_metric([severity], sum(1 for a in snap.alerts if a.severity == severity))
-    return [poll, taken, messages, consumers, age, drain, full, fill, cap, dlq, stalled, orphaned,
-            stuck, stuck_all, workers_up, hung, hb_age, in_flight, running, alarm, alerts]
+    families = [poll, taken, messages, consumers, age, drain, full, fill, cap, dlq, stalled,
+                orphaned, stuck, stuck_all, workers_up, hung, hb_age, in_flight, running, alarm,
+                alerts]
+    feed = snap.heartbeats
+    if feed is None:
+        return families
+    beats_up = _gauge("queuewatch_heartbeats_up", "1 while worker heartbeats reach the exporter "
+                      "(its own probe comes back through RabbitMQ); while 0, worker and "
+                      "stuck-job metrics are absent: unknown, not zero", [])
+    beats_up.add_metric([], 1.0 if feed.live else 0.0)
+    if feed.live:
+        return [*families, beats_up]
+    from_beats = {id(f) for f in (stuck, stuck_all, workers_up, hung, hb_age, in_flight)}
+    return [*(f for f in families if id(f) not in from_beats), beats_up]

@@ -1,8 +1,12 @@
-"""The HTTP exporter: a Monitor on a background event loop, served by prometheus_client.
+"""The HTTP exporter: a monitoring session on a background event loop, served by
+prometheus_client.
 
 ``Exporter(settings).start(port, bind)`` returns the bound port (0 picks a free one); scrapes
 run in the HTTP server's thread and take a snapshot through :class:`SnapshotCache`, which
-polls on the exporter's loop at most once per poll interval.
+polls on the exporter's loop at most once per poll interval. The
+:class:`~queuewatch.monitor.session.MonitorSession` reconnects and subscribes to heartbeats
+again by itself after a fault; while its heartbeat feed is down, worker-derived metrics are
+left out instead of being judged from a dead feed (see :mod:`queuewatch.metrics.collector`).
 """
 
 from __future__ import annotations
@@ -10,28 +14,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from queuewatch.broker.connect import connect
-from queuewatch.broker.management import ManagementClient
 from queuewatch.config import Settings
-from queuewatch.errors import QueuewatchError
 from queuewatch.metrics.collector import QueuewatchCollector, SnapshotCache
 from queuewatch.monitor.core import Monitor
-from queuewatch.monitor.heartbeats import AmqpHeartbeatSource
 from queuewatch.monitor.model import Snapshot
+from queuewatch.monitor.session import MonitorSession
 from queuewatch.topology import Topology
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9419
 DEFAULT_BIND = "127.0.0.1"
-#: Seconds between attempts to (re)open the heartbeat connection, and its connect timeout.
-HEARTBEAT_RETRY = 30.0
-HEARTBEAT_CONNECT_TIMEOUT = 3.0
 
 
 def build_registry(collector: QueuewatchCollector) -> CollectorRegistry:
@@ -42,7 +39,7 @@ def build_registry(collector: QueuewatchCollector) -> CollectorRegistry:
 
 
 class Exporter:
-    """Owns a background loop with a management client, a Monitor and (optionally) heartbeats."""
+    """Owns a background loop with a :class:`MonitorSession` (heartbeats optional)."""
 
     def __init__(
         self,
@@ -62,52 +59,29 @@ class Exporter:
         self._thread = threading.Thread(target=self.loop.run_forever, name="queuewatch-exporter",
                                         daemon=True)
         self._thread.start()
-        self.monitor: Monitor = self._call(self._setup())
-        self.cache = SnapshotCache(self._poll, self.loop, self.max_age,
+        self.session: MonitorSession = self._call(self._setup())
+        self.cache = SnapshotCache(self.session.poll, self.loop, self.max_age,
                                    timeout=settings.http_timeout * 2 + 5)
         self.collector = QueuewatchCollector(
-            self.cache.get, stale_after=settings.thresholds.heartbeat_stale_seconds
+            self.cache.get, stale_after=settings.thresholds.heartbeat_stale_seconds,
+            last_good=self.cache.last_good,
         )
         self.registry = build_registry(self.collector)
         self._server: Any = None
-        self._source: AmqpHeartbeatSource | None = None
-        self._next_hb_attempt = 0.0
+
+    @property
+    def monitor(self) -> Monitor:
+        return self.session.monitor
 
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
 
-    async def _setup(self) -> Monitor:
-        self._mgmt = ManagementClient(self.settings)
-        return Monitor(self._mgmt, self.settings, topology=self.topology,
-                       all_vhosts=self.all_vhosts)
-
-    async def _poll(self) -> Snapshot:
-        if self.want_heartbeats:
-            await self._ensure_heartbeats()
-        return await self.monitor.poll()
-
-    async def _ensure_heartbeats(self) -> None:
-        source = self._source
-        if source is not None and not source.connection.is_closed:
-            return
-        now = time.monotonic()
-        if now < self._next_hb_attempt:
-            return
-        self._next_hb_attempt = now + HEARTBEAT_RETRY
-        try:
-            conn = await asyncio.wait_for(connect(self.settings), HEARTBEAT_CONNECT_TIMEOUT)
-        except (QueuewatchError, TimeoutError) as exc:
-            log.warning("no worker heartbeats for now (%s); retrying in %gs", exc, HEARTBEAT_RETRY)
-            return
-        source = AmqpHeartbeatSource(conn, self.settings.telemetry_exchange)
-        try:
-            await source.start()
-        except QueuewatchError as exc:
-            log.warning("cannot listen to heartbeats (%s)", exc)
-            await conn.close()
-            return
-        self._source = source
-        self.monitor.heartbeats = source
+    async def _setup(self) -> MonitorSession:
+        session = MonitorSession(self.settings, topology=self.topology,
+                                 heartbeats=self.want_heartbeats, all_vhosts=self.all_vhosts,
+                                 name="queuewatch-exporter")
+        await session.start()
+        return session
 
     def start(self, port: int = DEFAULT_PORT, bind: str = DEFAULT_BIND) -> int:
         """Serve ``/metrics``; returns the port actually bound."""
@@ -130,9 +104,7 @@ class Exporter:
             self._thread.join(5)
 
     async def _teardown(self) -> None:
-        if self._source is not None:
-            await self._source.connection.close()
-        await self._mgmt.aclose()
+        await self.session.aclose()
 
     def __enter__(self) -> Exporter:
         return self

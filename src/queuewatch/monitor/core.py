@@ -28,6 +28,7 @@ from queuewatch.monitor.detect import (
     needs_connection_check,
 )
 from queuewatch.monitor.fetch import fetch_queues
+from queuewatch.monitor.freshness import ALWAYS_LIVE, feed_alert
 from queuewatch.monitor.heartbeats import HeartbeatSource
 from queuewatch.monitor.history import QueueHistory
 from queuewatch.monitor.model import BrokerInfo, NodeStats, QueueStats, Snapshot
@@ -128,12 +129,17 @@ class Monitor:
 
         t = self.settings.thresholds
         beats = self.heartbeats.latest() if self.heartbeats is not None else {}
+        feed = self.heartbeats.feed() if self.heartbeats is not None else None
         open_conns = None
-        if beats and needs_connection_check(beats, now, t.heartbeat_stale_seconds):
+        if feed is not None and needs_connection_check(beats, now, t.heartbeat_stale_seconds, feed):
             open_conns = await self._connection_names()
-        workers = build_workers(beats, now, t.heartbeat_stale_seconds, open_conns)
+        workers = build_workers(beats, now, t.heartbeat_stale_seconds, open_conns,
+                                feed or ALWAYS_LIVE)
         stuck = find_stuck_jobs(workers, now, self._stuck_after)
         alerts = build_alerts(queues, nodes, workers, stuck, stalled, orphaned, t, qualified)
+        lost = feed_alert(feed, now)
+        if lost is not None:
+            alerts = tuple(sorted((*alerts, lost), key=lambda a: a.severity != "critical"))
         self.history.record(now, queues)
         return Snapshot(
             taken_at=now, vhost=self.vhost,
@@ -145,6 +151,7 @@ class Monitor:
             nodes=nodes, queues=tuple(queues), workers=workers, stuck_jobs=stuck,
             stalled_queues=stalled, orphaned_queues=orphaned, alerts=alerts,
             poll_seconds=time.perf_counter() - started, nodes_hidden=nodes_hidden,
+            heartbeats=feed,
         )
 
     async def _nodes(self) -> tuple[list[dict[str, Any]], str | None]:
@@ -207,21 +214,33 @@ class Monitor:
         or, without one, ends the loop.
         """
         every = self.settings.poll_interval if interval is None else interval
-        warning = interval_warning(every)
-        if warning:
-            log.warning(warning)
-        stop = stop or asyncio.Event()
-        while not stop.is_set():
-            try:
-                await _call(callback, await self.poll())
-            except QueuewatchError as exc:
-                if on_error is None:
-                    raise
-                await _call(on_error, exc)
-            try:
-                await asyncio.wait_for(stop.wait(), every)
-            except TimeoutError:
-                pass
+        await poll_forever(self.poll, callback, every, on_error=on_error, stop=stop)
+
+
+async def poll_forever(
+    poll: Callable[[], Awaitable[Snapshot]],
+    callback: SnapshotCallback,
+    every: float,
+    *,
+    on_error: ErrorCallback | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """The loop behind :meth:`Monitor.run` (and the session's ``run``)."""
+    warning = interval_warning(every)
+    if warning:
+        log.warning(warning)
+    stop = stop or asyncio.Event()
+    while not stop.is_set():
+        try:
+            await _call(callback, await poll())
+        except QueuewatchError as exc:
+            if on_error is None:
+                raise
+            await _call(on_error, exc)
+        try:
+            await asyncio.wait_for(stop.wait(), every)
+        except TimeoutError:
+            pass
 
 
 async def _call(fn: Callable[[Any], Awaitable[None] | None], arg: Any) -> None:

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
+from queuewatch.monitor.freshness import ALWAYS_LIVE, jobs_on_monitor_clock, judge_beat
 from queuewatch.monitor.heartbeats import ReceivedHeartbeat
 from queuewatch.monitor.kinds import kind_of
-from queuewatch.monitor.model import QueueStats, StuckJob, WorkerStats
+from queuewatch.monitor.model import FeedStatus, QueueStats, StuckJob, WorkerStats
 from queuewatch.monitor.queues import RATE_EPSILON, is_infrastructure
 
 
@@ -18,15 +19,20 @@ def build_workers(
     now: float,
     stale_after: float,
     open_connections: set[str] | None,
+    feed: FeedStatus = ALWAYS_LIVE,
 ) -> tuple[WorkerStats, ...]:
-    """Workers from their latest heartbeats; ``open_connections`` None means "not looked up"."""
+    """Workers from their latest heartbeats; ``open_connections`` None means "not looked up".
+
+    Silence is judged against ``feed`` (:func:`~queuewatch.monitor.freshness.judge_beat`):
+    only a stale worker whose connection the broker still lists is hung."""
     workers = []
     for worker_id in sorted(beats):
         rb = beats[worker_id]
         hb = rb.heartbeat
         age = max(now - rb.received_at, 0.0)
+        state = judge_beat(rb.received_at, now, stale_after, feed)
         conn_open: bool | None = None
-        if open_connections is not None and hb.connection_name:
+        if open_connections is not None and hb.connection_name and state == "stale":
             conn_open = hb.connection_name in open_connections
         interval = hb.interval if hb.interval > 0 else 1.0
         done = hb.succeeded + hb.failed + hb.retried + hb.dead_lettered
@@ -34,21 +40,23 @@ def build_workers(
             WorkerStats(
                 worker_id=hb.worker_id, host=hb.host, pid=hb.pid, queues=tuple(hb.queues),
                 concurrency=hb.concurrency, cpu_percent=hb.cpu_percent, rss_bytes=hb.rss_bytes,
-                in_flight=tuple(hb.in_flight), jobs_per_second=done / interval,
+                in_flight=jobs_on_monitor_clock(hb.in_flight, hb.sent_at, rb.received_at),
+                jobs_per_second=done / interval,
                 errors=hb.failed + hb.dead_lettered, last_heartbeat=rb.received_at,
                 heartbeat_age=age, connection_name=hb.connection_name, connection_open=conn_open,
-                hung=age > stale_after and conn_open is True,
+                hung=state == "stale" and conn_open is True, heartbeat_state=state,
             )
         )
     return tuple(workers)
 
 
 def needs_connection_check(
-    beats: Mapping[str, ReceivedHeartbeat], now: float, stale_after: float
+    beats: Mapping[str, ReceivedHeartbeat], now: float, stale_after: float,
+    feed: FeedStatus = ALWAYS_LIVE,
 ) -> bool:
-    """True when some worker went quiet and named its connection: only then ask the broker."""
+    """True when some worker went stale and named its connection: only then ask the broker."""
     return any(
-        now - rb.received_at > stale_after and rb.heartbeat.connection_name
+        rb.heartbeat.connection_name and judge_beat(rb.received_at, now, stale_after, feed) == "stale"
         for rb in beats.values()
     )
 
@@ -56,12 +64,19 @@ def needs_connection_check(
 def find_stuck_jobs(
     workers: Iterable[WorkerStats], now: float, threshold_for: Callable[[str], float]
 ) -> tuple[StuckJob, ...]:
-    """In-flight jobs older than their queue's threshold, oldest first."""
+    """In-flight jobs older than their queue's threshold, oldest first.
+
+    Only fresh beats count, and a job's age is how long it had run at the latest beat that
+    still listed it (what is known, not a guess about now): the in-flight list of an unknown
+    or stale worker is old news, and a beat taken just before our feed went silent must not
+    make its jobs age on (see :mod:`~queuewatch.monitor.freshness`)."""
     stuck = []
     for w in workers:
+        if w.heartbeat_state != "fresh":
+            continue
         for job in w.in_flight:
             threshold = threshold_for(job.queue)
-            age = now - job.started_at
+            age = min(now, w.last_heartbeat) - job.started_at
             if age > threshold:
                 stuck.append(
                     StuckJob(

@@ -53,7 +53,7 @@ def worker_to_json(w: WorkerStats) -> dict[str, Any]:
         "errors": w.errors, "last_heartbeat": w.last_heartbeat,
         "heartbeat_age_seconds": round(w.heartbeat_age, 3),
         "connection_name": w.connection_name, "connection_open": w.connection_open,
-        "hung": w.hung,
+        "hung": w.hung, "heartbeat_state": w.heartbeat_state,
     }
 
 
@@ -73,4 +73,5 @@ def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:
         "stalled_queues": list(snap.stalled_queues),
         "orphaned_queues": list(snap.orphaned_queues),
         "alerts": [asdict(a) for a in snap.alerts],
+        "heartbeats": None if snap.heartbeats is None else asdict(snap.heartbeats),
     }

@@ -146,6 +146,24 @@ class BrokerInfo:
     """The node whose management API answered (node states are as it sees them)."""
 
 
+BeatState = Literal["fresh", "unknown", "stale"]
+"""A worker's heartbeat judged against our feed (:mod:`queuewatch.monitor.freshness`)."""
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    """Whether worker heartbeats can reach the monitor right now."""
+
+    live: bool
+    since: float
+    """Epoch seconds: live since (continuously), or down since (last known live)."""
+    reason: str | None = None
+    """Why it is down, for a person (None while live)."""
+    checked_at: float | None = None
+    """Epoch seconds of the last proof that the feed works end to end (our own probe came
+    back through the broker); None: a source that cannot fail (proven at every moment)."""
+
+
 @dataclass(frozen=True)
 class WorkerStats:
     """A worker as its latest heartbeat (and the broker) describe it."""
@@ -169,6 +187,9 @@ class WorkerStats:
     """Whether the broker still lists the worker's AMQP connection (None: unknown)."""
     hung: bool = False
     """Heartbeats stopped while the broker still shows its connection."""
+    heartbeat_state: BeatState = "fresh"
+    """fresh; unknown (our heartbeat feed is down or just came back: silence means nothing);
+    stale (silent while our feed was live)."""
 
 
 @dataclass(frozen=True)
@@ -220,6 +241,18 @@ class Snapshot:
     nodes_hidden: str | None = None
     """Why ``nodes`` is empty when the broker would not show them (the user lacks the
     ``monitoring`` tag): node alarms are then unknown, not absent."""
+    heartbeats: FeedStatus | None = None
+    """The worker heartbeat feed at poll time (None: not listened to). While it is not
+    live, ``workers`` are the last known ones, each ``heartbeat_state`` "unknown"."""
+
+    def age(self, now: float) -> float:
+        """Seconds since the poll (how stale this snapshot is at ``now``)."""
+        return max(now - self.taken_at, 0.0)
+
+    @property
+    def workers_known(self) -> bool:
+        """False while worker states are unknown (heartbeat feed down, or not listened to)."""
+        return self.heartbeats is not None and self.heartbeats.live
 
     def queue(self, name: str) -> QueueStats | None:
         for q in self.queues:

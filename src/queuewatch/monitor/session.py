@@ -1,21 +1,273 @@
-"""Wiring for the faces (CLI, exporter, TUI): a Monitor with its clients, opened and closed."""
+"""One monitoring session for every face (the CLI, the console and the exporter).
+
+:class:`MonitorSession` owns a :class:`~queuewatch.broker.management.ManagementClient`
+(failover along ``management_urls``), a :class:`~queuewatch.broker.link.BrokerLink`
+(failover along ``amqp_urls``, reconnects with backoff) and the heartbeat subscription: an
+exclusive, auto-delete listener queue bound to ``heartbeat.#`` on the telemetry exchange,
+declared again on every connection (a fresh name each time, so a dead connection the broker
+has not noticed yet cannot lock it). Its :class:`~queuewatch.monitor.heartbeats.HeartbeatFeed`
+is proven live by a probe sent round through the broker every second; worker silence is
+judged against that (see :mod:`queuewatch.monitor.freshness`). After any fault the session
+reconnects, subscribes again and the next snapshots rebuild the worker states.
+
+Use::
+
+    session = MonitorSession(settings, topology=topology)
+    snap = await session.poll()          # raises a typed error when the API is unreachable
+    session.link_state                   # management / AMQP / heartbeat feed, with since
+    conn = await session.connection(10)  # for DLQ and operator actions (bounded wait)
+    await session.aclose()
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
-from queuewatch.broker.connect import connect
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
+
+from queuewatch.broker.connect import CONNECT_TIMEOUT
+from queuewatch.broker.consumer import Subscription
+from queuewatch.broker.errors import ANY_BROKER_ERROR, CHANNEL_ERRORS, ChannelNotFound
+from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.management import ManagementClient
 from queuewatch.config import Settings
-from queuewatch.monitor.core import Monitor
-from queuewatch.monitor.heartbeats import AmqpHeartbeatSource
+from queuewatch.errors import BrokerUnavailable, QueuewatchError
+from queuewatch.monitor.core import ErrorCallback, Monitor, SnapshotCallback, poll_forever
+from queuewatch.monitor.heartbeats import PROBE_INTERVAL, PROBE_TIMEOUT, HeartbeatFeed
+from queuewatch.monitor.history import QueueHistory
+from queuewatch.monitor.model import FeedStatus, Snapshot
+from queuewatch.telemetry import HEARTBEAT_KEY_PREFIX, LISTENER_QUEUE_PREFIX, listener_queue_name
 from queuewatch.topology import Topology
+
+log = logging.getLogger(__name__)
 
 #: Seconds a one-shot command listens for heartbeats before polling (workers beat ~1/s).
 DEFAULT_LISTEN = 1.5
+#: The first poll of a long-running face waits this long for the heartbeat feed, so its
+#: first snapshot has workers (seconds); later polls never wait for it.
+FIRST_FEED_WAIT = 3.0
+#: Default bound on the wait for an AMQP connection for an operator action (seconds).
+ACTION_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class LinkState:
+    """What the session can reach right now, and since when."""
+
+    management: bool
+    """The last poll reached the management API (True before the first poll)."""
+    management_since: float
+    """Epoch seconds of the last change of ``management``."""
+    management_error: str | None
+    amqp: bool
+    """The AMQP link is up."""
+    amqp_address: str | None
+    """The AMQP address in use (password masked)."""
+    heartbeats: FeedStatus | None
+    """The heartbeat feed (None: not listened to)."""
+
+
+class MonitorSession:
+    """See the module docstring. One event loop; not thread-safe."""
+
+    def __init__(
+        self, settings: Settings, *, topology: Topology | None = None, heartbeats: bool = True,
+        all_vhosts: bool = False, clock: Callable[[], float] = time.time,
+        name: str = "queuewatch-monitor",
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.mgmt = ManagementClient(settings)
+        self.link = BrokerLink(settings, name=name)
+        self.feed = HeartbeatFeed(clock) if heartbeats else None
+        self.monitor = Monitor(self.mgmt, settings, clock=clock, topology=topology,
+                               heartbeats=self.feed, all_vhosts=all_vhosts)
+        self.subscription: Subscription | None = None
+        self._management_error: QueuewatchError | None = None
+        self._management_since = clock()
+        self._polls = 0
+        self._probe_task: asyncio.Task[None] | None = None
+        self._probe_now = asyncio.Event()
+        self._started = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the link and the heartbeat subscription in the background (returns at once)."""
+        if self._started:
+            return
+        self._started = True
+        if self.feed is None:
+            return
+        self.link.on_up(self._ensure_exchange)
+        self.subscription = self.link.subscribe(
+            LISTENER_QUEUE_PREFIX + "*", self.feed.on_message, no_ack=True,
+            declare=self._declare_listener, on_change=self._subscription_changed)
+        await self.link.start()
+        self._probe_task = asyncio.create_task(self._probe_loop(), name="heartbeat probe")
+
+    async def open(self, timeout: float = CONNECT_TIMEOUT) -> None:
+        """Start and wait until heartbeats flow; a one-shot command's error when they cannot:
+        the broker's refusal at once, :class:`BrokerUnavailable` once every address failed."""
+        await self.start()
+        if self.feed is None:
+            return
+        deadline = time.monotonic() + timeout
+        while not self.feed.feed().live:
+            tried_all = len(self.link.attempts) >= len(self.link.addresses)
+            if self.link.last_error is not None and (
+                    tried_all or not isinstance(self.link.last_error, BrokerUnavailable)):
+                raise self.link.last_error
+            if time.monotonic() > deadline:
+                why = self.feed.feed().reason or "no answer"
+                raise BrokerUnavailable(f"no worker heartbeats within {timeout:g}s ({why})")
+            await asyncio.sleep(0.05)
+
+    async def wait_feed(self, timeout: float) -> bool:
+        """Wait at most ``timeout`` seconds for the heartbeat feed; True when it is live."""
+        deadline = time.monotonic() + timeout
+        while self.feed is not None and not self.feed.feed().live:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return self.feed is not None
+
+    async def aclose(self) -> None:
+        task, self._probe_task = self._probe_task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await self.link.close()
+        await self.mgmt.aclose()
+
+    async def __aenter__(self) -> MonitorSession:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- polling ------------------------------------------------------------------------
+    async def poll(self) -> Snapshot:
+        """One snapshot; a typed error when the management API cannot be polled (the
+        session remembers it in :attr:`link_state`)."""
+        await self.start()
+        if self._polls == 0 and self.feed is not None:
+            await self.wait_feed(FIRST_FEED_WAIT)
+        self._polls += 1
+        try:
+            snap = await self.monitor.poll()
+        except QueuewatchError as exc:
+            self._management(exc)
+            raise
+        self._management(None)
+        if self.feed is not None and not self.link.alive:
+            self.link.retry_now()  # the broker answers HTTP again: try AMQP now, not later
+        return snap
+
+    async def run(self, callback: SnapshotCallback, interval: float | None = None, *,
+                  on_error: ErrorCallback | None = None, stop: asyncio.Event | None = None) -> None:
+        """Poll forever, as :meth:`Monitor.run <queuewatch.monitor.core.Monitor.run>`."""
+        every = self.settings.poll_interval if interval is None else interval
+        await poll_forever(self.poll, callback, every, on_error=on_error, stop=stop)
+
+    @property
+    def history(self) -> QueueHistory:
+        """Per-queue history (``session.history.get(name)``), oldest first."""
+        return self.monitor.history
+
+    @property
+    def last(self) -> Snapshot | None:
+        """The last good snapshot."""
+        return self.monitor.last
+
+    def _management(self, error: QueuewatchError | None) -> None:
+        if (error is None) != (self._management_error is None):
+            self._management_since = self.clock()
+        self._management_error = error
+
+    @property
+    def link_state(self) -> LinkState:
+        err = self._management_error
+        return LinkState(
+            management=err is None, management_since=self._management_since,
+            management_error=None if err is None else str(err),
+            amqp=self.link.alive, amqp_address=self.link.address,
+            heartbeats=None if self.feed is None else self.feed.feed(),
+        )
+
+    # -- AMQP for actions ---------------------------------------------------------------
+    async def connection(self, timeout: float = ACTION_TIMEOUT) -> AbstractConnection:
+        """The session's live AMQP connection, waiting at most ``timeout`` for one (typed
+        error after that). Callers open their own channels and must not close it."""
+        await self.start()
+        await self.link.start()
+        return await self.link.ensure(timeout)
+
+    # -- the heartbeat subscription -----------------------------------------------------
+    async def _ensure_exchange(self, conn: AbstractConnection) -> None:
+        """After every connect: the telemetry exchange exists (declared topic/durable if
+        missing, as workers declare it). A refusal is logged, not a reason to reconnect."""
+        name = self.settings.telemetry_exchange
+        channel = await conn.channel()
+        try:
+            await channel.declare_exchange(name, passive=True)
+        except ChannelNotFound:
+            log.info("telemetry exchange %r missing; declaring it (topic, durable)", name)
+            channel = await conn.channel()
+            try:
+                await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+            except CHANNEL_ERRORS as exc:
+                log.warning("cannot declare the telemetry exchange %r: %s", name, exc)
+        finally:
+            with contextlib.suppress(*ANY_BROKER_ERROR):
+                if not channel.is_closed:
+                    await channel.close()
+
+    async def _declare_listener(self, channel: AbstractChannel) -> AbstractQueue:
+        assert self.feed is not None
+        exchange = self.settings.telemetry_exchange
+        queue = await channel.declare_queue(listener_queue_name(), exclusive=True,
+                                            auto_delete=True, durable=False)
+        await queue.bind(exchange, routing_key=HEARTBEAT_KEY_PREFIX + "#")
+        await queue.bind(exchange, routing_key=self.feed.probe_key)
+        return queue
+
+    def _subscription_changed(self, sub: Subscription) -> None:
+        if self.feed is None:
+            return
+        if sub.live:
+            self._probe_now.set()  # prove the new subscription at once
+        else:
+            self.feed.lost(sub.state.reason or str(sub.state.cause))
+
+    async def _probe_loop(self) -> None:
+        """Send a probe round through the broker every PROBE_INTERVAL while subscribed."""
+        assert self.feed is not None
+        channel: AbstractChannel | None = None
+        probe = aio_pika.Message(b"", delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+                                 expiration=PROBE_TIMEOUT)
+        while True:
+            if self.subscription is not None and self.subscription.live and self.link.alive:
+                try:
+                    if channel is None or channel.is_closed:
+                        channel = await self.link.channel(timeout=PROBE_TIMEOUT)
+                    exchange = await channel.get_exchange(self.settings.telemetry_exchange,
+                                                          ensure=False)
+                    await asyncio.wait_for(exchange.publish(probe, self.feed.probe_key),
+                                           PROBE_TIMEOUT)
+                except ANY_BROKER_ERROR as exc:
+                    log.debug("heartbeat probe not sent: %s", exc)
+                    channel = None
+            self._probe_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._probe_now.wait(), PROBE_INTERVAL)
 
 
 @asynccontextmanager
@@ -27,25 +279,16 @@ async def open_monitor(
     topology: Topology | None = None,
     all_vhosts: bool = False,
     clock: Callable[[], float] = time.time,
-) -> AsyncIterator[Monitor]:
-    """A ready :class:`Monitor`; with ``heartbeats`` it also consumes worker telemetry.
-
-    ``listen`` waits that long after subscribing so the first snapshot already has workers.
-    Connection and credential problems surface as typed errors (exit 2 in the CLI).
-    """
-    async with ManagementClient(settings) as mgmt:
-        if not heartbeats:
-            yield Monitor(mgmt, settings, clock=clock, topology=topology, all_vhosts=all_vhosts)
-            return
-        connection = await connect(settings)
-        try:
-            source = AmqpHeartbeatSource(connection, settings.telemetry_exchange, clock=clock)
-            await source.start()
-            if listen > 0:
-                await asyncio.sleep(listen)
-            yield Monitor(
-                mgmt, settings, clock=clock, topology=topology, heartbeats=source,
-                all_vhosts=all_vhosts,
-            )
-        finally:
-            await connection.close()
+) -> AsyncIterator[MonitorSession]:
+    """A ready :class:`MonitorSession` for a command; with ``heartbeats`` it waits until
+    heartbeats flow, then ``listen`` seconds so the first snapshot already has workers.
+    Connection and credential problems surface as typed errors (exit 2 in the CLI)."""
+    session = MonitorSession(settings, topology=topology, heartbeats=heartbeats,
+                             all_vhosts=all_vhosts, clock=clock, name="queuewatch-cli")
+    try:
+        await session.open()
+        if heartbeats and listen > 0:
+            await asyncio.sleep(listen)
+        yield session
+    finally:
+        await session.aclose()

@@ -28,9 +28,10 @@ from queuewatch.tui.messages import SnapshotReady
 from queuewatch.tui.screens.dialogs import HelpScreen, PickScreen
 from queuewatch.tui.screens.queue_detail import QueueDetailScreen
 from queuewatch.tui.source import DataSource
+from queuewatch.tui.staleness import poll_age, show_staleness
 from queuewatch.tui.widgets.dlq_view import DlqView
 from queuewatch.tui.widgets.queue_table import QueueTable
-from queuewatch.tui.widgets.status import AlertsStrip, ErrorLine, StatusBar
+from queuewatch.tui.widgets.status import AlertsStrip, ErrorLine, StatusBar, with_poll_age
 from queuewatch.tui.widgets.views import AlertsView, StuckView, WorkersView
 
 VIEWS = ("queues", "workers", "stuck", "dlq", "alerts")
@@ -90,9 +91,9 @@ class QueuewatchApp(App[None]):
                 yield Input(placeholder="filter queues by name (Esc clears)", id="filter")
                 yield QueueTable(id="queue-table")
             with TabPane("2 Workers", id="workers"):
-                yield WorkersView(id="workers-view")
+                yield WorkersView(self.clock, id="workers-view")
             with TabPane("3 Stuck jobs", id="stuck"):
-                yield StuckView(id="stuck-view")
+                yield StuckView(self.clock, id="stuck-view")
             with TabPane("4 DLQ", id="dlq"):
                 yield DlqView(self.source, self.read_only, id="dlq-view")
             with TabPane("5 Alerts", id="alerts"):
@@ -171,9 +172,12 @@ class QueuewatchApp(App[None]):
         status = self.main.query_one(StatusBar)
         status.error = text
         status.display_url = self.source.display_url
-        line = self.main.query_one(ErrorLine)
-        line.set_class(text is not None, "visible")
-        line.update(f" ✖ {text}" if text else "")
+        self._show_staleness()
+
+    def _show_staleness(self) -> None:
+        """Say how old the data on screen is (see :mod:`queuewatch.tui.staleness`)."""
+        show_staleness(self.main, self.error, self.snapshot, self.clock())
+        self._queues_help()
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         if self._views_alive:
@@ -197,8 +201,9 @@ class QueuewatchApp(App[None]):
             self.screen.show(snapshot, self.source.history(self.screen.queue_name))
 
     def _queues_help(self) -> None:
-        table = self.main.query_one(QueueTable)
-        self.main.query_one("#queues-help", Static).update(table.summary())
+        summary = self.main.query_one(QueueTable).summary()
+        age = poll_age(self.error, self.snapshot, self.clock())
+        self.main.query_one("#queues-help", Static).update(with_poll_age(summary, age))
 
     def action_toggle_internal(self) -> None:
         table = self.main.query_one(QueueTable)
@@ -215,6 +220,7 @@ class QueuewatchApp(App[None]):
         if not self._views_alive:
             return
         self.main.query_one(StatusBar).show()
+        self._show_staleness()
 
     # -- actions -------------------------------------------------------------------------
     def action_view(self, view: str) -> None:

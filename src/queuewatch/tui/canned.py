@@ -11,6 +11,7 @@ from queuewatch.dlq.model import DeadLetter, make_dead_letter
 from queuewatch.monitor.model import (
     Alert,
     BrokerInfo,
+    FeedStatus,
     NodeStats,
     QueueStats,
     Snapshot,
@@ -74,7 +75,7 @@ def demo_snapshot(step: int = 0) -> Snapshot:
         WorkerStats(worker_id="worker-r1", host="demo-host", pid=4103, queues=("reports",),
                     concurrency=1, cpu_percent=0.0, rss_bytes=48_000_000, in_flight=(),
                     jobs_per_second=0.0, errors=0, last_heartbeat=t - 42, heartbeat_age=42.0,
-                    connection_open=True, hung=True),
+                    connection_open=True, hung=True, heartbeat_state="stale"),
     )
     stuck = (StuckJob(job_id="7f3c9a", queue="thumbnails", attempt=2, worker_id="worker-t1",
                       host="demo-host", pid=4102, started_at=t - 640, age=640.0, threshold=300.0),)
@@ -92,6 +93,7 @@ def demo_snapshot(step: int = 0) -> Snapshot:
     return Snapshot(
         taken_at=t, vhost="demo", broker=BROKER, nodes=(NODE,), queues=queues, workers=workers,
         stuck_jobs=stuck, orphaned_queues=("webhooks",), alerts=alerts, poll_seconds=0.05,
+        heartbeats=FeedStatus(True, t - 3600, checked_at=t),
     )
 
 

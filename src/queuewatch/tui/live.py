@@ -1,7 +1,10 @@
-"""The live data source: the monitor, the DLQ core and the operator actions on a real broker.
+"""The live data source: a monitoring session, the DLQ core and the operator actions on a
+real broker.
 
-Clients are opened lazily on the first poll and rebuilt after a failure, so the console
-starts while the broker is down and recovers by itself when it comes back.
+Everything goes through one :class:`~queuewatch.monitor.session.MonitorSession`, opened on
+the first poll: it reconnects and subscribes to heartbeats again by itself after a fault, so
+the console starts while the broker is down and recovers when it comes back. Actions that
+need AMQP take the session's connection with a deadline.
 """
 
 from __future__ import annotations
@@ -16,16 +19,13 @@ from pathlib import Path
 from aio_pika.abc import AbstractConnection
 
 from queuewatch import operator
-from queuewatch.broker.connect import connect
-from queuewatch.broker.management import ManagementClient
 from queuewatch.config import Settings, mask_url
 from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue
 from queuewatch.dlq.model import DeadLetter
-from queuewatch.errors import BrokerError, QueuewatchError
-from queuewatch.monitor.core import Monitor
-from queuewatch.monitor.heartbeats import AmqpHeartbeatSource
+from queuewatch.errors import QueuewatchError
 from queuewatch.monitor.history import HistoryPoint
 from queuewatch.monitor.model import Snapshot, StuckJob, WorkerStats
+from queuewatch.monitor.session import ACTION_TIMEOUT, LinkState, MonitorSession
 from queuewatch.topology import Topology
 from queuewatch.tui.source import ConsumerInfo, Progress
 
@@ -37,21 +37,22 @@ class LiveSource:
 
     def __init__(
         self, settings: Settings, *, heartbeats: bool = True, clock: Callable[[], float] = time.time,
-        topology: Topology | None = None,
+        topology: Topology | None = None, action_timeout: float = ACTION_TIMEOUT,
     ) -> None:
         self.settings = settings
         self.topology = topology
         """Per-queue thresholds (``stuck_after``) for the monitor."""
         self.heartbeats = heartbeats
         self.clock = clock
-        self._mgmt: ManagementClient | None = None
-        self._monitor: Monitor | None = None
-        self._conn: AbstractConnection | None = None
-        self._beats: AmqpHeartbeatSource | None = None
-        self._stale: list[tuple[ManagementClient | None, AbstractConnection | None]] = []
+        self.action_timeout = action_timeout
+        """Bound on the wait for an AMQP connection for a DLQ or operator action (seconds)."""
+        self._session: MonitorSession | None = None
+        self._retired: list[MonitorSession] = []
 
     @property
     def display_url(self) -> str:
+        if self._session is not None:
+            return self._session.mgmt.display_url
         return mask_url(self.settings.management_url)
 
     @property
@@ -62,66 +63,51 @@ class LiveSource:
     def read_only(self) -> bool:
         return self.settings.read_only
 
-    # -- lifecycle -------------------------------------------------------------------------
-    async def _monitor_ready(self) -> Monitor:
-        if self._monitor is None:
-            self._mgmt = ManagementClient(self.settings)
-            self._monitor = Monitor(self._mgmt, self.settings, clock=self.clock,
-                                    topology=self.topology)
-        if self.heartbeats and self._monitor.heartbeats is None:
-            try:
-                conn = await self._connection()
-                beats = AmqpHeartbeatSource(conn, self.settings.telemetry_exchange, clock=self.clock)
-                await beats.start()
-                self._beats = self._monitor.heartbeats = beats
-            except BrokerError as exc:
-                # Queues still show without workers; the next poll tries again.
-                log.warning("no worker heartbeats: %s", exc)
-        return self._monitor
+    @property
+    def link_state(self) -> LinkState | None:
+        """What the session reaches now (None before the first poll)."""
+        return None if self._session is None else self._session.link_state
 
-    async def _connection(self) -> AbstractConnection:
-        if self._conn is None or self._conn.is_closed:
-            self._conn = await connect(self.settings)
-            if self._monitor is not None:
-                self._monitor.heartbeats = None
-        return self._conn
+    # -- lifecycle -------------------------------------------------------------------------
+    async def _ready(self) -> MonitorSession:
+        retired, self._retired = self._retired, []
+        for old in retired:
+            await old.aclose()
+        if self._session is None:
+            self._session = MonitorSession(
+                self.settings, topology=self.topology, heartbeats=self.heartbeats,
+                clock=self.clock, name="queuewatch-console")
+            await self._session.start()
+        return self._session
 
     def set_settings(self, settings: Settings) -> None:
-        """Point at another broker/vhost; clients are rebuilt on the next poll."""
+        """Point at another broker/vhost; the session is rebuilt on the next poll."""
         self.settings = settings
-        self._forget()
-
-    def _forget(self) -> None:
-        self._stale.append((self._mgmt, self._conn))
-        self._mgmt = self._monitor = self._conn = self._beats = None
+        if self._session is not None:
+            self._retired.append(self._session)
+            self._session = None
 
     async def aclose(self) -> None:
-        self._forget()
-        stale, self._stale = self._stale, []
-        for m, c in stale:
-            if m is not None:
-                await m.aclose()
-            if c is not None and not c.is_closed:
-                await c.close()
+        self.set_settings(self.settings)
+        retired, self._retired = self._retired, []
+        for old in retired:
+            await old.aclose()
 
     # -- monitor ---------------------------------------------------------------------------
     async def poll(self) -> Snapshot:
-        monitor = await self._monitor_ready()
-        return await monitor.poll()
+        return await (await self._ready()).poll()
 
     def history(self, queue: str) -> Sequence[HistoryPoint]:
-        return self._monitor.history.get(queue) if self._monitor else ()
+        return self._session.monitor.history.get(queue) if self._session else ()
 
     async def vhosts(self) -> list[str]:
-        await self._monitor_ready()
-        assert self._mgmt is not None
-        return sorted(str(v["name"]) for v in await self._mgmt.vhosts())
+        mgmt = (await self._ready()).mgmt
+        return sorted(str(v["name"]) for v in await mgmt.vhosts())
 
     async def consumers(self, queue: str) -> list[ConsumerInfo]:
-        await self._monitor_ready()
-        assert self._mgmt is not None
+        mgmt = (await self._ready()).mgmt
         out = []
-        for c in await self._mgmt.consumers(self.vhost):
+        for c in await mgmt.consumers(self.vhost):
             if (c.get("queue") or {}).get("name") != queue:
                 continue
             details = c.get("channel_details") or {}
@@ -137,9 +123,13 @@ class LiveSource:
         self.set_settings(self.settings.with_vhost(vhost))
 
     # -- DLQ -------------------------------------------------------------------------------
+    async def _connection(self) -> AbstractConnection:
+        return await (await self._ready()).connection(self.action_timeout)
+
     async def _dlq(self, dlq: str) -> DeadLetterQueue:
-        await self._monitor_ready()
-        return DeadLetterQueue(await self._connection(), self._mgmt, self.settings, dlq)
+        session = await self._ready()
+        conn = await session.connection(self.action_timeout)
+        return DeadLetterQueue(conn, session.mgmt, self.settings, dlq)
 
     async def peek_dlq(self, dlq: str, flt: DeadLetterFilter, limit: int) -> list[DeadLetter]:
         q = await self._dlq(dlq)

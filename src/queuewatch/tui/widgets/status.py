@@ -28,16 +28,13 @@ class StatusBar(Static):
         self.update(self.render_text())
 
     def render_text(self) -> Text:
+        """Most important first, so a narrow terminal (80 columns) still shows whether the
+        data is current: the link state and staleness, alarms, then where we are."""
         now = self.clock()
         t = Text()
         t.append(" queuewatch ", style="bold reverse")
         snap = self.snapshot
-        t.append(f" {self.display_url}", style="bold")
-        if snap and snap.broker.version:
-            t.append(f"  RabbitMQ {snap.broker.version}")
-        t.append(f"  vhost {self.vhost}", style="cyan")
-        if self.read_only:
-            t.append("  READ-ONLY", style="bold magenta")
+        self._link_state(t, now)
         if snap:
             alarms = [
                 f"{n.name}:{'mem' if n.mem_alarm else ''}{'disk' if n.disk_alarm else ''}"
@@ -50,21 +47,61 @@ class StatusBar(Static):
                 t.append("  NODE DOWN " + " ".join(down), style="bold white on red")
             if snap.nodes_hidden:
                 t.append("  alarms unknown (no 'monitoring' tag)", style="yellow")
-        if self.error is not None:
-            t.append("  ● disconnected", style="bold red")
-            if self.retry_at is not None:
-                t.append(f" (retry in {max(0, round(self.retry_at - now))}s)", style="red")
-        elif snap is None:
-            t.append("  ● connecting…", style="yellow")
-        else:
-            t.append("  ● connected", style="green")
-        if snap is not None:
+        if self.read_only:
+            t.append("  READ-ONLY", style="bold magenta")
+        t.append(f"  vhost {self.vhost}", style="cyan")
+        t.append(f"  {self.display_url}", style="bold")
+        if snap and snap.broker.version:
+            t.append(f"  RabbitMQ {snap.broker.version}")
+        if snap is not None and self.error is None:
             t.append(f"  updated {fmt_duration(now - snap.taken_at)} ago", style="dim")
         return t
 
+    def _link_state(self, t: Text, now: float) -> None:
+        snap = self.snapshot
+        if self.error is not None:
+            t.append(" ● disconnected", style="bold red")
+            if self.retry_at is not None:
+                t.append(f" (retry in {max(0, round(self.retry_at - now))}s)", style="red")
+            if snap is not None:
+                t.append(f"  {stale_text(snap.age(now))}", style="bold yellow")
+        elif snap is None:
+            t.append(" ● connecting…", style="yellow")
+        else:
+            t.append(" ● connected", style="green")
+            lost = heartbeats_lost(snap, now)
+            if lost is not None:
+                t.append(f"  heartbeats {stale_text(lost)}", style="bold yellow")
+
+
+def stale_text(seconds: float) -> str:
+    """How the console says that what it shows is old: ``stale 12s — reconnecting``."""
+    return f"stale {fmt_duration(seconds)} — reconnecting"
+
+
+def with_poll_age(summary: str, age: float | None) -> str:
+    """A view's help line, prefixed with the data's age while polls fail."""
+    return summary if age is None else f" {stale_text(age)}: as of the last poll ·{summary}"
+
+
+def heartbeats_lost(snap: Snapshot, now: float) -> float | None:
+    """Seconds since worker heartbeats last reached us, while the feed is down (else None)."""
+    feed = snap.heartbeats
+    if feed is None or feed.live:
+        return None
+    return max(now - feed.since, 0.0)
+
 
 class ErrorLine(Static):
-    """The last poll error, shown while the broker is unreachable."""
+    """The last poll error, and how old the data on screen is, while polls fail."""
+
+    def show_error(self, error: str | None, snap: Snapshot | None, now: float) -> None:
+        self.set_class(error is not None, "visible")
+        if error is None:
+            self.update("")
+            return
+        age = "" if snap is None else f"{stale_text(snap.age(now))} · "
+        self.update(f" ✖ {age}{error}")
 
 
 class AlertsStrip(Static):

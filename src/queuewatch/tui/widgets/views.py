@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
@@ -17,19 +18,21 @@ from queuewatch.monitor.model import Snapshot, StuckJob, WorkerStats, fmt_durati
 from queuewatch.tui.format import SEVERITY_STYLE, rate, size
 from queuewatch.tui.screens.dialogs import ConfirmScreen
 from queuewatch.tui.widgets.keyed_table import KeyedTable
+from queuewatch.tui.widgets.status import heartbeats_lost, stale_text, with_poll_age
 
+#: State and heartbeat right after the name: on an 80-column terminal they are what matters.
 WORKER_COLUMNS = (
-    ("worker", "Worker", 22), ("host", "Host", 14), ("pid", "PID", 7), ("cpu", "CPU%", 6),
-    ("rss", "RSS", 9), ("conc", "Conc", 5), ("inflight", "In-flight", 9), ("jps", "Jobs/s", 7),
-    ("errors", "Errors", 6), ("beat", "Heartbeat", 10), ("state", "State", 10),
-    ("queues", "Queues", 0),
+    ("worker", "Worker", 22), ("state", "State", 13), ("beat", "Heartbeat", 10),
+    ("host", "Host", 14), ("pid", "PID", 7), ("cpu", "CPU%", 6), ("rss", "RSS", 9),
+    ("conc", "Conc", 5), ("inflight", "In-flight", 9), ("jps", "Jobs/s", 7),
+    ("errors", "Errors", 6), ("queues", "Queues", 0),
 )
 STUCK_COLUMNS = (
     ("job", "Job id", 34), ("queue", "Queue", 20), ("worker", "Worker", 22),
     ("attempt", "Attempt", 7), ("age", "Age", 8), ("threshold", "Threshold", 9),
 )
 ALERT_COLUMNS = (
-    ("severity", "Severity", 9), ("kind", "Kind", 12), ("target", "Target", 24),
+    ("severity", "Severity", 9), ("kind", "Kind", 16), ("target", "Target", 24),
     ("reason", "Reason", 0),
 )
 
@@ -56,12 +59,45 @@ class ActionView(Vertical):
         return getattr(self.app, "source", None)
 
 
-class WorkersView(ActionView):
+def worker_state(w: WorkerStats) -> Text:
+    """The State cell: HUNG only for a worker silent while our heartbeat feed was live and
+    whose connection the broker still lists (see ``queuewatch.monitor.freshness``)."""
+    if w.hung:
+        return Text("HUNG", style="bold red")
+    if w.heartbeat_state == "unknown":
+        return Text("unknown", style="dim yellow")
+    if w.heartbeat_state == "stale":
+        return Text("gone", style="dim") if w.connection_open is False else Text("stale", style="yellow")
+    return Text("ok", style="green")
+
+
+class StaleAware(ActionView):
+    """A view of worker-derived data: dimmed, with a note, while heartbeats are lost."""
+
+    def __init__(self, clock: Callable[[], float], **kw: Any) -> None:
+        super().__init__(**kw)
+        self.clock = clock
+        self.snapshot: Snapshot | None = None
+        self.summary = ""
+
+    def show_staleness(self, now: float | None = None, poll_age: float | None = None) -> None:
+        """Refresh the help line (each second: the age in it grows). ``poll_age``: polls fail
+        and what is shown is that old."""
+        snap = self.snapshot
+        lost = None if snap is None else heartbeats_lost(snap, self.clock() if now is None else now)
+        self.set_class(lost is not None, "stale")
+        note = self.summary if lost is None else (
+            f" heartbeats {stale_text(lost)}: worker states unknown, nothing is judged hung or "
+            "stuck until they are back")
+        self.query_one(".view-help", Static).update(with_poll_age(note, poll_age))
+
+
+class WorkersView(StaleAware):
     BINDINGS = [Binding("t", "terminate", "Terminate worker")]
     DESTRUCTIVE = frozenset({"terminate"})
 
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
+    def __init__(self, clock: Callable[[], float], **kw: Any) -> None:
+        super().__init__(clock, **kw)
         self.worker_stats: dict[str, WorkerStats] = {}
 
     def compose(self) -> ComposeResult:
@@ -70,22 +106,22 @@ class WorkersView(ActionView):
 
     def apply(self, snapshot: Snapshot, read_only: bool) -> None:
         rows = {}
+        self.snapshot = snapshot
         self.worker_stats = {w.worker_id: w for w in snapshot.workers}
         for w in snapshot.workers:
-            state = Text("HUNG", style="bold red") if w.hung else Text("ok", style="green")
-            if w.connection_open is False:
-                state = Text("gone", style="dim")
+            beat: Text | str = fmt_duration(w.heartbeat_age)
+            if w.heartbeat_state == "unknown":
+                beat = Text(f"{beat}?", style="dim")
             rows[w.worker_id] = (
-                w.worker_id, w.host, str(w.pid), f"{w.cpu_percent:.0f}", size(w.rss_bytes),
-                str(w.concurrency), str(len(w.in_flight)), rate(w.jobs_per_second),
-                str(w.errors), fmt_duration(w.heartbeat_age), state, ",".join(w.queues),
+                w.worker_id, worker_state(w), beat, w.host, str(w.pid), f"{w.cpu_percent:.0f}",
+                size(w.rss_bytes), str(w.concurrency), str(len(w.in_flight)),
+                rate(w.jobs_per_second), str(w.errors), ",".join(w.queues),
             )
         self.query_one(KeyedTable).set_rows(rows)
         hung = sum(1 for w in snapshot.workers if w.hung)
         action = "read-only: terminate is disabled" if read_only else "t: terminate a hung local worker"
-        self.query_one("#workers-help", Static).update(
-            f" {len(snapshot.workers)} workers, {hung} hung  ·  {action}"
-        )
+        self.summary = f" {len(snapshot.workers)} workers, {hung} hung  ·  {action}"
+        self.show_staleness()
 
 
     @work(group="terminate", exclusive=True, exit_on_error=False)
@@ -115,12 +151,12 @@ class WorkersView(ActionView):
             self.app.notify(f"terminated {w.worker_id} (pid {w.pid})")
 
 
-class StuckView(ActionView):
+class StuckView(StaleAware):
     BINDINGS = [Binding("c", "cancel_job", "Cancel job")]
     DESTRUCTIVE = frozenset({"cancel_job"})
 
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
+    def __init__(self, clock: Callable[[], float], **kw: Any) -> None:
+        super().__init__(clock, **kw)
         self.stuck_jobs: dict[str, StuckJob] = {}
 
     def compose(self) -> ComposeResult:
@@ -129,6 +165,7 @@ class StuckView(ActionView):
         yield Static("", id="stuck-queues")
 
     def apply(self, snapshot: Snapshot, read_only: bool) -> None:
+        self.snapshot = snapshot
         self.stuck_jobs = {j.job_id: j for j in snapshot.stuck_jobs}
         rows = {
             j.job_id: (
@@ -139,9 +176,8 @@ class StuckView(ActionView):
         }
         self.query_one(KeyedTable).set_rows(rows)
         action = "read-only: cancel is disabled" if read_only else "c: cancel the selected job"
-        self.query_one("#stuck-help", Static).update(
-            f" {len(snapshot.stuck_jobs)} stuck jobs  ·  {action}"
-        )
+        self.summary = f" {len(snapshot.stuck_jobs)} stuck jobs  ·  {action}"
+        self.show_staleness()
         t = Text()
         t.append(" Stalled (messages + consumers, no acks): ", style="bold")
         t.append(", ".join(snapshot.stalled_queues) or "none", style="yellow")
