@@ -146,3 +146,26 @@ async def test_session_on_a_silent_link_long_enough_to_reconnect(settings, conne
                       f"into a silent link; fresh {back.elapsed:.1f}s after it ended")
         finally:
             await session.aclose()
+
+
+async def test_a_channel_that_takes_longer_than_asked_does_not_drop_the_link(settings, vhost):
+    from queuewatch.broker.errors import LinkLost
+    from queuewatch.broker.link import BrokerLink
+
+    # Given a live link through a proxy
+    with proxied(settings) as net:
+        link = BrokerLink(net.settings, name="qwt-slow-channel")
+        try:
+            await link.open()
+            # When a channel cannot be opened within the caller's short budget (the link is
+            # silent for a moment: a busy loop or a slow broker look the same)
+            net.amqp.blackhole()
+            with pytest.raises(LinkLost, match="within 0.5s"):
+                await link.channel(timeout=0.5)
+            net.amqp.restore()
+            # Then the link was not torn down for it: same connection, channels open again
+            channel = await link.channel(timeout=5)
+            await channel.close()
+            assert link.alive and link.connects == 1
+        finally:
+            await link.close()

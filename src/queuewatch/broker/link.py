@@ -196,6 +196,11 @@ class BrokerLink:
         try:
             return await asyncio.wait_for(
                 conn.channel(publisher_confirms=confirms, on_return_raises=False), timeout)
+        except TimeoutError as exc:
+            # The caller's budget ran out (a busy event loop, a slow broker): no proof that the
+            # link died, so every consumer on it must not be torn down for it. A dead or
+            # silent link is judged by the close callbacks, the watchdog and the heartbeat.
+            raise LinkLost(f"no channel on {self.address} within {timeout:g}s") from exc
         except LINK_ERRORS as exc:
             self._mark_lost(f"opening a channel failed: {exc}")
             raise LinkLost(f"the link to {self.address} broke: {exc}") from exc
