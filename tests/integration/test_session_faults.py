@@ -111,11 +111,11 @@ async def test_session_on_a_silent_link_long_enough_to_reconnect(settings, conne
                 await asyncio.sleep(1.5)
                 first = await session.poll()
                 assert [w.heartbeat_state for w in first.workers] == ["fresh"]
-                # When the AMQP link goes silent for 14 s
+                # When the AMQP link goes silent for 16 s
                 net.amqp.blackhole()
                 silent = Stopwatch()
                 feed_down = link_down = None
-                while silent.elapsed < 14:
+                while silent.elapsed < 16:
                     snap = await session.poll()
                     state = session.link_state
                     if feed_down is None and state.heartbeats and not state.heartbeats.live:
@@ -123,10 +123,12 @@ async def test_session_on_a_silent_link_long_enough_to_reconnect(settings, conne
                     if link_down is None and not state.amqp:
                         link_down = silent.elapsed
                     # Then nobody is hung or stuck, whatever the silence lasts
-                    assert not any(w.hung for w in snap.workers) and not snap.stuck_jobs
+                    assert not any(w.hung for w in snap.workers), snap.workers
+                    assert not snap.stuck_jobs, snap.stuck_jobs
                     await asyncio.sleep(0.25)
+                # (the probe: ~3 s; aiormq's grace: 9 s, checked every second)
                 assert feed_down is not None and feed_down < 5, feed_down
-                assert link_down is not None and link_down < 13, link_down
+                assert link_down is not None and link_down < 15, link_down
                 assert {w.heartbeat_state for w in snap.workers} == {"unknown"}
                 assert [a.kind for a in snap.alerts if a.target == "heartbeats"] == [
                     "heartbeats_lost"]
@@ -160,7 +162,7 @@ async def test_a_channel_that_takes_longer_than_asked_does_not_drop_the_link(set
             # When a channel cannot be opened within the caller's short budget (the link is
             # silent for a moment: a busy loop or a slow broker look the same)
             net.amqp.blackhole()
-            with pytest.raises(LinkLost, match="within 0.5s"):
+            with pytest.raises(LinkLost, match=r"within 0\.5s"):
                 await link.channel(timeout=0.5)
             net.amqp.restore()
             # Then the link was not torn down for it: same connection, channels open again

@@ -16,10 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-import aio_pika
-import aiormq
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
-
+from queuewatch.broker.errors import AMQPError, ChannelNotFound
+from queuewatch.broker.types import Channel, Connection, ExchangeType, IncomingMessage
 from queuewatch.errors import BrokerError
 from queuewatch.monitor.freshness import ALWAYS_LIVE
 from queuewatch.monitor.model import FeedStatus
@@ -88,7 +86,7 @@ class AmqpHeartbeatSource(StaticHeartbeats):
 
     def __init__(
         self,
-        connection: AbstractConnection,
+        connection: Connection,
         exchange: str,
         clock: Callable[[], float] = time.time,
         forget_after: float = FORGET_AFTER,
@@ -97,7 +95,7 @@ class AmqpHeartbeatSource(StaticHeartbeats):
         self.connection = connection
         self.exchange = exchange
         self.forget_after = forget_after
-        self._channel: AbstractChannel | None = None
+        self._channel: Channel | None = None
         self._since = clock()
 
     async def start(self) -> None:
@@ -110,7 +108,7 @@ class AmqpHeartbeatSource(StaticHeartbeats):
                                                 auto_delete=True, durable=False)
             await queue.bind(self.exchange, routing_key=HEARTBEAT_KEY_PREFIX + "#")
             await queue.consume(self._on_message, no_ack=True)
-        except aiormq.exceptions.AMQPError as exc:
+        except AMQPError as exc:
             raise BrokerError(f"cannot listen to heartbeats on {self.exchange!r}: {exc}") from exc
         self._channel = channel
         self._since = self._clock()
@@ -121,16 +119,16 @@ class AmqpHeartbeatSource(StaticHeartbeats):
             return FeedStatus(False, self._since, "not listening")
         return FeedStatus(True, self._since)
 
-    async def _exchange_channel(self) -> AbstractChannel:
+    async def _exchange_channel(self) -> Channel:
         """A channel on which the telemetry exchange exists (declared topic/durable if missing)."""
         channel = await self.connection.channel()
         try:
             await channel.declare_exchange(self.exchange, passive=True)
             return channel
-        except aiormq.exceptions.ChannelNotFoundEntity:
+        except ChannelNotFound:
             log.info("telemetry exchange %r missing; declaring it (topic, durable)", self.exchange)
         channel = await self.connection.channel()
-        await channel.declare_exchange(self.exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        await channel.declare_exchange(self.exchange, ExchangeType.TOPIC, durable=True)
         return channel
 
     async def stop(self) -> None:
@@ -145,7 +143,7 @@ class AmqpHeartbeatSource(StaticHeartbeats):
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+    async def _on_message(self, message: IncomingMessage) -> None:
         self.receive(message.body)
 
     def latest(self) -> Mapping[str, ReceivedHeartbeat]:
@@ -178,7 +176,7 @@ class HeartbeatFeed(StaticHeartbeats):
         self._down_since = clock()
         self._reason = "not subscribed yet"
 
-    async def on_message(self, message: AbstractIncomingMessage) -> None:
+    async def on_message(self, message: IncomingMessage) -> None:
         """The subscription's callback: a probe of ours, or a worker's heartbeat."""
         if message.routing_key == self.probe_key:
             self.probe_back()

@@ -29,14 +29,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
-
 from queuewatch.broker.connect import CONNECT_TIMEOUT
 from queuewatch.broker.consumer import Subscription
 from queuewatch.broker.errors import ANY_BROKER_ERROR, CHANNEL_ERRORS, ChannelNotFound
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.management import ManagementClient
+from queuewatch.broker.types import Channel, Connection, DeliveryMode, ExchangeType, Message, Queue
 from queuewatch.config import Settings
 from queuewatch.errors import BrokerUnavailable, QueuewatchError
 from queuewatch.monitor.core import ErrorCallback, Monitor, SnapshotCallback, poll_forever
@@ -203,7 +201,7 @@ class MonitorSession:
         )
 
     # -- AMQP for actions ---------------------------------------------------------------
-    async def connection(self, timeout: float = ACTION_TIMEOUT) -> AbstractConnection:
+    async def connection(self, timeout: float = ACTION_TIMEOUT) -> Connection:
         """The session's live AMQP connection, waiting at most ``timeout`` for one (typed
         error after that). Callers open their own channels and must not close it."""
         await self.start()
@@ -211,7 +209,7 @@ class MonitorSession:
         return await self.link.ensure(timeout)
 
     # -- the heartbeat subscription -----------------------------------------------------
-    async def _ensure_exchange(self, conn: AbstractConnection) -> None:
+    async def _ensure_exchange(self, conn: Connection) -> None:
         """After every connect: the telemetry exchange exists (declared topic/durable if
         missing, as workers declare it). A refusal is logged, not a reason to reconnect."""
         name = self.settings.telemetry_exchange
@@ -222,7 +220,7 @@ class MonitorSession:
             log.info("telemetry exchange %r missing; declaring it (topic, durable)", name)
             channel = await conn.channel()
             try:
-                await channel.declare_exchange(name, aio_pika.ExchangeType.TOPIC, durable=True)
+                await channel.declare_exchange(name, ExchangeType.TOPIC, durable=True)
             except CHANNEL_ERRORS as exc:
                 log.warning("cannot declare the telemetry exchange %r: %s", name, exc)
         finally:
@@ -230,7 +228,7 @@ class MonitorSession:
                 if not channel.is_closed:
                     await channel.close()
 
-    async def _declare_listener(self, channel: AbstractChannel) -> AbstractQueue:
+    async def _declare_listener(self, channel: Channel) -> Queue:
         assert self.feed is not None
         exchange = self.settings.telemetry_exchange
         queue = await channel.declare_queue(listener_queue_name(), exclusive=True,
@@ -250,8 +248,8 @@ class MonitorSession:
     async def _probe_loop(self) -> None:
         """Send a probe round through the broker every PROBE_INTERVAL while subscribed."""
         assert self.feed is not None
-        channel: AbstractChannel | None = None
-        probe = aio_pika.Message(b"", delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
+        channel: Channel | None = None
+        probe = Message(b"", delivery_mode=DeliveryMode.NOT_PERSISTENT,
                                  expiration=PROBE_TIMEOUT)
         while True:
             if self.subscription is not None and self.subscription.live and self.link.alive:

@@ -16,9 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from aio_pika.abc import AbstractConnection
-
 from queuewatch import operator
+from queuewatch.broker.types import Connection
 from queuewatch.config import Settings, mask_url
 from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue
 from queuewatch.dlq.model import DeadLetter
@@ -123,7 +122,7 @@ class LiveSource:
         self.set_settings(self.settings.with_vhost(vhost))
 
     # -- DLQ -------------------------------------------------------------------------------
-    async def _connection(self) -> AbstractConnection:
+    async def _connection(self) -> Connection:
         return await (await self._ready()).connection(self.action_timeout)
 
     async def _dlq(self, dlq: str) -> DeadLetterQueue:
