@@ -24,8 +24,8 @@ import aio_pika
 from bench import procs
 from bench.amqp_tools import connect, declare_queue, qw_message
 from bench.harness import NotAvailable
-from queuewatch.config import Settings
 from queuewatch.broker.declare import declare_topology
+from queuewatch.config import Settings
 from queuewatch.topology import QueueSpec, Topology
 
 QUEUE = "bench"

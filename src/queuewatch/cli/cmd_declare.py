@@ -27,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def cmd_declare(args: argparse.Namespace) -> int:
     from queuewatch.broker.connect import connect
-    from queuewatch.broker.management import ManagementClient
     from queuewatch.broker.declare import declare_topology
+    from queuewatch.broker.management import ManagementClient
     from queuewatch.topology import load_topology
 
     topology = load_topology(args.topology)
