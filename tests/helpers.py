@@ -11,9 +11,9 @@ from typing import Any
 
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
+from queuewatch.broker.declare import declare_topology
 from queuewatch.broker.management import ManagementClient
 from queuewatch.config import Settings
-from queuewatch.broker.declare import declare_topology
 from queuewatch.topology import QueueSpec, Topology
 from queuewatch.worker import Job, Worker
 
