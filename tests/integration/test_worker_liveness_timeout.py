@@ -34,7 +34,9 @@ RESUME_WITHIN = 10.0
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-async def test_consumer_timeout_loses_nothing_and_the_rerun_is_absorbed(tmp_path, capsys):
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+async def test_consumer_timeout_loses_nothing_and_the_rerun_is_absorbed(tmp_path, capsys,
+                                                                        queue_type):
     if not rabbitmq_installed():
         pytest.skip("rabbitmq-server is not installed here")
     node = await asyncio.to_thread(start_node, tmp_path / "node",
@@ -43,11 +45,13 @@ async def test_consumer_timeout_loses_nothing_and_the_rerun_is_absorbed(tmp_path
     try:
         settings = replace(load_settings(env={}, amqp_url=node.amqp_url, vhost="/"),
                            state_dir=tmp_path / "state")
-        topo = Topology(queues=(QueueSpec("jobs"),), delay_levels=1)
+        spec = {"name": "jobs", "queue_type": queue_type,
+                "max_priority": 0 if queue_type == "quorum" else 10}
+        topo = Topology(queues=(QueueSpec(**spec),), delay_levels=1)  # type: ignore[arg-type]
         conn = await connect(settings)
         await declare_topology(conn, topo, "/")
         wp = start_worker_process(tmp_path, amqp_url=node.amqp_url, vhost="/",
-                                  worker_id="ct-1", specs=[{"name": "jobs"}])
+                                  worker_id="ct-1", specs=[spec])
         await wait_consuming(wp, "jobs")
         ledger = Ledger()
         async with AsyncProducer(settings, topo) as producer:
@@ -94,7 +98,7 @@ async def test_consumer_timeout_loses_nothing_and_the_rerun_is_absorbed(tmp_path
     said, again = log_time(err, "consumer_timeout of"), log_time(err, "consuming 'jobs' again")
     logged = None if said is None or again is None else round(again - said, 3)
     with capsys.disabled():
-        print(f"\nconsumer_timeout: channel closed {closed_after}s after the long job started; "
+        print(f"\n[{queue_type}] consumer_timeout: channel closed {closed_after}s after the long job started; "
               f"consuming again {logged}s after the close (worker log), seen live "
               f"{live_after}s after the close was seen; first later job done {first_done}s "
               "after it")

@@ -10,44 +10,41 @@ import argparse
 
 from queuewatch.cli.cmd_status import add_monitor_options, take_snapshot
 from queuewatch.cli.common import format_table, print_json
-from queuewatch.monitor.model import Snapshot, WorkerStats, fmt_duration
+from queuewatch.monitor.consuming import not_consuming_alert
+from queuewatch.monitor.model import Snapshot, fmt_duration
+
+#: How the table shows each :data:`~queuewatch.monitor.model.WorkerState`.
+STATE_TEXT = {"up": "up", "not_consuming": "NOT CONSUMING", "unknown": "unknown",
+              "stale": "stale", "gone": "gone", "hung": "HUNG"}
 
 
-def _state(w: WorkerStats, stale_after: float) -> str:
-    if w.hung:
-        return "HUNG"
-    if w.heartbeat_age > stale_after:
-        return "gone" if w.connection_open is False else "stale"
-    return "up"
-
-
-def render_workers(snap: Snapshot, stale_after: float) -> str:
+def render_workers(snap: Snapshot) -> str:
     if not snap.workers:
         return "no workers sent a heartbeat (are they running, on this vhost?)"
     rows = [
         [w.worker_id, w.host, w.pid, ",".join(w.queues), f"{w.cpu_percent:.0f}",
          f"{w.rss_bytes / 2**20:.0f}M", f"{len(w.in_flight)}/{w.concurrency}",
          f"{w.jobs_per_second:.1f}", w.errors, fmt_duration(w.heartbeat_age),
-         _state(w, stale_after)]
+         STATE_TEXT.get(w.state, w.state)]
         for w in snap.workers
     ]
-    return format_table(
+    table = format_table(
         ["WORKER", "HOST", "PID", "QUEUES", "CPU%", "RSS", "IN-FLIGHT", "JOBS/S", "ERRORS",
          "HEARTBEAT", "STATE"],
         rows, right={2, 4, 5, 6, 7, 8, 9},
     )
+    notes = [a.reason for w in snap.workers if (a := not_consuming_alert(w)) is not None]
+    return table if not notes else table + "\n\n" + "\n".join(notes)
 
 
 def cmd_workers_list(args: argparse.Namespace) -> int:
-    from queuewatch.cli.common import settings_from_args
     from queuewatch.monitor.jsonview import worker_to_json
 
     snap = take_snapshot(args)
     if getattr(args, "json", False):
         print_json([worker_to_json(w) for w in snap.workers])
     else:
-        stale = settings_from_args(args).thresholds.heartbeat_stale_seconds
-        print(render_workers(snap, stale))
+        print(render_workers(snap))
     return 0
 
 
@@ -111,8 +108,10 @@ SUBCOMMANDS = [register_list, register_terminate]
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "workers", help="workers: host, pid, CPU, memory, in-flight, jobs/s, heartbeat age",
-        description="Workers as their heartbeats describe them. A worker whose heartbeats "
-        "stopped while the broker still lists its connection is shown HUNG.",
+        description="Workers as their heartbeats describe them. A worker that beats but does "
+        "not consume some queue it should (consumer cancelled by the broker, channel closed, "
+        "queue missing or down) is NOT CONSUMING, with why and what to do; one whose heartbeats "
+        "stopped while the broker still lists its connection is HUNG.",
     )
     add_monitor_options(p)
     p.set_defaults(func=cmd_workers_list)

@@ -210,9 +210,12 @@ def snapshot_families(snap: Snapshot, stale_after: float) -> Iterable[Metric]:
         if q.name in stuck_by_queue:
             stuck.add_metric(labels, stuck_by_queue[q.name])
 
-    workers_up = _gauge("queuewatch_workers_up", "Workers whose last heartbeat is fresh", [])
+    workers_up = _gauge("queuewatch_workers_up", "Workers whose last heartbeat is fresh and "
+                        "that consume every queue they should (see "
+                        "queuewatch_workers_not_consuming)", [])
     workers_up.add_metric([], sum(1 for w in snap.workers if w.heartbeat_state == "fresh"
-                                  and w.heartbeat_age <= stale_after))
+                                  and w.heartbeat_age <= stale_after and not w.not_consuming))
+    idle, live = worker_consumer_families(snap)
     hung = _gauge("queuewatch_workers_hung", "Workers silent while their connection stays open", [])
     hung.add_metric([], sum(1 for w in snap.workers if w.hung))
     hb_age = _gauge("queuewatch_worker_heartbeat_age_seconds", "Seconds since the worker's last "
@@ -235,7 +238,7 @@ def snapshot_families(snap: Snapshot, stale_after: float) -> Iterable[Metric]:
         alerts.add_metric([severity], sum(1 for a in snap.alerts if a.severity == severity))
     families = [poll, taken, messages, consumers, age, drain, full, fill, cap, dlq, stalled,
                 orphaned, stuck, stuck_all, workers_up, hung, hb_age, in_flight, running, alarm,
-                alerts]
+                alerts, idle, live]
     feed = snap.heartbeats
     if feed is None:
         return families
@@ -245,5 +248,26 @@ def snapshot_families(snap: Snapshot, stale_after: float) -> Iterable[Metric]:
     beats_up.add_metric([], 1.0 if feed.live else 0.0)
     if feed.live:
         return [*families, beats_up]
-    from_beats = {id(f) for f in (stuck, stuck_all, workers_up, hung, hb_age, in_flight)}
+    from_beats = {id(f) for f in (stuck, stuck_all, workers_up, hung, hb_age, in_flight, idle,
+                                  live)}
     return [*(f for f in families if id(f) not in from_beats), beats_up]
+
+
+def worker_consumer_families(snap: Snapshot) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    """Workers that beat but do not consume, and each worker's consumer per queue (1 live,
+    0 not), from fresh heartbeats only (an old beat's consumer states are old news)."""
+    idle = _gauge("queuewatch_workers_not_consuming", "Workers beating but not consuming some "
+                  "queue they should (consumer cancelled, channel closed, queue missing or "
+                  "down): see the worker_not_consuming alert", [])
+    live = _gauge("queuewatch_worker_consumer_live", "1 while the worker consumes the queue, 0 "
+                  "while its consumer is not live (fresh heartbeats only)",
+                  ["worker", "host", "queue"])
+    count = 0
+    for w in snap.workers:
+        if w.heartbeat_state != "fresh":
+            continue
+        count += 1 if w.not_consuming else 0
+        for c in w.consumers:
+            live.add_metric([w.worker_id, w.host, c.queue], 1.0 if c.live else 0.0)
+    idle.add_metric([], count)
+    return idle, live

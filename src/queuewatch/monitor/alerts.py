@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from queuewatch.config import Thresholds
+from queuewatch.monitor.consuming import not_consuming_alert, orphaned_reason
 from queuewatch.monitor.kinds import majority
 from queuewatch.monitor.model import (
     Alert,
@@ -147,12 +148,15 @@ def build_alerts(
                          f"{name!r} has {q.total} messages and {q.consumers} consumers but no acks "
                          f"for {t.stalled_polls} polls: its consumers are stuck; look at "
                          "'queuewatch jobs stuck' and restart them", float(q.total)))
+    workers = tuple(workers)
     for name in orphaned:
         q = by_ref[name]
-        out.append(Alert("warning", "orphaned", name,
-                         f"{name!r} has {q.total} messages and no consumers: start a worker for "
-                         "it, or delete the queue if nobody needs it", float(q.total)))
+        out.append(Alert("warning", "orphaned", name, orphaned_reason(name, q, workers),
+                         float(q.total)))
     for w in workers:
+        idle = not_consuming_alert(w)
+        if idle is not None:
+            out.append(idle)
         if w.hung:
             out.append(Alert("critical", "hung_worker", w.worker_id,
                              f"worker {w.worker_id} ({w.host} pid {w.pid}) sent no heartbeat for "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 
+from queuewatch.monitor.consuming import on_monitor_clock
 from queuewatch.monitor.freshness import ALWAYS_LIVE, jobs_on_monitor_clock, judge_beat
 from queuewatch.monitor.heartbeats import ReceivedHeartbeat
 from queuewatch.monitor.kinds import kind_of
@@ -45,6 +46,7 @@ def build_workers(
                 errors=hb.failed + hb.dead_lettered, last_heartbeat=rb.received_at,
                 heartbeat_age=age, connection_name=hb.connection_name, connection_open=conn_open,
                 hung=state == "stale" and conn_open is True, heartbeat_state=state,
+                consumers=on_monitor_clock(hb.consumers, hb.sent_at, rb.received_at),
             )
         )
     return tuple(workers)

@@ -11,7 +11,9 @@ import math
 from dataclasses import asdict
 from typing import Any
 
+from queuewatch.monitor.consuming import not_consuming_for
 from queuewatch.monitor.model import QueueStats, Snapshot, WorkerStats, fmt_duration
+from queuewatch.telemetry import ConsumerStatus
 
 SCHEMA_VERSION = 1
 
@@ -54,7 +56,19 @@ def worker_to_json(w: WorkerStats) -> dict[str, Any]:
         "heartbeat_age_seconds": round(w.heartbeat_age, 3),
         "connection_name": w.connection_name, "connection_open": w.connection_open,
         "hung": w.hung, "heartbeat_state": w.heartbeat_state,
+        "state": w.state,
+        "consumers": [_consumer_to_json(w, c) for c in w.consumers],
+        "not_consuming": [c.queue for c in w.not_consuming],
     }
+
+
+def _consumer_to_json(w: WorkerStats, c: ConsumerStatus) -> dict[str, Any]:
+    """A worker's consumer of one queue; ``since`` is epoch seconds on the monitor's clock."""
+    out: dict[str, Any] = {"queue": c.queue, "live": c.live, "since": round(c.since, 3),
+                           "cause": c.cause, "reason": c.reason}
+    if not c.live:
+        out["not_consuming_seconds"] = round(not_consuming_for(w, c), 3)
+    return out
 
 
 def snapshot_to_json(snap: Snapshot) -> dict[str, Any]:

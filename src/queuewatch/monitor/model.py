@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from queuewatch.telemetry import InFlightJob
+from queuewatch.telemetry import ConsumerStatus, InFlightJob
 
 Severity = Literal["warning", "critical"]
 
@@ -164,6 +164,13 @@ class FeedStatus:
     back through the broker); None: a source that cannot fail (proven at every moment)."""
 
 
+WorkerState = Literal["up", "not_consuming", "unknown", "stale", "gone", "hung"]
+"""up: beating and consuming every queue it should; not_consuming: beating, but some of its
+consumers are not live (cancelled by the broker, channel closed, queue missing or down);
+unknown: our heartbeat feed is down; stale: silent, connection state unknown; gone: silent
+and its connection is closed; hung: silent while the broker still shows its connection."""
+
+
 @dataclass(frozen=True)
 class WorkerStats:
     """A worker as its latest heartbeat (and the broker) describe it."""
@@ -190,6 +197,25 @@ class WorkerStats:
     heartbeat_state: BeatState = "fresh"
     """fresh; unknown (our heartbeat feed is down or just came back: silence means nothing);
     stale (silent while our feed was live)."""
+    consumers: tuple[ConsumerStatus, ...] = ()
+    """Per queue the worker should consume: live or not, since when, why (from its heartbeat;
+    empty from a worker too old to say: unknown, not "none")."""
+
+    @property
+    def not_consuming(self) -> tuple[ConsumerStatus, ...]:
+        """The queues the worker should consume but does not (its consumer is not live)."""
+        return tuple(c for c in self.consumers if not c.live)
+
+    @property
+    def state(self) -> WorkerState:
+        """One word for the worker, the same in every face (CLI, console, exporter)."""
+        if self.hung:
+            return "hung"
+        if self.heartbeat_state == "unknown":
+            return "unknown"
+        if self.heartbeat_state == "stale":
+            return "gone" if self.connection_open is False else "stale"
+        return "not_consuming" if self.not_consuming else "up"
 
 
 @dataclass(frozen=True)
@@ -209,8 +235,8 @@ class StuckJob:
 class Alert:
     severity: Severity
     kind: str
-    """One of: oldest_age, fill, dlq_growth, stuck_job, hung_worker, stalled, orphaned, broker_alarm,
-    node_down, partition, queue_down, members_offline."""
+    """One of: oldest_age, fill, dlq_growth, stuck_job, hung_worker, worker_not_consuming,
+    stalled, orphaned, broker_alarm, node_down, partition, queue_down, members_offline."""
     target: str
     """The queue, worker or node the alert is about."""
     reason: str
