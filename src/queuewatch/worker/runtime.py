@@ -64,6 +64,9 @@ PREFETCH_PER_SLOT = 10
 DEFAULT_SHUTDOWN_TIMEOUT = 30.0
 #: Seconds the prefetched deliveries get to end after the in-flight jobs at shutdown.
 TASK_END_TIMEOUT = 5.0
+#: Seconds the heartbeat waits for its channel to open (a busy loop or broker can be slow;
+#: beats are skipped meanwhile).
+HEARTBEAT_CHANNEL_WAIT = 5.0
 #: What opening a channel on the link can raise (a broken link, or its last connect error).
 _CHANNEL_ERRORS: tuple[type[BaseException], ...] = (QueuewatchError, *ANY_BROKER_ERROR)
 
@@ -273,7 +276,7 @@ class Worker:
         if not self.link.alive:
             return None
         try:
-            channel = await self.link.channel(timeout=max(self.heartbeat.interval, 1.0))
+            channel = await self.link.channel(timeout=HEARTBEAT_CHANNEL_WAIT)
         except _CHANNEL_ERRORS as exc:
             log.debug("no heartbeat channel: %s", exc)
             return None
