@@ -59,16 +59,19 @@ class ActionView(Vertical):
         return getattr(self.app, "source", None)
 
 
+#: The State cell for each :data:`~queuewatch.monitor.model.WorkerState` (the CLI's words).
+STATE_CELLS = {
+    "up": ("ok", "green"), "not_consuming": ("NOT CONSUMING", "bold yellow"),
+    "unknown": ("unknown", "dim yellow"), "stale": ("stale", "yellow"), "gone": ("gone", "dim"),
+    "hung": ("HUNG", "bold red"),
+}
+
+
 def worker_state(w: WorkerStats) -> Text:
     """The State cell: HUNG only for a worker silent while our heartbeat feed was live and
     whose connection the broker still lists (see ``queuewatch.monitor.freshness``)."""
-    if w.hung:
-        return Text("HUNG", style="bold red")
-    if w.heartbeat_state == "unknown":
-        return Text("unknown", style="dim yellow")
-    if w.heartbeat_state == "stale":
-        return Text("gone", style="dim") if w.connection_open is False else Text("stale", style="yellow")
-    return Text("ok", style="green")
+    text, style = STATE_CELLS.get(w.state, (w.state, ""))
+    return Text(text, style=style)
 
 
 class StaleAware(ActionView):
