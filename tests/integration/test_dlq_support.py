@@ -7,13 +7,20 @@ carrying the same ``x-qw-*`` headers straight into the DLQ, as that worker would
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 from aio_pika.abc import AbstractConnection
 
 from queuewatch import envelope as env
+from queuewatch.config import Settings
 from queuewatch.topology import QueueSpec
 from tests.helpers import declare
 
@@ -93,3 +100,78 @@ async def snapshot(connection: AbstractConnection, queue: str) -> list[tuple[Any
 
     page = await peek(connection, queue, 0, 1_000_000)
     return [(d.message_id, d.body, dict(d.headers)) for d in page.items]
+
+
+# -- link faults and queue kinds (test_dlq_kinds, test_dlq_link_faults) ------------------------
+QUEUEWATCH = str(Path(sys.executable).with_name("queuewatch"))
+
+
+def cli_env(settings: Settings, amqp_url: str | None = None) -> dict[str, str]:
+    """The environment of a ``queuewatch`` subprocess for ``settings`` (AMQP through
+    ``amqp_url`` when given, e.g. a proxy)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUEWATCH_")}
+    env.update(QUEUEWATCH_AMQP_URL=amqp_url or settings.amqp_url,
+               QUEUEWATCH_MANAGEMENT_URL=settings.management_url,
+               QUEUEWATCH_STATE_DIR=str(settings.state_dir))
+    return env
+
+
+async def dlq_cli(settings: Settings, *args: str, amqp_url: str | None = None,
+                  timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``queuewatch dlq ARGS --vhost V`` to its end (without blocking the event loop:
+    the test's own connections keep their heartbeats)."""
+    proc = await start_dlq_cli(settings, *args, amqp_url=amqp_url)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return subprocess.CompletedProcess(
+        [QUEUEWATCH, "dlq", *args], proc.returncode if proc.returncode is not None else -1,
+        out.decode(), err.decode())
+
+
+async def start_dlq_cli(settings: Settings, *args: str,
+                        amqp_url: str | None = None) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        QUEUEWATCH, "dlq", *args, "--vhost", settings.effective_vhost,
+        env=cli_env(settings, amqp_url), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+
+
+def through(settings: Settings, port: int) -> Settings:
+    """``settings`` with AMQP going to 127.0.0.1:``port`` (a TcpProxy), same credentials."""
+    parts = urlsplit(settings.amqp_url)
+    netloc = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    url = urlunsplit((parts.scheme, f"{netloc}127.0.0.1:{port}", parts.path, parts.query, ""))
+    return replace(settings, amqp_url=url, amqp_urls=())
+
+
+async def consumers(connection: AbstractConnection, queue: str) -> int:
+    channel = await connection.channel()
+    try:
+        q = await channel.declare_queue(queue, passive=True)
+        return int(q.declaration_result.consumer_count or 0)
+    finally:
+        await channel.close()
+
+
+async def take_all_ids(connection: AbstractConnection, queue: str, idle: float = 0.5) -> list[str]:
+    """Consume (no ack) everything in ``queue`` until it is empty and quiet; message ids in
+    delivery order. Much faster than basic.get for 10,000s of messages."""
+    channel = await connection.channel()
+    got: list[str] = []
+    last = asyncio.get_running_loop().time()
+
+    async def on_message(message: Any) -> None:
+        nonlocal last
+        got.append(str(message.message_id))
+        last = asyncio.get_running_loop().time()
+
+    try:
+        q = await channel.declare_queue(queue, passive=True)
+        await q.consume(on_message, no_ack=True)
+        while True:
+            await asyncio.sleep(idle / 2)
+            quiet = asyncio.get_running_loop().time() - last > idle
+            if quiet and (await channel.declare_queue(queue, passive=True)
+                          ).declaration_result.message_count == 0:
+                return got
+    finally:
+        await channel.close()

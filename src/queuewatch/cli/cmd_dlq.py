@@ -224,9 +224,9 @@ def _print_replay(result: Any, json_out: bool) -> None:
     if result.error:
         print(f"  STOPPED EARLY: {result.error}")
         if result.in_doubt:
-            print(f"  in doubt: {result.in_doubt} dead letters were republished without a "
-                  "confirm, or confirmed without a sure ack: they stay in the DLQ and may also "
-                  "be in their queue (duplicates, never losses)")
+            print(f"  in doubt: up to {result.in_doubt} dead letters may be both back in their "
+                  "queue and still in the DLQ (republished without a confirm, or acked just "
+                  "before the link broke): a re-run replays them again; duplicates, never losses")
         if result.not_scanned:
             where = "deleted with the DLQ" if result.dlq_deleted else "they stay in the DLQ"
             print(f"  not looked at: {result.not_scanned} ({where})")

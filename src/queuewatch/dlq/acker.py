@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+import aiormq
 
 
 class Acker:
@@ -67,19 +69,35 @@ class Acker:
         return len(self._resolved)
 
 
+#: Deliveries acked between two checkpoints (see :class:`AckWriter`).
+CHECKPOINT_EVERY = 500
+
+
 class AckWriter:
     """Sends acks in order from one task (separate tasks could overtake each other, and an
     out-of-order ``multiple`` ack makes the broker close the channel: unknown delivery tag).
-    Consecutive ``multiple`` acks are coalesced into the highest one."""
+    Consecutive ``multiple`` acks are coalesced into the highest one.
 
-    def __init__(self, channel: Any) -> None:
+    An ack has no answer, so after every :data:`CHECKPOINT_EVERY` acked deliveries a
+    ``checkpoint()`` request goes out on the same channel: its answer proves that every ack
+    written before it was processed (a channel's frames are handled in order). After a
+    broken link, only the acks after the last answered checkpoint may have been lost."""
+
+    def __init__(
+        self, channel: Any, checkpoint: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
         self._channel = channel
+        self._checkpoint = checkpoint
         self._ops: deque[tuple[int, bool, int]] = deque()
         self._wake = asyncio.Event()
         self._closing = False
         self.sent = 0
         """Deliveries settled by the acks written so far (handed to the connection: one
         written just before the link broke may still be lost on the way)."""
+        self.proven = 0
+        """Deliveries whose ack RabbitMQ surely processed (an answered checkpoint)."""
+        self._checked = 0
+        self._checks: set[asyncio.Future[None]] = set()
         self._task = asyncio.ensure_future(self._run())
 
     def __call__(self, tag: int, multiple: bool, count: int = 1) -> None:
@@ -97,12 +115,27 @@ class AckWriter:
                     count += more
                 await self._channel.basic_ack(tag, multiple=multiple, wait=False)
                 self.sent += count
+                if self._checkpoint is not None and self.sent - self._checked >= CHECKPOINT_EVERY:
+                    self._checked = self.sent
+                    check = asyncio.ensure_future(self._check(self.sent))
+                    self._checks.add(check)
+                    check.add_done_callback(self._checks.discard)
             if self._closing:
                 return
+
+    async def _check(self, upto: int) -> None:
+        assert self._checkpoint is not None
+        try:
+            await self._checkpoint()
+        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
+            return  # it proves nothing; the link's fate is reported by the action
+        self.proven = max(self.proven, upto)
 
     def abort(self) -> None:
         """Stop without sending what is queued (those deliveries go back to the queue)."""
         self._task.cancel()
+        for check in list(self._checks):
+            check.cancel()
 
     async def flush(self) -> None:
         """Send every queued ack, then stop (raises the channel's error if it broke)."""

@@ -118,9 +118,12 @@ class Inbox:
     def __init__(self, watch: Watch | None = None) -> None:
         self._queue: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
         self._watch = watch
+        self.received = 0
+        """Deliveries received so far."""
 
     async def __call__(self, message: DeliveredMessage) -> None:
         self._queue.put_nowait(message)
+        self.received += 1
         if self._watch is not None:
             self._watch.progress()
 

@@ -47,7 +47,15 @@ from queuewatch.dlq.decode import for_publish
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.model import DeadLetter, Route
 from queuewatch.dlq.peek import ProgressFn, iterate, to_dead_letter
-from queuewatch.dlq.watch import CLOSE_TIMEOUT, STALL_TIMEOUT, Interrupted, Watch, describe, is_link_error
+from queuewatch.dlq.watch import (
+    CLOSE_TIMEOUT,
+    OP_TIMEOUT,
+    STALL_TIMEOUT,
+    Interrupted,
+    Watch,
+    describe,
+    is_link_error,
+)
 from queuewatch.errors import NotFound
 
 DEFAULT_MAX_REPLAYS = 3
@@ -58,10 +66,11 @@ PROGRESS_EVERY = 500
 SETTLE_STALL = 10.0
 """After the replay stopped: longest wait without a confirm for what is still in flight."""
 #: Death details removed on replay: the job is alive again. The original route, first
-#: failure time and replay count stay.
+#: failure time and replay count stay. ``x-delivery-count`` is the quorum DLQ's count of
+#: reads, not the job's.
 STRIP_ON_REPLAY = (
     env.H_DEAD_REASON, env.H_ERROR_TYPE, env.H_ERROR_MESSAGE, env.H_TRACEBACK,
-    env.H_DEAD_AT_MS, env.H_WORKER, env.H_DEAD_QUEUE,
+    env.H_DEAD_AT_MS, env.H_WORKER, env.H_DEAD_QUEUE, "x-delivery-count",
 )
 
 SkipWhy = Literal["replay-limit", "unroutable", "no-route", "publish-failed"]
@@ -97,9 +106,9 @@ class ReplayResult:
     total: int = 0
     """Dead letters in the DLQ (up to the limit) when the replay started."""
     in_doubt: int = 0
-    """When it stopped early: dead letters republished without a confirm, or confirmed
-    without an ack that surely reached the broker. They stay in the DLQ and may also have
-    reached their queue (duplicates, never losses)."""
+    """When it stopped early, an upper bound of the dead letters that may be both in their
+    queue and still in the DLQ: republished without a confirm, or confirmed and acked with
+    nothing proving the ack arrived before the link broke (duplicates, never losses)."""
 
     dlq_deleted: bool = False
     """The DLQ was deleted while the replay ran (what was still in it went with it)."""
@@ -197,7 +206,7 @@ class _Replayer:
     ) -> None:
         self.rin, self.rout, self.opts, self.pub, self.watch = rin, rout, opts, pub, watch
         self.exchanges: dict[str, bool] = {}
-        self.ack_writer = AckWriter(rin)
+        self.ack_writer = AckWriter(rin, self._checkpoint)
         self.acker = Acker(self.ack_writer)
         self.window = asyncio.Semaphore(max(opts.window, 1))
         self.in_flight: dict[str, asyncio.Future[Any]] = {}
@@ -212,15 +221,24 @@ class _Replayer:
         self.queue = ""
         self.consumer_tag = ""
         self.prefetch = 0
+        self.consumers = 0
+        """Consumers started on the DLQ channel (each may hold ``prefetch`` unacked)."""
         self.held_here = 0
         """Deliveries held by the current consumer (they count against its prefetch)."""
         self.started = time.monotonic()
+
+    async def _checkpoint(self) -> None:
+        """A request whose answer proves the acks before it arrived: ``basic.qos`` (per
+        consumer: it only applies to consumers started later, with the same value)."""
+        await asyncio.wait_for(self.rin.basic_qos(prefetch_count=self.prefetch, global_=False),
+                               OP_TIMEOUT)
 
     async def start(self, queue: str, target: int) -> None:
         self.queue = queue
         self.prefetch = min(target, 3 * max(self.opts.window, 1))
         self.prefetch = 0 if self.prefetch > MAX_PREFETCH else self.prefetch
         _inbox, self.consumer_tag = await consume(self.rin, queue, self.prefetch, self.inbox)
+        self.consumers += 1
 
     def _track(self, fut: asyncio.Future[Any]) -> None:
         self.tasks.add(fut)
@@ -241,6 +259,7 @@ class _Replayer:
             return
         await self.rin.basic_cancel(self.consumer_tag)
         _inbox, self.consumer_tag = await consume(self.rin, self.queue, self.prefetch, self.inbox)
+        self.consumers += 1
         self.held_here = 0
 
     async def throttle(self, n: int) -> None:
@@ -323,10 +342,12 @@ class _Replayer:
             task.cancel()
 
     async def settle(self, error: str | None) -> tuple[str | None, int]:
-        """Wait (bounded) for the republishes in flight, then send the acks owed.
+        """Wait (bounded) for the republishes in flight, send the acks owed, and close the
+        DLQ channel: its close-ok proves every ack before it was processed.
 
-        Returns the error (the first one) and how many dead letters are in doubt: given up
-        on without a confirm, or confirmed with an ack that may not have reached RabbitMQ."""
+        Returns the error (the first one) and an upper bound of the dead letters in doubt
+        (they may be both in their queue and in the DLQ): given up on without a confirm,
+        confirmed with no ack written, or acked just before the link broke."""
         stall = min(SETTLE_STALL, self.opts.stall_timeout)
         if self.tasks and not self.watch.link_lost:
             try:
@@ -339,18 +360,32 @@ class _Replayer:
             task.cancel()  # no confirm will come: those dead letters stay in the DLQ
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=CLOSE_TIMEOUT)
+        acks_sure = False
         try:
             if self.watch.link_lost:
                 raise Interrupted(error or "the link is lost")
             async with self.watch.guard(stall=stall):
                 await self.ack_writer.flush()
+                self.watch.closing()
+                await self.rin.close()
+            acks_sure = True
         except (Interrupted, aiormq.exceptions.AMQPError,
                 aiormq.exceptions.ChannelInvalidStateError, ConnectionError, RuntimeError) as exc:
             self.ack_writer.abort()
             error = error or (f"acking replayed dead letters failed: {exc} (they stay in the "
                               "DLQ and were also replayed: duplicates, no loss)")
-        owed = self.acker.acked + self.acker.done_waiting - self.ack_writer.sent
-        return error, self.unconfirmed + owed
+        unsent = self.acker.acked + self.acker.done_waiting - self.ack_writer.sent
+        return error, self.unconfirmed + unsent + (0 if acks_sure else self._acks_unproven())
+
+    def _acks_unproven(self) -> int:
+        """Acks written whose arrival nothing proves: those after the last answered
+        checkpoint (see :class:`AckWriter`), or, tighter when the consumer is busy, beyond
+        ``received - prefetch x consumers`` (a consumer is sent a delivery only while it
+        holds fewer than ``prefetch`` unacked, so that many acks were processed)."""
+        proven = self.ack_writer.proven
+        if self.prefetch:
+            proven = max(proven, self.inbox.received - self.prefetch * self.consumers)
+        return max(self.ack_writer.sent - proven, 0)
 
 
 async def _deleted(connection: AbstractConnection, queue: str, watch: Watch) -> bool:
@@ -427,7 +462,8 @@ async def replay(
             r.abort()
             raise
         error, in_doubt = await r.settle(error)
-        deleted = error is not None and await _deleted(connection, queue, watch)
+        deleted = (error is not None or watch.consumer_cancelled) and \
+            await _deleted(connection, queue, watch)
         if deleted:
             error = (f"the DLQ {queue!r} was deleted during the replay (RabbitMQ cancelled the "
                      "replay's consumer); the dead letters still in it went with it")

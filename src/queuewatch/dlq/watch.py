@@ -65,7 +65,7 @@ def link_problem(connection: AbstractConnection) -> str | None:
     if raw is None:
         return "the connection to RabbitMQ is closed"
     if raw.is_closed or not raw.is_opened:
-        return f"the connection to RabbitMQ was lost{_cause(raw)}"
+        return f"the link to RabbitMQ was lost{_cause(raw)}"
     return None
 
 
@@ -78,9 +78,9 @@ def is_link_error(exc: BaseException) -> bool:
 def describe(exc: BaseException, role: str) -> str:
     """One line for a failure of the ``role`` channel (its link broke, or RabbitMQ closed it)."""
     if isinstance(exc, aiormq.exceptions.AMQPConnectionError | ConnectionError):
-        return f"the connection to RabbitMQ was lost ({type(exc).__name__}: {exc})"
+        return f"the link to RabbitMQ was lost ({type(exc).__name__}: {exc})"
     if isinstance(exc, aiormq.exceptions.ChannelInvalidStateError):
-        return f"the {role} channel is closed (the link broke)"
+        return f"the link to RabbitMQ broke (the {role} channel is closed)"
     return f"RabbitMQ closed the {role} channel: {type(exc).__name__}: {exc}"
 
 
