@@ -60,10 +60,14 @@ class FailoverHttp:
         if isinstance(exc, httpx.TimeoutException):
             err = BrokerUnavailable(f"management API at {shown} did not answer within "
                                     f"{self.timeout:g}s")
-        else:
+        elif isinstance(exc, httpx.ConnectError):  # nothing listens (or the host is unknown)
             err = BrokerUnavailable(
                 f"cannot reach the management API at {shown} ({type(exc).__name__}); "
                 "is RabbitMQ running with the rabbitmq_management plugin?")
+        else:  # it answered once, then the connection broke: the network, not the plugin
+            err = BrokerUnavailable(
+                f"cannot reach the management API at {shown} ({type(exc).__name__}: the "
+                "connection broke)")
         err.__cause__ = exc
         return err
 
