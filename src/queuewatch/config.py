@@ -64,8 +64,10 @@ class Settings:
     management_urls: tuple[str, ...] = ()
     """Management API addresses in order of preference (failover as for ``amqp_urls``)."""
     heartbeat: int = 10
-    """AMQP heartbeat timeout in seconds: a link that stays silent about this long is
-    declared dead and reconnected (RabbitMQ's default is 60)."""
+    """AMQP heartbeat interval in seconds (RabbitMQ's default is 60): a link that stays
+    silent for three missed heartbeats, ``(heartbeat + 1) * 3`` s (33 s at 10), is declared
+    dead and reconnected. The monitor's own heartbeat feed notices a silent link sooner (3 s)
+    with probes; 0 turns AMQP heartbeats off."""
     reconnect_max_delay: float = 10.0
     """Longest pause between reconnect attempts (exponential backoff with full jitter)."""
     broker_consumer_timeout: float = 1800.0
