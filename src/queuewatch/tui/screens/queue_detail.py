@@ -14,7 +14,15 @@ from textual.widgets import Footer, Label, Sparkline, Static
 
 from queuewatch.monitor.history import HistoryPoint
 from queuewatch.monitor.model import Alert, QueueStats, Snapshot, fmt_duration
-from queuewatch.tui.format import SEVERITY_STYLE, count, eta_text, fill_text, oldest_text, rate
+from queuewatch.tui.format import (
+    SEVERITY_STYLE,
+    count,
+    eta_text,
+    fill_text,
+    oldest_text,
+    rate,
+    state_text,
+)
 from queuewatch.tui.source import ConsumerInfo
 
 
@@ -89,7 +97,7 @@ def _row(t: Text, key: str, value: str, style: str = "") -> None:
 def _stats(q: QueueStats) -> Text:
     t = Text()
     t.append("Now\n", style="bold underline")
-    _row(t, "type / state", f"{q.type} / {q.state}")
+    _row(t, "type / state", f"{q.type} / {state_text(q)}")
     _row(t, "ready", count(q.ready))
     _row(t, "unacked", count(q.unacked))
     util = "-" if q.consumer_utilisation is None else f"{q.consumer_utilisation * 100:.0f}%"

@@ -111,17 +111,17 @@ class DlqView(Vertical):
     def apply(self, snapshot: Snapshot) -> None:
         """Follow the snapshot: the DLQ list, the depth in the title, a reload when it moved."""
         self.dlqs = sorted(q.name for q in snapshot.queues if q.is_dlq)
-        depth = {q.name: q.total for q in snapshot.queues}
-        busiest = max(self.dlqs, key=lambda n: depth.get(n, 0)) if self.dlqs else None
+        depth = {q.name: q.depth for q in snapshot.queues}  # None: a down queue, depth unknown
+        busiest = max(self.dlqs, key=lambda n: depth.get(n) or 0) if self.dlqs else None
         if busiest is not None and not self.user_picked and (
-            self.dlq is None or (depth.get(self.dlq, 0) == 0 and depth.get(busiest, 0) > 0)
+            self.dlq is None or (depth.get(self.dlq) == 0 and (depth.get(busiest) or 0) > 0)
         ):
             self.choose(busiest, by_user=False)
         if self.dlq is None:
             return
         now = depth.get(self.dlq)
         self._title(now)
-        if now != self.seen_depth and getattr(self.app, "active_view", "") == "dlq":
+        if now is not None and now != self.seen_depth and getattr(self.app, "active_view", "") == "dlq":
             self.reload()
         self.seen_depth = now
 
