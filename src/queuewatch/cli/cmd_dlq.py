@@ -217,10 +217,11 @@ def _print_replay(result: Any, json_out: bool) -> None:
     how = " (moved by a RabbitMQ shovel)" if result.via == "shovel" else ""
     print(f"{result.queue}: scanned {result.scanned}, matched {result.matched}, "
           f"{verb} {result.replayed} in {result.elapsed:.1f}s{how}")
-    for s in result.skipped[:50]:
+    kept = [s for s in result.skipped if s.why != "stopped"]  # those are in "in doubt"
+    for s in kept[:50]:
         print(f"  kept {s.job_id} (position {s.position}): {s.why} {s.detail}")
-    if len(result.skipped) > 50:
-        print(f"  ... and {len(result.skipped) - 50} more kept in the DLQ")
+    if len(kept) > 50:
+        print(f"  ... and {len(kept) - 50} more kept in the DLQ")
     if result.error:
         print(f"  STOPPED EARLY: {result.error}")
         if result.in_doubt:

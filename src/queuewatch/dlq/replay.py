@@ -73,7 +73,9 @@ STRIP_ON_REPLAY = (
     env.H_DEAD_AT_MS, env.H_WORKER, env.H_DEAD_QUEUE, "x-delivery-count",
 )
 
-SkipWhy = Literal["replay-limit", "unroutable", "no-route", "publish-failed"]
+SkipWhy = Literal["replay-limit", "unroutable", "no-route", "publish-failed", "stopped"]
+"""``stopped``: republished (or about to be) when the replay stopped early, without a
+confirm: it stays in the DLQ and may also have arrived (counted in ``in_doubt``)."""
 
 
 @dataclass(frozen=True)
@@ -309,7 +311,7 @@ class _Replayer:
             del self.in_flight[mid]
         if fut.cancelled():
             self.unconfirmed += 1
-            self.hold(tag, Skipped(dl.job_id, dl.position, "publish-failed",
+            self.hold(tag, Skipped(dl.job_id, dl.position, "stopped",
                                    "no confirm before the replay stopped (may also have arrived)"))
             return
         exc = fut.exception()
@@ -319,7 +321,7 @@ class _Replayer:
             self.acker.done(tag)
         elif isinstance(exc, aiormq.exceptions.ChannelInvalidStateError):
             self.unsent += 1  # the channel was closed before it was written: not sent
-            self.hold(tag, Skipped(dl.job_id, dl.position, "publish-failed",
+            self.hold(tag, Skipped(dl.job_id, dl.position, "stopped",
                                    "not sent: the republishing channel was closed"))
             self.watch.fail(describe(exc, "republishing"), link_lost=True)
         elif isinstance(exc, aiormq.exceptions.PublishError):
@@ -332,7 +334,7 @@ class _Replayer:
                                    f"RabbitMQ refused it (nack: {route.routing_key!r} full?)"))
         else:
             self.unconfirmed += 1
-            self.hold(tag, Skipped(dl.job_id, dl.position, "publish-failed",
+            self.hold(tag, Skipped(dl.job_id, dl.position, "stopped",
                                    f"no confirm: {type(exc).__name__} (may also have arrived)"))
             self.watch.fail(describe(exc, "republishing"), link_lost=is_link_error(exc))
 

@@ -215,7 +215,7 @@ async def _wait(connection: AbstractConnection, mgmt: ManagementClient, vhost: s
             look = exists and polls % STATUS_EVERY == 0
             statuses = await mgmt.shovel_status(vhost) if look else []
         except QueuewatchError as exc:
-            raise _LostSight(f"lost the management API: {exc}") from exc
+            raise _LostSight(f"lost the management API ({exc})") from exc
         if not exists:
             return
         for s in statuses:
@@ -225,7 +225,7 @@ async def _wait(connection: AbstractConnection, mgmt: ManagementClient, vhost: s
         try:
             left = await queue_depth(connection, queue)
         except QueuewatchError as exc:
-            raise _LostSight(f"lost the AMQP link: {exc}") from exc
+            raise _LostSight(f"lost the AMQP link ({exc})") from exc
         moved.count = min(max(total - left, 0), total)
         now = time.monotonic()
         if left < last_depth:
