@@ -27,18 +27,19 @@ class Claims:
     def __len__(self) -> int:
         return len(self._held)
 
-    async def acquire(self, key: str, what: str = "") -> bool:
+    async def acquire(self, key: str, job_id: str = "", queue: str = "") -> bool:
         """Hold ``key``, first waiting while another delivery holds it. Returns True when
-        it had to wait (the other delivery's outcome is then in the idempotency store)."""
+        it had to wait (the other delivery's outcome is then in the idempotency store).
+        ``job_id`` and ``queue`` only name the job in the log line when it waits."""
         waited = False
         while key in self._held:
             event = self._held[key]
             if event is None:
                 event = self._held[key] = asyncio.Event()
             if not waited:
-                log.info("%s: another delivery with the same idempotency key is under way "
-                         "here; this one waits for it and is skipped if it succeeds",
-                         what or key)
+                log.info("job %s on %r: another delivery with the same idempotency key is "
+                         "under way here; this one waits for it and is skipped if it succeeds",
+                         job_id or key, queue)
             waited = True
             await event.wait()
         self._held[key] = None

@@ -135,7 +135,7 @@ class Processor:
         job = self._job(message, spec, job_id, attempt, payload)
         key = job.idempotency_key
         if key is not None:
-            await self.claims.acquire(key, f"job {job_id} on {spec.name!r}")
+            await self.claims.acquire(key, job_id, spec.name)
         try:
             await self._handle(message, route, job, key)
         finally:
