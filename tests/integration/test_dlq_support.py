@@ -152,26 +152,48 @@ async def consumers(connection: AbstractConnection, queue: str) -> int:
         await channel.close()
 
 
+async def publish_many_dead_letters(connection: AbstractConnection, queue: str, n: int,
+                                    window: int = 2000) -> list[str]:
+    """``n`` dead letters of job queue ``queue`` into ``queue.dlq``, confirmed: the same
+    as :func:`publish_dead_letters` for 10,000s, on aiormq directly (several times faster)."""
+    from pamqp.commands import Basic
+
+    ids = [f"job-{i:06d}-{env.new_job_id()[:8]}" for i in range(n)]
+    headers = dead_headers(queue)
+    channel = await connection.channel(publisher_confirms=True)
+    raw = await channel.get_underlay_channel()
+    try:
+        for start in range(0, n, window):
+            await asyncio.gather(*[raw.basic_publish(
+                f'{{"n": {i}, "id": "{ids[i]}"}}'.encode(), exchange="",
+                routing_key=queue + ".dlq", properties=Basic.Properties(
+                    message_id=ids[i], content_type=env.JSON, delivery_mode=2, headers=headers),
+                wait=False) for i in range(start, min(start + window, n))])
+    finally:
+        await channel.close()
+    return ids
+
+
 async def take_all_ids(connection: AbstractConnection, queue: str, idle: float = 0.5) -> list[str]:
     """Consume (no ack) everything in ``queue`` until it is empty and quiet; message ids in
-    delivery order. Much faster than basic.get for 10,000s of messages."""
+    delivery order. On aiormq directly: much faster than basic.get for 10,000s."""
     channel = await connection.channel()
+    raw = await channel.get_underlay_channel()
     got: list[str] = []
-    last = asyncio.get_running_loop().time()
+    loop = asyncio.get_running_loop()
+    last = loop.time()
 
     async def on_message(message: Any) -> None:
         nonlocal last
-        got.append(str(message.message_id))
-        last = asyncio.get_running_loop().time()
+        got.append(str(message.header.properties.message_id))
+        last = loop.time()
 
     try:
-        q = await channel.declare_queue(queue, passive=True)
-        await q.consume(on_message, no_ack=True)
+        await raw.basic_consume(queue, on_message, no_ack=True)
         while True:
             await asyncio.sleep(idle / 2)
-            quiet = asyncio.get_running_loop().time() - last > idle
-            if quiet and (await channel.declare_queue(queue, passive=True)
-                          ).declaration_result.message_count == 0:
+            if loop.time() - last > idle and \
+                    (await raw.queue_declare(queue, passive=True)).message_count == 0:
                 return got
     finally:
         await channel.close()

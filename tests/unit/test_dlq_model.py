@@ -91,7 +91,7 @@ def test_acker_acks_each_done_tag_exactly_once_and_never_a_held_one():
     rng = random.Random(7)
     for _ in range(2000):
         sent: list[tuple[int, bool]] = []
-        acker = Acker(lambda tag, multiple, sent=sent: sent.append((tag, multiple)))
+        acker = Acker(lambda tag, multiple, count=1, sent=sent: sent.append((tag, multiple)))
         tags = list(range(1, rng.randint(2, 60)))
         held = set(rng.sample(tags, rng.randint(0, min(3, len(tags)))))
         rng.shuffle(tags)
