@@ -8,14 +8,17 @@ from aio_pika.abc import AbstractConnection
 from queuewatch.dlq.acker import Acker, AckWriter
 from queuewatch.dlq.channel import (
     IDLE_TIMEOUT,
+    Inbox,
     consume,
     delivery_tag,
     prefetch_for,
     queue_depth,
     raw_channel,
+    still_there,
 )
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.peek import to_dead_letter
+from queuewatch.dlq.watch import OP_TIMEOUT, Watch, bounded
 from queuewatch.errors import BrokerError, NotFound
 
 
@@ -25,33 +28,40 @@ async def delete(
 ) -> list[str | None]:
     """Remove the dead letters ``flt`` selects (ack them); the rest stay in place.
 
-    Returns the job ids removed (None for messages without one)."""
+    Returns the job ids removed (None for messages without one). Every wait is bounded: a
+    broken link ends it with :class:`~queuewatch.dlq.watch.Interrupted` (what was not acked
+    stays in the DLQ)."""
     if flt.is_empty:
         raise ValueError("delete needs a filter (job ids, ...); use purge to empty the queue")
     total = await queue_depth(connection, queue)
     removed: list[str | None] = []
     if total == 0:
         return removed
-    async with raw_channel(connection) as raw:
+    watch = Watch(connection, probe=lambda: still_there(connection, queue))
+    watch.consuming(queue)
+    async with raw_channel(connection, watch=watch) as raw:
+        watch.attach(raw, "DLQ")
         writer = AckWriter(raw)
         acker = Acker(writer)
         try:
-            inbox, _tag = await consume(raw, queue, prefetch_for(total))
-            for position in range(total):
-                message = await inbox.get(idle_timeout)
-                if message is None:
-                    break
-                dl = to_dead_letter(position, message)
-                tag = delivery_tag(message)
-                if flt.matches(dl):
-                    removed.append(dl.job_id)
-                    acker.done(tag)
-                else:
-                    acker.hold(tag)
+            async with watch.guard():
+                inbox, _tag = await consume(raw, queue, prefetch_for(total), Inbox(watch))
+                for position in range(total):
+                    message = await inbox.get(idle_timeout)
+                    if message is None:
+                        break
+                    dl = to_dead_letter(position, message)
+                    tag = delivery_tag(message)
+                    if flt.matches(dl):
+                        removed.append(dl.job_id)
+                        acker.done(tag)
+                    else:
+                        acker.hold(tag)
+                await writer.flush()
+                watch.closing()
         except BaseException:
             writer.abort()  # acks not sent yet are dropped: those dead letters stay
             raise
-        await writer.flush()
     return removed
 
 
@@ -59,7 +69,7 @@ async def purge(connection: AbstractConnection, queue: str) -> int:
     """Remove every ready message of ``queue``; returns how many."""
     async with raw_channel(connection) as raw:
         try:
-            ok = await raw.queue_purge(queue)
+            ok = await bounded(raw.queue_purge(queue), OP_TIMEOUT, f"purge {queue!r}")
         except aiormq.exceptions.ChannelNotFoundEntity as exc:
             raise NotFound(f"queue {queue!r} does not exist in this vhost") from exc
         except aiormq.exceptions.AMQPError as exc:

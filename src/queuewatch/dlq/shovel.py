@@ -59,6 +59,7 @@ from queuewatch.dlq.decode import header_text
 from queuewatch.dlq.model import REPLAY_SHOVEL_PREFIX, Route
 from queuewatch.dlq.peek import ProgressFn, peek
 from queuewatch.dlq.replay import ReplayOptions, ReplayResult
+from queuewatch.dlq.watch import OP_TIMEOUT, bounded
 from queuewatch.errors import BrokerError, QueuewatchError
 
 log = logging.getLogger(__name__)
@@ -152,18 +153,21 @@ async def _declare(connection: AbstractConnection, queue: str, dest: str, shovel
     allowed = [{"x-match": "all", env.H_DEAD_QUEUE: dest, env.H_REPLAY_COUNT: n}
                for n in counts]  # None: any count (the header must be there)
     async with raw_channel(connection) as ch:
-        await ch.exchange_declare(held, exchange_type="fanout", durable=True)
-        await ch.queue_bind(queue, held, routing_key="")
-        await ch.exchange_declare(split, exchange_type="headers", durable=True,
-                                  arguments={"alternate-exchange": held})
+        await bounded(ch.exchange_declare(held, exchange_type="fanout", durable=True),
+                      OP_TIMEOUT, "declare an exchange")
+        await bounded(ch.queue_bind(queue, held, routing_key=""), OP_TIMEOUT, "bind a queue")
+        await bounded(ch.exchange_declare(split, exchange_type="headers", durable=True,
+                                          arguments={"alternate-exchange": held}),
+                      OP_TIMEOUT, "declare an exchange")
         for args in allowed:
-            await ch.queue_bind(dest, split, routing_key="", arguments=args)
+            await bounded(ch.queue_bind(dest, split, routing_key="", arguments=args),
+                          OP_TIMEOUT, "bind a queue")
 
 
 async def _drop(connection: AbstractConnection, shovel: str) -> None:
     async with raw_channel(connection) as ch:
         for name in exchange_names(shovel):
-            await ch.exchange_delete(name)
+            await bounded(ch.exchange_delete(name), OP_TIMEOUT, "delete an exchange")
 
 
 async def _replay_shovels(mgmt: ManagementClient, vhost: str) -> dict[str, str]:
