@@ -263,6 +263,7 @@ class BrokerLink:
     async def _connect_round(self) -> AbstractConnection | None:
         """Try every address once, starting with the last good one."""
         n = len(self.addresses)
+        refusal: QueuewatchError | None = None
         for i in range(n):
             if self._closed:
                 return None
@@ -278,7 +279,9 @@ class BrokerLink:
                 if str(exc) not in self._reported:  # once per outage, not once per attempt
                     self._reported.add(str(exc))
                     log.warning("link %s: %s", self.name, exc)
-                self.last_error = exc
+                if not isinstance(exc, BrokerUnavailable):
+                    refusal = refusal or exc  # the broker's "no" says more than a dead node
+                self.last_error = refusal or exc
                 continue
             self._next_address = index
             self.connection, self.address = conn, mask_url(address)
