@@ -248,7 +248,10 @@ def start_cluster(base_dir: Path, size: int = 3, management: bool = True,
             list(pool.map(lambda n: n.wait_up(timeout), nodes))
         for n in nodes[1:]:
             n.ctl("stop_app")
-            n.ctl("join_cluster", nodes[0].name)
+            # Right after boot, or on a loaded machine, the seed node may not answer the
+            # join yet (exit 69, "unable to connect"): try again for a while.
+            _wait(lambda n=n: n.ctl("join_cluster", nodes[0].name) is not None, timeout,
+                  f"{n.name} to join {nodes[0].name}", interval=2.0)
             n.ctl("start_app")
         for n in nodes[1:]:
             n.wait_up(timeout)

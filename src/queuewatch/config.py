@@ -68,7 +68,7 @@ class Settings:
     silent for three missed heartbeats, ``(heartbeat + 1) * 3`` s (33 s at 10), is declared
     dead and reconnected. The monitor's own heartbeat feed notices a silent link sooner (3 s)
     with probes; 0 turns AMQP heartbeats off."""
-    reconnect_max_delay: float = 10.0
+    reconnect_max_delay: float = 5.0
     """Longest pause between reconnect attempts (exponential backoff with full jitter)."""
     broker_consumer_timeout: float = 1800.0
     """Seconds: the broker's ``consumer_timeout`` (RabbitMQ's default is 30 minutes). The

@@ -44,13 +44,17 @@ def alive(procs: list[psutil.Process]) -> list[psutil.Process]:
 
 def test_supervisor_stops_children_and_their_groups(tmp_path: Path):
     # Given a polite child and a stubborn one that ignores SIGTERM and has a grandchild
+    # (processes this worker already had — e.g. a session's throwaway RabbitMQ nodes — are
+    # not the supervisor's family)
+    before = {p.pid for p in descendants(os.getpid())}
     sup = Supervisor(tmp_path / "logs")
     sup.start("polite", [sys.executable, "-c", "import time; time.sleep(120)"])
     sup.start("stubborn", [sys.executable, "-c", STUBBORN])
     deadline = time.monotonic() + 10
-    while len(descendants(os.getpid())) < 3 and time.monotonic() < deadline:
+    while len([p for p in descendants(os.getpid()) if p.pid not in before]) < 3 \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
-    family = descendants(os.getpid())
+    family = [p for p in descendants(os.getpid()) if p.pid not in before]
     assert len(alive(family)) >= 3
     # When the supervisor stops them with a short grace period
     started = time.monotonic()

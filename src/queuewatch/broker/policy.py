@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 #: First pause ceiling, growth factor and cap (seconds) unless settings say otherwise.
 INITIAL_DELAY = 0.25
 BACKOFF_FACTOR = 2.0
-MAX_DELAY = 10.0
+MAX_DELAY = 5.0
 
 
 @dataclass(frozen=True)
