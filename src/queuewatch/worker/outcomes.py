@@ -10,9 +10,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
-
 from queuewatch import envelope
+from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
 from queuewatch.topology import DELIVERY_EXCHANGE, delay_entry_exchange, delay_routing_key
 
 REASON_FAILED = "failed"

@@ -23,10 +23,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
-
 from queuewatch import envelope
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome
+from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
 from queuewatch.idempotency import IdempotencyStore
 from queuewatch.topology import QueueSpec
 from queuewatch.worker import outcomes

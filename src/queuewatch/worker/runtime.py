@@ -27,12 +27,13 @@ import socket
 import uuid
 from collections.abc import Callable, Sequence
 
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
-
 from queuewatch.broker.consumer import Subscription
 from queuewatch.broker.errors import ANY_BROKER_ERROR
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.publish import ConfirmedPublisher
+from queuewatch.broker.types import Channel as AbstractChannel
+from queuewatch.broker.types import Connection as AbstractConnection
+from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
 from queuewatch.config import Settings
 from queuewatch.errors import ConfigError, QueuewatchError
 from queuewatch.idempotency import IdempotencyStore, SqliteStore

@@ -17,10 +17,9 @@ import asyncio
 import logging
 from typing import Any
 
-from aio_pika.abc import AbstractIncomingMessage
-
 from queuewatch.broker.errors import ANY_BROKER_ERROR
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties, PublishResult
+from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
 from queuewatch.worker.outcomes import Copy
 
 log = logging.getLogger(__name__)

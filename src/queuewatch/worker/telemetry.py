@@ -14,11 +14,13 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-import aio_pika
 import psutil
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
 
 from queuewatch.broker.errors import ANY_BROKER_ERROR
+from queuewatch.broker.types import Channel as AbstractChannel
+from queuewatch.broker.types import DeliveryMode, Message
+from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
+from queuewatch.broker.types import Queue as AbstractQueue
 from queuewatch.telemetry import (
     CONTROL_QUEUE_PREFIX,
     ConsumerStatus,
@@ -83,8 +85,8 @@ class HeartbeatSender:
                 try:
                     exchange = await channel.get_exchange(self.exchange, ensure=False)
                     await exchange.publish(
-                        aio_pika.Message(beat.to_json(), content_type="application/json",
-                                         delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT),
+                        Message(beat.to_json(), content_type="application/json",
+                                         delivery_mode=DeliveryMode.NOT_PERSISTENT),
                         heartbeat_routing_key(self.worker_id), mandatory=False,
                     )
                     self.sent += 1
