@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiormq
+from queuewatch.dlq import wire
 
 
 class Acker:
@@ -127,15 +127,17 @@ class AckWriter:
         assert self._checkpoint is not None
         try:
             await self._checkpoint()
-        except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
+        except (wire.AMQPError, ConnectionError, RuntimeError, TimeoutError):
             return  # it proves nothing; the link's fate is reported by the action
         self.proven = max(self.proven, upto)
 
     def abort(self) -> None:
-        """Stop without sending what is queued (those deliveries go back to the queue)."""
+        """Stop without sending what is queued (those deliveries go back to the queue).
+
+        A checkpoint in flight is left to end by itself (its answer, or the channel's end):
+        aiormq answers a cancelled request by closing the channel, and a stale reply could
+        then be taken for the answer to the next request."""
         self._task.cancel()
-        for check in list(self._checks):
-            check.cancel()
 
     async def flush(self) -> None:
         """Send every queued ack, then stop (raises the channel's error if it broke)."""

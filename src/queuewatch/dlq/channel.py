@@ -14,10 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiormq
-from aio_pika.abc import AbstractConnection
-from aiormq.abc import DeliveredMessage
-
+from queuewatch.dlq import wire
 from queuewatch.dlq.watch import (
     CLOSE_TIMEOUT,
     OP_TIMEOUT,
@@ -27,6 +24,7 @@ from queuewatch.dlq.watch import (
     bounded,
     link_problem,
 )
+from queuewatch.dlq.wire import Connection, Delivery
 from queuewatch.errors import NotFound
 
 #: AMQP's prefetch count is a 16-bit number; 0 means unlimited.
@@ -37,7 +35,7 @@ IDLE_TIMEOUT = 2.0
 
 @asynccontextmanager
 async def raw_channel(
-    connection: AbstractConnection, *, confirms: bool = False, watch: Watch | None = None,
+    connection: Connection, *, confirms: bool = False, watch: Watch | None = None,
 ) -> AsyncIterator[Any]:
     """An aiormq channel; closing it requeues every delivery not acked on it.
 
@@ -52,7 +50,7 @@ async def raw_channel(
             connection.channel(publisher_confirms=confirms, on_return_raises=confirms),
             OP_TIMEOUT, "open a channel")
         raw = await channel.get_underlay_channel()
-    except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+    except (wire.AMQPError, ConnectionError, RuntimeError) as exc:
         raise Interrupted(f"cannot open an AMQP channel: {type(exc).__name__}: {exc}") from exc
     try:
         yield raw
@@ -61,33 +59,33 @@ async def raw_channel(
         if not channel.is_closed and not lost and link_problem(connection) is None:
             try:
                 await asyncio.wait_for(channel.close(), CLOSE_TIMEOUT)
-            except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
+            except (wire.AMQPError, ConnectionError, RuntimeError, TimeoutError):
                 pass  # the broker requeues unacked deliveries whichever way the channel ends
 
 
-async def close_quietly(connection: AbstractConnection) -> None:
+async def close_quietly(connection: Connection) -> None:
     """Close a connection, waiting at most :data:`CLOSE_TIMEOUT` (a dead or silent link is
     left behind: the broker requeues what it held when it notices)."""
     try:
         await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT)
-    except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError, TimeoutError):
+    except (wire.AMQPError, ConnectionError, RuntimeError, TimeoutError):
         pass
 
 
-async def queue_depth(connection: AbstractConnection, queue: str) -> int:
+async def queue_depth(connection: Connection, queue: str) -> int:
     """Ready messages in ``queue`` right now (passive declare on a throwaway channel)."""
     async with raw_channel(connection) as raw:
         try:
             ok = await bounded(raw.queue_declare(queue, passive=True), OP_TIMEOUT,
                                f"a passive declare of {queue!r}")
-        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+        except wire.ChannelNotFound as exc:
             raise NotFound(f"queue {queue!r} does not exist in this vhost") from exc
-        except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
+        except (wire.AMQPError, ConnectionError) as exc:
             raise Interrupted(f"cannot read the depth of {queue!r}: {type(exc).__name__}: {exc}") from exc
         return int(ok.message_count or 0)
 
 
-async def exchange_exists(connection: AbstractConnection, exchange: str) -> bool:
+async def exchange_exists(connection: Connection, exchange: str) -> bool:
     """Whether ``exchange`` exists (publishing to a missing one would close the channel)."""
     if exchange == "":
         return True
@@ -95,7 +93,7 @@ async def exchange_exists(connection: AbstractConnection, exchange: str) -> bool
         try:
             await bounded(raw.exchange_declare(exchange, passive=True), OP_TIMEOUT,
                           f"a passive declare of exchange {exchange!r}")
-        except aiormq.exceptions.ChannelNotFoundEntity:
+        except wire.ChannelNotFound:
             return False
         return True
 
@@ -116,18 +114,18 @@ class Inbox:
     """A consumer callback that queues deliveries for an ``async for`` loop."""
 
     def __init__(self, watch: Watch | None = None) -> None:
-        self._queue: asyncio.Queue[DeliveredMessage] = asyncio.Queue()
+        self._queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self._watch = watch
         self.received = 0
         """Deliveries received so far."""
 
-    async def __call__(self, message: DeliveredMessage) -> None:
+    async def __call__(self, message: Delivery) -> None:
         self._queue.put_nowait(message)
         self.received += 1
         if self._watch is not None:
             self._watch.progress()
 
-    async def get(self, timeout: float) -> DeliveredMessage | None:
+    async def get(self, timeout: float) -> Delivery | None:
         try:
             return self._queue.get_nowait()  # the common case: no task, no timer
         except asyncio.QueueEmpty:
@@ -148,14 +146,14 @@ async def consume(
         await bounded(raw.basic_qos(prefetch_count=prefetch, global_=False), OP_TIMEOUT, "basic.qos")
         ok = await bounded(raw.basic_consume(queue, inbox, no_ack=False), OP_TIMEOUT,
                            f"consume {queue!r}")
-    except aiormq.exceptions.ChannelNotFoundEntity as exc:
+    except wire.ChannelNotFound as exc:
         raise NotFound(f"queue {queue!r} does not exist in this vhost") from exc
-    except (aiormq.exceptions.AMQPError, ConnectionError) as exc:
+    except (wire.AMQPError, ConnectionError) as exc:
         raise Interrupted(f"cannot consume {queue!r}: {type(exc).__name__}: {exc}") from exc
     return inbox, str(ok.consumer_tag)
 
 
-async def still_there(connection: AbstractConnection, queue: str) -> int:
+async def still_there(connection: Connection, queue: str) -> int:
     """Ready messages of ``queue``, asked on a fresh channel: proves the link answers.
 
     :class:`Interrupted` when it does not (or the queue is gone)."""
@@ -165,7 +163,7 @@ async def still_there(connection: AbstractConnection, queue: str) -> int:
         raise Interrupted(f"the queue {queue!r} was deleted") from exc
 
 
-def delivery_tag(message: DeliveredMessage) -> int:
+def delivery_tag(message: Delivery) -> int:
     return int(getattr(message.delivery, "delivery_tag", 0))
 
 
@@ -174,9 +172,9 @@ def prefetch_for(count: int) -> int:
 
 
 async def scan(
-    connection: AbstractConnection, queue: str, limit: int | None = None,
+    connection: Connection, queue: str, limit: int | None = None,
     idle_timeout: float = IDLE_TIMEOUT,
-) -> AsyncGenerator[tuple[int, DeliveredMessage], None]:
+) -> AsyncGenerator[tuple[int, Delivery], None]:
     """Yield ``(position, delivery)`` for the first ``limit`` messages without acking any.
 
     The deliveries stay unacked until the generator finishes and its channel closes; the

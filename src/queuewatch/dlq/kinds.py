@@ -35,12 +35,11 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import aiormq
-from aio_pika.abc import AbstractConnection
-
 from queuewatch.broker.management import ManagementClient
+from queuewatch.dlq import wire
 from queuewatch.dlq.channel import close_quietly, raw_channel
 from queuewatch.dlq.watch import OP_TIMEOUT, Interrupted
+from queuewatch.dlq.wire import Connection
 from queuewatch.errors import NotFound, QueuewatchError
 
 #: How long to wait for the statistics of a new quorum queue (they carry its policy).
@@ -125,7 +124,7 @@ def kind_from_info(queue: str, info: Mapping[str, Any]) -> QueueKind:
     return QueueKind(queue, "quorum", limit, unknown)
 
 
-async def probe_type(connection: AbstractConnection, queue: str) -> QueueType:
+async def probe_type(connection: Connection, queue: str) -> QueueType:
     """The queue's type, told by RabbitMQ's answer to a global prefetch (see the module
     doc). ``connection`` is closed by RabbitMQ for a quorum queue: pass a throwaway one."""
     got = asyncio.Event()
@@ -138,15 +137,15 @@ async def probe_type(connection: AbstractConnection, queue: str) -> QueueType:
             await asyncio.wait_for(raw.basic_qos(prefetch_count=1, global_=True), OP_TIMEOUT)
             ok = await asyncio.wait_for(raw.basic_consume(queue, on_message), OP_TIMEOUT)
             await asyncio.wait_for(raw.basic_cancel(ok.consumer_tag), OP_TIMEOUT)
-    except aiormq.exceptions.ConnectionNotImplemented:
+    except wire.GlobalQosRefused:
         return "quorum"
-    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+    except wire.ChannelPreconditionFailed as exc:
         if "prefetch" in str(exc):
             return "stream"
         raise Interrupted(f"cannot tell the type of {queue!r}: {exc}") from exc
-    except aiormq.exceptions.ChannelNotFoundEntity as exc:
+    except wire.ChannelNotFound as exc:
         raise NotFound(f"queue {queue!r} does not exist in this vhost") from exc
-    except (TimeoutError, aiormq.exceptions.AMQPError, ConnectionError) as exc:
+    except (TimeoutError, wire.AMQPError, ConnectionError) as exc:
         raise Interrupted(f"cannot tell the type of {queue!r}: {type(exc).__name__}: {exc}") from exc
     return "classic"
 
@@ -154,7 +153,7 @@ async def probe_type(connection: AbstractConnection, queue: str) -> QueueType:
 async def resolve(
     queue: str, vhost: str,
     management: Callable[[], AbstractAsyncContextManager[ManagementClient]],
-    throwaway: Callable[[], Awaitable[AbstractConnection]],
+    throwaway: Callable[[], Awaitable[Connection]],
 ) -> QueueKind:
     """The kind of ``queue``: from the management API, else from an AMQP probe on a
     connection opened by ``throwaway()`` (then closed)."""

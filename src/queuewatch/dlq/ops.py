@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import aiormq
-from aio_pika.abc import AbstractConnection
-
+from queuewatch.dlq import wire
 from queuewatch.dlq.acker import Acker, AckWriter
 from queuewatch.dlq.channel import (
     IDLE_TIMEOUT,
@@ -19,11 +17,12 @@ from queuewatch.dlq.channel import (
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.peek import to_dead_letter
 from queuewatch.dlq.watch import OP_TIMEOUT, Watch, bounded
+from queuewatch.dlq.wire import Connection
 from queuewatch.errors import BrokerError, NotFound
 
 
 async def delete(
-    connection: AbstractConnection, queue: str, flt: DeadLetterFilter,
+    connection: Connection, queue: str, flt: DeadLetterFilter,
     idle_timeout: float = IDLE_TIMEOUT,
 ) -> list[str | None]:
     """Remove the dead letters ``flt`` selects (ack them); the rest stay in place.
@@ -65,13 +64,13 @@ async def delete(
     return removed
 
 
-async def purge(connection: AbstractConnection, queue: str) -> int:
+async def purge(connection: Connection, queue: str) -> int:
     """Remove every ready message of ``queue``; returns how many."""
     async with raw_channel(connection) as raw:
         try:
             ok = await bounded(raw.queue_purge(queue), OP_TIMEOUT, f"purge {queue!r}")
-        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+        except wire.ChannelNotFound as exc:
             raise NotFound(f"queue {queue!r} does not exist in this vhost") from exc
-        except aiormq.exceptions.AMQPError as exc:
+        except wire.AMQPError as exc:
             raise BrokerError(f"purging {queue!r} failed: {exc}") from exc
         return int(ok.message_count or 0)

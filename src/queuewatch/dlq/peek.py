@@ -11,13 +11,11 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from aio_pika.abc import AbstractConnection
-from aiormq.abc import DeliveredMessage
-
 from queuewatch.dlq.channel import queue_depth, scan
 from queuewatch.dlq.decode import properties_dict
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.model import DeadLetter, make_dead_letter
+from queuewatch.dlq.wire import Connection, Delivery
 
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``: called from the core now and then; never prints."""
@@ -38,7 +36,7 @@ class Page:
         return self.offset + len(self.items) < self.total
 
 
-def to_dead_letter(position: int, message: DeliveredMessage) -> DeadLetter:
+def to_dead_letter(position: int, message: Delivery) -> DeadLetter:
     props = message.header.properties
     return make_dead_letter(
         position=position,
@@ -51,7 +49,7 @@ def to_dead_letter(position: int, message: DeliveredMessage) -> DeadLetter:
 
 
 async def peek(
-    connection: AbstractConnection, queue: str, offset: int = 0, limit: int = 50
+    connection: Connection, queue: str, offset: int = 0, limit: int = 50
 ) -> Page:
     """Dead letters at positions ``offset`` .. ``offset + limit - 1``, left in place."""
     if offset < 0 or limit < 0:
@@ -66,9 +64,9 @@ async def peek(
 
 
 async def iterate(
-    connection: AbstractConnection, queue: str, limit: int | None = None,
+    connection: Connection, queue: str, limit: int | None = None,
     progress: ProgressFn | None = None,
-) -> AsyncGenerator[tuple[DeadLetter, DeliveredMessage], None]:
+) -> AsyncGenerator[tuple[DeadLetter, Delivery], None]:
     """Every dead letter (up to ``limit``), head first; all of them stay in the queue."""
     total = await queue_depth(connection, queue)
     total = total if limit is None else min(total, limit)
@@ -82,7 +80,7 @@ async def iterate(
 
 
 async def find(
-    connection: AbstractConnection, queue: str, flt: DeadLetterFilter,
+    connection: Connection, queue: str, flt: DeadLetterFilter,
     limit: int | None = None, max_results: int = 1000,
 ) -> list[DeadLetter]:
     """Dead letters matching ``flt`` (scanning at most ``limit`` messages), left in place."""

@@ -11,8 +11,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from aio_pika.abc import AbstractConnection
-
 from queuewatch.audit import AuditLog, Outcome, require_writable
 from queuewatch.broker.connect import connect
 from queuewatch.broker.management import ManagementClient
@@ -25,6 +23,7 @@ from queuewatch.dlq.model import DeadLetter
 from queuewatch.dlq.peek import Page, ProgressFn
 from queuewatch.dlq.replay import DEFAULT_MAX_REPLAYS, DEFAULT_WINDOW, ReplayOptions, ReplayResult
 from queuewatch.dlq.shovel import ReplayInProgress, ensure_not_busy, replay_via_shovel
+from queuewatch.dlq.wire import Connection
 from queuewatch.errors import QueuewatchError
 from queuewatch.topology import DLQ_SUFFIX
 
@@ -44,9 +43,9 @@ class DeadLetterQueue:
     queue holding dead letters (a Celery/pika service's DLQ)."""
 
     def __init__(
-        self, connection: AbstractConnection, mgmt: ManagementClient | None, settings: Settings,
+        self, connection: Connection, mgmt: ManagementClient | None, settings: Settings,
         queue: str, audit: AuditLog | None = None,
-        publish_connection: AbstractConnection | None = None,
+        publish_connection: Connection | None = None,
     ) -> None:
         """``publish_connection``: used for republishing (replay, import); by default a
         second connection is opened from ``settings`` for the duration of the action."""
@@ -123,7 +122,7 @@ class DeadLetterQueue:
         return await self.depth() >= AUTO_SHOVEL_MIN
 
     @asynccontextmanager
-    async def _publisher(self) -> AsyncIterator[AbstractConnection]:
+    async def _publisher(self) -> AsyncIterator[Connection]:
         """A connection of its own for republishing (see :func:`replay.replay`)."""
         if self.publish_connection is not None:
             yield self.publish_connection

@@ -24,12 +24,8 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import aiormq
-from aio_pika.abc import AbstractConnection
-from aiormq.abc import DeliveredMessage
-from pamqp.commands import Basic
-
 from queuewatch import envelope as env
+from queuewatch.dlq import wire
 from queuewatch.dlq.acker import Acker, AckWriter
 from queuewatch.dlq.channel import (
     IDLE_TIMEOUT,
@@ -49,13 +45,13 @@ from queuewatch.dlq.model import DeadLetter, Route
 from queuewatch.dlq.peek import ProgressFn, iterate, to_dead_letter
 from queuewatch.dlq.watch import (
     CLOSE_TIMEOUT,
-    OP_TIMEOUT,
     STALL_TIMEOUT,
     Interrupted,
     Watch,
     describe,
     is_link_error,
 )
+from queuewatch.dlq.wire import Connection, Delivery
 from queuewatch.errors import NotFound
 
 DEFAULT_MAX_REPLAYS = 3
@@ -134,7 +130,7 @@ class ReplayResult:
         return sum(1 for s in self.skipped if s.why == why)
 
 
-def replay_properties(props: Any, dl: DeadLetter, user: str | None) -> Basic.Properties:
+def replay_properties(props: Any, dl: DeadLetter, user: str | None) -> wire.Properties:
     """The republished message: same body and properties, fresh attempts, replay count + 1."""
     headers = {k: for_publish(v) for k, v in (props.headers or {}).items() if k not in STRIP_ON_REPLAY}
     headers.pop(env.LEGACY_REPLAY_COUNT, None)
@@ -142,7 +138,7 @@ def replay_properties(props: Any, dl: DeadLetter, user: str | None) -> Basic.Pro
     if env.H_ATTEMPT in headers:
         headers[env.H_ATTEMPT] = 1
     user_id = props.user_id if props.user_id and props.user_id == user else None
-    return Basic.Properties(
+    return wire.Properties(
         content_type=props.content_type, content_encoding=props.content_encoding,
         headers=headers, delivery_mode=props.delivery_mode, priority=props.priority,
         correlation_id=props.correlation_id, reply_to=props.reply_to,
@@ -182,7 +178,7 @@ class ReplayOptions:
 
 
 async def dry_run(
-    connection: AbstractConnection, queue: str, opts: ReplayOptions, progress: ProgressFn | None
+    connection: Connection, queue: str, opts: ReplayOptions, progress: ProgressFn | None
 ) -> ReplayResult:
     start = time.monotonic()
     scanned = matched = would = 0
@@ -204,7 +200,7 @@ async def dry_run(
 
 class _Replayer:
     def __init__(
-        self, rin: Any, rout: Any, opts: ReplayOptions, pub: AbstractConnection, watch: Watch
+        self, rin: Any, rout: Any, opts: ReplayOptions, pub: Connection, watch: Watch
     ) -> None:
         self.rin, self.rout, self.opts, self.pub, self.watch = rin, rout, opts, pub, watch
         self.exchanges: dict[str, bool] = {}
@@ -231,9 +227,10 @@ class _Replayer:
 
     async def _checkpoint(self) -> None:
         """A request whose answer proves the acks before it arrived: ``basic.qos`` (per
-        consumer: it only applies to consumers started later, with the same value)."""
-        await asyncio.wait_for(self.rin.basic_qos(prefetch_count=self.prefetch, global_=False),
-                               OP_TIMEOUT)
+        consumer: it only applies to consumers started later, with the same value). Never
+        cancelled nor timed out (see :meth:`AckWriter.abort`): it ends with its answer or
+        with the channel."""
+        await self.rin.basic_qos(prefetch_count=self.prefetch, global_=False)
 
     async def start(self, queue: str, target: int) -> None:
         self.queue = queue
@@ -272,7 +269,7 @@ class _Replayer:
                 await asyncio.sleep(delay)
                 self.watch.progress()
 
-    async def handle(self, position: int, message: DeliveredMessage) -> None:
+    async def handle(self, position: int, message: Delivery) -> None:
         tag = delivery_tag(message)
         dl = to_dead_letter(position, message)
         self.scanned += 1
@@ -319,16 +316,16 @@ class _Replayer:
             self.watch.progress()
             self.replayed += 1
             self.acker.done(tag)
-        elif isinstance(exc, aiormq.exceptions.ChannelInvalidStateError):
+        elif isinstance(exc, wire.ChannelClosed):
             self.unsent += 1  # the channel was closed before it was written: not sent
             self.hold(tag, Skipped(dl.job_id, dl.position, "stopped",
                                    "not sent: the republishing channel was closed"))
             self.watch.fail(describe(exc, "republishing"), link_lost=True)
-        elif isinstance(exc, aiormq.exceptions.PublishError):
+        elif isinstance(exc, wire.Returned):
             self.watch.progress()
             self.hold(tag, Skipped(dl.job_id, dl.position, "unroutable",
                                    f"{route.describe()} matched no queue"))
-        elif isinstance(exc, aiormq.exceptions.DeliveryError):
+        elif isinstance(exc, wire.Nacked):
             self.watch.progress()
             self.hold(tag, Skipped(dl.job_id, dl.position, "publish-failed",
                                    f"RabbitMQ refused it (nack: {route.routing_key!r} full?)"))
@@ -371,8 +368,8 @@ class _Replayer:
                 self.watch.closing()
                 await self.rin.close()
             acks_sure = True
-        except (Interrupted, aiormq.exceptions.AMQPError,
-                aiormq.exceptions.ChannelInvalidStateError, ConnectionError, RuntimeError) as exc:
+        except (Interrupted, wire.AMQPError,
+                wire.ChannelClosed, ConnectionError, RuntimeError) as exc:
             self.ack_writer.abort()
             error = error or (f"acking replayed dead letters failed: {exc} (they stay in the "
                               "DLQ and were also replayed: duplicates, no loss)")
@@ -390,7 +387,7 @@ class _Replayer:
         return max(self.ack_writer.sent - proven, 0)
 
 
-async def _deleted(connection: AbstractConnection, queue: str, watch: Watch) -> bool:
+async def _deleted(connection: Connection, queue: str, watch: Watch) -> bool:
     """Whether the consumer was cancelled because the DLQ no longer exists (one look)."""
     if not watch.consumer_cancelled or watch.link_lost:
         return False
@@ -404,8 +401,8 @@ async def _deleted(connection: AbstractConnection, queue: str, watch: Watch) -> 
 
 
 async def replay(
-    connection: AbstractConnection, queue: str, opts: ReplayOptions,
-    progress: ProgressFn | None = None, publish_connection: AbstractConnection | None = None,
+    connection: Connection, queue: str, opts: ReplayOptions,
+    progress: ProgressFn | None = None, publish_connection: Connection | None = None,
 ) -> ReplayResult:
     """Replay the dead letters of ``queue`` that ``opts.flt`` selects (see module doc).
 
@@ -455,7 +452,7 @@ async def replay(
             error = str(exc)
         except NotFound as exc:
             error = str(exc)
-        except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,
+        except (wire.AMQPError, wire.ChannelClosed,
                 ConnectionError) as exc:
             error = f"replay stopped: {type(exc).__name__}: {exc}"
         except asyncio.CancelledError:

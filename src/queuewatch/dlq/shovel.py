@@ -47,19 +47,18 @@ import time
 import uuid
 from typing import Any
 
-import aiormq
-from aio_pika.abc import AbstractConnection
-
 from queuewatch import envelope as env
 from queuewatch.broker.management import ManagementClient, q
 from queuewatch.config import Settings
 from queuewatch.dlq import replay as client
+from queuewatch.dlq import wire
 from queuewatch.dlq.channel import queue_depth, raw_channel
 from queuewatch.dlq.decode import header_text
 from queuewatch.dlq.model import REPLAY_SHOVEL_PREFIX, Route
 from queuewatch.dlq.peek import ProgressFn, peek
 from queuewatch.dlq.replay import ReplayOptions, ReplayResult
 from queuewatch.dlq.watch import OP_TIMEOUT, bounded
+from queuewatch.dlq.wire import Connection
 from queuewatch.errors import BrokerError, QueuewatchError
 
 log = logging.getLogger(__name__)
@@ -108,7 +107,7 @@ def exchange_names(shovel: str) -> tuple[str, str]:
 
 
 async def check_applicable(
-    connection: AbstractConnection, mgmt: ManagementClient, vhost: str, queue: str,
+    connection: Connection, mgmt: ManagementClient, vhost: str, queue: str,
     opts: ReplayOptions,
 ) -> tuple[str, int]:
     """(destination queue, DLQ depth), or :class:`ShovelNotApplicable` saying why not."""
@@ -146,7 +145,7 @@ async def check_applicable(
     return route.routing_key, page.total
 
 
-async def _declare(connection: AbstractConnection, queue: str, dest: str, shovel: str,
+async def _declare(connection: Connection, queue: str, dest: str, shovel: str,
                    opts: ReplayOptions) -> None:
     split, held = exchange_names(shovel)
     counts: list[int | None] = [None] if opts.force else list(range(opts.max_replays))
@@ -164,7 +163,7 @@ async def _declare(connection: AbstractConnection, queue: str, dest: str, shovel
                           OP_TIMEOUT, "bind a queue")
 
 
-async def _drop(connection: AbstractConnection, shovel: str) -> None:
+async def _drop(connection: Connection, shovel: str) -> None:
     async with raw_channel(connection) as ch:
         for name in exchange_names(shovel):
             await bounded(ch.exchange_delete(name), OP_TIMEOUT, "delete an exchange")
@@ -177,7 +176,7 @@ async def _replay_shovels(mgmt: ManagementClient, vhost: str) -> dict[str, str]:
             for p in params if str(p.get("name", "")).startswith(REPLAY_SHOVEL_PREFIX)}
 
 
-async def sweep(connection: AbstractConnection, mgmt: ManagementClient, vhost: str) -> list[str]:
+async def sweep(connection: Connection, mgmt: ManagementClient, vhost: str) -> list[str]:
     """Delete the exchanges of replay shovels that no longer exist (their process was killed
     before it could clean up; the shovel itself finished on its own). Returns their names."""
     alive = await _replay_shovels(mgmt, vhost)
@@ -205,7 +204,7 @@ async def ensure_not_busy(mgmt: ManagementClient, vhost: str, queue: str) -> Non
             f"rabbitmqctl delete_shovel -p {vhost} {busy[0]}")
 
 
-async def _wait(connection: AbstractConnection, mgmt: ManagementClient, vhost: str, name: str,
+async def _wait(connection: Connection, mgmt: ManagementClient, vhost: str, name: str,
                 queue: str, total: int, progress: ProgressFn | None, moved: _Moved) -> None:
     """Until the shovel has moved its share and removed itself. Every look is bounded (the
     management client's timeout, :data:`~queuewatch.dlq.watch.OP_TIMEOUT`): a lost API or
@@ -243,7 +242,7 @@ async def _wait(connection: AbstractConnection, mgmt: ManagementClient, vhost: s
 
 
 async def _prepare(
-    connection: AbstractConnection, mgmt: ManagementClient, vhost: str, queue: str,
+    connection: Connection, mgmt: ManagementClient, vhost: str, queue: str,
     opts: ReplayOptions,
 ) -> tuple[str, int]:
     await sweep(connection, mgmt, vhost)
@@ -251,9 +250,9 @@ async def _prepare(
 
 
 async def replay_via_shovel(
-    connection: AbstractConnection, mgmt: ManagementClient, settings: Settings, queue: str,
+    connection: Connection, mgmt: ManagementClient, settings: Settings, queue: str,
     opts: ReplayOptions, progress: ProgressFn | None = None,
-    publish_connection: AbstractConnection | None = None, required: bool = True,
+    publish_connection: Connection | None = None, required: bool = True,
 ) -> ReplayResult | None:
     """Replay the whole DLQ with a shovel underneath (see the module doc). The caller has
     checked that no other replay shovel moves it (:func:`ensure_not_busy`; the
@@ -315,7 +314,7 @@ async def replay_via_shovel(
             if deleted:
                 try:
                     await _drop(connection, name)
-                except (aiormq.exceptions.AMQPError, ConnectionError, QueuewatchError):
+                except (wire.AMQPError, ConnectionError, QueuewatchError):
                     pass  # swept by the next shovel replay
     if stopped is not None:
         return ReplayResult(queue, False, moved.count, moved.count, moved.count, (),

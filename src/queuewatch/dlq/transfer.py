@@ -28,10 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-import aiormq
-from aio_pika.abc import AbstractConnection
-from pamqp.commands import Basic
-
+from queuewatch.dlq import wire
 from queuewatch.dlq.channel import publish, queue_depth, raw_channel, still_there
 from queuewatch.dlq.codec import decode_table, decode_value, encode_table, encode_value
 from queuewatch.dlq.decode import for_publish, properties_dict
@@ -44,6 +41,7 @@ from queuewatch.dlq.watch import (
     describe,
     is_link_error,
 )
+from queuewatch.dlq.wire import Connection
 from queuewatch.errors import ConfigError, NotFound
 
 IMPORT_WINDOW = 500
@@ -69,7 +67,7 @@ def export_line(position: int, routing_key: str, props: Any, body: bytes) -> str
 
 
 async def export(
-    connection: AbstractConnection, queue: str, out: IO[str], progress: ProgressFn | None = None,
+    connection: Connection, queue: str, out: IO[str], progress: ProgressFn | None = None,
 ) -> int:
     """Write every dead letter of ``queue`` to ``out``; the queue is left as it was."""
     count = 0
@@ -82,7 +80,7 @@ async def export(
     return count
 
 
-def read_export(path: Path) -> Iterator[tuple[Basic.Properties, bytes]]:
+def read_export(path: Path) -> Iterator[tuple[wire.Properties, bytes]]:
     """(properties, body) per line of an export file."""
     try:
         fh = path.open(encoding="utf-8")
@@ -99,7 +97,7 @@ def read_export(path: Path) -> Iterator[tuple[Basic.Properties, bytes]]:
                 for name in BROKER_HEADERS:
                     headers.pop(name, None)
                 body = base64.b64decode(rec["body_b64"], validate=True)
-                properties = Basic.Properties(headers=headers or None, **props)
+                properties = wire.Properties(headers=headers or None, **props)
             except (ValueError, KeyError, TypeError) as exc:
                 raise ConfigError(f"{path}:{lineno}: not a queuewatch export line ({exc})") from exc
             yield properties, body
@@ -184,7 +182,7 @@ class _Confirms:
 
 
 async def import_(
-    connection: AbstractConnection, queue: str, path: Path, progress: ProgressFn | None = None,
+    connection: Connection, queue: str, path: Path, progress: ProgressFn | None = None,
     skip: int = 0, stall: float = STALL_TIMEOUT,
 ) -> int:
     """Publish every line of ``path`` (after the first ``skip``) into ``queue`` (confirmed,
@@ -209,17 +207,17 @@ async def import_(
             state.failed += 1
             return
         exc = fut.exception()
-        if isinstance(exc, aiormq.exceptions.ChannelInvalidStateError):
+        if isinstance(exc, wire.ChannelClosed):
             state.unsent += 1  # the channel was closed before this one was written
             watch.fail(describe(exc, "import"), link_lost=True)
             return
         if exc is None:
             watch.progress()
             state.ok(n)
-        elif isinstance(exc, aiormq.exceptions.PublishError | aiormq.exceptions.DeliveryError):
+        elif isinstance(exc, wire.Returned | wire.Nacked):
             watch.progress()
             state.refused += 1
-            what = "came back unroutable" if isinstance(exc, aiormq.exceptions.PublishError) \
+            what = "came back unroutable" if isinstance(exc, wire.Returned) \
                 else "was refused (nack: is the queue full?)"
             if not stopping:  # once stopping, refusals of what was in flight are expected
                 watch.fail(f"message {n} {what}: does {queue!r} still exist?")

@@ -29,9 +29,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import aiormq
-from aio_pika.abc import AbstractConnection
-
+from queuewatch.broker import errors as broker_errors
+from queuewatch.broker.link import connection_alive
+from queuewatch.dlq import wire
+from queuewatch.dlq.wire import Connection
 from queuewatch.errors import BrokerError
 
 #: Longest time without a delivery or a confirm while waiting on the broker (seconds).
@@ -56,31 +57,26 @@ class Interrupted(BrokerError):
     exit_code = 1
 
 
-def link_problem(connection: AbstractConnection) -> str | None:
-    """Why ``connection`` cannot carry anything any more, or None while it is up."""
-    if connection.is_closed:
-        return "the connection to RabbitMQ is closed"
-    transport = getattr(connection, "transport", None)
-    raw = getattr(transport, "connection", None)
-    if raw is None:
-        return "the connection to RabbitMQ is closed"
-    if raw.is_closed or not raw.is_opened:
-        return f"the link to RabbitMQ was lost{_cause(raw)}"
-    return None
+def link_problem(connection: Connection) -> str | None:
+    """Why ``connection`` cannot carry anything any more, or None while it is up (the
+    broker edge's :func:`~queuewatch.broker.link.connection_alive` decides)."""
+    if connection_alive(connection):
+        return None
+    raw = getattr(getattr(connection, "transport", None), "connection", None)
+    return f"the link to RabbitMQ was lost{_cause(raw)}"
 
 
 def is_link_error(exc: BaseException) -> bool:
     """The link broke (as opposed to RabbitMQ refusing something on a live link)."""
-    return isinstance(exc, aiormq.exceptions.AMQPConnectionError | ConnectionError
-                      | aiormq.exceptions.ChannelInvalidStateError)
+    return broker_errors.is_link_error(exc)
 
 
 def describe(exc: BaseException, role: str) -> str:
     """One line for a failure of the ``role`` channel (its link broke, or RabbitMQ closed it)."""
-    if isinstance(exc, aiormq.exceptions.AMQPConnectionError | ConnectionError):
-        return f"the link to RabbitMQ was lost ({type(exc).__name__}: {exc})"
-    if isinstance(exc, aiormq.exceptions.ChannelInvalidStateError):
+    if isinstance(exc, wire.ChannelClosed):
         return f"the link to RabbitMQ broke (the {role} channel is closed)"
+    if is_link_error(exc):
+        return f"the link to RabbitMQ was lost ({type(exc).__name__}: {exc})"
     return f"RabbitMQ closed the {role} channel: {type(exc).__name__}: {exc}"
 
 
@@ -97,7 +93,7 @@ class Watch:
     """Liveness and deadlines for the connections (and channels) of one DLQ action."""
 
     def __init__(
-        self, *connections: AbstractConnection, stall: float = STALL_TIMEOUT,
+        self, *connections: Connection, stall: float = STALL_TIMEOUT,
         probe: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
         """``probe``: a cheap request that proves the link answers (e.g. a passive declare)."""
@@ -205,13 +201,17 @@ class Watch:
             idle = time.monotonic() - self._last_progress
             if self.probe is not None and idle > PROBE_AFTER and probed_at < self._last_progress:
                 probed_at = time.monotonic()
-                try:
-                    await asyncio.wait_for(self.probe(), PROBE_TIMEOUT)
-                except TimeoutError:
+                # Never cancelled (a request cancelled half-way leaves aiormq's channel in a
+                # bad state): on no answer it is left to end with the link.
+                probe = asyncio.ensure_future(self.probe())
+                probe.add_done_callback(_retrieve)
+                done, _ = await asyncio.wait({probe}, timeout=PROBE_TIMEOUT)
+                if not done:
                     self.fail(f"no answer from RabbitMQ within {PROBE_TIMEOUT:g}s (the link "
                               "went silent)", link_lost=True)
                     return
-                except BrokerError as exc:
+                exc = probe.exception()
+                if isinstance(exc, BrokerError):
                     self.fail(str(exc), link_lost="deleted" not in str(exc))
                     return
                 continue
@@ -219,6 +219,12 @@ class Watch:
                 self.fail(f"no answer from RabbitMQ for {limit:g}s (the link went silent, or "
                           "the broker blocks publishers: a memory or disk alarm)")
                 return
+
+
+def _retrieve(fut: asyncio.Future[object]) -> None:
+    """Mark a background task's outcome as seen (its failure is reported another way)."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 async def bounded(aw: Any, timeout: float, what: str) -> Any:
