@@ -323,3 +323,35 @@ async def test_shovel_replay_that_loses_the_management_api_ends_with_a_report(
 
 async def _no_shovels(mgmt: Any, vhost: str) -> bool:
     return not await mgmt.shovel_parameters(vhost)
+
+
+async def test_replay_whose_connection_the_broker_closes_ends_with_a_report(
+        connection, mgmt, settings, vhost):
+    """What a broker restart does to a client: ``connection.close`` (320 CONNECTION_FORCED)."""
+    # Given 5,000 dead letters and a throttled replay on a connection of its own, by name
+    await setup_jobs(connection, vhost)
+    ledger = await fresh_dead_letters(connection, 5000)
+    name = f"qw-test-replay-{vhost}"
+    own = await connect(settings, client_properties={"connection_name": name})
+    await wait_until(lambda: _named(mgmt, vhost, name), timeout=30, what="the connection listed")
+    dlq = DeadLetterQueue(own, None, settings, "jobs.dlq", publish_connection=own)
+    task = asyncio.ensure_future(dlq.replay(via_shovel=False, rate=2000))
+    # When the broker closes that connection mid-way
+    await wait_until(lambda: _at_least(connection, "jobs", 1000), timeout=30, interval=0.01)
+    for conn in await mgmt.connections(vhost):
+        if conn.get("user_provided_name") == name:
+            await mgmt.close_connection(str(conn["name"]))
+    closed_at = time.monotonic()
+    result = await asyncio.wait_for(task, ENDS_WITHIN)
+    took = time.monotonic() - closed_at
+    # Then the replay ends at once, saying so; nothing is lost
+    print(f"\nforced close: ended {took:.1f}s after; {result.error}")
+    assert took <= 10 and result.error and "link" in result.error
+    assert result.outcome == "partial" and 0 < result.replayed < 5000
+    summary = await count_everything(connection, ledger)
+    assert summary["lost"] == 0 and summary["unexpected"] == 0, summary
+    assert summary["duplicated"] <= result.in_doubt, (summary, result.in_doubt)
+
+
+async def _named(mgmt: Any, vhost: str, name: str) -> bool:
+    return any(c.get("user_provided_name") == name for c in await mgmt.connections(vhost))
