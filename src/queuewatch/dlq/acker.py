@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from queuewatch.dlq import wire
+from queuewatch.broker import wire
 
 
 class Acker:

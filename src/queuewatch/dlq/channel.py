@@ -14,7 +14,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from queuewatch.dlq import wire
+from queuewatch.broker import wire
+from queuewatch.broker.wire import Connection, Delivery
 from queuewatch.dlq.watch import (
     CLOSE_TIMEOUT,
     OP_TIMEOUT,
@@ -24,7 +25,6 @@ from queuewatch.dlq.watch import (
     bounded,
     link_problem,
 )
-from queuewatch.dlq.wire import Connection, Delivery
 from queuewatch.errors import NotFound
 
 #: AMQP's prefetch count is a 16-bit number; 0 means unlimited.

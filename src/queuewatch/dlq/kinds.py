@@ -35,11 +35,11 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from queuewatch.broker import wire
 from queuewatch.broker.management import ManagementClient
-from queuewatch.dlq import wire
+from queuewatch.broker.wire import Connection
 from queuewatch.dlq.channel import close_quietly, raw_channel
 from queuewatch.dlq.watch import OP_TIMEOUT, Interrupted
-from queuewatch.dlq.wire import Connection
 from queuewatch.errors import NotFound, QueuewatchError
 
 #: How long to wait for the statistics of a new quorum queue (they carry its policy).

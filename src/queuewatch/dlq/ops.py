@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from queuewatch.dlq import wire
+from queuewatch.broker import wire
+from queuewatch.broker.wire import Connection
 from queuewatch.dlq.acker import Acker, AckWriter
 from queuewatch.dlq.channel import (
     IDLE_TIMEOUT,
@@ -17,7 +18,6 @@ from queuewatch.dlq.channel import (
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.peek import to_dead_letter
 from queuewatch.dlq.watch import OP_TIMEOUT, Watch, bounded
-from queuewatch.dlq.wire import Connection
 from queuewatch.errors import BrokerError, NotFound
 
 

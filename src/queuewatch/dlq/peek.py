@@ -11,11 +11,11 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
+from queuewatch.broker.wire import Connection, Delivery
 from queuewatch.dlq.channel import queue_depth, scan
 from queuewatch.dlq.decode import properties_dict
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.model import DeadLetter, make_dead_letter
-from queuewatch.dlq.wire import Connection, Delivery
 
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``: called from the core now and then; never prints."""

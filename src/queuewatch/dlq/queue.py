@@ -14,6 +14,7 @@ from typing import Any
 from queuewatch.audit import AuditLog, Outcome, require_writable
 from queuewatch.broker.connect import connect
 from queuewatch.broker.management import ManagementClient
+from queuewatch.broker.wire import Connection
 from queuewatch.config import Settings
 from queuewatch.dlq import kinds, ops, peek, replay, transfer
 from queuewatch.dlq.channel import close_quietly, queue_depth
@@ -23,7 +24,6 @@ from queuewatch.dlq.model import DeadLetter
 from queuewatch.dlq.peek import Page, ProgressFn
 from queuewatch.dlq.replay import DEFAULT_MAX_REPLAYS, DEFAULT_WINDOW, ReplayOptions, ReplayResult
 from queuewatch.dlq.shovel import ReplayInProgress, ensure_not_busy, replay_via_shovel
-from queuewatch.dlq.wire import Connection
 from queuewatch.errors import QueuewatchError
 from queuewatch.topology import DLQ_SUFFIX
 

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from queuewatch import envelope as env
-from queuewatch.dlq import wire
+from queuewatch.broker import wire
+from queuewatch.broker.wire import Connection, Delivery
 from queuewatch.dlq.acker import Acker, AckWriter
 from queuewatch.dlq.channel import (
     IDLE_TIMEOUT,
@@ -51,7 +52,6 @@ from queuewatch.dlq.watch import (
     describe,
     is_link_error,
 )
-from queuewatch.dlq.wire import Connection, Delivery
 from queuewatch.errors import NotFound
 
 DEFAULT_MAX_REPLAYS = 3

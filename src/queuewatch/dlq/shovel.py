@@ -48,17 +48,17 @@ import uuid
 from typing import Any
 
 from queuewatch import envelope as env
+from queuewatch.broker import wire
 from queuewatch.broker.management import ManagementClient, q
+from queuewatch.broker.wire import Connection
 from queuewatch.config import Settings
 from queuewatch.dlq import replay as client
-from queuewatch.dlq import wire
 from queuewatch.dlq.channel import queue_depth, raw_channel
 from queuewatch.dlq.decode import header_text
 from queuewatch.dlq.model import REPLAY_SHOVEL_PREFIX, Route
 from queuewatch.dlq.peek import ProgressFn, peek
 from queuewatch.dlq.replay import ReplayOptions, ReplayResult
 from queuewatch.dlq.watch import OP_TIMEOUT, bounded
-from queuewatch.dlq.wire import Connection
 from queuewatch.errors import BrokerError, QueuewatchError
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from queuewatch.dlq import wire
+from queuewatch.broker import wire
+from queuewatch.broker.wire import Connection
 from queuewatch.dlq.channel import publish, queue_depth, raw_channel, still_there
 from queuewatch.dlq.codec import decode_table, decode_value, encode_table, encode_value
 from queuewatch.dlq.decode import for_publish, properties_dict
@@ -41,7 +42,6 @@ from queuewatch.dlq.watch import (
     describe,
     is_link_error,
 )
-from queuewatch.dlq.wire import Connection
 from queuewatch.errors import ConfigError, NotFound
 
 IMPORT_WINDOW = 500

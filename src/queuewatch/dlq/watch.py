@@ -30,9 +30,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from queuewatch.broker import errors as broker_errors
+from queuewatch.broker import wire
 from queuewatch.broker.link import connection_alive
-from queuewatch.dlq import wire
-from queuewatch.dlq.wire import Connection
+from queuewatch.broker.wire import Connection
 from queuewatch.errors import BrokerError
 
 #: Longest time without a delivery or a confirm while waiting on the broker (seconds).

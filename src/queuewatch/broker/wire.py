@@ -1,10 +1,9 @@
-"""Every AMQP-library name the DLQ actions use, in this one module.
+"""Every AMQP-library name the DLQ's bulk paths use, in this one module of the broker edge.
 
 The DLQ's hot paths (peek, replay, export, import) talk to aiormq channels directly:
 aio-pika's per-message objects cost more than the work itself at 100,000 messages. The
-import contract in ``pyproject.toml`` wants every AMQP library behind the broker edge
-(``queuewatch.broker``); the rest of :mod:`queuewatch.dlq` names them only through here, so
-moving this module there is the whole move.
+import contract in ``pyproject.toml`` keeps every AMQP library behind the broker edge;
+:mod:`queuewatch.dlq` names them only through here.
 """
 
 from __future__ import annotations
