@@ -61,6 +61,9 @@ class Outcome(enum.Enum):
 class PublishResult:
     outcome: Outcome
     detail: str = ""
+    sent: bool = True
+    """False when the message never left this process (its channel was already closed):
+    a ``link_lost`` that is certainly not a duplicate-to-be."""
 
     @property
     def ok(self) -> bool:
@@ -68,6 +71,36 @@ class PublishResult:
 
 
 CONFIRMED = PublishResult(Outcome.CONFIRMED)
+
+
+def send(raw: Any, body: bytes, *, exchange: str, routing_key: str,
+         properties: Properties) -> asyncio.Future[Any]:
+    """The pipelined form of the one publish, for the bulk paths (DLQ replay and import,
+    thousands in flight): a ``mandatory`` publish on the confirm channel ``raw``
+    (aiormq), started now; the future resolves with the confirm. Classify how it ended with
+    :func:`classify_failure`."""
+    fut: asyncio.Future[Any] = asyncio.ensure_future(raw.basic_publish(
+        body, exchange=exchange, routing_key=routing_key, properties=properties,
+        mandatory=True, wait=False))
+    return fut
+
+
+def classify_failure(exc: BaseException | None) -> PublishResult:
+    """How a publish ended, from its exception alone (None: confirmed). The ``queue_down``
+    diagnosis needs a round trip: :class:`ConfirmedPublisher` adds it."""
+    if exc is None:
+        return CONFIRMED
+    if isinstance(exc, aiormq.exceptions.PublishError):
+        return PublishResult(Outcome.UNROUTABLE, "matched no queue")
+    if isinstance(exc, aiormq.exceptions.DeliveryError):
+        return PublishResult(Outcome.NACKED, f"the broker refused the message (nack): {exc}")
+    if isinstance(exc, aiormq.exceptions.ChannelInvalidStateError):
+        return PublishResult(Outcome.LINK_LOST, f"not sent: the channel was closed ({exc})", sent=False)
+    if isinstance(exc, ChannelNotFound):
+        return PublishResult(Outcome.UNROUTABLE, f"the exchange does not exist ({exc})")
+    if isinstance(exc, aiormq.exceptions.AMQPChannelError):
+        return PublishResult(Outcome.REFUSED, f"the broker closed the channel: {exc}")
+    return PublishResult(Outcome.LINK_LOST, f"{type(exc).__name__}: {exc}")
 
 
 class OneConnection:
@@ -135,24 +168,21 @@ class ConfirmedPublisher:
             answer = await raw.basic_publish(
                 body, exchange=exchange, routing_key=routing_key, properties=properties,
                 mandatory=True, timeout=wait)
-        except aiormq.exceptions.PublishError:
-            return await self._returned(exchange, routing_key, target)
-        except aiormq.exceptions.DeliveryError as exc:
-            return await self._nacked(target, exc)
-        except ChannelNotFound as exc:
-            self._forget_channel()
-            return PublishResult(Outcome.UNROUTABLE, f"exchange {exchange!r} does not exist ({exc})")
-        except aiormq.exceptions.AMQPChannelError as exc:
-            self._forget_channel()
-            return PublishResult(Outcome.REFUSED, f"the broker closed the channel: {exc}")
         except TimeoutError:
             self._forget_channel()  # a confirm may still come on it; never trust it again
             down = await self.queue_down(target)
             if down:
                 return PublishResult(Outcome.QUEUE_DOWN, down)
             return PublishResult(Outcome.LINK_LOST, f"no confirm within {wait:g}s")
-        except LINK_ERRORS as exc:
-            return PublishResult(Outcome.LINK_LOST, f"{type(exc).__name__}: {exc}")
+        except LINK_OR_AMQP_ERRORS as exc:
+            result = classify_failure(exc)
+            if isinstance(exc, aiormq.exceptions.AMQPChannelError):
+                self._forget_channel()  # the broker closed it
+            if isinstance(exc, aiormq.exceptions.PublishError):  # returned: maybe the queue is down
+                return await self._returned(exchange, routing_key, target)
+            if result.outcome is Outcome.NACKED:
+                return await self._nacked(target, exc)
+            return result
         if isinstance(answer, DeliveredMessage):  # returned (without on_return_raises)
             return await self._returned(exchange, routing_key, target)
         return CONFIRMED

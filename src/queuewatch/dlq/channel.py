@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from queuewatch.broker import wire
+from queuewatch.broker.publish import send
 from queuewatch.broker.wire import Connection, Delivery
 from queuewatch.dlq.watch import (
     CLOSE_TIMEOUT,
@@ -101,13 +102,10 @@ async def exchange_exists(connection: Connection, exchange: str) -> bool:
 def publish(
     raw: Any, body: bytes, exchange: str, routing_key: str, properties: Any
 ) -> asyncio.Future[Any]:
-    """The one republish of the DLQ actions (replay, import): ``mandatory``, on a confirm
-    channel; the future resolves with the broker's confirm, raises ``PublishError`` when
-    the message came back unroutable, or fails with the link."""
-    fut: asyncio.Future[Any] = asyncio.ensure_future(raw.basic_publish(
-        body, exchange=exchange, routing_key=routing_key, properties=properties,
-        mandatory=True, wait=False))
-    return fut
+    """The republish of the DLQ actions (replay, import): the broker edge's pipelined
+    confirmed, mandatory publish (:func:`queuewatch.broker.publish.send`); classify how its
+    future ended with :func:`queuewatch.broker.publish.classify_failure`."""
+    return send(raw, body, exchange=exchange, routing_key=routing_key, properties=properties)
 
 
 class Inbox:

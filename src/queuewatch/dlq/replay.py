@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from queuewatch import envelope as env
 from queuewatch.broker import wire
+from queuewatch.broker.publish import Outcome, classify_failure
 from queuewatch.broker.wire import Connection, Delivery
 from queuewatch.dlq.acker import Acker, AckWriter
 from queuewatch.dlq.channel import (
@@ -316,16 +317,18 @@ class _Replayer:
             self.watch.progress()
             self.replayed += 1
             self.acker.done(tag)
-        elif isinstance(exc, wire.ChannelClosed):
+            return
+        result = classify_failure(exc)
+        if result.outcome is Outcome.LINK_LOST and not result.sent:
             self.unsent += 1  # the channel was closed before it was written: not sent
             self.hold(tag, Skipped(dl.job_id, dl.position, "stopped",
                                    "not sent: the republishing channel was closed"))
             self.watch.fail(describe(exc, "republishing"), link_lost=True)
-        elif isinstance(exc, wire.Returned):
+        elif result.outcome is Outcome.UNROUTABLE:
             self.watch.progress()
             self.hold(tag, Skipped(dl.job_id, dl.position, "unroutable",
                                    f"{route.describe()} matched no queue"))
-        elif isinstance(exc, wire.Nacked):
+        elif result.outcome is Outcome.NACKED:
             self.watch.progress()
             self.hold(tag, Skipped(dl.job_id, dl.position, "publish-failed",
                                    f"RabbitMQ refused it (nack: {route.routing_key!r} full?)"))

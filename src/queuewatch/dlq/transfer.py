@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from queuewatch.broker import wire
+from queuewatch.broker.publish import Outcome, classify_failure
 from queuewatch.broker.wire import Connection
 from queuewatch.dlq.channel import publish, queue_depth, raw_channel, still_there
 from queuewatch.dlq.codec import decode_table, decode_value, encode_table, encode_value
@@ -207,17 +208,18 @@ async def import_(
             state.failed += 1
             return
         exc = fut.exception()
-        if isinstance(exc, wire.ChannelClosed):
-            state.unsent += 1  # the channel was closed before this one was written
-            watch.fail(describe(exc, "import"), link_lost=True)
-            return
         if exc is None:
             watch.progress()
             state.ok(n)
-        elif isinstance(exc, wire.Returned | wire.Nacked):
+            return
+        result = classify_failure(exc)
+        if result.outcome is Outcome.LINK_LOST and not result.sent:
+            state.unsent += 1  # the channel was closed before this one was written
+            watch.fail(describe(exc, "import"), link_lost=True)
+        elif result.outcome in (Outcome.UNROUTABLE, Outcome.NACKED):
             watch.progress()
             state.refused += 1
-            what = "came back unroutable" if isinstance(exc, wire.Returned) \
+            what = "came back unroutable" if result.outcome is Outcome.UNROUTABLE \
                 else "was refused (nack: is the queue full?)"
             if not stopping:  # once stopping, refusals of what was in flight are expected
                 watch.fail(f"message {n} {what}: does {queue!r} still exist?")
