@@ -20,6 +20,7 @@ import pytest
 
 from queuewatch.broker.connect import connect_one
 from queuewatch.config import Settings, load_settings
+from queuewatch.errors import QueueDown
 from queuewatch.producer import AsyncProducer
 from queuewatch.topology import QueueSpec, Topology
 from queuewatch.worker import Job, Worker
@@ -176,6 +177,12 @@ async def test_classic_queue_node_down_then_back(cluster: Cluster, tmp_path: Pat
     await wait_until(lambda: bool(worker.processor.running), timeout=30, what="a job running")
     # When node 1 (the queue's home) is killed
     await asyncio.to_thread(cluster.kill9, 1)
+    # Then a publish to it says the queue is down (not "unroutable: declare the topology",
+    # not "full"), and nothing is accepted
+    async with AsyncProducer(settings, topo, connection_name="qwt-classic-down") as producer:
+        with pytest.raises(QueueDown) as down:
+            await producer.publish(spec.name, {"late": True}, job_id="late")
+    assert "is down" in str(down.value)
     sub_state = None
     with contextlib.suppress(AssertionError):
         await wait_until(lambda: not _consuming(worker, spec.name), timeout=20,
