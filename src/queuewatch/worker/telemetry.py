@@ -18,7 +18,7 @@ import psutil
 
 from queuewatch.broker.errors import ANY_BROKER_ERROR
 from queuewatch.broker.types import Channel as AbstractChannel
-from queuewatch.broker.types import DeliveryMode, Message
+from queuewatch.broker.types import DeliveryMode, ExchangeType, Message
 from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
 from queuewatch.broker.types import Queue as AbstractQueue
 from queuewatch.telemetry import (
@@ -103,6 +103,9 @@ def control_declarer(exchange: str, worker_id: str) -> Callable[[AbstractChannel
     """Declares this worker's control queue (exclusive, auto-delete) and binds it; for
     ``link.subscribe(..., declare=...)``, which runs it on every (re)connect."""
     async def declare(channel: AbstractChannel) -> AbstractQueue:
+        # As `queuewatch declare` makes it (idempotent): a worker on a vhost whose topology
+        # was never declared still hears operator commands.
+        await channel.declare_exchange(exchange, ExchangeType.TOPIC, durable=True)
         queue = await channel.declare_queue(control_queue_name(worker_id), exclusive=True,
                                             auto_delete=True, durable=False)
         await queue.bind(exchange, routing_key=control_routing_key(worker_id))
