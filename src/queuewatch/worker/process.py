@@ -81,6 +81,11 @@ class Route:
     bucket: TokenBucket | None = None
 
 
+#: Seconds during which further "ack lost with its channel" lines of one queue are counted
+#: instead of logged.
+ACK_LOST_QUIET = 10.0
+
+
 @dataclass
 class Processor:
     worker_id: str
@@ -102,6 +107,8 @@ class Processor:
     claims: Claims = field(default_factory=Claims)
     """Idempotency keys of deliveries under way (one run of a job at a time here)."""
     _next: int = 0
+    _ack_lost_seen: dict[str, tuple[float, int]] = field(default_factory=dict)
+    """Per queue: when the last "ack lost" line was logged, and how many were not since."""
 
     # -- deliveries -------------------------------------------------------------------
     def spawn(self, message: AbstractIncomingMessage, route: Route) -> None:
@@ -177,9 +184,20 @@ class Processor:
         then = ("it is recorded as completed, so the redelivery is skipped as a duplicate"
                 if self.store is not None and key is not None else
                 "without an idempotency store it will run again")
+        # A channel dies under every job it held at once (prefetch 100: 100 jobs): one line
+        # per queue per ACK_LOST_QUIET seconds, the rest counted into the next line.
+        now = time.monotonic()
+        last, hidden = self._ack_lost_seen.get(job.queue, (float("-inf"), 0))
+        if now - last < ACK_LOST_QUIET:
+            self._ack_lost_seen[job.queue] = (last, hidden + 1)
+            log.debug("job %s on %r: ack lost with its channel; %s", job.job_id, job.queue, then)
+            return
+        self._ack_lost_seen[job.queue] = (now, 0)
+        more = f" ({hidden} more jobs of this queue since the last such line)" if hidden else ""
         log.warning("job %s on %r succeeded but its channel was closed meanwhile (see the "
                     "consumer's log line), so the ack could not be sent and the broker "
-                    "redelivers it: %s", job.job_id, job.queue, then)
+                    "redelivers it: %s%s; others in the next %gs are counted, not logged",
+                    job.job_id, job.queue, then, more, ACK_LOST_QUIET)
 
     async def _run(self, message: AbstractIncomingMessage, route: Route, job: Job) -> float | None:
         """Run the handler; returns its duration on success, None when the failure is settled."""
