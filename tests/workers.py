@@ -22,7 +22,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from queuewatch.worker import Worker
-from tests.helpers import wait_until
+from tests.helpers import drain, wait_until
 from tests.nodes import free_port
 
 QUEUEWATCH = str(Path(sys.executable).with_name("queuewatch"))
@@ -55,6 +55,11 @@ def make_worker(settings):
         worker.add_handler(s["name"], handle)
     return worker
 '''
+
+
+async def dead_letters(connection, queue: str, n: int, timeout: float = 15.0):  # type: ignore[no-untyped-def]
+    """Take up to ``n`` dead letters of job queue ``queue`` from its ``.dlq``."""
+    return await drain(connection, queue + ".dlq", n, timeout)
 
 
 @contextlib.asynccontextmanager

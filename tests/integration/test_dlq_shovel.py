@@ -130,7 +130,7 @@ async def test_a_shovel_replayed_job_gets_fresh_attempts_and_counts_toward_the_g
     from queuewatch.topology import QueueSpec, RetryPolicy
     from queuewatch.worker import Job, Worker
     from tests.helpers import declare
-    from tests.integration.test_worker import running
+    from tests.workers import running
 
     # Given a job queue whose jobs always fail, two attempts each, and one of its dead
     # letters that used up its attempts

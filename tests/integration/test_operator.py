@@ -16,7 +16,7 @@ from queuewatch.operator import OperatorError, cancel_job, terminate_worker, wor
 from queuewatch.producer import AsyncProducer
 from queuewatch.topology import QueueSpec
 from tests.helpers import declare, depth, stuck_worker, wait_until
-from tests.integration.test_worker import dead_letters, running
+from tests.workers import dead_letters, running
 
 HUNG_APP = textwrap.dedent('''
     import time

@@ -4,11 +4,9 @@ and malformed jobs, poison messages, idempotency, time limits and rate limits.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import aio_pika
 
@@ -16,26 +14,10 @@ from queuewatch import envelope
 from queuewatch.producer import AsyncProducer
 from queuewatch.topology import QueueSpec, RetryPolicy, Topology
 from queuewatch.worker import Job, NonRetryable, Worker
-from tests.helpers import declare, depth, drain, wait_until
+from tests.helpers import declare, depth, wait_until
+from tests.workers import dead_letters, running
 
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff_initial=1, backoff_multiplier=2, jitter=0)
-
-
-@contextlib.asynccontextmanager
-async def running(worker: Worker) -> AsyncIterator[Worker]:
-    task = asyncio.create_task(worker.run())
-    await wait_until(lambda: worker.connected.is_set() or task.done(), timeout=10, what="worker up")
-    if task.done():
-        task.result()
-    try:
-        yield worker
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 30)
-
-
-async def dead_letters(connection, queue: str, n: int, timeout: float = 15.0):  # type: ignore[no-untyped-def]
-    return await drain(connection, queue + ".dlq", n, timeout)
 
 
 async def test_jobs_succeed_and_are_acked(connection, settings, vhost):

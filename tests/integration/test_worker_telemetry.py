@@ -14,7 +14,7 @@ from queuewatch.telemetry import ControlCommand, Heartbeat, control_routing_key
 from queuewatch.topology import QueueSpec, RetryPolicy
 from queuewatch.worker import Job, Worker
 from tests.helpers import declare, depth, wait_until
-from tests.integration.test_worker import dead_letters, running
+from tests.workers import dead_letters, running
 
 
 async def test_heartbeats_report_in_flight_jobs_and_counts(connection, settings, vhost, mgmt):

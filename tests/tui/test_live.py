@@ -25,8 +25,8 @@ from queuewatch.tui.widgets.status import ErrorLine, StatusBar
 from queuewatch.tui.widgets.views import StuckView, WorkersView
 from tests.helpers import declare, depth, stuck_worker, wait_until
 from tests.integration.test_operator import HUNG_APP, worker_env
-from tests.integration.test_worker import running
 from tests.tui.live_helpers import live_app, park_dead_letters, wait_for
+from tests.workers import running
 
 SIZE = (160, 40)
 

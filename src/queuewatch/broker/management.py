@@ -158,16 +158,7 @@ class ManagementClient:
     # -- API -----------------------------------------------------------------------------
     async def check(self) -> dict[str, Any]:
         """Ask ``/api/overview``; raises a typed error unless the API answers properly."""
-        try:
-            data = await self.request("GET", "/overview")
-        except NotFound:
-            raise ManagementUnavailable(
-                f"{self.display_url} has no /api/overview: enable the plugin with "
-                "'rabbitmq-plugins enable rabbitmq_management'"
-            ) from None
-        if not isinstance(data, dict):
-            raise ManagementUnavailable(f"{self.display_url}/api/overview answered unexpectedly")
-        return data
+        return await self.overview_columns()
 
     async def overview(self) -> dict[str, Any]:
         return await self.check()
@@ -177,11 +168,11 @@ class ManagementClient:
         params = {"columns": columns} if columns else {}
         return list(await self.get("/nodes", **params) or [])
 
-    async def overview_columns(self, columns: str) -> dict[str, Any]:
-        """``/api/overview`` restricted to ``columns`` (:class:`ManagementUnavailable` when
-        the management plugin is not there)."""
+    async def overview_columns(self, columns: str | None = None) -> dict[str, Any]:
+        """``/api/overview`` (restricted to ``columns`` when given); :class:`ManagementUnavailable`
+        when the management plugin is not there or answers something else."""
         try:
-            data = await self.get("/overview", columns=columns)
+            data = await self.get("/overview", **({"columns": columns} if columns else {}))
         except NotFound:
             raise ManagementUnavailable(
                 f"{self.display_url} has no /api/overview: enable the plugin with "
