@@ -9,7 +9,6 @@ from dataclasses import asdict
 
 import pytest
 
-from queuewatch.broker.consumer import ConsumerState
 from queuewatch.cli.cmd_workers import render_workers
 from queuewatch.config import Thresholds
 from queuewatch.metrics import QueuewatchCollector, build_registry
@@ -142,7 +141,7 @@ def test_job_time_limits_against_the_broker_consumer_timeout():
 
 def test_consumer_timeout_line_names_the_broker_value_and_the_fix():
     assert broker_timeout_from(CLOSED_TEXT) == 10.0 and broker_timeout_from("other") is None
-    state = ConsumerState("jobs", False, NOW, "consumer_timeout", CLOSED_TEXT)
+    state = ConsumerStatus("jobs", False, NOW, "consumer_timeout", CLOSED_TEXT)
     line = consumer_timeout_line(state, QueueSpec("jobs", timeout=75), [], assumed=1800)
     assert "10s" in line and "'jobs'" in line and "75s" in line
     assert "raise consumer_timeout" in line and "time limit" in line

@@ -20,7 +20,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from aio_pika.abc import AbstractChannel, AbstractQueue
@@ -29,6 +28,7 @@ from aiormq.abc import DeliveredMessage
 
 from queuewatch.broker.errors import ANY_BROKER_ERROR, LINK_OR_AMQP_ERRORS, ChannelNotFound, queue_down_text
 from queuewatch.broker.policy import ReconnectPolicy
+from queuewatch.telemetry import ConsumerStatus
 
 if TYPE_CHECKING:
     from queuewatch.broker.link import BrokerLink
@@ -42,24 +42,12 @@ RESUBSCRIBE_POLICY = ReconnectPolicy(initial=0.25, factor=2.0, cap=3.0)
 Callback = Callable[[Any], Awaitable[None] | None]
 """Called with each delivery (an aio-pika ``IncomingMessage``); see the module docstring."""
 
+#: Why a subscription does not consume (``ConsumerStatus.cause``: the same value the
+#: worker's heartbeat carries, so the state needs no copy on its way to the monitor).
 Cause = Literal[
     "starting", "link_down", "consumer_timeout", "cancelled_by_broker", "queue_missing",
     "queue_down", "channel_closed", "stopped",
 ]
-
-
-@dataclass(frozen=True)
-class ConsumerState:
-    """Whether a subscription consumes right now; if not, since when and why."""
-
-    queue: str
-    live: bool
-    since: float
-    """Epoch seconds of the last change."""
-    cause: Cause | None = None
-    """Why it does not consume (None while live)."""
-    reason: str | None = None
-    """The broker's words, or ours, for a person."""
 
 
 def classify_close(exc: BaseException | None) -> tuple[Cause, str]:
@@ -89,7 +77,7 @@ class Subscription:
         self.no_ack = no_ack
         self.declare = declare
         self.on_change = on_change
-        self.state = ConsumerState(queue, False, time.time(), "starting", "not subscribed yet")
+        self.state = ConsumerStatus(queue, False, time.time(), "starting", "not subscribed yet")
         self.subscribes = 0
         """How many times it (re)subscribed."""
         self.channel: AbstractChannel | None = None
@@ -107,7 +95,7 @@ class Subscription:
     def _set(self, live: bool, cause: Cause | None = None, reason: str | None = None) -> None:
         if live == self.state.live and cause == self.state.cause:
             return
-        self.state = ConsumerState(self.queue, live, time.time(), cause, reason)
+        self.state = ConsumerStatus(self.queue, live, time.time(), cause, reason)
         if not live and cause not in ("starting", "stopped", "link_down"):
             # An owner that watches the state (on_change) says it to the user in its own
             # words (what to do); then this line is only for debugging.

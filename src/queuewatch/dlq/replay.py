@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from queuewatch import envelope as env
 from queuewatch.broker import wire
+from queuewatch.broker.errors import is_link_error
 from queuewatch.broker.publish import Outcome, classify_failure
 from queuewatch.broker.wire import Connection, Delivery
 from queuewatch.dlq.acker import Acker, AckWriter
@@ -51,7 +52,6 @@ from queuewatch.dlq.watch import (
     Interrupted,
     Watch,
     describe,
-    is_link_error,
 )
 from queuewatch.errors import NotFound
 

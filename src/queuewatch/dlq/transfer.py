@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from queuewatch.broker import wire
+from queuewatch.broker.errors import is_link_error
 from queuewatch.broker.publish import Outcome, classify_failure
 from queuewatch.broker.wire import Connection
 from queuewatch.dlq.channel import publish, queue_depth, raw_channel, still_there
@@ -41,7 +42,6 @@ from queuewatch.dlq.watch import (
     Interrupted,
     Watch,
     describe,
-    is_link_error,
 )
 from queuewatch.errors import ConfigError, NotFound
 

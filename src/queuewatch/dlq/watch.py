@@ -66,16 +66,11 @@ def link_problem(connection: Connection) -> str | None:
     return f"the link to RabbitMQ was lost{_cause(raw)}"
 
 
-def is_link_error(exc: BaseException) -> bool:
-    """The link broke (as opposed to RabbitMQ refusing something on a live link)."""
-    return broker_errors.is_link_error(exc)
-
-
 def describe(exc: BaseException, role: str) -> str:
     """One line for a failure of the ``role`` channel (its link broke, or RabbitMQ closed it)."""
     if isinstance(exc, wire.ChannelClosed):
         return f"the link to RabbitMQ broke (the {role} channel is closed)"
-    if is_link_error(exc):
+    if broker_errors.is_link_error(exc):
         return f"the link to RabbitMQ was lost ({type(exc).__name__}: {exc})"
     return f"RabbitMQ closed the {role} channel: {type(exc).__name__}: {exc}"
 
@@ -146,7 +141,7 @@ class Watch:
                 return
             exc = fut.exception()
             if exc is not None:
-                self.fail(describe(exc, role), link_lost=is_link_error(exc))
+                self.fail(describe(exc, role), link_lost=broker_errors.is_link_error(exc))
 
         raw.closing.add_done_callback(closed)
 

@@ -9,7 +9,7 @@ from queuewatch.producer.observer import ProducerObserver
 from queuewatch.worker.job import Job
 
 if TYPE_CHECKING:
-    from queuewatch.broker.consumer import ConsumerState
+    from queuewatch.telemetry import ConsumerStatus
 
 #: Outcomes a job can end with (the ``outcome`` label of ``queuewatch_jobs_total``).
 SUCCEEDED = "succeeded"
@@ -41,7 +41,7 @@ class WorkerObserver(ProducerObserver):
     def on_duplicate(self, queue: str, job_id: str) -> None:
         """A job whose idempotency key already completed was acked and skipped."""
 
-    def on_consumer_change(self, worker_id: str, state: ConsumerState) -> None:
+    def on_consumer_change(self, worker_id: str, state: ConsumerStatus) -> None:
         """The consumer of ``state.queue`` started or stopped consuming (``state.cause``
         says why not: ``consumer_timeout``, ``cancelled_by_broker``, ...)."""
 
@@ -88,6 +88,6 @@ class Observers(WorkerObserver):
         for o in self.observers:
             o.on_duplicate(queue, job_id)
 
-    def on_consumer_change(self, worker_id: str, state: ConsumerState) -> None:
+    def on_consumer_change(self, worker_id: str, state: ConsumerStatus) -> None:
         for o in self.observers:
             o.on_consumer_change(worker_id, state)

@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Iterable
 
-from queuewatch.broker.consumer import ConsumerState
+from queuewatch.telemetry import ConsumerStatus
 from queuewatch.topology import QueueSpec
 from queuewatch.worker.process import Running
 from queuewatch.worker.settle import channel_gone
@@ -54,7 +54,7 @@ def timeout_warnings(specs: Iterable[QueueSpec], broker_timeout: float, prefetch
     return out
 
 
-def consumer_timeout_line(state: ConsumerState, spec: QueueSpec | None,
+def consumer_timeout_line(state: ConsumerStatus, spec: QueueSpec | None,
                           running: Iterable[Running], assumed: float) -> str:
     """The one line a worker logs when the broker closed a consumer's channel for
     ``consumer_timeout``: what happened, what becomes of the jobs, what to change."""

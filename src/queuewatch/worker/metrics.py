@@ -11,7 +11,7 @@ from queuewatch.worker.hooks import DUPLICATE, RETRIED, WorkerObserver
 from queuewatch.worker.job import Job
 
 if TYPE_CHECKING:
-    from queuewatch.broker.consumer import ConsumerState
+    from queuewatch.telemetry import ConsumerStatus
 
 DEFAULT_METRICS_HOST = "127.0.0.1"
 
@@ -95,7 +95,7 @@ class PrometheusObserver(WorkerObserver):
     def on_duplicate(self, queue: str, job_id: str) -> None:
         self._outcome(queue, DUPLICATE).inc()
 
-    def on_consumer_change(self, worker_id: str, state: ConsumerState) -> None:
+    def on_consumer_change(self, worker_id: str, state: ConsumerStatus) -> None:
         self.consuming.labels(state.queue).set(1.0 if state.live else 0.0)
         if not state.live and state.cause not in (None, "starting", "stopped"):
             self.consumer_stops.labels(state.queue, state.cause).inc()

@@ -183,8 +183,7 @@ class Worker:
                 out.append(ConsumerStatus(name, False, self.heartbeat.started_at, "starting",
                                           "not subscribed yet"))
                 continue
-            st = sub.state
-            out.append(ConsumerStatus(st.queue, st.live, st.since, st.cause, st.reason))
+            out.append(sub.state)
         return tuple(out)
 
     # -- running ----------------------------------------------------------------------
