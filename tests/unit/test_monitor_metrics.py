@@ -43,8 +43,10 @@ def test_collector_reports_snapshot_values_and_recovers_from_errors():
     s = samples_of(registry)
     assert s[("queuewatch_up", ())] == 1
     assert s[("queuewatch_queue_messages", (("queue", "jobs"), ("state", "ready"), ("vhost", "v")))] == 8
-    assert s[("queuewatch_queue_fill_ratio", q)] == 0.1
-    assert math.isinf(s[("queuewatch_queue_drain_eta_seconds", q)])
+    assert s[("queuewatch_queue_fill_ratio", q)] == 0.08  # ready only: unacked take no room
+    # not draining: no ETA sample at all (never +Inf, which graphs and aggregates badly)
+    assert ("queuewatch_queue_drain_eta_seconds", q) not in s
+    assert not any(math.isinf(v) for v in s.values())
     assert s[("queuewatch_queue_orphaned", q)] == 1
     assert s[("queuewatch_node_alarm", (("node", "n1"), ("resource", "disk")))] == 1
     assert s[("queuewatch_scrape_errors_total", ())] == 0
@@ -82,3 +84,13 @@ def test_all_vhosts_marks_only_the_orphan_of_its_own_vhost():
     s = samples_of(build_registry(QueuewatchCollector(lambda: snap)))
     orphaned = {k[1] for k in s if k[0] == "queuewatch_queue_orphaned"}
     assert orphaned == {(("queue", "jobs"), ("vhost", "a"))}
+
+
+def test_a_draining_queue_has_a_finite_eta():
+    q = parse_queue({"name": "jobs", "vhost": "v", "messages_ready": 100,
+                     "messages_unacknowledged": 0, "consumers": 1, "arguments": {},
+                     "message_stats": {"ack_details": {"rate": 10.0},
+                                       "deliver_get_details": {"rate": 10.0}}}, NOW)
+    snap = Snapshot(taken_at=NOW, vhost="v", broker=BrokerInfo(url="http://x"), queues=(q,))
+    s = samples_of(build_registry(QueuewatchCollector(lambda: snap)))
+    assert s[("queuewatch_queue_drain_eta_seconds", (("queue", "jobs"), ("vhost", "v")))] == 10.0

@@ -63,9 +63,14 @@ def test_drain_eta_sign_for_growing_and_draining():
 
 
 def test_fill_and_full_eta_from_argument_or_policy():
+    # x-max-length counts ready messages only: the 10 unacked ones take no room
     q = parse_queue(raw(messages_ready=40, messages_unacknowledged=10,
                         arguments={"x-max-length": 100}, message_stats=rates(publish=5)), NOW)
-    assert q.fill == 0.5 and q.full_eta == 10.0
+    assert q.fill == 0.4 and q.full_eta == 12.0
+    # 10 workers x prefetch 100 on a 2,000 cap: an empty queue is empty, not "50% full"
+    busy = parse_queue(raw(messages_ready=0, messages_unacknowledged=1000,
+                           arguments={"x-max-length": 2000}), NOW)
+    assert busy.fill == 0.0 and math.isinf(busy.full_eta or 0)
     by_policy = parse_queue(raw(messages_ready=10, effective_policy_definition={"max-length": 20}), NOW)
     assert by_policy.max_length == 20 and by_policy.fill == 0.5 and math.isinf(by_policy.full_eta or 0)
     assert parse_queue(raw(), NOW).full_eta is None

@@ -1,24 +1,27 @@
-"""The Prometheus collector: fresh metric families per scrape, built from one Snapshot.
+"""The Prometheus collector: metric families built from one Snapshot.
 
 It sits in its own ``CollectorRegistry`` (see :mod:`queuewatch.metrics.server`). Where a
-snapshot comes from is passed in (``source``); :class:`SnapshotCache` reuses one no older
-than the poll interval so scrapes never hammer the broker. When the source fails the
-scrape still answers: ``queuewatch_up 0`` and ``queuewatch_scrape_errors_total`` + 1.
+snapshot comes from is passed in (``source``): the exporter's background poll
+(:mod:`queuewatch.metrics.poller`), so a scrape never polls. The families of one snapshot
+are built once and served to every scrape until the next snapshot. When the source fails
+the scrape still answers: ``queuewatch_up 0`` and ``queuewatch_scrape_errors_total`` + 1.
+ETAs are exported only while finite: a queue that is not draining (not filling) has no
+``queuewatch_queue_drain_eta_seconds`` (``..._full_eta_seconds``) sample, instead of +Inf.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
+import math
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from queuewatch.errors import BrokerUnavailable, QueuewatchError
+from queuewatch.errors import QueuewatchError
 from queuewatch.metrics.cluster import cluster_families
+from queuewatch.metrics.select import QueueSelector, Selection
 from queuewatch.monitor.model import Snapshot
 
 log = logging.getLogger(__name__)
@@ -26,72 +29,16 @@ log = logging.getLogger(__name__)
 Q_LABELS = ["vhost", "queue"]
 
 
-class SnapshotCache:
-    """Thread-safe access to a snapshot polled on ``loop``, reused for ``max_age`` seconds.
-
-    A failure is remembered for ``max_age`` too, so a broken broker is not retried by
-    every scrape. Calls from other threads only; ``loop`` must be running elsewhere.
-    """
-
-    def __init__(
-        self,
-        poll: Callable[[], Awaitable[Snapshot]],
-        loop: asyncio.AbstractEventLoop,
-        max_age: float,
-        timeout: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._poll = poll
-        self._loop = loop
-        self.max_age = max_age
-        self.timeout = timeout
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._at: float | None = None
-        self._snapshot: Snapshot | None = None
-        self._good: Snapshot | None = None
-        self._error: QueuewatchError | None = None
-        self.polls = 0
-
-    def last_good(self) -> Snapshot | None:
-        """The last snapshot that was polled successfully (its age tells how stale it is)."""
-        return self._good
-
-    def get(self) -> Snapshot:
-        with self._lock:
-            now = self._clock()
-            if self._at is None or now - self._at >= self.max_age:
-                self._refresh()
-                self._at = self._clock()
-            if self._error is not None:
-                raise self._error
-            assert self._snapshot is not None
-            return self._snapshot
-
-    def _refresh(self) -> None:
-        self.polls += 1
-        future = asyncio.run_coroutine_threadsafe(_awaited(self._poll), self._loop)
-        try:
-            self._snapshot = self._good = future.result(self.timeout)
-            self._error = None
-        except QueuewatchError as exc:
-            self._error = exc
-        except concurrent.futures.TimeoutError:
-            future.cancel()
-            self._error = BrokerUnavailable(f"snapshot took longer than {self.timeout:g}s")
-
-
-async def _awaited(fn: Callable[[], Awaitable[Snapshot]]) -> Snapshot:
-    return await fn()
-
-
 class QueuewatchCollector:
     """Builds every ``queuewatch_*`` family from ``source()`` at each scrape."""
 
     def __init__(self, source: Callable[[], Snapshot], stale_after: float = 10.0,
                  last_good: Callable[[], Snapshot | None] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 selector: QueueSelector | None = None) -> None:
         self.source = source
+        self.selector = selector or QueueSelector()
+        """Which queues are exported (patterns and cap)."""
         self.stale_after = stale_after
         """Seconds without a heartbeat after which a worker no longer counts as up."""
         self.last_good = last_good
@@ -100,6 +47,7 @@ class QueuewatchCollector:
         self.scrape_errors = 0
         self.last_error: str | None = None
         self._lock = threading.Lock()
+        self._built: tuple[Snapshot, list[Metric]] | None = None
 
     def describe(self) -> Iterable[Metric]:
         return ()
@@ -117,8 +65,7 @@ class QueuewatchCollector:
             log.exception("scrape failed unexpectedly")
         else:
             self.last_error = None
-        families: list[Metric] = [] if snap is None else [
-            *snapshot_families(snap, self.stale_after), *cluster_families(snap)]
+        families: list[Metric] = [] if snap is None else self._families(snap)
         with self._lock:
             error_count = self.scrape_errors
         up = GaugeMetricFamily("queuewatch_up", "1 when the last poll of the management API "
@@ -141,6 +88,19 @@ class QueuewatchCollector:
         return out
 
 
+    def _families(self, snap: Snapshot) -> list[Metric]:
+        """The families of ``snap``, built once per snapshot (scrapes only read them)."""
+        with self._lock:
+            built = self._built
+        if built is not None and built[0] is snap:
+            return built[1]
+        chosen = self.selector.select(snap.queues)
+        families = [*snapshot_families(snap, self.stale_after, chosen),
+                    *cluster_families(snap, chosen.queues)]
+        with self._lock:
+            self._built = (snap, families)
+        return families
+
     def _failed(self, reason: str) -> None:
         with self._lock:
             self.scrape_errors += 1
@@ -151,8 +111,11 @@ def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricF
     return GaugeMetricFamily(name, doc, labels=labels if labels is not None else Q_LABELS)
 
 
-def snapshot_families(snap: Snapshot, stale_after: float) -> Iterable[Metric]:
-    """Every metric family of one snapshot (no scrape bookkeeping)."""
+def snapshot_families(snap: Snapshot, stale_after: float,
+                      chosen: Selection | None = None) -> Iterable[Metric]:
+    """Every metric family of one snapshot (no scrape bookkeeping), for the queues
+    ``chosen`` (default: all of them)."""
+    chosen = chosen or Selection(snap.queues, 0, 0)
     poll = _gauge("queuewatch_poll_duration_seconds", "Seconds the snapshot's poll took", [])
     poll.add_metric([], snap.poll_seconds)
     taken = _gauge("queuewatch_snapshot_timestamp_seconds", "When the snapshot was taken", [])
@@ -164,11 +127,11 @@ def snapshot_families(snap: Snapshot, stale_after: float) -> Iterable[Metric]:
     age = _gauge("queuewatch_queue_oldest_message_age_seconds", "Age of the oldest ready "
                  "message (absent when publishers set no timestamp)")
     drain = _gauge("queuewatch_queue_drain_eta_seconds", "Seconds until empty at the current "
-                   "net rate (+Inf: not draining)")
+                   "net rate (absent while not draining)")
     full = _gauge("queuewatch_queue_full_eta_seconds", "Seconds until the cap at the current net "
-                  "rate (+Inf: not filling; capped queues only)")
-    fill = _gauge("queuewatch_queue_fill_ratio", "Fraction of x-max-length in use "
-                  "(capped queues only)")
+                  "rate (capped queues only; absent while not filling)")
+    fill = _gauge("queuewatch_queue_fill_ratio", "Ready messages as a fraction of "
+                  "x-max-length, which counts ready messages only (capped queues only)")
     cap = _gauge("queuewatch_queue_max_length_messages", "The queue's x-max-length")
     dlq = _gauge("queuewatch_queue_dlq_messages", "Messages in the queue's dead-letter queue",
                  [*Q_LABELS, "dlq"])
@@ -185,7 +148,15 @@ def snapshot_families(snap: Snapshot, stale_after: float) -> Iterable[Metric]:
     for s in snap.stuck_jobs:
         stuck_by_queue[s.queue] = stuck_by_queue.get(s.queue, 0) + 1
     qualified = snap.vhost is None
-    for q in snap.queues:
+    exported = _gauge("queuewatch_queues_exported", "Queues exported by this scrape (see "
+                      "export_include, export_exclude, export_max_queues)", [])
+    exported.add_metric([], len(chosen.queues))
+    left_out = _gauge("queuewatch_queues_not_exported", "Queues of the snapshot left out, by "
+                      "reason: filtered (include/exclude patterns) or cap (export_max_queues)",
+                      ["reason"])
+    left_out.add_metric(["filtered"], chosen.filtered)
+    left_out.add_metric(["cap"], chosen.capped)
+    for q in chosen.queues:
         labels = [q.vhost, q.name]
         if q.ready is not None and q.unacked is not None:  # unknown while the queue is down
             messages.add_metric([*labels, "ready"], q.ready)
@@ -193,12 +164,12 @@ def snapshot_families(snap: Snapshot, stale_after: float) -> Iterable[Metric]:
         consumers.add_metric(labels, q.consumers)
         if q.oldest_age is not None:
             age.add_metric(labels, q.oldest_age)
-        if q.drain_eta is not None:
+        if q.drain_eta is not None and math.isfinite(q.drain_eta):
             drain.add_metric(labels, q.drain_eta)
         if q.max_length:
             cap.add_metric(labels, q.max_length)
             fill.add_metric(labels, q.fill or 0.0)
-            if q.full_eta is not None:
+            if q.full_eta is not None and math.isfinite(q.full_eta):
                 full.add_metric(labels, q.full_eta)
         if q.dlq is not None and q.dlq_depth is not None:
             dlq.add_metric([*labels, q.dlq], q.dlq_depth)
@@ -236,7 +207,7 @@ def snapshot_families(snap: Snapshot, stale_after: float) -> Iterable[Metric]:
     alerts = _gauge("queuewatch_alerts", "Alerts in the snapshot by severity", ["severity"])
     for severity in ("warning", "critical"):
         alerts.add_metric([severity], sum(1 for a in snap.alerts if a.severity == severity))
-    families = [poll, taken, messages, consumers, age, drain, full, fill, cap, dlq, stalled,
+    families = [poll, taken, exported, left_out, messages, consumers, age, drain, full, fill, cap, dlq, stalled,
                 orphaned, stuck, stuck_all, workers_up, hung, hb_age, in_flight, running, alarm,
                 alerts, idle, live]
     feed = snap.heartbeats

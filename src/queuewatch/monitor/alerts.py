@@ -32,7 +32,7 @@ def queue_alerts(q: QueueStats, t: Thresholds, qualified: bool = False) -> list[
         out.append(Alert(
             "critical" if critical else "warning", "oldest_age", ref,
             f"oldest ready message in {ref!r} has waited {fmt_duration(age)} "
-            f"({q.ready} ready, {q.consumers} consumers, drains in {fmt_duration(q.drain_eta)}): "
+            f"({q.ready} ready, {q.consumers} consumers, {_draining(q.drain_eta)}): "
             "add workers or find what slows them",
             age, t.oldest_age_critical if critical else t.oldest_age_warning,
         ))
@@ -41,8 +41,9 @@ def queue_alerts(q: QueueStats, t: Thresholds, qualified: bool = False) -> list[
         critical = fill >= t.fill_critical
         out.append(Alert(
             "critical" if critical else "warning", "fill", ref,
-            f"{ref!r} is {fill:.0%} full ({q.depth}/{q.max_length}); at the cap publishers are "
-            f"refused (full in {fmt_duration(q.full_eta)}): add consumers or raise max_length",
+            f"{ref!r} is {fill:.0%} full ({q.ready} ready of max-length {q.max_length}); at the "
+            f"cap publishers are refused ({_filling(q.full_eta)}): add consumers or raise "
+            "max_length",
             fill, t.fill_critical if critical else t.fill_warning,
         ))
     if q.dlq and q.dlq_growth is not None and q.dlq_growth > t.dlq_growth_warning:
@@ -50,7 +51,7 @@ def queue_alerts(q: QueueStats, t: Thresholds, qualified: bool = False) -> list[
         where = f" --vhost {q.vhost}" if qualified else ""
         out.append(Alert(
             "warning", "dlq_growth", dlq,
-            f"{q.dlq_growth} new dead letters in {dlq!r} since the last poll "
+            f"{_plural(q.dlq_growth, 'new dead letter')} in {dlq!r} since the last poll "
             f"({q.dlq_depth} in total): inspect them with 'queuewatch dlq list {q.name}{where}'",
             float(q.dlq_growth), t.dlq_growth_warning,
         ))
@@ -169,3 +170,20 @@ def build_alerts(
                          f"{s.worker_id} ({s.host} pid {s.pid}), over {fmt_duration(s.threshold)}: "
                          f"cancel it with 'queuewatch jobs cancel {s.job_id}'", s.age, s.threshold))
     return tuple(sorted(out, key=lambda a: a.severity != "critical"))
+
+
+def _filling(full_eta: float | None) -> str:
+    """``full in 41s``, or ``not filling now`` (never "full in never")."""
+    if full_eta is None or full_eta == float("inf"):
+        return "not filling now"
+    return "full now" if full_eta <= 0 else f"full in {fmt_duration(full_eta)}"
+
+
+def _draining(drain_eta: float | None) -> str:
+    if drain_eta is None or drain_eta == float("inf"):
+        return "not draining"
+    return f"drains in {fmt_duration(drain_eta)}"
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -99,11 +99,12 @@ class QueueStats:
 
     @property
     def fill(self) -> float | None:
-        """Fraction of ``max_length`` in use (None without a cap, or when unknown)."""
-        depth = self.depth
-        if not self.max_length or depth is None:
+        """Fraction of ``max_length`` in use (None without a cap, or when unknown). Ready
+        messages only: ``x-max-length`` counts ready messages, not those delivered and
+        unacked (10 workers x prefetch 100 on a 2,000 cap leave the queue empty, not half full)."""
+        if not self.max_length or self.ready is None:
             return None
-        return min(depth / self.max_length, 1.0)
+        return min(self.ready / self.max_length, 1.0)
 
     @property
     def net_rate(self) -> float:

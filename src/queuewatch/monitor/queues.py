@@ -75,15 +75,16 @@ def drain_eta(ready: int, net_rate: float) -> float:
     return ready / -net_rate
 
 
-def full_eta(total: int, max_length: int | None, net_rate: float) -> float | None:
-    """Seconds until ``max_length`` at ``net_rate``; None without a cap, inf while not filling."""
+def full_eta(ready: int, max_length: int | None, net_rate: float) -> float | None:
+    """Seconds until ``ready`` reaches ``max_length`` (the cap counts ready messages only) at
+    ``net_rate``; None without a cap, inf while not filling."""
     if not max_length:
         return None
-    if total >= max_length:
+    if ready >= max_length:
         return 0.0
     if net_rate <= RATE_EPSILON:
         return math.inf
-    return (max_length - total) / net_rate
+    return (max_length - ready) / net_rate
 
 
 def is_infrastructure(name: str) -> bool:
@@ -140,7 +141,7 @@ def parse_queue(raw: Mapping[str, Any], now: float, stuck_after: float | None = 
         oldest_age=None if down else age,
         oldest_age_known=age is not None and not down,
         drain_eta=None if down else drain,
-        full_eta=None if down else full_eta(ready + unacked, max_length, net),
+        full_eta=None if down else full_eta(ready, max_length, net),
         is_dlq=raw["name"].endswith(DLQ_SUFFIX),
         stuck_after=stuck_after,
         down=down,

@@ -107,13 +107,14 @@ def unacked_text(q: QueueStats) -> str:
 
 
 def fill_text(q: QueueStats) -> str:
+    """Ready messages against ``x-max-length`` (which does not count unacked ones)."""
     cap_n = q.max_length
     if not cap_n:
         return "-"
-    depth = q.depth
-    if depth is None:
+    fill = q.fill
+    if fill is None:
         return f"{UNKNOWN} / {cap(cap_n)}"
-    return f"{min(depth / cap_n, 1.0) * 100:.0f}% / {cap(cap_n)}"
+    return f"{fill * 100:.0f}% / {cap(cap_n)}"
 
 
 def oldest_text(q: QueueStats) -> str:
