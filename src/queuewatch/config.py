@@ -93,6 +93,19 @@ class Settings:
     """Defaults to ``<state_dir>/audit.jsonl``."""
     telemetry_exchange: str = "queuewatch.telemetry"
     control_exchange: str = "queuewatch.control"
+    export_include: tuple[str, ...] = ()
+    """Exporter: only queues matching one of these glob patterns (``orders.*``; a pattern
+    with ``/`` matches ``vhost/name``). Empty: every queue."""
+    export_exclude: tuple[str, ...] = ()
+    """Exporter: leave out queues matching any of these glob patterns (after include)."""
+    export_max_queues: int = 0
+    """Exporter: at most this many queues (first by vhost and name, so the series stay the
+    same from scrape to scrape); the rest are counted in
+    ``queuewatch_queues_not_exported{reason="cap"}``. 0: no cap."""
+    worker_name: str | None = None
+    """A stable worker id (``queuewatch worker --name``) instead of host-pid-random, so the
+    exporter's ``worker`` label survives restarts; with ``--processes N`` each child is
+    ``NAME-1`` .. ``NAME-N``."""
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     # -- derived values ----------------------------------------------------------------
@@ -244,6 +257,8 @@ def _validate(s: Settings) -> Settings:
         raise ConfigError(f"poll_interval must be > 0 seconds (got {s.poll_interval})")
     if s.history_size < 1:
         raise ConfigError(f"history_size must be >= 1 (got {s.history_size})")
+    if s.export_max_queues < 0:
+        raise ConfigError(f"export_max_queues must be >= 0 (got {s.export_max_queues}; 0: no cap)")
     if s.heartbeat < 0:
         raise ConfigError(f"heartbeat must be >= 0 seconds (got {s.heartbeat}; 0 turns it off)")
     if not s.reconnect_max_delay > 0:

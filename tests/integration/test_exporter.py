@@ -96,9 +96,75 @@ async def test_scrape_reports_the_queue_and_reuses_the_snapshot(connection, mgmt
     assert first[("queuewatch_queue_orphaned", q)] == 1
     assert ("queuewatch_queue_oldest_message_age_seconds", q) not in first  # unknown: absent
     assert [v for (name, _), v in first.items() if name == "queuewatch_node_running"] == [1]
-    assert exporter.cache.polls == 1
+    assert exporter.poller.polls == 1
     assert second[("queuewatch_snapshot_timestamp_seconds", ())] == first[
         ("queuewatch_snapshot_timestamp_seconds", ())]
+
+
+async def test_a_scrape_never_polls_and_says_how_old_its_snapshot_is(connection, mgmt, settings,
+                                                                    vhost):
+    # Given queues "keep.a", "keep.b", "skip.c" and an exporter that exports keep.* only,
+    # polling in the background every 60 s
+    for name in ("keep.a", "keep.b", "skip.c"):
+        await publish_and_wait(connection, mgmt, vhost, name, 2)
+    narrowed = replace(settings, export_include=("keep.*",), export_exclude=("*.b",))
+    exporter = Exporter(narrowed, heartbeats=False, max_age=60)
+    try:
+        port = exporter.start(0)
+        # When scraped ten times, 0.2 s apart
+        scrapes = []
+        for _ in range(10):
+            scrapes.append(await scrape(port))
+            await asyncio.sleep(0.2)
+        polls = exporter.poller.polls
+    finally:
+        exporter.close()
+    # Then the broker was polled once, by the background poll, not by the scrapes
+    assert polls == 1
+    # And every scrape says how old the snapshot is, growing as it ages
+    ages = [s[("queuewatch_snapshot_age_seconds", ())] for s in scrapes]
+    assert ages == sorted(ages) and ages[-1] - ages[0] >= 1.5, ages
+    # And only the included, not excluded queues are exported; the others are counted
+    last = scrapes[-1]
+    queues = {dict(labels)["queue"] for name, labels in last if name == "queuewatch_queue_consumers"}
+    assert queues == {"keep.a"}
+    assert last[("queuewatch_queues_not_exported", (("reason", "filtered"),))] == 2
+    assert last[("queuewatch_queues_exported", ())] == 1
+
+
+async def test_a_slow_poll_never_slows_a_scrape(connection, mgmt, settings, vhost):
+    import time
+
+    # Given an exporter polling every 0.2 s whose polls take 2 s each (a broker with very
+    # many queues), after its first snapshot
+    await publish_and_wait(connection, mgmt, vhost, "slow", 1)
+    exporter = Exporter(settings, heartbeats=False, max_age=0.2)
+    try:
+        port = exporter.start(0)
+        await scrape(port)
+        monitor = exporter.session.monitor
+        real_poll = monitor.poll
+
+        async def slow_poll():  # type: ignore[no-untyped-def]
+            await asyncio.sleep(2.0)
+            return await real_poll()
+
+        monitor.poll = slow_poll  # type: ignore[method-assign]
+        # When scraped for 5 s
+        took, polls_before = [], exporter.poller.polls
+        end = time.monotonic() + 5
+        while time.monotonic() < end:
+            started = time.monotonic()
+            s = await scrape(port)
+            took.append(time.monotonic() - started)
+            assert s[("queuewatch_up", ())] == 1
+            await asyncio.sleep(0.1)
+        polls = exporter.poller.polls - polls_before
+    finally:
+        exporter.close()
+    # Then no scrape waited for a poll, and polls did not overlap (at most one per 2.2 s)
+    assert max(took) < 1.0, took
+    assert 1 <= polls <= 3, polls
 
 
 async def test_exporter_keeps_serving_while_the_api_is_down_and_recovers(settings, vhost):

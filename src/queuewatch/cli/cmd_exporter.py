@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import threading
+from dataclasses import replace
 
 from queuewatch.cli.common import add_connection_options, settings_from_args
 
@@ -20,6 +21,12 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     # httpx logs every request at INFO: one line per management-API call, every poll.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = settings_from_args(args)
+    settings = replace(
+        settings,
+        export_include=tuple(args.include) if args.include else settings.export_include,
+        export_exclude=tuple(args.exclude) if args.exclude else settings.export_exclude,
+        export_max_queues=(settings.export_max_queues if args.max_queues is None
+                           else max(args.max_queues, 0)))
     topology = load_topology(args.topology) if args.topology else None
     max_age = args.max_age if args.max_age is not None else settings.poll_interval
     warning = interval_warning(max_age)
@@ -46,14 +53,24 @@ def cmd_exporter(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "exporter", help="serve Prometheus metrics (queue depth, lag, ETAs, DLQs, workers)",
-        description="Serve /metrics for Prometheus. Each scrape reuses a snapshot no older "
-        "than the poll interval; when the broker is unreachable it still answers, with "
-        "queuewatch_up 0 and queuewatch_scrape_errors_total raised.",
+        description="Serve /metrics for Prometheus. The exporter polls the broker in the "
+        "background every poll interval and each scrape serves the latest snapshot "
+        "(queuewatch_snapshot_age_seconds tells its age), so a scrape never waits for the "
+        "broker; when the broker is unreachable it still answers, with queuewatch_up 0 and "
+        "queuewatch_scrape_errors_total raised.",
     )
     p.add_argument("--port", type=int, default=9419, help="port to listen on (default 9419)")
     p.add_argument("--bind", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--max-age", type=float, metavar="SECONDS",
-                   help="reuse a snapshot this long (default: poll_interval, 5)")
+                   help="seconds between background polls (default: poll_interval, 5)")
+    p.add_argument("--include", action="append", metavar="GLOB",
+                   help="export only queues matching GLOB (repeatable; 'vhost/GLOB' matches "
+                   "vhost/name; setting export_include)")
+    p.add_argument("--exclude", action="append", metavar="GLOB",
+                   help="leave out queues matching GLOB (repeatable; setting export_exclude)")
+    p.add_argument("--max-queues", type=int, metavar="N",
+                   help="export at most N queues, first by vhost and name (0: no cap; "
+                   "setting export_max_queues)")
     p.add_argument("--no-heartbeats", action="store_true", help="queues only, no worker metrics")
     p.add_argument("--topology", metavar="FILE", help="topology file (per-queue stuck_after)")
     p.add_argument("--all-vhosts", action="store_true", help="export every vhost")

@@ -1,9 +1,11 @@
-"""Prometheus metrics: the collector (fresh families per scrape) and the HTTP exporter."""
+"""Prometheus metrics: the collector, the background poll, queue selection and the HTTP exporter."""
 
-from queuewatch.metrics.collector import QueuewatchCollector, SnapshotCache, snapshot_families
+from queuewatch.metrics.collector import QueuewatchCollector, snapshot_families
+from queuewatch.metrics.poller import BackgroundPoller
+from queuewatch.metrics.select import QueueSelector
 from queuewatch.metrics.server import DEFAULT_BIND, DEFAULT_PORT, Exporter, build_registry
 
 __all__ = [
-    "DEFAULT_BIND", "DEFAULT_PORT", "Exporter", "QueuewatchCollector", "SnapshotCache",
-    "build_registry", "snapshot_families",
+    "DEFAULT_BIND", "DEFAULT_PORT", "BackgroundPoller", "Exporter", "QueueSelector",
+    "QueuewatchCollector", "build_registry", "snapshot_families",
 ]

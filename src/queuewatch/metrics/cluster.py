@@ -7,14 +7,17 @@ depth is unknown, not 0); ``queuewatch_queue_down`` says why they are missing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from queuewatch.monitor.model import Snapshot
+from queuewatch.monitor.model import QueueStats, Snapshot
 
 Q_LABELS = ["vhost", "queue"]
 
 
-def cluster_families(snap: Snapshot) -> list[Metric]:
+def cluster_families(snap: Snapshot, queues: Sequence[QueueStats] | None = None) -> list[Metric]:
+    """The families above for ``queues`` (default: every queue of ``snap``)."""
     down = GaugeMetricFamily(
         "queuewatch_queue_down", "1 while the queue cannot serve: its node is down (classic) or "
         "fewer than a majority of its members are online (quorum, stream); absent otherwise",
@@ -25,7 +28,7 @@ def cluster_families(snap: Snapshot) -> list[Metric]:
     online = GaugeMetricFamily(
         "queuewatch_queue_members_online", "Members of a replicated queue that are online; it "
         "serves while this is at least floor(members / 2) + 1", labels=Q_LABELS)
-    for q in snap.queues:
+    for q in snap.queues if queues is None else queues:
         labels = [q.vhost, q.name]
         if q.down:
             down.add_metric(labels, 1.0)

@@ -1,9 +1,10 @@
 """The HTTP exporter: a monitoring session on a background event loop, served by
 prometheus_client.
 
-``Exporter(settings).start(port, bind)`` returns the bound port (0 picks a free one); scrapes
-run in the HTTP server's thread and take a snapshot through :class:`SnapshotCache`, which
-polls on the exporter's loop at most once per poll interval. The
+``Exporter(settings).start(port, bind)`` returns the bound port (0 picks a free one). A
+:class:`~queuewatch.metrics.poller.BackgroundPoller` polls on the exporter's loop every poll
+interval; scrapes run in the HTTP server's thread and serve the latest snapshot, never
+polling themselves (``queuewatch_snapshot_age_seconds`` says how old it is). The
 :class:`~queuewatch.monitor.session.MonitorSession` reconnects and subscribes to heartbeats
 again by itself after a fault; while its heartbeat feed is down, worker-derived metrics are
 left out instead of being judged from a dead feed (see :mod:`queuewatch.metrics.collector`).
@@ -19,7 +20,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, start_http_server
 
 from queuewatch.config import Settings
-from queuewatch.metrics.collector import QueuewatchCollector, SnapshotCache
+from queuewatch.metrics.collector import QueuewatchCollector
+from queuewatch.metrics.poller import BackgroundPoller
+from queuewatch.metrics.select import QueueSelector
 from queuewatch.monitor.core import Monitor
 from queuewatch.monitor.model import Snapshot
 from queuewatch.monitor.session import MonitorSession
@@ -27,7 +30,7 @@ from queuewatch.topology import Topology
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PORT = 9419
+DEFAULT_PORT = 9672
 DEFAULT_BIND = "127.0.0.1"
 
 
@@ -60,11 +63,12 @@ class Exporter:
                                         daemon=True)
         self._thread.start()
         self.session: MonitorSession = self._call(self._setup())
-        self.cache = SnapshotCache(self.session.poll, self.loop, self.max_age,
-                                   timeout=settings.http_timeout * 2 + 5)
+        self.poller = BackgroundPoller(self.session.poll, self.max_age)
+        """Polls every ``max_age`` seconds (the poll interval) on the exporter's loop."""
+        self._call(self.poller.start())
         self.collector = QueuewatchCollector(
-            self.cache.get, stale_after=settings.thresholds.heartbeat_stale_seconds,
-            last_good=self.cache.last_good,
+            self.poller.get, stale_after=settings.thresholds.heartbeat_stale_seconds,
+            last_good=self.poller.last_good, selector=QueueSelector.from_settings(settings),
         )
         self.registry = build_registry(self.collector)
         self._server: Any = None
@@ -90,8 +94,8 @@ class Exporter:
         return int(server.server_port)
 
     def scrape_once(self) -> Snapshot:
-        """The snapshot a scrape would use now (for tools and benchmarks)."""
-        return self.cache.get()
+        """The snapshot a scrape would use now (for tools and benchmarks; never polls)."""
+        return self.poller.get()
 
     def close(self) -> None:
         if self._server is not None:
@@ -104,6 +108,7 @@ class Exporter:
             self._thread.join(5)
 
     async def _teardown(self) -> None:
+        await self.poller.stop()
         await self.session.aclose()
 
     def __enter__(self) -> Exporter:
