@@ -86,6 +86,19 @@ class BlockingLink:
             return result
         return PublishResult(Outcome.CONFIRMED)
 
+    def declare_queue(self, name: str, arguments: Mapping[str, Any], deadline: float) -> bool:
+        """Declare a durable queue (idempotent); False when the broker refused it (declared
+        before with other arguments) or the link broke."""
+        try:
+            self._ensure(deadline).queue_declare(name, durable=True, arguments=dict(arguments))
+        except BrokerUnavailable:
+            return False
+        except (*_LINK_ERRORS, pika.exceptions.ChannelClosedByBroker) as exc:
+            log.debug("declaring %r: %s", name, exc)
+            self._channel = None
+            return False
+        return True
+
     def _ensure(self, deadline: float) -> Any:
         """A confirm channel, connecting along the addresses (the last good one first),
         backing off after a full round, until ``deadline``."""

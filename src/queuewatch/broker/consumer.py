@@ -69,6 +69,7 @@ class Subscription:
         prefetch: int, no_ack: bool,
         declare: Callable[[AbstractChannel], Awaitable[AbstractQueue]] | None,
         on_change: Callable[[Subscription], None] | None,
+        arguments: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.link = link
         self.queue = queue
@@ -77,6 +78,9 @@ class Subscription:
         self.no_ack = no_ack
         self.declare = declare
         self.on_change = on_change
+        self.arguments = arguments
+        """Called on every (re)subscribe for the consume arguments (a stream reader resumes
+        from the offset after the last one it saw: ``x-stream-offset``)."""
         self.state = ConsumerStatus(queue, False, time.time(), "starting", "not subscribed yet")
         self.subscribes = 0
         """How many times it (re)subscribed."""
@@ -187,7 +191,8 @@ class Subscription:
         def deliver(message: DeliveredMessage) -> Awaitable[None] | None:
             return callback(IncomingMessage(message, no_ack=no_ack))
 
-        ok = await underlay.basic_consume(queue, deliver, no_ack=no_ack)
+        arguments = self.arguments() if self.arguments is not None else None
+        ok = await underlay.basic_consume(queue, deliver, no_ack=no_ack, arguments=arguments)
         return str(ok.consumer_tag)
 
     async def _close_channel(self) -> None:

@@ -30,6 +30,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
 
@@ -141,12 +142,13 @@ class BrokerLink:
         self, queue: str, callback: Callback, *, prefetch: int = 0,
         no_ack: bool = False, declare: Declare | None = None,
         on_change: Callable[[Subscription], None] | None = None,
+        arguments: Callable[[], dict[str, Any]] | None = None,
     ) -> Subscription:
         """A consumer of ``queue`` kept alive by the link (see :class:`Subscription`).
         ``declare(channel)`` makes the queue (an exclusive queue must be made again on every
         connection); without it the queue must exist (passive declare)."""
         sub = Subscription(self, queue, callback, prefetch=prefetch, no_ack=no_ack,
-                           declare=declare, on_change=on_change)
+                           declare=declare, on_change=on_change, arguments=arguments)
         self.subscriptions.append(sub)
         if self.alive and self.connection is not None:
             sub.restart_soon()

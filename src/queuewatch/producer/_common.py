@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from queuewatch import envelope
+from queuewatch.events import model as ev
+from queuewatch.events.model import Event, Source
 from queuewatch.topology import (
     DEFAULT_DELAY_LEVELS,
     Topology,
@@ -125,3 +127,22 @@ def build(
 def published(out: Outgoing) -> Published:
     delay = math.ceil(int(out.headers.get(envelope.H_DELAY_MS, 0)) / 1000) if out.exchange else 0
     return Published(out.message_id, out.queue, out.exchange, out.routing_key, delay)
+
+
+def accepted_event(out: Outgoing, source: Source) -> Event:
+    """The event a confirmed job records: ``accepted`` (``scheduled`` with its due time when
+    it was delayed)."""
+    published_ms = out.headers.get(envelope.H_PUBLISHED_MS)
+    at = published_ms if isinstance(published_ms, int) else envelope.now_ms()
+    delay_ms = out.headers.get(envelope.H_DELAY_MS) if out.exchange else None
+    data: dict[str, Any] = {}
+    if out.priority is not None:
+        data["priority"] = out.priority
+    kind = ev.ACCEPTED
+    if isinstance(delay_ms, int) and delay_ms > 0:
+        kind = ev.SCHEDULED
+        data["due"] = at + delay_ms
+    # Stamped with the publish time (not the confirm's): a fast worker may start the job
+    # before the confirm comes back, and the timeline must not show it started first.
+    return Event(kind, out.message_id, out.queue, envelope.attempt_of(out.headers), source,
+                 at_ms=at, data=data)

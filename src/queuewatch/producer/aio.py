@@ -20,12 +20,15 @@ from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties
 from queuewatch.config import Settings
 from queuewatch.errors import BackPressure, BrokerUnavailable, PublishError, QueueDown, Unroutable
+from queuewatch.events.model import Source
+from queuewatch.events.recorder import recorder_for
 from queuewatch.producer._common import (
     BACKPRESSURE_RETRY_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
     DEFAULT_WINDOW,
     Outgoing,
     Published,
+    accepted_event,
     build,
     cap_of,
     delay_levels_of,
@@ -67,6 +70,8 @@ class AsyncProducer:
         self._pending: set[asyncio.Future[Published]] = set()
         self.link = BrokerLink(settings, name=connection_name)
         self._publisher = ConfirmedPublisher(self.link)
+        self.recorder = recorder_for(self.link, settings)
+        self._source = Source("producer", name=connection_name)
         self._closed = False
 
     @property
@@ -86,6 +91,8 @@ class AsyncProducer:
             await self.flush()
         finally:
             self._closed = True
+            if self.recorder is not None:
+                await self.recorder.close()
             await self._publisher.close()
             await self.link.close()
 
@@ -189,6 +196,9 @@ class AsyncProducer:
             )
             match result.outcome:
                 case Outcome.CONFIRMED:
+                    if self.recorder is not None:
+                        # Before returning: a status asked right after publish() knows the job.
+                        await self.recorder.record(accepted_event(out, self._source))
                     return published(out)
                 case Outcome.NACKED:
                     self.observer.on_publish_nack(out.queue)

@@ -22,10 +22,13 @@ from queuewatch.errors import (
     QueueDown,
     Unroutable,
 )
+from queuewatch.events.blocking import record_blocking
+from queuewatch.events.model import Source
 from queuewatch.producer._common import (
     BACKPRESSURE_RETRY_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
     Published,
+    accepted_event,
     build,
     cap_of,
     delay_levels_of,
@@ -58,6 +61,7 @@ class Producer:
         self.reconnect_timeout = reconnect_timeout
         self.observer = observer or ProducerObserver()
         self.link = BlockingLink(settings, name=connection_name, on_blocked=self.observer.on_blocked)
+        self._source = Source("producer", name=connection_name)
 
     @property
     def blocked(self) -> bool:
@@ -112,6 +116,9 @@ class Producer:
             )
             match result.outcome:
                 case Outcome.CONFIRMED:
+                    if self.settings.job_events:
+                        record_blocking(self.link, self.settings, [accepted_event(out, self._source)],
+                                        self.reconnect_timeout)
                     return published(out)
                 case Outcome.NACKED:
                     self.observer.on_publish_nack(queue)

@@ -41,4 +41,5 @@ class Job:
         return self.attempt >= self.max_attempts
 
 
-Handler = Callable[[Job], Awaitable[None]]
+Handler = Callable[[Job], Awaitable[Any]]
+"""``async def handler(job)``; a JSON value it returns is the job's result (job events on)."""

@@ -20,12 +20,14 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from queuewatch import envelope
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome
 from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
+from queuewatch.events.model import Event
 from queuewatch.idempotency import IdempotencyStore
 from queuewatch.topology import QueueSpec
 from queuewatch.worker import outcomes
@@ -33,6 +35,7 @@ from queuewatch.worker.claims import Claims
 from queuewatch.worker.decode import decode_body
 from queuewatch.worker.hooks import DEAD_LETTERED, REQUEUED, RETRIED, SUCCEEDED, WorkerObserver
 from queuewatch.worker.job import Handler, Job, MalformedPayload, NonRetryable
+from queuewatch.worker.journal import Journal, ResultError
 from queuewatch.worker.outcomes import Failure
 from queuewatch.worker.ratelimit import TokenBucket
 from queuewatch.worker.settle import channel_gone, publish_copy, requeue_later, settle
@@ -106,6 +109,8 @@ class Processor:
     """Every delivery's task, waiting ones included (a shutdown ends them all)."""
     claims: Claims = field(default_factory=Claims)
     """Idempotency keys of deliveries under way (one run of a job at a time here)."""
+    journal: Journal | None = None
+    """Records each job's events (started, outcome) when job events are on."""
     _next: int = 0
     _ack_lost_seen: dict[str, tuple[float, int]] = field(default_factory=dict)
     """Per queue: when the last "ack lost" line was logged, and how many were not since."""
@@ -166,10 +171,20 @@ class Processor:
                     return  # prefetched on a channel the broker closed: it was requeued
                 if task is not None:
                     self.active.add(task)
-                duration = await self._run(message, route, job)
-            if duration is not None:
+                ran = await self._run(message, route, job)
+            if ran is not None:
+                duration, value = ran
                 # Recorded and acked outside the concurrency slot, so the next job starts
                 # while the record waits for its group commit.
+                if self.journal is not None:
+                    try:
+                        stored = self.journal.check_result(value)
+                    except ResultError as exc:
+                        await self._dead(message, job, outcomes.REASON_NON_RETRYABLE,
+                                         Failure.from_exception(exc), time.monotonic() - duration,
+                                         exc, spec=route.spec)
+                        return
+                    await self.journal.record(self.journal.succeeded(job, duration, stored))
                 if self.store is not None and key is not None:
                     await self.store.mark_completed(key)
                 if not await settle(message.ack()):
@@ -199,21 +214,25 @@ class Processor:
                     "redelivers it: %s%s; others in the next %gs are counted, not logged",
                     job.job_id, job.queue, then, more, ACK_LOST_QUIET)
 
-    async def _run(self, message: AbstractIncomingMessage, route: Route, job: Job) -> float | None:
-        """Run the handler; returns its duration on success, None when the failure is settled."""
+    async def _run(self, message: AbstractIncomingMessage, route: Route,
+                   job: Job) -> tuple[float, Any] | None:
+        """Run the handler; returns its duration and return value on success, None when the
+        failure is settled."""
         token = self._next = self._next + 1
         entry = Running(job.job_id, job.queue, job.attempt, time.time(), asyncio.current_task(),
                         message=message)
         self.running[token] = entry
         self.observer.on_job_start(job)
+        if self.journal is not None:
+            self.journal.started(job)
         started = time.monotonic()
         try:
             try:
                 if route.spec.timeout is not None:
                     async with asyncio.timeout(route.spec.timeout):
-                        await route.handler(job)
+                        value = await route.handler(job)
                 else:
-                    await route.handler(job)
+                    value = await route.handler(job)
             except asyncio.CancelledError:
                 if entry.cancel_reason is None:
                     raise  # shutdown past its deadline: leave it unacked, the broker requeues it
@@ -244,7 +263,7 @@ class Processor:
                                    exc, outcomes.REASON_FAILED)
                 return None
             entry.settled = True
-            return time.monotonic() - started
+            return time.monotonic() - started, value
         finally:
             del self.running[token]
 
@@ -258,7 +277,9 @@ class Processor:
             return
         delay = route.spec.retry.delay_for(job.attempt, random.random())
         copy = outcomes.retry_copy(message, job.queue, job.attempt, delay, self.delay_levels, failure)
-        moved = await self._publish_then_ack(message, copy)
+        events = ([self.journal.failed(job, failure, time.monotonic() - started),
+                   self.journal.retry(job, delay)] if self.journal is not None else [])
+        moved = await self._publish_then_ack(message, copy, events)
         if moved:
             self.counts.retried += 1
         self.observer.on_job_end(job, RETRIED if moved else REQUEUED, time.monotonic() - started, exc)
@@ -268,12 +289,20 @@ class Processor:
                     spec: QueueSpec, counted: bool = False) -> None:
         if not counted and reason != outcomes.REASON_MALFORMED:
             self.counts.failed += 1
+        events: list[Event] = []
+        if self.journal is not None:
+            if started:
+                events.append(self.journal.failed(job, failure, time.monotonic() - started))
+            events.append(self.journal.dead(job, reason, failure, spec.dlq_name if spec.dlq else None,
+                                            cancelled=reason == outcomes.REASON_CANCELLED))
         if not spec.dlq:
             # The topology chose no parking lot (dlq = false): the job is dropped, loudly.
             # Publishing to a DLQ that does not exist would come back unroutable and requeue
             # the job forever.
             log.error("dropping job %s of %s after %s (attempt %d, no DLQ configured): %s: %s",
                       job.job_id, job.queue, reason, job.attempt, failure.error_type, failure.message)
+            if self.journal is not None:
+                await self.journal.record(*events)
             await settle(message.reject(requeue=False))
             self.counts.dead_lettered += 1
             if not started:
@@ -282,7 +311,7 @@ class Processor:
             return
         copy = outcomes.dead_letter_copy(message, job.queue, job.attempt, reason, failure,
                                          self.worker_id)
-        moved = await self._publish_then_ack(message, copy)
+        moved = await self._publish_then_ack(message, copy, events)
         if moved:
             self.counts.dead_lettered += 1
         if not started:  # a malformed message never ran: count it with zero duration
@@ -290,8 +319,10 @@ class Processor:
         duration = time.monotonic() - started if started else 0.0
         self.observer.on_job_end(job, DEAD_LETTERED if moved else REQUEUED, duration, exc)
 
-    async def _publish_then_ack(self, message: AbstractIncomingMessage, copy: outcomes.Copy) -> bool:
-        """Publish ``copy`` with a confirm, then ack ``message``; requeue it if that fails."""
+    async def _publish_then_ack(self, message: AbstractIncomingMessage, copy: outcomes.Copy,
+                                events: Sequence[Event] = ()) -> bool:
+        """Publish ``copy`` with a confirm, record ``events``, then ack ``message``; requeue
+        it if the copy cannot be confirmed."""
         if channel_gone(message):
             # The broker took the delivery back when it closed the channel: it redelivers
             # the job and this attempt runs again. A copy now would make two of it.
@@ -301,6 +332,8 @@ class Processor:
             return False
         result = await publish_copy(self.publisher, message, copy)
         if result.ok:
+            if events and self.journal is not None:
+                await self.journal.record(*events)
             await settle(message.ack())
             return True
         if result.outcome is Outcome.NACKED:

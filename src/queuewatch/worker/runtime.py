@@ -36,12 +36,14 @@ from queuewatch.broker.types import Connection as AbstractConnection
 from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
 from queuewatch.config import Settings
 from queuewatch.errors import ConfigError, QueuewatchError
+from queuewatch.events.recorder import recorder_for
 from queuewatch.idempotency import IdempotencyStore, SqliteStore
 from queuewatch.telemetry import ConsumerStatus, consumer_advice
 from queuewatch.topology import QueueSpec, Topology
 from queuewatch.worker.decode import DEFAULT_MAX_PAYLOAD_BYTES
 from queuewatch.worker.hooks import Observers, WorkerObserver
 from queuewatch.worker.job import Handler
+from queuewatch.worker.journal import Journal
 from queuewatch.worker.liveness import consumer_timeout_line, timeout_warnings
 from queuewatch.worker.metrics import PrometheusObserver
 from queuewatch.worker.process import Processor, Route
@@ -99,7 +101,7 @@ class Worker:
             raise ConfigError("concurrency must be >= 1")
         self.settings = settings
         self.topology = topology
-        self.worker_id = worker_id or new_worker_id()
+        self.worker_id = worker_id or settings.worker_name or new_worker_id()
         self.connection_name = f"queuewatch-worker {self.worker_id}"
         self.concurrency = concurrency
         self.prefetch = prefetch or concurrency * PREFETCH_PER_SLOT
@@ -127,6 +129,9 @@ class Worker:
         """The worker's one connection (reconnects, restores consumers)."""
         self.publisher = ConfirmedPublisher(self.link)
         self.processor.publisher = self.publisher
+        self.recorder = recorder_for(self.link, settings)
+        if self.recorder is not None:
+            self.processor.journal = Journal(self.recorder, self.worker_id, settings.result_max_bytes)
         self.heartbeat = HeartbeatSender(
             self.processor, self.worker_id, [], concurrency, topology.telemetry_exchange,
             self.connection_name, heartbeat_interval, consumers=self.consumer_status,
@@ -228,6 +233,8 @@ class Worker:
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
             await self._end_tasks(list(self.processor.tasks))
+            if self.recorder is not None:
+                await self.recorder.close()
             await self.publisher.close()
             await self.link.close()
             self.connected.clear()

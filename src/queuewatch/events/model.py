@@ -1,0 +1,168 @@
+"""A job's life as events: what each transition records, and how events travel.
+
+Every transition of a job is one :class:`Event` with the time, the job id, its queue, the
+attempt and where it happened (:class:`Source`). Producers, workers, DLQ replay and operator
+commands all record through :class:`~queuewatch.events.recorder.EventRecorder`; status by
+id, timelines, results, webhooks and the live stream all read the same events.
+
+On the wire, events travel in batches: one stream message holds one or more events as JSON
+lines (``application/x-ndjson``), so a busy worker records hundreds of transitions with one
+publish and one confirm. Each event has an id of its own; readers drop an event they have
+seen (a batch re-sent after a lost confirm arrives twice).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from queuewatch.envelope import now_ms
+
+# -- kinds --------------------------------------------------------------------------------
+ACCEPTED = "accepted"
+"""Published and confirmed by the broker (``data.due`` when delayed)."""
+SCHEDULED = "scheduled"
+"""Accepted with a due time in the future (``data.due``, ms)."""
+STARTED = "started"
+"""A worker began an attempt (``data.redelivered`` when the broker delivered it before)."""
+ATTEMPT_FAILED = "attempt_failed"
+"""An attempt raised (``data.error_type``, ``error``, ``traceback``, ``duration``)."""
+RETRY_SCHEDULED = "retry_scheduled"
+"""The next attempt is waiting (``data.next_attempt``, ``due``)."""
+SUCCEEDED = "succeeded"
+"""The job is done (``data.duration``; ``data.result`` when the handler returned a value)."""
+DEAD_LETTERED = "dead_lettered"
+"""The job is in its DLQ (``data.reason``, ``dlq``, ``error_type``, ``error``)."""
+REPLAYED = "replayed"
+"""An operator replayed it out of the DLQ (``data.to``)."""
+CANCELLED = "cancelled"
+"""Cancelled by an operator (``data.reason``); a running job went to its DLQ."""
+CANCEL_REQUESTED = "cancel_requested"
+"""An operator asked to cancel a queued or scheduled job; it is skipped when it comes up."""
+SKIPPED = "skipped"
+"""A worker skipped a delivery of a cancelled job (recorded once it is gone for good)."""
+SYNC = "sync"
+"""Not a job transition: a reader's marker, published to learn that it has read every
+event recorded before it (see :mod:`queuewatch.jobs.tail`)."""
+
+KINDS = (ACCEPTED, SCHEDULED, STARTED, ATTEMPT_FAILED, RETRY_SCHEDULED, SUCCEEDED,
+         DEAD_LETTERED, REPLAYED, CANCELLED, CANCEL_REQUESTED, SKIPPED, SYNC)
+#: Kinds after which the job needs nothing more (until an operator replays it).
+TERMINAL = frozenset({SUCCEEDED, DEAD_LETTERED, CANCELLED, SKIPPED})
+
+CONTENT_TYPE = "application/x-ndjson"
+#: Header with the number of events in a stream message.
+H_COUNT = "qw-events"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an event happened."""
+
+    role: str
+    """``producer``, ``worker``, ``replay``, ``operator``, ``scheduler``."""
+    host: str = field(default_factory=socket.gethostname)
+    pid: int = field(default_factory=os.getpid)
+    name: str | None = None
+    """The worker id, producer connection name, ... when there is one."""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": self.role, "host": self.host, "pid": self.pid}
+        if self.name:
+            out["name"] = self.name
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Source:
+        if not isinstance(raw, Mapping):
+            return cls("unknown", "", 0)
+        pid = raw.get("pid")
+        return cls(str(raw.get("role", "unknown")), str(raw.get("host", "")),
+                   pid if isinstance(pid, int) else 0,
+                   str(raw["name"]) if raw.get("name") else None)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One transition of one job."""
+
+    kind: str
+    job_id: str
+    queue: str
+    attempt: int
+    source: Source
+    at_ms: int = field(default_factory=now_ms)
+    data: Mapping[str, Any] = field(default_factory=dict)
+    """Kind-specific details (see the kind constants)."""
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    offset: int | None = None
+    """The stream offset of the message that carried it (set by readers)."""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.event_id, "kind": self.kind, "job": self.job_id, "queue": self.queue,
+            "attempt": self.attempt, "at": self.at_ms, "by": self.source.to_json(),
+        }
+        if self.data:
+            out["data"] = dict(self.data)
+        return out
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any], offset: int | None = None) -> Event:
+        """Raises ValueError for a line that is not an event."""
+        try:
+            kind, job, at = raw["kind"], raw["job"], raw["at"]
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a job event: missing {exc}") from exc
+        if not isinstance(kind, str) or not isinstance(job, str) or not isinstance(at, int):
+            raise ValueError("not a job event: kind/job/at of the wrong type")
+        attempt = raw.get("attempt")
+        data = raw.get("data")
+        return cls(
+            kind=kind, job_id=job, queue=str(raw.get("queue") or ""),
+            attempt=attempt if isinstance(attempt, int) else 1,
+            source=Source.from_json(raw.get("by")), at_ms=at,
+            data=data if isinstance(data, Mapping) else {},
+            event_id=str(raw.get("id") or uuid.uuid4().hex), offset=offset,
+        )
+
+
+def encode_batch(events: Iterable[Event]) -> bytes:
+    """Events as JSON lines (the body of one stream message)."""
+    return b"\n".join(
+        json.dumps(e.to_json(), separators=(",", ":"), default=str).encode() for e in events)
+
+
+def decode_batch(body: bytes, offset: int | None = None) -> Iterator[Event]:
+    """The events in one stream message; lines that are not events are skipped (a stream
+    may also hold messages from other writers)."""
+    for line in body.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except (UnicodeDecodeError, ValueError):
+            continue
+        if not isinstance(raw, dict):
+            continue
+        try:
+            yield Event.from_json(raw, offset)
+        except ValueError:
+            continue
+
+
+def stream_arguments(max_age_seconds: float, max_bytes: int) -> dict[str, Any]:
+    """The job events stream: append-only, kept by age and size (whichever ends first),
+    replicated over the cluster's nodes like any stream."""
+    return {
+        "x-queue-type": "stream",
+        "x-max-age": f"{max(int(max_age_seconds), 1)}s",
+        "x-max-length-bytes": int(max_bytes),
+        # Segments much smaller than the total, so retention drops old events in steps.
+        "x-stream-max-segment-size-bytes": max(min(int(max_bytes) // 20, 100_000_000), 1_000_000),
+    }

@@ -1,0 +1,175 @@
+"""The one path every job event takes into the events stream.
+
+:class:`EventRecorder` batches: events wait in order while one batch is out for its
+confirm, then leave together as the next batch (a group commit: no added latency when idle,
+hundreds of events per publish when busy). ``emit`` queues an event and returns a future
+that resolves once the broker confirmed it; ``record`` waits for that. A worker ``record``s
+the events the job's outcome depends on (succeeded, retry scheduled, dead-lettered) before
+it acks the job, so an acked job always has its outcome on record; ``started`` is only
+``emit``ted (the ack of the outcome comes after it in the same ordered stream anyway).
+
+A batch whose confirm is lost is sent again (at-least-once; readers drop repeated event
+ids). While the broker is unreachable, events wait in memory (at most ``max_pending``; past
+that ``record`` waits for room, which holds the job's ack — back-pressure, never loss).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+
+from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS
+from queuewatch.broker.link import BrokerLink
+from queuewatch.broker.policy import ReconnectPolicy
+from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties
+from queuewatch.broker.types import Channel, Connection
+from queuewatch.config import Settings
+from queuewatch.events.model import CONTENT_TYPE, H_COUNT, Event, encode_batch, stream_arguments
+
+log = logging.getLogger(__name__)
+
+#: Most events in one stream message.
+MAX_BATCH = 500
+#: Events waiting (not yet confirmed) before ``record`` holds its caller.
+MAX_PENDING = 50_000
+_RETRY = ReconnectPolicy(initial=0.1, factor=2.0, cap=2.0)
+
+
+async def declare_stream(channel: Channel, settings: Settings) -> None:
+    """Declare the job events stream (idempotent: same arguments every time)."""
+    await channel.declare_queue(
+        settings.events_stream, durable=True,
+        arguments=stream_arguments(settings.events_max_age, settings.events_max_bytes))
+
+
+class EventRecorder:
+    """Records job events in the stream of ``settings.events_stream`` over ``link``."""
+
+    def __init__(self, link: BrokerLink, settings: Settings, *, max_pending: int = MAX_PENDING) -> None:
+        self.link = link
+        self.settings = settings
+        self.stream = settings.events_stream
+        self.max_pending = max_pending
+        self._publisher = ConfirmedPublisher(link)
+        self._queue: deque[tuple[Event, asyncio.Future[None]]] = deque()
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._declared = False
+        self.batches = 0
+        """Stream messages confirmed (for tests and benchmarks)."""
+        self.recorded = 0
+        """Events confirmed."""
+        link.on_up(self._on_up)
+
+    # -- recording ---------------------------------------------------------------------
+    def emit(self, event: Event) -> asyncio.Future[None]:
+        """Queue ``event``; the future resolves when the broker confirmed it."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((event, fut))
+        if len(self._queue) >= self.max_pending:
+            self._room.clear()
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="event recorder")
+        return fut
+
+    async def record(self, *events: Event) -> None:
+        """Record ``events`` (in order) and wait until the broker confirmed them."""
+        if not self._room.is_set():
+            await self._room.wait()
+        futures = [self.emit(e) for e in events]
+        await asyncio.gather(*futures)
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything emitted so far is confirmed; False on timeout."""
+        pending = [f for _, f in self._queue]
+        if not pending:
+            return True
+        done, _ = await asyncio.wait(pending, timeout=timeout)
+        return len(done) == len(pending)
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Flush (at most ``timeout`` s), then stop; events still waiting are reported."""
+        await self.flush(timeout)
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._queue:
+            log.warning("%d job events not recorded (the broker did not confirm them in %gs)",
+                        len(self._queue), timeout)
+            for _, fut in self._queue:
+                if not fut.done():
+                    fut.cancel()
+            self._queue.clear()
+        await self._publisher.close()
+
+    # -- sending -----------------------------------------------------------------------
+    async def _on_up(self, connection: Connection) -> None:
+        self._declared = False
+        self._wake.set()
+
+    async def _declare(self) -> None:
+        channel = await self.link.channel(timeout=10.0)
+        try:
+            await declare_stream(channel, self.settings)
+        except LINK_OR_AMQP_ERRORS as exc:
+            # Declared before with other arguments (an operator changed retention): use it.
+            log.debug("declaring %r: %s", self.stream, exc)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        self._declared = True
+
+    async def _run(self) -> None:
+        backoff = _RETRY.backoff()
+        while not self._closing:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            batch = [self._queue[i] for i in range(min(MAX_BATCH, len(self._queue)))]
+            outcome, detail = await self._send([e for e, _ in batch])
+            if outcome is Outcome.CONFIRMED:
+                backoff.reset()
+                for _ in batch:
+                    _, fut = self._queue.popleft()
+                    if not fut.done():
+                        fut.set_result(None)
+                self.batches += 1
+                self.recorded += len(batch)
+                if len(self._queue) < self.max_pending:
+                    self._room.set()
+                continue
+            if outcome in (Outcome.UNROUTABLE, Outcome.QUEUE_DOWN):
+                self._declared = False
+            log.warning("recording %d job events: %s (%s); trying again", len(batch),
+                        outcome.value, detail)
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _send(self, events: list[Event]) -> tuple[Outcome, str]:
+        try:
+            if not self._declared:
+                await self._declare()
+        except LINK_OR_AMQP_ERRORS as exc:
+            return Outcome.LINK_LOST, str(exc)
+        props = Properties(content_type=CONTENT_TYPE, delivery_mode=2,
+                           headers={H_COUNT: len(events)})
+        result = await self._publisher.publish(
+            encode_batch(events), exchange="", routing_key=self.stream, properties=props,
+            queue=self.stream, link_timeout=30.0)
+        return result.outcome, result.detail
+
+
+def recorder_for(link: BrokerLink, settings: Settings) -> EventRecorder | None:
+    """A recorder when job events are on (``settings.job_events``), else None."""
+    return EventRecorder(link, settings) if settings.job_events else None

@@ -1,0 +1,240 @@
+"""Ask about a job by id: :class:`Jobs` (asyncio) and :class:`JobsClient` (blocking).
+
+``await jobs.status(id)`` answers from the local index after making sure it holds every
+event recorded before the call (one marker round trip through the stream); ``result(id)``
+waits for the job's outcome as it arrives on the stream — no polling — and raises the job's
+own failure when it was dead-lettered. The first start on a host reads the stream from its
+beginning (1,000,000 events: see BENCHMARKS.md); later starts read only what is new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from queuewatch.broker.link import BrokerLink
+from queuewatch.config import Settings
+from queuewatch.errors import ConfigError, QueuewatchError
+from queuewatch.events.model import Event
+from queuewatch.events.recorder import EventRecorder
+from queuewatch.jobs.index import JobIndex, index_path
+from queuewatch.jobs.state import JobState, JobStatus
+from queuewatch.jobs.tail import EventTail
+
+T = TypeVar("T")
+
+#: Longest job id accepted (RabbitMQ's shortstr limit for ``message_id``).
+MAX_JOB_ID = 255
+#: How long a status call waits for the stream to answer its marker (seconds).
+SYNC_TIMEOUT = 10.0
+
+
+class JobFailed(QueuewatchError):
+    """``result()`` of a job that was dead-lettered or cancelled: its own error."""
+
+    def __init__(self, status: JobStatus) -> None:
+        self.status = status
+        self.error_type = status.error_type
+        what = "was cancelled" if status.state is JobState.CANCELLED else "failed"
+        detail = f"{status.error_type}: {status.error}" if status.error_type else (status.reason or "")
+        super().__init__(f"job {status.job_id} {what} after attempt {status.attempt}: {detail}")
+
+
+class JobUnknown(QueuewatchError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id} is unknown: never recorded, or past retention")
+
+
+class ResultExpired(QueuewatchError):
+    pass
+
+
+class ResultTimeout(QueuewatchError, TimeoutError):
+    pass
+
+
+def check_job_id(job_id: object) -> str:
+    """A job id as given, or ConfigError for one that cannot be an id."""
+    if not isinstance(job_id, str) or not job_id:
+        raise ConfigError("a job id must be a non-empty string")
+    if len(job_id.encode()) > MAX_JOB_ID:
+        raise ConfigError(f"a job id is at most {MAX_JOB_ID} bytes (got {len(job_id.encode())})")
+    if any(ord(c) < 32 or ord(c) == 127 for c in job_id):
+        raise ConfigError("a job id must not contain control characters")
+    return job_id
+
+
+class Jobs:
+    """Status, timelines and results of jobs, from the job events stream.
+
+    ``async with Jobs(settings) as jobs: await jobs.status("42")``. Pass ``link`` to share a
+    connection; ``index`` to choose the index file (default: in the state directory)."""
+
+    def __init__(self, settings: Settings, *, link: BrokerLink | None = None,
+                 index: Path | str | None = None) -> None:
+        if not settings.job_events:
+            raise ConfigError("job events are off (job_events = false): no status, results or "
+                              "timelines to read")
+        self.settings = settings
+        self._own_link = link is None
+        self.link = link or BrokerLink(settings, name="queuewatch-jobs")
+        path = index or index_path(settings.state_dir, settings.effective_vhost, settings.events_stream)
+        self.index = JobIndex(path, max_age=settings.events_max_age, result_ttl=settings.result_ttl)
+        self.recorder = EventRecorder(self.link, settings)
+        self.tail = EventTail(self.link, settings, self.index, self.recorder)
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self.tail.listeners.append(self._wake_waiters)
+
+    async def start(self, timeout: float = 60.0) -> None:
+        """Connect, then read the stream up to now (the first time: all of it)."""
+        if self._own_link:
+            await self.link.open(timeout)
+        await self.tail.start()
+        await self.tail.sync(timeout)
+
+    async def close(self) -> None:
+        await self.tail.stop()
+        await self.recorder.close(1.0)
+        if self._own_link:
+            await self.link.close()
+        self.index.close()
+
+    async def __aenter__(self) -> Jobs:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- asking ------------------------------------------------------------------------
+    async def status(self, job_id: str, *, fresh: bool = True) -> JobStatus:
+        """The job's state and timeline. ``fresh``: first read every event recorded before
+        this call (one round trip); without it, answer from what the index holds."""
+        check_job_id(job_id)
+        if fresh:
+            await self.tail.sync(SYNC_TIMEOUT)
+        return self.index.status(job_id)
+
+    async def result(self, job_id: str, timeout: float | None = None) -> Any:
+        """Wait (at most ``timeout`` s; None: forever) for the job to finish; its handler's
+        return value (None when it returned nothing). Raises :class:`JobFailed` when it was
+        dead-lettered or cancelled, :class:`JobUnknown`, :class:`ResultExpired`,
+        :class:`ResultTimeout`."""
+        status = await self.wait(job_id, timeout)
+        if status.state is not JobState.SUCCEEDED:
+            raise JobFailed(status)
+        if status.result_expired:
+            raise ResultExpired(f"the result of job {job_id} expired (result_ttl = "
+                                f"{self.settings.result_ttl:g}s)")
+        return status.result
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> JobStatus:
+        """Wait until the job finished (succeeded, dead-lettered, cancelled)."""
+        status = await self.status(job_id)
+        if not status.known:
+            raise JobUnknown(job_id)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not status.state.finished:
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(job_id, []).append(fut)
+            try:
+                left = None if deadline is None else max(deadline - loop.time(), 0.0)
+                await asyncio.wait_for(fut, left)
+            except TimeoutError as exc:
+                raise ResultTimeout(f"job {job_id} did not finish within {timeout:g}s "
+                                    f"(it is {status.state.value})") from exc
+            finally:
+                waiting = self._waiters.get(job_id, [])
+                if fut in waiting:
+                    waiting.remove(fut)
+                if not waiting:
+                    self._waiters.pop(job_id, None)
+            status = self.index.status(job_id)
+        return status
+
+    def _wake_waiters(self, events: list[Event]) -> None:
+        for e in events:
+            for fut in self._waiters.get(e.job_id, ()):
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def scheduled(self, queue: str | None = None, limit: int = 1000) -> list[JobStatus]:
+        """Jobs waiting for their time (scheduled, or retrying), soonest first."""
+        await self.tail.sync(SYNC_TIMEOUT)
+        rows = self.index.jobs_in((JobState.SCHEDULED, JobState.RETRYING), queue, limit)
+        return [self.index.status(job) for job, *_ in rows]
+
+    async def watch(self, *, job_id: str | None = None, queue: str | None = None,
+                    after: tuple[int, int] | None = None) -> AsyncIterator[Event]:
+        """Events as they are recorded (for one job, one queue, or all), first those after
+        stream position ``after`` that the index holds (resumption)."""
+        inbox: asyncio.Queue[list[Event]] = asyncio.Queue()
+        self.tail.listeners.append(inbox.put_nowait)
+        try:
+            last = after
+            for e in self.index.events_after(after, limit=100_000):
+                if _match(e, job_id, queue):
+                    yield e
+                last = self.index.position_of(e.event_id) or last
+            while True:
+                for e in await inbox.get():
+                    pos = self.index.position_of(e.event_id)
+                    if last is not None and pos is not None and pos <= last:
+                        continue
+                    if _match(e, job_id, queue):
+                        yield e
+        finally:
+            self.tail.listeners.remove(inbox.put_nowait)
+
+
+def _match(e: Event, job_id: str | None, queue: str | None) -> bool:
+    return (job_id is None or e.job_id == job_id) and (queue is None or e.queue == queue)
+
+
+class JobsClient:
+    """The blocking twin of :class:`Jobs` (runs it on a loop in a background thread)."""
+
+    def __init__(self, settings: Settings, *, index: Path | str | None = None,
+                 timeout: float = 60.0) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="queuewatch-jobs",
+                                        daemon=True)
+        self._thread.start()
+        self.jobs = Jobs(settings, index=index)
+        try:
+            self._call(self.jobs.start(timeout), timeout + 5)
+        except BaseException:
+            self._stop_loop()
+            raise
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def status(self, job_id: str) -> JobStatus:
+        return self._call(self.jobs.status(job_id))
+
+    def result(self, job_id: str, timeout: float | None = None) -> Any:
+        return self._call(self.jobs.result(job_id, timeout))
+
+    def scheduled(self, queue: str | None = None) -> list[JobStatus]:
+        return self._call(self.jobs.scheduled(queue))
+
+    def close(self) -> None:
+        try:
+            self._call(self.jobs.close(), 10)
+        finally:
+            self._stop_loop()
+
+    def _stop_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    def __enter__(self) -> JobsClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,170 @@
+"""The local index of the job events stream: SQLite, rebuilt from the stream at will.
+
+The stream is the record; this file is a cache of it that answers "job 42?" with one
+indexed lookup instead of a scan. It keeps every event (by job, and in stream order for the
+live stream's resumption) and each job's folded state (for "scheduled jobs of queue Q").
+It stores the offset it has read up to, so a restart reads only what is new; deleting the
+file costs one re-read of the stream. Several processes on one host may share it (WAL).
+
+Retention follows the stream's: events older than ``max_age`` are dropped, and a job whose
+last event is older is gone (``unknown``), exactly as if the stream had dropped them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from queuewatch.events.model import SYNC, Event
+from queuewatch.jobs.state import JobState, JobStatus, fold
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    eid TEXT PRIMARY KEY, job TEXT NOT NULL, queue TEXT, at INTEGER NOT NULL,
+    off INTEGER NOT NULL, idx INTEGER NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_job ON events(job);
+CREATE INDEX IF NOT EXISTS events_pos ON events(off, idx);
+CREATE INDEX IF NOT EXISTS events_at ON events(at);
+CREATE TABLE IF NOT EXISTS jobs (
+    job TEXT PRIMARY KEY, queue TEXT, state TEXT NOT NULL, due INTEGER, updated INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, queue);
+CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def index_path(state_dir: Path, vhost: str, stream: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{vhost}__{stream}") or "default"
+    return state_dir / "jobs" / f"{safe}.sqlite3"
+
+
+class JobIndex:
+    """The SQLite index at ``path`` (created on first use)."""
+
+    def __init__(self, path: Path | str, *, max_age: float, result_ttl: float) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_age = max_age
+        self.result_ttl = result_ttl
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                  timeout=30.0)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+        self._last_trim = 0.0
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- reading the stream ------------------------------------------------------------
+    @property
+    def next_offset(self) -> int | None:
+        """The first stream offset not yet read (None: nothing read yet)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='next_offset'").fetchone()
+        return int(row[0]) if row else None
+
+    def apply(self, events: Sequence[Event], next_offset: int) -> set[str]:
+        """Store ``events`` (from messages up to ``next_offset`` - 1) in one transaction and
+        refold the jobs they touch; returns those job ids."""
+        cutoff = self._cutoff_ms()
+        rows = []
+        jobs: set[str] = set()
+        for i, e in enumerate(events):
+            if e.kind == SYNC or e.at_ms < cutoff:
+                continue
+            rows.append((e.event_id, e.job_id, e.queue, e.at_ms, e.offset or 0, i,
+                         json.dumps(e.to_json(), separators=(",", ":"), default=str)))
+            jobs.add(e.job_id)
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?)", rows)
+            states = [self._fold_row(job) for job in jobs]
+            db.executemany("INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?)",
+                           [s for s in states if s is not None])
+            db.execute("INSERT INTO meta VALUES ('next_offset', ?) ON CONFLICT(key) DO UPDATE "
+                       "SET value=max(CAST(value AS INTEGER), excluded.value)", (next_offset,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        if time.monotonic() - self._last_trim > 60:
+            self.trim()
+        return jobs
+
+    def _fold_row(self, job: str) -> tuple[str, str | None, str, int | None, int] | None:
+        status = self.status(job)
+        if not status.known:
+            return None
+        return (job, status.queue, status.state.value, status.due_ms, status.updated_ms or 0)
+
+    # -- answering ---------------------------------------------------------------------
+    def events_of(self, job_id: str) -> list[Event]:
+        rows = self.db.execute("SELECT body, off FROM events WHERE job=? ORDER BY off, idx",
+                               (job_id,)).fetchall()
+        return [Event.from_json(json.loads(body), off) for body, off in rows]
+
+    def status(self, job_id: str) -> JobStatus:
+        return fold(job_id, self.events_of(job_id), result_ttl=self.result_ttl)
+
+    def jobs_in(self, states: Iterable[JobState], queue: str | None = None,
+                limit: int = 1000) -> list[tuple[str, str, str, int | None]]:
+        """(job id, queue, state, due ms) of jobs in ``states``, soonest due first."""
+        names = [s.value for s in states]
+        marks = ",".join("?" * len(names))
+        sql = f"SELECT job, queue, state, due FROM jobs WHERE state IN ({marks})"
+        args: list[object] = list(names)
+        if queue is not None:
+            sql += " AND queue=?"
+            args.append(queue)
+        sql += " ORDER BY due IS NULL, due, updated LIMIT ?"
+        args.append(limit)
+        return [(r[0], r[1], r[2], r[3]) for r in self.db.execute(sql, args).fetchall()]
+
+    def counts(self, states: Iterable[JobState]) -> dict[tuple[str, str], int]:
+        """{(queue, state): jobs} for ``states``."""
+        names = [s.value for s in states]
+        marks = ",".join("?" * len(names))
+        rows = self.db.execute(
+            f"SELECT queue, state, count(*) FROM jobs WHERE state IN ({marks}) GROUP BY 1, 2",
+            names).fetchall()
+        return {(r[0] or "", r[1]): r[2] for r in rows}
+
+    def events_after(self, position: tuple[int, int] | None, limit: int = 1000) -> list[Event]:
+        """Events after stream position ``(offset, index)`` in stream order (the live
+        stream's resumption from ``Last-Event-ID``)."""
+        off, idx = position if position is not None else (-1, -1)
+        rows = self.db.execute(
+            "SELECT body, off FROM events WHERE off > ? OR (off = ? AND idx > ?) "
+            "ORDER BY off, idx LIMIT ?", (off, off, idx, limit)).fetchall()
+        return [Event.from_json(json.loads(body), off) for body, off in rows]
+
+    def position_of(self, event_id: str) -> tuple[int, int] | None:
+        row = self.db.execute("SELECT off, idx FROM events WHERE eid=?", (event_id,)).fetchone()
+        return (int(row[0]), int(row[1])) if row else None
+
+    def event_count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    # -- retention ---------------------------------------------------------------------
+    def _cutoff_ms(self) -> int:
+        return int((time.time() - self.max_age) * 1000)
+
+    def trim(self) -> int:
+        """Drop events and jobs past retention; returns the jobs dropped."""
+        self._last_trim = time.monotonic()
+        cutoff = self._cutoff_ms()
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            gone = db.execute("DELETE FROM jobs WHERE updated < ?", (cutoff,)).rowcount
+            db.execute("DELETE FROM events WHERE at < ?", (cutoff,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return int(gone)

@@ -1,0 +1,218 @@
+"""A job's state by id, folded from its events: :func:`fold`.
+
+The state is built only from what was recorded — an id nobody published, or whose events
+are past retention, is :attr:`JobState.UNKNOWN`, never "pending". Events are read in time
+order (then stream order); an ``accepted`` that arrives after the job already started (the
+producer records it after its confirm, a fast worker may start first) does not move the
+job back to ``queued``.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from queuewatch.events import model as ev
+from queuewatch.events.model import Event, Source
+
+
+class JobState(enum.Enum):
+    UNKNOWN = "unknown"
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    DEAD_LETTERED = "dead_lettered"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.DEAD_LETTERED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One run of a job, as the timeline shows it."""
+
+    number: int
+    started_ms: int
+    worker: Source
+    ended_ms: int | None = None
+    outcome: str = "running"
+    """``running``, ``succeeded``, ``failed``, ``interrupted`` (the worker went away
+    holding it: the broker delivered it again), ``cancelled``."""
+    error_type: str | None = None
+    error: str | None = None
+    traceback: str | None = None
+    duration: float | None = None
+    redelivered: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "attempt": self.number, "started_ms": self.started_ms, "ended_ms": self.ended_ms,
+            "outcome": self.outcome, "worker": self.worker.to_json(), "duration": self.duration,
+            "error_type": self.error_type, "error": self.error, "traceback": self.traceback,
+            "redelivered": self.redelivered,
+        }
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """Where a job is, and how it got there."""
+
+    job_id: str
+    state: JobState
+    queue: str | None = None
+    attempt: int = 0
+    """The current (or last) attempt; 0 before the first ran."""
+    since_ms: int | None = None
+    """When it entered its state."""
+    due_ms: int | None = None
+    """Scheduled: when it comes up; retrying: when the next attempt is due."""
+    worker: Source | None = None
+    """Running: who runs it."""
+    reason: str | None = None
+    """Dead-lettered / cancelled: why."""
+    error_type: str | None = None
+    error: str | None = None
+    has_result: bool = False
+    result: Any = None
+    result_expired: bool = False
+    cancel_requested: bool = False
+    accepted_ms: int | None = None
+    updated_ms: int | None = None
+    attempts: tuple[Attempt, ...] = ()
+    events: tuple[Event, ...] = field(default=(), repr=False)
+    data: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    """The accepted/scheduled event's details (webhook, unique key, the message for run-now)."""
+
+    @property
+    def known(self) -> bool:
+        return self.state is not JobState.UNKNOWN
+
+    def to_json(self, *, timeline: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "job_id": self.job_id, "state": self.state.value, "queue": self.queue,
+            "attempt": self.attempt, "since_ms": self.since_ms, "due_ms": self.due_ms,
+            "worker": self.worker.to_json() if self.worker else None, "reason": self.reason,
+            "error_type": self.error_type, "error": self.error, "has_result": self.has_result,
+            "result_expired": self.result_expired, "cancel_requested": self.cancel_requested,
+            "accepted_ms": self.accepted_ms, "updated_ms": self.updated_ms,
+        }
+        if self.has_result and not self.result_expired:
+            out["result"] = self.result
+        if timeline:
+            out["attempts"] = [a.to_json() for a in self.attempts]
+            out["events"] = [_event_json(e) for e in self.events]
+        return out
+
+
+def _event_json(e: Event) -> dict[str, Any]:
+    out = e.to_json()
+    out.pop("id", None)
+    data = dict(out.get("data") or {})
+    data.pop("message", None)  # the stored copy for run-now: not for the timeline
+    if data:
+        out["data"] = data
+    else:
+        out.pop("data", None)
+    return out
+
+
+_RANK = {ev.ACCEPTED: 0, ev.SCHEDULED: 1, ev.CANCEL_REQUESTED: 2, ev.STARTED: 3,
+         ev.ATTEMPT_FAILED: 4, ev.RETRY_SCHEDULED: 5, ev.SUCCEEDED: 6, ev.DEAD_LETTERED: 6,
+         ev.CANCELLED: 6, ev.SKIPPED: 6, ev.REPLAYED: 7}
+_BEFORE_RUN = (JobState.UNKNOWN, JobState.QUEUED, JobState.SCHEDULED)
+
+
+def _str(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    return None if value is None else str(value)
+
+
+def _int(data: Mapping[str, Any], key: str) -> int | None:
+    value = data.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def fold(job_id: str, events: Iterable[Event], *, result_ttl: float | None = None,
+         now_ms: int | None = None) -> JobStatus:
+    """The status of ``job_id`` from its events (any order; duplicates by id dropped)."""
+    seen: set[str] = set()
+    ordered: list[Event] = []
+    for e in events:
+        if e.event_id in seen or e.kind == ev.SYNC:
+            continue
+        seen.add(e.event_id)
+        ordered.append(e)
+    ordered.sort(key=lambda e: (e.at_ms, _RANK.get(e.kind, 9)))
+    st = JobStatus(job_id, JobState.UNKNOWN, events=tuple(ordered))
+    attempts: list[Attempt] = []
+
+    def close(**changes: Any) -> None:
+        if attempts and attempts[-1].ended_ms is None:
+            attempts[-1] = replace(attempts[-1], **changes)
+
+    for e in ordered:
+        d = e.data
+        common: dict[str, Any] = {"queue": e.queue or st.queue, "updated_ms": e.at_ms}
+        if e.kind in (ev.ACCEPTED, ev.SCHEDULED):
+            due = _int(d, "due")
+            data = {**st.data, **d}
+            if st.state in _BEFORE_RUN:
+                scheduled = due is not None and due > e.at_ms
+                st = replace(st, state=JobState.SCHEDULED if scheduled else JobState.QUEUED,
+                             since_ms=e.at_ms, due_ms=due if scheduled else None, **common)
+            st = replace(st, accepted_ms=st.accepted_ms or e.at_ms, data=data)
+        elif e.kind == ev.STARTED:
+            close(outcome="interrupted", ended_ms=e.at_ms)
+            attempts.append(Attempt(e.attempt, e.at_ms, e.source,
+                                    redelivered=bool(d.get("redelivered"))))
+            st = replace(st, state=JobState.RUNNING, attempt=e.attempt, since_ms=e.at_ms,
+                         worker=e.source, due_ms=None, **common)
+        elif e.kind == ev.ATTEMPT_FAILED:
+            fields: dict[str, Any] = {"error_type": _str(d, "error_type"), "error": _str(d, "error"),
+                      "traceback": _str(d, "traceback"),
+                      "duration": d.get("duration") if isinstance(d.get("duration"), float | int) else None}
+            if attempts and attempts[-1].ended_ms is None:
+                close(outcome="failed", ended_ms=e.at_ms, **fields)
+            else:
+                attempts.append(Attempt(e.attempt, e.at_ms, e.source, e.at_ms, "failed", **fields))
+            st = replace(st, attempt=e.attempt, error_type=fields["error_type"],
+                         error=fields["error"], **common)
+        elif e.kind == ev.RETRY_SCHEDULED:
+            close(outcome="failed", ended_ms=e.at_ms)
+            st = replace(st, state=JobState.RETRYING, since_ms=e.at_ms, due_ms=_int(d, "due"),
+                         worker=None, **common)
+        elif e.kind == ev.SUCCEEDED:
+            duration = d.get("duration")
+            close(outcome="succeeded", ended_ms=e.at_ms,
+                  duration=duration if isinstance(duration, float | int) else None)
+            has = "result" in d
+            expired = bool(has and result_ttl is not None
+                           and (now_ms or int(time.time() * 1000)) - e.at_ms > result_ttl * 1000)
+            st = replace(st, state=JobState.SUCCEEDED, attempt=e.attempt, since_ms=e.at_ms,
+                         worker=None, due_ms=None, has_result=has,
+                         result=None if expired else d.get("result"), result_expired=expired,
+                         **common)
+        elif e.kind in (ev.DEAD_LETTERED, ev.CANCELLED, ev.SKIPPED):
+            outcome = "failed" if e.kind == ev.DEAD_LETTERED else "cancelled"
+            close(outcome=outcome, ended_ms=e.at_ms)
+            state = JobState.DEAD_LETTERED if e.kind == ev.DEAD_LETTERED else JobState.CANCELLED
+            st = replace(st, state=state, since_ms=e.at_ms, worker=None, due_ms=None,
+                         reason=_str(d, "reason"),
+                         error_type=_str(d, "error_type") or st.error_type,
+                         error=_str(d, "error") or st.error, **common)
+        elif e.kind == ev.CANCEL_REQUESTED:
+            st = replace(st, cancel_requested=True, **common)
+            if st.state in (JobState.QUEUED, JobState.SCHEDULED, JobState.RETRYING):
+                st = replace(st, state=JobState.CANCELLED, since_ms=e.at_ms, due_ms=None,
+                             reason=_str(d, "reason") or "cancelled by operator")
+        elif e.kind == ev.REPLAYED:
+            st = replace(st, state=JobState.QUEUED, since_ms=e.at_ms, attempt=0, due_ms=None,
+                         reason=None, cancel_requested=False, **common)
+    return replace(st, attempts=tuple(attempts))

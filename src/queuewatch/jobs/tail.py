@@ -1,0 +1,139 @@
+"""Reading the job events stream into the index, live: :class:`EventTail`.
+
+One consumer of the stream (through the broker link, so it is restored after any fault,
+resuming at the offset after the last message it saw) feeds the :class:`JobIndex` in
+batches and tells listeners what changed: result waiters, the live HTTP stream.
+
+"Have I read everything recorded so far?" has no answer in AMQP (a stream reports no tail
+offset), so :meth:`EventTail.sync` publishes a marker event and waits until it comes back
+through the consumer: everything confirmed before the marker was written before it. Calls
+that overlap share one marker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS
+from queuewatch.broker.link import BrokerLink
+from queuewatch.broker.types import IncomingMessage
+from queuewatch.config import Settings
+from queuewatch.events import model as ev
+from queuewatch.events.model import Event, Source, decode_batch
+from queuewatch.events.recorder import EventRecorder, declare_stream
+from queuewatch.jobs.index import JobIndex
+
+log = logging.getLogger(__name__)
+
+#: Stream messages the broker may send ahead (a stream consumer must set a prefetch).
+PREFETCH = 1000
+#: Events applied to the index in one transaction at most.
+APPLY_BATCH = 20_000
+
+Listener = Callable[[list[Event]], None]
+
+
+class EventTail:
+    """Keeps ``index`` up to date with the stream of ``settings.events_stream``."""
+
+    def __init__(self, link: BrokerLink, settings: Settings, index: JobIndex,
+                 recorder: EventRecorder) -> None:
+        self.link = link
+        self.settings = settings
+        self.index = index
+        self.recorder = recorder
+        self.listeners: list[Listener] = []
+        self._next: int | None = index.next_offset
+        self._buffer: list[Event] = []
+        self._buffer_next: int | None = None
+        self._flush_scheduled = False
+        self._markers: dict[str, asyncio.Future[None]] = {}
+        self._source = Source("reader")
+        self.subscription: Any = None
+        self._unacked: IncomingMessage | None = None
+        self._acks: set[asyncio.Future[None]] = set()
+
+    async def start(self) -> None:
+        channel = await self.link.channel(timeout=30.0)
+        try:
+            await declare_stream(channel, self.settings)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        self.subscription = self.link.subscribe(
+            self.settings.events_stream, self._on_message, prefetch=PREFETCH,
+            arguments=self._arguments)
+
+    def _arguments(self) -> dict[str, Any]:
+        return {"x-stream-offset": self._next if self._next is not None else "first"}
+
+    async def stop(self) -> None:
+        if self.subscription is not None:
+            await self.subscription.stop()
+        self._flush()
+
+    # -- deliveries --------------------------------------------------------------------
+    def _on_message(self, message: IncomingMessage) -> None:
+        offset = (message.headers or {}).get("x-stream-offset")
+        if not isinstance(offset, int):
+            offset = (self._next or 0)
+        self._unacked = message
+        if self._next is not None and offset < self._next:
+            return  # a message seen before a resubscribe: already in the index
+        self._next = offset + 1
+        self._buffer.extend(decode_batch(message.body, offset))
+        self._buffer_next = offset + 1
+        if len(self._buffer) >= APPLY_BATCH:
+            self._flush()
+        elif not self._flush_scheduled:  # apply what arrived together in one transaction
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        last, self._unacked = self._unacked, None
+        if last is not None:  # the stream's credit: one multiple ack per flush
+            self._acks.add(task := asyncio.ensure_future(_ack(last)))
+            task.add_done_callback(self._acks.discard)
+        if self._buffer_next is None:
+            return
+        events, self._buffer = self._buffer, []
+        nxt, self._buffer_next = self._buffer_next, None
+        self.index.apply(events, nxt)
+        for e in events:
+            if e.kind == ev.SYNC:
+                fut = self._markers.pop(e.event_id, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+        real = [e for e in events if e.kind != ev.SYNC]
+        if real:
+            for listener in list(self.listeners):
+                try:
+                    listener(real)
+                except Exception:
+                    log.exception("a job events listener failed")
+
+    # -- read-your-writes --------------------------------------------------------------
+    async def sync(self, timeout: float = 10.0) -> None:
+        """Return once every event confirmed before this call is in the index: a marker of
+        its own goes through the stream (markers of calls at the same moment leave in one
+        batch). Raises TimeoutError when it does not come back within ``timeout``."""
+        marker = Event(ev.SYNC, "", "", 0, self._source)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._markers[marker.event_id] = fut
+        try:
+            async with asyncio.timeout(timeout):
+                await self.recorder.record(marker)
+                await fut
+        finally:
+            self._markers.pop(marker.event_id, None)
+
+
+async def _ack(message: IncomingMessage) -> None:
+    try:
+        await message.ack(multiple=True)
+    except LINK_OR_AMQP_ERRORS as exc:
+        log.debug("ack on the events stream: %s", exc)  # the channel went: resubscribed anyway

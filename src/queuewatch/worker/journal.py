@@ -1,0 +1,77 @@
+"""What a worker records about each job it runs (see :mod:`queuewatch.events`).
+
+``started`` is emitted (it leaves with the next batch); the outcome — succeeded, attempt
+failed + retry scheduled, dead-lettered, cancelled — is built here and recorded by the
+processor *before* it acks the job, so an acked job always has its outcome on record.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from queuewatch.events import model as ev
+from queuewatch.events.model import Event, Source
+from queuewatch.events.recorder import EventRecorder
+from queuewatch.worker.job import Job, NonRetryable
+from queuewatch.worker.outcomes import Failure
+
+
+class ResultError(NonRetryable):
+    """A handler's return value cannot be stored: not JSON, or over ``result_max_bytes``.
+    The job fails without a retry (running it again returns the same value)."""
+
+
+class Journal:
+    """The worker's side of job events: builds them, hands them to ``recorder``."""
+
+    def __init__(self, recorder: EventRecorder, worker_id: str, result_max_bytes: int) -> None:
+        self.recorder = recorder
+        self.source = Source("worker", name=worker_id)
+        self.result_max_bytes = result_max_bytes
+
+    def _event(self, kind: str, job: Job, attempt: int | None = None, **data: Any) -> Event:
+        return Event(kind, job.job_id, job.queue, job.attempt if attempt is None else attempt,
+                     self.source, data={k: v for k, v in data.items() if v is not None})
+
+    def started(self, job: Job) -> None:
+        self.recorder.emit(self._event(ev.STARTED, job, redelivered=job.redelivered or None))
+
+    def check_result(self, value: Any) -> Any:
+        """``value`` as it will be stored (JSON), or ResultError."""
+        if value is None:
+            return None
+        try:
+            text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ResultError(f"the handler returned a value that is not JSON "
+                              f"({type(value).__name__}): {exc}") from exc
+        if len(text.encode()) > self.result_max_bytes:
+            raise ResultError(f"the handler's result is {len(text.encode()):,} bytes, over "
+                              f"result_max_bytes ({self.result_max_bytes:,})")
+        return json.loads(text)
+
+    def succeeded(self, job: Job, duration: float, result: Any) -> Event:
+        data: dict[str, Any] = {"duration": round(duration, 6)}
+        if result is not None:
+            data["result"] = result
+        return Event(ev.SUCCEEDED, job.job_id, job.queue, job.attempt, self.source, data=data)
+
+    def failed(self, job: Job, failure: Failure, duration: float | None) -> Event:
+        return self._event(ev.ATTEMPT_FAILED, job, error_type=failure.error_type,
+                           error=failure.message, traceback=failure.traceback or None,
+                           duration=None if duration is None else round(duration, 6))
+
+    def retry(self, job: Job, delay_seconds: int) -> Event:
+        due = int((time.time() + delay_seconds) * 1000)
+        return self._event(ev.RETRY_SCHEDULED, job, next_attempt=job.attempt + 1, due=due,
+                           delay=delay_seconds)
+
+    def dead(self, job: Job, reason: str, failure: Failure, dlq: str | None,
+             cancelled: bool = False) -> Event:
+        return self._event(ev.CANCELLED if cancelled else ev.DEAD_LETTERED, job, reason=reason,
+                           dlq=dlq, error_type=failure.error_type, error=failure.message)
+
+    async def record(self, *events: Event) -> None:
+        await self.recorder.record(*events)
