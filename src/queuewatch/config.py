@@ -106,6 +106,21 @@ class Settings:
     """A stable worker id (``queuewatch worker --name``) instead of host-pid-random, so the
     exporter's ``worker`` label survives restarts; with ``--processes N`` each child is
     ``NAME-1`` .. ``NAME-N``."""
+    job_events: bool = True
+    """Record every job transition (accepted, started, failed, succeeded, ...) in the job
+    events stream: status by id, timelines, results, webhooks and the live event stream
+    read it. Off: none of those answer."""
+    events_stream: str = "queuewatch.events"
+    """The RabbitMQ stream holding job events (one per vhost)."""
+    events_max_age: float = 604800.0
+    """Seconds of job events kept (the stream's ``x-max-age`` and the index's retention);
+    a job whose last event is older answers ``unknown``."""
+    events_max_bytes: int = 2_000_000_000
+    """Most bytes the job events stream keeps (``x-max-length-bytes``)."""
+    result_max_bytes: int = 65536
+    """Largest JSON result a handler may return; a larger one fails the job (non-retryable)."""
+    result_ttl: float = 86400.0
+    """Seconds a job's result stays fetchable after it succeeded."""
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     # -- derived values ----------------------------------------------------------------
