@@ -12,10 +12,12 @@ import importlib
 import importlib.util
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from queuewatch.cli.common import add_connection_options, settings_from_args
+from queuewatch.cli.worker_procs import process_count, run_supervised
 from queuewatch.config import Settings, mask_url
 from queuewatch.errors import ConfigError
 
@@ -31,6 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--concurrency", type=int, help="jobs run at once (overrides the app)")
     p.add_argument("--prefetch", type=int, help="deliveries held per queue (overrides the app)")
     p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
+    p.add_argument("--processes", type=process_count, default=1, metavar="N|auto",
+                   help="run N processes of the app, supervised: a crashed one is restarted "
+                   "with backoff, SIGTERM reaches all ('auto': one per core; default 1)")
+    p.add_argument("--name", help="a stable worker id (setting worker_name; NAME-1..NAME-N "
+                   "with --processes): its metrics and heartbeats keep one label across restarts")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     add_connection_options(p)
     p.set_defaults(func=cmd_worker)
@@ -79,6 +86,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     settings = settings_from_args(args)
+    if args.name:
+        settings = replace(settings, worker_name=args.name)
+    if args.processes > 1:
+        load_app(args.app)  # an app that does not import fails here, once
+        return run_supervised(args, settings)
     worker = build_worker(load_app(args.app), settings)
     if args.concurrency:
         worker.set_concurrency(args.concurrency)
