@@ -32,7 +32,7 @@ from queuewatch.errors import ConfigError
 DLQ_SUFFIX = ".dlq"
 DELAY_PREFIX = "queuewatch.delay."
 DELIVERY_EXCHANGE = "queuewatch.delivery"
-DEFAULT_DELAY_LEVELS = 16  # up to 2**16 - 1 s, about 18 hours
+DEFAULT_DELAY_LEVELS = 20  # up to 2**20 - 1 s, about 12 days (a "reminder in 7 days" fits)
 MAX_DELAY_LEVELS = 28
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,200}$")
 

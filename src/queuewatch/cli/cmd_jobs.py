@@ -11,6 +11,7 @@ from dataclasses import asdict
 
 from queuewatch.cli.cmd_status import add_monitor_options, take_snapshot
 from queuewatch.cli.common import format_table, print_json
+from queuewatch.cli.job_status import register_result, register_scheduled, register_show
 from queuewatch.monitor.model import Snapshot, fmt_duration
 
 
@@ -84,11 +85,11 @@ def register_cancel(jsub: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 
 #: One function per ``jobs`` subcommand; each adds its parser to the given subparsers.
-SUBCOMMANDS = [register_stuck, register_cancel]
+SUBCOMMANDS = [register_stuck, register_cancel, register_show, register_result, register_scheduled]
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("jobs", help="jobs in flight: stuck ones (and actions on them)")
+    p = sub.add_parser("jobs", help="a job by id (status, timeline, result), scheduled and stuck jobs, cancel")
     jsub = p.add_subparsers(dest="jobs_command", metavar="SUBCOMMAND")
     jsub.required = True
     for add in SUBCOMMANDS:

@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from queuewatch import envelope
@@ -97,10 +98,19 @@ def build(
     headers: Mapping[str, Any] | None = None,
     attempt: int = 1,
     content_type: str | None = None,
+    at: datetime | float | None = None,
 ) -> Outgoing:
-    """The message for one job (``delay`` in seconds, rounded up to whole seconds)."""
+    """The message for one job. ``delay`` in seconds (rounded up to whole seconds), or
+    ``at``: an absolute time (an aware datetime, or epoch seconds); a time in the past runs
+    the job now."""
     if priority is not None and not 0 <= priority <= 255:
         raise ValueError(f"priority must be between 0 and 255 (got {priority})")
+    if at is not None:
+        if delay is not None:
+            raise ValueError("give either delay= or at=, not both")
+        delay = max(_epoch(at) - time.time(), 0.0)
+    if delay is not None and not 0 <= delay < float("inf"):
+        raise ValueError(f"delay must be a finite number of seconds >= 0 (got {delay})")
     body, ctype = encode_payload(payload)
     if content_type is not None:
         ctype = content_type
@@ -122,6 +132,17 @@ def build(
         queue=queue, exchange=exchange, routing_key=routing_key, body=body,
         content_type=ctype, message_id=jid, timestamp=int(now), headers=hdrs, priority=priority,
     )
+
+
+def _epoch(at: datetime | float) -> float:
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            raise ValueError("at= needs a time zone (a naive datetime is ambiguous): "
+                             "use datetime.now(UTC) + timedelta(...)")
+        return at.timestamp()
+    if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at):
+        raise ValueError(f"at= must be an aware datetime or epoch seconds (got {at!r})")
+    return float(at)
 
 
 def published(out: Outgoing) -> Published:

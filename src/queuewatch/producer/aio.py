@@ -14,6 +14,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from queuewatch.broker.link import BrokerLink
@@ -120,6 +121,7 @@ class AsyncProducer:
         *,
         priority: int | None = None,
         delay: float | None = None,
+        at: datetime | float | None = None,
         job_id: str | None = None,
         idempotency_key: str | None = None,
         headers: Mapping[str, Any] | None = None,
@@ -132,7 +134,7 @@ class AsyncProducer:
         until ``timeout`` seconds, default 30), :class:`Unroutable` when no queue matched.
         """
         fut = await self.submit(
-            queue, payload, priority=priority, delay=delay, job_id=job_id,
+            queue, payload, priority=priority, delay=delay, at=at, job_id=job_id,
             idempotency_key=idempotency_key, headers=headers, wait=wait, timeout=timeout,
         )
         return await fut
@@ -144,6 +146,7 @@ class AsyncProducer:
         *,
         priority: int | None = None,
         delay: float | None = None,
+        at: datetime | float | None = None,
         job_id: str | None = None,
         idempotency_key: str | None = None,
         headers: Mapping[str, Any] | None = None,
@@ -152,7 +155,7 @@ class AsyncProducer:
     ) -> asyncio.Future[Published]:
         """Start a publish; returns once it is in the window, with a future for its confirm."""
         out = build(
-            queue, payload, delay_levels=self.delay_levels, priority=priority, delay=delay,
+            queue, payload, delay_levels=self.delay_levels, priority=priority, delay=delay, at=at,
             job_id=job_id, idempotency_key=idempotency_key, headers=headers,
         )
         return await self.submit_outgoing(out, wait=wait, timeout=timeout)

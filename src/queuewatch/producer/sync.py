@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -94,6 +95,7 @@ class Producer:
         *,
         priority: int | None = None,
         delay: float | None = None,
+        at: datetime | float | None = None,
         job_id: str | None = None,
         idempotency_key: str | None = None,
         headers: Mapping[str, Any] | None = None,
@@ -102,7 +104,7 @@ class Producer:
     ) -> Published:
         """Publish one job and wait for its confirm (see ``AsyncProducer.publish``)."""
         out = build(
-            queue, payload, delay_levels=self.delay_levels, priority=priority, delay=delay,
+            queue, payload, delay_levels=self.delay_levels, priority=priority, delay=delay, at=at,
             job_id=job_id, idempotency_key=idempotency_key, headers=headers,
         )
         wait_deadline = time.monotonic() + (DEFAULT_WAIT_TIMEOUT if timeout is None else timeout)
