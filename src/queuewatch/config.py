@@ -8,6 +8,7 @@ too: ``QUEUEWATCH_STUCK_JOB_SECONDS``). Unknown keys are errors, not ignored.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -17,9 +18,12 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from queuewatch.errors import ConfigError
+from queuewatch.validation import check_range, coerce
 
 DEFAULT_CONFIG_FILE = "queuewatch.toml"
 ENV_PREFIX = "QUEUEWATCH_"
+#: The source named in an error about a value given as a command-line flag.
+FLAG_SOURCE = "command line"
 #: RabbitMQ refreshes its statistics every 5 s by default; polling faster shows nothing new.
 BROKER_STATS_INTERVAL = 5.0
 
@@ -172,7 +176,6 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "thresholds":
                 value = dataclasses.asdict(value)
-            elif f.name == "management_password":
                 value = None if value is None else "***"
             elif f.name.endswith("_url"):
                 value = mask_url(value)
@@ -205,11 +208,12 @@ def mask_url(url: str) -> str:
 _SCHEMES = {"amqp": ("amqp", "amqps"), "management": ("http", "https")}
 
 
-def check_url(name: str, url: str) -> None:
+def check_url(name: str, url: str, source: str | None = None) -> None:
     """Raise one clear :class:`ConfigError` (password masked) unless ``url`` is a usable
-    AMQP (``name`` starts with ``amqp``) or management API URL."""
+    AMQP (``name`` starts with ``amqp``) or management API URL; ``source`` (a file, a
+    variable) starts the message."""
     allowed = _SCHEMES["amqp" if name.startswith("amqp") else "management"]
-    shown = f"{name} = {mask_url(url)!r}"
+    shown = f"{source + ': ' if source else ''}{name} = {mask_url(url)!r}"
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -232,46 +236,18 @@ _THRESHOLD_FIELDS = {f.name: f for f in fields(Thresholds)}
 
 
 def _coerce(name: str, kind: Any, raw: Any, source: str) -> Any:
-    kind_s = str(kind)
-    try:
-        if "bool" in kind_s:
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in {"1", "true", "yes", "on"}:
-                return True
-            if text in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(raw)
-        if "tuple" in kind_s:
-            items = raw.split(",") if isinstance(raw, str) else raw
-            if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
-                raise ValueError(raw)
-            return tuple(i.strip() for i in items if i.strip())
-        if "Path" in kind_s:
-            return Path(str(raw)).expanduser()
-        if kind_s == "int" or kind is int:
-            if isinstance(raw, bool):
-                raise ValueError(raw)
-            return int(raw)
-        if kind_s == "float" or kind is float:
-            if isinstance(raw, bool):
-                raise ValueError(raw)
-            return float(raw)
-        if "str" in kind_s:
-            if not isinstance(raw, str):
-                raise ValueError(raw)
-            return raw
-    except (TypeError, ValueError):
-        raise ConfigError(f"{source}: {name} = {raw!r} is not a valid {kind_s}") from None
-    return raw
+    return coerce(name, kind, raw, source)
 
 
-def _validate(s: Settings) -> Settings:
-    if s.poll_interval <= 0:
-        raise ConfigError(f"poll_interval must be > 0 seconds (got {s.poll_interval})")
-    if s.history_size < 1:
-        raise ConfigError(f"history_size must be >= 1 (got {s.history_size})")
+def _validate(s: Settings, origins: Mapping[str, str] | None = None) -> Settings:
+    """Every value in range (whatever its source: ``origins`` maps a setting to the file,
+    variable or flag it came from; the rest are defaults), every URL usable."""
+    origins = origins or {}
+    for f in fields(s):
+        check_range(f.name, getattr(s, f.name), origins.get(f.name, "default"))
+    for f in fields(s.thresholds):
+        check_range(f.name, getattr(s.thresholds, f.name), origins.get(f.name, "default"),
+                    f"thresholds.{f.name}")
     if s.export_max_queues < 0:
         raise ConfigError(f"export_max_queues must be >= 0 (got {s.export_max_queues}; 0: no cap)")
     if s.heartbeat < 0:
@@ -279,20 +255,16 @@ def _validate(s: Settings) -> Settings:
     if not s.reconnect_max_delay > 0:
         raise ConfigError(f"reconnect_max_delay must be > 0 seconds (got {s.reconnect_max_delay})")
     for name in ("amqp_url", "management_url"):
-        check_url(name, getattr(s, name))
+        check_url(name, getattr(s, name), origins.get(name))
     for name in ("amqp_urls", "management_urls"):
         for i, url in enumerate(getattr(s, name)):
-            check_url(f"{name}[{i}]", url)
+            check_url(f"{name}[{i}]", url, origins.get(name))
     # The first address of a list is the one shown, and the one the vhost and the
     # credentials come from.
     if s.amqp_urls and s.amqp_url != s.amqp_urls[0]:
         s = replace(s, amqp_url=s.amqp_urls[0])
     if s.management_urls and s.management_url != s.management_urls[0]:
         s = replace(s, management_url=s.management_urls[0])
-    t = s.thresholds
-    for f in fields(t):
-        if getattr(t, f.name) < 0:
-            raise ConfigError(f"thresholds.{f.name} must not be negative (got {getattr(t, f.name)})")
     return s
 
 
@@ -356,6 +328,8 @@ def load_settings(
     env = os.environ if env is None else env
     merged: dict[str, Any] = {}
     thresholds: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    """Setting -> the file, variable or flag its value came from (for error messages)."""
 
     cfg_path = Path(path) if path is not None else None
     if cfg_path is None and env.get(ENV_PREFIX + "CONFIG"):
@@ -366,6 +340,7 @@ def load_settings(
         file_kwargs = settings_from_mapping(read_toml(cfg_path), str(cfg_path))
         thresholds.update(file_kwargs.pop("thresholds", {}))
         merged.update(file_kwargs)
+        origins.update(dict.fromkeys([*file_kwargs, *thresholds], str(cfg_path)))
 
     from_env: dict[str, Any] = {}
     for key, value in env.items():
@@ -376,7 +351,9 @@ def load_settings(
             thresholds[name] = _coerce(name, _THRESHOLD_FIELDS[name].type, value, key)
         elif name in _SETTINGS_FIELDS and name != "thresholds":
             from_env[name] = _coerce(name, _SETTINGS_FIELDS[name].type, value, key)
-        # Other QUEUEWATCH_* variables (e.g. QUEUEWATCH_TEST_*) belong to other tools.
+        else:  # see unknown_environment(): the CLI warns about these
+            continue
+        origins[name] = key
     _merge_source(merged, from_env)
 
     from_flags: dict[str, Any] = {}
@@ -384,11 +361,35 @@ def load_settings(
         if value is None:
             continue
         if key in _THRESHOLD_FIELDS:
-            thresholds[key] = value
+            thresholds[key] = _coerce(key, _THRESHOLD_FIELDS[key].type, value, FLAG_SOURCE)
         elif key in _SETTINGS_FIELDS:
-            from_flags[key] = value
+            from_flags[key] = _coerce(key, _SETTINGS_FIELDS[key].type, value, FLAG_SOURCE)
         else:
             raise TypeError(f"unknown setting {key!r}")
+        origins[key] = FLAG_SOURCE
     _merge_source(merged, from_flags)
 
-    return _validate(Settings(**merged, thresholds=Thresholds(**thresholds)))
+    return _validate(Settings(**merged, thresholds=Thresholds(**thresholds)), origins)
+
+
+#: ``QUEUEWATCH_*`` variables that are not settings but are read by queuewatch's own tools.
+OTHER_VARIABLES = frozenset({"CONFIG", "SKIP_LINT"})
+OTHER_PREFIXES = ("TEST_", "BENCH_")
+
+
+def unknown_environment(env: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per ``QUEUEWATCH_*`` variable that names no setting (a typo is otherwise
+    ignored without a word), with the closest known name when there is one."""
+    env = os.environ if env is None else env
+    known = [ENV_PREFIX + n.upper() for n in (*_SETTINGS_FIELDS, *_THRESHOLD_FIELDS) if n != "thresholds"]
+    known += [ENV_PREFIX + n for n in OTHER_VARIABLES]
+    out = []
+    for key in sorted(env):
+        rest = key[len(ENV_PREFIX):]
+        if not key.startswith(ENV_PREFIX) or key in known or rest.startswith(OTHER_PREFIXES):
+            continue
+        # Compared without the common prefix, which would make every name look close.
+        close = difflib.get_close_matches(rest, [k[len(ENV_PREFIX):] for k in known], n=1, cutoff=0.75)
+        hint = f"; did you mean {ENV_PREFIX}{close[0]}?" if close else ""
+        out.append(f"{key} is not a queuewatch setting and is ignored{hint}")
+    return out

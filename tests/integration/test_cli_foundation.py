@@ -4,33 +4,16 @@ never a password. And `queuewatch declare` for real."""
 from __future__ import annotations
 
 import http.server
-import os
 import socket
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
 
+from tests.cli_helpers import assert_one_line_error, qw
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def qw(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUEWATCH_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "queuewatch.cli.main", *args],
-        capture_output=True, text=True, env=full_env, timeout=timeout, cwd=ROOT,
-    )
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], fragment: str) -> None:
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert fragment in lines[0], lines[0]
 
 
 def free_port() -> int:

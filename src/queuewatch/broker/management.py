@@ -65,6 +65,8 @@ class ManagementClient:
             headers={"content-type": "application/json"},
         )
         self._http = http.FailoverHttp(settings.management_addresses, self._client, settings.http_timeout)
+        self._api_root_ok = False
+        """Whether /api/overview answered (checked once, on the first 400/404)."""
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -112,6 +114,8 @@ class ManagementClient:
                 f"management API at {self.display_url} refused the credentials of user {user!r}; "
                 "check the username/password in the AMQP URL or management_username/password"
             )
+        if resp.status_code in (400, 404) and path != "/overview":
+            await self._check_api_root()  # a wrong path prefix is not a missing vhost
         if resp.status_code == 404:
             if missing_ok:
                 return None
@@ -129,6 +133,27 @@ class ManagementClient:
                 f"{self.display_url} answered {path} with something that is not JSON; "
                 "is management_url pointing at the RabbitMQ management plugin?"
             ) from exc
+
+    async def _check_api_root(self) -> None:
+        """Once per client, on the first 400/404: is there a management API at this address
+        at all? A ``management_url`` with a wrong path prefix answers 404 (or an empty 400)
+        to everything, which must not be reported as a missing vhost or queue."""
+        if self._api_root_ok:
+            return
+        resp = await self._http.send("GET", "/api/overview", params={"columns": "rabbitmq_version"})
+        if resp.status_code == 401:
+            self._api_root_ok = True  # an API that asks for a login is there
+            return
+        try:
+            ok = resp.status_code == 200 and isinstance(resp.json(), dict)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ManagementUnavailable(
+                f"no RabbitMQ management API at {self.display_url}/api (HTTP {resp.status_code}); "
+                "check management_url: it is the plugin's base URL (http://host:15672), "
+                "with a path prefix only if management.path_prefix is set")
+        self._api_root_ok = True
 
     async def get(self, path: str, **params: Any) -> Any:
         return await self.request("GET", path, params=params or None)
@@ -176,7 +201,9 @@ class ManagementClient:
         except NotFound:
             raise ManagementUnavailable(
                 f"{self.display_url} has no /api/overview: enable the plugin with "
-                "'rabbitmq-plugins enable rabbitmq_management'"
+                "'rabbitmq-plugins enable rabbitmq_management', or check management_url "
+                "(the plugin's base URL, http://host:15672, without a path unless "
+                "management.path_prefix is set)"
             ) from None
         if not isinstance(data, dict):
             raise ManagementUnavailable(f"{self.display_url}/api/overview answered unexpectedly")

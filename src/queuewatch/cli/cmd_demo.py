@@ -21,7 +21,12 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from queuewatch.cli.common import add_connection_options, add_read_only_option, settings_from_args
+from queuewatch.cli.common import (
+    add_connection_options,
+    add_read_only_option,
+    positive_float,
+    settings_from_args,
+)
 from queuewatch.config import Settings
 
 DEMO_VHOST = "queuewatch-demo"
@@ -209,14 +214,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     add_connection_options(p)
     add_read_only_option(p)
-    p.add_argument("--exit-after", type=float, metavar="SECONDS",
+    p.add_argument("--exit-after", type=positive_float, metavar="SECONDS",
                    help="quit by itself after SECONDS (for scripts and tests)")
     p.add_argument("--headless", action="store_true", help="run the console without a terminal")
     p.add_argument("--screenshot", metavar="FILE.svg",
                    help="with --exit-after: save an SVG screenshot just before quitting")
     p.add_argument("--reset", action="store_true",
                    help=f"delete and recreate the {DEMO_VHOST!r} vhost first (a fresh demo)")
-    p.add_argument("--interval", type=float, default=2.0, metavar="SECONDS",
+    p.add_argument("--interval", type=positive_float, default=2.0, metavar="SECONDS",
                    help="seconds between polls (default 2)")
     p.set_defaults(func=cmd_demo)
 

@@ -1,4 +1,4 @@
-"""``queuewatch exporter [--port 9419] [--bind 127.0.0.1]``: Prometheus metrics over HTTP."""
+"""``queuewatch exporter [--port 9672] [--bind 127.0.0.1]``: Prometheus metrics over HTTP."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import threading
 from dataclasses import replace
 
-from queuewatch.cli.common import add_connection_options, settings_from_args
+from queuewatch.cli.common import add_connection_options, port_or_zero, positive_float, settings_from_args
 
 
 def cmd_exporter(args: argparse.Namespace) -> int:
@@ -59,9 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "broker; when the broker is unreachable it still answers, with queuewatch_up 0 and "
         "queuewatch_scrape_errors_total raised.",
     )
-    p.add_argument("--port", type=int, default=9419, help="port to listen on (default 9419)")
+    p.add_argument("--port", type=port_or_zero, default=9672,
+                   help="port to listen on (default 9672; 0 picks a free one)")
     p.add_argument("--bind", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--max-age", type=float, metavar="SECONDS",
+    p.add_argument("--max-age", type=positive_float, metavar="SECONDS",
                    help="seconds between background polls (default: poll_interval, 5)")
     p.add_argument("--include", action="append", metavar="GLOB",
                    help="export only queues matching GLOB (repeatable; 'vhost/GLOB' matches "

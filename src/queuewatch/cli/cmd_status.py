@@ -13,7 +13,16 @@ import sys
 import time
 from collections.abc import Callable
 
-from queuewatch.cli.common import add_connection_options, format_table, print_json, run, settings_from_args
+from queuewatch.cli.common import (
+    add_connection_options,
+    format_table,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    print_json,
+    run,
+    settings_from_args,
+)
 from queuewatch.monitor.model import NodeStats, QueueStats, Snapshot, fmt_duration
 
 
@@ -22,7 +31,7 @@ def add_monitor_options(p: argparse.ArgumentParser, *, suppress: bool = False) -
     d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
     p.add_argument("--json", action="store_true", default=d(False),
                    help="print JSON (field names documented in docs/monitoring.md)")
-    p.add_argument("--listen", type=float, metavar="SECONDS", default=d(None),
+    p.add_argument("--listen", type=non_negative_float, metavar="SECONDS", default=d(None),
                    help="listen this long for worker heartbeats before the snapshot (default 1.5)")
     p.add_argument("--no-heartbeats", action="store_true", default=d(False),
                    help="do not connect over AMQP; queues only, no workers or stuck jobs")
@@ -193,9 +202,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     add_monitor_options(p)
     p.add_argument("--watch", action="store_true", help="reprint every --interval seconds")
-    p.add_argument("--interval", type=float, metavar="SECONDS",
+    p.add_argument("--interval", type=positive_float, metavar="SECONDS",
                    help="seconds between polls with --watch (default: poll_interval, 5)")
-    p.add_argument("--count", type=int, default=0, metavar="N",
+    p.add_argument("--count", type=non_negative_int, default=0, metavar="N",
                    help="with --watch: stop after N snapshots (default: until Ctrl-C)")
     p.set_defaults(func=cmd_status)
 

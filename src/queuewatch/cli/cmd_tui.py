@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from queuewatch.cli.common import add_connection_options, add_read_only_option, settings_from_args
+from queuewatch.cli.common import (
+    add_connection_options,
+    add_read_only_option,
+    positive_float,
+    settings_from_args,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -17,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_read_only_option(p)
     p.add_argument("--topology", metavar="FILE",
                    help="topology TOML, for per-queue stuck-job thresholds (stuck_after)")
-    p.add_argument("--interval", type=float, metavar="SECONDS",
+    p.add_argument("--interval", type=positive_float, metavar="SECONDS",
                    help="seconds between polls (default: poll_interval, 5)")
     p.set_defaults(func=cmd_tui)
 

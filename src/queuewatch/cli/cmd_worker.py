@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from queuewatch.cli.common import add_connection_options, settings_from_args
+from queuewatch.cli.common import add_connection_options, port_or_zero, positive_int, settings_from_args
 from queuewatch.cli.worker_procs import process_count, run_supervised
 from queuewatch.config import Settings, mask_url
 from queuewatch.errors import ConfigError
@@ -30,9 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "gracefully: consuming stops, in-flight jobs finish, the rest go back to the queue.",
     )
     p.add_argument("app", metavar="MODULE:ATTR", help="e.g. consumers/email_worker.py:make_worker")
-    p.add_argument("--concurrency", type=int, help="jobs run at once (overrides the app)")
-    p.add_argument("--prefetch", type=int, help="deliveries held per queue (overrides the app)")
-    p.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on 127.0.0.1:PORT")
+    p.add_argument("--concurrency", type=positive_int, help="jobs run at once (overrides the app)")
+    p.add_argument("--prefetch", type=positive_int, help="deliveries held per queue (overrides the app)")
+    p.add_argument("--metrics-port", type=port_or_zero, help="serve Prometheus metrics on 127.0.0.1:PORT")
     p.add_argument("--processes", type=process_count, default=1, metavar="N|auto",
                    help="run N processes of the app, supervised: a crashed one is restarted "
                    "with backoff, SIGTERM reaches all ('auto': one per core; default 1)")
@@ -74,9 +74,17 @@ def load_app(spec: str) -> Any:
 def build_worker(app: Any, settings: Settings) -> Any:
     from queuewatch.worker import Worker
 
-    worker = app if isinstance(app, Worker) else app(settings) if callable(app) else None
+    what = "the worker app must be a Worker or a factory make_worker(settings) returning one"
+    if isinstance(app, Worker):
+        return app
+    if not callable(app):
+        raise ConfigError(f"{what}; got {type(app).__name__}")
+    try:
+        worker = app(settings)
+    except (TypeError, ValueError) as exc:  # not a factory of ours (json:loads)
+        raise ConfigError(f"{what}; calling it failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(worker, Worker):
-        raise ConfigError("the worker app must be a Worker or a factory returning one")
+        raise ConfigError(f"{what}; it returned {type(worker).__name__}")
     return worker
 
 

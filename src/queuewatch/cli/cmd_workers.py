@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from queuewatch.cli.cmd_status import add_monitor_options, take_snapshot
-from queuewatch.cli.common import format_table, print_json
+from queuewatch.cli.common import format_table, non_negative_float, positive_int, print_json
 from queuewatch.monitor.consuming import not_consuming_alert
 from queuewatch.monitor.model import Snapshot, fmt_duration
 
@@ -94,8 +94,8 @@ def register_terminate(wsub: argparse._SubParsersAction) -> None:  # type: ignor
         "processes that are not queuewatch workers. Audited; refused with --read-only.",
     )
     p.add_argument("worker_id", nargs="?", metavar="WORKER_ID", help="from its heartbeat")
-    p.add_argument("--pid", type=int, help="the process id (for a worker that stopped beating)")
-    p.add_argument("--grace", type=float, default=10.0, help="seconds before SIGKILL (10)")
+    p.add_argument("--pid", type=positive_int, help="the process id (for a worker that stopped beating)")
+    p.add_argument("--grace", type=non_negative_float, default=10.0, help="seconds before SIGKILL (10)")
     add_connection_options(p)
     add_read_only_option(p)
     p.set_defaults(func=cmd_workers_terminate)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from queuewatch.config import Settings, load_settings
+from queuewatch.config import Settings, load_settings, unknown_environment
 
 T = TypeVar("T")
 
@@ -45,6 +46,8 @@ def _one_or_list(value: str | None) -> tuple[str | None, tuple[str, ...] | None]
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    for warning in unknown_environment():
+        print(f"queuewatch: warning: {warning}", file=sys.stderr)
     amqp_url, amqp_urls = _one_or_list(getattr(args, "amqp_url", None))
     management_url, management_urls = _one_or_list(getattr(args, "management_url", None))
     return load_settings(
@@ -54,6 +57,31 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         vhost=getattr(args, "vhost", None),
         read_only=getattr(args, "read_only", None) or None,
     )
+
+
+# -- argparse types: a bad number is argparse's one usage error (exit 2), not a traceback --
+
+def _number(kind: Callable[[str], T], what: str, ok: Callable[[Any], bool]) -> Callable[[str], T]:
+    def parse(text: str) -> T:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+port = _number(int, "a port (1-65535)", lambda v: 1 <= v <= 65535)
+"""A TCP port to connect to or listen on."""
+port_or_zero = _number(int, "a port (0-65535; 0 picks a free one)", lambda v: 0 <= v <= 65535)
+non_negative_int = _number(int, "a whole number >= 0", lambda v: 0 <= v <= 2**31 - 1)
+positive_int = _number(int, "a whole number >= 1", lambda v: 1 <= v <= 2**31 - 1)
+non_negative_float = _number(float, "a finite number >= 0", lambda v: math.isfinite(v) and v >= 0)
+positive_float = _number(float, "a finite number > 0", lambda v: math.isfinite(v) and v > 0)
 
 
 def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
