@@ -125,6 +125,9 @@ class Settings:
     """Largest JSON result a handler may return; a larger one fails the job (non-retryable)."""
     result_ttl: float = 86400.0
     """Seconds a job's result stays fetchable after it succeeded."""
+    webhook_secret: str | None = field(default=None, repr=False)
+    """Shared secret signing completion webhooks (HMAC-SHA256; ``QUEUEWATCH_WEBHOOK_SECRET``).
+    Never logged; ``queuewatch webhooks`` refuses to start without it."""
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     # -- derived values ----------------------------------------------------------------
@@ -176,6 +179,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name == "thresholds":
                 value = dataclasses.asdict(value)
+            elif f.name in ("management_password", "webhook_secret"):
                 value = None if value is None else "***"
             elif f.name.endswith("_url"):
                 value = mask_url(value)

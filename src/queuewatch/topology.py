@@ -25,8 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from queuewatch.config import read_toml
+from queuewatch.config import mask_url, read_toml
 from queuewatch.errors import ConfigError
 
 DLQ_SUFFIX = ".dlq"
@@ -35,6 +36,31 @@ DELIVERY_EXCHANGE = "queuewatch.delivery"
 DEFAULT_DELAY_LEVELS = 20  # up to 2**20 - 1 s, about 12 days (a "reminder in 7 days" fits)
 MAX_DELAY_LEVELS = 28
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,200}$")
+WEBHOOKS_QUEUE = "queuewatch.webhooks"
+"""The internal job queue completion webhooks are delivered from (see queuewatch.jobs.webhooks):
+the one queue allowed the reserved ``queuewatch.`` prefix, so a topology may tune it."""
+#: Longest webhook URL accepted.
+MAX_WEBHOOK_URL = 2048
+
+
+def check_webhook_url(url: object, where: str = "webhook") -> str:
+    """``url`` when it is an absolute http(s) URL with a host, else one clear ConfigError."""
+    if not isinstance(url, str) or not url:
+        raise ConfigError(f"{where}: a webhook URL must be a non-empty string")
+    shown = mask_url(url)
+    if len(url) > MAX_WEBHOOK_URL or any(ord(c) <= 32 or ord(c) == 127 for c in url):
+        raise ConfigError(f"{where}: webhook URL {shown[:100]!r} is too long or contains "
+                          "spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{where}: webhook URL {shown!r} is invalid ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{where}: webhook URL {shown!r} must be http:// or https:// with a host")
+    if port == 0:
+        raise ConfigError(f"{where}: webhook URL {shown!r} has port 0")
+    return url
 
 QueueType = Literal["classic", "quorum"]
 
@@ -82,13 +108,16 @@ class QueueSpec:
     """Quorum queues only: ``x-delivery-limit``. A message delivered (and returned) more
     often than this — a poison message that crashes every worker before it can settle — is
     dead-lettered by the broker into ``Q.dlq`` instead of looping forever."""
+    webhook: str | None = None
+    """Completion webhook for every job of this queue (http(s) URL; a job's own
+    ``publish(webhook=...)`` wins). Delivered by ``queuewatch webhooks``."""
 
     def __post_init__(self) -> None:
         if not QUEUE_NAME_RE.match(self.name):
             raise ConfigError(
                 f"queue name {self.name!r} is invalid: use letters, digits, '_', '.', ':' or '-'"
             )
-        if self.name.startswith(("amq.", "queuewatch.")):
+        if self.name.startswith(("amq.", "queuewatch.")) and self.name != WEBHOOKS_QUEUE:
             raise ConfigError(f"queue name {self.name!r} uses a reserved prefix")
         for attr in ("max_priority", "max_length", "max_length_bytes"):
             value = getattr(self, attr)
@@ -124,6 +153,8 @@ class QueueSpec:
             value = getattr(self, attr)
             if value is not None and value <= 0:
                 raise ConfigError(f"queue {self.name!r}: {attr} must be > 0 (got {value})")
+        if self.webhook is not None:
+            check_webhook_url(self.webhook, f"queue {self.name!r}")
 
     @property
     def dlq_name(self) -> str:
@@ -234,7 +265,7 @@ class Topology:
 
 _QUEUE_KEYS = {
     "name", "max_priority", "max_length", "max_length_bytes", "retry", "dlq", "queue_type",
-    "stuck_after", "rate_limit", "timeout", "delivery_limit",
+    "stuck_after", "rate_limit", "timeout", "delivery_limit", "webhook",
 }
 _RETRY_KEYS = {"max_attempts", "backoff_initial", "backoff_multiplier", "backoff_max", "jitter"}
 _TOP_KEYS = {"queue", "defaults", "delay_levels", "telemetry_exchange", "control_exchange"}
