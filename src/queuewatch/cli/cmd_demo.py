@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from queuewatch.audit import AuditLog, require_writable
 from queuewatch.cli.common import (
     add_connection_options,
     add_read_only_option,
@@ -28,6 +29,7 @@ from queuewatch.cli.common import (
     settings_from_args,
 )
 from queuewatch.config import Settings
+from queuewatch.errors import QueuewatchError, ReadOnlyError
 
 DEMO_VHOST = "queuewatch-demo"
 #: Seconds children get between SIGTERM and SIGKILL.
@@ -156,18 +158,21 @@ async def prepare(settings: Settings, vhost: str, reset: bool = False) -> int:
     """Create the demo vhost (if missing) and declare the demo topology; returns queue count.
 
     The default demo vhost belongs to the demo: if it holds an older demo topology (queue
-    arguments differ), or ``reset`` is set, it is deleted and created afresh. Any other vhost
-    is never deleted; a mismatch there is reported as the usual TopologyMismatch.
+    arguments differ), or ``reset`` is set, it is deleted and created afresh — never in
+    read-only mode (:class:`ReadOnlyError`), and audited. Any other vhost is never deleted; a
+    mismatch there is reported as the usual TopologyMismatch.
     """
     from queuewatch.broker.management import ManagementClient
     from queuewatch.errors import TopologyMismatch
     from queuewatch.topology import load_topology
 
     path = demo_topology_path()
+    if reset and vhost == DEMO_VHOST:
+        require_writable(settings, f"demo --reset (deletes the vhost {vhost!r})")
     async with ManagementClient(settings) as mgmt:
         await mgmt.check()
         if reset and vhost == DEMO_VHOST:
-            await mgmt.delete_vhost(vhost)
+            await _delete_demo_vhost(settings, mgmt, vhost, "demo --reset")
         await mgmt.create_vhost(vhost)
         await mgmt.set_permissions(vhost, settings.credentials[0])
         if path is None:
@@ -175,14 +180,31 @@ async def prepare(settings: Settings, vhost: str, reset: bool = False) -> int:
         topology = load_topology(path)
         try:
             await _declare(settings, vhost, topology, mgmt)
-        except TopologyMismatch:
+        except TopologyMismatch as exc:
             if vhost != DEMO_VHOST:
                 raise
-            await mgmt.delete_vhost(vhost)
+            if settings.read_only:
+                raise ReadOnlyError(
+                    f"demo: the vhost {vhost!r} holds queues that differ from the demo topology "
+                    f"and resetting it deletes them ({exc.queue!r})") from None
+            await _delete_demo_vhost(settings, mgmt, vhost, f"demo: queue {exc.queue!r} differed")
             await mgmt.create_vhost(vhost)
             await mgmt.set_permissions(vhost, settings.credentials[0])
             await _declare(settings, vhost, topology, mgmt)
         return len(topology.queues)
+
+
+async def _delete_demo_vhost(settings: Settings, mgmt: Any, vhost: str, why: str) -> None:
+    """Delete the demo vhost and every message in it: audited, like every destructive act."""
+    audit = AuditLog.from_settings(settings)
+    audit.check()  # before deleting: an action that cannot be audited is not done
+    target = {"vhost": vhost}
+    try:
+        await mgmt.delete_vhost(vhost)
+    except QueuewatchError as exc:
+        audit.record("delete-vhost", target, "error", detail=f"{why}: {exc}")
+        raise
+    audit.record("delete-vhost", target, "ok", count=1, detail=why)
 
 
 async def _declare(settings: Settings, vhost: str, topology: Any, mgmt: Any) -> None:
