@@ -1,0 +1,166 @@
+"""``queuewatch serve``: the job status API over HTTP, and the live event stream.
+
+    GET /jobs/{id}                   status and timeline (404 {"state": "unknown"}; 400 bad id)
+    GET /jobs/{id}/result?timeout=S  waits up to S s: 200 result, 409 failed (with its error),
+                                     404 unknown, 410 result expired, 504 still running
+    GET /events?job=ID | ?queue=Q    Server-Sent Events (see :mod:`.sse`), Last-Event-ID
+    GET /healthz                     200 {"status": "ok"} (no authentication)
+
+A job id with ``/`` or other reserved characters is percent-encoded in the path. With a web
+config (the exporter's: TLS and basic-auth users), every route but ``/healthz`` needs a
+user: 401 with ``WWW-Authenticate`` otherwise. Answers are JSON; bad input is a 4xx with an
+``error`` line, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import ssl
+from typing import Any, Protocol
+
+from queuewatch.errors import ConfigError
+from queuewatch.jobs.api import (
+    JobFailed,
+    Jobs,
+    JobUnknown,
+    ResultExpired,
+    ResultTimeout,
+    check_job_id,
+)
+from queuewatch.jobs.httpd import HttpError, HttpServer, Request, send_json
+from queuewatch.jobs.sse import KEEPALIVE, EventHub, Position, parse_id
+
+#: Longest ``?timeout=`` a result request may wait (seconds).
+MAX_RESULT_WAIT = 300.0
+#: ``?timeout=`` when none is given.
+DEFAULT_RESULT_WAIT = 30.0
+#: Longest queue name accepted in ``/events?queue=``.
+MAX_QUEUE_NAME = 255
+
+
+class WebAuth(Protocol):
+    """What the server needs of :class:`queuewatch.webconfig.WebConfig`."""
+
+    @property
+    def scheme(self) -> str: ...
+
+    def ssl_context(self) -> ssl.SSLContext | None: ...
+
+    def authorized(self, authorization: str | None) -> bool: ...
+
+
+class JobsWeb:
+    """The HTTP face of a :class:`Jobs` (started and closed by its owner)."""
+
+    def __init__(self, jobs: Jobs, *, web: WebAuth | None = None,
+                 keepalive: float = KEEPALIVE) -> None:
+        self.jobs = jobs
+        self.web = web
+        self.keepalive = keepalive
+        self.hub = EventHub(jobs)
+        self.server = HttpServer(self.handle, ssl_context=web.ssl_context() if web else None)
+        self.port: int | None = None
+
+    @property
+    def scheme(self) -> str:
+        return self.web.scheme if self.web is not None else "http"
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        self.port = await self.server.start(host, port)
+        return self.port
+
+    async def close(self) -> None:
+        self.hub.close()
+        await self.server.close()
+
+    # -- routing -----------------------------------------------------------------------
+    async def handle(self, request: Request, reader: asyncio.StreamReader,
+                     writer: asyncio.StreamWriter) -> None:
+        if request.method != "GET":
+            raise HttpError(405, f"{request.method[:20]} is not supported: GET only",
+                            {"Allow": "GET"})
+        try:
+            segments = request.segments
+        except UnicodeDecodeError:
+            raise HttpError(400, "the path is not valid UTF-8 after percent-decoding") from None
+        if segments == ["healthz"]:
+            await send_json(writer, 200, {"status": "ok"})
+            return
+        if self.web is not None and not self.web.authorized(request.headers.get("authorization")):
+            raise HttpError(401, "authentication required",
+                            {"WWW-Authenticate": 'Basic realm="queuewatch", charset="UTF-8"'})
+        if len(segments) == 2 and segments[0] == "jobs":
+            await send_json(writer, *await self.job_status(segments[1]))
+        elif len(segments) == 3 and segments[0] == "jobs" and segments[2] == "result":
+            await send_json(writer, *await self.job_result(segments[1], request.param("timeout")))
+        elif segments == ["events"]:
+            job_id, queue, after = self._events_args(request)
+            await self.hub.stream(reader, writer, job_id=job_id, queue=queue, after=after,
+                                  keepalive=self.keepalive)
+        else:
+            raise HttpError(404, "no such route: GET /jobs/{id}, /jobs/{id}/result, "
+                                 "/events, /healthz")
+
+    # -- routes ------------------------------------------------------------------------
+    async def job_status(self, raw_id: str) -> tuple[int, dict[str, Any]]:
+        job_id = _job_id(raw_id)
+        try:
+            status = await self.jobs.status(job_id)
+        except TimeoutError:
+            raise HttpError(503, "the job events stream did not answer in time") from None
+        return (200 if status.known else 404), status.to_json()
+
+    async def job_result(self, raw_id: str, raw_timeout: str | None) -> tuple[int, dict[str, Any]]:
+        job_id = _job_id(raw_id)
+        timeout = DEFAULT_RESULT_WAIT
+        if raw_timeout is not None:
+            try:
+                timeout = float(raw_timeout)
+            except ValueError:
+                timeout = -1.0
+            if not (math.isfinite(timeout) and 0 <= timeout <= MAX_RESULT_WAIT):
+                raise HttpError(400, f"timeout must be a number of seconds from 0 to "
+                                     f"{MAX_RESULT_WAIT:g} (got {raw_timeout[:30]!r})")
+        try:
+            value = await self.jobs.result(job_id, timeout)
+        except JobUnknown:
+            return 404, {"job_id": job_id, "state": "unknown"}
+        except JobFailed as exc:
+            s = exc.status
+            return 409, {"job_id": job_id, "state": s.state.value, "attempt": s.attempt,
+                         "error_type": s.error_type, "error": s.error, "reason": s.reason,
+                         "message": str(exc)}
+        except ResultExpired as exc:
+            return 410, {"job_id": job_id, "state": "succeeded", "error": str(exc)}
+        except ResultTimeout as exc:
+            state = (await self.jobs.status(job_id, fresh=False)).state.value
+            return 504, {"job_id": job_id, "state": state, "error": str(exc)}
+        except TimeoutError:
+            raise HttpError(503, "the job events stream did not answer in time") from None
+        return 200, {"job_id": job_id, "state": "succeeded", "result": value}
+
+    def _events_args(self, request: Request) -> tuple[str | None, str | None, Position | None]:
+        job_id = request.param("job")
+        if job_id is not None:
+            job_id = _job_id(job_id)
+        queue = request.param("queue")
+        if queue is not None and not 0 < len(queue) <= MAX_QUEUE_NAME:
+            raise HttpError(400, f"queue must be 1 to {MAX_QUEUE_NAME} characters")
+        unknown = sorted(set(request.query) - {"job", "queue", "last_event_id"})
+        if unknown:
+            raise HttpError(400, f"unknown parameter(s) {', '.join(unknown)[:100]} "
+                                 "(known: job, queue, last_event_id)")
+        raw = request.headers.get("last-event-id") or request.param("last_event_id")
+        try:
+            after = parse_id(raw) if raw else None
+        except ValueError as exc:
+            raise HttpError(400, f"Last-Event-ID: {exc}") from None
+        return job_id, queue, after
+
+
+def _job_id(raw: str) -> str:
+    try:
+        return check_job_id(raw)
+    except ConfigError as exc:
+        raise HttpError(400, {"error": str(exc), "state": "invalid"}) from None

@@ -1,0 +1,212 @@
+"""The job status API over HTTP (``queuewatch serve``) on the real broker: status and
+timeline by id, results, bad input, basic auth, and the live event stream (SSE) with
+resumption by Last-Event-ID."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import ssl
+from collections import defaultdict
+from collections.abc import AsyncIterator
+
+import httpx
+
+from queuewatch.jobs import Jobs
+from queuewatch.jobs.web import JobsWeb
+from queuewatch.producer import AsyncProducer
+from queuewatch.topology import QueueSpec, RetryPolicy
+from queuewatch.worker import Job, Worker
+from tests.helpers import declare
+from tests.jobs_http import SseEvent, sse_events
+from tests.workers import running
+
+FAST_RETRY = RetryPolicy(max_attempts=3, backoff_initial=1, backoff_multiplier=1, jitter=0)
+
+
+@contextlib.asynccontextmanager
+async def served(jobs: Jobs, **options: object) -> AsyncIterator[tuple[JobsWeb, httpx.AsyncClient]]:
+    app = JobsWeb(jobs, **options)  # type: ignore[arg-type]
+    port = await app.start("127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield app, client
+    finally:
+        await app.close()
+
+
+async def test_timeline_result_and_bad_input_over_http(connection, settings, vhost):
+    # Given a job that fails twice, then succeeds with a value
+    topo = await declare(connection, vhost, QueueSpec("jobs", retry=FAST_RETRY), delay_levels=4)
+    worker = Worker(settings, topo, worker_id="w-http")
+
+    @worker.job("jobs")
+    async def flaky(job: Job) -> dict[str, int]:
+        if job.payload.get("sleep"):
+            await asyncio.sleep(job.payload["sleep"])
+        if job.attempt < 3 and job.payload.get("flaky"):
+            raise RuntimeError(f"boom {job.attempt}")
+        if job.payload.get("fail"):
+            raise ValueError("no such customer")
+        return {"answer": 42, "attempt": job.attempt}
+
+    async with Jobs(settings) as jobs, served(jobs) as (_, http), running(worker), \
+            AsyncProducer(settings, topo) as producer:
+        await producer.publish("jobs", {"flaky": True}, job_id="flaky/1")
+        # When a service waits for the result over HTTP (the id percent-encoded)
+        r = await http.get("/jobs/flaky%2F1/result", params={"timeout": 20})
+        # Then it gets the handler's value once the third attempt succeeded
+        assert r.status_code == 200, r.text
+        assert r.json() == {"job_id": "flaky/1", "state": "succeeded",
+                            "result": {"answer": 42, "attempt": 3}}
+        # And the status shows three attempts with their errors, workers and durations
+        r = await http.get("/jobs/flaky%2F1")
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        body = r.json()
+        assert body["state"] == "succeeded" and body["queue"] == "jobs"
+        assert [a["outcome"] for a in body["attempts"]] == ["failed", "failed", "succeeded"]
+        assert [a["error"] for a in body["attempts"][:2]] == ["boom 1", "boom 2"]
+        assert all(a["worker"]["name"] == "w-http" and a["duration"] is not None
+                   for a in body["attempts"])
+        assert [e["kind"] for e in body["events"]] == [
+            "accepted", "started", "attempt_failed", "retry_scheduled", "started",
+            "attempt_failed", "retry_scheduled", "started", "succeeded"]
+
+        # A dead-lettered job's result is its error (409); a slow one times out (504)
+        await producer.publish("jobs", {"fail": True}, job_id="dead")
+        r = await http.get("/jobs/dead/result", params={"timeout": 20})
+        assert r.status_code == 409, r.text
+        assert r.json()["state"] == "dead_lettered" and r.json()["error"] == "no such customer"
+        await producer.publish("jobs", {"sleep": 3}, job_id="slow")
+        r = await http.get("/jobs/slow/result", params={"timeout": 0.3})
+        assert r.status_code == 504 and r.json()["state"] in ("queued", "running"), r.text
+
+        # Unknown ids are unknown (404), never pending
+        r = await http.get("/jobs/nobody-published-this")
+        assert r.status_code == 404 and r.json()["state"] == "unknown"
+        r = await http.get("/jobs/nobody-published-this/result", params={"timeout": 0})
+        assert r.status_code == 404 and r.json() == {"job_id": "nobody-published-this",
+                                                     "state": "unknown"}
+        # Malformed input is a clear 400, not a traceback
+        for path in ("/jobs/a%0Ab", "/jobs/" + "x" * 300, "/jobs/%ff%fe",
+                     "/jobs/flaky%2F1/result?timeout=abc", "/jobs/flaky%2F1/result?timeout=-1",
+                     "/jobs/flaky%2F1/result?timeout=nan", "/events?job=",
+                     "/events?colour=red"):
+            r = await http.get(path)
+            assert r.status_code == 400, (path, r.status_code, r.text)
+            assert r.json()["error"] and "Traceback" not in r.text
+        r = await http.get("/events", headers={"Last-Event-ID": "yesterday"})
+        assert r.status_code == 400 and "Last-Event-ID" in r.json()["error"]
+        assert (await http.get("/nothing-here")).status_code == 404
+        r = await http.post("/jobs/flaky%2F1")
+        assert r.status_code == 405 and r.headers["allow"] == "GET"
+        assert (await http.get("/healthz")).json() == {"status": "ok"}
+
+
+class StubAuth:
+    """The web config's interface (queuewatch.webconfig.WebConfig): one basic-auth user."""
+
+    scheme = "http"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return None
+
+    def authorized(self, authorization: str | None) -> bool:
+        good = "Basic " + base64.b64encode(b"ops:s3cret").decode()
+        return authorization == good
+
+
+async def test_basic_auth_guards_every_route_but_healthz(connection, settings, vhost):
+    await declare(connection, vhost, QueueSpec("jobs"))
+    async with Jobs(settings) as jobs, served(jobs, web=StubAuth()) as (_, http):
+        for path in ("/jobs/x", "/jobs/x/result?timeout=0", "/events"):
+            r = await http.get(path)
+            assert r.status_code == 401, path
+            assert r.headers["www-authenticate"].startswith("Basic realm=")
+            r = await http.get(path, auth=("ops", "wrong"))
+            assert r.status_code == 401, path
+        assert (await http.get("/jobs/x", auth=("ops", "s3cret"))).status_code == 404
+        assert (await http.get("/healthz")).status_code == 200
+
+
+async def _collect(http: httpx.AsyncClient, url: str, n: int, *, last_event_id: str | None = None,
+                   timeout: float = 60) -> list[SseEvent]:
+    got: list[SseEvent] = []
+
+    async def read() -> None:
+        async for event in sse_events(http, url, last_event_id=last_event_id):
+            got.append(event)
+            if len(got) >= n:
+                return
+
+    await asyncio.wait_for(read(), timeout)
+    return got
+
+
+async def test_sse_shows_each_job_in_order_and_resumes_without_gaps(connection, settings, vhost):
+    # Given a worker, the HTTP server, and a client streaming the queue's events
+    topo = await declare(connection, vhost, QueueSpec("jobs"), QueueSpec("other"))
+    worker = Worker(settings, topo, concurrency=20)
+
+    @worker.job("jobs")
+    async def handle(job: Job) -> int:
+        return int(job.payload["n"])
+
+    async with Jobs(settings) as jobs, served(jobs, keepalive=0.5) as (_, http), \
+            running(worker), AsyncProducer(settings, topo) as producer:
+        url = "/events?queue=jobs"
+        first_half = asyncio.create_task(_collect(http, url, 150))
+        await asyncio.sleep(0.5)  # the client is subscribed
+        # When 100 jobs are published and processed (and one on another queue)
+        await producer.publish("other", {"n": -1}, job_id="elsewhere")
+        await asyncio.gather(*(producer.publish("jobs", {"n": i}, job_id=f"job-{i}")
+                               for i in range(100)))
+        part1 = await first_half
+        # And the client, disconnected after 150 events, comes back with its last id (as
+        # EventSource does: the last id field it received)
+        last_id = [e.id for e in part1 if e.id is not None][-1]
+        sent_after = [i for i, e in enumerate(part1) if e.id == last_id][-1] + 1
+        part2 = await _collect(http, url, 150 + len(part1) - sent_after, last_event_id=last_id)
+        # Then a fresh client reading from the start sees exactly what the two parts saw:
+        # no gap (a repeat only of events sent after the last id, at most)
+        full = await _collect(http, url, 300)
+        # And a job's own stream holds only that job
+        own = await _collect(http, "/events?job=job-7", 3)
+
+    def ids(events: list[SseEvent]) -> list[str]:
+        return [json.loads(e.data)["id"] for e in events]
+
+    assert ids(part2[:len(part1) - sent_after]) == ids(part1[sent_after:]), "not a clean repeat"
+    assert ids(part1) + ids(part2[len(part1) - sent_after:]) == ids(full), "a gap or a repeat"
+    assert len(set(ids(full))) == 300
+    per_job: dict[str, list[str]] = defaultdict(list)
+    for e in full:
+        data = json.loads(e.data)
+        assert data["queue"] == "jobs" and e.event == data["kind"]
+        per_job[data["job"]].append(e.event or "")
+    assert len(per_job) == 100
+    out_of_order = {j: kinds for j, kinds in per_job.items()
+                    if kinds != ["accepted", "started", "succeeded"]}
+    assert not out_of_order, out_of_order
+    assert [json.loads(e.data)["job"] for e in own] == ["job-7"] * 3
+
+
+async def test_sse_sends_keepalive_comments_while_idle(connection, settings, vhost):
+    await declare(connection, vhost, QueueSpec("jobs"))
+    async with Jobs(settings) as jobs, served(jobs, keepalive=0.2) as (app, http):
+        async with http.stream("GET", "/events") as response:
+            lines: list[str] = []
+
+            async def read() -> None:
+                async for line in response.aiter_lines():
+                    lines.append(line)
+                    if lines.count(": keep-alive") >= 2:
+                        return
+
+            await asyncio.wait_for(read(), 5)
+            assert len(app.hub.subscribers) == 1
+        # And a client that goes away is forgotten
+        await asyncio.sleep(0.3)
+        assert not app.hub.subscribers
