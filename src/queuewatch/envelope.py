@@ -31,6 +31,9 @@ H_TARGET = "qw-target"
 headers starting with ``x-`` when matching, and the delivery exchange matches on this one."""
 H_DELAY_MS = "x-qw-delay-ms"
 """The delay asked for, for the record."""
+H_WEBHOOK = "x-qw-webhook"
+"""The URL this job's completion webhook goes to (``publish(webhook=...)``); recorded in the
+job's accepted event, where the webhook dispatcher finds it."""
 
 # -- headers a dead letter carries --------------------------------------------------------
 H_DEAD_REASON = "x-qw-dead-reason"

@@ -87,7 +87,9 @@ class JobsWeb:
         if segments == ["healthz"]:
             await send_json(writer, 200, {"status": "ok"})
             return
-        if self.web is not None and not self.web.authorized(request.headers.get("authorization")):
+        # In a thread: a bcrypt check takes ~0.2 s, and must not stall the live streams.
+        if self.web is not None and not await asyncio.to_thread(
+                self.web.authorized, request.headers.get("authorization")):
             raise HttpError(401, "authentication required",
                             {"WWW-Authenticate": 'Basic realm="queuewatch", charset="UTF-8"'})
         if len(segments) == 2 and segments[0] == "jobs":

@@ -20,6 +20,7 @@ from queuewatch.events.model import Event, Source
 from queuewatch.topology import (
     DEFAULT_DELAY_LEVELS,
     Topology,
+    check_webhook_url,
     delay_entry_exchange,
     delay_routing_key,
 )
@@ -99,10 +100,11 @@ def build(
     attempt: int = 1,
     content_type: str | None = None,
     at: datetime | float | None = None,
+    webhook: str | None = None,
 ) -> Outgoing:
     """The message for one job. ``delay`` in seconds (rounded up to whole seconds), or
     ``at``: an absolute time (an aware datetime, or epoch seconds); a time in the past runs
-    the job now."""
+    the job now. ``webhook``: the http(s) URL its completion is POSTed to (checked here)."""
     if priority is not None and not 0 <= priority <= 255:
         raise ValueError(f"priority must be between 0 and 255 (got {priority})")
     if at is not None:
@@ -120,6 +122,10 @@ def build(
         attempt=attempt, idempotency_key=idempotency_key, job_id=jid, extra=headers,
         published_ms=int(now * 1000),
     )
+    if webhook is not None:
+        hdrs[envelope.H_WEBHOOK] = webhook
+    if envelope.H_WEBHOOK in hdrs:  # also when given as a header: refused now, not later
+        check_webhook_url(hdrs[envelope.H_WEBHOOK], f"job {jid}")
     exchange, routing_key = "", queue
     seconds = 0
     if delay is not None and delay > 0:
@@ -159,6 +165,8 @@ def accepted_event(out: Outgoing, source: Source) -> Event:
     data: dict[str, Any] = {}
     if out.priority is not None:
         data["priority"] = out.priority
+    if isinstance(out.headers.get(envelope.H_WEBHOOK), str):
+        data["webhook"] = out.headers[envelope.H_WEBHOOK]
     kind = ev.ACCEPTED
     if isinstance(delay_ms, int) and delay_ms > 0:
         kind = ev.SCHEDULED

@@ -1,0 +1,139 @@
+"""The webhook dispatcher: terminal job events -> webhook jobs on ``queuewatch.webhooks``.
+
+It reads the job events index in stream order from its own cursor (kept in the index's
+``meta`` table), and for every terminal event (succeeded, dead-lettered, cancelled, skipped)
+of a job that has a webhook — its own, from ``publish(webhook=...)``, else its queue's —
+publishes one webhook job with a deterministic id (``webhook-<job id>-<event id>``) and waits
+for the broker's confirms. Only then does the cursor move past those events, so a crash
+loses nothing: the next start re-reads from the cursor and publishes again, and the delivery
+worker's idempotency store drops what was already delivered. It never touches the job
+queues themselves: a receiver that is down slows nothing but its own deliveries.
+
+Run one dispatcher per vhost (``queuewatch webhooks``). The first start on a host (no
+cursor yet) begins at the end of what the index holds: jobs finished before webhooks were
+ever dispatched get none (``start="first"`` sends them too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Literal
+
+from queuewatch.errors import QueuewatchError
+from queuewatch.events import model as ev
+from queuewatch.events.model import Event
+from queuewatch.jobs.api import Jobs
+from queuewatch.jobs.state import fold
+from queuewatch.jobs.webhooks import outcome_body, webhook_for, webhook_job_id
+from queuewatch.producer import AsyncProducer
+from queuewatch.topology import WEBHOOKS_QUEUE, Topology
+
+log = logging.getLogger(__name__)
+
+CURSOR_KEY = "webhook_cursor"
+#: Events read from the index per step.
+BATCH = 500
+#: Seconds between looks at the index when no new event woke the dispatcher.
+IDLE_WAIT = 1.0
+#: Pause after a step that could not publish (broker down, queue missing) before retrying.
+RETRY_PAUSE = 2.0
+
+Position = tuple[int, int]
+
+
+class Dispatcher:
+    """Publishes a webhook job for every finished job that has a webhook (module docstring)."""
+
+    def __init__(self, jobs: Jobs, producer: AsyncProducer, topology: Topology | None, *,
+                 start: Literal["end", "first"] = "end", batch: int = BATCH) -> None:
+        self.jobs = jobs
+        self.index = jobs.index
+        self.producer = producer
+        self.topology = topology
+        self.batch = batch
+        self.published = 0
+        """Webhook jobs published (and confirmed) since start."""
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        if self.cursor is None and start == "end":
+            self._save(self._last_position())
+
+    # -- the cursor --------------------------------------------------------------------
+    @property
+    def cursor(self) -> Position | None:
+        """The stream position of the last event handled (None: before the first)."""
+        row = self.index.db.execute("SELECT value FROM meta WHERE key=?", (CURSOR_KEY,)).fetchone()
+        if not row:
+            return None
+        off, _, idx = str(row[0]).partition(":")
+        return (int(off), int(idx)) if off.lstrip("-").isdigit() and idx.lstrip("-").isdigit() else None
+
+    def _save(self, position: Position | None) -> None:
+        value = "-1:-1" if position is None else f"{position[0]}:{position[1]}"
+        self.index.db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                              "value=excluded.value", (CURSOR_KEY, value))
+
+    def _last_position(self) -> Position | None:
+        row = self.index.db.execute(
+            "SELECT off, idx FROM events ORDER BY off DESC, idx DESC LIMIT 1").fetchone()
+        return (int(row[0]), int(row[1])) if row else None
+
+    # -- running -----------------------------------------------------------------------
+    async def run(self) -> None:
+        """Dispatch until :meth:`stop`; a step that fails is retried from the same cursor."""
+        self.jobs.tail.listeners.append(self._on_events)
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()  # before reading: events arriving during a step wake the next
+                try:
+                    handled = await self.step()
+                except (QueuewatchError, TimeoutError) as exc:
+                    log.warning("webhook dispatch paused: %s (retrying from the same events)", exc)
+                    await self._sleep(RETRY_PAUSE)
+                    continue
+                if handled < self.batch:
+                    await self._sleep(IDLE_WAIT)
+        finally:
+            self.jobs.tail.listeners.remove(self._on_events)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    def _on_events(self, events: list[Event]) -> None:
+        if any(e.kind in ev.TERMINAL for e in events):
+            self._wake.set()
+
+    async def step(self) -> int:
+        """Handle the next events after the cursor: publish their webhook jobs, wait for the
+        confirms, then move the cursor. Returns the events handled."""
+        cursor = self.cursor
+        events = self.index.events_after(cursor, limit=self.batch)
+        if not events:
+            return 0
+        sends = []
+        for e in events:
+            if e.kind not in ev.TERMINAL or e.queue == WEBHOOKS_QUEUE:
+                continue
+            history = [x for x in self.index.events_of(e.job_id) if x.at_ms <= e.at_ms]
+            status = fold(e.job_id, history, result_ttl=self.index.result_ttl)
+            url = webhook_for(status, self.topology)
+            if url is None:
+                continue
+            payload = {"url": url, "body": outcome_body(status, e)}
+            sends.append(self.producer.publish(
+                WEBHOOKS_QUEUE, payload, job_id=webhook_job_id(e.job_id, e.event_id), wait=True))
+        if sends:
+            await asyncio.gather(*sends)
+            self.published += len(sends)
+        last = self.index.position_of(events[-1].event_id)
+        if last is not None:
+            self._save(last)
+        return len(events)

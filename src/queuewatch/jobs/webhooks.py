@@ -1,0 +1,218 @@
+"""Completion webhooks: signed HTTP POSTs of a job's outcome, delivered as queuewatch jobs.
+
+A job gets a webhook from ``publish(webhook=URL)`` (recorded in its accepted event) or from
+its queue (``webhook = "https://..."`` in the topology). When it finishes (succeeded,
+dead-lettered, cancelled) the :class:`~queuewatch.jobs.dispatcher.Dispatcher` publishes one
+*webhook job* to the internal queue ``queuewatch.webhooks``; the delivery worker built by
+:func:`delivery_worker` POSTs it. A non-2xx answer or an unreachable receiver raises, so the
+delivery is retried with backoff, then dead-lettered to ``queuewatch.webhooks.dlq`` with the
+reason — and can be replayed from there like any job. Job processing never waits for it.
+
+Every POST is signed with the shared secret (setting ``webhook_secret``)::
+
+    X-Queuewatch-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of f"{t}.{body}">
+    X-Queuewatch-Delivery: webhook-<job id>-<event id>   (the same for every retry)
+
+A receiver checks both with :func:`verify` (or the same few lines in any language): the
+HMAC proves the body came from queuewatch, the timestamp bounds replays, the delivery id
+makes a retried delivery recognisable as one it has already handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, MutableSet
+from typing import Any
+
+from queuewatch.config import Settings, mask_url
+from queuewatch.errors import ConfigError, QueuewatchError
+from queuewatch.events.model import Event
+from queuewatch.jobs.state import JobStatus
+from queuewatch.topology import WEBHOOKS_QUEUE, QueueSpec, RetryPolicy, Topology, check_webhook_url
+from queuewatch.worker import Job, NonRetryable, Worker
+
+SIGNATURE_HEADER = "X-Queuewatch-Signature"
+DELIVERY_HEADER = "X-Queuewatch-Delivery"
+#: Seconds a signature's timestamp may differ from the receiver's clock (replay window).
+DEFAULT_TOLERANCE = 300
+#: Seconds one POST may take (connect + answer) before it counts as failed.
+POST_TIMEOUT = 10.0
+#: The internal queue's default shape: 8 attempts over about 4 minutes, then its DLQ.
+WEBHOOKS_SPEC = QueueSpec(
+    WEBHOOKS_QUEUE, max_priority=None,
+    retry=RetryPolicy(max_attempts=8, backoff_initial=1, backoff_multiplier=2, backoff_max=120))
+MAX_JOB_ID = 255
+
+
+class WebhookRejected(QueuewatchError):
+    """:func:`verify` refused a delivery (forged, stale, repeated or malformed)."""
+
+
+class DeliveryFailed(QueuewatchError):
+    """A receiver did not accept a delivery (non-2xx, unreachable, timeout): retried."""
+
+
+# -- signing and verifying -------------------------------------------------------------
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The ``X-Queuewatch-Signature`` value for ``body`` sent at ``timestamp``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify(secret: str, body: bytes, headers: Mapping[str, str], *,
+           tolerance: float = DEFAULT_TOLERANCE, seen: MutableSet[str] | None = None,
+           now: float | None = None) -> dict[str, Any]:
+    """Check a delivery as a receiver; return its JSON body, or raise :class:`WebhookRejected`.
+
+    ``body`` is the raw request body (bytes as received, before any JSON parsing);
+    ``headers`` the request headers (any case). Refused: a missing or malformed signature,
+    an HMAC that does not match (forged, or another secret), a timestamp more than
+    ``tolerance`` seconds from now (a replay of an old delivery), and — when ``seen`` is
+    given — a delivery id already in ``seen`` (a retry of one handled before; ids of
+    accepted deliveries are added to it). Keep ``seen`` for longer than ``tolerance``."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    raw = lower.get(SIGNATURE_HEADER.lower())
+    if not raw:
+        raise WebhookRejected(f"no {SIGNATURE_HEADER} header")
+    parts: dict[str, list[str]] = {}
+    for item in raw.split(","):
+        key, _, value = item.strip().partition("=")
+        parts.setdefault(key, []).append(value)
+    try:
+        timestamp = int(parts["t"][0])
+    except (KeyError, ValueError):
+        raise WebhookRejected(f"malformed {SIGNATURE_HEADER}: no t=<unix seconds>") from None
+    expected = sign(secret, timestamp, body).rpartition("v1=")[2]
+    if not any(hmac.compare_digest(expected, v) for v in parts.get("v1", [])):
+        raise WebhookRejected("signature does not match (forged, altered, or another secret)")
+    age = (time.time() if now is None else now) - timestamp
+    if abs(age) > tolerance:
+        raise WebhookRejected(f"timestamp is {age:.0f}s from now (tolerance {tolerance:g}s): "
+                              "a replayed or delayed delivery")
+    delivery = lower.get(DELIVERY_HEADER.lower(), "")
+    if seen is not None:
+        if not delivery:
+            raise WebhookRejected(f"no {DELIVERY_HEADER} header")
+        if delivery in seen:
+            raise WebhookRejected(f"delivery {delivery} was already handled")
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        raise WebhookRejected("body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise WebhookRejected("body is not a JSON object")
+    if seen is not None:
+        seen.add(delivery)
+    return payload
+
+
+# -- what a webhook job carries --------------------------------------------------------
+def webhook_job_id(job_id: str, event_id: str) -> str:
+    """Deterministic: the same terminal event always makes the same webhook job (so a
+    dispatcher that publishes it twice after a crash is deduplicated by the worker)."""
+    jid = f"webhook-{job_id}-{event_id}"
+    if len(jid.encode()) > MAX_JOB_ID:
+        jid = f"webhook-{hashlib.sha256(job_id.encode()).hexdigest()[:40]}-{event_id}"
+    return jid
+
+
+def outcome_body(status: JobStatus, event: Event) -> dict[str, Any]:
+    """What the receiver gets: the job's outcome as of its terminal ``event``."""
+    body: dict[str, Any] = {
+        "job_id": status.job_id, "queue": event.queue or status.queue,
+        "state": status.state.value, "attempts": status.attempt or event.attempt,
+        "at": event.at_ms, "event": event.kind,
+    }
+    if status.has_result and not status.result_expired:
+        body["result"] = status.result
+    if status.error_type or status.error or status.reason:
+        body["error"] = {"type": status.error_type, "message": status.error,
+                         "reason": status.reason}
+    return body
+
+
+def webhook_for(status: JobStatus, topology: Topology | None) -> str | None:
+    """The job's own webhook, else its queue's, else None."""
+    own = status.data.get("webhook")
+    if isinstance(own, str) and own:
+        return own
+    if topology is not None and status.queue:
+        try:
+            return topology.queue(status.queue).webhook
+        except KeyError:
+            return None
+    return None
+
+
+# -- delivering ------------------------------------------------------------------------
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a 3xx is an answer, not a place to re-POST the outcome to
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float = POST_TIMEOUT) -> int:
+    """POST ``body`` (blocking); the HTTP status, or DeliveryFailed when there was none."""
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "User-Agent": "queuewatch-webhooks", **headers})
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            response.read(65536)
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DeliveryFailed(f"{mask_url(url)} unreachable: {reason}") from None
+
+
+def make_handler(secret: str, timeout: float = POST_TIMEOUT) -> Any:
+    """The delivery worker's handler: sign, POST, raise unless the receiver took it."""
+    async def deliver(job: Job) -> dict[str, Any]:
+        payload = job.payload
+        if not isinstance(payload, dict) or not isinstance(payload.get("body"), dict):
+            raise NonRetryable("not a webhook job: the payload needs 'url' and 'body'")
+        try:
+            url = check_webhook_url(payload.get("url"), f"webhook job {job.job_id}")
+        except ConfigError as exc:
+            raise NonRetryable(str(exc)) from None
+        body = json.dumps(payload["body"], separators=(",", ":"), default=str).encode()
+        headers = {SIGNATURE_HEADER: sign(secret, int(time.time()), body),
+                   DELIVERY_HEADER: job.job_id}
+        status = await asyncio.to_thread(post, url, body, headers, timeout)
+        if not 200 <= status < 300:
+            raise DeliveryFailed(f"{mask_url(url)} answered HTTP {status}")
+        return {"status": status}
+    return deliver
+
+
+def webhooks_topology(topology: Topology | None) -> Topology:
+    """``topology`` plus the internal webhooks queue (as the topology declares it, if it
+    does, else :data:`WEBHOOKS_SPEC`)."""
+    base = topology or Topology()
+    if any(q.name == WEBHOOKS_QUEUE for q in base.queues):
+        return base
+    return Topology(queues=(*base.queues, WEBHOOKS_SPEC), delay_levels=base.delay_levels,
+                    telemetry_exchange=base.telemetry_exchange,
+                    control_exchange=base.control_exchange)
+
+
+def delivery_worker(settings: Settings, topology: Topology | None, *, concurrency: int = 10,
+                    timeout: float = POST_TIMEOUT, **worker_options: Any) -> Worker:
+    """A :class:`~queuewatch.worker.Worker` delivering the webhook jobs of ``topology``'s
+    vhost (its retries, DLQ, idempotency store, heartbeats: those of any worker)."""
+    if not settings.webhook_secret:
+        raise ConfigError("webhook_secret is not set (QUEUEWATCH_WEBHOOK_SECRET): webhooks "
+                          "are signed with it, and a receiver verifies them with it")
+    worker = Worker(settings, webhooks_topology(topology), concurrency=concurrency,
+                    **worker_options)
+    worker.add_handler(WEBHOOKS_QUEUE, make_handler(settings.webhook_secret, timeout))
+    return worker

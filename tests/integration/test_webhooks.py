@@ -1,0 +1,129 @@
+"""Completion webhooks on the real broker: delivered as queuewatch jobs (retries, DLQ),
+signed, exactly one accepted delivery per job, and never in the way of job processing."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from dataclasses import replace
+
+from queuewatch.envelope import H_ERROR_MESSAGE, H_WEBHOOK
+from queuewatch.jobs import Jobs, JobState
+from queuewatch.jobs.webhook_service import WebhookService
+from queuewatch.jobs.webhooks import DELIVERY_HEADER, verify
+from queuewatch.producer import AsyncProducer
+from queuewatch.topology import QueueSpec, RetryPolicy
+from queuewatch.worker import Job, Worker
+from tests.helpers import declare, drain, wait_until
+from tests.jobs_http import Receiver
+from tests.nodes import free_port
+from tests.workers import running
+
+SECRET = "test-webhook-secret"
+ONE_ATTEMPT = RetryPolicy(max_attempts=1)
+
+
+def webhooks_spec(attempts: int) -> QueueSpec:
+    return QueueSpec("queuewatch.webhooks", max_priority=None, retry=RetryPolicy(
+        max_attempts=attempts, backoff_initial=1, backoff_multiplier=1, jitter=0))
+
+
+def job_worker(settings, topo, *queues: str) -> Worker:  # type: ignore[no-untyped-def]
+    worker = Worker(settings, topo, concurrency=20)
+
+    async def handle(job: Job) -> dict[str, int]:
+        if job.payload.get("fail"):
+            raise ValueError("no such customer")
+        return {"n": job.payload["n"]}
+
+    for q in queues:
+        worker.add_handler(q, handle)
+    return worker
+
+
+async def test_receiver_down_twice_gets_exactly_one_signed_delivery_per_job(connection, settings, vhost):
+    # Given a receiver that answers 503 to the first two tries of every delivery, a queue
+    # whose jobs all have it as webhook, and a queue where only some jobs ask for one
+    settings = replace(settings, webhook_secret=SECRET)
+    with Receiver(fail_first=2) as receiver:
+        topo = await declare(
+            connection, vhost, QueueSpec("jobs", webhook=receiver.url, retry=ONE_ATTEMPT),
+            QueueSpec("plain"), webhooks_spec(5), delay_levels=4)
+        async with WebhookService(settings, topo), running(job_worker(settings, topo, "jobs", "plain")), \
+                AsyncProducer(settings, topo) as producer, Jobs(settings) as jobs:
+            # When 10 jobs finish on "jobs" (one of them dead-lettered) and 3 on "plain"
+            for i in range(10):
+                await producer.publish("jobs", {"n": i, "fail": i == 3}, job_id=f"j{i}")
+            await producer.publish("plain", {"n": 10}, job_id="own-1",
+                                   headers={H_WEBHOOK: receiver.url + "?own=1"})
+            await producer.publish("plain", {"n": 11}, job_id="own-2",
+                                   headers={H_WEBHOOK: receiver.url + "?own=2"})
+            await producer.publish("plain", {"n": 12}, job_id="no-hook")
+            # Then each of the 12 webhooks is accepted once, after two refused tries
+            await wait_until(lambda: len(receiver.accepted()) >= 12, timeout=60,
+                             what="12 accepted deliveries")
+            await asyncio.sleep(3)  # time for any duplicate to show up
+            webhook_job = await jobs.status(receiver.accepted()[0].headers[DELIVERY_HEADER])
+    accepted = receiver.accepted()
+    tries = Counter(d.headers[DELIVERY_HEADER] for d in receiver.deliveries)
+    assert len(accepted) == 12 and len({d.headers[DELIVERY_HEADER] for d in accepted}) == 12
+    assert set(tries.values()) == {3}, tries
+    # And every accepted delivery carries a valid signature and the job's outcome
+    seen: set[str] = set()
+    bodies = {}
+    for d in accepted:
+        body = verify(SECRET, d.body, d.headers, seen=seen)
+        bodies[body["job_id"]] = body
+        assert d.headers[DELIVERY_HEADER].startswith(f"webhook-{body['job_id']}-")
+    assert sorted(bodies) == sorted([f"j{i}" for i in range(10)] + ["own-1", "own-2"])
+    assert bodies["j0"]["state"] == "succeeded" and bodies["j0"]["result"] == {"n": 0}
+    assert bodies["j3"]["state"] == "dead_lettered"
+    assert bodies["j3"]["error"]["message"] == "no such customer"
+    assert bodies["own-2"]["queue"] == "plain" and bodies["own-2"]["result"] == {"n": 11}
+    # And the delivery is a job like any other: three attempts on the record
+    assert webhook_job.state is JobState.SUCCEEDED and webhook_job.attempt == 3
+    assert [a.outcome for a in webhook_job.attempts] == ["failed", "failed", "succeeded"]
+    assert "HTTP 503" in (webhook_job.attempts[0].error or "")
+
+
+async def test_unreachable_receiver_ends_in_the_dlq_with_the_reason_and_jobs_keep_flowing(
+        connection, settings, vhost):
+    # Given a webhook to a port nobody listens on, and a receiver that hangs then refuses
+    settings = replace(settings, webhook_secret=SECRET)
+    gone = f"http://127.0.0.1:{free_port()}/hook"
+    with Receiver(down=True, hang=0.5) as slow:
+        topo = await declare(
+            connection, vhost, QueueSpec("base"), QueueSpec("gone", webhook=gone),
+            QueueSpec("hooked", webhook=slow.url), webhooks_spec(2), delay_levels=4)
+        async with running(job_worker(settings, topo, "base", "gone", "hooked")), \
+                AsyncProducer(settings, topo) as producer, Jobs(settings) as jobs:
+
+            async def run_jobs(queue: str, n: int) -> float:
+                ids = [f"{queue}-{i}" for i in range(n)]
+                t0 = time.monotonic()
+                await asyncio.gather(*(producer.publish(queue, {"n": i}, job_id=j)
+                                       for i, j in enumerate(ids)))
+                done = await asyncio.gather(*(jobs.wait(j, 60) for j in ids))
+                assert {s.state for s in done} == {JobState.SUCCEEDED}
+                return time.monotonic() - t0
+
+            # Baseline: jobs without webhooks and no webhook service
+            baseline = await run_jobs("base", 300)
+            async with WebhookService(settings, topo, concurrency=2, timeout=2):
+                # When a job finishes whose webhook points nowhere
+                await producer.publish("gone", {"n": 0}, job_id="g0")
+                await jobs.wait("g0", 30)
+                # And jobs finish whose receiver is slow and failing (deliveries pile up)
+                hooked = await run_jobs("hooked", 300)
+                # Then the unreachable one is retried, then dead-lettered with the reason
+                dead = await drain(connection, "queuewatch.webhooks.dlq", 1, timeout=30)
+                await wait_until(lambda: len(slow.refused()) >= 2, timeout=30,
+                                 what="the slow receiver being tried")
+    assert len(dead) == 1 and str(dead[0].message_id).startswith("webhook-g0-")
+    assert "unreachable" in str(dead[0].headers[H_ERROR_MESSAGE])
+    assert json.loads(dead[0].body)["url"] == gone
+    # And jobs kept completing at their own pace while the receiver was down
+    assert hooked < max(3 * baseline, baseline + 5), (hooked, baseline)
+    assert not slow.accepted()
