@@ -95,6 +95,9 @@ class Settings:
     """Where the audit log and the default idempotency store live."""
     audit_log: Path | None = None
     """Defaults to ``<state_dir>/audit.jsonl``."""
+    web_config: Path | None = None
+    """A Prometheus web-config YAML file (``tls_server_config``, ``basic_auth_users``) for the
+    exporter's and the worker's metrics endpoints (see :mod:`queuewatch.webconfig`)."""
     telemetry_exchange: str = "queuewatch.telemetry"
     control_exchange: str = "queuewatch.control"
     export_include: tuple[str, ...] = ()

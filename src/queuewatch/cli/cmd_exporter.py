@@ -8,7 +8,13 @@ import sys
 import threading
 from dataclasses import replace
 
-from queuewatch.cli.common import add_connection_options, port_or_zero, positive_float, settings_from_args
+from queuewatch.cli.common import (
+    add_connection_options,
+    add_web_config_option,
+    port_or_zero,
+    positive_float,
+    settings_from_args,
+)
 
 
 def cmd_exporter(args: argparse.Namespace) -> int:
@@ -41,7 +47,8 @@ def cmd_exporter(args: argparse.Namespace) -> int:
             print(f"queuewatch: error: cannot listen on {args.bind}:{args.port}: {exc.strerror}",
                   file=sys.stderr)
             return 2
-        print(f"queuewatch exporter: http://{args.bind}:{port}/metrics "
+        auth = ", basic auth" if exporter.web.users else ""
+        print(f"queuewatch exporter: {exporter.web.scheme}://{args.bind}:{port}/metrics{auth} "
               f"(broker {mask_url(settings.management_url)}, vhost "
               f"{'(all)' if args.all_vhosts else settings.effective_vhost})", flush=True)
         threading.Event().wait()
@@ -75,5 +82,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--no-heartbeats", action="store_true", help="queues only, no worker metrics")
     p.add_argument("--topology", metavar="FILE", help="topology file (per-queue stuck_after)")
     p.add_argument("--all-vhosts", action="store_true", help="export every vhost")
+    add_web_config_option(p)
     add_connection_options(p)
     p.set_defaults(func=cmd_exporter)

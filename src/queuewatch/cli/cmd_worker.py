@@ -16,7 +16,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from queuewatch.cli.common import add_connection_options, port_or_zero, positive_int, settings_from_args
+from queuewatch.cli.common import (
+    add_connection_options,
+    add_web_config_option,
+    port_or_zero,
+    positive_int,
+    settings_from_args,
+)
 from queuewatch.cli.worker_procs import process_count, run_supervised
 from queuewatch.config import Settings, mask_url
 from queuewatch.errors import ConfigError
@@ -39,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--name", help="a stable worker id (setting worker_name; NAME-1..NAME-N "
                    "with --processes): its metrics and heartbeats keep one label across restarts")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    add_web_config_option(p)
     add_connection_options(p)
     p.set_defaults(func=cmd_worker)
 
@@ -105,6 +112,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.prefetch:
         worker.prefetch = args.prefetch
     if args.metrics_port is not None:
+        from queuewatch.webconfig import WebConfig
+
+        WebConfig.load(settings.web_config)  # a bad file is one line now, not at serve time
         worker.metrics_port = args.metrics_port
     print(
         f"worker {worker.worker_id} on {mask_url(worker.settings.amqp_url)} vhost "

@@ -31,6 +31,15 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_web_config_option(parser: argparse.ArgumentParser) -> None:
+    """``--web-config FILE`` for a command that serves HTTP (metrics)."""
+    parser.add_argument(
+        "--web-config", metavar="FILE", default=argparse.SUPPRESS,
+        help="Prometheus web-config YAML: TLS (tls_server_config) and basic auth "
+        "(basic_auth_users, bcrypt hashes) for the HTTP endpoint (setting web_config)",
+    )
+
+
 def add_read_only_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--read-only", action="store_true", default=argparse.SUPPRESS,
@@ -56,6 +65,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         management_url=management_url, management_urls=management_urls,
         vhost=getattr(args, "vhost", None),
         read_only=getattr(args, "read_only", None) or None,
+        web_config=getattr(args, "web_config", None),
     )
 
 

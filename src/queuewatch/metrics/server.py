@@ -17,7 +17,7 @@ import logging
 import threading
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from queuewatch.config import Settings
 from queuewatch.metrics.collector import QueuewatchCollector
@@ -27,6 +27,7 @@ from queuewatch.monitor.core import Monitor
 from queuewatch.monitor.model import Snapshot
 from queuewatch.monitor.session import MonitorSession
 from queuewatch.topology import Topology
+from queuewatch.webconfig import WebConfig, serve_wsgi
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class Exporter:
         all_vhosts: bool = False,
     ) -> None:
         self.settings = settings
+        self.web = WebConfig.load(settings.web_config)
+        """TLS and basic auth of ``/metrics`` (checked before anything starts)."""
         self.want_heartbeats = heartbeats
         self.topology = topology
         self.all_vhosts = all_vhosts
@@ -88,10 +91,10 @@ class Exporter:
         return session
 
     def start(self, port: int = DEFAULT_PORT, bind: str = DEFAULT_BIND) -> int:
-        """Serve ``/metrics``; returns the port actually bound."""
-        server, _thread = start_http_server(port, addr=bind, registry=self.registry)
-        self._server = server
-        return int(server.server_port)
+        """Serve ``/metrics`` (with the TLS and basic auth of ``settings.web_config``);
+        returns the port actually bound."""
+        self._server = serve_wsgi(make_wsgi_app(self.registry), port, bind, self.web)
+        return int(self._server.server_port)
 
     def scrape_once(self) -> Snapshot:
         """The snapshot a scrape would use now (for tools and benchmarks; never polls)."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
+from queuewatch.webconfig import WebConfig, serve_wsgi
 from queuewatch.worker.hooks import DUPLICATE, RETRIED, WorkerObserver
 from queuewatch.worker.job import Job
 
@@ -64,9 +65,10 @@ class PrometheusObserver(WorkerObserver):
         """Read the blocked state at scrape time (aio-pika has no blocked callback)."""
         self.blocked.set_function(lambda: 1.0 if is_blocked() else 0.0)
 
-    def serve(self, port: int, host: str = DEFAULT_METRICS_HOST) -> int:
-        """Start the HTTP endpoint (port 0 = any free port); returns the port."""
-        self.server, _thread = start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, port: int, host: str = DEFAULT_METRICS_HOST, web: WebConfig | None = None) -> int:
+        """Start the HTTP endpoint (port 0 = any free port) with ``web``'s TLS and basic
+        auth; returns the port."""
+        self.server = serve_wsgi(make_wsgi_app(self.registry), port, host, web)
         return int(self.server.server_port)
 
     def close(self) -> None:

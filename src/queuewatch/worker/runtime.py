@@ -40,6 +40,7 @@ from queuewatch.events.recorder import recorder_for
 from queuewatch.idempotency import IdempotencyStore, SqliteStore
 from queuewatch.telemetry import ConsumerStatus, consumer_advice
 from queuewatch.topology import QueueSpec, Topology
+from queuewatch.webconfig import WebConfig
 from queuewatch.worker.decode import DEFAULT_MAX_PAYLOAD_BYTES
 from queuewatch.worker.hooks import Observers, WorkerObserver
 from queuewatch.worker.job import Handler
@@ -210,7 +211,8 @@ class Worker:
         if self.metrics is not None:
             self.metrics.watch_blocked(lambda: self.link.blocked)
             if self.metrics_port is not None:
-                self.metrics_port = self.metrics.serve(self.metrics_port)
+                self.metrics_port = self.metrics.serve(
+                    self.metrics_port, web=WebConfig.load(self.settings.web_config))
         self.observer.on_worker_start(self.worker_id, list(self.routes))
         for line in timeout_warnings((r.spec for r in self.routes.values()),
                                      self.settings.broker_consumer_timeout, self.prefetch,
