@@ -1,5 +1,5 @@
 """Worker throughput: queuewatch vs a raw aio-pika loop vs Dramatiq vs Celery; telemetry
-overhead; the prefetch sweep that justifies the default."""
+overhead; the prefetch sweep that justifies the default; 1 vs N processes."""
 
 from __future__ import annotations
 
@@ -129,4 +129,41 @@ async def run_prefetch(bench: Bench) -> list[Section]:
             f"default (and the head-to-head benchmarks) use {bench.prefetch} for concurrency "
             f"{bench.config.concurrency}."
         )
+    return [section]
+
+
+async def run_processes(bench: Bench) -> list[Section]:
+    """``queuewatch worker --processes 2`` vs ``--processes 1`` (and Dramatiq ``-p 2`` vs
+    ``-p 1`` when installed), no-op jobs, interleaved."""
+    count = bench.size(40_000, 300)
+    section = Section(
+        key="processes",
+        title=f"Worker processes, 1 vs 2 ({count:,} no-op persistent jobs)",
+        measures=(
+            "`queuewatch worker bench.apps.qw_app:make_worker --processes N` (defaults: "
+            f"telemetry, metrics, the idempotency store shared by the processes; concurrency "
+            f"{bench.config.concurrency} and prefetch {bench.prefetch} per process) draining "
+            "a preloaded backlog, N = 1 and 2, beside Dramatiq `-p 1` / `-p 2` when it is "
+            "installed; runs interleaved. Ratio: against the same system's 1 process. The "
+            "machine's cores bound the gain (2 cores here, shared with the broker)."
+        ),
+        columns=COLUMNS,
+    )
+    contenders = [(f"{system}-p{n}", rate_measure(bench, system, "noop", count, processes=n))
+                  for system in ("queuewatch", "dramatiq") for n in (1, 2)]
+    results = await compare(bench, contenders, "/s")
+    labels = {"queuewatch": "queuewatch worker --processes", "dramatiq": "Dramatiq -p"}
+    for system in ("queuewatch", "dramatiq"):
+        one, why_one = results[f"{system}-p1"]
+        for n in (1, 2):
+            value, why = results[f"{system}-p{n}"]
+            tag = " (baseline)" if n == 1 else ""
+            section.rows.append(rate_row(f"{labels[system]} {n}{tag}", value, one,
+                                         na=why or why_one))
+    qw1, why1 = results["queuewatch-p1"]
+    qw2, why2 = results["queuewatch-p2"]
+    r = ratio(qw2, qw1)
+    section.targets.append(Target(
+        "worker 2 processes vs 1", ">= 1.8× (where the cores allow)", fmt_ratio(r),
+        verdict(None if r is None else r >= 1.8), why1 or why2))
     return [section]

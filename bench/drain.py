@@ -12,9 +12,10 @@ from queuewatch.config import Settings
 async def drain_rate(
     settings: Settings, system: str, job: str, count: int, *, concurrency: int, prefetch: int,
     telemetry: bool = True, max_priority: int | None = 10, priorities: bool = False,
-    idempotency: bool = True,
+    idempotency: bool = True, processes: int | None = None,
 ) -> float:
-    """Jobs per second one ``system`` worker process drains a backlog of ``count`` at."""
+    """Jobs per second one ``system`` worker process (``processes``: that many, through
+    the system's own multi-process mode) drains a backlog of ``count`` at."""
     await peers.setup_queue(system, settings, max_priority)
 
     def make(i: int):  # type: ignore[no-untyped-def]
@@ -27,6 +28,7 @@ async def drain_rate(
     proc = peers.start_worker(
         system, settings, job, concurrency=concurrency, prefetch=prefetch,
         telemetry=telemetry, max_priority=max_priority, idempotency=idempotency,
+        processes=processes,
     )
     with procs.running(proc):
         seconds = await time_drain(settings, peers.QUEUE, count, proc)
@@ -48,7 +50,7 @@ async def _check_no_dead_letters(settings: Settings) -> None:
 def rate_measure(
     bench: Bench, system: str, job: str, count: int, *, concurrency: int | None = None,
     prefetch: int | None = None, telemetry: bool = True, idempotency: bool = True,
-    max_priority: int | None = 10, priorities: bool = False,
+    max_priority: int | None = 10, priorities: bool = False, processes: int | None = None,
 ) -> Measure:
     """A measurement (for :func:`~bench.harness.compare`) of ``drain_rate``."""
     conc = concurrency or bench.config.concurrency
@@ -58,5 +60,6 @@ def rate_measure(
         peers.check_available(system)
         return await drain_rate(settings, system, job, count, concurrency=conc, prefetch=pre,
                                 telemetry=telemetry, idempotency=idempotency,
-                                max_priority=max_priority, priorities=priorities)
+                                max_priority=max_priority, priorities=priorities,
+                                processes=processes)
     return measure

@@ -11,10 +11,13 @@ worker runtimes, not queue types; the priority benchmark shows what priorities c
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -114,8 +117,11 @@ def start_worker(
     system: str, settings: Settings, job: str, *, concurrency: int, prefetch: int,
     latency_dir: Path | None = None, telemetry: bool = True, max_priority: int | None = 10,
     idempotency: bool = True, extra_env: dict[str, str] | None = None,
+    processes: int | None = None,
 ) -> subprocess.Popen[bytes]:
-    """One worker process of ``system`` with ``concurrency`` and ``prefetch``."""
+    """One worker process of ``system`` with ``concurrency`` and ``prefetch``; with
+    ``processes``, that many through the system's own multi-process mode (``queuewatch
+    worker --processes N``, ``dramatiq -p N``), ``concurrency`` per process."""
     env = {
         "BENCH_AMQP_URL": settings.amqp_url_for(), "BENCH_QUEUE": QUEUE, "BENCH_JOB": job,
         "BENCH_CONCURRENCY": str(concurrency), "BENCH_PREFETCH": str(prefetch),
@@ -127,6 +133,17 @@ def start_worker(
         "BENCH_PEER_PRIORITY": str(max_priority or 0),
         **(extra_env or {}),
     }
+    if system == "queuewatch" and processes is not None:
+        from bench import qw
+
+        qw.require_worker()
+        state = tempfile.mkdtemp(prefix="qwbench-")  # the processes' shared store
+        atexit.register(shutil.rmtree, state, True)
+        env["QUEUEWATCH_STATE_DIR"] = state
+        return procs.python(
+            "queuewatch.cli.main", "worker", "bench.apps.qw_app:make_worker", "--processes",
+            str(processes), "--amqp-url", settings.amqp_url_for(), "--vhost",
+            settings.effective_vhost, env=env, name=f"qw-worker-p{processes}")
     if system == "queuewatch":
         from bench import qw
 
@@ -138,7 +155,7 @@ def start_worker(
         env["dramatiq_queue_prefetch"] = str(prefetch)
         env["BENCH_CONFIRM"] = "0"
         return procs.python(
-            "dramatiq", "bench.apps.dramatiq_app", "-p", "1", "-t", str(concurrency),
+            "dramatiq", "bench.apps.dramatiq_app", "-p", str(processes or 1), "-t", str(concurrency),
             "-Q", QUEUE, env=env, name="dramatiq",
         )
     if system == "celery":

@@ -32,6 +32,7 @@ def families() -> dict[str, Family]:
         "worker": b_worker.run_worker,
         "telemetry": b_worker.run_telemetry,
         "prefetch": b_worker.run_prefetch,
+        "processes": b_worker.run_processes,
         "publish": b_publish.run,
         "latency": b_latency.run,
         "priority": b_priority.run,

@@ -221,6 +221,18 @@ class ManagementClient:
             raise ManagementUnavailable(f"unexpected answer to paged GET {path}")
         return data
 
+    async def queues_unpaged(self, vhost: str | None, columns: Sequence[str]) -> list[dict[str, Any]]:
+        """Every queue of ``vhost`` (None: every vhost) in one request, ``columns`` only.
+
+        Linear in the number of queues on the broker's side, where every page of a paged
+        listing sorts the whole list again (quadratic over a sweep): see the growth table
+        in BENCHMARKS.md."""
+        path = "/queues" if vhost is None else f"/queues/{q(vhost)}"
+        data = await self.request("GET", path, params={"columns": ",".join(columns)})
+        if not isinstance(data, list):
+            raise ManagementUnavailable(f"unexpected answer to GET {path}")
+        return data
+
     async def whoami(self) -> dict[str, Any]:
         return dict(await self.get("/whoami"))
 

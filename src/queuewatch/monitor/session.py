@@ -37,7 +37,13 @@ from queuewatch.broker.management import ManagementClient
 from queuewatch.broker.types import Channel, Connection, DeliveryMode, ExchangeType, Message, Queue
 from queuewatch.config import Settings
 from queuewatch.errors import BrokerUnavailable, QueuewatchError
-from queuewatch.monitor.core import ErrorCallback, Monitor, SnapshotCallback, poll_forever
+from queuewatch.monitor.core import (
+    CONNECTION_COLUMNS,
+    ErrorCallback,
+    Monitor,
+    SnapshotCallback,
+    poll_forever,
+)
 from queuewatch.monitor.heartbeats import PROBE_INTERVAL, PROBE_TIMEOUT, HeartbeatFeed
 from queuewatch.monitor.history import QueueHistory
 from queuewatch.monitor.model import FeedStatus, Snapshot
@@ -46,8 +52,12 @@ from queuewatch.topology import Topology
 
 log = logging.getLogger(__name__)
 
-#: Seconds a one-shot command listens for heartbeats before polling (workers beat ~1/s).
+#: Most seconds a one-shot command listens for heartbeats before polling (workers beat
+#: ~1/s); it stops as soon as every worker connection has beaten (:meth:`MonitorSession.listen`).
 DEFAULT_LISTEN = 1.5
+#: How a worker names its AMQP connection (``queuewatch-worker <worker id>``, see
+#: :class:`queuewatch.worker.Worker`).
+WORKER_CONNECTION_PREFIX = "queuewatch-worker "
 #: The first poll of a long-running face waits this long for the heartbeat feed, so its
 #: first snapshot has workers (seconds); later polls never wait for it.
 FIRST_FEED_WAIT = 3.0
@@ -135,6 +145,32 @@ class MonitorSession:
                 return False
             await asyncio.sleep(0.05)
         return self.feed is not None
+
+    async def listen(self, seconds: float) -> None:
+        """Listen for worker heartbeats at most ``seconds``, and no longer than needed: done
+        as soon as every queuewatch worker connection the broker shows has beaten (at once
+        when there is none). When the connections cannot be listed, the whole time."""
+        if self.feed is None or seconds <= 0:
+            return
+        deadline = time.monotonic() + seconds
+        try:
+            expected: set[str] | None = await self._worker_connection_ids()
+        except QueuewatchError:
+            expected = None
+        while time.monotonic() < deadline:
+            if expected is not None and expected <= set(self.feed.latest()):
+                return
+            await asyncio.sleep(0.02)
+
+    async def _worker_connection_ids(self) -> set[str]:
+        """Worker ids of the open worker connections (named ``queuewatch-worker <id>``)."""
+        ids = set()
+        for c in await self.mgmt.connections(self.monitor.vhost, CONNECTION_COLUMNS):
+            props = c.get("client_properties") or {}
+            for name in (c.get("user_provided_name"), props.get("connection_name")):
+                if isinstance(name, str) and name.startswith(WORKER_CONNECTION_PREFIX):
+                    ids.add(name[len(WORKER_CONNECTION_PREFIX):])
+        return ids
 
     async def aclose(self) -> None:
         task, self._probe_task = self._probe_task, None
@@ -286,7 +322,7 @@ async def open_monitor(
     try:
         await session.open()
         if heartbeats and listen > 0:
-            await asyncio.sleep(listen)
+            await session.listen(listen)
         yield session
     finally:
         await session.aclose()

@@ -134,7 +134,7 @@ class Supervisor:
         )
         child.started_at = self.clock()
         child.restart_at = None
-        log.warning("worker process %d started (pid %d)%s", child.index, child.proc.pid,
+        log.info("worker process %d started (pid %d)%s", child.index, child.proc.pid,
                     f", restart {child.restarts}" if child.restarts else "")
 
     def _tend(self) -> None:
