@@ -13,15 +13,19 @@ from queuewatch.tui.format import QUEUE_COLUMNS
 if TYPE_CHECKING:
     from queuewatch.tui.app import QueuewatchApp
 
-KEY_NAMES = {"question_mark": "?", "slash": "/", "space": "space", "escape": "Esc"}
+KEY_NAMES = {"question_mark": "?", "slash": "/", "space": "space", "escape": "Esc",
+             "enter": "Enter", "ctrl+r": "Ctrl+R"}
+
+
+def key_text(key: str) -> str:
+    return " / ".join(KEY_NAMES.get(k, k) for k in key.split(","))
 
 
 def _rows(bindings: Iterable[BindingType]) -> list[tuple[str, str]]:
     out = []
     for b in bindings:
         binding = b if isinstance(b, Binding) else Binding(*b)
-        keys = " / ".join(KEY_NAMES.get(k, k) for k in binding.key.split(","))
-        out.append((keys, binding.description))
+        out.append((key_text(binding.key), binding.description))
     return out
 
 
@@ -29,50 +33,65 @@ def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
     """Every binding, grouped by where it works."""
     from queuewatch.tui.app import QueuewatchApp
     from queuewatch.tui.screens.dialogs import ConfirmScreen
+    from queuewatch.tui.screens.main import MainScreen
+    from queuewatch.tui.screens.queue_detail import QueueDetailScreen
     from queuewatch.tui.widgets.dlq_view import DlqView
-    from queuewatch.tui.widgets.views import StuckView, WorkersView
+    from queuewatch.tui.widgets.queues_view import QueuesView
+    from queuewatch.tui.widgets.views import AlertsView, StuckView, WorkersView
 
     return [
-        ("Everywhere", _rows(QueuewatchApp.BINDINGS)),
-        ("Tables", [("j / ↓", "down"), ("k / ↑", "up"), ("Enter", "open the selected queue"),
-                    ("click header", "sort by that column")]),
-        ("Queue filter", [("Enter", "keep the filter, back to the table"), ("Esc", "clear it")]),
-        ("Queue detail", [("Esc", "back to the queues")]),
+        ("Everywhere", [*_rows(QueuewatchApp.BINDINGS), ("Ctrl+P", "command palette")]),
+        ("Main screen", [("1-5", "switch view"), *_rows(MainScreen.BINDINGS[5:])]),
+        ("Tables", [("j / ↓  k / ↑", "down, up"), ("g / G", "first, last row"),
+                    ("/", "filter the view (Enter keeps it, Esc clears it)"),
+                    ("click header", "sort queues by that column")]),
+        ("Queues (1)", [("Enter", "the queue's detail"), *_rows(QueuesView.BINDINGS[:-1])]),
+        ("Queue detail", _rows(QueueDetailScreen.BINDINGS)),
         ("Workers (2)", _rows(WorkersView.BINDINGS)),
         ("Stuck jobs (3)", _rows(StuckView.BINDINGS)),
-        ("DLQ browser (4)", [*_rows(DlqView.BINDINGS),
-                             ("/", "filter: text, type:ValueError, reason:failed")]),
+        ("DLQ browser (4)", [*_rows(DlqView.BINDINGS[2:]),
+                             ("/", "filter: text, type:ValueError, reason:failed (Esc clears)")]),
+        ("Alerts (5)", _rows(AlertsView.BINDINGS)),
         ("Confirmation", _rows(ConfirmScreen.BINDINGS)),
     ]
 
 
 def palette_commands(app: QueuewatchApp) -> Iterable[SystemCommand]:
-    """Views, sorting, vhost and (unless read-only) the DLQ/worker actions, for Ctrl+P."""
+    """Views, sorting, vhost and (unless read-only) the DLQ/worker actions, for Ctrl+P; each
+    says its key."""
+    from queuewatch.tui.screens.main import VIEWS
     from queuewatch.tui.widgets.dlq_view import DlqView
     from queuewatch.tui.widgets.views import StuckView, WorkersView
 
-    for view, title in (("queues", "Queues"), ("workers", "Workers"), ("stuck", "Stuck jobs"),
-                        ("dlq", "DLQ browser"), ("alerts", "Alerts")):
-        yield SystemCommand(f"View: {title}", f"show the {title} view", _call(app.action_view, view))
-    for key, label, _w, _r in QUEUE_COLUMNS:
-        yield SystemCommand(f"Sort queues by {label}", "largest first (again to reverse)",
-                            _call(_sort, app, key), discover=False)
-    yield SystemCommand("Filter queues", "type part of a name", app.action_filter)
-    yield SystemCommand("Switch vhost", "poll another virtual host", app.action_pick_vhost)
-    yield SystemCommand("Refresh now", "poll the broker now", app.action_refresh)
-    yield SystemCommand("Help", "every key binding", app.action_help)
+    for i, (view, title) in enumerate(VIEWS, 1):
+        yield SystemCommand(f"View: {title}  ({i})", f"show the {title} view",
+                            _call(app.action_view, view))
+    for c in QUEUE_COLUMNS:
+        yield SystemCommand(f"Sort queues by {c.label}", "largest first (again to reverse)",
+                            _call(_sort, app, c.key), discover=False)
+    yield SystemCommand("Filter this view  (/)", "type part of a row; Esc clears",
+                        app.action_filter)
+    yield SystemCommand("Switch vhost  (v)", "poll another virtual host", app.action_pick_vhost)
+    yield SystemCommand("Refresh now  (Ctrl+R)", "poll the broker now", app.action_refresh)
+    yield SystemCommand("Help  (?)", "every key binding", app.action_help)
+    yield SystemCommand("Screenshot", f"save an SVG under {app.settings.state_dir}/screenshots",
+                        app.action_screenshot_to_state)
+    yield SystemCommand("Quit  (q)", "leave the console", app.action_quit)
     dlq = app.main.query_one(DlqView)
-    yield SystemCommand("DLQ: pick a DLQ", "choose the DLQ to browse", dlq.action_pick_dlq)
-    yield SystemCommand("DLQ: export", "write every dead letter to a JSONL file", dlq.action_export)
+    yield SystemCommand("DLQ: pick a DLQ  (p)", "choose the DLQ to browse", dlq.action_pick_dlq)
+    yield SystemCommand("DLQ: export  (e)", "write every dead letter to a JSONL file",
+                        dlq.action_export)
     if app.read_only:
         return
-    yield SystemCommand("DLQ: replay marked", "dry run, confirm, replay", dlq.action_replay_selected)
-    yield SystemCommand("DLQ: replay filtered", "every dead letter matching the filter",
+    yield SystemCommand("DLQ: replay marked  (r)", "dry run, confirm, replay",
+                        dlq.action_replay_selected)
+    yield SystemCommand("DLQ: replay filtered  (R)", "every dead letter matching the filter",
                         dlq.action_replay_filtered)
-    yield SystemCommand("DLQ: delete marked", "dry run, confirm, delete", dlq.action_delete_selected)
-    yield SystemCommand("Workers: terminate selected hung worker", "local hung workers only",
+    yield SystemCommand("DLQ: delete marked  (d)", "dry run, confirm, delete",
+                        dlq.action_delete_selected)
+    yield SystemCommand("Workers: terminate selected hung worker  (t)", "local hung workers only",
                         app.main.query_one(WorkersView).action_terminate)
-    yield SystemCommand("Stuck jobs: cancel selected job", "the worker parks it in the DLQ",
+    yield SystemCommand("Stuck jobs: cancel selected job  (c)", "the worker parks it in the DLQ",
                         app.main.query_one(StuckView).action_cancel_job)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable
 from rich.text import Text
 
 from queuewatch.monitor.model import Alert, QueueStats, fmt_duration
+from queuewatch.tui.layout import Column
 
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", None: ""}
 STATE_STYLE = {
@@ -15,22 +16,23 @@ STATE_STYLE = {
     "crashed": "bold red", "stopped": "red", "minority": "red",
 }
 
-#: (column key, label, width, right-aligned). Order is the table's order.
-QUEUE_COLUMNS: tuple[tuple[str, str, int, bool], ...] = (
-    ("name", "Queue", 0, False),
-    ("type", "Type", 7, False),
-    ("state", "State", 8, False),
-    ("ready", "Ready", 8, True),
-    ("unacked", "Unacked", 9, True),
-    ("consumers", "Cons", 6, True),
-    ("in", "In/s", 7, True),
-    ("out", "Out/s", 7, True),
-    ("oldest", "Oldest", 8, True),
-    ("eta", "Drain ETA", 11, True),
-    ("fill", "Fill (cap)", 12, True),
-    ("dlq", "DLQ", 9, True),
+#: The queue table's columns, in its order. On a narrow terminal the highest ``priority``
+#: goes first: name, state, depth and the oldest message's age stay; rates go before them.
+QUEUE_COLUMNS: tuple[Column, ...] = (
+    Column("name", "Queue", 24, flex=True, min_width=14, max_width=60),
+    Column("type", "Type", 7, 7),
+    Column("state", "State", 7),
+    Column("ready", "Ready", 7, right=True),
+    Column("unacked", "Unacked", 7, 1, right=True),
+    Column("consumers", "Cons", 4, 2, right=True),
+    Column("in", "In/s", 6, 5, right=True),
+    Column("out", "Out/s", 6, 5, right=True),
+    Column("oldest", "Oldest", 7, right=True),
+    Column("eta", "Drain ETA", 9, 4, right=True),
+    Column("fill", "Fill (cap)", 10, 3, right=True),
+    Column("dlq", "DLQ", 7, 3, right=True),
 )
-QUEUE_COLUMN_KEYS = tuple(c[0] for c in QUEUE_COLUMNS)
+QUEUE_COLUMN_KEYS = tuple(c.key for c in QUEUE_COLUMNS)
 
 
 def severity_by_target(alerts: Iterable[Alert]) -> dict[str, str]:
@@ -135,6 +137,12 @@ def eta_text(q: QueueStats) -> str:
     return duration(q.drain_eta)
 
 
+def out_rate(q: QueueStats) -> float:
+    """Messages/s that left the queue (acked, or delivered with auto-ack). Not deliveries: a
+    read that requeues (the DLQ browser's peek, a consumer's nack) takes nothing out."""
+    return q.ack_rate + q.no_ack_rate
+
+
 def dlq_text(q: QueueStats) -> str:
     if q.is_dlq or q.dlq_depth is None:
         return "-"
@@ -148,9 +156,9 @@ def dlq_text(q: QueueStats) -> str:
 QUEUE_COLUMN_TEXT: tuple[Callable[[QueueStats], str], ...] = (
     lambda q: q.name, lambda q: q.type, state_text, ready_text,
     unacked_text, lambda q: str(q.consumers), lambda q: rate(q.publish_rate),
-    lambda q: rate(q.deliver_rate), oldest_text, eta_text, fill_text, dlq_text,
+    lambda q: rate(out_rate(q)), oldest_text, eta_text, fill_text, dlq_text,
 )
-_RIGHT = tuple(c[3] for c in QUEUE_COLUMNS)
+_RIGHT = tuple(c.right for c in QUEUE_COLUMNS)
 
 
 def queue_cell(i: int, q: QueueStats, severity: str | None) -> Text:

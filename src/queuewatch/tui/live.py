@@ -144,6 +144,14 @@ class LiveSource:
         result = await q.replay(flt, dry_run=dry_run, progress=report)
         if result.error and not dry_run:
             raise QueuewatchError(f"replay stopped after {result.replayed}: {result.error}")
+        kept = [s for s in result.skipped if s.why != "stopped"]
+        if kept and not dry_run:
+            # Say why, as the CLI does (it exits 1): an unroutable route, no known route...
+            why = "; ".join(f"{s.job_id or f'#{s.position}'}: {s.why}{f' ({s.detail})' if s.detail else ''}"
+                            for s in kept[:3])
+            more = f" and {len(kept) - 3} more" if len(kept) > 3 else ""
+            raise QueuewatchError(f"replayed {result.replayed} of {result.matched}; kept in "
+                                  f"{dlq}: {why}{more}")
         return result.replayed
 
     async def delete_dlq(self, dlq: str, flt: DeadLetterFilter, *, dry_run: bool) -> int:

@@ -20,11 +20,13 @@ class ConfirmScreen(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "No"),
     ]
 
-    def __init__(self, title: str, detail: str, confirm_label: str = "Yes") -> None:
+    def __init__(self, title: str, detail: str, confirm_label: str = "Yes",
+                 keep_label: str = "Cancel") -> None:
         super().__init__()
         self.title_text = title
         self.detail = detail
         self.confirm_label = confirm_label
+        self.keep_label = keep_label
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -32,7 +34,7 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Static(self.detail, id="dialog-detail")
             with Horizontal(id="dialog-buttons"):
                 yield Button(f"{self.confirm_label} (y)", variant="error", id="yes")
-                yield Button("Cancel (n)", variant="primary", id="no")
+                yield Button(f"{self.keep_label} (n)", variant="primary", id="no")
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()

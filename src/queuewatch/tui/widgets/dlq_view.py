@@ -1,18 +1,18 @@
 """The DLQ browser: pick a DLQ, list and filter its dead letters, inspect, mark, replay, delete.
 
 Looking never loses anything: the list comes from the source's ``peek_dlq`` (the DLQ core
-reads and requeues). Replay and delete run a dry run first and show its count in the
-confirmation; long replays show a progress bar.
+reads and requeues). A read marks every dead letter redelivered, so the browser reads when
+asked (``l``, opening the view, picking a DLQ) and when the depth changed, at most every
+:data:`AUTO_RELOAD_EVERY` seconds. Replay, delete and export are in
+:mod:`~queuewatch.tui.widgets.dlq_actions`.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -22,40 +22,34 @@ from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.model import DeadLetter, published_ms
 from queuewatch.errors import ReadOnlyError
 from queuewatch.monitor.model import Snapshot, fmt_duration
-from queuewatch.tui.screens.dialogs import ConfirmScreen, PickScreen
+from queuewatch.tui.failures import ReportsFailures
+from queuewatch.tui.layout import Column
+from queuewatch.tui.screens.dialogs import PickScreen
 from queuewatch.tui.source import DataSource
 from queuewatch.tui.widgets.dead_letter import detail_text
+from queuewatch.tui.widgets.dlq_actions import DlqActions, dead_letter_key, parse_filter
 from queuewatch.tui.widgets.keyed_table import KeyedTable
 
 #: How many dead letters the browser reads at once.
 PEEK_LIMIT = 500
+#: Seconds between automatic re-reads while the depth moves (``l`` reads at once).
+AUTO_RELOAD_EVERY = 30.0
+#: Below this width the detail pane goes under the list instead of beside it.
+NARROW = 110
 DLQ_COLUMNS = (
-    ("mark", "✓", 1), ("job", "Job id", 20), ("queue", "Orig. queue", 14),
-    ("reason", "Reason", 10), ("attempts", "Att", 3), ("age", "Age", 6), ("error", "Error", 0),
+    Column("mark", "✓", 1), Column("job", "Job id", 20, flex=True, min_width=10, max_width=40),
+    Column("queue", "Orig. queue", 14, 2, flex=True, min_width=10, max_width=30),
+    Column("reason", "Reason", 10, 1), Column("attempts", "Att", 3, 3, right=True),
+    Column("age", "Age", 6, right=True),
+    Column("error", "Error", 30, flex=True, min_width=12),
 )
 DESTRUCTIVE = {"replay_selected", "replay_filtered", "delete_selected"}
 
 
-def parse_filter(text: str) -> DeadLetterFilter:
-    """``type:ValueError reason:failed some text`` -> a :class:`DeadLetterFilter`."""
-    error_type = reason = None
-    words = []
-    for word in text.split():
-        if word.startswith(("type:", "error:")):
-            error_type = word.split(":", 1)[1] or None
-        elif word.startswith("reason:"):
-            reason = word.split(":", 1)[1].replace("_", " ") or None
-        else:
-            words.append(word)
-    return DeadLetterFilter(error_type=error_type, reason=reason, text=" ".join(words) or None)
-
-
-def dead_letter_key(dl: DeadLetter) -> str:
-    return dl.job_id or dl.message_id or f"#{dl.position}"
-
-
-class DlqView(Vertical):
+class DlqView(DlqActions, ReportsFailures, Vertical):
     BINDINGS = [
+        Binding("slash", "filter", "Filter"),
+        Binding("escape", "leave_filter", "Leave filter", show=False),
         Binding("p", "pick_dlq", "Pick DLQ"),
         Binding("space", "mark", "Mark"),
         Binding("a", "mark_all", "Mark all"),
@@ -66,10 +60,12 @@ class DlqView(Vertical):
         Binding("e", "export", "Export"),
     ]
 
-    def __init__(self, source: DataSource, read_only: bool, **kw: object) -> None:
+    def __init__(self, source: DataSource, read_only: bool, clock: Callable[[], float],
+                 **kw: object) -> None:
         super().__init__(**kw)  # type: ignore[arg-type]
         self.source = source
         self.read_only = read_only
+        self.clock = clock
         self.dlq: str | None = None
         self.dlqs: list[str] = []
         self.letters: dict[str, DeadLetter] = {}
@@ -80,7 +76,12 @@ class DlqView(Vertical):
         self._loading = False
         self._busy = False
         self._reload_pending = False
-        self.seen_depth: int | None = None
+        self.depth: int | None = None
+        """The DLQ's depth in the latest snapshot."""
+        self.read_depth: int | None = None
+        self.read_at: float | None = None
+        """The depth when the list was last read, and when (None: not read yet)."""
+        self.active = False
 
     def compose(self) -> ComposeResult:
         yield Static(" no DLQ selected: press p to pick one", id="dlq-title")
@@ -96,13 +97,19 @@ class DlqView(Vertical):
     def on_mount(self) -> None:
         self._help()
 
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < NARROW, "narrow")
+
     def _help(self, extra: str = "") -> None:
         actions = ("read-only: replay, delete are disabled" if self.read_only else
                    "space mark · r replay marked · R replay filtered · d delete marked")
-        text = f" {len(self.letters)} shown · {len(self.marked)} marked · {actions} · e export · p pick"
+        text = (f" {len(self.letters)} shown · {len(self.marked)} marked · {actions} · e export"
+                " · / filter · l reload · p pick")
         self.query_one("#dlq-help", Static).update(text + (f" · {extra}" if extra else ""))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_filter":
+            return bool(self.query_one("#dlq-filter", Input).has_focus)
         if action in DESTRUCTIVE and self.read_only:
             return None
         return True
@@ -119,33 +126,52 @@ class DlqView(Vertical):
             self.choose(busiest, by_user=False)
         if self.dlq is None:
             return
-        now = depth.get(self.dlq)
-        self._title(now)
-        if now is not None and now != self.seen_depth and getattr(self.app, "active_view", "") == "dlq":
+        self.depth = depth.get(self.dlq)
+        self._title()
+        if self.active and self._moved() and (
+                self.read_at is None or self.clock() - self.read_at >= AUTO_RELOAD_EVERY):
             self.reload()
-        self.seen_depth = now
 
-    def _title(self, depth: int | None) -> None:
-        shown = "?" if depth is None else str(depth)
-        self.query_one("#dlq-title", Static).update(
-            Text.assemble((" DLQ ", "bold reverse"), f" {self.dlq}  ({shown} messages)  ",
-                          ("p: pick another", "dim"))
-        )
+    def _moved(self) -> bool:
+        return self.depth is not None and (self.read_at is None or self.depth != self.read_depth)
+
+    def opened(self) -> None:
+        """The view was shown: read the DLQ if it changed since the last read."""
+        self.active = True
+        if self._moved():
+            self.reload()
+
+    def closed(self) -> None:
+        self.active = False
+
+    def _title(self) -> None:
+        shown = "?" if self.depth is None else str(self.depth)
+        t = Text.assemble((" DLQ ", "bold reverse"), f" {self.dlq}  ({shown} messages)  ")
+        if self.read_at is not None:
+            t.append(f"read {fmt_duration(self.clock() - self.read_at)} ago", style="dim")
+            if self._moved():
+                t.append(" · changed since: l reloads", style="yellow")
+        self.query_one("#dlq-title", Static).update(t)
 
     def reset(self) -> None:
         """Forget the DLQ shown (another vhost was picked)."""
         self.dlq = None
         self.user_picked = False
+        self.read_at = self.read_depth = None
         self.marked.clear()
         self.show_letters([])
         self.query_one("#dlq-title", Static).update(" no DLQ selected: press p to pick one")
 
     def choose(self, dlq: str, by_user: bool = True) -> None:
         self.user_picked = self.user_picked or by_user
+        if dlq != self.dlq:
+            self.read_at = self.read_depth = None
+            self.letters = {}
         self.dlq = dlq
         self.marked.clear()
-        self._title(None)
-        self.reload()
+        self._title()
+        if by_user or self.active:
+            self.reload()
 
     # -- loading -------------------------------------------------------------------------
     def reload(self) -> None:
@@ -164,12 +190,14 @@ class DlqView(Vertical):
         try:
             while True:
                 self._reload_pending = False
-                dlq, flt = self.dlq, self.filter
+                dlq, flt, depth = self.dlq, self.filter, self.depth
                 if dlq is None:
                     return
                 letters = await self.source.peek_dlq(dlq, flt, PEEK_LIMIT)
                 if not self._reload_pending and dlq == self.dlq:
+                    self.read_at, self.read_depth = self.clock(), depth
                     self.show_letters(letters)
+                    self._title()
                     return
         finally:
             self._loading = False
@@ -200,10 +228,9 @@ class DlqView(Vertical):
 
     def _age(self, dl: DeadLetter) -> float | None:
         ms = dl.death.last_death_ms or published_ms(dl.headers, dl.properties)
-        clock = getattr(self.app, "clock", None)
-        if ms is None or clock is None:
+        if ms is None:
             return dl.age_seconds
-        return max(float(clock()) - ms / 1000.0, 0.0)
+        return max(self.clock() - ms / 1000.0, 0.0)
 
     @on(DataTable.RowHighlighted, "#dlq-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -211,14 +238,27 @@ class DlqView(Vertical):
 
     def _show_detail(self, key: str | None) -> None:
         dl = self.letters.get(key or "")
-        self.query_one("#dlq-detail", Static).update(detail_text(dl) if dl else "")
+        self.query_one("#dlq-detail", Static).update(detail_text(dl, self.clock()) if dl else "")
 
     # -- filter and marks ----------------------------------------------------------------
-    def focus_filter(self) -> None:
-        self.query_one("#dlq-filter", Input).focus()
+    def action_filter(self) -> None:
+        box = self.query_one("#dlq-filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_leave_filter(self) -> None:
+        """Esc in the filter: clear it (and read again if a filter was applied), back to the list."""
+        box = self.query_one("#dlq-filter", Input)
+        box.value = ""
+        box.display = False
+        self.query_one(KeyedTable).focus()
+        if not self.filter.is_empty:
+            self.filter = DeadLetterFilter()
+            self.reload()
 
     @on(Input.Submitted, "#dlq-filter")
     def _filter(self, event: Input.Submitted) -> None:
+        event.stop()
         self.filter = parse_filter(event.value)
         self.query_one(KeyedTable).focus()
         self.reload()
@@ -258,80 +298,25 @@ class DlqView(Vertical):
             self.app.notify(str(ReadOnlyError(action)), severity="warning")
         return self.read_only
 
+    def _which(self) -> str:
+        return "marked" if self.marked else "highlighted"
+
     def action_replay_selected(self) -> None:
         if not self._refuse_if_read_only("dlq replay"):
             flt = self._selection()
             if flt is not None and self.dlq:
-                self._run("replay", self.dlq, flt, "marked")
+                self.start_action("replay", self.dlq, flt, self._which())
 
     def action_replay_filtered(self) -> None:
         if not self._refuse_if_read_only("dlq replay") and self.dlq:
-            self._run("replay", self.dlq, self.filter, "matching the filter")
+            self.start_action("replay", self.dlq, self.filter, "matching the filter")
 
     def action_delete_selected(self) -> None:
         if not self._refuse_if_read_only("dlq delete"):
             flt = self._selection()
             if flt is not None and self.dlq:
-                self._run("delete", self.dlq, flt, "marked")
+                self.start_action("delete", self.dlq, flt, self._which())
 
-    @work(group="dlq-action", exclusive=True, exit_on_error=False)
-    async def _run(self, verb: str, dlq: str, flt: DeadLetterFilter, which: str) -> None:
-        while self._loading:  # let a running read finish: it holds messages for a moment
-            await asyncio.sleep(0.05)
-        self._busy = True
-        try:
-            await self._act(verb, dlq, flt, which)
-        finally:
-            self._busy = False
-            self._reload_pending = False
-            self.reload()
-
-    async def _act(self, verb: str, dlq: str, flt: DeadLetterFilter, which: str) -> None:
-        count = await (self.source.replay_dlq(dlq, flt, dry_run=True) if verb == "replay"
-                       else self.source.delete_dlq(dlq, flt, dry_run=True))
-        if count == 0:
-            self.app.notify(f"nothing to {verb}: no dead letter {which}", severity="warning")
-            return
-        where = "back to their original queues" if verb == "replay" else "for good (audit-logged)"
-        ok = await self.app.push_screen_wait(ConfirmScreen(
-            f"{verb.capitalize()} {count} dead letters?",
-            f"{count} dead letters {which} in {dlq} will be {verb}ed {where}.\n"
-            f"Dry run counted {count}; filter: {flt.describe() or 'none'}.",
-            confirm_label=verb.capitalize(),
-        ))
-        if not ok:
-            return
-        bar = self.query_one(ProgressBar)
-        bar.add_class("visible")
-        bar.update(total=count, progress=0)
-
-        def progress(done: int) -> None:
-            self.app.call_later(bar.update, progress=done)
-
-        try:
-            if verb == "replay":
-                done = await self.source.replay_dlq(dlq, flt, dry_run=False, progress=progress)
-            else:
-                done = await self.source.delete_dlq(dlq, flt, dry_run=False)
-        finally:
-            bar.remove_class("visible")
-        self.marked.clear()
-        self.app.notify(f"{verb}ed {done} of {count} dead letters from {dlq}")
-
-    @work(group="dlq-action", exclusive=True, exit_on_error=False)
-    async def action_export(self) -> None:
-        if not self.dlq:
-            return
-        while self._loading:
-            await asyncio.sleep(0.05)
-        self._busy = True
-        path = Path.cwd() / f"{self.dlq}-export.jsonl"
-        try:
-            n = await self.source.export_dlq(self.dlq, DeadLetterFilter(), path)
-        finally:
-            self._busy = False
-        self.app.notify(f"exported all {n} dead letters of {self.dlq} to {path} (nothing removed)")
-
-    def action_failed(self, text: str) -> None:
+    def show_failure(self, text: str) -> None:
         self.query_one(ProgressBar).remove_class("visible")
         self._help(f"last action failed: {text}")

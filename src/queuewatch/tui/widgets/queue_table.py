@@ -12,15 +12,25 @@ filter changes (a user action).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
+from textual import events
 from textual.widgets import DataTable
-from textual.widgets.data_table import ColumnKey
 
 from queuewatch.monitor.model import QueueStats, Snapshot
-from queuewatch.tui.format import QUEUE_COLUMN_KEYS, QUEUE_COLUMNS, queue_cell, severity_by_target
-from queuewatch.tui.widgets.keyed_table import selected_row_key
+from queuewatch.tui.format import (
+    QUEUE_COLUMN_KEYS,
+    QUEUE_COLUMNS,
+    out_rate,
+    queue_cell,
+    severity_by_target,
+)
+from queuewatch.tui.layout import fit_columns
+from queuewatch.tui.widgets.keyed_table import TABLE_BINDINGS, TableKeys, selected_row_key
+
+OLDEST = QUEUE_COLUMN_KEYS.index("oldest")
 
 INTERNAL_PREFIXES = ("queuewatch.", "amq.gen-")
 
@@ -40,7 +50,7 @@ def _sort_getter(column: str) -> Callable[[QueueStats], object]:
         "state": lambda q: "down" if q.down else q.state,
         "ready": lambda q: num(q.ready), "unacked": lambda q: num(q.unacked),
         "consumers": lambda q: q.consumers, "in": lambda q: q.publish_rate,
-        "out": lambda q: q.deliver_rate, "oldest": lambda q: num(q.oldest_age),
+        "out": out_rate, "oldest": lambda q: num(q.oldest_age),
         "eta": lambda q: num(q.drain_eta), "fill": lambda q: num(q.fill),
         "dlq": lambda q: num(q.dlq_depth),
     }
@@ -62,13 +72,11 @@ class QueueCell:
         return self.table.cell_text(self.name, self.index).plain
 
 
-class QueueTable(DataTable[QueueCell]):
-    """Queues of the current snapshot, filtered by name and sorted by any column."""
+class QueueTable(TableKeys, DataTable[QueueCell]):
+    """Queues of the current snapshot, filtered by name and sorted by any column; the columns
+    that fit the width are shown (:data:`~queuewatch.tui.format.QUEUE_COLUMNS` priorities)."""
 
-    BINDINGS = [
-        ("j", "cursor_down", "Down"),
-        ("k", "cursor_up", "Up"),
-    ]
+    BINDINGS = TABLE_BINDINGS
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
@@ -80,22 +88,44 @@ class QueueTable(DataTable[QueueCell]):
         self._shown: set[str] = set()
         self._stats: dict[str, QueueStats] = {}
         self._severity: dict[str, str] = {}
-        self._name_width = 24
-        self._column_keys: list[ColumnKey] = []
+        self._visible: list[int] = []
+        self._widths: dict[str, int] = {}
         self._sort_dirty = True
+        self.age_offset = 0.0
+        """Seconds since the snapshot shown was taken, while polls fail: ages keep moving."""
 
     def on_mount(self) -> None:
-        for key, label, width, right in QUEUE_COLUMNS:
-            w = self._name_width if key == "name" else width
-            shown = Text(label, justify="right") if right else label
-            self._column_keys.append(self.add_column(shown, key=key, width=w))
+        self._layout(self.size.width or 80)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._layout(event.size.width)
+
+    @property
+    def visible_columns(self) -> list[str]:
+        return [QUEUE_COLUMNS[i].key for i in self._visible]
+
+    def _layout(self, width: int) -> None:
+        """Show the columns that fit (names widen on a wide terminal); rebuilt when that changed."""
+        fit = fit_columns(QUEUE_COLUMNS, max(width - 2, 20))
+        if fit == self._widths:
+            return
+        self._widths = fit
+        self._visible = [i for i, c in enumerate(QUEUE_COLUMNS) if c.key in fit]
+        self.clear(columns=True)
+        for i in self._visible:
+            c = QUEUE_COLUMNS[i]
+            self.add_column(Text(c.label, justify="right") if c.right else c.label, key=c.key,
+                            width=fit[c.key])
         self._label_sort_column()
+        self._rebuild([n for n in self._stats if self.matches(n)])
 
     # -- what a cell shows -------------------------------------------------------------
     def cell_text(self, name: str, index: int) -> Text:
         q = self._stats.get(name)
         if q is None:
             return Text("")
+        if index == OLDEST and self.age_offset and q.oldest_age is not None:
+            q = replace(q, oldest_age=q.oldest_age + self.age_offset)
         return queue_cell(index, q, self._severity.get(name))
 
     # -- data ----------------------------------------------------------------------------
@@ -109,11 +139,6 @@ class QueueTable(DataTable[QueueCell]):
         self._severity = severity_by_target(snapshot.alerts)
         self._stats = stats = {q.name: q for q in snapshot.queues}
         wanted = [name for name in stats if self.matches(name)]
-        if not self._shown and wanted:
-            longest = max(len(n) for n in wanted)
-            if longest > self._name_width:
-                self._name_width = min(longest, 48)
-                self.columns[self._column_keys[0]].width = self._name_width
         gone = self._shown.difference(wanted)
         if len(gone) > 200:
             self._rebuild(wanted)
@@ -130,7 +155,7 @@ class QueueTable(DataTable[QueueCell]):
         self._redraw()
 
     def _add(self, name: str) -> None:
-        self.add_row(*(QueueCell(self, name, i) for i in range(len(QUEUE_COLUMNS))), key=name)
+        self.add_row(*(QueueCell(self, name, i) for i in self._visible), key=name)
         self._shown.add(name)
         self._sort_dirty = True
 
@@ -177,11 +202,11 @@ class QueueTable(DataTable[QueueCell]):
 
     def _label_sort_column(self) -> None:
         arrow = " ▼" if self.sort_reverse else " ▲"
-        for (key, label, _w, right), col_key in zip(QUEUE_COLUMNS, self._column_keys, strict=False):
-            text = label + arrow if key == self.sort_column else label
-            col = self.columns.get(col_key)
+        for c in QUEUE_COLUMNS:
+            text = c.label + arrow if c.key == self.sort_column else c.label
+            col = self.columns.get(c.key)  # type: ignore[call-overload]
             if col is not None and col.label.plain != text:
-                col.label = Text(text, justify="right" if right else "left")
+                col.label = Text(text, justify="right" if c.right else "left")
         self.refresh()
 
     def _sort(self) -> None:
@@ -196,7 +221,7 @@ class QueueTable(DataTable[QueueCell]):
         def key(cell: QueueCell) -> tuple[object, str]:
             return (values.get(cell.name, 0), cell.name)
 
-        self.sort(self._column_keys[0], key=key, reverse=self.sort_reverse)
+        self.sort("name", key=key, reverse=self.sort_reverse)
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         event.stop()
@@ -222,7 +247,7 @@ class QueueTable(DataTable[QueueCell]):
         parts = [f"{len(self._shown)} of {total} queues"]
         if internal:
             parts.append(f"{internal} internal {'shown' if self.show_internal else 'hidden'} (i)")
-        label = next(c[1] for c in QUEUE_COLUMNS if c[0] == self.sort_column)
+        label = next(c.label for c in QUEUE_COLUMNS if c.key == self.sort_column)
         parts.append(f"sorted by {label} {'▼' if self.sort_reverse else '▲'} (s, S)")
         parts.append(f"filter '{self.filter_text}' (/)" if self.filter_text else "/ filters")
         parts.append("Enter: detail")

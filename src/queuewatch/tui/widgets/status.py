@@ -9,6 +9,11 @@ from textual.widgets import Static
 
 from queuewatch.monitor.model import Alert, Snapshot, fmt_duration
 
+#: What the header says instead of "disconnected" when retrying will not help by itself.
+REFUSALS = {"AuthenticationFailed": "login refused (user/password)",
+            "NotAuthorised": "not authorised (user tags/permissions)",
+            "NotFound": "vhost not found"}
+
 
 class StatusBar(Static):
     """One line: where we are connected, how fresh the data is, what is wrong."""
@@ -23,9 +28,14 @@ class StatusBar(Static):
         self.retry_at: float | None = None
         self.read_only = False
         self.polling = False
+        self.error_kind: str | None = None
+        """The error's class name: a refusal (credentials, vhost) is said as what it is."""
 
     def show(self) -> None:
-        self.update(self.render_text())
+        text = self.render_text()
+        text.no_wrap = True
+        text.overflow = "ellipsis"
+        self.update(text)
 
     def render_text(self) -> Text:
         """Most important first, so a narrow terminal (80 columns) still shows whether the
@@ -60,9 +70,11 @@ class StatusBar(Static):
     def _link_state(self, t: Text, now: float) -> None:
         snap = self.snapshot
         if self.error is not None:
-            t.append(" ● disconnected", style="bold red")
+            refused = REFUSALS.get(self.error_kind or "")
+            t.append(f" ● {refused or 'disconnected'}", style="bold red")
             if self.retry_at is not None:
-                t.append(f" (retry in {max(0, round(self.retry_at - now))}s)", style="red")
+                again = "checking again" if refused else "retry"
+                t.append(f" ({again} in {max(0, round(self.retry_at - now))}s)", style="red")
             if snap is not None:
                 t.append(f"  {stale_text(snap.age(now))}", style="bold yellow")
         elif snap is None:

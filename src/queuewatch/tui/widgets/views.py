@@ -1,4 +1,8 @@
-"""The Workers, Stuck jobs and Alerts views: small tables refreshed from each snapshot."""
+"""The Workers, Stuck jobs and Alerts views: small tables refreshed from each snapshot.
+
+Their rows follow the order given (worst first); ages are counted from the clock, so they
+keep moving while polls fail and the tables are dimmed as stale.
+"""
 
 from __future__ import annotations
 
@@ -7,64 +11,52 @@ from collections.abc import Callable
 from typing import Any
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
-from textual.widgets import Static
+from textual.widget import Widget
+from textual.widgets import DataTable, Static
 
-from queuewatch.errors import ReadOnlyError
 from queuewatch.monitor.model import Snapshot, StuckJob, WorkerStats, fmt_duration
 from queuewatch.tui.format import SEVERITY_STYLE, rate, size
+from queuewatch.tui.layout import Column
 from queuewatch.tui.screens.dialogs import ConfirmScreen
 from queuewatch.tui.widgets.keyed_table import KeyedTable
 from queuewatch.tui.widgets.status import heartbeats_lost, stale_text, with_poll_age
+from queuewatch.tui.widgets.table_view import DrillDown, TableView
 
-#: State and heartbeat right after the name: on an 80-column terminal they are what matters.
+#: State and heartbeat right after the name, never hidden: on an 80-column terminal they are
+#: what matters; rates and process details go first.
 WORKER_COLUMNS = (
-    ("worker", "Worker", 22), ("state", "State", 13), ("beat", "Heartbeat", 10),
-    ("host", "Host", 14), ("pid", "PID", 7), ("cpu", "CPU%", 6), ("rss", "RSS", 9),
-    ("conc", "Conc", 5), ("inflight", "In-flight", 9), ("jps", "Jobs/s", 7),
-    ("errors", "Errors", 6), ("queues", "Queues", 0),
+    Column("worker", "Worker", 22, flex=True, min_width=12, max_width=40),
+    Column("state", "State", 13), Column("beat", "Heartbeat", 9),
+    Column("inflight", "In-flight", 9, 2, right=True), Column("host", "Host", 14, 3),
+    Column("errors", "Errors", 6, 4, right=True), Column("jps", "Jobs/s", 7, 5, right=True),
+    Column("pid", "PID", 7, 6, right=True), Column("cpu", "CPU%", 5, 6, right=True),
+    Column("rss", "RSS", 9, 7, right=True), Column("conc", "Conc", 4, 7, right=True),
+    Column("queues", "Queues", 16, 8, flex=True, min_width=8),
 )
 STUCK_COLUMNS = (
-    ("job", "Job id", 34), ("queue", "Queue", 20), ("worker", "Worker", 22),
-    ("attempt", "Attempt", 7), ("age", "Age", 8), ("threshold", "Threshold", 9),
+    Column("job", "Job id", 36, flex=True, min_width=12, max_width=40),
+    Column("age", "Age", 8, right=True),
+    Column("queue", "Queue", 16, 1, flex=True, min_width=10, max_width=40),
+    Column("worker", "Worker", 20, 2, flex=True, min_width=12, max_width=40),
+    Column("attempt", "Att", 3, 3, right=True), Column("threshold", "Threshold", 9, 4, right=True),
 )
 ALERT_COLUMNS = (
-    ("severity", "Severity", 9), ("kind", "Kind", 16), ("target", "Target", 24),
-    ("reason", "Reason", 0),
+    Column("severity", "Severity", 8), Column("kind", "Kind", 16, 1),
+    Column("target", "Target", 20, flex=True, min_width=12, max_width=40),
+    Column("reason", "Reason", 40, flex=True, min_width=24),
 )
-
-
-class ActionView(Vertical):
-    """A view with one destructive action, greyed out (and refused) in read-only mode."""
-
-    DESTRUCTIVE: frozenset[str] = frozenset()
-
-    @property
-    def read_only(self) -> bool:
-        return bool(getattr(self.app, "read_only", False))
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        return None if action in self.DESTRUCTIVE and self.read_only else True
-
-    def refuse(self, action: str) -> bool:
-        if self.read_only:
-            self.app.notify(str(ReadOnlyError(action)), severity="warning")
-        return self.read_only
-
-    @property
-    def source(self) -> Any:
-        return getattr(self.app, "source", None)
-
-
+#: Worst first: the order of the Workers view (then by name).
+STATE_RANK = {"hung": 0, "not_consuming": 1, "stale": 2, "unknown": 3, "gone": 4, "up": 5}
 #: The State cell for each :data:`~queuewatch.monitor.model.WorkerState` (the CLI's words).
 STATE_CELLS = {
     "up": ("ok", "green"), "not_consuming": ("NOT CONSUMING", "bold yellow"),
     "unknown": ("unknown", "dim yellow"), "stale": ("stale", "yellow"), "gone": ("gone", "dim"),
-    "hung": ("HUNG", "bold red"),
+    "hung": ("HUNG", "bold white on red"),
 }
+SEVERITY_RANK = {"critical": 0, "warning": 1}
 
 
 def worker_state(w: WorkerStats) -> Text:
@@ -74,8 +66,11 @@ def worker_state(w: WorkerStats) -> Text:
     return Text(text, style=style)
 
 
-class StaleAware(ActionView):
+class StaleAware(TableView):
     """A view of worker-derived data: dimmed, with a note, while heartbeats are lost."""
+
+    HEARTBEAT_DERIVED = True
+    """Dimmed while the heartbeat feed is down (the Alerts view only when polls fail)."""
 
     def __init__(self, clock: Callable[[], float], **kw: Any) -> None:
         super().__init__(**kw)
@@ -83,20 +78,50 @@ class StaleAware(ActionView):
         self.snapshot: Snapshot | None = None
         self.summary = ""
 
+    def table(self) -> Widget:
+        return self.query_one(KeyedTable)
+
+    def elapsed(self) -> float:
+        """Seconds since the snapshot shown was taken (ages shown grow by it)."""
+        return 0.0 if self.snapshot is None else self.snapshot.age(self.clock())
+
+    def tick(self) -> None:
+        """Each second: ages move on even when no poll succeeds."""
+        if self.snapshot is not None:
+            self.apply(self.snapshot)
+
+    def apply(self, snapshot: Snapshot) -> None:
+        raise NotImplementedError
+
     def show_staleness(self, now: float | None = None, poll_age: float | None = None) -> None:
         """Refresh the help line (each second: the age in it grows). ``poll_age``: polls fail
         and what is shown is that old."""
         snap = self.snapshot
-        lost = None if snap is None else heartbeats_lost(snap, self.clock() if now is None else now)
+        lost = None if snap is None or not self.HEARTBEAT_DERIVED else heartbeats_lost(
+            snap, self.clock() if now is None else now)
         self.set_class(lost is not None, "stale")
         note = self.summary if lost is None else (
             f" heartbeats {stale_text(lost)}: worker states unknown, nothing is judged hung or "
             "stuck until they are back")
+        table = self.query_one(KeyedTable)
+        if table.filter_text:
+            note += f"  ·  filter '{table.filter_text}' (Esc clears)"
         self.query_one(".view-help", Static).update(with_poll_age(note, poll_age))
+
+    def filter_changed(self) -> None:
+        self.show_staleness()
+
+    @on(DataTable.RowSelected)
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_drill()
+
+    def action_drill(self) -> None:
+        """Enter: show what the selected row is about (see :class:`DrillDown`)."""
 
 
 class WorkersView(StaleAware):
-    BINDINGS = [Binding("t", "terminate", "Terminate worker")]
+    BINDINGS = [Binding("t", "terminate", "Terminate"), Binding("enter", "drill", "Its jobs")]
     DESTRUCTIVE = frozenset({"terminate"})
 
     def __init__(self, clock: Callable[[], float], **kw: Any) -> None:
@@ -105,27 +130,36 @@ class WorkersView(StaleAware):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="workers-help", classes="view-help")
+        yield self.filter_box()
         yield KeyedTable(WORKER_COLUMNS, id="workers-table")
 
-    def apply(self, snapshot: Snapshot, read_only: bool) -> None:
+    def apply(self, snapshot: Snapshot) -> None:
         rows = {}
         self.snapshot = snapshot
+        grown = self.elapsed()
         self.worker_stats = {w.worker_id: w for w in snapshot.workers}
-        for w in snapshot.workers:
-            beat: Text | str = fmt_duration(w.heartbeat_age)
+        for w in sorted(snapshot.workers, key=lambda w: (STATE_RANK.get(w.state, 9), w.worker_id)):
+            beat: Text | str = fmt_duration(None if w.heartbeat_age is None
+                                            else w.heartbeat_age + grown)
             if w.heartbeat_state == "unknown":
                 beat = Text(f"{beat}?", style="dim")
             rows[w.worker_id] = (
-                w.worker_id, worker_state(w), beat, w.host, str(w.pid), f"{w.cpu_percent:.0f}",
-                size(w.rss_bytes), str(w.concurrency), str(len(w.in_flight)),
-                rate(w.jobs_per_second), str(w.errors), ",".join(w.queues),
+                w.worker_id, worker_state(w), beat, str(len(w.in_flight)), w.host,
+                str(w.errors), rate(w.jobs_per_second), str(w.pid), f"{w.cpu_percent:.0f}",
+                size(w.rss_bytes), str(w.concurrency), ",".join(w.queues),
             )
         self.query_one(KeyedTable).set_rows(rows)
         hung = sum(1 for w in snapshot.workers if w.hung)
-        action = "read-only: terminate is disabled" if read_only else "t: terminate a hung local worker"
-        self.summary = f" {len(snapshot.workers)} workers, {hung} hung  ·  {action}"
+        action = ("read-only: terminate is disabled" if self.read_only
+                  else "t: terminate a hung local worker")
+        self.summary = (f" {len(snapshot.workers)} workers, {hung} hung  ·  {action}  ·  "
+                        "Enter: its stuck jobs")
         self.show_staleness()
 
+    def action_drill(self) -> None:
+        key = self.query_one(KeyedTable).selected_key
+        if key:
+            self.post_message(DrillDown("worker-jobs", key))
 
     @work(group="terminate", exclusive=True, exit_on_error=False)
     async def action_terminate(self) -> None:
@@ -150,12 +184,12 @@ class WorkersView(StaleAware):
             confirm_label="Terminate",
         ))
         if ok:
-            await self.source.terminate_worker(w)
+            await self.app.source.terminate_worker(w)  # type: ignore[attr-defined]
             self.app.notify(f"terminated {w.worker_id} (pid {w.pid})")
 
 
 class StuckView(StaleAware):
-    BINDINGS = [Binding("c", "cancel_job", "Cancel job")]
+    BINDINGS = [Binding("c", "cancel_job", "Cancel job"), Binding("enter", "drill", "Its worker")]
     DESTRUCTIVE = frozenset({"cancel_job"})
 
     def __init__(self, clock: Callable[[], float], **kw: Any) -> None:
@@ -164,22 +198,25 @@ class StuckView(StaleAware):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="stuck-help", classes="view-help")
+        yield self.filter_box()
         yield KeyedTable(STUCK_COLUMNS, id="stuck-table")
         yield Static("", id="stuck-queues")
 
-    def apply(self, snapshot: Snapshot, read_only: bool) -> None:
+    def apply(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
+        grown = self.elapsed()
         self.stuck_jobs = {j.job_id: j for j in snapshot.stuck_jobs}
         rows = {
             j.job_id: (
-                j.job_id, j.queue, j.worker_id, str(j.attempt),
-                Text(fmt_duration(j.age), style="bold red"), fmt_duration(j.threshold),
+                j.job_id, Text(fmt_duration(j.age + grown), style="bold red", justify="right"),
+                j.queue, j.worker_id, str(j.attempt), fmt_duration(j.threshold),
             )
-            for j in snapshot.stuck_jobs
+            for j in sorted(snapshot.stuck_jobs, key=lambda j: (-j.age, j.job_id))
         }
         self.query_one(KeyedTable).set_rows(rows)
-        action = "read-only: cancel is disabled" if read_only else "c: cancel the selected job"
-        self.summary = f" {len(snapshot.stuck_jobs)} stuck jobs  ·  {action}"
+        action = "read-only: cancel is disabled" if self.read_only else "c: cancel the selected job"
+        self.summary = (f" {len(snapshot.stuck_jobs)} stuck jobs, oldest first  ·  {action}  ·  "
+                        "Enter: its worker")
         self.show_staleness()
         t = Text()
         t.append(" Stalled (messages + consumers, no acks): ", style="bold")
@@ -188,6 +225,10 @@ class StuckView(StaleAware):
         t.append(", ".join(snapshot.orphaned_queues) or "none", style="yellow")
         self.query_one("#stuck-queues", Static).update(t)
 
+    def action_drill(self) -> None:
+        job = self.stuck_jobs.get(self.query_one(KeyedTable).selected_key or "")
+        if job is not None:
+            self.post_message(DrillDown("worker", job.worker_id))
 
     @work(group="cancel", exclusive=True, exit_on_error=False)
     async def action_cancel_job(self) -> None:
@@ -198,28 +239,48 @@ class StuckView(StaleAware):
             return
         ok = await self.app.push_screen_wait(ConfirmScreen(
             f"Cancel job {job.job_id}?",
-            f"Running for {fmt_duration(job.age)} on {job.worker_id} (queue {job.queue}, attempt "
-            f"{job.attempt}). The worker stops it and parks it in the DLQ as 'cancelled by "
-            "operator'; you can replay it from there.",
-            confirm_label="Cancel job",
+            f"Running for {fmt_duration(job.age + self.elapsed())} on {job.worker_id} (queue "
+            f"{job.queue}, attempt {job.attempt}). The worker stops it and parks it in "
+            f"{job.queue}.dlq as 'cancelled by operator'; you can replay it from there.",
+            confirm_label="Cancel the job", keep_label="Keep it running",
         ))
         if ok:
-            await self.source.cancel_job(job)
+            await self.app.source.cancel_job(job)  # type: ignore[attr-defined]
             self.app.notify(f"cancel sent to {job.worker_id} for job {job.job_id}")
 
 
-class AlertsView(Vertical):
-    def compose(self) -> ComposeResult:
-        yield KeyedTable(ALERT_COLUMNS, id="alerts-table")
+class AlertsView(StaleAware):
+    """Every active alert, critical first; Enter shows its target."""
 
-    def apply(self, snapshot: Snapshot, read_only: bool) -> None:
-        rows = {}
-        for a in sorted(snapshot.alerts, key=lambda a: (a.severity != "critical", a.kind, a.target)):
+    BINDINGS = [Binding("enter", "drill", "Show target")]
+    HEARTBEAT_DERIVED = False
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="alerts-help", classes="view-help")
+        yield self.filter_box()
+        yield KeyedTable(ALERT_COLUMNS, wrap=True, id="alerts-table")
+
+    def apply(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        rows: dict[str, tuple[Text | str, ...]] = {}
+        self.kinds: dict[str, tuple[str, str]] = {}
+        order = sorted(snapshot.alerts, key=lambda a: (SEVERITY_RANK.get(a.severity, 2), a.kind,
+                                                       a.target))
+        for a in order:
             style = SEVERITY_STYLE.get(a.severity, "")
             key = f"{a.kind}:{a.target}"
             while key in rows:
                 key += "+"
-            rows[key] = (
-                Text(a.severity, style=style), a.kind, a.target, a.reason,
-            )
+            self.kinds[key] = (a.kind, a.target)
+            rows[key] = (Text(a.severity, style=style), a.kind, Text(a.target, style=style),
+                         Text(a.reason))
         self.query_one(KeyedTable).set_rows(rows)
+        crit = sum(1 for a in snapshot.alerts if a.severity == "critical")
+        self.summary = (f" {len(snapshot.alerts)} alerts ({crit} critical), critical first  ·  "
+                        "Enter: show its target")
+        self.show_staleness()
+
+    def action_drill(self) -> None:
+        kind_target = self.kinds.get(self.query_one(KeyedTable).selected_key or "")
+        if kind_target is not None:
+            self.post_message(DrillDown(*kind_target))
