@@ -11,18 +11,23 @@ from dataclasses import replace
 
 from queuewatch.envelope import H_ERROR_MESSAGE, H_WEBHOOK
 from queuewatch.jobs import Jobs, JobState
+from queuewatch.jobs.dispatcher import Dispatcher
 from queuewatch.jobs.webhook_service import WebhookService
 from queuewatch.jobs.webhooks import DELIVERY_HEADER, verify
 from queuewatch.producer import AsyncProducer
 from queuewatch.topology import QueueSpec, RetryPolicy
 from queuewatch.worker import Job, Worker
-from tests.helpers import declare, drain, wait_until
+from tests.helpers import declare, depth, drain, wait_until
 from tests.jobs_http import Receiver
 from tests.nodes import free_port
 from tests.workers import running
 
 SECRET = "test-webhook-secret"
 ONE_ATTEMPT = RetryPolicy(max_attempts=1)
+
+
+async def _empty(connection, queue: str) -> bool:  # type: ignore[no-untyped-def]
+    return await depth(connection, queue) == 0
 
 
 def webhooks_spec(attempts: int) -> QueueSpec:
@@ -127,3 +132,41 @@ async def test_unreachable_receiver_ends_in_the_dlq_with_the_reason_and_jobs_kee
     # And jobs kept completing at their own pace while the receiver was down
     assert hooked < max(3 * baseline, baseline + 5), (hooked, baseline)
     assert not slow.accepted()
+
+
+async def test_a_dispatcher_crash_before_its_cursor_moved_delivers_nothing_twice(connection, settings, vhost):
+    # Given 20 finished jobs with a webhook
+    settings = replace(settings, webhook_secret=SECRET)
+    with Receiver() as receiver:
+        topo = await declare(connection, vhost, QueueSpec("jobs", webhook=receiver.url),
+                             webhooks_spec(3), delay_levels=4)
+        service = WebhookService(settings, topo, start="first")
+        await service.declare()
+        ids = [f"j{i}" for i in range(20)]
+        async with running(job_worker(settings, topo, "jobs")), Jobs(settings) as jobs, \
+                AsyncProducer(settings, topo) as producer:
+            for i, j in enumerate(ids):
+                await producer.publish("jobs", {"n": i}, job_id=j)
+            await asyncio.gather(*(jobs.wait(j, 30) for j in ids))
+            # When the dispatcher publishes their webhook jobs, then "crashes" before its
+            # cursor moved (the cursor is put back), and the next start publishes them again
+            dispatcher = Dispatcher(jobs, producer, service.topology, start="first")
+            while await dispatcher.step():
+                pass
+            assert dispatcher.published == 20 and dispatcher.cursor is not None
+            dispatcher._save(None)
+            while await dispatcher.step():
+                pass
+            assert dispatcher.published == 40
+            assert await depth(connection, "queuewatch.webhooks") == 40
+            # Then the delivery worker POSTs each job's outcome once
+            async with running(service.worker):
+                await wait_until(lambda: len(receiver.accepted()) >= 20, timeout=30,
+                                 what="20 deliveries")
+                await wait_until(lambda: _empty(connection, "queuewatch.webhooks"), timeout=30,
+                                 what="the webhooks queue drained")
+                await asyncio.sleep(1)
+        await service.jobs.close()
+        await service.producer.close()
+    delivered = Counter(json.loads(d.body)["job_id"] for d in receiver.accepted())
+    assert delivered == Counter(ids), delivered
