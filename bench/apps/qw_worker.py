@@ -32,7 +32,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="qwbench-") as state:
         settings = load_settings(
             env={}, amqp_url=common.AMQP_URL, vhost=os.environ["BENCH_VHOST"],
-            state_dir=Path(state),
+            state_dir=Path(state), job_events=os.environ.get("BENCH_JOB_EVENTS", "1") == "1",
         )
         topology = Topology(queues=(QueueSpec(common.QUEUE, max_priority=max_priority),),
                             delay_levels=DELAY_LEVELS)

@@ -2,8 +2,8 @@
 
 :class:`EventRecorder` batches: events wait in order while one batch is out for its
 confirm, then leave together as the next batch (a group commit: no added latency when idle,
-hundreds of events per publish when busy). ``emit`` queues an event and returns a future
-that resolves once the broker confirmed it; ``record`` waits for that. A worker ``record``s
+hundreds of events per publish when busy). ``emit`` queues an event; ``record`` queues
+events and waits until the broker confirmed them. A worker ``record``s
 the events the job's outcome depends on (succeeded, retry scheduled, dead-lettered) before
 it acks the job, so an acked job always has its outcome on record; ``started`` is only
 ``emit``ted (the ack of the outcome comes after it in the same ordered stream anyway).
@@ -52,7 +52,7 @@ class EventRecorder:
         self.stream = settings.events_stream
         self.max_pending = max_pending
         self._publisher = ConfirmedPublisher(link)
-        self._queue: deque[tuple[Event, asyncio.Future[None]]] = deque()
+        self._queue: deque[tuple[Event, asyncio.Future[None] | None]] = deque()
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -66,31 +66,41 @@ class EventRecorder:
         link.on_up(self._on_up)
 
     # -- recording ---------------------------------------------------------------------
-    def emit(self, event: Event) -> asyncio.Future[None]:
-        """Queue ``event``; the future resolves when the broker confirmed it."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    def emit(self, event: Event) -> None:
+        """Queue ``event`` (it leaves with the next batch); nothing to wait for."""
+        self._push(event, None)
+
+    def _push(self, event: Event, fut: asyncio.Future[None] | None) -> None:
         self._queue.append((event, fut))
         if len(self._queue) >= self.max_pending:
             self._room.clear()
-        self._wake.set()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="event recorder")
-        return fut
+        self._wake.set()
 
     async def record(self, *events: Event) -> None:
-        """Record ``events`` (in order) and wait until the broker confirmed them."""
+        """Record ``events`` (in order) and wait until the broker confirmed them. Batches
+        are confirmed in order, so one future on the last event covers them all."""
+        if not events:
+            return
         if not self._room.is_set():
             await self._room.wait()
-        futures = [self.emit(e) for e in events]
-        await asyncio.gather(*futures)
+        for e in events[:-1]:
+            self._push(e, None)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._push(events[-1], fut)
+        await fut
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything emitted so far is confirmed; False on timeout."""
-        pending = [f for _, f in self._queue]
-        if not pending:
+        if not self._queue:
             return True
-        done, _ = await asyncio.wait(pending, timeout=timeout)
-        return len(done) == len(pending)
+        event, fut = self._queue[-1]
+        if fut is None:
+            fut = asyncio.get_running_loop().create_future()
+            self._queue[-1] = (event, fut)
+        done, _ = await asyncio.wait([fut], timeout=timeout)
+        return bool(done)
 
     @property
     def pending(self) -> int:
@@ -108,7 +118,7 @@ class EventRecorder:
             log.warning("%d job events not recorded (the broker did not confirm them in %gs)",
                         len(self._queue), timeout)
             for _, fut in self._queue:
-                if not fut.done():
+                if fut is not None and not fut.done():
                     fut.cancel()
             self._queue.clear()
         await self._publisher.close()
@@ -143,7 +153,7 @@ class EventRecorder:
                 backoff.reset()
                 for _ in batch:
                     _, fut = self._queue.popleft()
-                    if not fut.done():
+                    if fut is not None and not fut.done():
                         fut.set_result(None)
                 self.batches += 1
                 self.recorded += len(batch)

@@ -184,8 +184,13 @@ class Processor:
                                          Failure.from_exception(exc), time.monotonic() - duration,
                                          exc, spec=route.spec)
                         return
-                    await self.journal.record(self.journal.succeeded(job, duration, stored))
-                if self.store is not None and key is not None:
+                    recorded = self.journal.record(self.journal.succeeded(job, duration, stored))
+                    if self.store is not None and key is not None:
+                        # Both group commits at once: the ack waits for the slower, not the sum.
+                        await asyncio.gather(recorded, self.store.mark_completed(key))
+                    else:
+                        await recorded
+                elif self.store is not None and key is not None:
                     await self.store.mark_completed(key)
                 if not await settle(message.ack()):
                     self._ack_lost(job, key)
