@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from queuewatch.config import Settings
 from queuewatch.errors import QueuewatchError, ReadOnlyError
+from queuewatch.redact import redact
 
 Outcome = Literal["ok", "partial", "error"]
 DESTRUCTIVE_ACTIONS = ("replay", "delete", "purge", "import", "cancel", "terminate",
@@ -72,7 +73,9 @@ class AuditEntry:
     host: str = field(default_factory=socket.gethostname)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True, default=str, ensure_ascii=False)
+        """The entry as one JSON line, secrets redacted (a detail may quote an error that
+        names a URL)."""
+        return redact(json.dumps(asdict(self), sort_keys=True, default=str, ensure_ascii=False))
 
 
 class AuditLog:

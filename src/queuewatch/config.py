@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from queuewatch import redact
 from queuewatch.errors import ConfigError
 from queuewatch.validation import check_range, coerce
 
@@ -376,7 +377,17 @@ def load_settings(
         origins[key] = FLAG_SOURCE
     _merge_source(merged, from_flags)
 
-    return _validate(Settings(**merged, thresholds=Thresholds(**thresholds)), origins)
+    settings = _validate(Settings(**merged, thresholds=Thresholds(**thresholds)), origins)
+    register_secrets(settings)
+    return settings
+
+
+def register_secrets(settings: Settings) -> None:
+    """Tell :mod:`queuewatch.redact` every secret these settings hold, so no output shows it."""
+    for url in (*settings.amqp_addresses, *settings.management_addresses):
+        redact.register_url(url)
+    redact.register([settings.management_password, getattr(settings, "webhook_secret", None)],
+                    not_if=[settings.credentials[0]])
 
 
 #: ``QUEUEWATCH_*`` variables that are not settings but are read by queuewatch's own tools.

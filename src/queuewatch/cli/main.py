@@ -13,7 +13,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 
-from queuewatch import __version__
+from queuewatch import __version__, redact
 from queuewatch.errors import QueuewatchError
 
 
@@ -42,6 +42,9 @@ LONG_RUNNING = frozenset({"worker", "exporter", "tui", "demo", "serve", "webhook
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # One redaction at the edge: every log record, uncaught traceback and error line below
+    # goes through queuewatch.redact (the settings register their secrets as they load).
+    redact.install()
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command not in LONG_RUNNING:
@@ -49,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = args.func(args)
     except QueuewatchError as exc:
-        print(f"queuewatch: error: {exc}", file=sys.stderr)
+        print(f"queuewatch: error: {redact.redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("queuewatch: interrupted", file=sys.stderr)

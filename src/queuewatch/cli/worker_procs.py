@@ -16,10 +16,11 @@ from queuewatch.config import Settings, mask_url
 from queuewatch.idempotency import SqliteStore
 from queuewatch.worker.supervisor import KILL_GRACE, Supervisor, default_processes
 
-#: Options passed on to every child as given to the parent.
+#: Options passed on to every child as given to the parent. The broker URLs (which carry the
+#: password) go through the environment instead (:func:`broker_env`): a command line is
+#: readable by every local user (ps, /proc/PID/cmdline).
 _PASSED = (("concurrency", "--concurrency"), ("prefetch", "--prefetch"),
-           ("config", "--config"), ("amqp_url", "--amqp-url"),
-           ("management_url", "--management-url"), ("vhost", "--vhost"))
+           ("config", "--config"), ("vhost", "--vhost"), ("web_config", "--web-config"))
 
 
 def process_count(value: str) -> int:
@@ -49,6 +50,14 @@ def child_command(args: argparse.Namespace, index: int) -> list[str]:
     return cmd
 
 
+def broker_env(settings: Settings) -> dict[str, str]:
+    """The parent's broker addresses, for a child's environment (never its command line)."""
+    return {"QUEUEWATCH_AMQP_URL": settings.amqp_url,
+            "QUEUEWATCH_AMQP_URLS": ",".join(settings.amqp_urls),
+            "QUEUEWATCH_MANAGEMENT_URL": settings.management_url,
+            "QUEUEWATCH_MANAGEMENT_URLS": ",".join(settings.management_urls)}
+
+
 def run_supervised(args: argparse.Namespace, settings: Settings) -> int:
     logging.getLogger("queuewatch.worker.supervisor").setLevel(logging.INFO)
     # Create the host's idempotency store (WAL) once, before N processes open it at once.
@@ -56,7 +65,8 @@ def run_supervised(args: argparse.Namespace, settings: Settings) -> int:
     name = settings.worker_name
 
     def env(index: int) -> dict[str, str]:
-        return {"QUEUEWATCH_WORKER_NAME": f"{name}-{index}"} if name else {}
+        named = {"QUEUEWATCH_WORKER_NAME": f"{name}-{index}"} if name else {}
+        return {**broker_env(settings), **named}
 
     supervisor = Supervisor(lambda i: child_command(args, i), args.processes, env=env,
                             shutdown_timeout=_shutdown_timeout() + KILL_GRACE)

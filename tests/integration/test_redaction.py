@@ -1,0 +1,100 @@
+"""No secret in any output: several commands run with a password in the URL (on the command
+line, in the environment, in a config file, percent-encoded or not) and everything they
+write — stdout, stderr, logs, the audit log, exports — is grepped for it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.cli_helpers import ROOT, qw
+
+SECRET = f"S3cr3t-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def user(admin_http: httpx.Client, vhost: str) -> Iterator[str]:
+    """A broker user whose password is SECRET, with full rights on the test's vhost."""
+    name = f"qwt-redact-{uuid.uuid4().hex[:6]}"
+    admin_http.put(f"/users/{quote(name, safe='')}", json={"password": SECRET, "tags": "management"}
+                   ).raise_for_status()
+    admin_http.put(f"/permissions/{quote(vhost, safe='')}/{quote(name, safe='')}",
+                   json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
+    yield name
+    admin_http.delete(f"/users/{quote(name, safe='')}")
+
+
+def _run_for(seconds: float, args: list[str], env: dict[str, str]) -> str:
+    """A long-running command for ``seconds``, then SIGTERM: its stdout and stderr."""
+    import os
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUEWATCH_")}
+    full_env.update(env)
+    proc = subprocess.Popen([sys.executable, "-m", "queuewatch.cli.main", *args], cwd=ROOT,
+                            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(seconds)
+    proc.terminate()
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out
+
+
+@pytest.mark.slow
+def test_no_command_writes_the_password(user, vhost, tmp_path):
+    state = tmp_path / "state"
+    good = f"amqp://{user}:{SECRET}@127.0.0.1:5672/{quote(vhost, safe='')}"
+    refused = f"amqp://{user}:{SECRET}@127.0.0.1:1/"
+    env = {"QUEUEWATCH_STATE_DIR": str(state)}
+    outputs: list[str] = []
+
+    def run(*args: str, extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        proc = qw(*args, env={**env, **(extra or {})}, timeout=90)
+        outputs.extend([proc.stdout, proc.stderr])
+        return proc
+
+    # Given a topology declared and a dead letter in its DLQ, through a URL on the command line
+    topo = ROOT / "examples" / "topology.toml"
+    assert run("declare", str(topo), "--amqp-url", good).returncode == 0, outputs
+    assert run("status", "--json", "--amqp-url", good).returncode == 0, outputs
+    dlq = "emails.dlq" if "emails" in topo.read_text() else None
+    if dlq is not None:
+        run("dlq", "list", dlq, extra={"QUEUEWATCH_AMQP_URL": good})
+        # a destructive action: audited
+        run("dlq", "purge", dlq, "--yes", extra={"QUEUEWATCH_AMQP_URL": good})
+        run("dlq", "export", dlq, str(tmp_path / "export.jsonl"), extra={"QUEUEWATCH_AMQP_URL": good})
+    # and failures that quote the URL: a refused port, a broken URL, a wrong password in a file
+    run("status", extra={"QUEUEWATCH_AMQP_URL": refused})
+    run("workers", "--amqp-url", f"amqp://{user}:{SECRET}/x@127.0.0.1/")
+    run("status", extra={"QUEUEWATCH_AMQP_URL": f"amqp://{user}:{quote(SECRET + '/x', safe='')}@127.0.0.1:1/"})
+    cfg = tmp_path / "qw.toml"
+    cfg.write_text(f'amqp_url = "amqp://{user}:{SECRET}@127.0.0.1:5672/nope"\n'
+                   f'management_password = "{SECRET}"\nhttp_timeout = "x"\n')
+    run("status", "--config", str(cfg))
+    cfg.write_text(f'amqp_url = "amqp://{user}:{SECRET}@127.0.0.1:5672/nope"\n')
+    run("status", "--no-heartbeats", "--config", str(cfg))
+    # and long-running commands, which log: a worker and the exporter on a refused port
+    outputs.append(_run_for(4, ["worker", "consumers/email_worker.py:make_worker", "-v"],
+                            {**env, "QUEUEWATCH_AMQP_URL": refused}))
+    outputs.append(_run_for(4, ["exporter", "--port", "0"], {**env, "QUEUEWATCH_AMQP_URL": refused}))
+
+    # Then the secret appears nowhere: not in any output, not in any file written
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "qw.toml"]
+    assert (state / "audit.jsonl") in written or dlq is None
+    for text in outputs + [p.read_text(errors="replace") for p in written]:
+        assert SECRET not in text, text[:3000]
+        assert quote(SECRET, safe="") not in text
+    joined = "\n".join(outputs)
+    assert "***" in joined  # the URLs were shown, masked
+    assert "cannot connect to RabbitMQ" in joined
+
+

@@ -1,0 +1,66 @@
+"""The one redaction at the edge: secrets registered by the settings never reach a log
+record, a traceback or a child's command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import uuid
+
+from queuewatch import redact
+from queuewatch.cli.worker_procs import broker_env, child_command
+from queuewatch.config import load_settings
+
+SECRET = f"S3cr3t-{uuid.uuid4().hex[:8]}"
+
+
+def test_settings_register_their_secrets():
+    load_settings(env={"QUEUEWATCH_AMQP_URL": f"amqp://bob:{SECRET}%2Fx@h/",
+                       "QUEUEWATCH_MANAGEMENT_PASSWORD": SECRET + "-mgmt"})
+    assert redact.redact(f"a {SECRET}/x b {SECRET}%2Fx c {SECRET}-mgmt") == "a *** b *** c ***"
+    assert redact.redact(f"see amqps://u:{SECRET}@host:5671/") == "see amqps://u:***@host:5671/"
+
+
+def test_a_password_equal_to_the_user_does_not_garble_text():
+    load_settings(env={"QUEUEWATCH_AMQP_URL": "amqp://guest:guest@h/"})
+    assert redact.redact("user 'guest' refused") == "user 'guest' refused"
+
+
+def test_log_records_and_uncaught_tracebacks_are_redacted(capsys):
+    # Given a secret the settings registered, and the redaction installed (as the CLI does)
+    redact.register_url(f"amqp://someone:{SECRET}@host/")
+    redact.install()
+    # When a library logs it in a message, an argument and an exception
+    stream = logging.StreamHandler(sys.stderr)
+    logger = logging.getLogger("some.library")
+    logger.addHandler(stream)
+    try:
+        logger.error("connecting to %s", f"amqps://x:{SECRET}@h/")
+        logger.error("the password is %s", SECRET)
+        try:
+            raise RuntimeError(f"failed with password {SECRET}")
+        except RuntimeError:
+            logger.exception("oops")
+        try:
+            raise ValueError(f"bad {SECRET}")
+        except ValueError:
+            sys.excepthook(*sys.exc_info())  # type: ignore[arg-type]
+    finally:
+        logger.removeHandler(stream)
+    err = capsys.readouterr().err
+    assert "connecting to amqps://x:***@h/" in err and "the password is ***" in err
+    assert "RuntimeError" in err and "ValueError" in err
+    assert SECRET not in err
+
+
+def test_worker_children_get_the_url_through_the_environment_not_argv():
+    url = f"amqp://bob:{SECRET}@h/"
+    args = argparse.Namespace(app="app:make", amqp_url=url, management_url=None, vhost="v",
+                              config=None, concurrency=None, prefetch=None, metrics_port=None,
+                              verbose=False, web_config="web.yml")
+    cmd = child_command(args, 1)
+    assert not any(SECRET in part for part in cmd)
+    assert cmd[-2:] == ["--web-config", "web.yml"] or "--web-config" in cmd
+    settings = load_settings(env={}, amqp_url=url)
+    assert broker_env(settings)["QUEUEWATCH_AMQP_URL"] == url
