@@ -12,7 +12,7 @@ from queuewatch.monitor.model import Alert, StuckJob
 from queuewatch.tui.canned import demo_dead_letters, demo_snapshot
 from queuewatch.tui.format import fill_text
 from queuewatch.tui.screens.dialogs import ConfirmScreen
-from queuewatch.tui.screens.main import PinnedFooter
+from queuewatch.tui.widgets.footer import PinnedFooter
 from queuewatch.tui.screens.queue_detail import QueueDetailScreen
 from queuewatch.tui.widgets.dlq_view import DlqView
 from queuewatch.tui.widgets.keyed_table import KeyedTable

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -162,3 +164,50 @@ def test_demo_children_never_get_the_password_on_their_command_line(base_setting
     for _label, argv in demo_commands(s, "some-vhost"):
         assert not any("S3cretPw" in arg for arg in argv), argv
     assert demo_env(s)["QUEUEWATCH_AMQP_URL"] == s.amqp_url
+
+
+def tmux_screen(session: str) -> str:
+    return subprocess.run(["tmux", "capture-pane", "-p", "-t", session], capture_output=True,
+                          text=True, check=False).stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_dev_demo_at_80x24_in_tmux_shows_state_heartbeat_and_help(settings, tmp_path):
+    # Given `./dev demo` in a real 80x24 terminal (tmux) on this test's vhost
+    session = f"qw-demo-{os.getpid()}"
+    root = Path(__file__).resolve().parents[2]
+    env = {"QUEUEWATCH_AMQP_URL": settings.amqp_url,
+           "QUEUEWATCH_MANAGEMENT_URL": settings.management_url,
+           "XDG_STATE_HOME": str(settings.state_dir)}
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+    done = tmp_path / "exit-code"
+    command = (f"cd {shlex.quote(str(root))} && env {exports} ./dev demo --vhost "
+               f"{shlex.quote(settings.effective_vhost)} --interval 1; echo $? > {done}")
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", command],
+                   check=True)
+    try:
+        # When its workers have sent heartbeats and the Workers view is shown
+        deadline = time.monotonic() + 90
+        screen = ""
+        while time.monotonic() < deadline:
+            subprocess.run(["tmux", "send-keys", "-t", session, "2"], check=False)
+            time.sleep(1.0)
+            screen = tmux_screen(session)
+            if "ok" in screen and "Heartbeat" in screen and "workers," in screen:
+                break
+        # Then the captured screen shows State, Heartbeat and the help key
+        assert "State" in screen and "Heartbeat" in screen, screen
+        assert "? Help" in screen and "q Quit" in screen, screen
+        # And q quits within seconds, saying that it stops the services
+        started = time.monotonic()
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        time.sleep(0.5)
+        assert "stopping" in tmux_screen(session)
+        while not done.exists() and time.monotonic() - started < 30:
+            time.sleep(0.2)
+        assert done.exists() and done.read_text().strip() == "0"
+        assert time.monotonic() - started < 10
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], check=False, capture_output=True)

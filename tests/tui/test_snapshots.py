@@ -1,16 +1,18 @@
-"""Snapshot tests of the main views on canned data (pytest-textual-snapshot).
+"""Snapshot tests of every view on canned data (pytest-textual-snapshot), on a standard
+80×24 terminal and a wide 200×50 one.
 
-Update the stored SVGs after an intended change with ``pytest tests/tui --snapshot-update``
-and look at them before committing.
+Update the stored SVGs after an intended change with
+``pytest tests/tui/test_snapshots.py --snapshot-update`` and look at them before committing.
 """
 
 from __future__ import annotations
 
+import pytest
 from textual.pilot import Pilot
 
 from tests.tui.canned_app import canned_app
 
-SIZE = (150, 36)
+SIZES = {"80x24": (80, 24), "200x50": (200, 50)}
 
 
 async def settle(pilot: Pilot) -> None:  # type: ignore[type-arg]
@@ -18,33 +20,17 @@ async def settle(pilot: Pilot) -> None:  # type: ignore[type-arg]
     await pilot.pause()
 
 
-def test_queues_view(snap_compare):
-    assert snap_compare(canned_app(), terminal_size=SIZE, run_before=settle)
+@pytest.fixture(params=sorted(SIZES))
+def size(request: pytest.FixtureRequest) -> tuple[int, int]:
+    return SIZES[request.param]
 
 
-def test_queues_sorted_by_ready(snap_compare):
-    # s cycles name -> type -> state -> ready (largest first)
-    assert snap_compare(canned_app(), press=["s", "s", "s"], terminal_size=SIZE, run_before=settle)
+@pytest.mark.parametrize("view", ["1", "2", "3", "5"])
+def test_view(snap_compare, size, view):
+    assert snap_compare(canned_app(), press=[view], terminal_size=size, run_before=settle)
 
 
-def test_queue_detail(snap_compare):
-    async def open_thumbnails(pilot: Pilot) -> None:  # type: ignore[type-arg]
-        await settle(pilot)
-        await pilot.press("slash", *"thumb", "enter", "enter")
-        await settle(pilot)
-
-    assert snap_compare(canned_app(steps=3), terminal_size=SIZE, run_before=open_thumbnails)
-
-
-def test_workers_view(snap_compare):
-    assert snap_compare(canned_app(), press=["2"], terminal_size=SIZE, run_before=settle)
-
-
-def test_stuck_view(snap_compare):
-    assert snap_compare(canned_app(), press=["3"], terminal_size=SIZE, run_before=settle)
-
-
-def test_dlq_view(snap_compare):
+def test_dlq_view(snap_compare, size):
     async def open_dlq(pilot: Pilot) -> None:  # type: ignore[type-arg]
         await settle(pilot)
         await pilot.press("4")
@@ -52,11 +38,22 @@ def test_dlq_view(snap_compare):
         await pilot.press("space")
         await settle(pilot)
 
-    assert snap_compare(canned_app(), terminal_size=SIZE, run_before=open_dlq)
+    assert snap_compare(canned_app(), terminal_size=size, run_before=open_dlq)
 
 
-def test_alerts_view(snap_compare):
-    assert snap_compare(canned_app(), press=["5"], terminal_size=SIZE, run_before=settle)
+def test_queue_detail(snap_compare, size):
+    async def open_thumbnails(pilot: Pilot) -> None:  # type: ignore[type-arg]
+        await settle(pilot)
+        await pilot.press("slash", *"thumb", "enter", "enter")
+        await settle(pilot)
+
+    assert snap_compare(canned_app(steps=3), terminal_size=size, run_before=open_thumbnails)
+
+
+def test_queues_sorted_by_ready(snap_compare):
+    # s cycles name -> type -> state -> ready (largest first)
+    assert snap_compare(canned_app(), press=["s", "s", "s"], terminal_size=(200, 50),
+                        run_before=settle)
 
 
 def test_help(snap_compare):
@@ -65,5 +62,5 @@ def test_help(snap_compare):
 
 
 def test_read_only_dlq(snap_compare):
-    assert snap_compare(canned_app(read_only=True), press=["4"], terminal_size=SIZE,
+    assert snap_compare(canned_app(read_only=True), press=["4"], terminal_size=(200, 50),
                         run_before=settle)

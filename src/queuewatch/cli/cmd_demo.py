@@ -34,6 +34,8 @@ from queuewatch.errors import QueuewatchError, ReadOnlyError
 DEMO_VHOST = "queuewatch-demo"
 #: Seconds children get between SIGTERM and SIGKILL.
 STOP_GRACE = 5.0
+#: Grace period when the operator quits the demo: its jobs are redelivered anyway.
+QUIT_GRACE = 2.0
 #: A child that dies on its own is restarted at most this many times.
 MAX_RESTARTS = 3
 ROOT = Path(__file__).resolve().parents[3]
@@ -264,6 +266,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     source = LiveSource(settings, topology=load_topology(path) if path else None)
     app = make_app(settings, source, poll_interval=args.interval, exit_after=args.exit_after,
                    screenshot=args.screenshot)
+    app.before_quit = lambda: supervisor.stop(grace=QUIT_GRACE)  # 'q': stop, on screen
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         supervisor.stop(grace=2.0)
@@ -280,7 +283,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             supervisor.start(label, argv)
         app.run(headless=args.headless, size=(160, 45) if args.headless else None)
     finally:
-        supervisor.stop()
+        if any(c.process and c.process.poll() is None for c in supervisor.children):
+            print(f"demo: stopping {len(supervisor.children)} services…", flush=True)
+        supervisor.stop(grace=QUIT_GRACE)
         for s, handler in previous.items():
             signal.signal(s, handler)
     print(f"demo stopped: {len(supervisor.children)} processes ended, {queues} queues in vhost "

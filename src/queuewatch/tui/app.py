@@ -9,6 +9,7 @@ retry countdown, and the next poll recovers by itself. The views live on
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -72,6 +73,9 @@ class QueuewatchApp(App[None]):
         self.failures = 0
         self.polls_done = 0
         self._next_poll: Timer | None = None
+        self.before_quit: Callable[[], str | None] | None = None
+        """Run (in a thread, with "stopping…" on screen) when ``q`` is pressed: the demo stops
+        its services there, so quitting shows something instead of a frozen screen."""
         self.main = MainScreen(source, self.read_only, clock)
         """The screen holding the views (``query_one`` on the app searches the active screen,
         which may be a dialog or the queue detail)."""
@@ -248,6 +252,17 @@ class QueuewatchApp(App[None]):
             self.poll_now()
 
     async def action_quit(self) -> None:
+        if self.before_quit is None:
+            self.exit()
+        elif not any(w.group == "quit" for w in self.workers):
+            self._stop_then_exit(self.before_quit)
+
+    @work(group="quit", exit_on_error=False)
+    async def _stop_then_exit(self, stop: Callable[[], str | None]) -> None:
+        """Run ``stop`` (the demo stops its services) off the event loop, saying so, then quit."""
+        self.notify("stopping…", title="Quitting", timeout=30)
+        self._exit_requested = True  # no more polls while the link closes
+        await asyncio.gather(asyncio.to_thread(stop), self.source.aclose())
         self.exit()
 
     def exit(self, *args: Any, **kwargs: Any) -> None:

@@ -72,6 +72,8 @@ def fit_columns(columns: Sequence[Column], available: int) -> dict[str, int]:
                 grown = True
         if not grown:
             break
-    if spare > 0 and flex:  # every flexible column is at its maximum: the first takes the rest
-        widths[flex[0].key] += spare
+    if spare > 0 and shown:  # flexible columns at their maximum: every column gets a share
+        share, rest = divmod(spare, len(shown))
+        for i, c in enumerate(shown):
+            widths[c.key] += share + (1 if i < rest else 0)
     return {c.key: widths[c.key] for c in shown}

@@ -11,6 +11,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Label, OptionList, Static
 
+from queuewatch.tui.widgets.footer import PinnedFooter
+
 
 class ConfirmScreen(ModalScreen[bool]):
     """Ask before a destructive action; ``y``/Enter confirms, ``n``/Esc cancels."""
@@ -35,6 +37,7 @@ class ConfirmScreen(ModalScreen[bool]):
             with Horizontal(id="dialog-buttons"):
                 yield Button(f"{self.confirm_label} (y)", variant="error", id="yes")
                 yield Button(f"{self.keep_label} (n)", variant="primary", id="no")
+        yield PinnedFooter()
 
     def on_mount(self) -> None:
         self.query_one("#no", Button).focus()
@@ -66,6 +69,7 @@ class HelpScreen(ModalScreen[None]):
         t.append("\nCtrl+P opens the command palette. Esc closes this help.", style="dim")
         with VerticalScroll(id="help"):
             yield Static(t)
+        yield PinnedFooter()
 
 
 class PickScreen(ModalScreen[str | None]):
@@ -83,6 +87,7 @@ class PickScreen(ModalScreen[str | None]):
         with Vertical(id="dialog"):
             yield Label(self.title_text, id="dialog-title")
             yield OptionList(*self.choices, id="pick")
+        yield PinnedFooter()
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)

@@ -12,9 +12,10 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, TabbedContent, TabPane
+from textual.widgets import DataTable, TabbedContent, TabPane
 
 from queuewatch.tui.widgets.dlq_view import DlqView
+from queuewatch.tui.widgets.footer import PinnedFooter
 from queuewatch.tui.widgets.keyed_table import KeyedTable
 from queuewatch.tui.widgets.queues_view import QueuesView
 from queuewatch.tui.widgets.status import AlertsStrip, ErrorLine, StatusBar
@@ -28,21 +29,6 @@ if TYPE_CHECKING:
 #: (id, tab title) of each view, in key order: ``1`` is the first.
 VIEWS = (("queues", "Queues"), ("workers", "Workers"), ("stuck", "Stuck jobs"),
          ("dlq", "DLQ browser"), ("alerts", "Alerts"))
-#: Keys pinned to the left of the footer: they must survive an 80-column terminal.
-PINNED_ACTIONS = ("app.help", "help", "app.quit", "quit")
-
-
-class PinnedFooter(Footer):
-    """The footer, with Help and Quit first (Textual lists the focused widget's keys first,
-    and the app's fall off the right edge of a narrow terminal)."""
-
-    def compose(self) -> ComposeResult:
-        keys = list(super().compose())
-        pinned = [k for k in keys if getattr(k, "action", None) in PINNED_ACTIONS]
-        yield from pinned
-        yield from (k for k in keys if k not in pinned)
-
-
 class MainScreen(Screen[None]):
     BINDINGS = [
         *(Binding(str(i), f"view('{view}')", title, show=False)

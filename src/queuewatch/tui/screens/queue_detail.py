@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Label, Sparkline, Static
+from textual.widgets import Label, Sparkline, Static
 
 from queuewatch.monitor.history import HistoryPoint
 from queuewatch.monitor.model import Alert, QueueStats, Snapshot, fmt_duration
@@ -24,6 +24,7 @@ from queuewatch.tui.format import (
     state_text,
 )
 from queuewatch.tui.source import ConsumerInfo
+from queuewatch.tui.widgets.footer import PinnedFooter
 
 
 class QueueDetailScreen(Screen[None]):
@@ -48,7 +49,7 @@ class QueueDetailScreen(Screen[None]):
                 yield Sparkline([], id="spark-in")
                 yield Label("Out/s (ack)", classes="chart-title", id="out-title")
                 yield Sparkline([], id="spark-out")
-        yield Footer()
+        yield PinnedFooter()
 
     def on_mount(self) -> None:
         self.load_consumers()

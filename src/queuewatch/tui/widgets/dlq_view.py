@@ -37,8 +37,8 @@ AUTO_RELOAD_EVERY = 30.0
 #: Below this width the detail pane goes under the list instead of beside it.
 NARROW = 110
 DLQ_COLUMNS = (
-    Column("mark", "✓", 1), Column("job", "Job id", 20, flex=True, min_width=10, max_width=40),
-    Column("queue", "Orig. queue", 14, 2, flex=True, min_width=10, max_width=30),
+    Column("mark", "✓", 1), Column("job", "Job id", 20, flex=True, min_width=10, max_width=36),
+    Column("queue", "Orig. queue", 14, 2, flex=True, min_width=10, max_width=20),
     Column("reason", "Reason", 10, 1), Column("attempts", "Att", 3, 3, right=True),
     Column("age", "Age", 6, right=True),
     Column("error", "Error", 30, flex=True, min_width=12),
