@@ -99,6 +99,13 @@ class Settings:
     web_config: Path | None = None
     """A Prometheus web-config YAML file (``tls_server_config``, ``basic_auth_users``) for the
     exporter's and the worker's metrics endpoints (see :mod:`queuewatch.webconfig`)."""
+    tls_ca_file: Path | None = None
+    """CA certificate(s) that sign the broker's certificate (amqps and an https management
+    API); the server is always verified. Default: the system's CAs."""
+    tls_cert_file: Path | None = None
+    """Client certificate for a broker that asks for one (PEM; may hold the key too)."""
+    tls_key_file: Path | None = None
+    """The client certificate's private key (PEM)."""
     telemetry_exchange: str = "queuewatch.telemetry"
     control_exchange: str = "queuewatch.control"
     export_include: tuple[str, ...] = ()

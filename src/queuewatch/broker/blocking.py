@@ -18,6 +18,7 @@ import pika.exceptions
 
 from queuewatch.broker.policy import policy_for
 from queuewatch.broker.publish import Outcome, PublishResult, classify_pika_error
+from queuewatch.broker.tls import client_context
 from queuewatch.config import Settings, mask_url
 from queuewatch.errors import AuthenticationFailed, BrokerUnavailable
 
@@ -138,6 +139,9 @@ class BlockingLink:
         params.client_properties = {"connection_name": self.name}
         params.blocked_connection_timeout = BLOCKED_CONNECTION_TIMEOUT
         params.heartbeat = self.settings.heartbeat
+        if params.ssl_options is not None:  # amqps: our CA and client certificate, verified
+            context = client_context(self.settings) or params.ssl_options.context
+            params.ssl_options = pika.SSLOptions(context, server_hostname=params.host)
         return params
 
     def _set_blocked(self, blocked: bool) -> None:

@@ -13,6 +13,7 @@ import aio_pika
 from aio_pika.abc import AbstractConnection
 
 from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS, quiet_library_logs, translate_connect_error
+from queuewatch.broker.tls import client_context
 from queuewatch.config import Settings
 from queuewatch.errors import BrokerUnavailable
 
@@ -31,6 +32,8 @@ async def connect_one(
     url = shown = settings.amqp_url_for(vh, address)
     if "heartbeat=" not in url:  # the address's own query wins over the setting
         url += ("&" if "?" in url else "?") + f"heartbeat={int(settings.heartbeat)}"
+    if url.startswith("amqps:") and "ssl_context" not in kwargs:
+        kwargs["ssl_context"] = client_context(settings)
     try:
         return await asyncio.wait_for(aio_pika.connect(url, **kwargs), timeout)
     except LINK_OR_AMQP_ERRORS as exc:

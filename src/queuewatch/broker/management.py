@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from queuewatch.broker import http
+from queuewatch.broker.tls import client_context
 from queuewatch.config import Settings, mask_url
 from queuewatch.errors import (
     AuthenticationFailed,
@@ -62,6 +63,7 @@ class ManagementClient:
         self._client = client or httpx.AsyncClient(
             auth=(user, password),
             timeout=settings.http_timeout,
+            verify=client_context(settings) or True,
             headers={"content-type": "application/json"},
         )
         self._http = http.FailoverHttp(settings.management_addresses, self._client, settings.http_timeout)
