@@ -31,6 +31,9 @@ H_TARGET = "qw-target"
 headers starting with ``x-`` when matching, and the delivery exchange matches on this one."""
 H_DELAY_MS = "x-qw-delay-ms"
 """The delay asked for, for the record."""
+H_COPY = "x-qw-copy"
+"""Which publish of the job this message is (a fresh id per publish; kept by retries). A
+cancel of one copy ("run now" of a scheduled job) skips only that one."""
 H_WEBHOOK = "x-qw-webhook"
 """The URL this job's completion webhook goes to (``publish(webhook=...)``); recorded in the
 job's accepted event, where the webhook dispatcher finds it."""
@@ -118,7 +121,7 @@ def replay_count_of(headers: Mapping[str, Any] | None) -> int:
         return 0
     try:
         return max(int(headers.get(H_REPLAY_COUNT, headers.get(LEGACY_REPLAY_COUNT, 0))), 0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # e.g. a double header of inf
         return 0
 
 

@@ -199,6 +199,8 @@ def fold(job_id: str, events: Iterable[Event], *, result_ttl: float | None = Non
                          worker=None, due_ms=None, has_result=has,
                          result=None if expired else d.get("result"), result_expired=expired,
                          **common)
+        elif e.kind == ev.SKIPPED and d.get("copy_only"):
+            continue  # the delayed copy of a job that was run now: the timeline shows it
         elif e.kind in (ev.DEAD_LETTERED, ev.CANCELLED, ev.SKIPPED):
             outcome = "failed" if e.kind == ev.DEAD_LETTERED else "cancelled"
             close(outcome=outcome, ended_ms=e.at_ms)

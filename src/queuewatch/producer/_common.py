@@ -6,6 +6,7 @@ routing key, body and properties of a job are decided here, once.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import time
@@ -30,6 +31,8 @@ OCTET_STREAM = "application/octet-stream"
 DEFAULT_WINDOW = 256
 #: How long ``publish(wait=True)`` keeps retrying a full queue by default (seconds).
 DEFAULT_WAIT_TIMEOUT = 30.0
+#: Largest body of a delayed job kept in its ``scheduled`` event (for "run now").
+RUN_NOW_MAX_BYTES = 65_536
 #: Pause between retries of a publish refused by a full queue (seconds).
 BACKPRESSURE_RETRY_INTERVAL = 0.05
 
@@ -122,6 +125,7 @@ def build(
         attempt=attempt, idempotency_key=idempotency_key, job_id=jid, extra=headers,
         published_ms=int(now * 1000),
     )
+    hdrs.setdefault(envelope.H_COPY, envelope.new_job_id()[:12])
     if webhook is not None:
         hdrs[envelope.H_WEBHOOK] = webhook
     if envelope.H_WEBHOOK in hdrs:  # also when given as a header: refused now, not later
@@ -171,6 +175,13 @@ def accepted_event(out: Outgoing, source: Source) -> Event:
     if isinstance(delay_ms, int) and delay_ms > 0:
         kind = ev.SCHEDULED
         data["due"] = at + delay_ms
+        if len(out.body) <= RUN_NOW_MAX_BYTES:  # kept, so an operator can run it now
+            data["message"] = {
+                "body": base64.b64encode(out.body).decode(), "content_type": out.content_type,
+                "priority": out.priority, "copy": out.headers.get(envelope.H_COPY),
+                "headers": {k: v for k, v in out.headers.items()
+                            if isinstance(v, str | int | float | bool)},
+            }
     # Stamped with the publish time (not the confirm's): a fast worker may start the job
     # before the confirm comes back, and the timeline must not show it started first.
     return Event(kind, out.message_id, out.queue, envelope.attempt_of(out.headers), source,

@@ -73,5 +73,8 @@ class Journal:
         return self._event(ev.CANCELLED if cancelled else ev.DEAD_LETTERED, job, reason=reason,
                            dlq=dlq, error_type=failure.error_type, error=failure.message)
 
+    def skipped(self, job: Job, reason: str, whole: bool = True) -> Event:
+        return self._event(ev.SKIPPED, job, reason=reason, copy_only=None if whole else True)
+
     async def record(self, *events: Event) -> None:
         await self.recorder.record(*events)

@@ -31,6 +31,7 @@ from queuewatch.events.model import Event
 from queuewatch.idempotency import IdempotencyStore
 from queuewatch.topology import QueueSpec
 from queuewatch.worker import outcomes
+from queuewatch.worker.cancels import CancelList
 from queuewatch.worker.claims import Claims
 from queuewatch.worker.decode import decode_body
 from queuewatch.worker.hooks import DEAD_LETTERED, REQUEUED, RETRIED, SUCCEEDED, WorkerObserver
@@ -111,6 +112,8 @@ class Processor:
     """Idempotency keys of deliveries under way (one run of a job at a time here)."""
     journal: Journal | None = None
     """Records each job's events (started, outcome) when job events are on."""
+    cancels: CancelList | None = None
+    """Jobs cancelled before they ran (skipped when they come up)."""
     _next: int = 0
     _ack_lost_seen: dict[str, tuple[float, int]] = field(default_factory=dict)
     """Per queue: when the last "ack lost" line was logged, and how many were not since."""
@@ -144,6 +147,11 @@ class Processor:
                              Failure("MalformedPayload", str(exc)), 0.0, exc, spec=spec)
             return
         job = self._job(message, spec, job_id, attempt, payload)
+        if self.cancels is not None:
+            verdict = self.cancels.verdict(job_id, headers.get(envelope.H_COPY))
+            if verdict is not None:
+                await self._skip(message, job, *verdict)
+                return
         key = job.idempotency_key
         if key is not None:
             await self.claims.acquire(key, job_id, spec.name)
@@ -199,6 +207,14 @@ class Processor:
         finally:
             if task is not None:
                 self.active.discard(task)
+
+    async def _skip(self, message: AbstractIncomingMessage, job: Job, reason: str,
+                    whole: bool) -> None:
+        """A cancelled job (or a copy replaced by "run now") came up: record, then drop it."""
+        log.info("skipping job %s on %r: %s", job.job_id, job.queue, reason)
+        if self.journal is not None:
+            await self.journal.record(self.journal.skipped(job, reason, whole))
+        await settle(message.ack())
 
     def _ack_lost(self, job: Job, key: str | None) -> None:
         then = ("it is recorded as completed, so the redelivery is skipped as a duplicate"

@@ -41,6 +41,7 @@ from queuewatch.idempotency import IdempotencyStore, SqliteStore
 from queuewatch.telemetry import ConsumerStatus, consumer_advice
 from queuewatch.topology import QueueSpec, Topology
 from queuewatch.webconfig import WebConfig
+from queuewatch.worker.cancels import CancelList
 from queuewatch.worker.decode import DEFAULT_MAX_PAYLOAD_BYTES
 from queuewatch.worker.hooks import Observers, WorkerObserver
 from queuewatch.worker.job import Handler
@@ -133,6 +134,7 @@ class Worker:
         self.recorder = recorder_for(self.link, settings)
         if self.recorder is not None:
             self.processor.journal = Journal(self.recorder, self.worker_id, settings.result_max_bytes)
+            self.processor.cancels = CancelList(self.link, settings)
         self.heartbeat = HeartbeatSender(
             self.processor, self.worker_id, [], concurrency, topology.telemetry_exchange,
             self.connection_name, heartbeat_interval, consumers=self.consumer_status,
@@ -219,6 +221,10 @@ class Worker:
                                      self.concurrency):
             log.warning("worker %s: %s", self.worker_id, line)
         self.link.on_up(self._on_link_up)
+        if self.processor.cancels is not None:
+            # Tombstones first (bounded wait): a job cancelled while queued must not run.
+            await self.link.start()
+            await self.processor.cancels.start()
         for name, route in self.routes.items():
             self.subscriptions[name] = self.link.subscribe(
                 name, self._callback(route), prefetch=self.prefetch,
