@@ -6,5 +6,11 @@
 - :mod:`.link` — :class:`BrokerLink`: a connection that notices it died, reconnects, and
   restores its channels and consumers;
 - :mod:`.publish` — the one confirmed, mandatory publish with one classification of outcomes;
-- :mod:`.management` — the only module that knows management API paths.
+- :mod:`.management` — the only module that knows management API paths;
+- :mod:`.fieldcodec` — names and header values as RabbitMQ takes them (pamqp is stricter).
 """
+
+from queuewatch.broker import fieldcodec as _fieldcodec
+
+# pamqp takes every name and value RabbitMQ takes, and sends them back unchanged.
+_fieldcodec.install()

@@ -39,6 +39,7 @@ from queuewatch.broker.errors import (
     LinkLost,
     queue_down_text,
 )
+from queuewatch.broker.fieldcodec import ENCODE_ERRORS
 from queuewatch.broker.link import BrokerLink, connection_alive
 
 #: Longest wait for one confirm before the publish counts as ``link_lost`` (seconds).
@@ -100,6 +101,10 @@ def classify_failure(exc: BaseException | None) -> PublishResult:
         return PublishResult(Outcome.UNROUTABLE, f"the exchange does not exist ({exc})")
     if isinstance(exc, aiormq.exceptions.AMQPChannelError):
         return PublishResult(Outcome.REFUSED, f"the broker closed the channel: {exc}")
+    if isinstance(exc, ENCODE_ERRORS):
+        # The AMQP library could not put it on the wire (a name or value it cannot encode):
+        # nothing was sent and the channel is fine; sending it again will not help.
+        return PublishResult(Outcome.REFUSED, f"cannot be sent as AMQP: {exc}", sent=False)
     return PublishResult(Outcome.LINK_LOST, f"{type(exc).__name__}: {exc}")
 
 
