@@ -81,7 +81,7 @@ async def test_quorum_dlq_every_command_through_the_api(connection, settings, vh
     # And the export imports back (without the broker's x-delivery-count), then purges
     assert all("x-delivery-count" in json.loads(line)["headers"]
                for line in path.read_text().splitlines())
-    assert await dlq.import_(path) == 6
+    assert (await dlq.import_(path)).confirmed == 6
     assert sorted(d.job_id for d in (await dlq.peek(0, 50)).items) == sorted(ids)
     assert await dlq.purge() == 6
 
@@ -160,7 +160,7 @@ async def test_a_quorum_queue_with_a_delivery_limit_is_not_read(connection, sett
     # And nothing was delivered: all three are still there, never counted
     assert await depth(connection, "limited.dlq") == 3
     # While import and purge, which read nothing, work
-    assert await dlq.import_(tmp_path / "one.jsonl") == 1
+    assert (await dlq.import_(tmp_path / "one.jsonl")).confirmed == 1
     assert await dlq.purge() == 4
 
 
@@ -186,7 +186,7 @@ async def test_a_stream_is_refused_with_one_line(connection, settings, vhost, tm
     # And an import (publishing only) works
     (tmp_path / "one.jsonl").write_text(json.dumps({"properties": {"message_id": "x"},
                                                     "headers": {}, "body_b64": ""}) + "\n")
-    assert await dlq.import_(tmp_path / "one.jsonl") == 1
+    assert (await dlq.import_(tmp_path / "one.jsonl")).confirmed == 1
 
 
 async def test_without_the_management_api_an_amqp_probe_tells_the_type(connection, settings, vhost):

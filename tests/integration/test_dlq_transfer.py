@@ -46,7 +46,7 @@ async def test_export_purge_import_round_trips_byte_for_byte(connection, setting
     assert await snapshot(connection, "jobs.dlq") == before  # export changes nothing
     assert await dlq.purge() == 4
     assert await depth(connection, "jobs.dlq") == 0
-    assert await dlq.import_(path) == 4
+    assert (await dlq.import_(path)).confirmed == 4
     # Then every body and header came back identical, in order
     after = await snapshot(connection, "jobs.dlq")
     assert [a[0] for a in after] == [b[0] for b in before]

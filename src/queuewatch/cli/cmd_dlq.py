@@ -17,6 +17,10 @@ from queuewatch.cli.common import (
     add_connection_options,
     add_read_only_option,
     format_table,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
     print_json,
     run,
     settings_from_args,
@@ -67,25 +71,26 @@ def confirm(question: str, yes: bool) -> bool:
 
 
 def with_dlq(args: argparse.Namespace, fn: Callable[[Any], Awaitable[T]]) -> T:
-    """Connect, build the :class:`DeadLetterQueue` for ``args.queue`` and call ``fn(dlq)``."""
+    """Connect, build the :class:`DeadLetterQueue` for ``args.queue`` and call ``fn(dlq)``.
+
+    ``args.queue`` is resolved as :func:`~queuewatch.dlq.discover.resolve_dlq` says (``jobs``
+    means ``jobs.dlq``; a job queue means the queue its dead letters reach)."""
     from queuewatch.broker.connect import connect
+    from queuewatch.broker.management import ManagementClient
     from queuewatch.dlq import DeadLetterQueue
-    from queuewatch.dlq.channel import close_quietly, queue_depth
-    from queuewatch.errors import NotFound
+    from queuewatch.dlq.channel import close_quietly
+    from queuewatch.dlq.discover import resolve_dlq
 
     settings = settings_from_args(args)
 
     async def go() -> T:
         conn = await connect(settings)
         try:
-            queue = args.queue
-            if not queue.endswith(".dlq"):
-                try:
-                    await queue_depth(conn, queue + ".dlq")
-                    queue += ".dlq"
-                except NotFound:
-                    pass
-            return await fn(DeadLetterQueue(conn, None, settings, queue))
+            async with ManagementClient(settings) as mgmt:
+                queue = await resolve_dlq(conn, mgmt, settings.effective_vhost, args.queue)
+                dlq = DeadLetterQueue(conn, mgmt, settings, queue,
+                                      force=bool(getattr(args, "force_read", False)))
+                return await fn(dlq)
         finally:
             await close_quietly(conn)
 
@@ -115,8 +120,10 @@ def add_filter_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--error-type", metavar="TYPE", help="error type, e.g. TimeoutError")
     g.add_argument("--reason", help="death reason, e.g. failed, rejected, 'cancelled by operator'")
     g.add_argument("--text", help="text in the body, error message or job id")
-    g.add_argument("--min-age", type=float, metavar="SECONDS", help="dead at least this long")
-    g.add_argument("--max-age", type=float, metavar="SECONDS", help="dead at most this long")
+    g.add_argument("--min-age", type=non_negative_float, metavar="SECONDS",
+                   help="dead at least this long")
+    g.add_argument("--max-age", type=non_negative_float, metavar="SECONDS",
+                   help="dead at most this long")
 
 
 # -- list / show ----------------------------------------------------------------------------
@@ -234,9 +241,12 @@ def _print_replay(result: Any, json_out: bool) -> None:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
+    job_ids = [*args.job_ids, *(args.job or ())]
+    if not job_ids:
+        args.subparser.error("give the job ids to delete (JOB_ID ... or --job JOB_ID)")
     check_writable(args, "delete")
-    removed = with_dlq(args, lambda dlq: dlq.delete(args.job_ids))
-    missing = sorted(set(args.job_ids) - {r for r in removed if r})
+    removed = with_dlq(args, lambda dlq: dlq.delete(job_ids))
+    missing = sorted(set(job_ids) - {r for r in removed if r})
     print(f"deleted {len(removed)} dead letters" + (f"; not found: {', '.join(missing)}" if missing else ""))
     return 0 if not missing else 1
 
@@ -269,20 +279,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     from queuewatch.dlq.transfer import ImportStopped
 
     check_writable(args, "import")
-    if args.skip < 0:
-        from queuewatch.errors import ConfigError
-
-        raise ConfigError(f"--skip must not be negative (got {args.skip})")
     try:
         with Progress("importing") as bar:
-            count = with_dlq(args, lambda dlq: dlq.import_(args.file, progress=bar,
-                                                           skip=args.skip))
+            result = with_dlq(args, lambda dlq: dlq.import_(
+                args.file, progress=bar, skip=args.skip, again=args.again))
     except ImportStopped as exc:
         print(exc.result.report())
         return 1
-    print(f"imported {count} messages into {args.queue}"
-          + (f" (after skipping {args.skip})" if args.skip else ""))
-    return 0
+    print(result.report())  # names the queue the messages went into (jobs -> 'jobs.dlq')
+    return 0 if result.outcome == "ok" else 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -294,16 +299,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     def add(name: str, help: str, func: Callable[[argparse.Namespace], int],
             destructive: bool = False) -> argparse.ArgumentParser:
         sp: argparse.ArgumentParser = dsub.add_parser(name, help=help, description=help)
-        sp.add_argument("queue", help="the DLQ (or its job queue: jobs means jobs.dlq)")
+        sp.add_argument("queue", help="the DLQ, or its job queue (jobs means jobs.dlq, or "
+                        "the queue its dead-letter arguments or policy send dead letters to)")
         add_connection_options(sp)
         if destructive:
             add_read_only_option(sp)
-        sp.set_defaults(func=func)
+        if name not in ("purge", "import"):
+            sp.add_argument("--force-read", action="store_true",
+                            help="read the queue even when it has consumers (refused by "
+                            "default: reading takes its messages from them for a moment)")
+        sp.set_defaults(func=func, subparser=sp)
         return sp
 
     sp = add("list", "list dead letters without removing them (peek)", cmd_list)
-    sp.add_argument("--offset", type=int, default=0)
-    sp.add_argument("--limit", type=int, default=50)
+    sp.add_argument("--offset", type=non_negative_int, default=0)
+    sp.add_argument("--limit", type=non_negative_int, default=50)
     sp.add_argument("--json", action="store_true")
     add_filter_options(sp)
     sp = add("show", "one dead letter in full: death info, headers, decoded body", cmd_show)
@@ -313,11 +323,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
              cmd_replay, destructive=True)
     add_filter_options(sp)
     sp.add_argument("--dry-run", action="store_true", help="count what would be replayed; change nothing")
-    sp.add_argument("--rate", type=float, metavar="PER_SECOND", help="at most this many per second")
+    sp.add_argument("--rate", type=positive_float, metavar="PER_SECOND",
+                    help="at most this many per second")
     sp.add_argument("--force", action="store_true", help="replay even past --max-replays")
-    sp.add_argument("--max-replays", type=int, default=3, metavar="N",
+    sp.add_argument("--max-replays", type=non_negative_int, default=3, metavar="N",
                     help="refuse dead letters already replayed N times (default 3)")
-    sp.add_argument("--limit", type=int, help="look at no more than this many (from the head)")
+    sp.add_argument("--limit", type=positive_int,
+                    help="look at no more than this many (from the head)")
     sp.add_argument("--yes", "-y", action="store_true", help="no dry run and no question first")
     how = sp.add_mutually_exclusive_group()
     how.add_argument("--via-shovel", action="store_true",
@@ -328,7 +340,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                      help="never use a shovel: republish message by message")
     sp.add_argument("--json", action="store_true")
     sp = add("delete", "delete selected dead letters by job id", cmd_delete, destructive=True)
-    sp.add_argument("job_ids", nargs="+", metavar="JOB_ID")
+    sp.add_argument("job_ids", nargs="*", metavar="JOB_ID")
+    sp.add_argument("--job", action="append", metavar="JOB_ID",
+                    help="a job id (repeatable; as for list and replay)")
     sp = add("purge", "delete every dead letter of the queue", cmd_purge, destructive=True)
     sp.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     sp = add("export", "write every dead letter to a JSONL file (the queue is unchanged)", cmd_export)
@@ -336,6 +350,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sp = add("import", "publish the messages of a JSONL export into the queue", cmd_import,
              destructive=True)
     sp.add_argument("file")
-    sp.add_argument("--skip", type=int, default=0, metavar="N",
+    sp.add_argument("--skip", type=non_negative_int, default=0, metavar="N",
                     help="leave out the first N messages (resume an import that stopped: its "
                     "report says N)")
+    sp.add_argument("--again", action="store_true",
+                    help="also publish the messages an earlier import of this file put into "
+                    "this queue (by default a re-run adds only what is not there yet)")

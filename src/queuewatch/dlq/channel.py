@@ -75,6 +75,11 @@ async def close_quietly(connection: Connection) -> None:
 
 async def queue_depth(connection: Connection, queue: str) -> int:
     """Ready messages in ``queue`` right now (passive declare on a throwaway channel)."""
+    return (await queue_counts(connection, queue))[0]
+
+
+async def queue_counts(connection: Connection, queue: str) -> tuple[int, int]:
+    """(ready messages, consumers) of ``queue`` right now (passive declare)."""
     async with raw_channel(connection) as raw:
         try:
             ok = await bounded(raw.queue_declare(queue, passive=True), OP_TIMEOUT,
@@ -83,7 +88,7 @@ async def queue_depth(connection: Connection, queue: str) -> int:
             raise NotFound(f"queue {queue!r} does not exist in this vhost") from exc
         except (wire.AMQPError, ConnectionError) as exc:
             raise Interrupted(f"cannot read the depth of {queue!r}: {type(exc).__name__}: {exc}") from exc
-        return int(ok.message_count or 0)
+        return int(ok.message_count or 0), int(ok.consumer_count or 0)
 
 
 async def exchange_exists(connection: Connection, exchange: str) -> bool:

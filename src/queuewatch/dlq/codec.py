@@ -7,7 +7,8 @@ the JSON is always a tag and never ambiguous:
 * ``{"table": {...}}``        a field table (nested headers, ``x-death`` entries)
 * ``{"bytes": "<base64>"}``   a long string that is not UTF-8
 * ``{"bytearray": "<b64>"}``  an AMQP byte array
-* ``{"timestamp": 1700000000}`` an AMQP timestamp (whole seconds since the epoch, UTC)
+* ``{"timestamp": 1700000000}`` an AMQP timestamp: the number on the wire (whole seconds
+  since the epoch, UTC, as RabbitMQ writes them; any 64-bit number another client sent)
 * ``{"decimal": "1.25"}``     an AMQP decimal
 """
 
@@ -19,6 +20,12 @@ import decimal
 from collections.abc import Mapping
 from typing import Any
 
+from queuewatch.broker.fieldcodec import (
+    ENCODE_ERRORS,
+    RawTimestamp,
+    timestamp_from_wire,
+    timestamp_to_wire,
+)
 from queuewatch.errors import QueuewatchError
 
 
@@ -27,16 +34,18 @@ class CodecError(QueuewatchError):
 
 
 def encode_value(value: Any) -> Any:
+    if isinstance(value, RawTimestamp | dt.datetime):
+        # The number on the wire (an x-death time of 10^17 included), whatever it means.
+        try:
+            return {"timestamp": timestamp_to_wire(value)}
+        except ENCODE_ERRORS as exc:  # a datetime before 1970: no AMQP timestamp
+            raise CodecError(f"cannot export the timestamp {value!r}: {exc}") from exc
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, bytearray):
         return {"bytearray": base64.b64encode(bytes(value)).decode()}
     if isinstance(value, bytes):
         return {"bytes": base64.b64encode(value).decode()}
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        return {"timestamp": int(value.timestamp())}
     if isinstance(value, decimal.Decimal):
         return {"decimal": str(value)}
     if isinstance(value, Mapping):
@@ -63,8 +72,8 @@ def decode_value(value: Any) -> Any:
             return base64.b64decode(inner)
         if tag == "bytearray":
             return bytearray(base64.b64decode(inner))
-        if tag == "timestamp":
-            return dt.datetime.fromtimestamp(int(inner), tz=dt.UTC)
+        if tag == "timestamp" and isinstance(inner, int) and 0 <= inner < 2**64:
+            return timestamp_from_wire(inner)
         if tag == "decimal":
             return decimal.Decimal(inner)
     raise CodecError(f"unknown value in export file: {value!r}")

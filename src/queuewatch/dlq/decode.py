@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
+
+from queuewatch.broker.fieldcodec import RawTimestamp, WireTimestamp
 
 #: Bodies longer than this are shown truncated (the full body is still exported/replayed).
 MAX_PRETTY_BYTES = 64 * 1024
@@ -29,17 +32,42 @@ def header_text(value: Any) -> Any:
 
 
 def to_epoch_ms(value: Any) -> int | None:
-    """A timestamp (datetime, epoch seconds or epoch milliseconds) as epoch milliseconds."""
+    """A timestamp (datetime, epoch seconds or epoch milliseconds) as epoch milliseconds.
+
+    Any number is taken as it is (10^18, -1e300: :func:`format_ms` shows what cannot be a
+    date as the number); None for what is no number (text, NaN, infinity)."""
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=dt.UTC)
         return int(value.timestamp() * 1000)
     if isinstance(value, bool):
         return None
+    if isinstance(value, RawTimestamp):
+        # An AMQP timestamp no datetime holds, read as pamqp reads timestamps (above 2^32
+        # it takes milliseconds): the number on the wire is what is shown.
+        return int(value) if value > 0xFFFFFFFF else int(value) * 1000
     if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
         # Values below 1e11 are seconds (1e11 s is the year 5138); above, milliseconds.
-        return int(value * 1000) if value < 1e11 else int(value)
+        return int(value * 1000) if -1e11 < value < 1e11 else int(value)
     return None
+
+
+#: The range of epoch milliseconds a date can be shown for (years 1 to 9999).
+_MIN_MS = int((dt.datetime(1, 1, 2, tzinfo=dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
+              .total_seconds() * 1000)
+_MAX_MS = int((dt.datetime(9999, 12, 30, tzinfo=dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
+              .total_seconds() * 1000)
+
+
+def format_ms(ms: int | None) -> str:
+    """Epoch milliseconds as a UTC time; a number no date can show as the number itself."""
+    if ms is None:
+        return "-"
+    if not _MIN_MS <= ms <= _MAX_MS:
+        return f"{ms} (not a date)"
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
 def hexdump(data: bytes, width: int = 16) -> str:
@@ -96,11 +124,19 @@ def for_publish(value: Any) -> Any:
 
 
 def jsonable(value: Any) -> Any:
-    """A header value for ``--json`` output and display (not for round trips: see transfer)."""
+    """A header value for ``--json`` output and display (not for round trips: see transfer).
+    What JSON cannot carry (NaN, infinity) becomes its text."""
     if isinstance(value, bytes | bytearray):
         return header_text(value)
+    if isinstance(value, WireTimestamp) and getattr(value, "raw", None) is not None \
+            and value.raw > 0xFFFFFFFF:
+        return f"{value.isoformat()} (on the wire: {value.raw})"
     if isinstance(value, dt.datetime):
         return value.isoformat()
+    if isinstance(value, RawTimestamp):
+        return f"{int(value)} (AMQP timestamp, not a date)"
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -8,7 +8,7 @@ headers when a queuewatch worker parked the job, else from RabbitMQ's ``x-death`
 
 from __future__ import annotations
 
-import datetime as dt
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from queuewatch import envelope as env
 from queuewatch.dlq.decode import decode_body, header_text, to_epoch_ms
+from queuewatch.dlq.decode import format_ms as format_ms  # re-exported (cmd_dlq, tui)
 
 BodyKind = Literal["json", "text", "hex"]
 DeathSource = Literal["queuewatch", "x-death", "none"]
@@ -73,7 +74,8 @@ class DeadLetter:
     """0-based position in the DLQ when it was read (head = 0)."""
     message_id: str | None
     job_id: str | None
-    """The queuewatch job id (= ``message_id``), or the Celery task id for foreign messages."""
+    """The queuewatch job id (= ``message_id``), else the Celery task id (header ``id``) or
+    the id in a Dramatiq/Celery JSON body, for foreign messages."""
     body: bytes
     headers: Mapping[str, Any]
     properties: Mapping[str, Any]
@@ -135,7 +137,7 @@ def _int(value: Any) -> int | None:
         return None
     try:
         return int(header_text(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # text, NaN, infinity
         return None
 
 
@@ -220,6 +222,28 @@ def _celery_task_id(headers: Mapping[str, Any]) -> str | None:
     return None if value is None else str(header_text(value))
 
 
+#: Bodies larger than this are not parsed for a job id (Dramatiq messages are small).
+MAX_ID_BODY = 1024 * 1024
+
+
+def body_job_id(body: bytes) -> str | None:
+    """The job id a foreign message carries in its JSON body: Dramatiq's ``message_id``
+    (with ``actor_name``), Celery protocol 1's ``id`` (with ``task``); else None."""
+    if len(body) > MAX_ID_BODY or body[:1] != b"{":
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    if "actor_name" in data and isinstance(data.get("message_id"), str):
+        return str(data["message_id"])
+    if "task" in data and isinstance(data.get("id"), str):
+        return str(data["id"])
+    return None
+
+
 def make_dead_letter(
     *,
     position: int,
@@ -234,7 +258,7 @@ def make_dead_letter(
     return DeadLetter(
         position=position,
         message_id=message_id,
-        job_id=message_id or _celery_task_id(h),
+        job_id=message_id or _celery_task_id(h) or body_job_id(body),
         body=body,
         headers=h,
         properties={k: v for k, v in properties.items() if v is not None and k != "headers"},
@@ -245,7 +269,3 @@ def make_dead_letter(
     )
 
 
-def format_ms(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"

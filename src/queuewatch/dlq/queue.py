@@ -16,20 +16,34 @@ from queuewatch.broker.connect import connect
 from queuewatch.broker.management import ManagementClient
 from queuewatch.broker.wire import Connection
 from queuewatch.config import Settings
-from queuewatch.dlq import kinds, ops, peek, replay, transfer
-from queuewatch.dlq.channel import close_quietly, queue_depth
+from queuewatch.dlq import exportfile, kinds, ops, peek, replay, transfer
+from queuewatch.dlq.channel import close_quietly, queue_counts, queue_depth
 from queuewatch.dlq.filters import DeadLetterFilter
+from queuewatch.dlq.importlog import ImportLog
 from queuewatch.dlq.kinds import Action, QueueKind
 from queuewatch.dlq.model import DeadLetter
 from queuewatch.dlq.peek import Page, ProgressFn
 from queuewatch.dlq.replay import DEFAULT_MAX_REPLAYS, DEFAULT_WINDOW, ReplayOptions, ReplayResult
 from queuewatch.dlq.shovel import ReplayInProgress, ensure_not_busy, replay_via_shovel
-from queuewatch.errors import QueuewatchError
+from queuewatch.errors import ConfigError, QueuewatchError
 from queuewatch.topology import DLQ_SUFFIX
 
 AUTO_SHOVEL_MIN = 1000
 """Fewest dead letters for which a plain replay takes the shovel by itself. Below it the
 per-message replay is quick anyway, and what it does not replay keeps its position."""
+
+
+class QueueHasConsumers(QueuewatchError):
+    """The queue has consumers: it looks like a live job queue, not a DLQ. Reading it
+    (consume, then put back) would take its messages from them for a moment and mark them
+    redelivered; refused unless forced."""
+
+    def __init__(self, queue: str, consumers: int) -> None:
+        self.queue, self.consumers = queue, consumers
+        super().__init__(
+            f"{queue!r} has {consumers} consumer{'s' if consumers != 1 else ''}: it looks like "
+            "a live queue, not a dead-letter queue, and reading it would take its messages "
+            "from them for a moment (and mark them redelivered); pass --force to read it anyway")
 
 
 def dlq_name(queue: str) -> str:
@@ -45,10 +59,13 @@ class DeadLetterQueue:
     def __init__(
         self, connection: Connection, mgmt: ManagementClient | None, settings: Settings,
         queue: str, audit: AuditLog | None = None,
-        publish_connection: Connection | None = None,
+        publish_connection: Connection | None = None, force: bool = False,
     ) -> None:
         """``publish_connection``: used for republishing (replay, import); by default a
-        second connection is opened from ``settings`` for the duration of the action."""
+        second connection is opened from ``settings`` for the duration of the action.
+        ``force``: read, replay and delete even when the queue has consumers (refused
+        otherwise: see :class:`QueueHasConsumers`)."""
+        self.force = force
         self.connection = connection
         self.mgmt = mgmt
         self.settings = settings
@@ -67,8 +84,13 @@ class DeadLetterQueue:
 
     async def _allowed(self, action: Action) -> None:
         """Refuse (:class:`~queuewatch.dlq.kinds.QueueKindRefused`) what the queue's type
-        does not allow, before anything is read."""
+        does not allow, and (:class:`QueueHasConsumers`) consuming a queue others consume,
+        before anything is read."""
         (await self.kind()).require(action)
+        if action in kinds.CONSUMING and not self.force:
+            _ready, consumers = await queue_counts(self.connection, self.queue)
+            if consumers:
+                raise QueueHasConsumers(self.queue, consumers)
 
     @property
     def target(self) -> dict[str, Any]:
@@ -97,7 +119,7 @@ class DeadLetterQueue:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as out:
-            return await transfer.export(self.connection, self.queue, out, progress)
+            return await exportfile.export(self.connection, self.queue, out, progress)
 
     async def _replay_via_shovel(
         self, opts: ReplayOptions, progress: ProgressFn | None, required: bool
@@ -190,8 +212,7 @@ class DeadLetterQueue:
                 self._record("replay", "error", 0, flt, str(exc))
             raise
         if not dry_run:
-            detail = ", ".join(f"{why}={result.count(why)}" for why in
-                               ("replay-limit", "unroutable", "no-route", "publish-failed")
+            detail = ", ".join(f"{why}={result.count(why)}" for why in replay.KEPT_REASONS
                                if result.count(why))
             if result.error:
                 detail = f"{detail}; {result.error}" if detail else result.error
@@ -225,14 +246,25 @@ class DeadLetterQueue:
 
     async def import_(
         self, path: Path | str, progress: ProgressFn | None = None, skip: int = 0,
-    ) -> int:
-        """Publish the messages of an export file into this queue (confirmed); returns how
-        many. ``skip``: leave out the first ``skip`` messages (resume an import that stopped:
-        :class:`~queuewatch.dlq.transfer.ImportStopped` says where)."""
+        again: bool = False,
+    ) -> transfer.ImportResult:
+        """Publish the messages of an export file into this queue (confirmed). Lines that
+        cannot be published are reported in the result and the rest imported; lines an
+        earlier import of the same file put into this queue are not published again
+        (``again=True``: they are). ``skip``: leave out the first ``skip`` messages.
+        :class:`~queuewatch.dlq.transfer.ImportStopped` when it stops early."""
         await self._begin("import")
-        extra = {"file": str(path), **({"skip": skip} if skip else {})}
+        path = Path(path)
+        extra = {"file": str(path), **({"skip": skip} if skip else {}),
+                 **({"again": True} if again else {})}
         try:
-            count = await transfer.import_(self.connection, self.queue, Path(path), progress, skip)
+            try:
+                log = ImportLog.open(self.settings.state_dir, self.settings.effective_vhost,
+                                     self.queue, path, again)
+            except OSError as exc:
+                raise ConfigError(f"cannot read {str(path)!r}: {exc.strerror}") from exc
+            result = await transfer.import_(self.connection, self.queue, path, progress, skip,
+                                            log=log)
         except transfer.ImportStopped as exc:
             r = exc.result
             self._record("import", "partial" if r.confirmed else "error", r.confirmed, None,
@@ -242,8 +274,11 @@ class DeadLetterQueue:
         except QueuewatchError as exc:
             self._record("import", "error", 0, None, str(exc), extra=extra)
             raise
-        self._record("import", "ok", count, None, "", extra=extra)
-        return count
+        detail = ", ".join(f"message {r.line}: {r.why}" for r in result.unpublishable[:20])
+        if result.earlier:
+            detail = f"{result.earlier} already imported before" + (f"; {detail}" if detail else "")
+        self._record("import", result.outcome, result.confirmed, None, detail, extra=extra)
+        return result
 
     def _record(
         self, action: str, outcome: Outcome, count: int, flt: DeadLetterFilter | None,

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from queuewatch import envelope as env
 from queuewatch.broker import wire
 from queuewatch.broker.errors import is_link_error
+from queuewatch.broker.fieldcodec import ENCODE_ERRORS, sendable_name
 from queuewatch.broker.publish import Outcome, classify_failure
 from queuewatch.broker.wire import Connection, Delivery
 from queuewatch.dlq.acker import Acker, AckWriter
@@ -70,9 +71,15 @@ STRIP_ON_REPLAY = (
     env.H_DEAD_AT_MS, env.H_WORKER, env.H_DEAD_QUEUE, "x-delivery-count",
 )
 
-SkipWhy = Literal["replay-limit", "unroutable", "no-route", "publish-failed", "stopped"]
-"""``stopped``: republished (or about to be) when the replay stopped early, without a
+SkipWhy = Literal["replay-limit", "unroutable", "no-route", "publish-failed", "unpublishable",
+                  "stopped"]
+"""``unpublishable``: the AMQP library cannot send it (a route name or a header value it
+cannot encode; the detail says which); nothing was sent and the replay went on.
+``stopped``: republished (or about to be) when the replay stopped early, without a
 confirm: it stays in the DLQ and may also have arrived (counted in ``in_doubt``)."""
+#: The reasons a dead letter is kept, in report order (``stopped`` is counted as in doubt).
+KEPT_REASONS: tuple[SkipWhy, ...] = (
+    "replay-limit", "unroutable", "no-route", "publish-failed", "unpublishable")
 
 
 @dataclass(frozen=True)
@@ -156,7 +163,19 @@ def classify(dl: DeadLetter, force: bool, max_replays: int) -> tuple[Route | Non
     route = dl.death.route
     if route is None:
         return None, Skipped(dl.job_id, dl.position, "no-route", "no original route in the headers")
+    why = unsendable_route(route)
+    if why is not None:
+        return None, Skipped(dl.job_id, dl.position, "unpublishable", f"{route.describe()}: {why}")
     return route, None
+
+
+def unsendable_route(route: Route) -> str | None:
+    """Why ``route`` cannot be published to, or None (RabbitMQ takes any UTF-8 name up to
+    255 bytes; the AMQP library sends exchange names of at most 127 characters)."""
+    why = sendable_name(route.exchange, "exchange")
+    if why is None and len(route.routing_key.encode("utf-8", "surrogatepass")) > 255:
+        why = "the routing key is longer than 255 bytes"
+    return why
 
 
 @dataclass
@@ -288,7 +307,12 @@ class _Replayer:
             self.hold(tag, Skipped(dl.job_id, dl.position, "unroutable",
                                    f"exchange {route.exchange!r} does not exist"))
             return
-        props = replay_properties(message.header.properties, dl, self.opts.user)
+        try:
+            props = replay_properties(message.header.properties, dl, self.opts.user)
+        except ENCODE_ERRORS as exc:  # e.g. a delivery mode other than 1 or 2
+            self.hold(tag, Skipped(dl.job_id, dl.position, "unpublishable",
+                                   f"its properties cannot be sent as AMQP: {exc}"))
+            return
         await self.window.acquire()
         await self.throttle(self.matched)
         mid = props.message_id
@@ -319,7 +343,11 @@ class _Replayer:
             self.acker.done(tag)
             return
         result = classify_failure(exc)
-        if result.outcome is Outcome.LINK_LOST and not result.sent:
+        if result.outcome is Outcome.REFUSED and not result.sent:
+            # The AMQP library could not encode it: nothing was sent, the channel is fine.
+            self.watch.progress()
+            self.hold(tag, Skipped(dl.job_id, dl.position, "unpublishable", result.detail))
+        elif result.outcome is Outcome.LINK_LOST and not result.sent:
             self.unsent += 1  # the channel was closed before it was written: not sent
             self.hold(tag, Skipped(dl.job_id, dl.position, "stopped",
                                    "not sent: the republishing channel was closed"))
