@@ -11,16 +11,12 @@ a client that reconnects with ``Last-Event-ID`` (browsers' EventSource do this b
 themselves) first gets every event after that position from the index, then the live ones —
 no gap.
 
-A job's ``accepted`` is recorded by its producer after the broker's confirm, so a fast worker's
-``started`` (even ``succeeded``) can precede it in the stream. Each job's events are sent in
-their real order: an event of a job whose accepted has not been seen yet waits (at most
-``HOLD`` seconds; a job from a foreign producer has none) and the accepted is sent before
-it. Such a moved event carries no ``id`` (the client's last id stays where everything before
-it was sent), so a reconnect at that moment may repeat a few events — never skip one; each
-event's ``data.id`` is unique for de-duplication. A comment line every ``keepalive`` seconds keeps proxies from closing an
-idle stream. One :class:`EventHub` listens to the stream for all clients: positions are
-looked up once per event, not once per client. A client too slow to keep up (more than
-``max_queued`` events waiting) is disconnected; it resumes from its last id.
+Each job's events go out in their real order (accepted before started, even when the
+stream holds them the other way round: see :mod:`.reorder`). A comment line every
+``keepalive`` seconds keeps proxies from closing an idle stream. One :class:`EventHub`
+listens to the stream for all clients: positions are looked up and events encoded once per
+event, not once per client. A client too slow to keep up (more than ``max_queued`` events
+waiting) is disconnected; it resumes from its last id.
 """
 
 from __future__ import annotations
@@ -28,15 +24,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-from queuewatch.events import model as ev
 from queuewatch.events.model import Event
 from queuewatch.jobs.api import Jobs
 from queuewatch.jobs.httpd import head_bytes
-
-Position = tuple[int, int]
-Item = tuple[Position, Event]
+from queuewatch.jobs.reorder import FIRST_KINDS, Item, Position, Reorder
 
 #: Seconds between keep-alive comments on an idle stream.
 KEEPALIVE = 15.0
@@ -46,9 +39,8 @@ MAX_QUEUED = 20_000
 PAGE = 1000
 #: Milliseconds a browser waits before reconnecting (the SSE ``retry`` field).
 RECONNECT_MS = 1000
-#: Seconds an event waits for its job's accepted event to arrive before it is sent anyway.
-HOLD = 1.0
-_FIRST_KINDS = frozenset({ev.ACCEPTED, ev.SCHEDULED})
+#: Entries kept in the hub's caches (encoded events, jobs' first positions) before a reset.
+CACHE_MAX = 100_000
 
 
 def format_id(position: Position) -> str:
@@ -63,74 +55,16 @@ def parse_id(text: str) -> Position:
     return int(off), int(idx)
 
 
-def format_event(position: Position | None, event: Event) -> bytes:
+def format_event(position: Position | None, event: Event, body: bytes | None = None) -> bytes:
+    """One SSE event; ``body``: its ``event:`` and ``data:`` lines, encoded before."""
+    if body is None:
+        body = encode_body(event)
+    return (f"id: {format_id(position)}\n".encode() if position is not None else b"") + body
+
+
+def encode_body(event: Event) -> bytes:
     data = json.dumps(event.to_json(), separators=(",", ":"), default=str)
-    head = f"id: {format_id(position)}\n" if position is not None else ""
-    return f"{head}event: {event.kind}\ndata: {data}\n\n".encode()
-
-
-class Reorder:
-    """One client's events in each job's real order (see the module docstring): ``feed``
-    items in stream order, ``release`` what may be sent now as (id or None, event)."""
-
-    def __init__(self, index_has_first: Callable[[str, Position], bool],
-                 hold: float = HOLD) -> None:
-        self.has_first = index_has_first
-        self.hold = hold
-        self.buffer: list[tuple[Position, Event, bool]] = []
-        self.waiting: set[str] = set()
-        self.seen: set[str] = set()
-        self.since = 0.0
-
-    def feed(self, items: list[Item]) -> None:
-        for pos, e in items:
-            job = e.job_id
-            if e.kind in _FIRST_KINDS:
-                self._note_seen(job)
-                if job in self.waiting:
-                    self.waiting.discard(job)
-                    at = next(i for i, (_, x, _) in enumerate(self.buffer) if x.job_id == job)
-                    self.buffer.insert(at, (pos, e, True))
-                    continue
-            elif job not in self.seen and job not in self.waiting:
-                if self.has_first(job, pos):
-                    self._note_seen(job)
-                else:
-                    if not self.waiting:
-                        self.since = time.monotonic()
-                    self.waiting.add(job)
-            self.buffer.append((pos, e, False))
-
-    def _note_seen(self, job: str) -> None:
-        if len(self.seen) > 100_000:
-            self.seen.clear()
-        self.seen.add(job)
-
-    def due_in(self) -> float | None:
-        """Seconds until held events go out anyway (None: nothing held)."""
-        if not self.waiting:
-            return None
-        return max(self.since + self.hold - time.monotonic(), 0.0)
-
-    def release(self) -> list[tuple[Position | None, Event]]:
-        if self.waiting and time.monotonic() - self.since < self.hold:
-            return []
-        for job in self.waiting:  # gave up waiting: a job without an accepted event
-            self._note_seen(job)
-        self.waiting.clear()
-        out: list[tuple[Position | None, Event]] = []
-        ahead: Position | None = None
-        for pos, e, moved in self.buffer:
-            if moved:
-                ahead = pos if ahead is None or pos > ahead else ahead
-                out.append((None, e))
-            else:
-                out.append((pos if ahead is None or pos > ahead else None, e))
-        if out and ahead is not None:  # everything up to the moved events' is sent now
-            top = max(ahead, max(p for p, _, _ in self.buffer))
-            out[-1] = (top, out[-1][1])
-        self.buffer = []
-        return out
+    return f"event: {event.kind}\ndata: {data}\n\n".encode()
 
 
 class Subscriber:
@@ -149,7 +83,12 @@ class Subscriber:
                 and (self.queue is None or e.queue == self.queue))
 
     def offer(self, items: list[Item]) -> None:
-        mine = [item for item in items if self.matches(item[1])]
+        if self.job_id is None and self.queue is None:
+            mine = items
+        elif self.job_id is not None:
+            mine = [item for item in items if item[1].job_id == self.job_id and self.matches(item[1])]
+        else:
+            mine = [item for item in items if item[1].queue == self.queue]
         if not mine or self.overflowed.is_set():
             return
         if self.waiting + len(mine) > self.max_queued:
@@ -167,6 +106,12 @@ class EventHub:
         self.index = jobs.index
         self.max_queued = max_queued
         self.subscribers: set[Subscriber] = set()
+        self._bodies: dict[str, bytes] = {}
+        """Event id -> its encoded lines: each event is encoded once, not once per client."""
+        self._framed: dict[str, bytes] = {}
+        """Event id -> its id line (its own position) and encoded lines."""
+        self._first: dict[str, Position] = {}
+        """Job -> the position of its accepted/scheduled event, as far as seen."""
         jobs.tail.listeners.append(self._on_events)
 
     def close(self) -> None:
@@ -177,12 +122,33 @@ class EventHub:
         if not self.subscribers:
             return
         items: list[Item] = []
+        if len(self._bodies) > CACHE_MAX:
+            self._bodies.clear()
+            self._framed.clear()
+        if len(self._first) > CACHE_MAX:
+            self._first.clear()
+        positions = self._positions([e.event_id for e in events])
         for e in events:
-            pos = self.index.position_of(e.event_id)
+            pos = positions.get(e.event_id)
             if pos is not None:
                 items.append((pos, e))
+                body = self._bodies[e.event_id] = encode_body(e)
+                self._framed[e.event_id] = f"id: {format_id(pos)}\n".encode() + body
+                if e.kind in FIRST_KINDS and e.job_id not in self._first:
+                    self._first[e.job_id] = pos
         for sub in list(self.subscribers):
             sub.offer(items)
+
+    def _positions(self, event_ids: list[str]) -> dict[str, Position]:
+        """Stream positions of events in the index, a few queries for a whole batch."""
+        out: dict[str, Position] = {}
+        for i in range(0, len(event_ids), 500):
+            chunk = event_ids[i:i + 500]
+            rows = self.index.db.execute(
+                f"SELECT eid, off, idx FROM events WHERE eid IN ({','.join('?' * len(chunk))})",
+                chunk).fetchall()
+            out.update((str(eid), (int(off), int(idx))) for eid, off, idx in rows)
+        return out
 
     def backlog(self, after: Position | None, sub: Subscriber) -> Iterator[Item]:
         """Events after ``after`` in the index that match ``sub``, in stream order."""
@@ -228,12 +194,16 @@ class EventHub:
 
     def has_first(self, job_id: str, before: Position) -> bool:
         """Does the index hold the job's accepted (or scheduled) event before ``before``?"""
+        known = self._first.get(job_id)
+        if known is not None:
+            return known < before
         rows = self.index.db.execute("SELECT body, off, idx FROM events WHERE job = ?",
                                      (job_id,)).fetchall()
-        for body, off, idx in rows:
-            if (int(off), int(idx)) < before and json.loads(body).get("kind") in _FIRST_KINDS:
-                return True
-        return False
+        firsts = [(int(off), int(idx)) for body, off, idx in rows
+                  if json.loads(body).get("kind") in FIRST_KINDS]
+        if firsts:
+            self._first[job_id] = min(firsts)
+        return bool(firsts) and min(firsts) < before
 
     async def _pump(self, writer: asyncio.StreamWriter, sub: Subscriber,
                     after: Position | None, keepalive: float) -> None:
@@ -268,12 +238,14 @@ class EventHub:
                 idle = 0.0
             await self._send(writer, order, fresh)
 
-    @staticmethod
-    async def _send(writer: asyncio.StreamWriter, order: Reorder, items: list[Item]) -> None:
+    async def _send(self, writer: asyncio.StreamWriter, order: Reorder, items: list[Item]) -> None:
         order.feed(items)
         out = order.release()
         if out:
-            writer.write(b"".join(format_event(pos, e) for pos, e in out))
+            framed, bodies = self._framed, self._bodies
+            writer.write(b"".join(
+                framed.get(e.event_id) or format_event(pos, e) if pos == own
+                else format_event(pos, e, bodies.get(e.event_id)) for pos, e, own in out))
         await writer.drain()
 
 

@@ -29,7 +29,8 @@ from queuewatch.jobs.api import (
     check_job_id,
 )
 from queuewatch.jobs.httpd import HttpError, HttpServer, Request, send_json
-from queuewatch.jobs.sse import KEEPALIVE, EventHub, Position, parse_id
+from queuewatch.jobs.reorder import Position
+from queuewatch.jobs.sse import KEEPALIVE, EventHub, parse_id
 
 #: Longest ``?timeout=`` a result request may wait (seconds).
 MAX_RESULT_WAIT = 300.0

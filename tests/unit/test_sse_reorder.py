@@ -1,0 +1,52 @@
+"""Each job's events go to an SSE client in their real order, with ids that never skip."""
+
+from __future__ import annotations
+
+import time
+
+from queuewatch.events.model import Event, Source
+from queuewatch.jobs.reorder import Reorder
+from queuewatch.jobs.sse import parse_id
+
+SRC = Source("test")
+
+
+def ev(kind: str, job: str) -> Event:
+    return Event(kind, job, "q", 1, SRC)
+
+
+def test_a_late_accepted_goes_before_its_job_and_ids_mark_what_was_sent() -> None:
+    # Given a stream where job b's started and succeeded came before its accepted
+    order = Reorder(lambda job, pos: job == "a")  # the index knows only a's accepted
+    order.feed([((1, 0), ev("started", "a")), ((2, 0), ev("started", "b")),
+                ((2, 1), ev("succeeded", "a"))])
+    # Then nothing goes out while b waits for its accepted
+    assert order.release() == [] and 0 < (order.due_in() or 0) <= 1.0
+    order.feed([((3, 0), ev("succeeded", "b")), ((4, 0), ev("accepted", "b"))])
+    out = order.release()
+    # And b's accepted is sent before b's first event; ids never run ahead of what was sent
+    assert [(e.kind, e.job_id) for _, e, _ in out] == [
+        ("started", "a"), ("accepted", "b"), ("started", "b"), ("succeeded", "a"),
+        ("succeeded", "b")]
+    assert [pos for pos, _, _ in out] == [(1, 0), None, None, None, (4, 0)]
+    # And later events of known jobs pass straight through with their own ids
+    order.feed([((5, 0), ev("started", "b"))])
+    assert [pos for pos, _, _ in order.release()] == [(5, 0)]
+
+
+def test_a_job_without_accepted_is_sent_after_the_hold() -> None:
+    order = Reorder(lambda job, pos: False, hold=0.05)
+    order.feed([((1, 0), ev("started", "foreign"))])
+    assert order.release() == []
+    time.sleep(0.06)
+    assert [pos for pos, _, _ in order.release()] == [(1, 0)]
+
+
+def test_event_ids_parse_strictly() -> None:
+    assert parse_id("12-3") == (12, 3)
+    for bad in ("", "12", "a-b", "-1-2", "1-2-3", "1 -2", "9" * 50 + "-1"):
+        try:
+            parse_id(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"accepted {bad!r}")
