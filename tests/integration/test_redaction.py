@@ -14,7 +14,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.cli_helpers import ROOT, qw
+from tests.cli_helpers import ROOT, free_port, qw
 
 SECRET = f"S3cr3t-{uuid.uuid4().hex[:8]}"
 
@@ -31,8 +31,9 @@ def user(admin_http: httpx.Client, vhost: str) -> Iterator[str]:
     admin_http.delete(f"/users/{quote(name, safe='')}")
 
 
-def _run_for(seconds: float, args: list[str], env: dict[str, str]) -> str:
-    """A long-running command for ``seconds``, then SIGTERM: its stdout and stderr."""
+def _run_for(seconds: float, args: list[str], env: dict[str, str], fetch: str | None = None) -> str:
+    """A long-running command for ``seconds`` (then ``fetch`` an URL from it), then SIGTERM:
+    its stdout and stderr (and what the URL answered)."""
     import os
 
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUEWATCH_")}
@@ -40,13 +41,19 @@ def _run_for(seconds: float, args: list[str], env: dict[str, str]) -> str:
     proc = subprocess.Popen([sys.executable, "-m", "queuewatch.cli.main", *args], cwd=ROOT,
                             env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(seconds)
+    fetched = ""
+    if fetch is not None:
+        import urllib.request
+
+        with urllib.request.urlopen(fetch, timeout=30) as resp:
+            fetched = resp.read().decode()
     proc.terminate()
     try:
         out, _ = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
         out, _ = proc.communicate()
-    return out
+    return out + fetched
 
 
 @pytest.mark.slow
@@ -86,6 +93,12 @@ def test_no_command_writes_the_password(user, vhost, tmp_path):
     outputs.append(_run_for(4, ["worker", "consumers/email_worker.py:make_worker", "-v"],
                             {**env, "QUEUEWATCH_AMQP_URL": refused}))
     outputs.append(_run_for(4, ["exporter", "--port", "0"], {**env, "QUEUEWATCH_AMQP_URL": refused}))
+    # and the exporter's metrics on a working URL
+    port = free_port()
+    metrics = _run_for(6, ["exporter", "--port", str(port), "--all-vhosts"],
+                       {**env, "QUEUEWATCH_AMQP_URL": good}, fetch=f"http://127.0.0.1:{port}/metrics")
+    assert "queuewatch_up" in metrics
+    outputs.append(metrics)
 
     # Then the secret appears nowhere: not in any output, not in any file written
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "qw.toml"]
