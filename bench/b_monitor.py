@@ -1,5 +1,7 @@
-"""Monitor: snapshot time vs the fastest raw management-API fetch of the same fields, the
-exporter's scrape time, and the TUI's update time and RSS, with thousands of queues."""
+"""Monitor growth: at 1k, 5k and 20k queues, the snapshot (`Monitor.poll()`), the exporter's
+scrape and `status --json`, each beside the fastest raw management-API fetch of the same
+fields at the same size (unpaged `columns=`, pages of 500 one after another, pages at once),
+in one run; and the TUI's update time and RSS at 5k."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import httpx
 
 from bench.amqp_tools import connect
 from bench.harness import Bench, NotAvailable, Row, Section, Target, one_line, verdict
-from bench.stats import fmt_num, fmt_ratio, ratio, stat
+from bench.stats import Stat, fmt_num, fmt_ratio, ratio, stat
 from queuewatch.broker.management import MAX_PAGE_SIZE, ManagementClient, q
 from queuewatch.config import Settings
 
@@ -124,7 +126,9 @@ async def _snapshot_section(bench: Bench, settings: Settings, http: httpx.AsyncC
             "monitor's columns, plus nodes and overview, then parsing, lag/ETA, detectors, "
             "alerts, history) vs raw httpx fetches of the same three endpoints and fields "
             f"with a kept-alive client. {samples} samples each, interleaved. Ratio: against "
-            "the fastest raw fetch."
+            "the fastest raw fetch. Then an exporter scrape (served from the background "
+            "poll's snapshot, never polling), and `queuewatch status --json` as a process "
+            "against a raw Python process fetching and printing the same (its own ratio)."
         ),
         columns=["fetch", "result", "ratio"],
     )
@@ -161,32 +165,70 @@ async def _snapshot_section(bench: Bench, settings: Settings, http: httpx.AsyncC
     section.rows.append(Row("queuewatch Monitor.poll() snapshot", {
         "result": ours.fmt() if ours else "n/a", "ratio": fmt_ratio(ratio(ours, base))},
         ours, why))
+    section.rows += await _scrape_rows(settings, samples, base)
+    section.rows += await _status_rows(settings, samples)
     r = ratio(ours, base)
     section.targets.append(Target(f"snapshot of {n:,} queues vs raw fetch", "<= 1.3×",
                                   fmt_ratio(r), verdict(None if r is None else r <= 1.3), why))
     return section
 
 
-async def _exporter_rows(settings: Settings, samples: int) -> list[Row]:
+async def _scrape_rows(settings: Settings, samples: int, base: Stat) -> list[Row]:
+    """The exporter at this size: a scrape serves the background poll's latest snapshot."""
     try:
         from queuewatch.metrics import Exporter
     except ImportError as exc:
-        return [Row("exporter scrape", {"result": "n/a"}, None,
-                    f"not available: queuewatch.metrics does not import ({exc})")]
-    rows = []
-    for label, max_age in (("exporter scrape, fresh snapshot each scrape", 0.0),
-                           ("exporter scrape, cached snapshot (render only)", 3600.0)):
-        exporter = await asyncio.to_thread(Exporter, settings, heartbeats=False, max_age=max_age)
-        try:
-            port = await asyncio.to_thread(exporter.start, 0, "127.0.0.1")
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
-                size = len((await c.get("/metrics")).content)  # warm-up / fill the cache
-                times = [await _timed(lambda c=c: c.get("/metrics")) for _ in range(samples)]
-        finally:
-            await asyncio.to_thread(exporter.close)
-        rows.append(Row(label, {"result": stat(times, "ms").fmt(),
-                                "ratio": f"{size / 1024:,.0f} KiB"}, stat(times, "ms")))
-    return rows
+        return [Row("exporter scrape", {"result": "n/a"}, None, f"not available: {exc}")]
+    exporter = await asyncio.to_thread(Exporter, settings, heartbeats=False)
+    try:
+        port = await asyncio.to_thread(exporter.start, 0, "127.0.0.1")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as c:
+            size = len((await c.get("/metrics")).content)  # waits for the first snapshot
+            times = [await _timed(lambda c=c: c.get("/metrics")) for _ in range(samples)]
+            polls = exporter.poller.polls
+    finally:
+        await asyncio.to_thread(exporter.close)
+    st = stat(times, "ms")
+    return [Row("exporter scrape (serves the background poll's snapshot)", {
+        "result": st.fmt(), "ratio": fmt_ratio(ratio(st, base))}, st,
+        f"{size / 1024:,.0f} KiB; {polls} background poll(s) during {samples} scrapes")]
+
+
+async def _status_rows(settings: Settings, samples: int) -> list[Row]:
+    """``queuewatch status --json`` as a process, against a raw Python process fetching the
+    same endpoints and printing them (both: interpreter start, imports, fetch, JSON)."""
+    from bench import procs
+
+    user, password = settings.credentials
+    conn = ["--amqp-url", settings.amqp_url_for(), "--management-url", settings.management_url,
+            "--vhost", settings.effective_vhost]
+    commands = {
+        "raw": [sys.executable, "-m", "bench.apps.raw_fetch"],
+        "status-nohb": [sys.executable, "-m", "queuewatch.cli.main", "status", "--json",
+                        "--no-heartbeats", *conn],
+        "status": [sys.executable, "-m", "queuewatch.cli.main", "status", "--json", *conn],
+    }
+    env = {"BENCH_MGMT_URL": settings.management_url, "BENCH_VHOST": settings.effective_vhost,
+           "BENCH_USER": user, "BENCH_PASSWORD": password,
+           "BENCH_COLUMNS": ",".join(queue_columns())}
+    times: dict[str, list[float]] = {k: [] for k in commands}
+    why = ""
+    for _ in range(samples):
+        for key, cmd in commands.items():
+            t0 = time.perf_counter()
+            proc = procs.start(cmd, env=env, name=f"status-{key}")
+            code = await asyncio.to_thread(proc.wait, 300)
+            times[key].append((time.perf_counter() - t0) * 1000)
+            if code != 0:
+                why = one_line(f"{key} exited with {code}: {procs.log_tail(proc, 5)}")
+            procs.stop(proc)
+    stats = {k: stat(v, "ms") for k, v in times.items()}
+    raw = stats["raw"]
+    labels = {"raw": "raw process: httpx unpaged fetch + JSON (status baseline)",
+              "status-nohb": "queuewatch status --json --no-heartbeats (process)",
+              "status": "queuewatch status --json (process, listens for heartbeats)"}
+    return [Row(labels[k], {"result": v.fmt(), "ratio": fmt_ratio(ratio(v, raw))}, v,
+                why if k != "raw" else "") for k, v in stats.items()]
 
 
 async def _tui_rows(settings: Settings, refreshes: int) -> tuple[list[Row], list[Target]]:
@@ -233,7 +275,8 @@ async def _tui_rows(settings: Settings, refreshes: int) -> tuple[list[Row], list
 
 
 async def run(bench: Bench) -> list[Section]:
-    sizes = (100, 300) if bench.quick else (1_000, 5_000)
+    sizes = (100, 300) if bench.quick else (1_000, 5_000, 20_000)
+    console_at = sizes[-1] if bench.quick else 5_000
     samples = 2 if bench.quick else max(5, bench.runs)
     sections: list[Section] = []
     user, password = bench.settings.credentials
@@ -246,25 +289,27 @@ async def run(bench: Bench) -> list[Section]:
             made = n
             await wait_listed(http, settings.effective_vhost, n)
             sections.append(await _snapshot_section(bench, settings, http, n, samples))
-        big = sizes[-1]
-        extra = Section(
-            key="monitor-console", title=f"Exporter and TUI, {big:,} queues",
-            measures=(
-                "Exporter: `queuewatch.metrics.Exporter` serving on a free port, timed HTTP "
-                "GET /metrics (result column: time; ratio column: body size). TUI: the "
-                "Textual app run headless in its own process on a real snapshot, fed "
-                "snapshots where every queue changed; time of `apply_snapshot` and of apply + "
-                "every widget processing its pending messages (`pilot.pause(0)`; the target "
-                "uses this one), and the process RSS afterwards."
-            ),
-            columns=["what", "result", "ratio"],
-        )
-        extra.rows += await _exporter_rows(settings, samples)
-        rows, targets = await _tui_rows(settings, 3 if bench.quick else 20)
-        extra.rows += rows
-        extra.targets += targets
-        sections.append(extra)
+            if n == console_at:
+                sections.append(await _console_section(bench, settings, n, samples))
     return sections
+
+
+async def _console_section(bench: Bench, settings: Settings, big: int, samples: int) -> Section:
+    section = Section(
+        key="monitor-console", title=f"Console, {big:,} queues",
+        measures=(
+            "The Textual app run headless in its own process on a real snapshot, fed "
+            "snapshots where every queue changed; time of `apply_snapshot` and of apply + "
+            "every widget processing its pending messages (`pilot.pause(0)`; the target "
+            "uses this one), and the process RSS afterwards. (The exporter's scrape is in "
+            "each snapshot table above.)"
+        ),
+        columns=["what", "result", "ratio"],
+    )
+    rows, targets = await _tui_rows(settings, 3 if bench.quick else 20)
+    section.rows += rows
+    section.targets += targets
+    return section
 
 
 if __name__ == "__main__":  # pragma: no cover
