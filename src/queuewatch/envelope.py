@@ -31,6 +31,9 @@ H_TARGET = "qw-target"
 headers starting with ``x-`` when matching, and the delivery exchange matches on this one."""
 H_DELAY_MS = "x-qw-delay-ms"
 """The delay asked for, for the record."""
+H_UNIQUE = "x-qw-unique"
+"""The lock queue of a job published with ``unique_for`` (the worker releases it when the
+job finishes)."""
 H_COPY = "x-qw-copy"
 """Which publish of the job this message is (a fresh id per publish; kept by retries). A
 cancel of one copy ("run now" of a scheduled job) skips only that one."""

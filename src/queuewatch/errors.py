@@ -98,6 +98,17 @@ class BackPressure(PublishError):
         )
 
 
+class DuplicateJob(PublishError):
+    """``unique_for``: a job with the same unique key is still queued, scheduled or running."""
+
+    def __init__(self, key: str, existing_job_id: str | None) -> None:
+        self.key = key
+        self.existing_job_id = existing_job_id
+        held = f"job {existing_job_id}" if existing_job_id else "another job"
+        super().__init__(f"a job with unique key {key!r} is already queued, scheduled or "
+                         f"running ({held}); not published again")
+
+
 class Unroutable(PublishError):
     """A ``mandatory`` publish matched no queue and came back."""
 

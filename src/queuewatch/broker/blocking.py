@@ -100,6 +100,27 @@ class BlockingLink:
             return False
         return True
 
+    def peek(self, name: str, deadline: float) -> bytes | None:
+        """The body of the message at the head of queue ``name``, left in place (a
+        ``basic.get`` then a requeue); None when it is empty or cannot be read."""
+        try:
+            channel = self._ensure(deadline)
+            method, _props, body = channel.basic_get(name, auto_ack=False)
+            if method is None:
+                return None
+            channel.basic_nack(method.delivery_tag, requeue=True)
+            return bytes(body)
+        except (BrokerUnavailable, *_LINK_ERRORS, pika.exceptions.ChannelClosedByBroker):
+            self._channel = None
+            return None
+
+    def purge(self, name: str, deadline: float) -> None:
+        """Empty queue ``name`` (a missing queue, or a broken link, is not an error here)."""
+        try:
+            self._ensure(deadline).queue_purge(name)
+        except (BrokerUnavailable, *_LINK_ERRORS, pika.exceptions.ChannelClosedByBroker):
+            self._channel = None
+
     def _ensure(self, deadline: float) -> Any:
         """A confirm channel, connecting along the addresses (the last good one first),
         backing off after a full round, until ``deadline``."""

@@ -63,6 +63,9 @@ class Published:
     exchange: str
     routing_key: str
     delay: int = 0
+    existing: bool = False
+    """``unique_for`` with ``if_exists="return"``: this is the job already holding the key
+    (nothing was published)."""
 
 
 def delay_levels_of(topology: Topology | int | None) -> int:

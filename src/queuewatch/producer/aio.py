@@ -15,12 +15,20 @@ import logging
 import time
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from queuewatch import envelope
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties
 from queuewatch.config import Settings
-from queuewatch.errors import BackPressure, BrokerUnavailable, PublishError, QueueDown, Unroutable
+from queuewatch.errors import (
+    BackPressure,
+    BrokerUnavailable,
+    DuplicateJob,
+    PublishError,
+    QueueDown,
+    Unroutable,
+)
 from queuewatch.events.model import Source
 from queuewatch.events.recorder import recorder_for
 from queuewatch.producer._common import (
@@ -35,6 +43,7 @@ from queuewatch.producer._common import (
     delay_levels_of,
     published,
 )
+from queuewatch.producer.locks import Locks, UniqueLock, unique_lock
 from queuewatch.producer.observer import ProducerObserver
 from queuewatch.topology import Topology
 
@@ -71,6 +80,7 @@ class AsyncProducer:
         self._pending: set[asyncio.Future[Published]] = set()
         self.link = BrokerLink(settings, name=connection_name)
         self._publisher = ConfirmedPublisher(self.link)
+        self._locks = Locks(self.link, self._publisher)
         self.recorder = recorder_for(self.link, settings)
         self._source = Source("producer", name=connection_name)
         self._closed = False
@@ -94,6 +104,7 @@ class AsyncProducer:
             self._closed = True
             if self.recorder is not None:
                 await self.recorder.close()
+            await self._locks.close()
             await self._publisher.close()
             await self.link.close()
 
@@ -127,15 +138,23 @@ class AsyncProducer:
         headers: Mapping[str, Any] | None = None,
         wait: bool = False,
         timeout: float | None = None,
+        unique_for: float | None = None,
+        unique_key: str | None = None,
+        if_exists: Literal["raise", "return"] = "raise",
     ) -> Published:
         """Publish one job and wait for its confirm.
 
         Raises :class:`BackPressure` when the queue is full (with ``wait=True``: keeps trying
         until ``timeout`` seconds, default 30), :class:`Unroutable` when no queue matched.
+
+        ``unique_for=S``: refuse (:class:`DuplicateJob`) while a job with the same
+        ``unique_key`` (default: the job id) is queued, scheduled or running, at most S
+        seconds; ``if_exists="return"`` returns the existing job instead (``existing=True``).
         """
         fut = await self.submit(
             queue, payload, priority=priority, delay=delay, at=at, job_id=job_id,
             idempotency_key=idempotency_key, headers=headers, wait=wait, timeout=timeout,
+            unique_for=unique_for, unique_key=unique_key, if_exists=if_exists,
         )
         return await fut
 
@@ -152,21 +171,30 @@ class AsyncProducer:
         headers: Mapping[str, Any] | None = None,
         wait: bool = False,
         timeout: float | None = None,
+        unique_for: float | None = None,
+        unique_key: str | None = None,
+        if_exists: Literal["raise", "return"] = "raise",
     ) -> asyncio.Future[Published]:
         """Start a publish; returns once it is in the window, with a future for its confirm."""
+        lock = None
+        if unique_for is not None:
+            lock = unique_lock(queue, unique_key or job_id, unique_for, if_exists)
+            headers = {**(headers or {}), envelope.H_UNIQUE: lock.name}
         out = build(
             queue, payload, delay_levels=self.delay_levels, priority=priority, delay=delay, at=at,
             job_id=job_id, idempotency_key=idempotency_key, headers=headers,
         )
-        return await self.submit_outgoing(out, wait=wait, timeout=timeout)
+        return await self.submit_outgoing(out, wait=wait, timeout=timeout, lock=lock)
 
     async def submit_outgoing(
-        self, out: Outgoing, *, wait: bool = False, timeout: float | None = None
+        self, out: Outgoing, *, wait: bool = False, timeout: float | None = None,
+        lock: UniqueLock | None = None,
     ) -> asyncio.Future[Published]:
         if self._closed:
             raise PublishError("the producer is closed")
         await self._slots.acquire()
-        fut: asyncio.Future[Published] = asyncio.ensure_future(self._send(out, wait, timeout))
+        fut: asyncio.Future[Published] = asyncio.ensure_future(
+            self._send(out, wait, timeout) if lock is None else self._send_unique(out, wait, timeout, lock))
         self._pending.add(fut)
         fut.add_done_callback(self._done)
         return fut
@@ -179,6 +207,25 @@ class AsyncProducer:
     def _done(self, fut: asyncio.Future[Published]) -> None:
         self._pending.discard(fut)
         self._slots.release()
+
+    async def _send_unique(self, out: Outgoing, wait: bool, timeout: float | None,
+                           lock: UniqueLock) -> Published:
+        """Take the lock (see :mod:`.unique`), then publish; release it if the job was not."""
+        for _ in range(3):
+            held_by = await self._locks.acquire(lock, out.message_id)
+            if held_by is None:
+                break
+            if held_by:  # another job holds the key (an empty answer: it was just released)
+                if lock.if_exists == "return":
+                    return Published(held_by, out.queue, out.exchange, out.routing_key, existing=True)
+                raise DuplicateJob(lock.key, held_by)
+        else:
+            raise DuplicateJob(lock.key, None)
+        try:
+            return await self._send(out, wait, timeout)
+        except BaseException:
+            await self._locks.release(lock.name)
+            raise
 
     async def _send(self, out: Outgoing, wait: bool, timeout: float | None) -> Published:
         """Publish until confirmed; re-send after a lost link (at-least-once) until the

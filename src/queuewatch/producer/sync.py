@@ -11,14 +11,16 @@ import time
 from collections.abc import Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
+from queuewatch import envelope
 from queuewatch.broker.blocking import BlockingLink
 from queuewatch.broker.publish import Outcome
 from queuewatch.config import Settings
 from queuewatch.errors import (
     BackPressure,
     BrokerUnavailable,
+    DuplicateJob,
     PublishError,
     QueueDown,
     Unroutable,
@@ -28,6 +30,7 @@ from queuewatch.events.model import Source
 from queuewatch.producer._common import (
     BACKPRESSURE_RETRY_INTERVAL,
     DEFAULT_WAIT_TIMEOUT,
+    Outgoing,
     Published,
     accepted_event,
     build,
@@ -35,6 +38,7 @@ from queuewatch.producer._common import (
     delay_levels_of,
     published,
 )
+from queuewatch.producer.locks import UniqueLock, unique_lock
 from queuewatch.producer.observer import ProducerObserver
 from queuewatch.topology import Topology
 
@@ -101,12 +105,52 @@ class Producer:
         headers: Mapping[str, Any] | None = None,
         wait: bool = False,
         timeout: float | None = None,
+        unique_for: float | None = None,
+        unique_key: str | None = None,
+        if_exists: Literal["raise", "return"] = "raise",
     ) -> Published:
         """Publish one job and wait for its confirm (see ``AsyncProducer.publish``)."""
+        lock = None
+        if unique_for is not None:
+            lock = unique_lock(queue, unique_key or job_id, unique_for, if_exists)
+            headers = {**(headers or {}), envelope.H_UNIQUE: lock.name}
         out = build(
             queue, payload, delay_levels=self.delay_levels, priority=priority, delay=delay, at=at,
             job_id=job_id, idempotency_key=idempotency_key, headers=headers,
         )
+        if lock is not None:
+            held_by = self._acquire(lock, out.message_id)
+            if held_by is not None:
+                if lock.if_exists == "return" and held_by:
+                    return Published(held_by, out.queue, out.exchange, out.routing_key, existing=True)
+                raise DuplicateJob(lock.key, held_by or None)
+            try:
+                return self._publish(out, queue, wait, timeout)
+            except BaseException:
+                self.link.purge(lock.name, time.monotonic() + 10)
+                raise
+        return self._publish(out, queue, wait, timeout)
+
+    def _acquire(self, lock: UniqueLock, job_id: str) -> str | None:
+        """None when the lock was taken; else who holds it ("" when unknown)."""
+        deadline = time.monotonic() + self.reconnect_timeout
+        for _ in range(3):
+            if not self.link.declare_queue(lock.name, lock.arguments, deadline):
+                raise PublishError(f"unique key {lock.key!r}: the lock queue could not be declared")
+            result = self.link.publish(
+                job_id.encode(), exchange="", routing_key=lock.name, deadline=deadline,
+                content_type="text/plain", message_id=job_id, timestamp=int(time.time()), headers={})
+            if result.ok:
+                return None
+            if result.outcome is not Outcome.NACKED:
+                raise PublishError(f"unique key {lock.key!r}: taking the lock failed: "
+                                   f"{result.outcome.value} ({result.detail})")
+            held = self.link.peek(lock.name, deadline)
+            if held is not None:
+                return held.decode("utf-8", "replace")
+        return ""
+
+    def _publish(self, out: Outgoing, queue: str, wait: bool, timeout: float | None) -> Published:
         wait_deadline = time.monotonic() + (DEFAULT_WAIT_TIMEOUT if timeout is None else timeout)
         link_deadline: float | None = None
         while True:

@@ -29,6 +29,8 @@ from queuewatch.broker.publish import ConfirmedPublisher, Outcome
 from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
 from queuewatch.events.model import Event
 from queuewatch.idempotency import IdempotencyStore
+from queuewatch.producer.locks import PREFIX as LOCK_PREFIX
+from queuewatch.producer.locks import Locks
 from queuewatch.topology import QueueSpec
 from queuewatch.worker import outcomes
 from queuewatch.worker.cancels import CancelList
@@ -112,6 +114,8 @@ class Processor:
     """Idempotency keys of deliveries under way (one run of a job at a time here)."""
     journal: Journal | None = None
     """Records each job's events (started, outcome) when job events are on."""
+    locks: Locks | None = None
+    """Releases the key of a job published with ``unique_for`` when it finishes."""
     cancels: CancelList | None = None
     """Jobs cancelled before they ran (skipped when they come up)."""
     _next: int = 0
@@ -202,6 +206,7 @@ class Processor:
                     await self.store.mark_completed(key)
                 if not await settle(message.ack()):
                     self._ack_lost(job, key)
+                await self._release(message)
                 self.counts.succeeded += 1
                 self.observer.on_job_end(job, SUCCEEDED, duration, None)
         finally:
@@ -215,6 +220,14 @@ class Processor:
         if self.journal is not None:
             await self.journal.record(self.journal.skipped(job, reason, whole))
         await settle(message.ack())
+        if whole:
+            await self._release(message)
+
+    async def _release(self, message: AbstractIncomingMessage) -> None:
+        """The job is finished: free its ``unique_for`` key, if it has one."""
+        lock = (message.headers or {}).get(envelope.H_UNIQUE)
+        if isinstance(lock, str) and lock.startswith(LOCK_PREFIX) and self.locks is not None:
+            await self.locks.release(lock)
 
     def _ack_lost(self, job: Job, key: str | None) -> None:
         then = ("it is recorded as completed, so the redelivery is skipped as a duplicate"
@@ -325,6 +338,7 @@ class Processor:
             if self.journal is not None:
                 await self.journal.record(*events)
             await settle(message.reject(requeue=False))
+            await self._release(message)
             self.counts.dead_lettered += 1
             if not started:
                 self.observer.on_job_start(job)
@@ -335,6 +349,7 @@ class Processor:
         moved = await self._publish_then_ack(message, copy, events)
         if moved:
             self.counts.dead_lettered += 1
+            await self._release(message)
         if not started:  # a malformed message never ran: count it with zero duration
             self.observer.on_job_start(job)
         duration = time.monotonic() - started if started else 0.0

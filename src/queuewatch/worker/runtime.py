@@ -38,6 +38,7 @@ from queuewatch.config import Settings
 from queuewatch.errors import ConfigError, QueuewatchError
 from queuewatch.events.recorder import recorder_for
 from queuewatch.idempotency import IdempotencyStore, SqliteStore
+from queuewatch.producer.locks import Locks
 from queuewatch.telemetry import ConsumerStatus, consumer_advice
 from queuewatch.topology import QueueSpec, Topology
 from queuewatch.webconfig import WebConfig
@@ -131,6 +132,8 @@ class Worker:
         """The worker's one connection (reconnects, restores consumers)."""
         self.publisher = ConfirmedPublisher(self.link)
         self.processor.publisher = self.publisher
+        self.locks = Locks(self.link, self.publisher)
+        self.processor.locks = self.locks
         self.recorder = recorder_for(self.link, settings)
         if self.recorder is not None:
             self.processor.journal = Journal(self.recorder, self.worker_id, settings.result_max_bytes)
@@ -243,6 +246,7 @@ class Worker:
             await self._end_tasks(list(self.processor.tasks))
             if self.recorder is not None:
                 await self.recorder.close()
+            await self.locks.close()
             await self.publisher.close()
             await self.link.close()
             self.connected.clear()
