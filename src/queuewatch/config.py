@@ -117,6 +117,11 @@ class Settings:
     """Exporter: at most this many queues (first by vhost and name, so the series stay the
     same from scrape to scrape); the rest are counted in
     ``queuewatch_queues_not_exported{reason="cap"}``. 0: no cap."""
+    export_lean: bool = False
+    """Exporter: leave queue depth and consumer counts to RabbitMQ's own ``rabbitmq_prometheus``
+    (``rabbitmq_queue_messages_ready``, ``..._unacked``, ``rabbitmq_queue_consumers``) and
+    export only what it lacks (lag, ETAs, fill, DLQ links, stalled/orphaned, stuck jobs,
+    workers); see docs/monitoring.md for the PromQL joins."""
     worker_name: str | None = None
     """A stable worker id (``queuewatch worker --name``) instead of host-pid-random, so the
     exporter's ``worker`` label survives restarts; with ``--processes N`` each child is

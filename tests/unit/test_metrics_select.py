@@ -61,3 +61,16 @@ def test_families_are_built_once_per_snapshot():
     first = next(m for m in collector.collect() if m.name == "queuewatch_queue_consumers")
     second = next(m for m in collector.collect() if m.name == "queuewatch_queue_consumers")
     assert first is second
+
+
+def test_lean_mode_leaves_depth_and_consumers_to_rabbitmq_prometheus():
+    q = parse_queue({"name": "jobs", "vhost": "v", "messages_ready": 5,
+                     "messages_unacknowledged": 0, "consumers": 0,
+                     "arguments": {"x-max-length": 10}}, NOW)
+    snap = Snapshot(taken_at=NOW, vhost="v", broker=BrokerInfo(url="http://x"), queues=(q,),
+                    orphaned_queues=("jobs",))
+    full = {m.name for m in QueuewatchCollector(lambda: snap).collect()}
+    lean = {m.name for m in QueuewatchCollector(lambda: snap, lean=True).collect()}
+    assert full - lean == {"queuewatch_queue_messages", "queuewatch_queue_consumers"}
+    # what RabbitMQ lacks stays: fill, orphaned, the cap
+    assert {"queuewatch_queue_fill_ratio", "queuewatch_queue_orphaned"} <= lean

@@ -32,7 +32,8 @@ def cmd_exporter(args: argparse.Namespace) -> int:
         export_include=tuple(args.include) if args.include else settings.export_include,
         export_exclude=tuple(args.exclude) if args.exclude else settings.export_exclude,
         export_max_queues=(settings.export_max_queues if args.max_queues is None
-                           else max(args.max_queues, 0)))
+                           else max(args.max_queues, 0)),
+        export_lean=settings.export_lean or args.lean)
     topology = load_topology(args.topology) if args.topology else None
     max_age = args.max_age if args.max_age is not None else settings.poll_interval
     warning = interval_warning(max_age)
@@ -76,6 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "vhost/name; setting export_include)")
     p.add_argument("--exclude", action="append", metavar="GLOB",
                    help="leave out queues matching GLOB (repeatable; setting export_exclude)")
+    p.add_argument("--lean", action="store_true",
+                   help="leave queue depth and consumer counts to rabbitmq_prometheus; export "
+                   "only what it lacks (setting export_lean; see docs/monitoring.md)")
     p.add_argument("--max-queues", type=int, metavar="N",
                    help="export at most N queues, first by vhost and name (0: no cap; "
                    "setting export_max_queues)")

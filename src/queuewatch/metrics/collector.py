@@ -35,8 +35,10 @@ class QueuewatchCollector:
     def __init__(self, source: Callable[[], Snapshot], stale_after: float = 10.0,
                  last_good: Callable[[], Snapshot | None] | None = None,
                  clock: Callable[[], float] = time.time,
-                 selector: QueueSelector | None = None) -> None:
+                 selector: QueueSelector | None = None, lean: bool = False) -> None:
         self.source = source
+        self.lean = lean
+        """Leave depth and consumer counts to rabbitmq_prometheus (setting export_lean)."""
         self.selector = selector or QueueSelector()
         """Which queues are exported (patterns and cap)."""
         self.stale_after = stale_after
@@ -95,7 +97,7 @@ class QueuewatchCollector:
         if built is not None and built[0] is snap:
             return built[1]
         chosen = self.selector.select(snap.queues)
-        families = [*snapshot_families(snap, self.stale_after, chosen),
+        families = [*snapshot_families(snap, self.stale_after, chosen, lean=self.lean),
                     *cluster_families(snap, chosen.queues)]
         with self._lock:
             self._built = (snap, families)
@@ -112,9 +114,10 @@ def _gauge(name: str, doc: str, labels: list[str] | None = None) -> GaugeMetricF
 
 
 def snapshot_families(snap: Snapshot, stale_after: float,
-                      chosen: Selection | None = None) -> Iterable[Metric]:
+                      chosen: Selection | None = None, *, lean: bool = False) -> Iterable[Metric]:
     """Every metric family of one snapshot (no scrape bookkeeping), for the queues
-    ``chosen`` (default: all of them)."""
+    ``chosen`` (default: all of them); ``lean``: without the depth and consumer families
+    that RabbitMQ's own exporter serves."""
     chosen = chosen or Selection(snap.queues, 0, 0)
     poll = _gauge("queuewatch_poll_duration_seconds", "Seconds the snapshot's poll took", [])
     poll.add_metric([], snap.poll_seconds)
@@ -207,8 +210,9 @@ def snapshot_families(snap: Snapshot, stale_after: float,
     alerts = _gauge("queuewatch_alerts", "Alerts in the snapshot by severity", ["severity"])
     for severity in ("warning", "critical"):
         alerts.add_metric([severity], sum(1 for a in snap.alerts if a.severity == severity))
-    families = [poll, taken, exported, left_out, messages, consumers, age, drain, full, fill, cap, dlq, stalled,
-                orphaned, stuck, stuck_all, workers_up, hung, hb_age, in_flight, running, alarm,
+    basics = [] if lean else [messages, consumers]
+    families = [poll, taken, exported, left_out, *basics, age, drain, full, fill, cap, dlq,
+                stalled, orphaned, stuck, stuck_all, workers_up, hung, hb_age, in_flight, running, alarm,
                 alerts, idle, live]
     feed = snap.heartbeats
     if feed is None:

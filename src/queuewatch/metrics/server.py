@@ -72,6 +72,7 @@ class Exporter:
         self.collector = QueuewatchCollector(
             self.poller.get, stale_after=settings.thresholds.heartbeat_stale_seconds,
             last_good=self.poller.last_good, selector=QueueSelector.from_settings(settings),
+            lean=settings.export_lean,
         )
         self.registry = build_registry(self.collector)
         self._server: Any = None
