@@ -12,9 +12,9 @@ from queuewatch.monitor.model import Alert, StuckJob
 from queuewatch.tui.canned import demo_dead_letters, demo_snapshot
 from queuewatch.tui.format import fill_text
 from queuewatch.tui.screens.dialogs import ConfirmScreen
-from queuewatch.tui.widgets.footer import PinnedFooter
 from queuewatch.tui.screens.queue_detail import QueueDetailScreen
 from queuewatch.tui.widgets.dlq_view import DlqView
+from queuewatch.tui.widgets.footer import PinnedFooter
 from queuewatch.tui.widgets.keyed_table import KeyedTable
 from queuewatch.tui.widgets.queue_table import QueueTable
 from queuewatch.tui.widgets.status import StatusBar
@@ -268,3 +268,64 @@ async def test_dlq_is_not_reread_on_every_depth_change():
         await pilot.press("l")
         await settle(pilot)
         assert source.peeks == 2
+
+
+# -- feature: dead letters grouped by cause ------------------------------------------------
+def test_message_shape_and_grouping():
+    from queuewatch.tui.grouping import group_by_cause, message_shape
+
+    assert message_shape("mailbox customer93@example.com does not exist") == \
+        "mailbox <email> does not exist"
+    assert message_shape("invalid literal for int() with base 10: 'x'") == \
+        "invalid literal for int() with base <n>: <str>"
+    causes = group_by_cause(demo_dead_letters(5))
+    assert [(c.error_type, c.count) for c in causes] == [("ValueError", 3), ("TimeoutError", 2)]
+    assert causes[0].first_ms is not None and causes[0].first_ms < (causes[0].last_ms or 0)
+
+
+async def test_dead_letters_by_cause_act_on_a_whole_group():
+    app, _ = counting_app([demo_snapshot()], dead_letters={"thumbnails.dlq": demo_dead_letters(6)})
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        # When 'b' groups the dead letters by cause
+        await pilot.press("b")
+        causes = app.main.query_one("#dlq-causes", KeyedTable)
+        assert causes.row_count == 2 and causes.has_focus
+        assert str(causes.get_row_at(0)[0]) == "3"
+        # Then 'd' deletes the whole group, after a dry-run count
+        await pilot.press("d")
+        confirm = await dialog(pilot)
+        assert confirm.title_text == "Delete 3 dead letters from thumbnails.dlq?"
+        await pilot.press("n")
+        await settle(pilot)
+        # And Enter lists the group's dead letters
+        await pilot.press("enter")
+        await settle(pilot)
+        dlq = app.main.query_one(DlqView)
+        assert not dlq.by_cause and len(dlq.letters) == 3
+        assert {dl.death.error_type for dl in dlq.letters.values()} == {"ValueError"}
+
+
+async def test_queue_drills_down_to_its_dlq():
+    app, _ = counting_app([demo_snapshot()], dead_letters={"thumbnails.dlq": demo_dead_letters(2),
+                                                           "reports.dlq": demo_dead_letters(1)})
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        table = app.main.query_one(QueueTable)
+        # From the queue's detail: D opens its DLQ in the browser
+        table.move_cursor(row=table.get_row_index("reports"))
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, QueueDetailScreen)
+        await pilot.press("D")
+        await settle(pilot)
+        assert app.main.active_view == "dlq" and app.main.query_one(DlqView).dlq == "reports.dlq"
+        # From the Queues view: D on a queue does the same
+        await pilot.press("1")
+        table.move_cursor(row=table.get_row_index("thumbnails"))
+        await pilot.press("D")
+        await settle(pilot)
+        assert app.main.query_one(DlqView).dlq == "thumbnails.dlq"
+        assert len(app.main.query_one(DlqView).letters) == 2

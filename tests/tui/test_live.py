@@ -327,7 +327,8 @@ async def test_failed_reload_and_unroutable_replay_say_why(settings, connection,
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("4")
         dlq = app.query_one(DlqView)
-        await wait_for(pilot, lambda: dlq.query_one(KeyedTable).row_count == 1, what="listed")
+        await wait_for(pilot, lambda: dlq.query_one(KeyedTable).row_count == 1, timeout=40,
+                       what="listed")
         dlq.query_one(KeyedTable).focus()
         # When it is replayed
         await pilot.press("r")

@@ -64,7 +64,7 @@ class HelpScreen(ModalScreen[None]):
         for title, rows in self.sections:
             t.append(f"\n{title}\n", style="bold underline")
             for key, what in rows:
-                t.append(f"  {key:<15}", style="bold cyan")
+                t.append(f"  {key:<18}", style="bold cyan")
                 t.append(f"{what}\n")
         t.append("\nCtrl+P opens the command palette. Esc closes this help.", style="dim")
         with VerticalScroll(id="help"):

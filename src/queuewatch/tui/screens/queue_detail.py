@@ -14,6 +14,7 @@ from textual.widgets import Label, Sparkline, Static
 
 from queuewatch.monitor.history import HistoryPoint
 from queuewatch.monitor.model import Alert, QueueStats, Snapshot, fmt_duration
+from queuewatch.tui.failures import ReportsFailures
 from queuewatch.tui.format import (
     SEVERITY_STYLE,
     count,
@@ -27,8 +28,9 @@ from queuewatch.tui.source import ConsumerInfo
 from queuewatch.tui.widgets.footer import PinnedFooter
 
 
-class QueueDetailScreen(Screen[None]):
-    BINDINGS = [Binding("escape,backspace", "app.pop_screen", "Back")]
+class QueueDetailScreen(ReportsFailures, Screen[None]):
+    BINDINGS = [Binding("escape,backspace", "app.pop_screen", "Back"),
+                Binding("D", "open_dlq", "Its DLQ")]
 
     def __init__(self, name: str) -> None:
         super().__init__()
@@ -53,6 +55,18 @@ class QueueDetailScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.load_consumers()
+
+    def action_open_dlq(self) -> None:
+        """``D``: this queue's dead letters in the DLQ browser."""
+        snapshot = getattr(self.app, "snapshot", None)
+        q = None if snapshot is None else snapshot.queue(self.queue_name)
+        dlq = self.queue_name if q is not None and q.is_dlq else (q.dlq if q else None)
+        if not dlq:
+            self.app.notify(f"{self.queue_name} has no dead-letter queue that queuewatch knows of",
+                            severity="warning")
+            return
+        self.app.pop_screen()
+        self.app.main.drill("dlq", dlq)  # type: ignore[attr-defined]
 
     @work(group="consumers", exclusive=True, exit_on_error=False)
     async def load_consumers(self) -> None:

@@ -28,6 +28,7 @@ from queuewatch.tui.screens.dialogs import PickScreen
 from queuewatch.tui.source import DataSource
 from queuewatch.tui.widgets.dead_letter import detail_text
 from queuewatch.tui.widgets.dlq_actions import DlqActions, dead_letter_key, parse_filter
+from queuewatch.tui.widgets.dlq_causes import CauseMode, CauseTable
 from queuewatch.tui.widgets.keyed_table import KeyedTable
 
 #: How many dead letters the browser reads at once.
@@ -46,7 +47,7 @@ DLQ_COLUMNS = (
 DESTRUCTIVE = {"replay_selected", "replay_filtered", "delete_selected"}
 
 
-class DlqView(DlqActions, ReportsFailures, Vertical):
+class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
     BINDINGS = [
         Binding("slash", "filter", "Filter"),
         Binding("escape", "leave_filter", "Leave filter", show=False),
@@ -58,6 +59,7 @@ class DlqView(DlqActions, ReportsFailures, Vertical):
         Binding("R", "replay_filtered", "Replay filtered"),
         Binding("d", "delete_selected", "Delete marked"),
         Binding("e", "export", "Export"),
+        Binding("b", "by_cause", "By cause"),
     ]
 
     def __init__(self, source: DataSource, read_only: bool, clock: Callable[[], float],
@@ -89,6 +91,7 @@ class DlqView(DlqActions, ReportsFailures, Vertical):
                     id="dlq-filter")
         with Horizontal(id="dlq-body"):
             yield KeyedTable(DLQ_COLUMNS, id="dlq-table")
+            yield CauseTable(id="dlq-causes")
             with VerticalScroll(id="dlq-detail-pane"):
                 yield Static("", id="dlq-detail")
         yield ProgressBar(id="dlq-progress", show_eta=False)
@@ -102,9 +105,10 @@ class DlqView(DlqActions, ReportsFailures, Vertical):
 
     def _help(self, extra: str = "") -> None:
         actions = ("read-only: replay, delete are disabled" if self.read_only else
-                   "space mark · r replay marked · R replay filtered · d delete marked")
+                   "r replay the cause · d delete it · Enter its list · b the list" if self.by_cause
+                   else "space mark · r replay marked · R replay filtered · d delete marked")
         text = (f" {len(self.letters)} shown · {len(self.marked)} marked · {actions} · e export"
-                " · / filter · l reload · p pick")
+                " · / filter · l reload · p pick" + ("" if self.by_cause else " · b by cause"))
         self.query_one("#dlq-help", Static).update(text + (f" · {extra}" if extra else ""))
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -206,7 +210,8 @@ class DlqView(DlqActions, ReportsFailures, Vertical):
         self.letters = {dead_letter_key(dl): dl for dl in letters}
         self.marked &= set(self.letters)
         self._render_rows()
-        table = self.query_one(KeyedTable)
+        self.query_one(CauseTable).show(self.letters.values(), self.clock())
+        table = self.query_one("#dlq-table", KeyedTable)
         if table.row_count:
             self._show_detail(table.selected_key)
         else:
@@ -224,7 +229,7 @@ class DlqView(DlqActions, ReportsFailures, Vertical):
                 d.reason or "-", "-" if d.attempts is None else str(d.attempts),
                 fmt_duration(self._age(dl)), error.splitlines()[0] if error else "-",
             )
-        self.query_one(KeyedTable).set_rows(rows)
+        self.query_one("#dlq-table", KeyedTable).set_rows(rows)
 
     def _age(self, dl: DeadLetter) -> float | None:
         ms = dl.death.last_death_ms or published_ms(dl.headers, dl.properties)
@@ -251,7 +256,7 @@ class DlqView(DlqActions, ReportsFailures, Vertical):
         box = self.query_one("#dlq-filter", Input)
         box.value = ""
         box.display = False
-        self.query_one(KeyedTable).focus()
+        self.query_one("#dlq-table", KeyedTable).focus()
         if not self.filter.is_empty:
             self.filter = DeadLetterFilter()
             self.reload()
@@ -260,16 +265,16 @@ class DlqView(DlqActions, ReportsFailures, Vertical):
     def _filter(self, event: Input.Submitted) -> None:
         event.stop()
         self.filter = parse_filter(event.value)
-        self.query_one(KeyedTable).focus()
+        self.query_one("#dlq-table", KeyedTable).focus()
         self.reload()
 
     def action_mark(self) -> None:
-        key = self.query_one(KeyedTable).selected_key
+        key = self.query_one("#dlq-table", KeyedTable).selected_key
         if key is None:
             return
         self.marked ^= {key}
         self._render_rows()
-        self.query_one(KeyedTable).action_cursor_down()
+        self.query_one("#dlq-table", KeyedTable).action_cursor_down()
         self._help()
 
     def action_mark_all(self) -> None:
@@ -288,7 +293,10 @@ class DlqView(DlqActions, ReportsFailures, Vertical):
 
     # -- destructive actions -------------------------------------------------------------
     def _selection(self) -> DeadLetterFilter | None:
-        keys = self.marked or {self.query_one(KeyedTable).selected_key or ""}
+        if self.by_cause:
+            cause = self.query_one(CauseTable).selected
+            return DeadLetterFilter.for_jobs(cause.job_ids) if cause and cause.job_ids else None
+        keys = self.marked or {self.query_one("#dlq-table", KeyedTable).selected_key or ""}
         ids = {self.letters[k].job_id or self.letters[k].message_id for k in keys if k in self.letters}
         ids.discard(None)
         return DeadLetterFilter.for_jobs(i for i in ids if i) if ids else None
@@ -299,6 +307,8 @@ class DlqView(DlqActions, ReportsFailures, Vertical):
         return self.read_only
 
     def _which(self) -> str:
+        if self.by_cause:
+            return "of the highlighted cause"
         return "marked" if self.marked else "highlighted"
 
     def action_replay_selected(self) -> None:

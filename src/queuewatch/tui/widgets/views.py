@@ -121,7 +121,7 @@ class StaleAware(TableView):
 
 
 class WorkersView(StaleAware):
-    BINDINGS = [Binding("t", "terminate", "Terminate"), Binding("enter", "drill", "Its jobs")]
+    BINDINGS = [Binding("t", "terminate", "Terminate"), Binding("enter", "drill", "Its stuck jobs")]
     DESTRUCTIVE = frozenset({"terminate"})
 
     def __init__(self, clock: Callable[[], float], **kw: Any) -> None:
