@@ -109,3 +109,30 @@ async def test_sync_twins_publish_and_read_status(settings, connection, vhost):
 
     # Then the job published by the sync producer is queued, and an unknown id is unknown
     assert await asyncio.to_thread(publish_then_ask) == (JobState.QUEUED, JobState.UNKNOWN)
+
+
+async def test_past_retention_is_unknown_and_a_deleted_stream_is_a_clear_error(connection, settings, vhost):
+    from queuewatch.jobs import EventsUnavailable
+
+    settings = replace(settings, events_max_age=3)
+    topo = await declare(connection, vhost, QueueSpec("jobs"))
+    async with AsyncProducer(settings, topo) as producer, Jobs(settings, sync_timeout=3) as jobs:
+        await producer.publish("jobs", {}, job_id="old")
+        assert (await jobs.status("old")).state is JobState.QUEUED
+        # When its events are older than the retention, it answers unknown (not "pending")
+        await asyncio.sleep(3.5)
+        assert (await jobs.status("old")).state is JobState.UNKNOWN
+        # When the stream itself is deleted, the reader does not hang: the stream is
+        # declared again (by the next recorder) and read from its new start
+        channel = await connection.channel()
+        await channel.queue_delete(settings.events_stream)
+        assert (await jobs.status("old")).state is JobState.UNKNOWN
+        await producer.publish("jobs", {}, job_id="new")
+        assert (await jobs.status("new")).state is JobState.QUEUED
+    # And when it cannot be read at all, the answer says why instead of hanging
+    async with Jobs(settings, sync_timeout=2) as jobs:
+        channel = await connection.channel()
+        await channel.queue_delete(settings.events_stream)
+        jobs.recorder.stream = "nowhere"  # nothing re-creates it in this test
+        with pytest.raises(EventsUnavailable, match="did not answer within 2s"):
+            await jobs.status("new")

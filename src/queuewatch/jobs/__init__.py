@@ -4,6 +4,7 @@ Read from the job events stream (see :mod:`queuewatch.events`) through a local i
 """
 
 from queuewatch.jobs.api import (
+    EventsUnavailable,
     JobFailed,
     Jobs,
     JobsClient,
@@ -15,6 +16,6 @@ from queuewatch.jobs.api import (
 from queuewatch.jobs.state import Attempt, JobState, JobStatus, fold
 
 __all__ = [
-    "Attempt", "JobFailed", "JobState", "JobStatus", "JobUnknown", "Jobs", "JobsClient",
+    "Attempt", "EventsUnavailable", "JobFailed", "JobState", "JobStatus", "JobUnknown", "Jobs", "JobsClient",
     "ResultExpired", "ResultTimeout", "check_job_id", "fold",
 ]

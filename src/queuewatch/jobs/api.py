@@ -52,6 +52,10 @@ class ResultExpired(QueuewatchError):
     pass
 
 
+class EventsUnavailable(QueuewatchError):
+    """The job events stream did not answer (missing, or the broker is unreachable)."""
+
+
 class ResultTimeout(QueuewatchError, TimeoutError):
     pass
 
@@ -74,11 +78,12 @@ class Jobs:
     connection; ``index`` to choose the index file (default: in the state directory)."""
 
     def __init__(self, settings: Settings, *, link: BrokerLink | None = None,
-                 index: Path | str | None = None) -> None:
+                 index: Path | str | None = None, sync_timeout: float = SYNC_TIMEOUT) -> None:
         if not settings.job_events:
             raise ConfigError("job events are off (job_events = false): no status, results or "
                               "timelines to read")
         self.settings = settings
+        self.sync_timeout = sync_timeout
         self._own_link = link is None
         self.link = link or BrokerLink(settings, name="queuewatch-jobs")
         path = index or index_path(settings.state_dir, settings.effective_vhost, settings.events_stream)
@@ -93,7 +98,7 @@ class Jobs:
         if self._own_link:
             await self.link.open(timeout)
         await self.tail.start()
-        await self.tail.sync(timeout)
+        await self._sync(timeout)
 
     async def close(self) -> None:
         await self.tail.stop()
@@ -115,8 +120,27 @@ class Jobs:
         this call (one round trip); without it, answer from what the index holds."""
         check_job_id(job_id)
         if fresh:
-            await self.tail.sync(SYNC_TIMEOUT)
+            await self._sync()
         return self.index.status(job_id)
+
+    async def _sync(self, timeout: float | None = None) -> None:
+        timeout = self.sync_timeout if timeout is None else timeout
+        try:
+            await self.tail.sync(timeout)
+        except TimeoutError:
+            raise EventsUnavailable(self._why_not_synced(timeout)) from None
+
+    def _why_not_synced(self, timeout: float) -> str:
+        stream = self.settings.events_stream
+        vhost = self.settings.effective_vhost
+        sub = self.tail.subscription
+        state = sub.state if sub is not None else None
+        if state is not None and state.cause == "queue_missing":
+            return (f"the job events stream {stream!r} does not exist in vhost {vhost!r} "
+                    "(deleted?): start a worker or run `queuewatch declare` to create it")
+        reason = f" ({state.reason})" if state is not None and not state.live and state.reason else ""
+        return (f"the job events stream {stream!r} in vhost {vhost!r} did not answer within "
+                f"{timeout:g}s{reason}")
 
     async def result(self, job_id: str, timeout: float | None = None) -> Any:
         """Wait (at most ``timeout`` s; None: forever) for the job to finish; its handler's
@@ -164,7 +188,7 @@ class Jobs:
 
     async def scheduled(self, queue: str | None = None, limit: int = 1000) -> list[JobStatus]:
         """Jobs waiting for their time (scheduled, or retrying), soonest first."""
-        await self.tail.sync(SYNC_TIMEOUT)
+        await self._sync()
         rows = self.index.jobs_in((JobState.SCHEDULED, JobState.RETRYING), queue, limit)
         return [self.index.status(job) for job, *_ in rows]
 

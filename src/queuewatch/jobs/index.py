@@ -86,8 +86,8 @@ class JobIndex:
             states = [self._fold_row(job) for job in jobs]
             db.executemany("INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?)",
                            [s for s in states if s is not None])
-            db.execute("INSERT INTO meta VALUES ('next_offset', ?) ON CONFLICT(key) DO UPDATE "
-                       "SET value=max(CAST(value AS INTEGER), excluded.value)", (next_offset,))
+            # Set, not max(): a stream deleted and declared again starts at offset 0.
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('next_offset', ?)", (next_offset,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -109,7 +109,11 @@ class JobIndex:
         return [Event.from_json(json.loads(body), off) for body, off in rows]
 
     def status(self, job_id: str) -> JobStatus:
-        return fold(job_id, self.events_of(job_id), result_ttl=self.result_ttl)
+        """Folded from the job's events that are within retention (older ones count as
+        gone even before :meth:`trim` removes them)."""
+        cutoff = self._cutoff_ms()
+        events = [e for e in self.events_of(job_id) if e.at_ms >= cutoff]
+        return fold(job_id, events, result_ttl=self.result_ttl)
 
     def jobs_in(self, states: Iterable[JobState], queue: str | None = None,
                 limit: int = 1000) -> list[tuple[str, str, str, int | None]]:

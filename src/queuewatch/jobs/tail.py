@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from queuewatch.broker.consumer import Subscription
 from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.types import IncomingMessage
@@ -52,7 +53,7 @@ class EventTail:
         self._flush_scheduled = False
         self._markers: dict[str, asyncio.Future[None]] = {}
         self._source = Source("reader")
-        self.subscription: Any = None
+        self.subscription: Subscription | None = None
         self._unacked: IncomingMessage | None = None
         self._acks: set[asyncio.Future[None]] = set()
 
@@ -65,10 +66,20 @@ class EventTail:
                 await channel.close()
         self.subscription = self.link.subscribe(
             self.settings.events_stream, self._on_message, prefetch=PREFETCH,
-            arguments=self._arguments)
+            arguments=self._arguments, on_change=self._on_change)
 
     def _arguments(self) -> dict[str, Any]:
         return {"x-stream-offset": self._next if self._next is not None else "first"}
+
+    def _on_change(self, sub: Subscription) -> None:
+        if sub.state.cause in ("cancelled_by_broker", "queue_missing"):
+            # The stream was deleted (and may be declared again, empty, by any recorder) or
+            # its node went away: read it again from its first offset. Events already in the
+            # index are recognised by their ids; the offsets of a new stream start at 0.
+            if self._next is not None:
+                log.warning("the job events stream %r went away (%s); reading it again from "
+                            "its start", self.settings.events_stream, sub.state.reason)
+            self._next = None
 
     async def stop(self) -> None:
         if self.subscription is not None:
