@@ -5,23 +5,28 @@ resumption by Last-Event-ID."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import ssl
+import subprocess
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import bcrypt
 import httpx
+import pytest
 
 from queuewatch.jobs import Jobs
 from queuewatch.jobs.web import JobsWeb
 from queuewatch.producer import AsyncProducer
 from queuewatch.topology import QueueSpec, RetryPolicy
+from queuewatch.webconfig import WebConfig
 from queuewatch.worker import Job, Worker
 from tests.helpers import declare
 from tests.jobs_http import SseEvent, sse_events
-from tests.workers import running
+from tests.tls import make_ca, make_cert
+from tests.workers import QUEUEWATCH, running
 
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff_initial=1, backoff_multiplier=1, jitter=0)
 
@@ -105,30 +110,61 @@ async def test_timeline_result_and_bad_input_over_http(connection, settings, vho
         assert (await http.get("/healthz")).json() == {"status": "ok"}
 
 
-class StubAuth:
-    """The web config's interface (queuewatch.webconfig.WebConfig): one basic-auth user."""
+@pytest.fixture(scope="module")
+def web_config(tmp_path_factory) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
+    """(web-config file, CA certificate): TLS and one basic-auth user, as the exporter's."""
+    d = tmp_path_factory.mktemp("web")
+    ca = make_ca(d)
+    server = make_cert(d, ca, "server")
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode()
+    cfg = d / "web.yml"
+    cfg.write_text(f"tls_server_config:\n  cert_file: {server.cert.name}\n  key_file: "
+                   f"{server.key.name}\nbasic_auth_users:\n  ops: '{hashed}'\n")
+    return cfg, ca.cert
 
-    scheme = "http"
 
-    def ssl_context(self) -> ssl.SSLContext | None:
-        return None
-
-    def authorized(self, authorization: str | None) -> bool:
-        good = "Basic " + base64.b64encode(b"ops:s3cret").decode()
-        return authorization == good
-
-
-async def test_basic_auth_guards_every_route_but_healthz(connection, settings, vhost):
+async def test_tls_and_basic_auth_guard_every_route_but_healthz(connection, settings, vhost, web_config):
+    # Given the server with the exporter's web config (TLS, one user)
+    cfg, ca = web_config
     await declare(connection, vhost, QueueSpec("jobs"))
-    async with Jobs(settings) as jobs, served(jobs, web=StubAuth()) as (_, http):
-        for path in ("/jobs/x", "/jobs/x/result?timeout=0", "/events"):
-            r = await http.get(path)
-            assert r.status_code == 401, path
-            assert r.headers["www-authenticate"].startswith("Basic realm=")
-            r = await http.get(path, auth=("ops", "wrong"))
-            assert r.status_code == 401, path
-        assert (await http.get("/jobs/x", auth=("ops", "s3cret"))).status_code == 404
-        assert (await http.get("/healthz")).status_code == 200
+    web = WebConfig.load(cfg)
+    async with Jobs(settings) as jobs:
+        app = JobsWeb(jobs, web=web)
+        port = await app.start("127.0.0.1", 0)
+        assert app.scheme == "https"
+        try:
+            verify = ssl.create_default_context(cafile=str(ca))
+            async with httpx.AsyncClient(base_url=f"https://127.0.0.1:{port}", verify=verify,
+                                         timeout=30) as http:
+                # Then without a user, or with a wrong password, every route is 401
+                for path in ("/jobs/x", "/jobs/x/result?timeout=0", "/events"):
+                    r = await http.get(path)
+                    assert r.status_code == 401, path
+                    assert r.headers["www-authenticate"].startswith("Basic realm=")
+                    assert (await http.get(path, auth=("ops", "wrong"))).status_code == 401
+                # And with the user's password it answers (over TLS), SSE included
+                assert (await http.get("/jobs/x", auth=("ops", "s3cret"))).status_code == 404
+                async with http.stream("GET", "/events", auth=("ops", "s3cret")) as r:
+                    assert r.status_code == 200
+                    assert r.headers["content-type"].startswith("text/event-stream")
+                assert (await http.get("/healthz")).status_code == 200
+            # And plain HTTP to the TLS port gets nothing
+            with pytest.raises(httpx.HTTPError):
+                async with httpx.AsyncClient(timeout=5) as plain:
+                    await plain.get(f"http://127.0.0.1:{port}/jobs/x", auth=("ops", "s3cret"))
+        finally:
+            await app.close()
+
+
+def test_serve_with_a_broken_web_config_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "web.yml"
+    bad.write_text("basic_auth_users:\n  ops: plain-text-password\n")
+    for extra in (["--web-config", str(bad)], ["--web-config", str(tmp_path / "missing.yml")]):
+        done = subprocess.run([QUEUEWATCH, "serve", "--port", "0", *extra], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 2, done
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "web config" in lines[0] and "Traceback" not in done.stderr
 
 
 async def _collect(http: httpx.AsyncClient, url: str, n: int, *, last_event_id: str | None = None,

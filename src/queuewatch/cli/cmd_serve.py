@@ -5,34 +5,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import signal
 import sys
-from typing import Any
 
-from queuewatch.cli.common import add_connection_options, port_or_zero, run, settings_from_args
-
-
-def load_web_config(path: str | None, settings: Any) -> Any:
-    """The exporter's web config (TLS, basic-auth users) from ``--web-config`` or the
-    ``web_config`` setting; None when neither is given."""
-    path = path or getattr(settings, "web_config", None)
-    if not path:
-        return None
-    # Imported by name: queuewatch.webconfig is shared with the exporter.
-    module = importlib.import_module("queuewatch.webconfig")
-    return module.WebConfig.load(path)
+from queuewatch.cli.common import (
+    add_connection_options,
+    add_web_config_option,
+    port_or_zero,
+    run,
+    settings_from_args,
+)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from queuewatch.config import mask_url
     from queuewatch.jobs import Jobs
     from queuewatch.jobs.web import JobsWeb
+    from queuewatch.webconfig import WebConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = settings_from_args(args)
-    web = load_web_config(args.web_config, settings)
+    web = WebConfig.load(settings.web_config)  # no file: plain HTTP, no users
 
     async def serve() -> int:
         async with Jobs(settings) as jobs:
@@ -45,7 +39,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 return 2
             print(f"queuewatch serve: {app.scheme}://{args.bind}:{port}/jobs/{{id}} and /events "
                   f"(broker {mask_url(settings.amqp_url)}, vhost {settings.effective_vhost}"
-                  f"{', basic auth' if web is not None else ''})", flush=True)
+                  f"{', basic auth' if web.users else ''})", flush=True)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -70,7 +64,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--port", type=port_or_zero, default=9673,
                    help="port to listen on (default 9673; 0 picks a free one)")
     p.add_argument("--bind", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--web-config", metavar="FILE",
-                   help="TLS and basic-auth settings (setting web_config), as for the exporter")
+    add_web_config_option(p)
     add_connection_options(p)
     p.set_defaults(func=cmd_serve)

@@ -26,6 +26,8 @@ MAX_HEAD = 16_384
 MAX_HEADERS = 100
 #: Seconds a client gets to send its request head.
 HEAD_TIMEOUT = 10.0
+#: Connections served at once (live streams included); one more is answered 503.
+MAX_CLIENTS = 1024
 
 
 class HttpError(Exception):
@@ -95,7 +97,21 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
         raise HttpError(400, "malformed request target") from None
     if not parts.path.startswith("/"):
         raise HttpError(400, "the request target must be a path")
+    await _discard_body(reader, headers)
     return Request(method, target, parts.path, query, headers)
+
+
+async def _discard_body(reader: asyncio.StreamReader, headers: Mapping[str, str]) -> None:
+    """Read (and drop) a body nobody asked for, so the answer is not lost to a TCP reset."""
+    if "transfer-encoding" in headers:
+        raise HttpError(411, "no request bodies here (GET only)")
+    raw = headers.get("content-length", "0")
+    if not raw.isdigit() or int(raw) > MAX_HEAD:
+        raise HttpError(413, "no request bodies here (GET only)")
+    try:
+        await asyncio.wait_for(reader.readexactly(int(raw)), HEAD_TIMEOUT)
+    except (asyncio.IncompleteReadError, TimeoutError):
+        raise HttpError(400, "incomplete request body") from None
 
 
 def head_bytes(status: int, headers: Mapping[str, str]) -> bytes:
@@ -123,8 +139,10 @@ class HttpServer:
     """Serves ``handler`` on ``host:port`` (TLS when ``ssl_context``); ``start`` returns
     the port (0 picks a free one)."""
 
-    def __init__(self, handler: Handler, *, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, handler: Handler, *, ssl_context: ssl.SSLContext | None = None,
+                 max_clients: int = MAX_CLIENTS) -> None:
         self.handler = handler
+        self.max_clients = max_clients
         self.ssl_context = ssl_context
         self.server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[Any]] = set()
@@ -150,6 +168,9 @@ class HttpServer:
         try:
             try:
                 request = await read_request(reader)
+                if request is not None and len(self._clients) > self.max_clients:
+                    raise HttpError(503, f"too many connections (at most {self.max_clients})",
+                                    {"Retry-After": "5"})
                 if request is not None:
                     await self.handler(request, reader, writer)
             except HttpError as exc:
