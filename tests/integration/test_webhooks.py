@@ -4,10 +4,16 @@ signed, exactly one accepted delivery per job, and never in the way of job proce
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import subprocess
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 from queuewatch.envelope import H_ERROR_MESSAGE, H_WEBHOOK
 from queuewatch.jobs import Jobs, JobState
@@ -20,7 +26,7 @@ from queuewatch.worker import Job, Worker
 from tests.helpers import declare, depth, drain, wait_until
 from tests.jobs_http import Receiver
 from tests.nodes import free_port
-from tests.workers import running
+from tests.workers import QUEUEWATCH, running
 
 SECRET = "test-webhook-secret"
 ONE_ATTEMPT = RetryPolicy(max_attempts=1)
@@ -93,15 +99,45 @@ async def test_receiver_down_twice_gets_exactly_one_signed_delivery_per_job(conn
     assert "HTTP 503" in (webhook_job.attempts[0].error or "")
 
 
+@contextlib.contextmanager
+def webhooks_process(settings, tmp_path: Path, topology_toml: str) -> Iterator[subprocess.Popen[str]]:  # type: ignore[no-untyped-def]
+    """``queuewatch webhooks`` in its own process (as in production), stopped by SIGTERM."""
+    topo_file = tmp_path / "topology.toml"
+    topo_file.write_text(topology_toml)
+    env = {**os.environ, "QUEUEWATCH_AMQP_URL": settings.amqp_url,
+           "QUEUEWATCH_WEBHOOK_SECRET": SECRET, "XDG_STATE_HOME": str(tmp_path / "hooks-state")}
+    proc = subprocess.Popen(
+        [QUEUEWATCH, "webhooks", "--vhost", settings.effective_vhost, "--topology",
+         str(topo_file), "--concurrency", "2", "--timeout", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "queuewatch webhooks: delivering" in line, (line, proc.stderr.read() if proc.poll() else "")
+        assert SECRET not in line
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+
+
 async def test_unreachable_receiver_ends_in_the_dlq_with_the_reason_and_jobs_keep_flowing(
-        connection, settings, vhost):
+        connection, settings, vhost, tmp_path):
     # Given a webhook to a port nobody listens on, and a receiver that hangs then refuses
-    settings = replace(settings, webhook_secret=SECRET)
     gone = f"http://127.0.0.1:{free_port()}/hook"
     with Receiver(down=True, hang=0.5) as slow:
         topo = await declare(
             connection, vhost, QueueSpec("base"), QueueSpec("gone", webhook=gone),
             QueueSpec("hooked", webhook=slow.url), webhooks_spec(2), delay_levels=4)
+        toml = (f'delay_levels = 4\n[[queue]]\nname = "base"\n[[queue]]\nname = "gone"\n'
+                f'webhook = "{gone}"\n[[queue]]\nname = "hooked"\nwebhook = "{slow.url}"\n'
+                '[[queue]]\nname = "queuewatch.webhooks"\nmax_priority = 0\n'
+                '[queue.retry]\nmax_attempts = 2\nbackoff_initial = 1\nbackoff_multiplier = 1\n'
+                'jitter = 0\n')
         async with running(job_worker(settings, topo, "base", "gone", "hooked")), \
                 AsyncProducer(settings, topo) as producer, Jobs(settings) as jobs:
 
@@ -116,7 +152,7 @@ async def test_unreachable_receiver_ends_in_the_dlq_with_the_reason_and_jobs_kee
 
             # Baseline: jobs without webhooks and no webhook service
             baseline = await run_jobs("base", 300)
-            async with WebhookService(settings, topo, concurrency=2, timeout=2):
+            with webhooks_process(settings, tmp_path, toml) as proc:
                 # When a job finishes whose webhook points nowhere
                 await producer.publish("gone", {"n": 0}, job_id="g0")
                 await jobs.wait("g0", 30)
@@ -126,11 +162,14 @@ async def test_unreachable_receiver_ends_in_the_dlq_with_the_reason_and_jobs_kee
                 dead = await drain(connection, "queuewatch.webhooks.dlq", 1, timeout=30)
                 await wait_until(lambda: len(slow.refused()) >= 2, timeout=30,
                                  what="the slow receiver being tried")
+            assert proc.returncode == 0
+            assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
     assert len(dead) == 1 and str(dead[0].message_id).startswith("webhook-g0-")
     assert "unreachable" in str(dead[0].headers[H_ERROR_MESSAGE])
     assert json.loads(dead[0].body)["url"] == gone
     # And jobs kept completing at their own pace while the receiver was down
-    assert hooked < max(3 * baseline, baseline + 5), (hooked, baseline)
+    print(f"300 jobs: {baseline:.2f} s without webhooks, {hooked:.2f} s with a failing receiver")
+    assert hooked < max(2 * baseline, baseline + 5), (hooked, baseline)
     assert not slow.accepted()
 
 
