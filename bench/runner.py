@@ -26,7 +26,17 @@ PARTIAL_RUN = LAST_RUN.with_name("partial.json")
 
 def families() -> dict[str, Family]:
     """Every benchmark family, in the order they run (latency reuses worker figures)."""
-    from bench import b_events, b_failover, b_latency, b_monitor, b_priority, b_publish, b_replay, b_worker
+    from bench import (
+        b_events,
+        b_failover,
+        b_latency,
+        b_monitor,
+        b_priority,
+        b_publish,
+        b_replay,
+        b_stores,
+        b_worker,
+    )
 
     return {
         "worker": b_worker.run_worker,
@@ -41,6 +51,7 @@ def families() -> dict[str, Family]:
         "failover": b_failover.run,
         "events": b_events.run_recording,
         "lookup": b_events.run_lookup,
+        "stores": b_stores.run,
     }
 
 

@@ -110,6 +110,8 @@ class Event:
     event_id: str = field(default_factory=lambda: next_event_id())
     offset: int | None = None
     """The stream offset of the message that carried it (set by readers)."""
+    raw: str | None = field(default=None, repr=False, compare=False)
+    """The JSON line it was read from (set by readers: stored as it came, not re-encoded)."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -121,7 +123,8 @@ class Event:
         return out
 
     @classmethod
-    def from_json(cls, raw: Mapping[str, Any], offset: int | None = None) -> Event:
+    def from_json(cls, raw: Mapping[str, Any], offset: int | None = None,
+                  line: str | None = None) -> Event:
         """Raises ValueError for a line that is not an event."""
         try:
             kind, job, at = raw["kind"], raw["job"], raw["at"]
@@ -136,7 +139,7 @@ class Event:
             attempt=attempt if isinstance(attempt, int) else 1,
             source=Source.from_json(raw.get("by")), at_ms=at,
             data=data if isinstance(data, Mapping) else {},
-            event_id=str(raw.get("id") or uuid.uuid4().hex), offset=offset,
+            event_id=str(raw.get("id") or uuid.uuid4().hex), offset=offset, raw=line,
         )
 
 
@@ -176,7 +179,7 @@ def decode_batch(body: bytes, offset: int | None = None) -> Iterator[Event]:
         if not isinstance(raw, dict):
             continue
         try:
-            yield Event.from_json(raw, offset)
+            yield Event.from_json(raw, offset, line.decode())
         except ValueError:
             continue
 

@@ -189,8 +189,10 @@ class Jobs:
     async def scheduled(self, queue: str | None = None, limit: int = 1000) -> list[JobStatus]:
         """Jobs waiting for their time (scheduled, or retrying), soonest first."""
         await self._sync()
-        rows = self.index.jobs_in((JobState.SCHEDULED, JobState.RETRYING), queue, limit)
-        return [self.index.status(job) for job, *_ in rows]
+        waiting = (JobState.SCHEDULED, JobState.RETRYING)
+        rows = self.index.jobs_in(waiting, queue, limit)
+        statuses = [self.index.status(job) for job, *_ in rows]
+        return [s for s in statuses if s.state in waiting]  # the table is a hint: fold decides
 
     async def watch(self, *, job_id: str | None = None, queue: str | None = None,
                     after: tuple[int, int] | None = None) -> AsyncIterator[Event]:

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from queuewatch.events import model as ev
 from queuewatch.events.model import SYNC, Event
 from queuewatch.jobs.state import JobState, JobStatus, fold
 
@@ -35,6 +36,43 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, queue);
 CREATE INDEX IF NOT EXISTS jobs_updated ON jobs(updated);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+
+_HINT_RANK = {ev.ACCEPTED: 0, ev.SCHEDULED: 1, ev.CANCEL_REQUESTED: 2, ev.STARTED: 3,
+              ev.ATTEMPT_FAILED: 4, ev.RETRY_SCHEDULED: 5, ev.SUCCEEDED: 6,
+              ev.DEAD_LETTERED: 6, ev.CANCELLED: 6, ev.SKIPPED: 6, ev.REPLAYED: 7}
+
+
+_SCHEDULED, _QUEUED, _RUNNING, _RETRYING = "scheduled", "queued", "running", "retrying"
+_SUCCEEDED, _DEAD_LETTERED, _CANCELLED = "succeeded", "dead_lettered", "cancelled"
+assert {_SCHEDULED, _QUEUED, _RUNNING, _RETRYING, _SUCCEEDED, _DEAD_LETTERED, _CANCELLED} <= {
+    s.value for s in JobState}
+
+
+def _hint(e: Event) -> tuple[str, int | None] | None:
+    """(state, due) after ``e``, for the listing hint; None: ``e`` does not move the state."""
+    due = e.data.get("due")
+    due = due if isinstance(due, int) else None
+    match e.kind:
+        case ev.ACCEPTED | ev.SCHEDULED:
+            if due is not None and due > e.at_ms:
+                return _SCHEDULED, due
+            return _QUEUED, None
+        case ev.STARTED | ev.ATTEMPT_FAILED:
+            return _RUNNING, None
+        case ev.RETRY_SCHEDULED:
+            return _RETRYING, due
+        case ev.SUCCEEDED:
+            return _SUCCEEDED, None
+        case ev.DEAD_LETTERED:
+            return _DEAD_LETTERED, None
+        case ev.CANCELLED | ev.CANCEL_REQUESTED:
+            return _CANCELLED, None
+        case ev.SKIPPED:
+            return None if e.data.get("copy_only") else (_CANCELLED, None)
+        case ev.REPLAYED:
+            return _QUEUED, None
+    return None
 
 
 def index_path(state_dir: Path, vhost: str, stream: str) -> Path:
@@ -68,24 +106,36 @@ class JobIndex:
         return int(row[0]) if row else None
 
     def apply(self, events: Sequence[Event], next_offset: int) -> set[str]:
-        """Store ``events`` (from messages up to ``next_offset`` - 1) in one transaction and
-        refold the jobs they touch; returns those job ids."""
+        """Store ``events`` (from messages up to ``next_offset`` - 1) in one transaction;
+        returns the job ids they touch.
+
+        The ``jobs`` table is a hint for listing (scheduled jobs of a queue, counts): the
+        state after each job's latest event, kept with one upsert per batch. A job's status
+        is always folded from all its events when asked (:meth:`status`)."""
         cutoff = self._cutoff_ms()
         rows = []
-        jobs: set[str] = set()
+        latest: dict[str, tuple[int, int, str, str, int | None]] = {}
         for i, e in enumerate(events):
             if e.kind == SYNC or e.at_ms < cutoff:
                 continue
-            rows.append((e.event_id, e.job_id, e.queue, e.at_ms, e.offset or 0, i,
-                         json.dumps(e.to_json(), separators=(",", ":"), default=str)))
-            jobs.add(e.job_id)
+            body = e.raw if e.raw is not None else json.dumps(
+                e.to_json(), separators=(",", ":"), default=str)
+            rows.append((e.event_id, e.job_id, e.queue, e.at_ms, e.offset or 0, i, body))
+            hint = _hint(e)
+            if hint is not None:
+                key = (e.at_ms, _HINT_RANK.get(e.kind, 9))
+                old = latest.get(e.job_id)
+                if old is None or key >= old[:2]:
+                    latest[e.job_id] = (*key, e.queue, *hint)
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany("INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?)", rows)
-            states = [self._fold_row(job) for job in jobs]
-            db.executemany("INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?)",
-                           [s for s in states if s is not None])
+            db.executemany(
+                "INSERT INTO jobs VALUES (?,?,?,?,?) ON CONFLICT(job) DO UPDATE SET "
+                "queue=excluded.queue, state=excluded.state, due=excluded.due, "
+                "updated=excluded.updated WHERE excluded.updated >= jobs.updated",
+                [(job, q, state, due, at) for job, (at, _r, q, state, due) in latest.items()])
             # Set, not max(): a stream deleted and declared again starts at offset 0.
             db.execute("INSERT OR REPLACE INTO meta VALUES ('next_offset', ?)", (next_offset,))
             db.execute("COMMIT")
@@ -94,13 +144,7 @@ class JobIndex:
             raise
         if time.monotonic() - self._last_trim > 60:
             self.trim()
-        return jobs
-
-    def _fold_row(self, job: str) -> tuple[str, str | None, str, int | None, int] | None:
-        status = self.status(job)
-        if not status.known:
-            return None
-        return (job, status.queue, status.state.value, status.due_ms, status.updated_ms or 0)
+        return {e.job_id for e in events if e.kind != SYNC}
 
     # -- answering ---------------------------------------------------------------------
     def events_of(self, job_id: str) -> list[Event]:
