@@ -5,7 +5,7 @@
 :func:`check_range` (defaults included), so a bad value is refused the same way wherever it
 came from, in one line that names the key and the source. The kind of a setting comes from
 its annotation; its range from :data:`RANGES` (a number not listed there must be finite and
-not negative, and an integer must fit in 32 bits).
+not negative, an integer must fit in 64 bits and a float be at most :data:`SECONDS_MAX`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from queuewatch.errors import ConfigError
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
-#: No count or size queuewatch keeps is larger; a bigger number is a typo (10^30).
-INT_MAX = 2**31 - 1
+#: No count or size (bytes included) fits a larger number: a bigger one is a typo (10^30).
+INT_MAX = 2**63 - 1
 #: No duration queuewatch waits for is longer than ~31 years; a bigger one overflows dates.
 SECONDS_MAX = 1e9
 
@@ -41,12 +41,17 @@ class Range:
         if isinstance(value, float) and not math.isfinite(value):
             return "must be a finite number"
         if self.low_open and not value > self.low:
-            return f"must be > {self.low:g}"
+            return f"must be > {_fmt(self.low)}"
         if not self.low_open and value < self.low:
-            return "must not be negative" if self.low == 0 else f"must be >= {self.low:g}"
+            return "must not be negative" if self.low == 0 else f"must be >= {_fmt(self.low)}"
         if self.high is not None and value > self.high:
-            return f"must be <= {self.high:g}"
+            return f"must be <= {_fmt(self.high)}"
         return None
+
+
+def _fmt(bound: float) -> str:
+    """A bound as written: ``100000``, ``9223372036854775807``, ``0.5``."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 _POSITIVE_SECONDS = Range(0.0, SECONDS_MAX, low_open=True)

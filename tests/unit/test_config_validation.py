@@ -32,6 +32,7 @@ def _refused(tmp_path, text: str) -> str:
         ("[thresholds]\nstalled_polls = 0\n", "stalled_polls", "must be >= 1"),
         ("history_size = inf\n", "history_size", "not a valid whole number"),
         ("history_size = 1e30\n", "history_size", "must be <= 100000"),
+        ("export_max_queues = 1e30\n", "export_max_queues", "must be <= 9223372036854775807"),
         ("http_timeout = -1\n", "http_timeout", "must be > 0"),
         ("http_timeout = 0\n", "http_timeout", "must be > 0"),
         ("http_timeout = nan\n", "http_timeout", "finite"),

@@ -48,7 +48,7 @@ def assert_valid(s: Settings) -> None:
             if isinstance(value, float):
                 assert math.isfinite(value) and value >= 0, (f.name, value)
             if isinstance(value, int) and not isinstance(value, bool):
-                assert 0 <= value <= 2**31 - 1, (f.name, value)
+                assert 0 <= value <= 2**63 - 1, (f.name, value)
     assert 0 < s.thresholds.fill_warning <= 1 and 0 < s.thresholds.fill_critical <= 1
     assert s.poll_interval > 0 and s.http_timeout > 0 and s.history_size >= 1
     assert isinstance(s.read_only, bool)
