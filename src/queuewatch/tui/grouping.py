@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from queuewatch.dlq.model import DeadLetter, published_ms
 
@@ -24,6 +25,7 @@ _SHAPES = (
 )
 
 
+@lru_cache(maxsize=65536)  # messages repeat: one shape per distinct message
 def message_shape(message: str | None) -> str:
     """``mailbox customer93@example.com does not exist`` -> ``mailbox <email> does not exist``;
     the first line only, at most 120 characters."""
