@@ -43,7 +43,7 @@ DELIVERY_HEADER = "X-Queuewatch-Delivery"
 DEFAULT_TOLERANCE = 300
 #: Seconds one POST may take (connect + answer) before it counts as failed.
 POST_TIMEOUT = 10.0
-#: The internal queue's default shape: 8 attempts over about 4 minutes, then its DLQ.
+#: The internal queue's default shape: 8 attempts over about 2 minutes (1+2+...+64 s), then its DLQ.
 WEBHOOKS_SPEC = QueueSpec(
     WEBHOOKS_QUEUE, max_priority=None,
     retry=RetryPolicy(max_attempts=8, backoff_initial=1, backoff_multiplier=2, backoff_max=120))
