@@ -16,7 +16,7 @@ from queuewatch.producer import AsyncProducer
 from queuewatch.topology import QueueSpec
 from queuewatch.tui.commands import palette_commands
 from queuewatch.tui.live import LiveSource
-from queuewatch.tui.screens.dialogs import ConfirmScreen
+from queuewatch.tui.screens.dialogs import ConfirmScreen, PickScreen
 from queuewatch.tui.screens.queue_detail import QueueDetailScreen
 from queuewatch.tui.widgets.dlq_view import DlqView
 from queuewatch.tui.widgets.keyed_table import KeyedTable
@@ -345,3 +345,28 @@ async def test_failed_reload_and_unroutable_replay_say_why(settings, connection,
         await wait_for(pilot, lambda: "last action failed" in str(
             dlq.query_one("#dlq-help").render()), what="the failed reload shown")
         assert len(app._notifications) >= 2
+
+
+async def test_dlq_picker_finds_dead_letter_queues_by_their_arguments(settings, connection, vhost):
+    # Given a queue 'legacy' that dead-letters to 'legacy.dead' (not a '.dlq' name), with one
+    # dead letter in it
+    channel = await connection.channel()
+    await channel.declare_queue("legacy.dead", durable=True)
+    await channel.declare_queue("legacy", durable=True, arguments={
+        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": "legacy.dead"})
+    await channel.default_exchange.publish(aio_pika.Message(body=b"{}", message_id="old-1"),
+                                           routing_key="legacy.dead")
+    await channel.close()
+    app = live_app(settings)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("4")
+        # When the DLQ picker is opened and 'dead' typed
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, PickScreen), what="the picker")
+        assert "legacy.dead" in app.screen.choices
+        assert "arguments of legacy" in app.screen.labels["legacy.dead"]
+        await pilot.press(*"dead", "enter")
+        # Then the browser reads it
+        dlq = app.query_one(DlqView)
+        await wait_for(pilot, lambda: dlq.dlq == "legacy.dead" and "old-1" in dlq.letters,
+                       what="legacy.dead browsed")

@@ -13,7 +13,7 @@ from queuewatch.tui.layout import Column
 SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", None: ""}
 STATE_STYLE = {
     "running": "green", "idle": "dim green", "flow": "yellow", "down": "bold red",
-    "crashed": "bold red", "stopped": "red", "minority": "red",
+    "crashed": "bold red", "stopped": "red", "minority": "red", "paused": "bold yellow",
 }
 
 #: The queue table's columns, in its order. On a narrow terminal the highest ``priority``
@@ -96,8 +96,8 @@ UNKNOWN = "?"
 
 def state_text(q: QueueStats) -> str:
     """The broker's state, or "down" when the monitor judged the queue down (a quorum queue
-    without a majority still says "running")."""
-    return "down" if q.down else q.state
+    without a majority still says "running"); "paused" when an operator paused it."""
+    return "down" if q.down else "paused" if q.paused else q.state
 
 
 def ready_text(q: QueueStats) -> str:
@@ -156,7 +156,8 @@ def dlq_text(q: QueueStats) -> str:
 QUEUE_COLUMN_TEXT: tuple[Callable[[QueueStats], str], ...] = (
     lambda q: q.name, lambda q: q.type, state_text, ready_text,
     unacked_text, lambda q: str(q.consumers), lambda q: rate(q.publish_rate),
-    lambda q: rate(out_rate(q)), oldest_text, eta_text, fill_text, dlq_text,
+    lambda q: rate(out_rate(q)) + ("" if q.rate_limit is None else f"/{q.rate_limit:g}"),
+    oldest_text, eta_text, fill_text, dlq_text,
 )
 _RIGHT = tuple(c.right for c in QUEUE_COLUMNS)
 

@@ -20,6 +20,7 @@ from queuewatch import operator
 from queuewatch.broker.types import Connection
 from queuewatch.config import Settings, mask_url
 from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue
+from queuewatch.dlq.discover import FoundDlq, discover
 from queuewatch.dlq.model import DeadLetter
 from queuewatch.errors import QueuewatchError
 from queuewatch.monitor.history import HistoryPoint
@@ -129,6 +130,9 @@ class LiveSource:
         session = await self._ready()
         conn = await session.connection(self.action_timeout)
         return DeadLetterQueue(conn, session.mgmt, self.settings, dlq)
+
+    async def find_dlqs(self) -> list[FoundDlq]:
+        return await discover((await self._ready()).mgmt, self.vhost)
 
     async def peek_dlq(self, dlq: str, flt: DeadLetterFilter, limit: int) -> list[DeadLetter]:
         q = await self._dlq(dlq)

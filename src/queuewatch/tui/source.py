@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from queuewatch.dlq.discover import FoundDlq
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.model import DeadLetter
 from queuewatch.errors import QueuewatchError
@@ -57,6 +58,11 @@ class DataSource(Protocol):
     async def consumers(self, queue: str) -> list[ConsumerInfo]: ...
 
     def set_vhost(self, vhost: str) -> None: ...
+
+    async def find_dlqs(self) -> list[FoundDlq]:
+        """The vhost's dead-letter queues, found from the dead-letter arguments and policies
+        of the queues feeding them (and the ``.dlq`` / ``.XQ`` conventions)."""
+        ...
 
     async def peek_dlq(self, dlq: str, flt: DeadLetterFilter, limit: int) -> list[DeadLetter]:
         """Dead letters of ``dlq`` matching ``flt``; reading loses nothing."""
@@ -123,6 +129,11 @@ class SnapshotSource:
 
     def set_vhost(self, vhost: str) -> None:
         self.vhost = vhost
+
+    async def find_dlqs(self) -> list[FoundDlq]:
+        snap = self._snapshots[min(self._next, len(self._snapshots) - 1)]
+        return [FoundDlq(q.name, how=("name ends in .dlq",), messages=q.ready,
+                         consumers=q.consumers) for q in snap.queues if q.is_dlq]
 
     async def peek_dlq(self, dlq: str, flt: DeadLetterFilter, limit: int) -> list[DeadLetter]:
         return [dl for dl in self.dead_letters.get(dlq, ()) if flt.matches(dl)][:limit]

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, OptionList, Static
+from textual.widgets import Button, Input, Label, OptionList, Static
 
 from queuewatch.tui.widgets.footer import PinnedFooter
 
@@ -73,30 +73,51 @@ class HelpScreen(ModalScreen[None]):
 
 
 class PickScreen(ModalScreen[str | None]):
-    """Pick one of ``choices`` (vhosts, DLQs); Esc cancels."""
+    """Pick one of ``choices`` (vhosts, DLQs): type to filter, Enter picks, Esc cancels."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("down", "to_list", show=False)]
 
-    def __init__(self, title: str, choices: list[str], current: str | None = None) -> None:
+    def __init__(self, title: str, choices: list[str], current: str | None = None,
+                 labels: dict[str, str] | None = None) -> None:
         super().__init__()
         self.title_text = title
         self.choices = choices
         self.current = current
+        self.labels = labels or {}
+        self.shown = list(choices)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
             yield Label(self.title_text, id="dialog-title")
-            yield OptionList(*self.choices, id="pick")
+            yield Input(placeholder="type to filter", id="pick-filter")
+            yield OptionList(*(self.labels.get(c, c) for c in self.choices), id="pick")
         yield PinnedFooter()
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)
         if self.current in self.choices:
             options.highlighted = self.choices.index(self.current)
-        options.focus()
+        self.query_one("#pick-filter", Input).focus()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        text = event.value.strip().lower()
+        self.shown = [c for c in self.choices if text in self.labels.get(c, c).lower()]
+        options = self.query_one(OptionList)
+        options.clear_options()
+        options.add_options([self.labels.get(c, c) for c in self.shown])
+        if self.shown:
+            options.highlighted = 0
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        options = self.query_one(OptionList)
+        if self.shown and options.highlighted is not None:
+            self.dismiss(self.shown[options.highlighted])
+
+    def action_to_list(self) -> None:
+        self.query_one(OptionList).focus()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(self.choices[event.option_index])
+        self.dismiss(self.shown[event.option_index])
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -285,11 +285,19 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
     def action_reload(self) -> None:
         self.reload()
 
-    def action_pick_dlq(self) -> None:
-        def picked(choice: str | None) -> None:
-            if choice:
-                self.choose(choice)
-        self.app.push_screen(PickScreen("Pick a DLQ", self.dlqs or ["(none)"], self.dlq), picked)
+    @work(group="dlq-pick", exclusive=True, exit_on_error=False)
+    async def action_pick_dlq(self) -> None:
+        """``p``: every DLQ of the vhost, found from the dead-letter arguments and policies of
+        the queues feeding it (not only names ending in .dlq), with why it is one."""
+        found = await self.source.find_dlqs()
+        labels = {f.name: f"{f.name}  ({'?' if f.messages is None else f.messages} msgs"
+                          f"{'' if not f.consumers else f', {f.consumers} consumers!'}; "
+                          f"{', '.join(f.how)})" for f in found}
+        choice = await self.app.push_screen_wait(PickScreen(
+            "Pick a DLQ (type to filter)", list(labels) or ["(none)"], self.dlq,
+            labels=labels))
+        if choice and choice in labels:
+            self.choose(choice)
 
     # -- destructive actions -------------------------------------------------------------
     def _selection(self) -> DeadLetterFilter | None:
