@@ -27,6 +27,7 @@ from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties
 from queuewatch.broker.types import Connection as AbstractConnection
 from queuewatch.config import Settings
 from queuewatch.errors import BrokerError, NotFound, QueuewatchError
+from queuewatch.events.queuestate import LimitSpec, append_change, new_change
 from queuewatch.telemetry import (
     HEARTBEAT_KEY_PREFIX,
     ControlCommand,
@@ -223,3 +224,42 @@ async def worker_pid(
     if beat.host != host:
         raise OperatorError(f"worker {worker_id!r} runs on {beat.host!r}, not on this host")
     return beat.pid, local
+
+
+# -- pausing, resuming and limiting a queue (every worker, durable) ----------------------------
+async def pause_queue(connection: AbstractConnection, settings: Settings, queue: str, *,
+                      audit: AuditLog | None = None) -> None:
+    """Every worker stops taking jobs from ``queue`` (running ones finish), now and after a
+    restart, until :func:`resume_queue` (see :mod:`queuewatch.events.queuestate`)."""
+    await _queue_change(connection, settings, queue, "pause", None, audit)
+
+
+async def resume_queue(connection: AbstractConnection, settings: Settings, queue: str, *,
+                       audit: AuditLog | None = None) -> None:
+    await _queue_change(connection, settings, queue, "resume", None, audit)
+
+
+async def limit_queue(connection: AbstractConnection, settings: Settings, queue: str,
+                      limit: LimitSpec, *, audit: AuditLog | None = None) -> None:
+    """Set ``queue``'s queue-wide rate limit at run time (over every worker; a limit with
+    neither rate removes it). Workers apply it within about a second."""
+    await _queue_change(connection, settings, queue, "limit", limit, audit)
+
+
+async def _queue_change(connection: AbstractConnection, settings: Settings, queue: str,
+                        kind: str, limit: LimitSpec | None, audit: AuditLog | None) -> None:
+    action = f"queue_{kind}"
+    require_writable(settings, action)
+    audit = audit or AuditLog.from_settings(settings)
+    audit.check()
+    target = {"vhost": settings.effective_vhost, "queue": queue}
+    detail = "" if limit is None else (f"rate={limit.rate} per_key={limit.per_key} "
+                                       f"key={limit.key}")
+    try:
+        await append_change(connection, settings.control_exchange, new_change(
+            queue, kind, f"{current_user()}@{socket.gethostname()}", limit),
+            timeout=COMMAND_TIMEOUT)
+    except QueuewatchError as exc:
+        audit.record(action, target, "error", detail=str(exc))
+        raise
+    audit.record(action, target, "ok", count=1, detail=detail)

@@ -39,6 +39,9 @@ log = logging.getLogger(__name__)
 #: that comes back is consumed again within a few seconds.
 RESUBSCRIBE_POLICY = ReconnectPolicy(initial=0.25, factor=2.0, cap=3.0)
 
+#: Seconds a resumed consumer keeps its old channel open for acks of jobs still running.
+OLD_CHANNEL_GRACE = 3600.0
+
 Callback = Callable[[Any], Awaitable[None] | None]
 """Called with each delivery (an aio-pika ``IncomingMessage``); see the module docstring."""
 
@@ -46,7 +49,7 @@ Callback = Callable[[Any], Awaitable[None] | None]
 #: worker's heartbeat carries, so the state needs no copy on its way to the monitor).
 Cause = Literal[
     "starting", "link_down", "consumer_timeout", "cancelled_by_broker", "queue_missing",
-    "queue_down", "channel_closed", "stopped",
+    "queue_down", "channel_closed", "stopped", "paused",
 ]
 
 
@@ -205,7 +208,7 @@ class Subscription:
             log.debug("closing the old channel of %r: %s", self.queue, exc)
 
     # -- stopping ----------------------------------------------------------------------
-    async def cancel(self) -> None:
+    async def cancel(self, cause: Cause = "stopped", reason: str = "stopped") -> None:
         """Stop receiving new deliveries (basic.cancel) but keep the channel, so deliveries
         already received can still be acked. Never raises for a dead link."""
         self._stopped = True
@@ -221,9 +224,32 @@ class Subscription:
                 await asyncio.wait_for(underlay.basic_cancel(tag), 2.0)
             except ANY_BROKER_ERROR as exc:
                 log.debug("cancel consumer of %r: %s", self.queue, exc)
-        self._set(False, "stopped", "stopped")
+        self._set(False, cause, reason)
+
+    def resume(self) -> None:
+        """Consume again after :meth:`cancel` (a paused queue resumed). The old channel is
+        left open for the deliveries still being worked on (their acks go on it) and closed
+        :data:`OLD_CHANNEL_GRACE` seconds later at the latest."""
+        if not self._stopped:
+            return
+        self._stopped = False
+        old, self.channel = self.channel, None
+        if old is not None and not old.is_closed:
+            asyncio.get_running_loop().call_later(
+                OLD_CHANNEL_GRACE, lambda: asyncio.ensure_future(_close_quietly(old)))
+        if self.link.alive:
+            self.restart_soon()
 
     async def stop(self) -> None:
         """Cancel and close the channel (unacked deliveries go back to the queue)."""
         await self.cancel()
         await self._close_channel()
+
+
+async def _close_quietly(channel: AbstractChannel) -> None:
+    if channel.is_closed:
+        return
+    try:
+        await asyncio.wait_for(channel.close(), 2.0)
+    except ANY_BROKER_ERROR as exc:
+        log.debug("closing an old consumer channel: %s", exc)

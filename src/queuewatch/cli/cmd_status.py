@@ -75,11 +75,12 @@ def _queue_row(q: QueueStats) -> list[object]:
         return [q.name, "DOWN", "?", q.consumers, "?" if q.max_length else "-", "?", "?",
                 "?", "?", "-" if q.dlq_depth is None else q.dlq_depth]
     fill = q.fill
+    out = _rate(q.ack_rate + q.no_ack_rate)
     return [
-        q.name, q.ready, q.unacked, q.consumers,
+        f"{q.name} [paused]" if q.paused else q.name, q.ready, q.unacked, q.consumers,
         "-" if fill is None else f"{fill:.0%}",
         fmt_duration(q.oldest_age), fmt_duration(q.drain_eta),
-        _rate(q.publish_rate), _rate(q.ack_rate + q.no_ack_rate),
+        _rate(q.publish_rate), out if q.rate_limit is None else f"{out}/{q.rate_limit:g}",
         "-" if q.dlq_depth is None else q.dlq_depth,
     ]
 

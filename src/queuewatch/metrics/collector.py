@@ -144,6 +144,10 @@ def snapshot_families(snap: Snapshot, stale_after: float,
                       "consumers, DLQs and delay levels excluded (absent otherwise)")
     stuck = _gauge("queuewatch_stuck_jobs", "In-flight jobs running longer than the queue's "
                    "stuck threshold (absent when none)")
+    paused = _gauge("queuewatch_queue_paused", "1 while an operator has paused the queue "
+                    "(queuewatch queues pause; absent otherwise): its backlog is expected")
+    limit = _gauge("queuewatch_queue_rate_limit", "The queue's queue-wide rate limit in jobs/s "
+                   "over every worker (absent without one)")
     stuck_all = _gauge("queuewatch_stuck_jobs_overall", "Stuck jobs over all queues", [])
     stuck_all.add_metric([], len(snap.stuck_jobs))
     stalled_set, orphan_set = set(snap.stalled_queues), set(snap.orphaned_queues)
@@ -181,6 +185,10 @@ def snapshot_families(snap: Snapshot, stale_after: float,
             stalled.add_metric(labels, 1.0)
         if q.ref(qualified) in orphan_set:
             orphaned.add_metric(labels, 1.0)
+        if q.paused:
+            paused.add_metric(labels, 1.0)
+        if q.rate_limit is not None:
+            limit.add_metric(labels, q.rate_limit)
         if q.name in stuck_by_queue:
             stuck.add_metric(labels, stuck_by_queue[q.name])
 
@@ -212,7 +220,7 @@ def snapshot_families(snap: Snapshot, stale_after: float,
         alerts.add_metric([severity], sum(1 for a in snap.alerts if a.severity == severity))
     basics = [] if lean else [messages, consumers]
     families = [poll, taken, exported, left_out, *basics, age, drain, full, fill, cap, dlq,
-                stalled, orphaned, stuck, stuck_all, workers_up, hung, hb_age, in_flight, running, alarm,
+                stalled, orphaned, paused, limit, stuck, stuck_all, workers_up, hung, hb_age, in_flight, running, alarm,
                 alerts, idle, live]
     feed = snap.heartbeats
     if feed is None:

@@ -27,7 +27,9 @@ def queue_alerts(q: QueueStats, t: Thresholds, qualified: bool = False) -> list[
     age = q.oldest_age
     # Dead letters wait by design and nothing consumes a DLQ, so lag there is not an alarm:
     # a DLQ alerts on growth instead (below, on its job queue).
-    if age is not None and (q.ready or 0) > 0 and age > t.oldest_age_warning and not q.is_dlq:
+    # A paused queue's backlog waits by design too.
+    if age is not None and (q.ready or 0) > 0 and age > t.oldest_age_warning and not q.is_dlq \
+            and not q.paused:
         critical = age > t.oldest_age_critical
         out.append(Alert(
             "critical" if critical else "warning", "oldest_age", ref,

@@ -19,6 +19,7 @@ from typing import Any
 from queuewatch.broker.management import ManagementClient
 from queuewatch.config import BROKER_STATS_INTERVAL, Settings
 from queuewatch.errors import NotAuthorised, QueuewatchError
+from queuewatch.events.queuestate import QueueState
 from queuewatch.monitor.alerts import build_alerts
 from queuewatch.monitor.detect import (
     StallTracker,
@@ -32,6 +33,7 @@ from queuewatch.monitor.freshness import ALWAYS_LIVE, feed_alert
 from queuewatch.monitor.heartbeats import HeartbeatSource
 from queuewatch.monitor.history import QueueHistory
 from queuewatch.monitor.model import BrokerInfo, NodeStats, QueueStats, Snapshot
+from queuewatch.monitor.paused import with_queue_state
 from queuewatch.monitor.queues import MONITOR_QUEUE_COLUMNS, ack_count, parse_queue
 from queuewatch.telemetry import is_private_queue
 from queuewatch.topology import DLQ_SUFFIX, Topology
@@ -82,6 +84,8 @@ class Monitor:
         self.clock = clock
         self.topology = topology
         self.heartbeats = heartbeats
+        self.queue_states: Mapping[str, QueueState] | None = None
+        """Paused queues and run-time limits (the session's queue-state reader), if known."""
         self.vhost: str | None = None if all_vhosts else settings.effective_vhost
         self.history = QueueHistory(settings.history_size)
         """Per-queue history (``monitor.history.get(name)``), oldest first."""
@@ -135,6 +139,10 @@ class Monitor:
             open_conns = await self._connection_names()
         workers = build_workers(beats, now, t.heartbeat_stale_seconds, open_conns,
                                 feed or ALWAYS_LIVE)
+        queues = with_queue_state(queues, workers, self.queue_states, self.topology,
+                                  self.settings.effective_vhost)
+        paused = {q.ref(qualified) for q in queues if q.paused}
+        orphaned = tuple(r for r in orphaned if r not in paused)
         stuck = find_stuck_jobs(workers, now, self._stuck_after)
         alerts = build_alerts(queues, nodes, workers, stuck, stalled, orphaned, t, qualified)
         lost = feed_alert(feed, now)

@@ -83,6 +83,10 @@ class QueueStats:
     """Replicated queues: the nodes holding a member (empty for classic queues)."""
     online: tuple[str, ...] = ()
     """Replicated queues: the members online now."""
+    paused: bool = False
+    """An operator paused it (``queuewatch queues pause``): workers do not consume it."""
+    rate_limit: float | None = None
+    """Its queue-wide rate limit in jobs/s (run-time or topology), if any."""
 
     @property
     def depth(self) -> int | None:
@@ -205,7 +209,7 @@ class WorkerStats:
     @property
     def not_consuming(self) -> tuple[ConsumerStatus, ...]:
         """The queues the worker should consume but does not (its consumer is not live)."""
-        return tuple(c for c in self.consumers if not c.live)
+        return tuple(c for c in self.consumers if not c.live and c.cause != "paused")
 
     @property
     def state(self) -> WorkerState:

@@ -37,6 +37,7 @@ from queuewatch.broker.management import ManagementClient
 from queuewatch.broker.types import Channel, Connection, DeliveryMode, ExchangeType, Message, Queue
 from queuewatch.config import Settings
 from queuewatch.errors import BrokerUnavailable, QueuewatchError
+from queuewatch.events.queuestate import QueueStates
 from queuewatch.monitor.core import (
     CONNECTION_COLUMNS,
     ErrorCallback,
@@ -117,6 +118,10 @@ class MonitorSession:
         self.subscription = self.link.subscribe(
             LISTENER_QUEUE_PREFIX + "*", self.feed.on_message, no_ack=True,
             declare=self._declare_listener, on_change=self._subscription_changed)
+        # Paused queues and run-time limits (read only: the stream is made by the first change).
+        self.queue_states = QueueStates(self.link, self.settings.control_exchange)
+        self.queue_states.reader.subscribe(passive=True)
+        self.monitor.queue_states = self.queue_states.states
         await self.link.start()
         self._probe_task = asyncio.create_task(self._probe_loop(), name="heartbeat probe")
 

@@ -118,6 +118,8 @@ class Processor:
     """Releases the key of a job published with ``unique_for`` when it finishes."""
     cancels: CancelList | None = None
     """Jobs cancelled before they ran (skipped when they come up)."""
+    paused: set[str] = field(default_factory=set)
+    """Paused queues: a prefetched job of one goes back to its queue unstarted."""
     _next: int = 0
     _ack_lost_seen: dict[str, tuple[float, int]] = field(default_factory=dict)
     """Per queue: when the last "ack lost" line was logged, and how many were not since."""
@@ -181,6 +183,9 @@ class Processor:
                     return  # shutting down: leave it unacked, the broker requeues it
                 if channel_gone(message):
                     return  # prefetched on a channel the broker closed: it was requeued
+                if job.queue in self.paused:
+                    await settle(message.reject(requeue=True))  # paused: back, unstarted
+                    return
                 if task is not None:
                     self.active.add(task)
                 ran = await self._run(message, route, job)

@@ -36,6 +36,7 @@ from queuewatch.broker.types import Connection as AbstractConnection
 from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
 from queuewatch.config import Settings
 from queuewatch.errors import ConfigError, QueuewatchError
+from queuewatch.events.queuestate import QueueStates
 from queuewatch.events.recorder import recorder_for
 from queuewatch.idempotency import IdempotencyStore, SqliteStore
 from queuewatch.producer.locks import Locks
@@ -49,6 +50,7 @@ from queuewatch.worker.job import Handler
 from queuewatch.worker.journal import Journal
 from queuewatch.worker.liveness import consumer_timeout_line, timeout_warnings
 from queuewatch.worker.metrics import PrometheusObserver
+from queuewatch.worker.pause import Pauses
 from queuewatch.worker.process import Processor, Route
 from queuewatch.worker.ratelimit import TokenBucket
 from queuewatch.worker.telemetry import (
@@ -144,6 +146,10 @@ class Worker:
         )
         self.subscriptions: dict[str, Subscription] = {}
         """One per job queue, once ``run`` started."""
+        self.queue_states = QueueStates(self.link, settings.control_exchange)
+        """Paused queues and run-time rate limits (read at start, then live)."""
+        self.pauses = Pauses(self.link, self.queue_states, self.processor.paused,
+                             self.subscriptions, self.worker_id)
         self._stopping = asyncio.Event()
         self.connected = asyncio.Event()
         """Set while every job queue's consumer is live (tests and the CLI wait on it)."""
@@ -228,10 +234,13 @@ class Worker:
             # Tombstones first (bounded wait): a job cancelled while queued must not run.
             await self.link.start()
             await self.processor.cancels.start()
+        await self.link.start()
+        await self.queue_states.reader.start()  # paused queues stay paused (bounded wait)
         for name, route in self.routes.items():
             self.subscriptions[name] = self.link.subscribe(
                 name, self._callback(route), prefetch=self.prefetch,
                 on_change=self._on_consumer_change)
+        await self.pauses.apply()
         self.link.subscribe(
             control_queue_name(self.worker_id), control_handler(self.processor),
             declare=control_declarer(self.topology.control_exchange, self.worker_id))
@@ -269,7 +278,8 @@ class Worker:
 
     def _on_consumer_change(self, sub: Subscription) -> None:
         state = sub.state
-        if all(s.live for s in self.subscriptions.values()) and len(self.subscriptions) == len(self.routes):
+        if all(s.live or s.state.cause == "paused" for s in self.subscriptions.values()) \
+                and len(self.subscriptions) == len(self.routes):
             self.connected.set()
         else:
             self.connected.clear()
@@ -281,7 +291,7 @@ class Worker:
             log.warning("worker %s: %s", self.worker_id, consumer_timeout_line(
                 state, route.spec if route else None, list(self.processor.running.values()),
                 self.settings.broker_consumer_timeout))
-        elif not state.live and state.cause not in ("starting", "stopped", "link_down"):
+        elif not state.live and state.cause not in ("starting", "stopped", "link_down", "paused"):
             log.warning("worker %s: not consuming %r: %s; %s", self.worker_id, state.queue,
                         state.reason, consumer_advice(state.cause))
         self.observer.on_consumer_change(self.worker_id, state)
