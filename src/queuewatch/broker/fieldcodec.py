@@ -1,6 +1,6 @@
 """AMQP names and field values as RabbitMQ takes them, sent and read back unchanged.
 
-pamqp (under aiormq and aio-pika) is stricter than RabbitMQ, and lossy, in four places that
+pamqp (under aiormq and aio-pika) is stricter than RabbitMQ, and lossy, in five places that
 matter for messages queuewatch did not write (dead letters from Java, .NET, Go or pika
 clients) and must send back as they came:
 
@@ -17,6 +17,8 @@ clients) and must send back as they came:
   3170843 is out of range``: an ``x-death`` time of 10^17), which ends the whole read.
   Such a value is read as a :class:`RawTimestamp` (the number on the wire) and sent back
   as the same AMQP timestamp;
+* **long header names**: pamqp cuts field names to 128 bytes (and logs a warning); they
+  are sent whole (a short string: up to 255 bytes);
 * **timestamps pamqp reads as milliseconds** (above 2^32, pamqp divides by 1000): read as
   a :class:`WireTimestamp`, a ``datetime`` like pamqp's that remembers the number on the
   wire, so a republish sends that number, not a changed one.
@@ -43,6 +45,7 @@ ANY_NAME = re.compile(r"(?s).*")
 ENCODE_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OverflowError, struct.error)
 
 _TIMESTAMP = struct.Struct(">Q")
+_INTEGER = struct.Struct(">I")
 _DOUBLE = struct.Struct(">d")
 
 
@@ -90,11 +93,32 @@ def encode_timestamp(value: Any) -> bytes:
     return _ORIGINAL_TIMESTAMP(value)
 
 
+def _encode_field_table(value: Any) -> bytes:
+    """pamqp's table encoder without its cut of field names to 128 bytes (with a warning
+    on the user's terminal): a name is a short string, up to 255 bytes, as RabbitMQ and
+    other clients send it; a longer one cannot be sent (TypeError, reported per message)."""
+    if not value:
+        return _INTEGER.pack(0)
+    if not isinstance(value, dict):
+        raise TypeError(f"dict required, received {type(value)}")
+    data = []
+    for key, item in sorted(value.items()):
+        data.append(pamqp.encode.short_string(key))
+        try:
+            data.append(_encode_table_value(item))
+        except TypeError as err:
+            raise TypeError(f"{key} error: {err}") from err
+    output = b"".join(data)
+    return _INTEGER.pack(len(output)) + output
+
+
 def _encode_table_value(value: Any) -> bytes:
     if isinstance(value, float):
         return b"d" + _DOUBLE.pack(value)
     if isinstance(value, RawTimestamp | WireTimestamp):
         return b"T" + encode_timestamp(value)
+    if isinstance(value, dict):
+        return b"F" + _encode_field_table(value)
     return _ORIGINAL_TABLE_VALUE(value)
 
 
@@ -114,6 +138,8 @@ def install() -> None:
     pamqp.decode.TABLE_MAPPING[b"T"] = decode_timestamp
     pamqp.encode.METHODS["timestamp"] = encode_timestamp
     pamqp.encode.encode_table_value = _encode_table_value
+    pamqp.encode.field_table = _encode_field_table
+    pamqp.encode.METHODS["table"] = _encode_field_table
     _installed = True
 
 

@@ -10,6 +10,7 @@ the JSON is always a tag and never ambiguous:
 * ``{"timestamp": 1700000000}`` an AMQP timestamp: the number on the wire (whole seconds
   since the epoch, UTC, as RabbitMQ writes them; any 64-bit number another client sent)
 * ``{"decimal": "1.25"}``     an AMQP decimal
+* ``{"double": "7ff8..."}``   a double JSON has no number for (NaN, infinity): its 8 bytes
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import math
+import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +30,8 @@ from queuewatch.broker.fieldcodec import (
     timestamp_to_wire,
 )
 from queuewatch.errors import QueuewatchError
+
+_DOUBLE = struct.Struct(">d")
 
 
 class CodecError(QueuewatchError):
@@ -40,6 +45,8 @@ def encode_value(value: Any) -> Any:
             return {"timestamp": timestamp_to_wire(value)}
         except ENCODE_ERRORS as exc:  # a datetime before 1970: no AMQP timestamp
             raise CodecError(f"cannot export the timestamp {value!r}: {exc}") from exc
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"double": _DOUBLE.pack(value).hex()}  # every bit (NaN payloads too)
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, bytearray):
@@ -74,6 +81,8 @@ def decode_value(value: Any) -> Any:
             return bytearray(base64.b64decode(inner))
         if tag == "timestamp" and isinstance(inner, int) and 0 <= inner < 2**64:
             return timestamp_from_wire(inner)
+        if tag == "double" and isinstance(inner, str):
+            return float(_DOUBLE.unpack(bytes.fromhex(inner))[0])
         if tag == "decimal":
             return decimal.Decimal(inner)
     raise CodecError(f"unknown value in export file: {value!r}")

@@ -214,7 +214,12 @@ REPLAY_SHOVEL_PREFIX = "queuewatch-replay-"
 def replay_count(headers: Mapping[str, Any]) -> int:
     """Replays so far (the worker folds shovel replays into the header; see
     :mod:`queuewatch.dlq.shovel`)."""
-    return env.replay_count_of(headers)
+    return min(env.replay_count_of(headers), MAX_REPLAY_COUNT)
+
+
+#: A replay count beyond any real one (a double header of 1e300): kept below 2^63 so that
+#: the count written on the next replay is still an AMQP integer.
+MAX_REPLAY_COUNT = 2**62
 
 
 def _celery_task_id(headers: Mapping[str, Any]) -> str | None:

@@ -43,7 +43,8 @@ class QueueHasConsumers(QueuewatchError):
         super().__init__(
             f"{queue!r} has {consumers} consumer{'s' if consumers != 1 else ''}: it looks like "
             "a live queue, not a dead-letter queue, and reading it would take its messages "
-            "from them for a moment (and mark them redelivered); pass --force to read it anyway")
+            "from its consumers for a moment (and mark them redelivered); --force-read reads "
+            "it anyway")
 
 
 def dlq_name(queue: str) -> str:
