@@ -246,3 +246,37 @@ async def test_sse_sends_keepalive_comments_while_idle(connection, settings, vho
         # And a client that goes away is forgotten
         await asyncio.sleep(0.3)
         assert not app.hub.subscribers
+
+
+async def test_sse_resumes_on_another_host_without_gaps(connection, settings, vhost, tmp_path):
+    # Given 50 finished jobs, and host A's index built live while they ran
+    topo = await declare(connection, vhost, QueueSpec("jobs"))
+    worker = Worker(settings, topo, concurrency=20)
+
+    @worker.job("jobs")
+    async def handle(job: Job) -> int:
+        return int(job.payload["n"])
+
+    async with Jobs(settings, index=tmp_path / "a.sqlite3") as a, served(a) as (_, http_a):
+        async with running(worker), AsyncProducer(settings, topo) as producer:
+            for i in range(50):
+                await producer.publish("jobs", {"n": i}, job_id=f"job-{i}")
+            await asyncio.gather(*(a.wait(f"job-{i}", 30) for i in range(50)))
+        part1 = await _collect(http_a, "/events?queue=jobs", 75)
+        # When host B (an index built in one catch-up: numbered its own way) takes over
+        async with Jobs(settings, index=tmp_path / "b.sqlite3") as b, served(b) as (_, http_b):
+            differ = [e for e in a.index.events_after(None, 1000)
+                      if a.index.position_of(e.event_id) != b.index.position_of(e.event_id)]
+            last_id = [e.id for e in part1 if e.id is not None][-1]
+            sent_after = [i for i, e in enumerate(part1) if e.id == last_id][-1] + 1
+            # Then the client resuming there with A's last id misses nothing
+            rest = await _collect(http_b, "/events?queue=jobs", 150 - sent_after, last_event_id=last_id)
+            full = await _collect(http_b, "/events?queue=jobs", 150)
+
+    def ids(events: list[SseEvent]) -> list[str]:
+        return [json.loads(e.data)["id"] for e in events]
+
+    assert differ, "both hosts numbered the events alike: the test proves nothing"
+    seen = ids(part1[:sent_after])
+    resumed = seen + [i for i in ids(rest) if i not in seen]
+    assert resumed == ids(full), "a gap or a reordering after the move to host B"

@@ -6,7 +6,7 @@ import time
 
 from queuewatch.events.model import Event, Source
 from queuewatch.jobs.reorder import Reorder
-from queuewatch.jobs.sse import parse_id
+from queuewatch.jobs.sse import format_id, parse_id
 
 SRC = Source("test")
 
@@ -28,10 +28,11 @@ def test_a_late_accepted_goes_before_its_job_and_ids_mark_what_was_sent() -> Non
     assert [(e.kind, e.job_id) for _, e, _ in out] == [
         ("started", "a"), ("accepted", "b"), ("started", "b"), ("succeeded", "a"),
         ("succeeded", "b")]
-    assert [pos for pos, _, _ in out] == [(1, 0), None, None, None, (4, 0)]
+    ids = [None if item is None else (item[0], item[1].kind, item[1].job_id) for item, _, _ in out]
+    assert ids == [((1, 0), "started", "a"), None, None, None, ((4, 0), "accepted", "b")]
     # And later events of known jobs pass straight through with their own ids
     order.feed([((5, 0), ev("started", "b"))])
-    assert [pos for pos, _, _ in order.release()] == [(5, 0)]
+    assert [item and item[0] for item, _, _ in order.release()] == [(5, 0)]
 
 
 def test_a_job_without_accepted_is_sent_after_the_hold() -> None:
@@ -39,12 +40,15 @@ def test_a_job_without_accepted_is_sent_after_the_hold() -> None:
     order.feed([((1, 0), ev("started", "foreign"))])
     assert order.release() == []
     time.sleep(0.06)
-    assert [pos for pos, _, _ in order.release()] == [(1, 0)]
+    assert [item and item[0] for item, _, _ in order.release()] == [(1, 0)]
 
 
-def test_event_ids_parse_strictly() -> None:
-    assert parse_id("12-3") == (12, 3)
-    for bad in ("", "12", "a-b", "-1-2", "1-2-3", "1 -2", "9" * 50 + "-1"):
+def test_event_ids_name_the_event_and_parse_strictly() -> None:
+    assert format_id((12, 3), "ab12") == "12-3-ab12"
+    assert format_id((12, 3), "evil\nid: 9-9") == "12-3"  # never a line break in an id
+    assert parse_id("12-3") == ((12, 3), None)
+    assert parse_id("12-3-ab12") == ((12, 3), "ab12")
+    for bad in ("", "12", "a-b", "-1-2", "1-2-x y", "1 -2", "9" * 50 + "-1"):
         try:
             parse_id(bad)
         except ValueError:

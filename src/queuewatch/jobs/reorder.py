@@ -27,7 +27,7 @@ FIRST_KINDS = frozenset({ev.ACCEPTED, ev.SCHEDULED})
 
 class Reorder:
     """One client's events in each job's real order (see the module docstring): ``feed``
-    items in stream order, ``release`` what may be sent now as (id or None, event)."""
+    items in stream order, ``release`` what may be sent now."""
 
     def __init__(self, index_has_first: Callable[[str, Position], bool],
                  hold: float = HOLD) -> None:
@@ -72,23 +72,24 @@ class Reorder:
             return None
         return max(self.since + self.hold - time.monotonic(), 0.0)
 
-    def release(self) -> list[tuple[Position | None, Event, Position]]:
-        """(the id to send or None, the event, its own position), in sending order."""
+    def release(self) -> list[tuple[Item | None, Event, Position]]:
+        """In sending order: (the item whose position and event id make the ``id`` to send,
+        or None for no id; the event; its own position)."""
         if self.waiting and time.monotonic() - self.since < self.hold:
             return []
         for job in self.waiting:  # gave up waiting: a job without an accepted event
             self._note_seen(job)
         self.waiting.clear()
-        out: list[tuple[Position | None, Event, Position]] = []
+        out: list[tuple[Item | None, Event, Position]] = []
         ahead: Position | None = None
         for pos, e, moved in self.buffer:
             if moved:
                 ahead = pos if ahead is None or pos > ahead else ahead
                 out.append((None, e, pos))
             else:
-                out.append((pos if ahead is None or pos > ahead else None, e, pos))
+                out.append(((pos, e) if ahead is None or pos > ahead else None, e, pos))
         if out and ahead is not None:  # everything up to the moved events' is sent now
-            top = max(ahead, max(p for p, _, _ in self.buffer))
-            out[-1] = (top, out[-1][1], out[-1][2])
+            top = max(self.buffer, key=lambda entry: entry[0])
+            out[-1] = ((top[0], top[1]), out[-1][1], out[-1][2])
         self.buffer = []
         return out

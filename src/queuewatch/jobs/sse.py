@@ -2,14 +2,14 @@
 
 Each job event is sent as::
 
-    id: <stream offset>-<index>
+    id: <stream offset>-<index>-<event id>
     event: <kind>                  (accepted, started, attempt_failed, succeeded, ...)
     data: <the event as JSON>
 
-The id is the event's position in the job events stream (as the local index numbers it), so
+The id is the event's position in the job events stream (``<offset>-<index>-<event id>``), so
 a client that reconnects with ``Last-Event-ID`` (browsers' EventSource do this by
 themselves) first gets every event after that position from the index, then the live ones —
-no gap.
+no gap, also when it reconnects to another host (see :meth:`EventHub.resume_after`).
 
 Each job's events go out in their real order (accepted before started, even when the
 stream holds them the other way round: see :mod:`.reorder`). A comment line every
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Iterator
 
@@ -39,27 +40,37 @@ MAX_QUEUED = 20_000
 PAGE = 1000
 #: Milliseconds a browser waits before reconnecting (the SSE ``retry`` field).
 RECONNECT_MS = 1000
+_EVENT_ID = re.compile(r"^[A-Za-z0-9_.:]{1,64}$")
 #: Entries kept in the hub's caches (encoded events, jobs' first positions) before a reset.
 CACHE_MAX = 100_000
 
 
-def format_id(position: Position) -> str:
+def format_id(position: Position, event_id: str) -> str:
+    """``<offset>-<index>-<event id>``: the index numbers events within this host's index, so
+    the event id lets another host (its index numbered its own way) find the same place."""
+    if _EVENT_ID.match(event_id):
+        return f"{position[0]}-{position[1]}-{event_id}"
     return f"{position[0]}-{position[1]}"
 
 
-def parse_id(text: str) -> Position:
-    """``"<offset>-<index>"`` -> (offset, index); ValueError for anything else."""
-    off, dash, idx = text.strip().partition("-")
-    if not dash or not off.isdigit() or not idx.isdigit() or len(text) > 40:
-        raise ValueError(f"not an event id: {text[:50]!r} (expected <offset>-<index>)")
-    return int(off), int(idx)
+def parse_id(text: str) -> tuple[Position, str | None]:
+    """``"<offset>-<index>[-<event id>]"`` -> ((offset, index), event id or None);
+    ValueError for anything else."""
+    off, _, rest = text.strip().partition("-")
+    idx, _, eid = rest.partition("-")
+    if (not off.isdigit() or not idx.isdigit() or len(off) > 20 or len(idx) > 20
+            or (eid and not _EVENT_ID.match(eid))):
+        raise ValueError(f"not an event id: {text[:50]!r} (expected <offset>-<index>-<event id>)")
+    return (int(off), int(idx)), eid or None
 
 
-def format_event(position: Position | None, event: Event, body: bytes | None = None) -> bytes:
+def format_event(id_item: Item | None, event: Event, body: bytes | None = None) -> bytes:
     """One SSE event; ``body``: its ``event:`` and ``data:`` lines, encoded before."""
     if body is None:
         body = encode_body(event)
-    return (f"id: {format_id(position)}\n".encode() if position is not None else b"") + body
+    if id_item is None:
+        return body
+    return f"id: {format_id(id_item[0], id_item[1].event_id)}\n".encode() + body
 
 
 def encode_body(event: Event) -> bytes:
@@ -133,11 +144,21 @@ class EventHub:
             if pos is not None:
                 items.append((pos, e))
                 body = self._bodies[e.event_id] = encode_body(e)
-                self._framed[e.event_id] = f"id: {format_id(pos)}\n".encode() + body
+                self._framed[e.event_id] = f"id: {format_id(pos, e.event_id)}\n".encode() + body
                 if e.kind in FIRST_KINDS and e.job_id not in self._first:
                     self._first[e.job_id] = pos
         for sub in list(self.subscribers):
             sub.offer(items)
+
+    def resume_after(self, last_event_id: tuple[Position, str | None]) -> Position:
+        """Where a client that last saw ``last_event_id`` resumes: after that event as this
+        host's index places it; an event this index does not hold: from the start of its
+        stream message (a few repeats, no gap)."""
+        position, event_id = last_event_id
+        if event_id is None:
+            return position
+        here = self.index.position_of(event_id)
+        return here if here is not None else (position[0], -1)
 
     def _positions(self, event_ids: list[str]) -> dict[str, Position]:
         """Stream positions of events in the index, a few queries for a whole batch."""
@@ -244,8 +265,9 @@ class EventHub:
         if out:
             framed, bodies = self._framed, self._bodies
             writer.write(b"".join(
-                framed.get(e.event_id) or format_event(pos, e) if pos == own
-                else format_event(pos, e, bodies.get(e.event_id)) for pos, e, own in out))
+                framed.get(e.event_id) or format_event(item, e)
+                if item is not None and item[1] is e
+                else format_event(item, e, bodies.get(e.event_id)) for item, e, _ in out))
         await writer.drain()
 
 

@@ -156,7 +156,7 @@ class JobsWeb:
                                  "(known: job, queue, last_event_id)")
         raw = request.headers.get("last-event-id") or request.param("last_event_id")
         try:
-            after = parse_id(raw) if raw else None
+            after = self.hub.resume_after(parse_id(raw)) if raw else None
         except ValueError as exc:
             raise HttpError(400, f"Last-Event-ID: {exc}") from None
         return job_id, queue, after
