@@ -27,12 +27,3 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], fragment: str)
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert fragment in lines[0], lines[0]
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now (on 127.0.0.1)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])

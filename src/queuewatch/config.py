@@ -144,6 +144,17 @@ class Settings:
     webhook_secret: str | None = field(default=None, repr=False)
     """Shared secret signing completion webhooks (HMAC-SHA256; ``QUEUEWATCH_WEBHOOK_SECRET``).
     Never logged; ``queuewatch webhooks`` refuses to start without it."""
+    outbox: bool = False
+    """Producers: while the broker is unreachable or blocks publishing, write jobs to a local
+    durable spool and return at once; sent when it is back (see docs/jobs.md)."""
+    outbox_dir: Path | None = None
+    """Where the outbox spools live (default ``<state_dir>/outbox``); setting it turns the
+    outbox on."""
+    outbox_max_jobs: int = 100_000
+    """Most jobs an outbox holds; at the cap a publish raises BackPressure (or waits)."""
+    outbox_fsync: bool = True
+    """fsync every spool commit (survives a power loss); false: survives a crash of the
+    process only, many times faster for one-at-a-time publishes."""
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     # -- derived values ----------------------------------------------------------------
@@ -255,10 +266,6 @@ _SETTINGS_FIELDS = {f.name: f for f in fields(Settings)}
 _THRESHOLD_FIELDS = {f.name: f for f in fields(Thresholds)}
 
 
-def _coerce(name: str, kind: Any, raw: Any, source: str) -> Any:
-    return coerce(name, kind, raw, source)
-
-
 def _validate(s: Settings, origins: Mapping[str, str] | None = None) -> Settings:
     """Every value in range (whatever its source: ``origins`` maps a setting to the file,
     variable or flag it came from; the rest are defaults), every URL usable."""
@@ -300,13 +307,13 @@ def settings_from_mapping(data: Mapping[str, Any], source: str) -> dict[str, Any
                 if tkey not in _THRESHOLD_FIELDS:
                     known = ", ".join(sorted(_THRESHOLD_FIELDS))
                     raise ConfigError(f"{source}: unknown key thresholds.{tkey} (known: {known})")
-                th[tkey] = _coerce(tkey, _THRESHOLD_FIELDS[tkey].type, tval, source)
+                th[tkey] = coerce(tkey, _THRESHOLD_FIELDS[tkey].type, tval, source)
             kwargs["thresholds"] = th
             continue
         if key not in _SETTINGS_FIELDS:
             known = ", ".join(sorted(_SETTINGS_FIELDS))
             raise ConfigError(f"{source}: unknown key {key!r} (known: {known})")
-        kwargs[key] = _coerce(key, _SETTINGS_FIELDS[key].type, raw, source)
+        kwargs[key] = coerce(key, _SETTINGS_FIELDS[key].type, raw, source)
     return kwargs
 
 
@@ -368,9 +375,9 @@ def load_settings(
             continue
         name = key[len(ENV_PREFIX):].lower()
         if name in _THRESHOLD_FIELDS:
-            thresholds[name] = _coerce(name, _THRESHOLD_FIELDS[name].type, value, key)
+            thresholds[name] = coerce(name, _THRESHOLD_FIELDS[name].type, value, key)
         elif name in _SETTINGS_FIELDS and name != "thresholds":
-            from_env[name] = _coerce(name, _SETTINGS_FIELDS[name].type, value, key)
+            from_env[name] = coerce(name, _SETTINGS_FIELDS[name].type, value, key)
         else:  # see unknown_environment(): the CLI warns about these
             continue
         origins[name] = key
@@ -381,9 +388,9 @@ def load_settings(
         if value is None:
             continue
         if key in _THRESHOLD_FIELDS:
-            thresholds[key] = _coerce(key, _THRESHOLD_FIELDS[key].type, value, FLAG_SOURCE)
+            thresholds[key] = coerce(key, _THRESHOLD_FIELDS[key].type, value, FLAG_SOURCE)
         elif key in _SETTINGS_FIELDS:
-            from_flags[key] = _coerce(key, _SETTINGS_FIELDS[key].type, value, FLAG_SOURCE)
+            from_flags[key] = coerce(key, _SETTINGS_FIELDS[key].type, value, FLAG_SOURCE)
         else:
             raise TypeError(f"unknown setting {key!r}")
         origins[key] = FLAG_SOURCE

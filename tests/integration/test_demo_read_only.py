@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 
 from queuewatch.audit import AuditLog
+from queuewatch.broker.management import q
 from queuewatch.cli import cmd_demo
 from queuewatch.errors import ReadOnlyError
 from tests.cli_helpers import assert_one_line_error, qw
@@ -41,15 +42,9 @@ async def _queue_with_other_arguments(settings, mgmt) -> str:
     path = cmd_demo.demo_topology_path()
     assert path is not None
     name = load_topology(path).queues[0].name
-    await mgmt.request("PUT", f"/queues/{mgmt_q(settings.vhost)}/{mgmt_q(name)}",
+    await mgmt.request("PUT", f"/queues/{q(settings.vhost)}/{q(name)}",
                        json={"durable": True, "arguments": {"x-max-length": 7}})
     return name
-
-
-def mgmt_q(name: str) -> str:
-    from urllib.parse import quote
-
-    return quote(name, safe="")
 
 
 async def test_read_only_demo_does_not_delete_a_vhost_whose_queues_differ(settings, mgmt, monkeypatch):
@@ -57,7 +52,7 @@ async def test_read_only_demo_does_not_delete_a_vhost_whose_queues_differ(settin
     # queue of the demo topology declared with other arguments, and a message in it
     monkeypatch.setattr(cmd_demo, "DEMO_VHOST", settings.vhost)
     name = await _queue_with_other_arguments(settings, mgmt)
-    await mgmt.request("POST", f"/exchanges/{mgmt_q(settings.vhost)}/amq.default/publish", json={
+    await mgmt.request("POST", f"/exchanges/{q(settings.vhost)}/amq.default/publish", json={
         "properties": {}, "routing_key": name, "payload": "keep me", "payload_encoding": "string"})
     read_only = replace(settings, read_only=True)
     # When the demo prepares it in read-only mode

@@ -18,6 +18,7 @@ from queuewatch.metrics import Exporter
 from queuewatch.webconfig import WebConfig
 from queuewatch.worker.metrics import PrometheusObserver
 from tests.helpers import wait_until
+from tests.nodes import free_port
 from tests.tls import make_ca, make_cert
 
 PROMETHEUS = shutil.which("prometheus")
@@ -76,12 +77,10 @@ def test_worker_metrics_endpoint_takes_the_same_file(web_config):
 
 
 @pytest.mark.prometheus
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
 @pytest.mark.skipif(PROMETHEUS is None, reason="prometheus server not installed (Debian: "
                     "apt-get install prometheus)")
 async def test_real_prometheus_scrapes_over_tls_with_basic_auth(settings, web_config, tmp_path):
-    from tests.cli_helpers import free_port
-
     cfg, ca = web_config
     with Exporter(replace(settings, web_config=cfg), heartbeats=False, max_age=1) as exporter:
         port = exporter.start(0)
@@ -115,7 +114,7 @@ async def test_real_prometheus_scrapes_over_tls_with_basic_auth(settings, web_co
                     seen[item["metric"]["job"]] = item["value"][1]
                 return {"right", "wrong"} <= set(seen)
 
-            await wait_until(both_jobs_scraped, timeout=60, interval=0.5,
+            await wait_until(both_jobs_scraped, timeout=90, interval=0.5,
                              what="Prometheus to scrape both jobs")
             # Then the right password scrapes (up 1) and the wrong one is refused (up 0)
             assert seen == {"right": "1", "wrong": "0"}, seen

@@ -14,7 +14,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.cli_helpers import ROOT, free_port, qw
+from tests.cli_helpers import ROOT, qw
+from tests.nodes import free_port
 
 SECRET = f"S3cr3t-{uuid.uuid4().hex[:8]}"
 
@@ -42,11 +43,18 @@ def _run_for(seconds: float, args: list[str], env: dict[str, str], fetch: str | 
                             env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     time.sleep(seconds)
     fetched = ""
-    if fetch is not None:
+    deadline = time.monotonic() + 90  # a loaded machine: the exporter may take a while to listen
+    while fetch is not None and not fetched:
+        import urllib.error
         import urllib.request
 
-        with urllib.request.urlopen(fetch, timeout=30) as resp:
-            fetched = resp.read().decode()
+        try:
+            with urllib.request.urlopen(fetch, timeout=30) as resp:
+                fetched = resp.read().decode()
+        except (urllib.error.URLError, ConnectionError):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise
+            time.sleep(0.5)
     proc.terminate()
     try:
         out, _ = proc.communicate(timeout=30)
