@@ -241,6 +241,8 @@ class Topology:
     delay_levels: int = DEFAULT_DELAY_LEVELS
     telemetry_exchange: str = "queuewatch.telemetry"
     control_exchange: str = "queuewatch.control"
+    schedules: tuple[Mapping[str, Any], ...] = ()
+    """The ``[[schedule]]`` tables as written (checked by :mod:`queuewatch.schedules`)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.delay_levels <= MAX_DELAY_LEVELS:
@@ -268,7 +270,8 @@ _QUEUE_KEYS = {
     "stuck_after", "rate_limit", "timeout", "delivery_limit", "webhook",
 }
 _RETRY_KEYS = {"max_attempts", "backoff_initial", "backoff_multiplier", "backoff_max", "jitter"}
-_TOP_KEYS = {"queue", "defaults", "delay_levels", "telemetry_exchange", "control_exchange"}
+_TOP_KEYS = {"queue", "defaults", "delay_levels", "telemetry_exchange", "control_exchange",
+             "schedule"}
 
 
 def _check_keys(where: str, data: Mapping[str, Any], allowed: set[str]) -> None:
@@ -315,7 +318,10 @@ def topology_from_mapping(data: Mapping[str, Any], source: str = "topology") -> 
         except TypeError as exc:
             raise ConfigError(f"{where}: {exc}") from None
     kwargs = {k: data[k] for k in ("delay_levels", "telemetry_exchange", "control_exchange") if k in data}
-    return Topology(queues=tuple(specs), **kwargs)
+    raw_schedules = data.get("schedule", [])
+    if not isinstance(raw_schedules, list) or not all(isinstance(r, Mapping) for r in raw_schedules):
+        raise ConfigError(f"{source}: schedule must be [[schedule]] tables")
+    return Topology(queues=tuple(specs), schedules=tuple(raw_schedules), **kwargs)
 
 
 def load_topology(path: str | Path) -> Topology:

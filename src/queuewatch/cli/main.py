@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
 #: the console). Every other command is one-shot: it reports through its result or its
 #: one error line, so a warning logged on the way (a failed address before the next one
 #: answered, a retry) must not reach the terminal as a second line.
-LONG_RUNNING = frozenset({"worker", "exporter", "tui", "demo", "serve", "webhooks"})
+LONG_RUNNING = frozenset({"worker", "exporter", "tui", "demo", "serve", "webhooks",
+                          "scheduler"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
