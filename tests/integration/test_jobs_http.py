@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import re
+import signal
 import ssl
 import subprocess
 from collections import defaultdict
@@ -280,3 +283,24 @@ async def test_sse_resumes_on_another_host_without_gaps(connection, settings, vh
     seen = ids(part1[:sent_after])
     resumed = seen + [i for i in ids(rest) if i not in seen]
     assert resumed == ids(full), "a gap or a reordering after the move to host B"
+
+
+async def test_queuewatch_serve_runs_answers_and_stops_on_sigterm(connection, settings, vhost, tmp_path):
+    await declare(connection, vhost, QueueSpec("jobs"))
+    env = {**os.environ, "QUEUEWATCH_AMQP_URL": settings.amqp_url,
+           "XDG_STATE_HOME": str(tmp_path / "state")}
+    proc = subprocess.Popen([QUEUEWATCH, "serve", "--port", "0", "--vhost", vhost],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.to_thread(proc.stdout.readline)
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match, (line, proc.stderr.read() if proc.poll() is not None else "")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{match.group(1)}", timeout=30) as http:
+            assert (await http.get("/healthz")).json() == {"status": "ok"}
+            r = await http.get("/jobs/never-published")
+            assert r.status_code == 404 and r.json()["state"] == "unknown"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 30)
+    assert code == 0 and "Traceback" not in (proc.stderr.read() if proc.stderr else "")
