@@ -6,7 +6,7 @@ import time
 
 from queuewatch.events.model import Event, Source
 from queuewatch.jobs.reorder import Reorder
-from queuewatch.jobs.sse import format_id, parse_id
+from queuewatch.jobs.sse import Subscriber, format_id, parse_id
 
 SRC = Source("test")
 
@@ -54,3 +54,15 @@ def test_event_ids_name_the_event_and_parse_strictly() -> None:
         except ValueError:
             continue
         raise AssertionError(f"accepted {bad!r}")
+
+
+def test_a_client_is_dropped_only_when_it_falls_behind() -> None:
+    sub = Subscriber(None, "q", max_queued=10)
+    burst = [((i, 0), ev("started", f"j{i}")) for i in range(50)]
+    sub.offer(burst)  # one big batch (a catch-up) is delivered, not a reason to drop
+    assert not sub.overflowed.is_set() and sub.waiting == 50
+    sub.offer(burst[:1])  # more while 50 are still waiting: too far behind
+    assert sub.overflowed.is_set()
+    other = Subscriber("j1", None, max_queued=10)
+    other.offer(burst)
+    assert [e.job_id for _, e in other.inbox.get_nowait()] == ["j1"]

@@ -102,8 +102,8 @@ class Subscriber:
             mine = [item for item in items if item[1].queue == self.queue]
         if not mine or self.overflowed.is_set():
             return
-        if self.waiting + len(mine) > self.max_queued:
-            self.overflowed.set()
+        if self.waiting and self.waiting + len(mine) > self.max_queued:
+            self.overflowed.set()  # behind by more than max_queued (one big batch is fine)
             return
         self.waiting += len(mine)
         self.inbox.put_nowait(mine)
