@@ -329,3 +329,13 @@ async def test_queue_drills_down_to_its_dlq():
         await settle(pilot)
         assert app.main.query_one(DlqView).dlq == "thumbnails.dlq"
         assert len(app.main.query_one(DlqView).letters) == 2
+
+
+async def test_a_table_in_a_hidden_tab_fits_the_width_once_shown():
+    app, _ = counting_app([demo_snapshot()])
+    async with app.run_test(size=(200, 50)) as pilot:
+        await settle(pilot)
+        await pilot.press("5")
+        await settle(pilot)
+        table = app.main.query_one(AlertsView).query_one(KeyedTable)
+        assert sum(c.width + 2 for c in table.columns.values()) >= 190

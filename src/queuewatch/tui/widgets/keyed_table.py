@@ -57,6 +57,14 @@ class KeyedTable(TableKeys, DataTable[Cell]):
     def on_resize(self, event: events.Resize) -> None:
         self._layout(event.size.width)
 
+    def on_show(self) -> None:
+        """A table in a hidden tab was laid out blind: fit it to its width once it shows."""
+        self.call_after_refresh(self._relayout)
+
+    def _relayout(self) -> None:
+        if self.size.width:
+            self._layout(self.size.width)
+
     @property
     def visible_columns(self) -> list[str]:
         return [self._spec[i].key for i in self._visible]
@@ -95,7 +103,7 @@ class KeyedTable(TableKeys, DataTable[Cell]):
         return any(needle in (c.plain if isinstance(c, Text) else c).lower() for c in cells)
 
     def _cells(self, row: tuple[Cell, ...]) -> tuple[Cell, ...]:
-        return tuple(row[i] for i in self._visible)
+        return tuple(_right(row[i]) if self._spec[i].right else row[i] for i in self._visible)
 
     def _show(self, rows: Mapping[str, tuple[Cell, ...]]) -> None:
         wanted = {k: self._cells(v) for k, v in rows.items() if self._matches(v)}
@@ -133,6 +141,16 @@ class KeyedTable(TableKeys, DataTable[Cell]):
     @property
     def keys(self) -> list[str]:
         return [str(r.key.value) for r in self.ordered_rows]
+
+
+def _right(cell: Cell) -> Cell:
+    """A cell of a right-aligned column, aligned right."""
+    if isinstance(cell, str):
+        return Text(cell, justify="right")
+    if cell.justify is None:
+        cell = cell.copy()
+        cell.justify = "right"
+    return cell
 
 
 def selected_row_key(table: DataTable[Any]) -> str | None:

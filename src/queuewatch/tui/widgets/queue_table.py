@@ -100,6 +100,9 @@ class QueueTable(TableKeys, DataTable[QueueCell]):
     def on_resize(self, event: events.Resize) -> None:
         self._layout(event.size.width)
 
+    def on_show(self) -> None:
+        self.call_after_refresh(lambda: self._layout(self.size.width) if self.size.width else None)
+
     @property
     def visible_columns(self) -> list[str]:
         return [QUEUE_COLUMNS[i].key for i in self._visible]
