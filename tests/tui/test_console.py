@@ -339,3 +339,15 @@ async def test_a_table_in_a_hidden_tab_fits_the_width_once_shown():
         await settle(pilot)
         table = app.main.query_one(AlertsView).query_one(KeyedTable)
         assert sum(c.width + 2 for c in table.columns.values()) >= 190
+
+
+async def test_enter_on_a_dead_letter_opens_its_detail_and_esc_comes_back():
+    app, _ = counting_app([demo_snapshot()], dead_letters={"thumbnails.dlq": demo_dead_letters(2)})
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        await pilot.press("enter")
+        assert app.main.query_one("#dlq-detail-pane").has_focus
+        await pilot.press("escape")
+        assert app.main.query_one("#dlq-table").has_focus

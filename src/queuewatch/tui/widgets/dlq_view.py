@@ -113,7 +113,8 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "leave_filter":
-            return bool(self.query_one("#dlq-filter", Input).has_focus)
+            return bool(self.query_one("#dlq-filter", Input).has_focus
+                        or self.query_one("#dlq-detail-pane").has_focus)
         if action in DESTRUCTIVE and self.read_only:
             return None
         return True
@@ -251,8 +252,18 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
         box.display = True
         box.focus()
 
+    @on(DataTable.RowSelected, "#dlq-table")
+    def _into_detail(self, event: DataTable.RowSelected) -> None:
+        """Enter on a dead letter: into its detail pane (scroll it; Esc comes back)."""
+        event.stop()
+        self.query_one("#dlq-detail-pane").focus()
+
     def action_leave_filter(self) -> None:
-        """Esc in the filter: clear it (and read again if a filter was applied), back to the list."""
+        """Esc in the filter: clear it (and read again if a filter was applied), back to the
+        list; Esc in the detail pane: back to the list."""
+        if self.query_one("#dlq-detail-pane").has_focus:
+            self.query_one("#dlq-table").focus()
+            return
         box = self.query_one("#dlq-filter", Input)
         box.value = ""
         box.display = False
