@@ -22,9 +22,10 @@ SECRET = f"S3cr3t-{uuid.uuid4().hex[:8]}"
 
 @pytest.fixture
 def user(admin_http: httpx.Client, vhost: str) -> Iterator[str]:
-    """A broker user whose password is SECRET, with full rights on the test's vhost."""
+    """A broker user whose password is SECRET, with full rights on the test's vhost (an
+    administrator: the demo creates its vhost and sets its own permissions)."""
     name = f"qwt-redact-{uuid.uuid4().hex[:6]}"
-    admin_http.put(f"/users/{quote(name, safe='')}", json={"password": SECRET, "tags": "management"}
+    admin_http.put(f"/users/{quote(name, safe='')}", json={"password": SECRET, "tags": "administrator"}
                    ).raise_for_status()
     admin_http.put(f"/permissions/{quote(vhost, safe='')}/{quote(name, safe='')}",
                    json={"configure": ".*", "write": ".*", "read": ".*"}).raise_for_status()
@@ -65,7 +66,7 @@ def _run_for(seconds: float, args: list[str], env: dict[str, str], fetch: str | 
 
 
 @pytest.mark.slow
-def test_no_command_writes_the_password(user, vhost, tmp_path):
+def test_no_command_writes_the_password(user, vhost, tmp_path, admin_http):
     state = tmp_path / "state"
     good = f"amqp://{user}:{SECRET}@127.0.0.1:5672/{quote(vhost, safe='')}"
     refused = f"amqp://{user}:{SECRET}@127.0.0.1:1/"
@@ -107,6 +108,17 @@ def test_no_command_writes_the_password(user, vhost, tmp_path):
                        {**env, "QUEUEWATCH_AMQP_URL": good}, fetch=f"http://127.0.0.1:{port}/metrics")
     assert "queuewatch_up" in metrics
     outputs.append(metrics)
+
+    # and the demo on a vhost of its own (it creates it): producer and worker children
+    # (their logs), the console, its SVG screenshot
+    shot, demo_vhost = tmp_path / "demo.svg", f"{vhost}-demo"
+    try:
+        demo = run("demo", "--headless", "--vhost", demo_vhost, "--interval", "0.5", "--exit-after",
+                   "6", "--screenshot", str(shot), extra={"QUEUEWATCH_AMQP_URL": good})
+    finally:
+        admin_http.delete(f"/vhosts/{quote(demo_vhost, safe='')}")
+    assert demo.returncode == 0, demo.stderr
+    assert shot.is_file() and list((state / "demo").glob("*.log"))
 
     # Then the secret appears nowhere: not in any output, not in any file written
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "qw.toml"]
