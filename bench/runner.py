@@ -31,6 +31,7 @@ def families() -> dict[str, Family]:
         b_failover,
         b_latency,
         b_monitor,
+        b_outbox,
         b_priority,
         b_publish,
         b_replay,
@@ -52,6 +53,7 @@ def families() -> dict[str, Family]:
         "events": b_events.run_recording,
         "lookup": b_events.run_lookup,
         "stores": b_stores.run,
+        "outbox": b_outbox.run,
     }
 
 

@@ -66,6 +66,9 @@ class Published:
     existing: bool = False
     """``unique_for`` with ``if_exists="return"``: this is the job already holding the key
     (nothing was published)."""
+    spooled: bool = False
+    """The broker was unreachable: the job is in the producer's outbox (durable on local
+    disk), sent with a confirm when the broker is back."""
 
 
 def delay_levels_of(topology: Topology | int | None) -> int:

@@ -45,6 +45,7 @@ from queuewatch.producer._common import (
 )
 from queuewatch.producer.locks import Locks, UniqueLock, unique_lock
 from queuewatch.producer.observer import ProducerObserver
+from queuewatch.producer.outbox import Outbox, spool_path
 from queuewatch.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 #: Give up re-sending after the broker has been unreachable this long (seconds).
 DEFAULT_RECONNECT_TIMEOUT = 60.0
 _BLOCKED_POLL = 0.1
+#: With the outbox: how long ``connect`` waits for the broker before spooling (seconds).
+OUTBOX_CONNECT_WAIT = 2.0
 
 
 class AsyncProducer:
@@ -84,6 +87,14 @@ class AsyncProducer:
         self.recorder = recorder_for(self.link, settings)
         self._source = Source("producer", name=connection_name)
         self._closed = False
+        self.outbox: Outbox | None = None
+        """With ``outbox = true``: the local spool used while the broker is away."""
+        if settings.outbox or settings.outbox_dir is not None:
+            self.outbox = Outbox(
+                spool_path(settings, connection_name), link=self.link, publisher=self._publisher,
+                recorder=self.recorder, source=self._source, delay_levels=self.delay_levels,
+                observer=self.observer, max_jobs=settings.outbox_max_jobs,
+                fsync=settings.outbox_fsync)
 
     @property
     def reconnects(self) -> int:
@@ -93,8 +104,17 @@ class AsyncProducer:
     # -- lifecycle ---------------------------------------------------------------------
     async def connect(self) -> None:
         """Connect (failing over along the addresses) within ``reconnect_timeout``; raises
-        the broker's refusal (credentials, vhost) at once."""
-        await self.link.open(self.reconnect_timeout)
+        the broker's refusal (credentials, vhost) at once. With the outbox, a broker that
+        does not answer is no error: publishes are spooled until it does."""
+        if self.outbox is None:
+            await self.link.open(self.reconnect_timeout)
+            return
+        self.outbox.start()
+        try:
+            await self.link.open(min(self.reconnect_timeout, OUTBOX_CONNECT_WAIT))
+        except BrokerUnavailable as exc:
+            log.warning("broker unreachable (%s); publishes go to the outbox %s", exc,
+                        self.outbox.path)
 
     async def close(self) -> None:
         """Wait for outstanding confirms, then close the connection."""
@@ -102,6 +122,8 @@ class AsyncProducer:
             await self.flush()
         finally:
             self._closed = True
+            if self.outbox is not None:
+                await self.outbox.close()
             if self.recorder is not None:
                 await self.recorder.close()
             await self._locks.close()
@@ -192,6 +214,12 @@ class AsyncProducer:
     ) -> asyncio.Future[Published]:
         if self._closed:
             raise PublishError("the producer is closed")
+        if self.outbox is not None and lock is None and (
+                self.outbox.depth or not self.link.alive or self.link.blocked):
+            spooled: asyncio.Future[Published] = asyncio.get_running_loop().create_future()
+            spooled.set_result(await self.outbox.put(
+                out, wait=wait, timeout=DEFAULT_WAIT_TIMEOUT if timeout is None else timeout))
+            return spooled
         await self._slots.acquire()
         fut: asyncio.Future[Published] = asyncio.ensure_future(
             self._send(out, wait, timeout) if lock is None else self._send_unique(out, wait, timeout, lock))
@@ -237,6 +265,8 @@ class AsyncProducer:
             message_id=out.message_id, timestamp=_ts(out.timestamp), headers=out.headers,
         )
         while True:
+            if self.outbox is not None and (self.link.blocked or not self.link.alive):
+                return await self.outbox.put(out, wait=True)
             if self.link.blocked:
                 await self._wait_unblocked()
             left = (link_deadline or time.monotonic() + self.reconnect_timeout) - time.monotonic()
@@ -266,6 +296,8 @@ class AsyncProducer:
                         continue
                     raise QueueDown(out.queue, result.detail)
             # link_lost: the message may or may not have arrived; send it again
+            if self.outbox is not None:  # (from the outbox: the same id, at-least-once)
+                return await self.outbox.put(out, wait=True)
             now = time.monotonic()
             link_deadline = link_deadline or now + self.reconnect_timeout
             if now >= link_deadline or self._closed:

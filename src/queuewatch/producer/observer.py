@@ -11,3 +11,7 @@ class ProducerObserver:
 
     def on_blocked(self, blocked: bool) -> None:
         """The broker blocked (True) or unblocked (False) the producer's connection."""
+
+    def on_outbox(self, depth: int, oldest_age: float | None) -> None:
+        """The outbox changed: ``depth`` jobs spooled, the oldest waiting ``oldest_age``
+        seconds (None: empty). Only with ``outbox = true``."""

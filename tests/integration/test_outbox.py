@@ -1,0 +1,123 @@
+"""The producer outbox on a throwaway node that can be stopped: with the broker down,
+publishes return at once and land in the spool; a kill -9 of the producer (while spooling,
+and again while draining) loses nothing that publish returned for; duplicates only among a
+batch in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from queuewatch.broker.connect import connect
+from queuewatch.config import Settings, load_settings
+from queuewatch.errors import ConfigError
+from queuewatch.producer import AsyncProducer
+from queuewatch.producer.outbox import BATCH
+from queuewatch.topology import QueueSpec
+from tests.helpers import declare, wait_until
+from tests.nodes import Node
+from tests.outboxes import start_producer
+
+N = 10_000
+CHUNK = 100
+
+
+async def consume_all(settings: Settings, queue_name: str) -> Counter[str]:
+    """Every message id on the queue (consumed until 3 s without a delivery)."""
+    conn = await connect(settings)
+    channel = await conn.channel()
+    await channel.set_qos(prefetch_count=1000)
+    queue = await channel.declare_queue(queue_name, passive=True)
+    got: Counter[str] = Counter()
+    try:
+        async with queue.iterator(timeout=3) as it:
+            async for msg in it:
+                got[str(msg.message_id)] += 1
+                await msg.ack()
+    except TimeoutError:
+        pass
+    await conn.close()
+    return got
+
+
+def spool_depth(outbox: Path) -> int:
+    db = sqlite3.connect(outbox / "outbox-test.sqlite")
+    try:
+        return int(db.execute("select count(*) from spool").fetchone()[0])
+    finally:
+        db.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+async def test_outbox_survives_a_broker_outage_and_kill9_of_the_producer(
+        throwaway_node: Node, tmp_path: Path) -> None:
+    node = throwaway_node
+    settings = replace(load_settings(env={}), amqp_url=node.amqp_url, vhost="/")
+    conn = await connect(settings)
+    await declare(conn, "/", QueueSpec("jobs", max_length=None), delay_levels=1)
+    await conn.close()
+    outbox, ledger = tmp_path / "outbox", tmp_path / "returned.txt"
+    rng = random.Random()
+    # Given the broker stopped
+    node.stop()
+    # When a producer publishes 10,000 jobs and is killed -9 at a random point
+    p1 = start_producer(tmp_path, "1", amqp_url=node.amqp_url, outbox=outbox, ledger=ledger, n=N,
+                        chunk=CHUNK)
+    await wait_until(lambda: "CONNECTED" in p1.lines() or p1.proc.poll() is not None, timeout=60,
+                     what="producer 1 up")
+    target = rng.randrange(1_000, 9_000)
+    await wait_until(lambda: (ledger.exists() and len(ledger.read_text().split()) >= target)
+                     or p1.published() is not None, timeout=120, what="producer 1 spooling")
+    p1.kill9()
+    returned_1 = set(ledger.read_text().split())
+    assert spool_depth(outbox) >= len(returned_1)  # everything publish returned for is there
+    # and is restarted: it publishes the rest; every publish returns at once, spooled
+    p2 = start_producer(tmp_path, "2", amqp_url=node.amqp_url, outbox=outbox, ledger=ledger, n=N,
+                        chunk=CHUNK)
+    await wait_until(lambda: p2.published() is not None or p2.proc.poll() is not None,
+                     timeout=180, what="producer 2 publishes the rest")
+    published = p2.published()
+    assert published is not None, p2.err.read_text()[-3000:]
+    n2, secs, spooled = published
+    assert n2 == spooled == N - len(returned_1)
+    depth_before = spool_depth(outbox)
+    assert N <= depth_before <= N + CHUNK
+    print(f"killed producer 1 after {len(returned_1)} returned; producer 2 spooled {n2} in "
+          f"{secs:.2f}s ({n2 / secs:.0f}/s)")
+    assert secs < 60, "spooled publishes must not wait for the broker"
+    # When the broker starts, and the producer is killed -9 again while draining
+    node.start()
+    node.wait_up()
+    await wait_until(lambda: (p2.depth() or N) < depth_before - 2 * BATCH, timeout=120,
+                     what="draining started")
+    await asyncio.sleep(rng.random() * 0.5)
+    p2.kill9()
+    p3 = start_producer(tmp_path, "3", amqp_url=node.amqp_url, outbox=outbox, ledger=ledger, n=N,
+                        chunk=CHUNK)
+    await wait_until(lambda: p3.depth() == 0, timeout=180, what="outbox drained")
+    p3.kill9()
+    # Then all 10,000 arrived: 0 lost, duplicates only from the batches in flight
+    got = await consume_all(settings, "jobs")
+    lost = {f"j-{i}" for i in range(N)} - set(got)
+    dupes = sum(c - 1 for c in got.values() if c > 1)
+    print(f"received {sum(got.values())}, unique {len(got)}, lost {len(lost)}, duplicates {dupes}")
+    assert not lost
+    assert set(got) == {f"j-{i}" for i in range(N)}
+    assert dupes <= (depth_before - N) + BATCH
+
+
+async def test_an_outbox_directory_that_cannot_be_written_is_one_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    settings = Settings(outbox_dir=blocker / "outbox", state_dir=tmp_path)
+    with pytest.raises(ConfigError) as err:
+        AsyncProducer(settings)
+    text = str(err.value)
+    assert "outbox spool" in text and "cannot be written" in text and "\n" not in text
