@@ -61,6 +61,23 @@ class Reorder:
                     self.waiting.add(job)
             self.buffer.append((pos, e, False))
 
+    def in_order(self, items: list[Item]) -> bool:
+        """True when ``items`` can go out as they are (nothing held, every job's accepted
+        seen or in ``items`` before its other events); they are then taken as sent."""
+        if self.waiting or self.buffer:
+            return False
+        seen = self.seen
+        new: set[str] = set()
+        for _, e in items:
+            if e.job_id in seen or e.job_id in new:
+                continue
+            if e.kind not in FIRST_KINDS:
+                return False
+            new.add(e.job_id)
+        for job in new:
+            self._note_seen(job)
+        return True
+
     def _note_seen(self, job: str) -> None:
         if len(self.seen) > 100_000:
             self.seen.clear()
