@@ -97,6 +97,7 @@ async def test_receiver_down_twice_gets_exactly_one_signed_delivery_per_job(conn
     assert webhook_job.state is JobState.SUCCEEDED and webhook_job.attempt == 3
     assert [a.outcome for a in webhook_job.attempts] == ["failed", "failed", "succeeded"]
     assert "HTTP 503" in (webhook_job.attempts[0].error or "")
+    assert "/hook" not in (webhook_job.attempts[0].error or "")  # the receiver, not its path
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from queuewatch.jobs.webhooks import (
     DELIVERY_HEADER,
     SIGNATURE_HEADER,
     WebhookRejected,
+    receiver,
     sign,
     verify,
     webhook_job_id,
@@ -94,3 +95,9 @@ def test_a_valid_webhook_is_carried_by_the_job_and_the_queue() -> None:
     assert QueueSpec("queuewatch.webhooks").name == "queuewatch.webhooks"
     with pytest.raises(ConfigError, match="reserved"):
         QueueSpec("queuewatch.other")
+
+
+def test_errors_name_the_receiver_not_its_secret_path() -> None:
+    url = "https://user:pw@hooks.example.com:8443/services/T0/B0/SECRET-TOKEN?sig=abc"
+    assert receiver(url) == "https://hooks.example.com:8443"
+    assert receiver("http://127.0.0.1/hook") == "http://127.0.0.1"

@@ -29,8 +29,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, MutableSet
 from typing import Any
+from urllib.parse import urlsplit
 
-from queuewatch.config import Settings, mask_url
+from queuewatch.config import Settings
 from queuewatch.errors import ConfigError, QueuewatchError
 from queuewatch.events.model import Event
 from queuewatch.jobs.state import JobStatus
@@ -151,6 +152,14 @@ def webhook_for(status: JobStatus, topology: Topology | None) -> str | None:
 
 
 # -- delivering ------------------------------------------------------------------------
+def receiver(url: str) -> str:
+    """``scheme://host:port`` of a webhook URL: what errors and logs show (a webhook's path or
+    query often holds a token of its own, e.g. Slack's)."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None  # a 3xx is an answer, not a place to re-POST the outcome to
@@ -171,7 +180,7 @@ def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float = POS
         return int(exc.code)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise DeliveryFailed(f"{mask_url(url)} unreachable: {reason}") from None
+        raise DeliveryFailed(f"{receiver(url)} unreachable: {reason}") from None
 
 
 def make_handler(secret: str, timeout: float = POST_TIMEOUT) -> Any:
@@ -189,7 +198,7 @@ def make_handler(secret: str, timeout: float = POST_TIMEOUT) -> Any:
                    DELIVERY_HEADER: job.job_id}
         status = await asyncio.to_thread(post, url, body, headers, timeout)
         if not 200 <= status < 300:
-            raise DeliveryFailed(f"{mask_url(url)} answered HTTP {status}")
+            raise DeliveryFailed(f"{receiver(url)} answered HTTP {status}")
         return {"status": status}
     return deliver
 
