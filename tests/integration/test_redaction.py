@@ -65,6 +65,34 @@ def _run_for(seconds: float, args: list[str], env: dict[str, str], fetch: str | 
     return out + fetched
 
 
+def _children_cmdlines(args: list[str], env: dict[str, str]) -> str:
+    """Start ``queuewatch ARGS``, wait for its children, stop it: their command lines."""
+    import os
+
+    import psutil
+
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUEWATCH_")}
+    full_env.update(env)
+    proc = subprocess.Popen([sys.executable, "-m", "queuewatch.cli.main", *args], cwd=ROOT,
+                            env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not lines:
+            children = psutil.Process(proc.pid).children()
+            lines = [" ".join(c.cmdline()) for c in children if "worker" in " ".join(c.cmdline())]
+            time.sleep(0.2)
+        assert lines, "no worker child started"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return "\n".join(lines)
+
+
 @pytest.mark.slow
 def test_no_command_writes_the_password(user, vhost, tmp_path, admin_http):
     state = tmp_path / "state"
@@ -109,6 +137,10 @@ def test_no_command_writes_the_password(user, vhost, tmp_path, admin_http):
     assert "queuewatch_up" in metrics
     outputs.append(metrics)
 
+    # and supervised worker processes: the URL given on the parent's command line must not
+    # be on its children's (any local user reads them in ps)
+    outputs.append(_children_cmdlines(["worker", "consumers/email_worker.py:make_worker", "--processes",
+                                       "2", "--amqp-url", good], env))
     # and the demo on a vhost of its own (it creates it): producer and worker children
     # (their logs), the console, its SVG screenshot
     shot, demo_vhost = tmp_path / "demo.svg", f"{vhost}-demo"
