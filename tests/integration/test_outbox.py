@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
+import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -121,3 +122,69 @@ async def test_an_outbox_directory_that_cannot_be_written_is_one_clear_error(tmp
         AsyncProducer(settings)
     text = str(err.value)
     assert "outbox spool" in text and "cannot be written" in text and "\n" not in text
+
+
+async def test_outbox_keeps_priorities_delays_and_at_through_a_cut_link(
+        settings: Settings, connection, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from urllib.parse import urlsplit
+
+    from tests.proxy import TcpProxy
+
+    topo = await declare(connection, settings.effective_vhost, QueueSpec("out", max_priority=10),
+                         delay_levels=8)
+    with TcpProxy(("127.0.0.1", urlsplit(settings.amqp_url).port or 5672)) as proxy:
+        url = f"amqp://guest:guest@127.0.0.1:{proxy.port}/"
+        s = replace(settings, amqp_url=url, amqp_urls=(), outbox_dir=tmp_path / "outbox",
+                    reconnect_max_delay=0.5)
+        async with AsyncProducer(s, topo, connection_name="keep") as producer:
+            assert producer.outbox is not None
+            # Given a producer whose link is cut
+            proxy.cut()
+            await wait_until(lambda: not producer.link.alive, timeout=10, what="link down")
+            # When it publishes jobs with priorities, a delay and an at=
+            t0 = time.time()
+            got = [await producer.publish("out", {"i": i}, priority=9 if i % 2 else 1,
+                                          job_id=f"p-{i}") for i in range(6)]
+            got.append(await producer.publish("out", {}, delay=4, job_id="later"))
+            got.append(await producer.publish("out", {}, at=t0 + 3, job_id="at-job"))
+            assert all(p.spooled for p in got) and producer.outbox.depth == 8
+            assert time.time() - t0 < 2, "spooled publishes return at once"
+            # and the link comes back
+            await asyncio.sleep(1.0)
+            proxy.restore()
+            await wait_until(lambda: producer.outbox.depth == 0, timeout=30, what="drained")
+            arrived: dict[str, tuple[int | None, float]] = {}
+            channel = await connection.channel()
+            queue = await channel.declare_queue("out", passive=True)
+
+            async def on_message(msg) -> None:  # type: ignore[no-untyped-def]
+                arrived[str(msg.message_id)] = (msg.priority, time.time())
+                await msg.ack()
+
+            await queue.consume(on_message)
+            await wait_until(lambda: len(arrived) == 8, timeout=30, what="all 8 arrived")
+            await channel.close()
+    # Then every job arrived once with its priority, the delayed ones not before their time
+    for i in range(6):
+        assert arrived[f"p-{i}"][0] == (9 if i % 2 else 1)
+    assert arrived["later"][1] >= t0 + 4 - 0.2
+    assert arrived["at-job"][1] >= t0 + 3 - 0.2
+    assert arrived["later"][1] < t0 + 12
+
+
+async def test_outbox_cap_is_back_pressure(tmp_path: Path) -> None:
+    from queuewatch.producer.outbox import OutboxFull
+
+    s = Settings(amqp_url="amqp://guest:guest@127.0.0.1:1/", outbox_dir=tmp_path,
+                 outbox_max_jobs=3, state_dir=tmp_path)
+    async with AsyncProducer(s, connection_name="cap") as producer:
+        for i in range(3):
+            assert (await producer.publish("q", {"i": i})).spooled
+        with pytest.raises(OutboxFull) as err:
+            await producer.publish("q", {"i": 3})
+        assert "outbox" in str(err.value) and "3 jobs" in str(err.value)
+        t = time.monotonic()
+        with pytest.raises(OutboxFull):
+            await producer.publish("q", {"i": 3}, wait=True, timeout=0.5)
+        assert time.monotonic() - t >= 0.5
+        assert producer.outbox is not None and producer.outbox.depth == 3
