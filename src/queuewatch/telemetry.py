@@ -24,7 +24,9 @@ SCHEMA_VERSION = 1
 #: (they are plumbing, and each would be a new short-lived series in Prometheus).
 CONTROL_QUEUE_PREFIX = "queuewatch.control."
 LISTENER_QUEUE_PREFIX = "queuewatch.monitor."
-PRIVATE_QUEUE_PREFIXES = (CONTROL_QUEUE_PREFIX, LISTENER_QUEUE_PREFIX)
+#: Rate-limit tokens and their leader lock (see queuewatch.worker.limits): plumbing too.
+TOKENS_QUEUE_PREFIX = "queuewatch.tokens."
+PRIVATE_QUEUE_PREFIXES = (CONTROL_QUEUE_PREFIX, LISTENER_QUEUE_PREFIX, TOKENS_QUEUE_PREFIX)
 
 
 def listener_queue_name() -> str:

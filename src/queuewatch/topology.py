@@ -101,7 +101,15 @@ class QueueSpec:
     stuck_after: float | None = None
     """Seconds after which an in-flight job of this queue counts as stuck (default: settings)."""
     rate_limit: float | None = None
-    """At most this many jobs per second per worker process."""
+    """At most this many jobs per second for the whole queue, over every worker process and
+    host (tokens on the broker, see :mod:`queuewatch.worker.limits`); changeable at run time
+    with ``queuewatch queues limit``."""
+    rate_limit_per_process: float | None = None
+    """At most this many jobs per second per worker process (what ``rate_limit`` meant before)."""
+    rate_limit_per_key: float | None = None
+    """At most this many jobs per second per key (e.g. per customer), over every worker."""
+    rate_limit_key: str | None = None
+    """Where a job's key is for ``rate_limit_per_key``: ``payload:FIELD`` or ``header:NAME``."""
     timeout: float | None = None
     """Per-job time limit in seconds."""
     delivery_limit: int | None = None
@@ -149,10 +157,17 @@ class QueueSpec:
                 f"queue {self.name!r}: retry needs backoff_initial >= 0, backoff_max >= 0, "
                 "backoff_multiplier >= 1 and jitter >= 0"
             )
-        for attr in ("stuck_after", "rate_limit", "timeout"):
+        for attr in ("stuck_after", "rate_limit", "timeout", "rate_limit_per_process",
+                     "rate_limit_per_key"):
             value = getattr(self, attr)
             if value is not None and value <= 0:
                 raise ConfigError(f"queue {self.name!r}: {attr} must be > 0 (got {value})")
+        kind, _, field_name = (self.rate_limit_key or "").partition(":")
+        if (self.rate_limit_per_key is None) != (self.rate_limit_key is None) or (
+                self.rate_limit_key is not None and (kind not in ("payload", "header")
+                                                     or not field_name)):
+            raise ConfigError(f"queue {self.name!r}: rate_limit_per_key needs rate_limit_key = "
+                              "'payload:FIELD' or 'header:NAME' (and the other way round)")
         if self.webhook is not None:
             check_webhook_url(self.webhook, f"queue {self.name!r}")
 
@@ -268,6 +283,7 @@ class Topology:
 _QUEUE_KEYS = {
     "name", "max_priority", "max_length", "max_length_bytes", "retry", "dlq", "queue_type",
     "stuck_after", "rate_limit", "timeout", "delivery_limit", "webhook",
+    "rate_limit_per_process", "rate_limit_per_key", "rate_limit_key",
 }
 _RETRY_KEYS = {"max_attempts", "backoff_initial", "backoff_multiplier", "backoff_max", "jitter"}
 _TOP_KEYS = {"queue", "defaults", "delay_levels", "telemetry_exchange", "control_exchange",

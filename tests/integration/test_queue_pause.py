@@ -22,7 +22,8 @@ from tests.workers import running
 
 
 def make_worker(settings, topo: Topology, worker_id: str, started: list[str],  # type: ignore[no-untyped-def]
-                hold: float = 0.0, concurrency: int = 4) -> Worker:
+                hold: float = 0.0, concurrency: int = 4,
+                finished: list[str] | None = None) -> Worker:
     worker = Worker(settings, topo, worker_id=worker_id, concurrency=concurrency, prefetch=20,
                     heartbeat_interval=0.3, metrics=False, idempotency=False)
 
@@ -30,6 +31,8 @@ def make_worker(settings, topo: Topology, worker_id: str, started: list[str],  #
     async def handle(job: Job) -> None:
         started.append(job.job_id)
         await asyncio.sleep(hold)
+        if finished is not None:
+            finished.append(job.job_id)
 
     return worker
 
@@ -61,13 +64,22 @@ async def test_pause_stops_every_worker_and_resume_starts_them(connection, setti
                 await wait_until(lambda: session.monitor.queue_states is not None
                                  and "jobs" in session.monitor.queue_states, timeout=5,
                                  what="queue state read by the monitor")
-                snap = await session.poll()
+                # (the management API's counts lag up to its stats interval, 5 s)
+                snaps = []
+
+                async def counted() -> bool:
+                    snaps.append(await session.poll())
+                    return any(q.name == "jobs" and q.ready == 5 for q in snaps[-1].queues)
+
+                await wait_until(counted, timeout=15, interval=1.0, what="5 ready in the API")
+                snap = snaps[-1]
             [q] = [q for q in snap.queues if q.name == "jobs"]
-            assert q.paused and q.consumers == 0 and (q.ready or 0) == 5
+            assert q.paused and q.consumers == 0 and q.ready == 5
             assert "jobs" not in snap.orphaned_queues
             kinds = {a.kind for a in snap.alerts}
             assert not kinds & {"orphaned", "worker_not_consuming", "oldest_age"}, snap.alerts
             assert {w.state for w in snap.workers} == {"up"}
+            assert started == []
             # When it is resumed, then both workers take the jobs
             await resume_queue(connection, settings, "jobs")
             await wait_until(lambda: sorted(started) == [f"j{i}" for i in range(5)], timeout=10,
@@ -84,7 +96,9 @@ async def test_prefetched_jobs_go_back_and_running_ones_finish(connection, setti
     # Given one slot busy with a 1.5 s job and four more jobs prefetched behind it
     topo = await declare(connection, vhost, QueueSpec("jobs"), delay_levels=1)
     started: list[str] = []
-    worker = make_worker(settings, topo, "pause-3", started, hold=1.5, concurrency=1)
+    finished: list[str] = []
+    worker = make_worker(settings, topo, "pause-3", started, hold=1.5, concurrency=1,
+                         finished=finished)
     async with running(worker), AsyncProducer(settings, topo) as producer:
         for i in range(5):
             await producer.publish("jobs", {}, job_id=f"j{i}")
@@ -92,8 +106,7 @@ async def test_prefetched_jobs_go_back_and_running_ones_finish(connection, setti
         # When the queue is paused while it runs
         await pause_queue(connection, settings, "jobs")
         # Then the running job finishes (acked) and the four others go back unstarted
-        await wait_until(lambda: worker.processor.counts.succeeded == 1 or False, timeout=5,
-                         what="running job finished")
+        await wait_until(lambda: finished == started, timeout=5, what="running job finished")
         await asyncio.sleep(1.0)
         assert len(started) == 1
         assert await depth(connection, "jobs") == 4

@@ -39,6 +39,7 @@ from queuewatch.worker.decode import decode_body
 from queuewatch.worker.hooks import DEAD_LETTERED, REQUEUED, RETRIED, SUCCEEDED, WorkerObserver
 from queuewatch.worker.job import Handler, Job, MalformedPayload, NonRetryable
 from queuewatch.worker.journal import Journal, ResultError
+from queuewatch.worker.limits import QueueLimiter
 from queuewatch.worker.outcomes import Failure
 from queuewatch.worker.ratelimit import TokenBucket
 from queuewatch.worker.settle import channel_gone, publish_copy, requeue_later, settle
@@ -85,6 +86,9 @@ class Route:
     spec: QueueSpec
     handler: Handler
     bucket: TokenBucket | None = None
+    """``rate_limit_per_process``: this process's own token bucket."""
+    limiter: QueueLimiter | None = None
+    """The queue-wide (and per-key) rate limit, over every worker."""
 
 
 #: Seconds during which further "ack lost with its channel" lines of one queue are counted
@@ -176,6 +180,8 @@ class Processor:
             return
         if route.bucket is not None:
             await route.bucket.acquire()
+        if route.limiter is not None:
+            await route.limiter.acquire(job)
         task = asyncio.current_task()
         try:
             async with self.semaphore:

@@ -48,6 +48,7 @@ from queuewatch.worker.decode import DEFAULT_MAX_PAYLOAD_BYTES
 from queuewatch.worker.hooks import Observers, WorkerObserver
 from queuewatch.worker.job import Handler
 from queuewatch.worker.journal import Journal
+from queuewatch.worker.limits import QueueLimiter
 from queuewatch.worker.liveness import consumer_timeout_line, timeout_warnings
 from queuewatch.worker.metrics import PrometheusObserver
 from queuewatch.worker.pause import Pauses
@@ -169,8 +170,9 @@ class Worker:
             spec = self.topology.queue(queue)
         except KeyError:
             spec = QueueSpec(queue)
-        bucket = TokenBucket(spec.rate_limit) if spec.rate_limit else None
-        self.routes[queue] = Route(spec, handler, bucket)
+        bucket = TokenBucket(spec.rate_limit_per_process) if spec.rate_limit_per_process else None
+        limiter = QueueLimiter(self.link, spec, self.queue_states, self.worker_id)
+        self.routes[queue] = Route(spec, handler, bucket, limiter)
         self.heartbeat.queues = tuple(self.routes)
 
     def set_concurrency(self, concurrency: int) -> None:
@@ -241,6 +243,9 @@ class Worker:
                 name, self._callback(route), prefetch=self.prefetch,
                 on_change=self._on_consumer_change)
         await self.pauses.apply()
+        for route in self.routes.values():
+            if route.limiter is not None:
+                route.limiter.start()  # a refiller candidate (idle while the queue has no limit)
         self.link.subscribe(
             control_queue_name(self.worker_id), control_handler(self.processor),
             declare=control_declarer(self.topology.control_exchange, self.worker_id))
@@ -252,6 +257,9 @@ class Worker:
         finally:
             beat.cancel()
             await asyncio.gather(beat, return_exceptions=True)
+            for route in self.routes.values():
+                if route.limiter is not None:
+                    await route.limiter.close()
             await self._end_tasks(list(self.processor.tasks))
             if self.recorder is not None:
                 await self.recorder.close()
