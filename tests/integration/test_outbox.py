@@ -188,3 +188,46 @@ async def test_outbox_cap_is_back_pressure(tmp_path: Path) -> None:
             await producer.publish("q", {"i": 3}, wait=True, timeout=0.5)
         assert time.monotonic() - t >= 0.5
         assert producer.outbox is not None and producer.outbox.depth == 3
+
+
+async def test_sync_producer_outbox_through_a_cut_link_and_a_restart(
+        settings: Settings, connection, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from urllib.parse import urlsplit
+
+    from queuewatch.producer import Producer
+    from tests.proxy import TcpProxy
+
+    topo = await declare(connection, settings.effective_vhost, QueueSpec("sync", max_priority=10),
+                         delay_levels=8)
+    with TcpProxy(("127.0.0.1", urlsplit(settings.amqp_url).port or 5672)) as proxy:
+        s = replace(settings, amqp_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/",
+                    amqp_urls=(), outbox_dir=tmp_path / "outbox", reconnect_max_delay=0.5)
+
+        def first_run() -> list[bool]:
+            p = Producer(s, topo, connection_name="sync-out")
+            p.connect()
+            flags = [p.publish("sync", {}, job_id="s-0").spooled]
+            proxy.cut()  # Given the broker goes away
+            flags += [p.publish("sync", {"i": i}, job_id=f"s-{i}", priority=i % 10).spooled
+                      for i in range(1, 41)]
+            assert p.outbox is not None and p.outbox.depth == 40
+            p.close()  # cannot send them: they stay in the spool
+            return flags
+
+        flags = await asyncio.to_thread(first_run)
+        assert flags == [False] + [True] * 40
+        proxy.restore()
+
+        def second_run() -> int:
+            p = Producer(s, topo, connection_name="sync-out")
+            p.connect()  # When it starts again with the broker back: the spool is sent
+            assert p.outbox is not None
+            left = p.outbox.depth
+            p.publish("sync", {}, job_id="s-41")
+            p.close()
+            return left
+
+        assert await asyncio.to_thread(second_run) == 0
+    got = await consume_all(settings, "sync")
+    # Then all 42 arrived, each once
+    assert got == Counter({f"s-{i}": 1 for i in range(42)})

@@ -40,11 +40,19 @@ from queuewatch.producer._common import (
 )
 from queuewatch.producer.locks import UniqueLock, unique_lock
 from queuewatch.producer.observer import ProducerObserver
+from queuewatch.producer.outbox import spool_path
+from queuewatch.producer.sync_outbox import SyncOutbox
 from queuewatch.topology import Topology
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RECONNECT_TIMEOUT = 30.0
+#: With the outbox: how long a publish (or connect) waits for the broker before spooling.
+OUTBOX_CONNECT_WAIT = 2.0
+#: With the outbox: how long a publish spends sending older spooled jobs first (seconds).
+DRAIN_PER_PUBLISH = 5.0
+#: With the outbox: how long ``close`` tries to send what is spooled (seconds).
+CLOSE_DRAIN = 10.0
 
 
 class Producer:
@@ -67,6 +75,13 @@ class Producer:
         self.observer = observer or ProducerObserver()
         self.link = BlockingLink(settings, name=connection_name, on_blocked=self.observer.on_blocked)
         self._source = Source("producer", name=connection_name)
+        self.outbox: SyncOutbox | None = None
+        """With ``outbox = true``: the local spool used while the broker is away."""
+        if settings.outbox or settings.outbox_dir is not None:
+            self.outbox = SyncOutbox(
+                spool_path(settings, connection_name), delay_levels=self.delay_levels,
+                observer=self.observer, max_jobs=settings.outbox_max_jobs,
+                fsync=settings.outbox_fsync)
 
     @property
     def blocked(self) -> bool:
@@ -78,10 +93,40 @@ class Producer:
         return self.link.reconnects
 
     def connect(self) -> None:
-        self.link.connect(self.reconnect_timeout)
+        """Connect; with the outbox a broker that does not answer is no error (publishes are
+        spooled), and what an earlier run left in the spool is sent first."""
+        if self.outbox is None:
+            self.link.connect(self.reconnect_timeout)
+            return
+        try:
+            self.link.connect(min(self.reconnect_timeout, OUTBOX_CONNECT_WAIT))
+        except BrokerUnavailable as exc:
+            log.warning("%s; publishes go to the outbox %s", exc, self.outbox.path)
+            return
+        self.drain(self.reconnect_timeout)
+
+    def drain(self, timeout: float) -> bool:
+        """Send what the outbox holds (oldest first, with confirms) for at most ``timeout``
+        seconds; True when it is empty."""
+        if self.outbox is None:
+            return True
+        return self.outbox.drain(self.link, time.monotonic() + timeout, self._record)
+
+    def _record(self, outs: list[Outgoing]) -> None:
+        if self.settings.job_events and outs:
+            record_blocking(self.link, self.settings,
+                            [accepted_event(o, self._source) for o in outs], self.reconnect_timeout)
 
     def close(self) -> None:
-        self.link.close()
+        """Close; with the outbox, first try (briefly) to send what it holds (the rest stays
+        in the spool for the next run)."""
+        try:
+            if self.outbox is not None and self.outbox.depth:
+                self.drain(min(self.reconnect_timeout, CLOSE_DRAIN))
+        finally:
+            if self.outbox is not None:
+                self.outbox.close()
+            self.link.close()
 
     def __enter__(self) -> Producer:
         self.connect()
@@ -129,7 +174,17 @@ class Producer:
             except BaseException:
                 self.link.purge(lock.name, time.monotonic() + 10)
                 raise
+        if self.outbox is not None:
+            if self.outbox.depth and self.outbox.due_for_try():
+                self.drain(DRAIN_PER_PUBLISH)
+            if self.outbox.depth or self.link.blocked:  # behind what waits: order is kept
+                return self._spool(out, wait, timeout)
         return self._publish(out, queue, wait, timeout)
+
+    def _spool(self, out: Outgoing, wait: bool, timeout: float | None) -> Published:
+        assert self.outbox is not None
+        return self.outbox.put(out, self.drain, wait=wait,
+                               timeout=DEFAULT_WAIT_TIMEOUT if timeout is None else timeout)
 
     def _acquire(self, lock: UniqueLock, job_id: str) -> str | None:
         """None when the lock was taken; else who holds it ("" when unknown)."""
@@ -153,10 +208,11 @@ class Producer:
     def _publish(self, out: Outgoing, queue: str, wait: bool, timeout: float | None) -> Published:
         wait_deadline = time.monotonic() + (DEFAULT_WAIT_TIMEOUT if timeout is None else timeout)
         link_deadline: float | None = None
+        first_try = self.reconnect_timeout if self.outbox is None else OUTBOX_CONNECT_WAIT
         while True:
             result = self.link.publish(
                 out.body, exchange=out.exchange, routing_key=out.routing_key,
-                deadline=link_deadline or time.monotonic() + self.reconnect_timeout,
+                deadline=link_deadline or time.monotonic() + first_try,
                 content_type=out.content_type, message_id=out.message_id,
                 timestamp=out.timestamp, headers=out.headers, priority=out.priority,
             )
@@ -178,6 +234,8 @@ class Producer:
                     raise Unroutable(out.exchange, out.routing_key)
                 case Outcome.QUEUE_DOWN:
                     raise QueueDown(queue, result.detail)
+            if self.outbox is not None:  # unreachable: into the outbox (same id, at-least-once)
+                return self._spool(out, wait, timeout)
             now = time.monotonic()
             link_deadline = link_deadline or now + self.reconnect_timeout
             if now >= link_deadline:
