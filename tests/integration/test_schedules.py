@@ -176,3 +176,27 @@ async def test_runtime_changes_from_the_cli_reach_a_running_scheduler(settings: 
         return sorted(store.book.entries)
     assert await with_store(settings, names) == []
     await conn.close()
+
+
+async def test_a_tick_that_cannot_be_published_is_logged_and_fired_once_the_queue_exists(
+        settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    # Given a schedule for a queue that does not exist yet
+    raw = (Schedule("early", "notyet", every=1, grace=30).definition(),)
+    scheduler = Scheduler(settings, Topology(queues=(QueueSpec("notyet"),), schedules=raw),
+                          name="early")
+    async with scheduler:
+        run = asyncio.create_task(scheduler.run())
+        await wait_until(lambda: "not fired" in caplog.text, timeout=20, what="error logged")
+        # Then it is one logged error per retry (not a crash, not a flood), and once the queue
+        # exists the late tick fires
+        await asyncio.sleep(2)
+        errors = [r for r in caplog.records if "not fired" in r.getMessage()]
+        assert 1 <= len(errors) <= 4 and not run.done()
+        conn = await connect(settings)
+        await declare(conn, settings.effective_vhost, QueueSpec("notyet"))
+        await wait_until(lambda: bool(scheduler.fired), timeout=20, what="fired once declared")
+        first = min(f.tick_ms for f in scheduler.fired)
+        assert first <= min(int(r.created * 1000) for r in errors)  # the late tick, not skipped
+        scheduler.stop()
+        await run
+        await conn.close()

@@ -56,6 +56,8 @@ ELECT_INTERVAL = 0.5
 TICK_INTERVAL = 0.1
 #: How long a tick's unique lock is held at most (seconds): covers a hand-over.
 UNIQUE_FOR = 120.0
+#: Pause before a schedule whose tick could not be published is tried again (seconds).
+RETRY_AFTER = 1.0
 #: Most missed cron ticks walked through to find the latest one.
 MAX_WALK = 100_000
 H_SCHEDULE = "x-qw-schedule"
@@ -114,6 +116,8 @@ class Scheduler:
         self._leader_conn: int | None = None
         self._leader_channel: Channel | None = None
         self._cursors: dict[str, int] = {}
+        self._retry_at: dict[str, int] = {}
+        """Schedule -> when to try again after a tick could not be published."""
         self._stop = asyncio.Event()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -202,7 +206,7 @@ class Scheduler:
         now = int(self.clock() * 1000)
         out: list[Fired] = []
         for name, entry in list(self.store.book.entries.items()):
-            if entry.paused:
+            if entry.paused or self._retry_at.get(name, 0) > now:
                 continue
             out.extend(await self._fire_schedule(name, entry, now))
         return out
@@ -251,7 +255,9 @@ class Scheduler:
                     s.queue, s.payload, job_id=job_id, priority=s.priority, headers=headers,
                     unique_for=self.unique_for, if_exists="return")
             except QueuewatchError as exc:
-                log.error("schedule %s: tick %s not fired (tried again): %s", s.name, job_id, exc)
+                log.error("schedule %s: tick %s not fired (tried again in %gs): %s", s.name,
+                          job_id, RETRY_AFTER, exc)
+                self._retry_at[s.name] = int((self.clock() + RETRY_AFTER) * 1000)
                 return None
             duplicate = published.existing
         await self.store.ledger_write({"op": FIRED, "name": s.name, "tick": tick, "job": job_id,
