@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from queuewatch.config import mask_url, read_toml
 from queuewatch.errors import ConfigError
+from queuewatch.validation import coerce
 
 DLQ_SUFFIX = ".dlq"
 DELAY_PREFIX = "queuewatch.delay."
@@ -308,6 +309,10 @@ def _retry_from(where: str, data: Any) -> RetryPolicy:
         raise ConfigError(f"{where}.retry: {exc}") from None
 
 
+_QUEUE_FIELD_TYPES = {f.name: f.type for f in fields(QueueSpec)}
+_TOPOLOGY_FIELD_TYPES = {f.name: f.type for f in fields(Topology)}
+
+
 def topology_from_mapping(data: Mapping[str, Any], source: str = "topology") -> Topology:
     _check_keys(source, data, _TOP_KEYS)
     defaults = dict(data.get("defaults", {}))
@@ -326,6 +331,9 @@ def topology_from_mapping(data: Mapping[str, Any], source: str = "topology") -> 
             raise ConfigError(f"{where}: missing 'name'")
         if "retry" in merged:
             merged["retry"] = _retry_from(where, merged["retry"])
+        for key, value in merged.items():  # the type each field is annotated with, strictly
+            if key != "retry":
+                merged[key] = coerce(key, _QUEUE_FIELD_TYPES[key], value, where)
         for key in ("max_priority", "max_length", "max_length_bytes"):
             if isinstance(merged.get(key), float):
                 raise ConfigError(f"{where}: {key} must be a whole number")
@@ -333,7 +341,8 @@ def topology_from_mapping(data: Mapping[str, Any], source: str = "topology") -> 
             specs.append(QueueSpec(**merged))
         except TypeError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-    kwargs = {k: data[k] for k in ("delay_levels", "telemetry_exchange", "control_exchange") if k in data}
+    kwargs = {k: coerce(k, _TOPOLOGY_FIELD_TYPES[k], data[k], source)
+              for k in ("delay_levels", "telemetry_exchange", "control_exchange") if k in data}
     raw_schedules = data.get("schedule", [])
     if not isinstance(raw_schedules, list) or not all(isinstance(r, Mapping) for r in raw_schedules):
         raise ConfigError(f"{source}: schedule must be [[schedule]] tables")

@@ -74,6 +74,7 @@ RANGES: dict[str, Range] = {
 def kind_of(annotation: Any) -> str:
     """``bool``, ``int``, ``float``, ``path``, ``strs`` or ``str`` from a field annotation."""
     text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+    text = text.replace(" | None", "").replace("None | ", "")  # optional: None is not written
     if "tuple" in text:
         return "strs"
     for kind in ("bool", "int", "float"):
