@@ -30,6 +30,7 @@ def families() -> dict[str, Family]:
         b_events,
         b_failover,
         b_latency,
+        b_limits,
         b_monitor,
         b_outbox,
         b_priority,
@@ -54,6 +55,7 @@ def families() -> dict[str, Family]:
         "lookup": b_events.run_lookup,
         "stores": b_stores.run,
         "outbox": b_outbox.run,
+        "limits": b_limits.run,
     }
 
 

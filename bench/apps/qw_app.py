@@ -26,7 +26,9 @@ def make_worker(settings: Settings) -> Worker:
     telemetry = os.environ.get("BENCH_TELEMETRY", "1") == "1"
     idempotency = os.environ.get("BENCH_IDEMPOTENCY", "1") == "1"
     max_priority = int(os.environ.get("BENCH_MAX_PRIORITY", "10")) or None
-    topology = Topology(queues=(QueueSpec(common.QUEUE, max_priority=max_priority),),
+    limit = os.environ.get("BENCH_RATE_LIMIT")  # queue-wide jobs/s (bench.b_limits)
+    topology = Topology(queues=(QueueSpec(common.QUEUE, max_priority=max_priority,
+                                          rate_limit=float(limit) if limit else None),),
                         delay_levels=DELAY_LEVELS)
     worker = Worker(
         settings, topology, concurrency=common.CONCURRENCY, prefetch=common.PREFETCH,

@@ -34,7 +34,9 @@ def main() -> None:
             env={}, amqp_url=common.AMQP_URL, vhost=os.environ["BENCH_VHOST"],
             state_dir=Path(state), job_events=os.environ.get("BENCH_JOB_EVENTS", "1") == "1",
         )
-        topology = Topology(queues=(QueueSpec(common.QUEUE, max_priority=max_priority),),
+        limit = os.environ.get("BENCH_RATE_LIMIT")  # queue-wide jobs/s (bench.b_limits)
+        topology = Topology(queues=(QueueSpec(common.QUEUE, max_priority=max_priority,
+                                              rate_limit=float(limit) if limit else None),),
                             delay_levels=DELAY_LEVELS)
         worker = Worker(
             settings, topology, concurrency=common.CONCURRENCY, prefetch=common.PREFETCH,

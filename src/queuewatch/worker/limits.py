@@ -82,6 +82,9 @@ class QueueLimiter:
         self.states = states
         self.worker_id = worker_id
         self.refiller = Refiller(link, spec.name, self.limit, worker_id)
+        self._configured = None if spec.rate_limit is None and spec.rate_limit_per_key is None \
+            else LimitSpec(spec.rate_limit, spec.rate_limit_per_key, spec.rate_limit_key)
+        """The topology's limit."""
         self._channel: Channel | None = None
         self._declared: set[str] = set()
         self._permits: dict[str, int] = {}
@@ -94,10 +97,7 @@ class QueueLimiter:
         override = self.states.get(self.queue).limit
         if override is not None:
             return override if override.active else None
-        spec = self.spec
-        if spec.rate_limit is None and spec.rate_limit_per_key is None:
-            return None
-        return LimitSpec(spec.rate_limit, spec.rate_limit_per_key, spec.rate_limit_key)
+        return self._configured
 
     def start(self) -> None:
         self.refiller.start()

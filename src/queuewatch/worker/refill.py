@@ -14,6 +14,7 @@ the same per key for a per-key limit, for the keys workers announced on
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -97,8 +98,12 @@ class Refiller:
 
     async def _run(self) -> None:
         while True:
-            if self.limit() is None or not self.link.alive:
+            if self.limit() is None:
                 await asyncio.sleep(LEADER_RETRY)
+                continue
+            if not self.link.alive:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.link.up.wait(), LEADER_RETRY)
                 continue
             channel: Channel | None = None
             try:
