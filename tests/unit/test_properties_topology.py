@@ -3,7 +3,7 @@ loading gives a topology or one ConfigError line, never another exception."""
 
 from __future__ import annotations
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from queuewatch.errors import ConfigError
@@ -23,6 +23,8 @@ queue = st.dictionaries(st.sampled_from(sorted(_QUEUE_KEYS)), values, max_size=6
 @given(st.lists(queue, min_size=1, max_size=3),
        st.dictionaries(st.sampled_from(["delay_levels", "telemetry_exchange", "control_exchange"]),
                        scalars, max_size=2))
+@example([{"name": "jobs", "rate_limit_key": True}], {})  # was an AttributeError traceback
+@example([{"name": "jobs", "stuck_after": "soon"}], {"delay_levels": "many"})
 def test_any_topology_loads_or_is_one_line(queues, top):
     try:
         topology_from_mapping({"queue": queues, **top}, "t.toml")
