@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import datetime
 from typing import Any, Literal
 
 from queuewatch import envelope
 from queuewatch.broker.link import BrokerLink
-from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties
+from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties, PublishResult
 from queuewatch.config import Settings
 from queuewatch.errors import (
     BackPressure,
@@ -270,10 +270,17 @@ class AsyncProducer:
             if self.link.blocked:
                 await self._wait_unblocked()
             left = (link_deadline or time.monotonic() + self.reconnect_timeout) - time.monotonic()
-            result = await self._publisher.publish(
+            sending = self._publisher.publish(
                 out.body, exchange=out.exchange, routing_key=out.routing_key, properties=props,
                 queue=out.queue, link_timeout=max(left, 0.0),
             )
+            if self.outbox is None:
+                result = await sending
+            else:
+                maybe = await self._unless_blocked(sending)
+                if maybe is None:  # blocked while waiting: spooled (the copy sent may arrive too)
+                    return await self.outbox.put(out, wait=True)
+                result = maybe
             match result.outcome:
                 case Outcome.CONFIRMED:
                     if self.recorder is not None:
@@ -304,6 +311,18 @@ class AsyncProducer:
                 raise BrokerUnavailable(
                     f"publish to {out.queue!r} not confirmed: broker unreachable ({result.detail})")
             log.warning("publish of %s interrupted (%s); re-sending", out.message_id, result.detail)
+
+    async def _unless_blocked(self, sending: Awaitable[PublishResult]) -> PublishResult | None:
+        """The publish's outcome; None if the broker blocked the link first (a resource
+        alarm holds the confirm until it clears)."""
+        task = asyncio.ensure_future(sending)
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=_BLOCKED_POLL)
+            if done:
+                return task.result()
+            if self.link.blocked:
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+                return None
 
     async def _wait_unblocked(self) -> None:
         """Hold publishes while the broker blocks the connection (memory or disk alarm)."""
