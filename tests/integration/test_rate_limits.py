@@ -125,3 +125,46 @@ async def test_per_key_limits_hold_per_key_and_a_missing_key_is_logged(connectio
     # And the job without the key ran, with one clear error line
     lines = [r.getMessage() for r in caplog.records if "no payload:customer" in r.getMessage()]
     assert len(lines) == 1 and "no-key" in lines[0], lines
+
+
+@pytest.mark.slow
+async def test_when_the_refilling_worker_is_killed_another_takes_over(connection, settings,
+                                                                      vhost, tmp_path):
+    # Given two worker processes on a queue limited to 20/s, one of them refilling
+    spec = QueueSpec("limited", rate_limit=LIMIT)
+    topo = await declare(connection, vhost, spec, delay_levels=1)
+    async with AsyncProducer(settings, topo) as producer:
+        for i in range(500):
+            await producer.submit("limited", {}, job_id=f"j{i}")
+        await producer.flush()
+    procs = [start_worker_process(tmp_path, amqp_url=settings.amqp_url, vhost=vhost,
+                                  worker_id=f"lead-{i}",
+                                  specs=[{"name": "limited", "rate_limit": LIMIT}], grace=5)
+             for i in range(2)]
+
+    def leaders() -> list[WorkerProcess]:
+        return [p for p in procs if "refills the rate-limit tokens" in p.stderr()]
+
+    try:
+        await wait_until(lambda: len(leaders()) == 1 and len(all_starts(procs)) >= 40,
+                         timeout=30, interval=0.5, what="one refiller, jobs running")
+        [leader] = leaders()
+        [other] = [p for p in procs if p is not leader]
+        # When the leader is killed (its connection ends, the exclusive lock queue with it)
+        leader.proc.kill()
+        leader.proc.wait(10)
+        killed = time.time()
+        # Then the other worker refills within a few seconds, at the limit again
+        await wait_until(lambda: "refills the rate-limit tokens" in other.stderr(), timeout=8,
+                         interval=0.2, what="takeover")
+        await asyncio.sleep(8.0)
+        after = sorted(t for t in all_starts([other]) if t > killed)
+        first = after[0] - killed
+        rate = steady_rate(after, 5, len(after) - 5)
+    finally:
+        for p in procs:
+            if p.proc.poll() is None:
+                p.terminate()
+    assert first < 5.0, first
+    assert abs(rate - LIMIT) <= 0.1 * LIMIT, rate
+    print(f"takeover: first job {first:.2f}s after the kill, then {rate:.2f} jobs/s")

@@ -83,3 +83,26 @@ def test_paused_queues_from_the_stream_or_heartbeats_get_no_lag_alert():
     # States of another vhost do not apply
     [other_vhost] = with_queue_state([_queue("stream")], [], states, None, "elsewhere")
     assert not other_vhost.paused
+
+
+def test_status_json_and_exporter_show_paused_and_the_limit():
+    from dataclasses import replace
+
+    from queuewatch.cli.cmd_status import render_status
+    from queuewatch.metrics import QueuewatchCollector, build_registry
+    from queuewatch.monitor.jsonview import queue_to_json
+    from queuewatch.monitor.model import BrokerInfo, Snapshot
+
+    paused = replace(_queue("emails"), paused=True)
+    limited = replace(_queue("api"), rate_limit=20.0, ack_rate=19.5)
+    snap = Snapshot(taken_at=1.0, vhost="v", broker=BrokerInfo(url="http://x"),
+                    queues=(paused, limited))
+    text = render_status(snap)
+    assert "emails [paused]" in text and "19.5/20" in text
+    assert queue_to_json(paused)["paused"] is True and queue_to_json(limited)["rate_limit"] == 20.0
+    registry = build_registry(QueuewatchCollector(lambda: snap))
+    labels = {"vhost": "v", "queue": "emails"}
+    assert registry.get_sample_value("queuewatch_queue_paused", labels) == 1.0
+    assert registry.get_sample_value("queuewatch_queue_paused", {"vhost": "v", "queue": "api"}) is None
+    assert registry.get_sample_value("queuewatch_queue_rate_limit",
+                                     {"vhost": "v", "queue": "api"}) == 20.0
