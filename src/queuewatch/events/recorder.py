@@ -25,12 +25,16 @@ from queuewatch.broker.policy import ReconnectPolicy
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties
 from queuewatch.broker.types import Channel, Connection
 from queuewatch.config import Settings
-from queuewatch.events.model import CONTENT_TYPE, H_COUNT, Event, encode_batch, stream_arguments
+from queuewatch.events.model import CONTENT_TYPE, H_COUNT, Recordable, encode_batch, stream_arguments
 
 log = logging.getLogger(__name__)
 
 #: Most events in one stream message.
 MAX_BATCH = 500
+#: Longest an emitted event (nobody waits for it) waits for company before it is sent.
+LINGER = 0.05
+#: How long a worker's recorded outcome waits for others to share its publish (seconds).
+WORKER_GATHER = 0.002
 #: Events waiting (not yet confirmed) before ``record`` holds its caller.
 MAX_PENDING = 50_000
 _RETRY = ReconnectPolicy(initial=0.1, factor=2.0, cap=2.0)
@@ -46,19 +50,30 @@ async def declare_stream(channel: Channel, settings: Settings) -> None:
 class EventRecorder:
     """Records job events in the stream of ``settings.events_stream`` over ``link``."""
 
-    def __init__(self, link: BrokerLink, settings: Settings, *, max_pending: int = MAX_PENDING) -> None:
+    def __init__(self, link: BrokerLink, settings: Settings, *, max_pending: int = MAX_PENDING,
+                 gather: float = 0.0) -> None:
         self.link = link
         self.settings = settings
         self.stream = settings.events_stream
         self.max_pending = max_pending
+        self.gather = gather
+        """Seconds a recorded event waits for others to share its publish (a worker: its
+        jobs' outcomes finish within moments of each other, and fewer, fuller batches cost
+        less CPU; a producer: 0, its caller waits)."""
         self._publisher = ConfirmedPublisher(link)
-        self._queue: deque[tuple[Event, asyncio.Future[None] | None]] = deque()
+        self._queue: deque[tuple[Recordable, asyncio.Future[None] | None]] = deque()
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._declared = False
+        self._waiting: str | None = None
+        """What the sender waits for: ``idle`` (any event), ``linger`` (a recorded event or a
+        full batch), ``gather`` (a full batch), None (it is busy sending)."""
+        self._urgent = 0
+        """Events in the queue that someone waits for (``record``, ``flush``)."""
+
         self.batches = 0
         """Stream messages confirmed (for tests and benchmarks)."""
         self.recorded = 0
@@ -66,19 +81,39 @@ class EventRecorder:
         link.on_up(self._on_up)
 
     # -- recording ---------------------------------------------------------------------
-    def emit(self, event: Event) -> None:
+    def emit(self, event: Recordable) -> None:
         """Queue ``event`` (it leaves with the next batch); nothing to wait for."""
         self._push(event, None)
 
-    def _push(self, event: Event, fut: asyncio.Future[None] | None) -> None:
+    def _push(self, event: Recordable, fut: asyncio.Future[None] | None) -> None:
         self._queue.append((event, fut))
+        if fut is not None:
+            self._urgent += 1
         if len(self._queue) >= self.max_pending:
             self._room.clear()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="event recorder")
-        self._wake.set()
+        # Wake the sender only when it matters (not once per event: a busy worker emits
+        # thousands a second): it waits for a first event, for a recorded one while it
+        # lingers over emitted ones, or for a full batch.
+        match self._waiting:
+            case "idle":
+                self._wake.set()
+            case "linger" if fut is not None or len(self._queue) >= MAX_BATCH:
+                self._wake.set()
+            case "gather" if len(self._queue) >= MAX_BATCH:
+                self._wake.set()
 
-    async def record(self, *events: Event) -> None:
+    def record_soon(self, *events: Recordable) -> asyncio.Future[None]:
+        """Queue ``events`` now; the future resolves once the broker confirmed them (the
+        caller may do other work meanwhile, then await it)."""
+        for e in events[:-1]:
+            self._push(e, None)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._push(events[-1], fut)
+        return fut
+
+    async def record(self, *events: Recordable) -> None:
         """Record ``events`` (in order) and wait until the broker confirmed them. Batches
         are confirmed in order, so one future on the last event covers them all."""
         if not events:
@@ -99,6 +134,9 @@ class EventRecorder:
         if fut is None:
             fut = asyncio.get_running_loop().create_future()
             self._queue[-1] = (event, fut)
+            self._urgent += 1
+            if self._waiting == "linger":
+                self._wake.set()
         done, _ = await asyncio.wait([fut], timeout=timeout)
         return bool(done)
 
@@ -145,16 +183,25 @@ class EventRecorder:
         while not self._closing:
             if not self._queue:
                 self._wake.clear()
+                self._waiting = "idle"
                 await self._wake.wait()
+                self._waiting = None
                 continue
+            if len(self._queue) < MAX_BATCH:
+                # Only emitted events (nobody waits for them): let them ride along with the
+                # next recorded one, or leave after LINGER; recorded ones wait ``gather``.
+                await self._linger(LINGER if not self._urgent else self.gather)
+            await asyncio.sleep(0)  # records made in this same turn of the loop join the batch
             batch = [self._queue[i] for i in range(min(MAX_BATCH, len(self._queue)))]
             outcome, detail = await self._send([e for e, _ in batch])
             if outcome is Outcome.CONFIRMED:
                 backoff.reset()
                 for _ in batch:
                     _, fut = self._queue.popleft()
-                    if fut is not None and not fut.done():
-                        fut.set_result(None)
+                    if fut is not None:
+                        self._urgent -= 1
+                        if not fut.done():
+                            fut.set_result(None)
                 self.batches += 1
                 self.recorded += len(batch)
                 if len(self._queue) < self.max_pending:
@@ -166,7 +213,20 @@ class EventRecorder:
                         outcome.value, detail)
             await asyncio.sleep(backoff.next_delay())
 
-    async def _send(self, events: list[Event]) -> tuple[Outcome, str]:
+    async def _linger(self, seconds: float) -> None:
+        """Wait up to ``seconds`` for company (see :meth:`_push` for what ends it early)."""
+        if seconds <= 0 or len(self._queue) >= MAX_BATCH:
+            return
+        self._wake.clear()
+        self._waiting = "gather" if self._urgent else "linger"
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+        finally:
+            self._waiting = None
+
+    async def _send(self, events: list[Recordable]) -> tuple[Outcome, str]:
         try:
             if not self._declared:
                 await self._declare()
@@ -180,6 +240,6 @@ class EventRecorder:
         return result.outcome, result.detail
 
 
-def recorder_for(link: BrokerLink, settings: Settings) -> EventRecorder | None:
+def recorder_for(link: BrokerLink, settings: Settings, *, gather: float = 0.0) -> EventRecorder | None:
     """A recorder when job events are on (``settings.job_events``), else None."""
-    return EventRecorder(link, settings) if settings.job_events else None
+    return EventRecorder(link, settings, gather=gather) if settings.job_events else None

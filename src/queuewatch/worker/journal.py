@@ -7,12 +7,13 @@ processor *before* it acks the job, so an acked job always has its outcome on re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
 
 from queuewatch.events import model as ev
-from queuewatch.events.model import Event, Source
+from queuewatch.events.model import Source, line
 from queuewatch.events.recorder import EventRecorder
 from queuewatch.worker.job import Job, NonRetryable
 from queuewatch.worker.outcomes import Failure
@@ -31,12 +32,13 @@ class Journal:
         self.source = Source("worker", name=worker_id)
         self.result_max_bytes = result_max_bytes
 
-    def _event(self, kind: str, job: Job, attempt: int | None = None, **data: Any) -> Event:
-        return Event(kind, job.job_id, job.queue, job.attempt if attempt is None else attempt,
-                     self.source, data={k: v for k, v in data.items() if v is not None})
+    def _event(self, kind: str, job: Job, attempt: int | None = None, **data: Any) -> str:
+        return line(kind, job.job_id, job.queue, job.attempt if attempt is None else attempt,
+                    self.source, {k: v for k, v in data.items() if v is not None})
 
     def started(self, job: Job) -> None:
-        self.recorder.emit(self._event(ev.STARTED, job, redelivered=job.redelivered or None))
+        self.recorder.emit(line(ev.STARTED, job.job_id, job.queue, job.attempt, self.source,
+                                _REDELIVERED if job.redelivered else None))
 
     def check_result(self, value: Any) -> Any:
         """``value`` as it will be stored (JSON), or ResultError."""
@@ -52,29 +54,35 @@ class Journal:
                               f"result_max_bytes ({self.result_max_bytes:,})")
         return json.loads(text)
 
-    def succeeded(self, job: Job, duration: float, result: Any) -> Event:
+    def succeeded(self, job: Job, duration: float, result: Any) -> str:
         data: dict[str, Any] = {"duration": round(duration, 6)}
         if result is not None:
             data["result"] = result
-        return Event(ev.SUCCEEDED, job.job_id, job.queue, job.attempt, self.source, data=data)
+        return line(ev.SUCCEEDED, job.job_id, job.queue, job.attempt, self.source, data)
 
-    def failed(self, job: Job, failure: Failure, duration: float | None) -> Event:
+    def failed(self, job: Job, failure: Failure, duration: float | None) -> str:
         return self._event(ev.ATTEMPT_FAILED, job, error_type=failure.error_type,
                            error=failure.message, traceback=failure.traceback or None,
                            duration=None if duration is None else round(duration, 6))
 
-    def retry(self, job: Job, delay_seconds: int) -> Event:
+    def retry(self, job: Job, delay_seconds: int) -> str:
         due = int((time.time() + delay_seconds) * 1000)
         return self._event(ev.RETRY_SCHEDULED, job, next_attempt=job.attempt + 1, due=due,
                            delay=delay_seconds)
 
     def dead(self, job: Job, reason: str, failure: Failure, dlq: str | None,
-             cancelled: bool = False) -> Event:
+             cancelled: bool = False) -> str:
         return self._event(ev.CANCELLED if cancelled else ev.DEAD_LETTERED, job, reason=reason,
                            dlq=dlq, error_type=failure.error_type, error=failure.message)
 
-    def skipped(self, job: Job, reason: str, whole: bool = True) -> Event:
+    def skipped(self, job: Job, reason: str, whole: bool = True) -> str:
         return self._event(ev.SKIPPED, job, reason=reason, copy_only=None if whole else True)
 
-    async def record(self, *events: Event) -> None:
+    def record_soon(self, *events: str) -> asyncio.Future[None]:
+        return self.recorder.record_soon(*events)
+
+    async def record(self, *events: str) -> None:
         await self.recorder.record(*events)
+
+
+_REDELIVERED = {"redelivered": True}

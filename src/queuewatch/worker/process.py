@@ -27,7 +27,6 @@ from typing import Any
 from queuewatch import envelope
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome
 from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
-from queuewatch.events.model import Event
 from queuewatch.idempotency import IdempotencyStore
 from queuewatch.producer.locks import PREFIX as LOCK_PREFIX
 from queuewatch.producer.locks import Locks
@@ -207,12 +206,11 @@ class Processor:
                                          Failure.from_exception(exc), time.monotonic() - duration,
                                          exc, spec=route.spec)
                         return
-                    recorded = self.journal.record(self.journal.succeeded(job, duration, stored))
+                    # Both group commits at once: the ack waits for the slower, not the sum.
+                    recorded = self.journal.record_soon(self.journal.succeeded(job, duration, stored))
                     if self.store is not None and key is not None:
-                        # Both group commits at once: the ack waits for the slower, not the sum.
-                        await asyncio.gather(recorded, self.store.mark_completed(key))
-                    else:
-                        await recorded
+                        await self.store.mark_completed(key)
+                    await recorded
                 elif self.store is not None and key is not None:
                     await self.store.mark_completed(key)
                 if not await settle(message.ack()):
@@ -334,7 +332,7 @@ class Processor:
                     spec: QueueSpec, counted: bool = False) -> None:
         if not counted and reason != outcomes.REASON_MALFORMED:
             self.counts.failed += 1
-        events: list[Event] = []
+        events: list[str] = []
         if self.journal is not None:
             if started:
                 events.append(self.journal.failed(job, failure, time.monotonic() - started))
@@ -367,7 +365,7 @@ class Processor:
         self.observer.on_job_end(job, DEAD_LETTERED if moved else REQUEUED, duration, exc)
 
     async def _publish_then_ack(self, message: AbstractIncomingMessage, copy: outcomes.Copy,
-                                events: Sequence[Event] = ()) -> bool:
+                                events: Sequence[str] = ()) -> bool:
         """Publish ``copy`` with a confirm, record ``events``, then ack ``message``; requeue
         it if the copy cannot be confirmed."""
         if channel_gone(message):

@@ -37,7 +37,7 @@ from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
 from queuewatch.config import Settings
 from queuewatch.errors import ConfigError, QueuewatchError
 from queuewatch.events.queuestate import QueueStates
-from queuewatch.events.recorder import recorder_for
+from queuewatch.events.recorder import WORKER_GATHER, recorder_for
 from queuewatch.idempotency import IdempotencyStore, SqliteStore
 from queuewatch.producer.locks import Locks
 from queuewatch.telemetry import ConsumerStatus, consumer_advice
@@ -137,7 +137,7 @@ class Worker:
         self.processor.publisher = self.publisher
         self.locks = Locks(self.link, self.publisher)
         self.processor.locks = self.locks
-        self.recorder = recorder_for(self.link, settings)
+        self.recorder = recorder_for(self.link, settings, gather=WORKER_GATHER)
         if self.recorder is not None:
             self.processor.journal = Journal(self.recorder, self.worker_id, settings.result_max_bytes)
             self.processor.cancels = CancelList(self.link, settings)
