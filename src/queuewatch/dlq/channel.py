@@ -58,10 +58,21 @@ async def raw_channel(
     finally:
         lost = watch is not None and watch.link_lost
         if not channel.is_closed and not lost and link_problem(connection) is None:
-            try:
-                await asyncio.wait_for(channel.close(), CLOSE_TIMEOUT)
-            except (wire.AMQPError, ConnectionError, RuntimeError, TimeoutError):
-                pass  # the broker requeues unacked deliveries whichever way the channel ends
+            # Waited for at most CLOSE_TIMEOUT, but never cancelled: a close cancelled
+            # half-way (channel.close sent, close-ok not yet read; slow when thousands of
+            # deliveries go back) frees the channel number while RabbitMQ still closes it,
+            # and the next channel opened under that number kills the whole connection
+            # ("CHANNEL_ERROR - expected 'channel.open'"). The broker requeues unacked
+            # deliveries whichever way the channel ends.
+            closing = asyncio.ensure_future(channel.close())
+            closing.add_done_callback(_retrieve)
+            await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT)
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    """Mark a background close's outcome as seen (it only matters to the broker)."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 async def close_quietly(connection: Connection) -> None:

@@ -90,7 +90,7 @@ class DeadLetterQueue:
         (await self.kind()).require(action)
         if action in kinds.CONSUMING and not self.force:
             _ready, consumers = await queue_counts(self.connection, self.queue)
-            if consumers:
+            if consumers and not await self._our_shovel_on_it():
                 raise QueueHasConsumers(self.queue, consumers)
 
     @property
@@ -160,8 +160,17 @@ class DeadLetterQueue:
     async def _begin(self, action: Action) -> None:
         require_writable(self.settings, action)
         self.audit.check()
-        await self._allowed(action)
         await self._not_being_shovelled()
+        await self._allowed(action)
+
+    async def _our_shovel_on_it(self) -> bool:
+        """Whether the consumer is the shovel of a replay of ours (reading is allowed
+        then; destructive actions are refused with :class:`ReplayInProgress`)."""
+        try:
+            await self._not_being_shovelled()
+        except ReplayInProgress:
+            return True
+        return False
 
     async def _not_being_shovelled(self) -> None:
         """Refuse while the shovel of a killed replay still moves this DLQ (see
