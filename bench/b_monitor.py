@@ -288,7 +288,8 @@ async def run(bench: Bench) -> list[Section]:
             await make_queues(settings, made, n)
             made = n
             await wait_listed(http, settings.effective_vhost, n)
-            sections.append(await _snapshot_section(bench, settings, http, n, samples))
+            sections.append(await _snapshot_section(bench, settings, http, n,
+                                                    samples if n < 20_000 else 3))
             if n == console_at:
                 sections.append(await _console_section(bench, settings, n, samples))
     return sections

@@ -135,7 +135,7 @@ async def run_prefetch(bench: Bench) -> list[Section]:
 async def run_processes(bench: Bench) -> list[Section]:
     """``queuewatch worker --processes 2`` vs ``--processes 1`` (and Dramatiq ``-p 2`` vs
     ``-p 1`` when installed), no-op jobs, interleaved."""
-    count = bench.size(40_000, 300)
+    count = bench.size(20_000, 300)
     section = Section(
         key="processes",
         title=f"Worker processes, 1 vs 2 ({count:,} no-op persistent jobs)",

@@ -162,8 +162,9 @@ async def test_a_slow_poll_never_slows_a_scrape(connection, mgmt, settings, vhos
         polls = exporter.poller.polls - polls_before
     finally:
         exporter.close()
-    # Then no scrape waited for a poll, and polls did not overlap (at most one per 2.2 s)
-    assert max(took) < 1.0, took
+    # Then no scrape waited for a poll (each would take 2 s or more; the margin is for a
+    # loaded machine), and polls did not overlap (at most one per 2.2 s)
+    assert max(took) < 1.8, took
     assert 1 <= polls <= 3, polls
 
 
