@@ -200,3 +200,12 @@ async def test_a_tick_that_cannot_be_published_is_logged_and_fired_once_the_queu
         scheduler.stop()
         await run
         await conn.close()
+
+
+async def test_an_unnamed_scheduler_leaves_no_job_index_behind(settings: Settings) -> None:
+    scheduler = Scheduler(settings)
+    async with scheduler:
+        assert scheduler.jobs is not None
+        index = Path(scheduler.jobs.index.path)
+        assert index.exists()
+    assert not index.exists()

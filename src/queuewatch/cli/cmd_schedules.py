@@ -129,7 +129,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     add_connection_options(p)
     p.add_argument("--topology", metavar="FILE", help="topology file with [[schedule]] tables")
-    p.add_argument("--name", help="this scheduler's name (default host-pid)")
+    p.add_argument("--name", help="this scheduler's name (default host-pid); a name keeps its job index "
+                   "across restarts (default: read the job events again at each start)")
     p.set_defaults(func=cmd_scheduler)
 
     s = sub.add_parser("schedules", help="list, add, pause, resume or remove recurring jobs")

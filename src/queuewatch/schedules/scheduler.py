@@ -31,6 +31,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS
@@ -103,6 +104,10 @@ class Scheduler:
         self.topology = topology
         self.declared = schedules_from_topology(topology.schedules) if topology else []
         self.name = name or default_name()
+        # A scheduler with a name keeps its job index across restarts (later starts read only
+        # what is new); one named after its pid reads the events once and deletes it at close.
+        self._index_path = settings.state_dir / f"scheduler-{self.name}.index.sqlite"
+        self._index_is_temporary = name is None
         self.clock = clock
         self.unique_for = unique_for
         self.link = BrokerLink(settings, name=f"queuewatch-scheduler {self.name}")
@@ -131,8 +136,7 @@ class Scheduler:
         if self.settings.job_events:
             from queuewatch.jobs import Jobs
 
-            index = self.settings.state_dir / f"scheduler-{self.name}.index.sqlite"
-            self.jobs = Jobs(self.settings, link=self.link, index=index)
+            self.jobs = Jobs(self.settings, link=self.link, index=self._index_path)
             await self.jobs.start(timeout)
         log.info("scheduler %s ready: %d schedule(s)", self.name, len(self.store.book.entries))
 
@@ -140,6 +144,9 @@ class Scheduler:
         self._stop.set()
         if self.jobs is not None:
             await self.jobs.close()
+            if self._index_is_temporary:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(str(self._index_path) + suffix).unlink(missing_ok=True)
         await self.producer.close()
         await self.store.close()
         await self.link.close()
