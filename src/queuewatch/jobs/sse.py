@@ -121,6 +121,8 @@ class EventHub:
         """Event id -> its encoded lines: each event is encoded once, not once per client."""
         self._framed: dict[str, bytes] = {}
         """Event id -> its id line (its own position) and encoded lines."""
+        self._top: Position | None = None
+        """The highest position handed to clients."""
         self._first: dict[str, Position] = {}
         """Job -> the position of its accepted/scheduled event, as far as seen."""
         jobs.tail.listeners.append(self._on_events)
@@ -141,7 +143,10 @@ class EventHub:
         positions = self._positions([e.event_id for e in events])
         for e in events:
             pos = positions.get(e.event_id)
-            if pos is not None:
+            if pos is not None and (self._top is None or pos > self._top):
+                # (an event seen before, re-sent in a batch whose confirm was lost, keeps its
+                # first position: it is not news; so items always go in increasing position)
+                self._top = pos
                 items.append((pos, e))
                 body = self._bodies[e.event_id] = encode_body(e)
                 self._framed[e.event_id] = f"id: {format_id(pos, e.event_id)}\n".encode() + body
@@ -194,6 +199,11 @@ class EventHub:
                      keepalive: float = KEEPALIVE) -> None:
         """Answer one ``GET /events`` until the client goes (or falls too far behind)."""
         sub = Subscriber(job_id, queue, self.max_queued)
+        if not self.subscribers:  # the hub did not follow positions while nobody listened
+            row = self.index.db.execute(
+                "SELECT off, idx FROM events ORDER BY off DESC, idx DESC LIMIT 1").fetchone()
+            if row is not None and (self._top is None or (int(row[0]), int(row[1])) > self._top):
+                self._top = (int(row[0]), int(row[1]))
         self.subscribers.add(sub)  # before reading the backlog: nothing falls in between
         try:
             writer.write(head_bytes(200, {
@@ -253,7 +263,10 @@ class EventHub:
                 await self._send(writer, order, [])
                 continue
             sub.waiting -= len(items)
-            fresh = [(pos, e) for pos, e in items if last is None or pos > last]
+            if last is None or items[0][0] > last:  # (items come in stream order)
+                fresh = items
+            else:
+                fresh = [(pos, e) for pos, e in items if pos > last]
             if fresh:  # (the others were in the backlog already)
                 last = fresh[-1][0]
                 idle = 0.0
