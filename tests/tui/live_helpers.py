@@ -21,9 +21,10 @@ def live_app(settings: Settings, source: LiveSource | None = None) -> Queuewatch
 
 
 async def wait_for(
-    pilot: Pilot, predicate: Callable[[], object], timeout: float = 20.0, what: str = "condition"  # type: ignore[type-arg]
+    pilot: Pilot, predicate: Callable[[], object], timeout: float = 40.0, what: str = "condition"  # type: ignore[type-arg]
 ) -> None:
-    """Let the app run until ``predicate()`` is truthy; fail with ``what`` after ``timeout``."""
+    """Let the app run until ``predicate()`` is truthy; fail with ``what`` after ``timeout``
+    (40 s: on a loaded 2-core machine the first DLQ read took up to 8 s)."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:

@@ -268,6 +268,9 @@ async def test_dlq_is_not_reread_on_every_depth_change():
         await pilot.press("l")
         await settle(pilot)
         assert source.peeks == 2
+        # And once another view is shown, it does not read by itself at all
+        await pilot.press("1")
+        assert not app.main.query_one(DlqView).active
 
 
 # -- feature: dead letters grouped by cause ------------------------------------------------

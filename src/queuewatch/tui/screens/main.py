@@ -76,16 +76,22 @@ class MainScreen(Screen[None]):
 
     def action_view(self, view: str) -> None:
         self.query_one(TabbedContent).active = view
-        if view == "dlq":
-            self.query_one(DlqView).opened()
+        self._dlq_shown(view == "dlq")
         tables = self.query_one(f"#{view}", TabPane).query(DataTable)
         if tables:
             tables.first().focus()
 
     @on(TabbedContent.TabActivated)
     def _tab_clicked(self, event: TabbedContent.TabActivated) -> None:
-        if event.pane.id == "dlq":
-            self.query_one(DlqView).opened()
+        self._dlq_shown(event.pane.id == "dlq")
+
+    def _dlq_shown(self, shown: bool) -> None:
+        """The DLQ browser reads by itself only while it is shown."""
+        dlq = self.query_one(DlqView)
+        if shown and not dlq.active:
+            dlq.opened()
+        elif not shown:
+            dlq.closed()
 
     def action_filter(self) -> None:
         """``/`` from anywhere: the filter of the view shown."""
