@@ -9,11 +9,12 @@ that does not consume it is not in trouble.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from queuewatch.events.queuestate import QueueState
 from queuewatch.monitor.model import QueueStats, WorkerStats
+from queuewatch.monitor.queues import is_infrastructure
 from queuewatch.topology import Topology
 
 
@@ -28,19 +29,21 @@ def with_queue_state(queues: Iterable[QueueStats], workers: Iterable[WorkerStats
     topology's). ``states`` are those of ``vhost`` (the stream lives in it)."""
     states = states or {}
     paused = paused_from_workers(workers)
+    configured = {} if topology is None else {
+        spec.name: spec.rate_limit for spec in topology.queues if spec.rate_limit is not None}
     out = []
     for q in queues:
-        limit = None
         state = states.get(q.name) if q.vhost == vhost else None
-        if state is not None and state.limit is not None:
-            limit = state.limit.rate
-        elif topology is not None:
-            try:
-                limit = topology.queue(q.name).rate_limit
-            except KeyError:
-                limit = None
+        run_time = state.limit if state is not None else None
+        limit = run_time.rate if run_time is not None else configured.get(q.name)
         is_paused = q.name in paused or (state is not None and state.paused)
         if is_paused or limit is not None:
             q = replace(q, paused=is_paused, rate_limit=limit)
         out.append(q)
     return out
+
+
+def with_scheduled(queues: Sequence[QueueStats], counts: Mapping[str, int]) -> list[QueueStats]:
+    """Each job queue with its count of scheduled jobs (DLQs and delay levels have none)."""
+    return [q if q.is_dlq or is_infrastructure(q.name) else replace(q, scheduled=counts.get(q.name, 0))
+            for q in queues]
