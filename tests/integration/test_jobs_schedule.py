@@ -4,6 +4,7 @@ due time, and cancel / run-now of jobs that have not started."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ import pytest
 
 from queuewatch.jobs import Jobs, JobState
 from queuewatch.jobs.control import JobActionError, cancel_pending, run_now
+from queuewatch.metrics.server import Exporter
 from queuewatch.producer import AsyncProducer
 from queuewatch.topology import DEFAULT_DELAY_LEVELS, QueueSpec, Topology
 from queuewatch.worker import Job, Worker
@@ -41,6 +43,26 @@ async def test_day_and_week_delays_are_accepted_by_default_and_listed(connection
                          env={"XDG_STATE_HOME": str(settings.state_dir), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr
     assert "tomorrow" in out.stdout and "next-week" in out.stdout and "in 24.0h" in out.stdout and "in 7.0d" in out.stdout
+    # And status counts them on their target queue (table and --json), as the exporter does
+    env = {"XDG_STATE_HOME": str(settings.state_dir), "PATH": "/usr/bin:/bin"}
+    table = subprocess.run([QUEUEWATCH, "status", "--vhost", vhost, "--no-heartbeats"],
+                           capture_output=True, text=True, timeout=60, env=env)
+    assert table.returncode == 0, table.stderr
+    head, *rows = table.stdout.splitlines()[1:]
+    row = next(r.split() for r in rows if r.startswith("reminders "))
+    assert head.split()[-1] == "SCHED" and row[-1] == "2"
+    as_json = subprocess.run([QUEUEWATCH, "status", "--json", "--vhost", vhost, "--no-heartbeats"],
+                             capture_output=True, text=True, timeout=60, env=env)
+    queues = {q["name"]: q for q in json.loads(as_json.stdout)["queues"]}
+    assert queues["reminders"]["scheduled"] == 2 and queues["reminders.dlq"]["scheduled"] is None
+    exporter = Exporter(settings, heartbeats=False, max_age=0.2)
+    try:
+        sample = exporter.registry.get_sample_value
+        labels = {"vhost": vhost, "queue": "reminders"}
+        await wait_until(lambda: sample("queuewatch_queue_scheduled_jobs", labels) == 2,
+                         timeout=20, what="the exporter's scheduled count")
+    finally:
+        exporter.close()
 
 
 async def test_at_in_the_past_runs_now_and_bad_at_is_refused(connection, settings, vhost):

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from queuewatch.cli.common import (
     add_connection_options,
@@ -23,7 +25,11 @@ from queuewatch.cli.common import (
     run,
     settings_from_args,
 )
+from queuewatch.config import Settings
+from queuewatch.errors import QueuewatchError
 from queuewatch.monitor.model import NodeStats, QueueStats, Snapshot, fmt_duration
+
+log = logging.getLogger(__name__)
 
 
 def add_monitor_options(p: argparse.ArgumentParser, *, suppress: bool = False) -> None:
@@ -54,14 +60,44 @@ def take_snapshot(args: argparse.Namespace, need_heartbeats: bool = True) -> Sna
     beats = need_heartbeats and not getattr(args, "no_heartbeats", False)
     listen = getattr(args, "listen", None)
 
+    all_vhosts = bool(getattr(args, "all_vhosts", False))
+
     async def go() -> Snapshot:
         async with open_monitor(
             settings, heartbeats=beats, listen=DEFAULT_LISTEN if listen is None else listen,
-            topology=topology, all_vhosts=bool(getattr(args, "all_vhosts", False)),
+            topology=topology, all_vhosts=all_vhosts,
         ) as monitor:
-            return await monitor.poll()
+            if all_vhosts or not settings.job_events:
+                return await monitor.poll()
+            async with scheduled_counts(settings) as counts:
+                monitor.monitor.scheduled = counts
+                return await monitor.poll()
 
     return run(go)
+
+
+@contextlib.asynccontextmanager
+async def scheduled_counts(settings: Settings) -> AsyncIterator[Callable[[], Mapping[str, int]] | None]:
+    """The job events' count of scheduled jobs per queue, or None when they cannot be read
+    within :data:`JOBS_WAIT` (the column then says ``?``: status never waits long for it)."""
+    from queuewatch.jobs import Jobs
+
+    jobs = Jobs(settings, sync_timeout=JOBS_WAIT)
+    try:
+        await asyncio.wait_for(jobs.start(JOBS_WAIT), JOBS_WAIT + 1)
+    except (QueuewatchError, TimeoutError) as exc:
+        log.debug("no scheduled counts: %s", exc)
+        await jobs.close()
+        yield None
+        return
+    try:
+        yield jobs.scheduled_counts
+    finally:
+        await jobs.close()
+
+
+#: Longest ``status`` waits for the job events (seconds).
+JOBS_WAIT = 5.0
 
 
 # -- status ------------------------------------------------------------------------------
@@ -98,6 +134,11 @@ def render_status(snap: Snapshot) -> str:
     headers = ["QUEUE", "READY", "UNACKED", "CONSUMERS", "FILL", "OLDEST", "DRAIN-ETA", "IN/S",
                "OUT/S", "DLQ"]
     right = {1, 2, 3, 4, 5, 6, 7, 8, 9}
+    if any(q.scheduled for q in snap.queues):  # only when some are waiting: keep it narrow
+        headers.append("SCHED")
+        right.add(len(headers) - 1)
+        rows = [[*row, "-" if q.scheduled is None else q.scheduled]
+                for q, row in zip(snap.queues, rows, strict=True)]
     if snap.vhost is None:  # every vhost: say which
         headers.insert(0, "VHOST")
         right = {i + 1 for i in right}

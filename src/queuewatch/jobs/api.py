@@ -194,6 +194,14 @@ class Jobs:
         statuses = [self.index.status(job) for job, *_ in rows]
         return [s for s in statuses if s.state in waiting]  # the table is a hint: fold decides
 
+    def scheduled_counts(self) -> dict[str, int]:
+        """Jobs waiting for their time (scheduled or retrying) per target queue, as the index
+        holds them now (no broker round trip: for a monitor that polls)."""
+        out: dict[str, int] = {}
+        for (queue, _state), n in self.index.counts((JobState.SCHEDULED, JobState.RETRYING)).items():
+            out[queue] = out.get(queue, 0) + n
+        return out
+
     async def watch(self, *, job_id: str | None = None, queue: str | None = None,
                     after: tuple[int, int] | None = None) -> AsyncIterator[Event]:
         """Events as they are recorded (for one job, one queue, or all), first those after

@@ -148,6 +148,9 @@ def snapshot_families(snap: Snapshot, stale_after: float,
                     "(queuewatch queues pause; absent otherwise): its backlog is expected")
     limit = _gauge("queuewatch_queue_rate_limit", "The queue's queue-wide rate limit in jobs/s "
                    "over every worker (absent without one)")
+    scheduled = _gauge("queuewatch_queue_scheduled_jobs", "Jobs for the queue waiting for their "
+                       "time in the delay levels (delayed, or waiting for a retry), from the job "
+                       "events (absent when they are not read)")
     stuck_all = _gauge("queuewatch_stuck_jobs_overall", "Stuck jobs over all queues", [])
     stuck_all.add_metric([], len(snap.stuck_jobs))
     stalled_set, orphan_set = set(snap.stalled_queues), set(snap.orphaned_queues)
@@ -189,6 +192,8 @@ def snapshot_families(snap: Snapshot, stale_after: float,
             paused.add_metric(labels, 1.0)
         if q.rate_limit is not None:
             limit.add_metric(labels, q.rate_limit)
+        if q.scheduled is not None:
+            scheduled.add_metric(labels, q.scheduled)
         if q.name in stuck_by_queue:
             stuck.add_metric(labels, stuck_by_queue[q.name])
 
@@ -220,7 +225,7 @@ def snapshot_families(snap: Snapshot, stale_after: float,
         alerts.add_metric([severity], sum(1 for a in snap.alerts if a.severity == severity))
     basics = [] if lean else [messages, consumers]
     families = [poll, taken, exported, left_out, *basics, age, drain, full, fill, cap, dlq,
-                stalled, orphaned, paused, limit, stuck, stuck_all, workers_up, hung, hb_age, in_flight, running, alarm,
+                stalled, orphaned, paused, limit, scheduled, stuck, stuck_all, workers_up, hung, hb_age, in_flight, running, alarm,
                 alerts, idle, live]
     feed = snap.heartbeats
     if feed is None:

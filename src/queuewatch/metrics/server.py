@@ -20,6 +20,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from queuewatch.config import Settings
+from queuewatch.errors import QueuewatchError
+from queuewatch.jobs import Jobs
 from queuewatch.metrics.collector import QueuewatchCollector
 from queuewatch.metrics.poller import BackgroundPoller
 from queuewatch.metrics.select import QueueSelector
@@ -61,6 +63,8 @@ class Exporter:
         self.topology = topology
         self.all_vhosts = all_vhosts
         self.max_age = settings.poll_interval if max_age is None else max_age
+        self.jobs: Jobs | None = None
+        self._jobs_task: asyncio.Future[None] | None = None
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="queuewatch-exporter",
                                         daemon=True)
@@ -89,7 +93,21 @@ class Exporter:
                                  heartbeats=self.want_heartbeats, all_vhosts=self.all_vhosts,
                                  name="queuewatch-exporter")
         await session.start()
+        if self.settings.job_events and not self.all_vhosts:
+            # Scheduled jobs per queue, from the job events (read in the background: the
+            # index follows the stream; a scrape only reads the local index's counts).
+            self.jobs = Jobs(self.settings, link=session.link)
+            self._jobs_task = asyncio.ensure_future(self._start_jobs(session))
         return session
+
+    async def _start_jobs(self, session: MonitorSession) -> None:
+        assert self.jobs is not None
+        try:
+            await self.jobs.start()
+        except QueuewatchError as exc:
+            log.warning("scheduled job counts not exported: the job events cannot be read (%s)", exc)
+            return
+        session.monitor.scheduled = self.jobs.scheduled_counts
 
     def start(self, port: int = DEFAULT_PORT, bind: str = DEFAULT_BIND) -> int:
         """Serve ``/metrics`` (with the TLS and basic auth of ``settings.web_config``);
@@ -112,6 +130,11 @@ class Exporter:
             self._thread.join(5)
 
     async def _teardown(self) -> None:
+        if self._jobs_task is not None:
+            self._jobs_task.cancel()
+            await asyncio.gather(self._jobs_task, return_exceptions=True)
+        if self.jobs is not None:
+            await self.jobs.close()
         await self.poller.stop()
         await self.session.aclose()
 

@@ -33,7 +33,7 @@ from queuewatch.monitor.freshness import ALWAYS_LIVE, feed_alert
 from queuewatch.monitor.heartbeats import HeartbeatSource
 from queuewatch.monitor.history import QueueHistory
 from queuewatch.monitor.model import BrokerInfo, NodeStats, QueueStats, Snapshot
-from queuewatch.monitor.paused import with_queue_state
+from queuewatch.monitor.paused import with_queue_state, with_scheduled
 from queuewatch.monitor.queues import MONITOR_QUEUE_COLUMNS, ack_count, parse_queue
 from queuewatch.telemetry import is_private_queue
 from queuewatch.topology import DLQ_SUFFIX, Topology
@@ -85,6 +85,9 @@ class Monitor:
         self.topology = topology
         self.heartbeats = heartbeats
         self.queue_states: Mapping[str, QueueState] | None = None
+        self.scheduled: Callable[[], Mapping[str, int]] | None = None
+        """Scheduled jobs per target queue (from the job events' index, set by a face that
+        reads them); None: the column stays unknown."""
         """Paused queues and run-time limits (the session's queue-state reader), if known."""
         self.vhost: str | None = None if all_vhosts else settings.effective_vhost
         self.history = QueueHistory(settings.history_size)
@@ -141,6 +144,8 @@ class Monitor:
                                 feed or ALWAYS_LIVE)
         queues = with_queue_state(queues, workers, self.queue_states, self.topology,
                                   self.settings.effective_vhost)
+        if self.scheduled is not None:
+            queues = with_scheduled(queues, self.scheduled())
         paused = {q.ref(qualified) for q in queues if q.paused}
         orphaned = tuple(r for r in orphaned if r not in paused)
         stuck = find_stuck_jobs(workers, now, self._stuck_after)

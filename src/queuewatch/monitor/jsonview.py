@@ -44,7 +44,7 @@ def queue_to_json(q: QueueStats) -> dict[str, Any]:
         "full_eta_text": None if q.full_eta is None else fmt_duration(q.full_eta),
         "is_dlq": q.is_dlq, "dlq": q.dlq, "dlq_depth": q.dlq_depth, "dlq_growth": q.dlq_growth,
         "stuck_after_seconds": q.stuck_after,
-        "paused": q.paused, "rate_limit": q.rate_limit,
+        "paused": q.paused, "rate_limit": q.rate_limit, "scheduled": q.scheduled,
     }
 
 

@@ -87,6 +87,9 @@ class QueueStats:
     """An operator paused it (``queuewatch queues pause``): workers do not consume it."""
     rate_limit: float | None = None
     """Its queue-wide rate limit in jobs/s (run-time or topology), if any."""
+    scheduled: int | None = None
+    """Jobs for this queue waiting for their time in the delay levels (delayed, or waiting
+    for a retry), from the job events; None when not known (job events off or not read)."""
 
     @property
     def depth(self) -> int | None:
