@@ -136,3 +136,35 @@ async def test_past_retention_is_unknown_and_a_deleted_stream_is_a_clear_error(c
         jobs.recorder.stream = "nowhere"  # nothing re-creates it in this test
         with pytest.raises(EventsUnavailable, match="did not answer within 2s"):
             await jobs.status("new")
+
+
+async def test_a_replayed_job_timeline_goes_on_after_its_death(connection, settings, vhost):
+    from queuewatch.dlq import DeadLetterQueue
+
+    # Given a job that died (one attempt), then a fixed handler
+    topo = await declare(connection, vhost, QueueSpec("jobs", retry=RetryPolicy(max_attempts=1)))
+    fixed = asyncio.Event()
+    worker = Worker(settings, topo)
+
+    @worker.job("jobs")
+    async def handle(job: Job) -> str:
+        if not fixed.is_set():
+            raise RuntimeError("bug")
+        return "ok"
+
+    async with Jobs(settings) as jobs, running(worker), AsyncProducer(settings, topo) as producer:
+        await producer.publish("jobs", {}, job_id="phoenix")
+        with pytest.raises(JobFailed):
+            await jobs.result("phoenix", timeout=15)
+        fixed.set()
+        # When it is replayed out of its DLQ
+        result = await DeadLetterQueue(connection, None, settings, "jobs.dlq").replay(via_shovel=False)
+        assert result.replayed == 1
+        # Then its status follows it: replayed, run again, succeeded with its result
+        assert await jobs.result("phoenix", timeout=15) == "ok"
+        status = await jobs.status("phoenix")
+    kinds = [e.kind for e in status.events]
+    assert kinds == ["accepted", "started", "attempt_failed", "dead_lettered", "replayed",
+                     "started", "succeeded"], kinds
+    replayed = next(e for e in status.events if e.kind == "replayed")
+    assert replayed.data["dlq"] == "jobs.dlq" and replayed.source.role == "replay"

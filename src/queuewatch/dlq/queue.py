@@ -21,11 +21,14 @@ from queuewatch.dlq.channel import close_quietly, queue_counts, queue_depth
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.importlog import ImportLog
 from queuewatch.dlq.kinds import Action, QueueKind
-from queuewatch.dlq.model import DeadLetter
+from queuewatch.dlq.model import DeadLetter, Route
 from queuewatch.dlq.peek import Page, ProgressFn
 from queuewatch.dlq.replay import DEFAULT_MAX_REPLAYS, DEFAULT_WINDOW, ReplayOptions, ReplayResult
 from queuewatch.dlq.shovel import ReplayInProgress, ensure_not_busy, replay_via_shovel
 from queuewatch.errors import ConfigError, QueuewatchError
+from queuewatch.events import model as ev
+from queuewatch.events.model import Source, line
+from queuewatch.events.recorder import record_once
 from queuewatch.topology import DLQ_SUFFIX
 
 AUTO_SHOVEL_MIN = 1000
@@ -203,9 +206,19 @@ class DeadLetterQueue:
             await self._allowed("read")
         else:
             await self._begin("replay")
+        replayed: list[str] = []
+        source = Source("replay", name=self.settings.credentials[0])
+
+        def note(dl: DeadLetter, route: Route) -> None:  # the job events' "replayed"
+            if dl.job_id:
+                target = dl.death.original_queue or route.routing_key
+                replayed.append(line(ev.REPLAYED, dl.job_id, target, 0, source,
+                                     {"to": route.describe(), "dlq": self.queue}))
+
         opts = ReplayOptions(flt=flt, dry_run=dry_run, rate=rate, force=force,
                              max_replays=max_replays, limit=limit, window=window,
-                             user=self.settings.credentials[0])
+                             user=self.settings.credentials[0],
+                             on_replayed=None if dry_run else note)
         try:
             shovelled = None
             if via_shovel or (via_shovel is None and await self._shovel_worth_it(opts)):
@@ -217,6 +230,7 @@ class DeadLetterQueue:
             else:
                 async with self._publisher() as pub:
                     result = await replay.replay(self.connection, self.queue, opts, progress, pub)
+                    await record_once(pub, self.settings, list(replayed))
         except QueuewatchError as exc:
             if not dry_run:
                 self._record("replay", "error", 0, flt, str(exc))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -195,6 +196,8 @@ class ReplayOptions:
     idle_timeout: float = IDLE_TIMEOUT
     stall_timeout: float = STALL_TIMEOUT
     """End the replay when RabbitMQ sends nothing (no delivery, no confirm) for this long."""
+    on_replayed: Callable[[DeadLetter, Route], None] | None = None
+    """Called for each dead letter whose republish was confirmed (the job events' record)."""
 
 
 async def dry_run(
@@ -341,6 +344,8 @@ class _Replayer:
             self.watch.progress()
             self.replayed += 1
             self.acker.done(tag)
+            if self.opts.on_replayed is not None:
+                self.opts.on_replayed(dl, route)
             return
         result = classify_failure(exc)
         if result.outcome is Outcome.REFUSED and not result.sent:

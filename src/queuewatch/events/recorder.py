@@ -243,3 +243,37 @@ class EventRecorder:
 def recorder_for(link: BrokerLink, settings: Settings, *, gather: float = 0.0) -> EventRecorder | None:
     """A recorder when job events are on (``settings.job_events``), else None."""
     return EventRecorder(link, settings, gather=gather) if settings.job_events else None
+
+
+async def record_once(connection: Connection, settings: Settings, events: list[Recordable],
+                      timeout: float = 10.0) -> bool:
+    """Record ``events`` in one confirmed batch over a plain connection (one-shot commands:
+    DLQ replay); declares the stream when it is missing. False (and a log line) when the
+    broker did not confirm them."""
+    if not events or not settings.job_events:
+        return True
+    publisher = ConfirmedPublisher(connection)
+    props = Properties(content_type=CONTENT_TYPE, delivery_mode=2, headers={H_COUNT: len(events)})
+    try:
+        for first in (True, False):
+            result = await publisher.publish(
+                encode_batch(events), exchange="", routing_key=settings.events_stream,
+                properties=props, queue=settings.events_stream, timeout=timeout)
+            if result.ok:
+                return True
+            if first and result.outcome is Outcome.UNROUTABLE:
+                channel = await publisher.link.channel(timeout=timeout)
+                try:
+                    await declare_stream(channel, settings)
+                finally:
+                    if not channel.is_closed:
+                        await channel.close()
+                continue
+            break
+    except LINK_OR_AMQP_ERRORS as exc:
+        log.warning("%d job events not recorded: %s", len(events), exc)
+        return False
+    finally:
+        await publisher.close()
+    log.warning("%d job events not recorded: %s (%s)", len(events), result.outcome.value, result.detail)
+    return False
