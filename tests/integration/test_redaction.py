@@ -94,6 +94,7 @@ def _children_cmdlines(args: list[str], env: dict[str, str]) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # some 15 processes in turn: 40 s alone, minutes on a loaded machine
 def test_no_command_writes_the_password(user, vhost, tmp_path, admin_http):
     state = tmp_path / "state"
     good = f"amqp://{user}:{SECRET}@127.0.0.1:5672/{quote(vhost, safe='')}"
