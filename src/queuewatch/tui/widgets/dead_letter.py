@@ -13,8 +13,9 @@ from typing import Any
 from rich.text import Text
 
 from queuewatch import envelope as env
-from queuewatch.dlq.model import DeadLetter
+from queuewatch.dlq.model import DeadLetter, published_ms
 from queuewatch.monitor.model import fmt_duration
+from queuewatch.tui.layout import Column
 
 #: Headers holding epoch milliseconds.
 TIME_HEADERS = frozenset({env.H_PUBLISHED_MS, env.H_FIRST_FAILED_MS, env.H_LAST_FAILED_MS,
@@ -65,6 +66,29 @@ def death_lines(entries: Any, now: float) -> list[str]:
     if delay_passes:
         lines.append(f"+ {delay_passes} passes through queuewatch delay levels (retries waiting)")
     return lines
+
+
+DLQ_COLUMNS = (
+    Column("mark", "✓", 1), Column("job", "Job id", 20, flex=True, min_width=10, max_width=36),
+    Column("queue", "Orig. queue", 14, 2, flex=True, min_width=10, max_width=20),
+    Column("reason", "Reason", 10, 1), Column("attempts", "Att", 3, 3, right=True),
+    Column("age", "Age", 6, right=True),
+    Column("error", "Error", 30, flex=True, min_width=12),
+)
+
+
+def letter_row(dl: DeadLetter, marked: bool, now: float) -> tuple[Text | str, ...]:
+    """The DLQ list's row of ``dl`` (:data:`DLQ_COLUMNS`); its age counted from ``now``."""
+    d = dl.death
+    error = f"{d.error_type or ''}: {d.error_message or ''}".strip(": ")
+    ms = d.last_death_ms or published_ms(dl.headers, dl.properties)
+    age = dl.age_seconds if ms is None else max(now - ms / 1000.0, 0.0)
+    return (
+        Text("✓", style="bold green") if marked else " ",
+        dl.job_id or "-", d.original_queue or (d.route.routing_key if d.route else "-"),
+        d.reason or "-", "-" if d.attempts is None else str(d.attempts),
+        fmt_duration(age), error.splitlines()[0] if error else "-",
+    )
 
 
 def detail_text(dl: DeadLetter, now: float) -> Text:

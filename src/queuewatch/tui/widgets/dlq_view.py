@@ -19,17 +19,17 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from queuewatch.dlq.filters import DeadLetterFilter
-from queuewatch.dlq.model import DeadLetter, published_ms
+from queuewatch.dlq.model import DeadLetter
 from queuewatch.errors import ReadOnlyError
 from queuewatch.monitor.model import Snapshot, fmt_duration
 from queuewatch.tui.failures import ReportsFailures
-from queuewatch.tui.layout import Column
 from queuewatch.tui.screens.dialogs import PickScreen
 from queuewatch.tui.source import DataSource
-from queuewatch.tui.widgets.dead_letter import detail_text
+from queuewatch.tui.widgets.dead_letter import DLQ_COLUMNS, detail_text, letter_row
 from queuewatch.tui.widgets.dlq_actions import DlqActions, dead_letter_key, parse_filter
 from queuewatch.tui.widgets.dlq_causes import CauseMode, CauseTable
 from queuewatch.tui.widgets.keyed_table import KeyedTable
+from queuewatch.tui.widgets.table_view import DrillDown
 
 #: How many dead letters the browser reads at once.
 PEEK_LIMIT = 500
@@ -37,13 +37,6 @@ PEEK_LIMIT = 500
 AUTO_RELOAD_EVERY = 30.0
 #: Below this width the detail pane goes under the list instead of beside it.
 NARROW = 110
-DLQ_COLUMNS = (
-    Column("mark", "✓", 1), Column("job", "Job id", 20, flex=True, min_width=10, max_width=36),
-    Column("queue", "Orig. queue", 14, 2, flex=True, min_width=10, max_width=20),
-    Column("reason", "Reason", 10, 1), Column("attempts", "Att", 3, 3, right=True),
-    Column("age", "Age", 6, right=True),
-    Column("error", "Error", 30, flex=True, min_width=12),
-)
 DESTRUCTIVE = {"replay_selected", "replay_filtered", "delete_selected"}
 
 
@@ -60,6 +53,7 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
         Binding("d", "delete_selected", "Delete marked"),
         Binding("e", "export", "Export"),
         Binding("b", "by_cause", "By cause"),
+        Binding("h", "job_history", "Job timeline"),
     ]
 
     def __init__(self, source: DataSource, read_only: bool, clock: Callable[[], float],
@@ -220,23 +214,9 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
         self._help()
 
     def _render_rows(self) -> None:
-        rows = {}
-        for key, dl in self.letters.items():
-            d = dl.death
-            error = f"{d.error_type or ''}: {d.error_message or ''}".strip(": ")
-            rows[key] = (
-                Text("✓", style="bold green") if key in self.marked else " ",
-                dl.job_id or "-", d.original_queue or (d.route.routing_key if d.route else "-"),
-                d.reason or "-", "-" if d.attempts is None else str(d.attempts),
-                fmt_duration(self._age(dl)), error.splitlines()[0] if error else "-",
-            )
-        self.query_one("#dlq-table", KeyedTable).set_rows(rows)
-
-    def _age(self, dl: DeadLetter) -> float | None:
-        ms = dl.death.last_death_ms or published_ms(dl.headers, dl.properties)
-        if ms is None:
-            return dl.age_seconds
-        return max(self.clock() - ms / 1000.0, 0.0)
+        now = self.clock()
+        self.query_one("#dlq-table", KeyedTable).set_rows({
+            key: letter_row(dl, key in self.marked, now) for key, dl in self.letters.items()})
 
     @on(DataTable.RowHighlighted, "#dlq-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -245,6 +225,13 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
     def _show_detail(self, key: str | None) -> None:
         dl = self.letters.get(key or "")
         self.query_one("#dlq-detail", Static).update(detail_text(dl, self.clock()) if dl else "")
+
+    def action_job_history(self) -> None:
+        """The highlighted dead letter's job timeline (from the job events)."""
+        key = self.query_one("#dlq-table", KeyedTable).selected_key
+        dl = self.letters.get(key or "")
+        if dl is not None and dl.job_id:
+            self.post_message(DrillDown("job", dl.job_id))
 
     # -- filter and marks ----------------------------------------------------------------
     def action_filter(self) -> None:
