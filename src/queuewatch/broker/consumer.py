@@ -226,17 +226,17 @@ class Subscription:
                 log.debug("cancel consumer of %r: %s", self.queue, exc)
         self._set(False, cause, reason)
 
-    def resume(self) -> None:
+    def resume(self, keep_old_for: float = OLD_CHANNEL_GRACE) -> None:
         """Consume again after :meth:`cancel` (a paused queue resumed). The old channel is
-        left open for the deliveries still being worked on (their acks go on it) and closed
-        :data:`OLD_CHANNEL_GRACE` seconds later at the latest."""
+        left open ``keep_old_for`` seconds for the deliveries still being worked on (their
+        acks go on it), then closed (the broker requeues what is still unacked on it)."""
         if not self._stopped:
             return
         self._stopped = False
         old, self.channel = self.channel, None
         if old is not None and not old.is_closed:
             asyncio.get_running_loop().call_later(
-                OLD_CHANNEL_GRACE, lambda: asyncio.ensure_future(_close_quietly(old)))
+                keep_old_for, lambda: asyncio.ensure_future(_close_quietly(old)))
         if self.link.alive:
             self.restart_soon()
 

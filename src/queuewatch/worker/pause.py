@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
-from queuewatch.broker.consumer import Subscription
+from queuewatch.broker.consumer import OLD_CHANNEL_GRACE, Subscription
 from queuewatch.broker.link import BrokerLink
 from queuewatch.events.queuestate import QueueState, QueueStates
 
@@ -33,8 +34,11 @@ class Pauses:
     """Applies pause and resume of the worker's queues to their subscriptions."""
 
     def __init__(self, link: BrokerLink, states: QueueStates, paused: set[str],
-                 subscriptions: dict[str, Subscription], worker_id: str) -> None:
+                 subscriptions: dict[str, Subscription], worker_id: str,
+                 running: Callable[[str], bool] = lambda _queue: True) -> None:
         self.link = link
+        self.running = running
+        """Whether a job of the queue is running now."""
         self.states = states
         self.paused = paused
         """The processor's set: a prefetched job of a queue in it goes back unstarted."""
@@ -67,9 +71,15 @@ class Pauses:
         else:
             self.paused.discard(after.queue)
             log.info("worker %s: resuming %r", self.worker_id, after.queue)
-            sub.resume()
+            sub.resume(self._keep_old_for(after.queue))
 
     async def _pause(self, sub: Subscription, state: QueueState) -> None:
         await sub.cancel("paused", paused_reason(state))
         if sub.queue not in self.paused:
-            sub.resume()  # resumed while the cancel was under way
+            sub.resume(self._keep_old_for(sub.queue))  # resumed while the cancel was under way
+
+    def _keep_old_for(self, queue: str) -> float:
+        """How long the old channel stays open: until the jobs of ``queue`` running on it
+        can have finished, or not at all when none runs (closing it requeues only
+        prefetched deliveries that would go back anyway)."""
+        return OLD_CHANNEL_GRACE if self.running(queue) else 0.0

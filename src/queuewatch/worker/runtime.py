@@ -150,7 +150,7 @@ class Worker:
         self.queue_states = QueueStates(self.link, settings.control_exchange)
         """Paused queues and run-time rate limits (read at start, then live)."""
         self.pauses = Pauses(self.link, self.queue_states, self.processor.paused,
-                             self.subscriptions, self.worker_id)
+                             self.subscriptions, self.worker_id, running=self._busy_with)
         self._stopping = asyncio.Event()
         self.connected = asyncio.Event()
         """Set while every job queue's consumer is live (tests and the CLI wait on it)."""
@@ -192,6 +192,11 @@ class Worker:
     def connections(self) -> int:
         """How many times the worker connected (1 + reconnects)."""
         return self.link.connects
+
+    def _busy_with(self, queue: str) -> bool:
+        """A job of ``queue`` runs, or any job is settling (its ack still to come)."""
+        return bool(self.processor.active) or any(
+            r.queue == queue for r in self.processor.running.values())
 
     def consumer_status(self) -> tuple[ConsumerStatus, ...]:
         """Per job queue: whether its consumer is live, since when it is not, and why."""
