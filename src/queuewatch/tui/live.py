@@ -23,6 +23,7 @@ from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue
 from queuewatch.dlq.discover import FoundDlq, discover
 from queuewatch.dlq.model import DeadLetter
 from queuewatch.errors import QueuewatchError
+from queuewatch.jobs import Jobs, JobStatus
 from queuewatch.monitor.history import HistoryPoint
 from queuewatch.monitor.model import Snapshot, StuckJob, WorkerStats
 from queuewatch.monitor.session import ACTION_TIMEOUT, LinkState, MonitorSession
@@ -48,6 +49,7 @@ class LiveSource:
         """Bound on the wait for an AMQP connection for a DLQ or operator action (seconds)."""
         self._session: MonitorSession | None = None
         self._retired: list[MonitorSession] = []
+        self._jobs: Jobs | None = None
 
     @property
     def display_url(self) -> str:
@@ -87,7 +89,26 @@ class LiveSource:
             self._retired.append(self._session)
             self._session = None
 
+    async def job_status(self, job_id: str) -> JobStatus:
+        """From the job events: the reader is opened on first use (its index follows the
+        stream from then on) and kept for the vhost."""
+        if self._jobs is not None and self._jobs.settings != self.settings:
+            await self._jobs.close()
+            self._jobs = None
+        if self._jobs is None:
+            jobs = Jobs(self.settings)
+            try:
+                await asyncio.wait_for(jobs.start(self.action_timeout), self.action_timeout + 1)
+            except (QueuewatchError, TimeoutError) as exc:
+                await jobs.close()
+                raise QueuewatchError(f"the job events cannot be read: {exc}") from exc
+            self._jobs = jobs
+        return await self._jobs.status(job_id)
+
     async def aclose(self) -> None:
+        if self._jobs is not None:
+            await self._jobs.close()
+            self._jobs = None
         self.set_settings(self.settings)
         retired, self._retired = self._retired, []
         for old in retired:

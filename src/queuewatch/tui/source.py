@@ -17,6 +17,7 @@ from queuewatch.dlq.discover import FoundDlq
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.model import DeadLetter
 from queuewatch.errors import QueuewatchError
+from queuewatch.jobs.state import JobStatus
 from queuewatch.monitor.history import HistoryPoint, QueueHistory
 from queuewatch.monitor.model import Snapshot, StuckJob, WorkerStats
 
@@ -81,6 +82,10 @@ class DataSource(Protocol):
     async def cancel_job(self, job: StuckJob) -> None: ...
 
     async def terminate_worker(self, worker: WorkerStats) -> None: ...
+
+    async def job_status(self, job_id: str) -> JobStatus:
+        """A job's status and timeline by id, from the job events."""
+        ...
 
     async def aclose(self) -> None: ...
 
@@ -159,6 +164,9 @@ class SnapshotSource:
 
     async def terminate_worker(self, worker: WorkerStats) -> None:
         raise QueuewatchError("terminate: canned snapshots have no worker to stop")
+
+    async def job_status(self, job_id: str) -> JobStatus:
+        raise QueuewatchError("job timeline: canned snapshots have no job events to read")
 
     async def aclose(self) -> None:
         return None

@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, TabbedContent, TabPane
 
+from queuewatch.tui.screens.job import JobPrompt, JobScreen
 from queuewatch.tui.widgets.dlq_view import DlqView
 from queuewatch.tui.widgets.footer import PinnedFooter
 from queuewatch.tui.widgets.keyed_table import KeyedTable
@@ -34,6 +35,7 @@ class MainScreen(Screen[None]):
         *(Binding(str(i), f"view('{view}')", title, show=False)
           for i, (view, title) in enumerate(VIEWS, 1)),
         Binding("v", "pick_vhost", "Vhost", show=False),
+        Binding("o", "open_job", "Job by id", show=False),
     ]
 
     def __init__(self, source: DataSource, read_only: bool, clock: Callable[[], float]) -> None:
@@ -102,6 +104,13 @@ class MainScreen(Screen[None]):
     def action_pick_vhost(self) -> None:
         cast("QueuewatchApp", self.app).action_pick_vhost()
 
+    def action_open_job(self) -> None:
+        """``o``: ask for a job id, then show its timeline."""
+        def opened(job_id: str | None) -> None:
+            if job_id:
+                self.drill("job", job_id)
+        self.app.push_screen(JobPrompt(), opened)
+
     # -- drill-down ----------------------------------------------------------------------
     @on(DrillDown)
     def _drill(self, event: DrillDown) -> None:
@@ -125,6 +134,8 @@ class MainScreen(Screen[None]):
             self._select("workers", target)
         elif kind == "stuck_job":
             self._select("stuck", target)
+        elif kind == "job":
+            self.app.push_screen(JobScreen(target, self.source.job_status))
         elif kind == "worker-jobs":
             self.action_view("stuck")
             self.query_one(StuckView).action_filter()

@@ -189,7 +189,8 @@ class WorkersView(StaleAware):
 
 
 class StuckView(StaleAware):
-    BINDINGS = [Binding("c", "cancel_job", "Cancel job"), Binding("enter", "drill", "Its worker")]
+    BINDINGS = [Binding("c", "cancel_job", "Cancel job"), Binding("enter", "drill", "Its worker"),
+                Binding("h", "job_history", "Job timeline")]
     DESTRUCTIVE = frozenset({"cancel_job"})
 
     def __init__(self, clock: Callable[[], float], **kw: Any) -> None:
@@ -229,6 +230,11 @@ class StuckView(StaleAware):
         job = self.stuck_jobs.get(self.query_one(KeyedTable).selected_key or "")
         if job is not None:
             self.post_message(DrillDown("worker", job.worker_id))
+
+    def action_job_history(self) -> None:
+        job = self.stuck_jobs.get(self.query_one(KeyedTable).selected_key or "")
+        if job is not None:
+            self.post_message(DrillDown("job", job.job_id))
 
     @work(group="cancel", exclusive=True, exit_on_error=False)
     async def action_cancel_job(self) -> None:
