@@ -19,7 +19,7 @@ QUEUE_FIELDS = {
     "oldest_age_seconds", "oldest_age_known", "oldest_age_text", "drain_eta_seconds",
     "drain_eta_text", "full_eta_seconds", "full_eta_text", "is_dlq", "dlq", "dlq_depth",
     "dlq_growth", "stuck_after_seconds", "down", "down_reason", "node", "leader", "members",
-    "online",
+    "online", "paused", "rate_limit", "scheduled",
 }
 TOP_FIELDS = {"schema", "taken_at", "vhost", "poll_seconds", "broker", "nodes", "nodes_hidden",
               "queues", "workers", "stuck_jobs", "stalled_queues", "orphaned_queues", "alerts",
