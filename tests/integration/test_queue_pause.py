@@ -126,3 +126,28 @@ async def test_pause_is_refused_read_only_and_bad_input_is_one_line(settings, vh
     assert_one_line_error(qw("queues", "limit", "jobs", "10", "--per-key", "2", env=env),
                           "rate_limit_key")
     assert AuditLog.from_settings(settings).read() == []
+
+
+async def test_the_cli_pauses_limits_and_resumes(connection, settings, vhost):
+    topo = await declare(connection, vhost, QueueSpec("jobs"), delay_levels=1)
+    env = {"QUEUEWATCH_AMQP_URL": settings.amqp_url, "QUEUEWATCH_VHOST": vhost,
+           "QUEUEWATCH_STATE_DIR": str(settings.state_dir)}
+    # When an operator pauses the queue and sets a limit from the command line
+    for args, said in ((("pause", "jobs"), "paused 'jobs'"),
+                       (("limit", "jobs", "15", "--per-key", "3", "--key", "header:x-tenant"),
+                        "15 jobs/s over all workers, 3 jobs/s per header:x-tenant")):
+        proc = qw("queues", *args, env=env)
+        assert proc.returncode == 0 and said in proc.stdout, (proc.stdout, proc.stderr)
+    # Then a worker started afterwards stays paused and knows the limit
+    started: list[str] = []
+    worker = make_worker(settings, topo, "cli-1", started)
+    async with running(worker):
+        assert cause(worker) == "paused"
+        limit = worker.routes["jobs"].limiter.limit()  # type: ignore[union-attr]
+        assert limit is not None and (limit.rate, limit.per_key, limit.key) == (
+            15.0, 3.0, "header:x-tenant")
+        proc = qw("queues", "resume", "jobs", env=env)
+        assert proc.returncode == 0, proc.stderr
+        await wait_until(lambda: cause(worker) is None, timeout=5, what="consuming again")
+    actions = [e["action"] for e in AuditLog.from_settings(settings).read()]
+    assert actions == ["queue_pause", "queue_limit", "queue_resume"]
