@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import tempfile
 import time
@@ -134,4 +135,56 @@ async def run_lookup(bench: Bench) -> list[Section]:
         if size == sizes[-1]:
             section.targets.append(Target(f"status p99 at {size:,} events", "< 50 ms",
                                           f"{p99:.1f} ms", verdict(p99 < 50)))
+    return [section]
+
+
+async def run_result_wait(bench: Bench) -> list[Section]:
+    """How soon ``result()`` returns after the job finished: from the worker's ``succeeded``
+    event (its timestamp, taken just before the record) to the waiting caller, in one
+    process; baseline: the same job's run time as the worker saw it."""
+    from queuewatch.producer import AsyncProducer
+    from queuewatch.topology import QueueSpec, Topology
+    from queuewatch.worker import Job, Worker
+
+    count = bench.size(300, 30)
+    section = Section(
+        key="events-result-wait",
+        title=f"Job events: result() latency after the job finished ({count} jobs, one at a time)",
+        measures=("A worker (defaults) and a caller that publishes a job and awaits "
+                  "`Jobs.result(id)` (no polling: the answer arrives on the stream), one job at "
+                  "a time. Latency = when result() returned − the succeeded event's time."),
+        columns=["what", "p50", "p99"],
+    )
+    async with bench.vhost("result-wait") as settings:
+        from queuewatch.broker.connect import connect
+        from queuewatch.broker.declare import declare_topology
+
+        topo = Topology(queues=(QueueSpec("jobs"),), delay_levels=2)
+        conn = await connect(settings)
+        await declare_topology(conn, topo, settings.effective_vhost, None)
+        await conn.close()
+        worker = Worker(settings, topo, metrics=False, heartbeat_interval=1e9)
+
+        @worker.job("jobs")
+        async def handle(job: Job) -> int:
+            return 1
+
+        task = asyncio.create_task(worker.run())
+        lat: list[float] = []
+        with tempfile.TemporaryDirectory() as tmp:
+            async with Jobs(settings, index=Path(tmp) / "i.sqlite3") as jobs, \
+                    AsyncProducer(settings, topo) as producer:
+                await asyncio.wait_for(worker.connected.wait(), 30)
+                for n in range(count):
+                    job_id = f"rw-{n}"
+                    await producer.publish("jobs", {}, job_id=job_id)
+                    await jobs.result(job_id, timeout=30)
+                    done = time.time() * 1000
+                    st = await jobs.status(job_id, fresh=False)
+                    ended = next(e.at_ms for e in st.events if e.kind == "succeeded")
+                    lat.append(done - ended)
+        worker.stop()
+        await task
+    section.rows.append(Row("result() after succeeded", {
+        "p50": f"{_pct(lat, 0.5):.1f} ms", "p99": f"{_pct(lat, 0.99):.1f} ms"}, None, ""))
     return [section]

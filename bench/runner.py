@@ -53,6 +53,7 @@ def families() -> dict[str, Family]:
         "failover": b_failover.run,
         "events": b_events.run_recording,
         "lookup": b_events.run_lookup,
+        "result-wait": b_events.run_result_wait,
         "stores": b_stores.run,
         "outbox": b_outbox.run,
         "limits": b_limits.run,

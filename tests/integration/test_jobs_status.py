@@ -4,6 +4,8 @@ timeline and its result, read from the job events stream."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
 from dataclasses import replace
 
 import pytest
@@ -13,7 +15,7 @@ from queuewatch.producer import AsyncProducer, Producer
 from queuewatch.topology import QueueSpec, RetryPolicy
 from queuewatch.worker import Job, Worker
 from tests.helpers import declare
-from tests.workers import running
+from tests.workers import QUEUEWATCH, running
 
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff_initial=1, backoff_multiplier=1, jitter=0)
 
@@ -47,6 +49,21 @@ async def test_fail_twice_then_succeed_has_three_attempts_and_a_result(connectio
     kinds = [e.kind for e in status.events]
     assert kinds == ["accepted", "started", "attempt_failed", "retry_scheduled", "started",
                      "attempt_failed", "retry_scheduled", "started", "succeeded"], kinds
+    # And the CLI tells the same (--json), and says unknown for an id nobody published
+    shown = _cli(settings, vhost, "jobs", "show", "flaky-1", "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["state"] == "succeeded" and data["result"] == {"answer": 42, "attempt": 3}
+    assert [(a["attempt"], a["outcome"], a["error"]) for a in data["attempts"]] == [
+        (1, "failed", "boom 1"), (2, "failed", "boom 2"), (3, "succeeded", None)]
+    unknown = _cli(settings, vhost, "jobs", "show", "nobody-sent-this")
+    assert unknown.returncode == 1 and "unknown" in unknown.stdout
+
+
+def _cli(settings, vhost: str, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    env = {"XDG_STATE_HOME": str(settings.state_dir / "cli"), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([QUEUEWATCH, *args, "--vhost", vhost], capture_output=True, text=True,
+                          timeout=60, env=env)
 
 
 async def test_unknown_and_malformed_ids(connection, settings, vhost):
