@@ -38,8 +38,9 @@ H_COPY = "x-qw-copy"
 """Which publish of the job this message is (a fresh id per publish; kept by retries). A
 cancel of one copy ("run now" of a scheduled job) skips only that one."""
 H_WEBHOOK = "x-qw-webhook"
-"""The URL this job's completion webhook goes to (``publish(webhook=...)``); recorded in the
-job's accepted event, where the webhook dispatcher finds it."""
+"""The URL this job's completion webhook goes to (``publish(..., headers={H_WEBHOOK: url})``,
+or ``build(webhook=url)``); checked when the message is built, recorded in the job's accepted
+event, where the webhook dispatcher finds it."""
 
 # -- headers a dead letter carries --------------------------------------------------------
 H_DEAD_REASON = "x-qw-dead-reason"

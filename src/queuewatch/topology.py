@@ -119,7 +119,7 @@ class QueueSpec:
     dead-lettered by the broker into ``Q.dlq`` instead of looping forever."""
     webhook: str | None = None
     """Completion webhook for every job of this queue (http(s) URL; a job's own
-    ``publish(webhook=...)`` wins). Delivered by ``queuewatch webhooks``."""
+    ``x-qw-webhook`` header wins). Delivered by ``queuewatch webhooks``."""
 
     def __post_init__(self) -> None:
         if not QUEUE_NAME_RE.match(self.name):

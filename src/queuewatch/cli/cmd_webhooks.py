@@ -46,8 +46,9 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "webhooks", help="deliver completion webhooks (signed POSTs, retried, DLQ)",
-        description="Watch the job events for finished jobs that have a webhook (publish("
-        "webhook=URL), or webhook = URL on their queue in the topology) and POST their outcome, "
+        description="Watch the job events for finished jobs that have a webhook (their "
+        "header x-qw-webhook: URL, or webhook = URL on their queue in the topology) and POST "
+        "their outcome, "
         "signed with webhook_secret (QUEUEWATCH_WEBHOOK_SECRET). Deliveries are jobs on the "
         "queue queuewatch.webhooks: a receiver that is down gets retries with backoff, then "
         "the delivery goes to queuewatch.webhooks.dlq, from where it can be replayed. Run one "

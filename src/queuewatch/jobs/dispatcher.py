@@ -2,7 +2,7 @@
 
 It reads the job events index in stream order from its own cursor (kept in the index's
 ``meta`` table), and for every terminal event (succeeded, dead-lettered, cancelled, skipped)
-of a job that has a webhook — its own, from ``publish(webhook=...)``, else its queue's —
+of a job that has a webhook — its own (the ``x-qw-webhook`` header), else its queue's —
 publishes one webhook job with a deterministic id (``webhook-<job id>-<event id>``) and waits
 for the broker's confirms. Only then does the cursor move past those events, so a crash
 loses nothing: the next start re-reads from the cursor and publishes again, and the delivery

@@ -1,6 +1,7 @@
 """Completion webhooks: signed HTTP POSTs of a job's outcome, delivered as queuewatch jobs.
 
-A job gets a webhook from ``publish(webhook=URL)`` (recorded in its accepted event) or from
+A job gets a webhook from its ``x-qw-webhook`` header (:data:`queuewatch.envelope.H_WEBHOOK`,
+recorded in its accepted event) or from
 its queue (``webhook = "https://..."`` in the topology). When it finishes (succeeded,
 dead-lettered, cancelled) the :class:`~queuewatch.jobs.dispatcher.Dispatcher` publishes one
 *webhook job* to the internal queue ``queuewatch.webhooks``; the delivery worker built by
