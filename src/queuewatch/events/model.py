@@ -124,7 +124,7 @@ class Event:
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any], offset: int | None = None,
-                  line: str | None = None) -> Event:
+                  line: str | None = None, source: Source | None = None) -> Event:
         """Raises ValueError for a line that is not an event."""
         try:
             kind, job, at = raw["kind"], raw["job"], raw["at"]
@@ -134,13 +134,16 @@ class Event:
             raise ValueError("not a job event: kind/job/at of the wrong type")
         attempt = raw.get("attempt")
         data = raw.get("data")
-        return cls(
+        # Built without __init__ (a frozen dataclass's sets each field through
+        # object.__setattr__): a reader catching up creates a million of these.
+        event = object.__new__(cls)
+        event.__dict__.update(
             kind=kind, job_id=job, queue=str(raw.get("queue") or ""),
             attempt=attempt if isinstance(attempt, int) else 1,
-            source=Source.from_json(raw.get("by")), at_ms=at,
+            source=source if source is not None else Source.from_json(raw.get("by")), at_ms=at,
             data=data if isinstance(data, Mapping) else {},
-            event_id=str(raw.get("id") or uuid.uuid4().hex), offset=offset, raw=line,
-        )
+            event_id=str(raw.get("id") or uuid.uuid4().hex), offset=offset, raw=line)
+        return event
 
 
 _PREFIX = uuid.uuid4().hex[:16]
@@ -182,19 +185,37 @@ def encode_batch(events: Iterable[Recordable]) -> bytes:
 
 def decode_batch(body: bytes, offset: int | None = None) -> Iterator[Event]:
     """The events in one stream message; lines that are not events are skipped (a stream
-    may also hold messages from other writers)."""
-    for line in body.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except (UnicodeDecodeError, ValueError):
-            continue
+    may also hold messages from other writers).
+
+    The whole message is parsed in one call (a reader catching up with a million events
+    spends its time here); a message with a line that is not JSON falls back to line by
+    line."""
+    text = body.decode("utf-8", "replace")
+    lines = [line for line in text.split("\n") if line.strip()]
+    try:
+        parsed = json.loads("[" + ",".join(lines) + "]")
+    except ValueError:
+        parsed = None
+    if parsed is None or len(parsed) != len(lines):
+        parsed = []
+        for line in lines:
+            try:
+                parsed.append(json.loads(line))
+            except ValueError:
+                parsed.append(None)
+    sources: dict[Any, Source] = {}
+    for raw, line in zip(parsed, lines, strict=True):
         if not isinstance(raw, dict):
             continue
+        by = raw.get("by")
+        key = (by.get("role"), by.get("host"), by.get("pid"), by.get("name")) \
+            if isinstance(by, dict) else None
+        source = sources.get(key)
+        if source is None:
+            source = sources[key] = Source.from_json(by)
         try:
-            yield Event.from_json(raw, offset, line.decode())
-        except ValueError:
+            yield Event.from_json(raw, offset, line, source)
+        except (ValueError, TypeError):
             continue
 
 

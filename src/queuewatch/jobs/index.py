@@ -29,7 +29,6 @@ CREATE TABLE IF NOT EXISTS events (
     off INTEGER NOT NULL, idx INTEGER NOT NULL, body TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_job ON events(job);
 CREATE INDEX IF NOT EXISTS events_pos ON events(off, idx);
-CREATE INDEX IF NOT EXISTS events_at ON events(at);
 CREATE TABLE IF NOT EXISTS jobs (
     job TEXT PRIMARY KEY, queue TEXT, state TEXT NOT NULL, due INTEGER, updated INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, queue);

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 #: Stream messages the broker may send ahead (a stream consumer must set a prefetch).
 PREFETCH = 1000
+#: A flush this big means the reader is behind: the next one waits CATCH_UP_GATHER s so
+#: that more messages share its transaction.
+CATCH_UP_SIZE = 1000
+CATCH_UP_GATHER = 0.05
 #: Events applied to the index in one transaction at most.
 APPLY_BATCH = 20_000
 
@@ -55,6 +59,9 @@ class EventTail:
         self._source = Source("reader")
         self.subscription: Subscription | None = None
         self._unacked: IncomingMessage | None = None
+        self._catching_up = False
+        self.applied = 0
+        """Events applied to the index so far (a caught-up reader waits on progress)."""
         self._acks: set[asyncio.Future[None]] = set()
 
     async def start(self) -> None:
@@ -101,7 +108,10 @@ class EventTail:
             self._flush()
         elif not self._flush_scheduled:  # apply what arrived together in one transaction
             self._flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            if self._catching_up:  # big batches arrive: gather more per transaction
+                asyncio.get_running_loop().call_later(CATCH_UP_GATHER, self._flush)
+            else:
+                asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -114,6 +124,8 @@ class EventTail:
         events, self._buffer = self._buffer, []
         nxt, self._buffer_next = self._buffer_next, None
         self.index.apply(events, nxt)
+        self.applied += len(events)
+        self._catching_up = len(events) >= CATCH_UP_SIZE
         for e in events:
             if e.kind == ev.SYNC:
                 fut = self._markers.pop(e.event_id, None)
@@ -131,14 +143,23 @@ class EventTail:
     async def sync(self, timeout: float = 10.0) -> None:
         """Return once every event confirmed before this call is in the index: a marker of
         its own goes through the stream (markers of calls at the same moment leave in one
-        batch). Raises TimeoutError when it does not come back within ``timeout``."""
+        batch). Raises TimeoutError when it is not confirmed within ``timeout``, or when the
+        reader makes no progress for ``timeout`` (a reader catching up with a long stream
+        waits as long as events keep coming)."""
         marker = Event(ev.SYNC, "", "", 0, self._source)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._markers[marker.event_id] = fut
         try:
             async with asyncio.timeout(timeout):
                 await self.recorder.record(marker)
-                await fut
+            while True:  # a reader far behind (a new host) keeps waiting while it progresses
+                seen = self.applied
+                try:
+                    await asyncio.wait_for(asyncio.shield(fut), timeout)
+                    return
+                except TimeoutError:
+                    if self.applied == seen:
+                        raise
         finally:
             self._markers.pop(marker.event_id, None)
 
