@@ -36,6 +36,7 @@ def families() -> dict[str, Family]:
         b_priority,
         b_publish,
         b_replay,
+        b_sse,
         b_stores,
         b_worker,
     )
@@ -54,6 +55,7 @@ def families() -> dict[str, Family]:
         "events": b_events.run_recording,
         "lookup": b_events.run_lookup,
         "result-wait": b_events.run_result_wait,
+        "sse": b_sse.run,
         "stores": b_stores.run,
         "outbox": b_outbox.run,
         "limits": b_limits.run,

@@ -209,11 +209,11 @@ class DeadLetterQueue:
         replayed: list[str] = []
         source = Source("replay", name=self.settings.credentials[0])
 
-        def note(dl: DeadLetter, route: Route) -> None:  # the job events' "replayed"
+        def note(dl: DeadLetter, route: Route, sent_ms: int) -> None:  # the job events' "replayed"
             if dl.job_id:
                 target = dl.death.original_queue or route.routing_key
                 replayed.append(line(ev.REPLAYED, dl.job_id, target, 0, source,
-                                     {"to": route.describe(), "dlq": self.queue}))
+                                     {"to": route.describe(), "dlq": self.queue}, sent_ms))
 
         opts = ReplayOptions(flt=flt, dry_run=dry_run, rate=rate, force=force,
                              max_replays=max_replays, limit=limit, window=window,

@@ -196,8 +196,9 @@ class ReplayOptions:
     idle_timeout: float = IDLE_TIMEOUT
     stall_timeout: float = STALL_TIMEOUT
     """End the replay when RabbitMQ sends nothing (no delivery, no confirm) for this long."""
-    on_replayed: Callable[[DeadLetter, Route], None] | None = None
-    """Called for each dead letter whose republish was confirmed (the job events' record)."""
+    on_replayed: Callable[[DeadLetter, Route, int], None] | None = None
+    """Called for each dead letter whose republish was confirmed, with the time (ms) it was
+    sent (the job events' record)."""
 
 
 async def dry_run(
@@ -322,14 +323,16 @@ class _Replayer:
         if mid and mid in self.in_flight:
             # aiormq matches returned messages by message_id: one copy in flight at a time.
             await asyncio.wait([self.in_flight[mid]])
+        sent_ms = env.now_ms()  # the job's "replayed" time: before it can run again
         fut = publish(self.rout, bytes(message.body), route.exchange, route.routing_key, props)
         if mid:
             self.in_flight[mid] = fut
         self._track(fut)
-        fut.add_done_callback(lambda f: self._confirmed(f, tag, dl, route, mid))
+        fut.add_done_callback(lambda f: self._confirmed(f, tag, dl, route, mid, sent_ms))
 
     def _confirmed(
-        self, fut: asyncio.Future[Any], tag: int, dl: DeadLetter, route: Route, mid: str | None
+        self, fut: asyncio.Future[Any], tag: int, dl: DeadLetter, route: Route, mid: str | None,
+        sent_ms: int = 0,
     ) -> None:
         self.window.release()
         if mid and self.in_flight.get(mid) is fut:
@@ -345,7 +348,7 @@ class _Replayer:
             self.replayed += 1
             self.acker.done(tag)
             if self.opts.on_replayed is not None:
-                self.opts.on_replayed(dl, route)
+                self.opts.on_replayed(dl, route, sent_ms)
             return
         result = classify_failure(exc)
         if result.outcome is Outcome.REFUSED and not result.sent:

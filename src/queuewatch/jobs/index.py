@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 _HINT_RANK = {ev.ACCEPTED: 0, ev.SCHEDULED: 1, ev.CANCEL_REQUESTED: 2, ev.STARTED: 3,
               ev.ATTEMPT_FAILED: 4, ev.RETRY_SCHEDULED: 5, ev.SUCCEEDED: 6,
-              ev.DEAD_LETTERED: 6, ev.CANCELLED: 6, ev.SKIPPED: 6, ev.REPLAYED: 7}
+              ev.DEAD_LETTERED: 6, ev.CANCELLED: 6, ev.SKIPPED: 6, ev.REPLAYED: -1}
 
 
 _SCHEDULED, _QUEUED, _RUNNING, _RETRYING = "scheduled", "queued", "running", "retrying"

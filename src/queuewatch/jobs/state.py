@@ -125,7 +125,7 @@ def _event_json(e: Event) -> dict[str, Any]:
 
 _RANK = {ev.ACCEPTED: 0, ev.SCHEDULED: 1, ev.CANCEL_REQUESTED: 2, ev.STARTED: 3,
          ev.ATTEMPT_FAILED: 4, ev.RETRY_SCHEDULED: 5, ev.SUCCEEDED: 6, ev.DEAD_LETTERED: 6,
-         ev.CANCELLED: 6, ev.SKIPPED: 6, ev.REPLAYED: 7}
+         ev.CANCELLED: 6, ev.SKIPPED: 6, ev.REPLAYED: -1}
 _BEFORE_RUN = (JobState.UNKNOWN, JobState.QUEUED, JobState.SCHEDULED)
 
 

@@ -163,6 +163,7 @@ class AsyncProducer:
         unique_for: float | None = None,
         unique_key: str | None = None,
         if_exists: Literal["raise", "return"] = "raise",
+        webhook: str | None = None,
     ) -> Published:
         """Publish one job and wait for its confirm.
 
@@ -176,7 +177,7 @@ class AsyncProducer:
         fut = await self.submit(
             queue, payload, priority=priority, delay=delay, at=at, job_id=job_id,
             idempotency_key=idempotency_key, headers=headers, wait=wait, timeout=timeout,
-            unique_for=unique_for, unique_key=unique_key, if_exists=if_exists,
+            unique_for=unique_for, unique_key=unique_key, if_exists=if_exists, webhook=webhook,
         )
         return await fut
 
@@ -196,6 +197,7 @@ class AsyncProducer:
         unique_for: float | None = None,
         unique_key: str | None = None,
         if_exists: Literal["raise", "return"] = "raise",
+        webhook: str | None = None,
     ) -> asyncio.Future[Published]:
         """Start a publish; returns once it is in the window, with a future for its confirm."""
         lock = None
@@ -204,7 +206,7 @@ class AsyncProducer:
             headers = {**(headers or {}), envelope.H_UNIQUE: lock.name}
         out = build(
             queue, payload, delay_levels=self.delay_levels, priority=priority, delay=delay, at=at,
-            job_id=job_id, idempotency_key=idempotency_key, headers=headers,
+            job_id=job_id, idempotency_key=idempotency_key, headers=headers, webhook=webhook,
         )
         return await self.submit_outgoing(out, wait=wait, timeout=timeout, lock=lock)
 

@@ -153,6 +153,7 @@ class Producer:
         unique_for: float | None = None,
         unique_key: str | None = None,
         if_exists: Literal["raise", "return"] = "raise",
+        webhook: str | None = None,
     ) -> Published:
         """Publish one job and wait for its confirm (see ``AsyncProducer.publish``)."""
         lock = None
@@ -161,7 +162,7 @@ class Producer:
             headers = {**(headers or {}), envelope.H_UNIQUE: lock.name}
         out = build(
             queue, payload, delay_levels=self.delay_levels, priority=priority, delay=delay, at=at,
-            job_id=job_id, idempotency_key=idempotency_key, headers=headers,
+            job_id=job_id, idempotency_key=idempotency_key, headers=headers, webhook=webhook,
         )
         if lock is not None:
             held_by = self._acquire(lock, out.message_id)
