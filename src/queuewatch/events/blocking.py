@@ -17,6 +17,9 @@ from queuewatch.events.model import CONTENT_TYPE, H_COUNT, Event, encode_batch, 
 
 log = logging.getLogger(__name__)
 
+#: Pause after declaring the stream before publishing to it (pika has no cheap probe here).
+NEW_STREAM_SETTLE = 0.5
+
 
 def record_blocking(link: BlockingLink, settings: Settings, events: list[Event],
                     timeout: float = 30.0) -> bool:
@@ -36,6 +39,7 @@ def record_blocking(link: BlockingLink, settings: Settings, events: list[Event],
                 settings.events_stream,
                 stream_arguments(settings.events_max_age, settings.events_max_bytes), deadline)
             if declared:
+                time.sleep(NEW_STREAM_SETTLE)  # see queuewatch.broker.streams: the writer starts late
                 continue
         if time.monotonic() >= deadline or result.outcome is not Outcome.LINK_LOST:
             log.warning("could not record %d job events: %s (%s)", len(events),

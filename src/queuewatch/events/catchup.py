@@ -17,6 +17,7 @@ from typing import Any
 
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.publish import ConfirmedPublisher, Properties
+from queuewatch.broker.streams import wait_ready
 from queuewatch.broker.types import Channel, IncomingMessage, Queue
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,10 @@ class CatchUpReader:
         publisher = ConfirmedPublisher(self.link)
         try:
             async with asyncio.timeout(timeout):
+                # A stream declared a moment ago (by us or anyone) must be ready first: a
+                # publish before its writer runs closes the whole connection.
+                while not await wait_ready(lambda: self.link.channel(timeout=timeout), self.stream, 2.0):
+                    await asyncio.sleep(0.2)
                 while True:
                     result = await publisher.publish(
                         body, exchange="", routing_key=self.stream, queue=self.stream,

@@ -24,6 +24,7 @@ from typing import Any
 
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.publish import ConfirmedPublisher, Properties
+from queuewatch.broker.streams import declare_stream
 from queuewatch.broker.types import Connection
 from queuewatch.errors import BrokerError, ConfigError
 from queuewatch.events.catchup import CatchUpReader
@@ -167,11 +168,7 @@ async def append_change(connection: Connection, control_exchange: str, change: C
                         timeout: float = 10.0) -> None:
     """Write one change (confirmed); declares the stream if it is not there yet."""
     stream = state_stream(control_exchange)
-    channel = await connection.channel()
-    try:
-        await channel.declare_queue(stream, durable=True, arguments=state_arguments())
-    finally:
-        await channel.close()
+    await declare_stream(connection.channel, stream, state_arguments())
     publisher = ConfirmedPublisher(connection, confirm_timeout=timeout)
     try:
         result = await publisher.publish(

@@ -23,7 +23,8 @@ from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.policy import ReconnectPolicy
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties
-from queuewatch.broker.types import Channel, Connection
+from queuewatch.broker.streams import OpenChannel, declare_stream
+from queuewatch.broker.types import Connection
 from queuewatch.config import Settings
 from queuewatch.events.model import CONTENT_TYPE, H_COUNT, Recordable, encode_batch, stream_arguments
 
@@ -40,11 +41,11 @@ MAX_PENDING = 50_000
 _RETRY = ReconnectPolicy(initial=0.1, factor=2.0, cap=2.0)
 
 
-async def declare_stream(channel: Channel, settings: Settings) -> None:
-    """Declare the job events stream (idempotent: same arguments every time)."""
-    await channel.declare_queue(
-        settings.events_stream, durable=True,
-        arguments=stream_arguments(settings.events_max_age, settings.events_max_bytes))
+async def declare_events_stream(open_channel: OpenChannel, settings: Settings) -> None:
+    """Declare the job events stream (idempotent: same arguments every time) and wait until
+    it takes publishes (see :mod:`queuewatch.broker.streams`)."""
+    await declare_stream(open_channel, settings.events_stream,
+                         stream_arguments(settings.events_max_age, settings.events_max_bytes))
 
 
 class EventRecorder:
@@ -167,15 +168,11 @@ class EventRecorder:
         self._wake.set()
 
     async def _declare(self) -> None:
-        channel = await self.link.channel(timeout=10.0)
         try:
-            await declare_stream(channel, self.settings)
+            await declare_events_stream(lambda: self.link.channel(timeout=10.0), self.settings)
         except LINK_OR_AMQP_ERRORS as exc:
             # Declared before with other arguments (an operator changed retention): use it.
             log.debug("declaring %r: %s", self.stream, exc)
-        finally:
-            if not channel.is_closed:
-                await channel.close()
         self._declared = True
 
     async def _run(self) -> None:
@@ -262,12 +259,7 @@ async def record_once(connection: Connection, settings: Settings, events: list[R
             if result.ok:
                 return True
             if first and result.outcome is Outcome.UNROUTABLE:
-                channel = await publisher.link.channel(timeout=timeout)
-                try:
-                    await declare_stream(channel, settings)
-                finally:
-                    if not channel.is_closed:
-                        await channel.close()
+                await declare_events_stream(lambda: publisher.link.channel(timeout=timeout), settings)
                 continue
             break
     except LINK_OR_AMQP_ERRORS as exc:

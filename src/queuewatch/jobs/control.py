@@ -18,10 +18,11 @@ from typing import Any
 
 from queuewatch.audit import AuditLog, require_writable
 from queuewatch.broker.publish import ConfirmedPublisher, Properties
+from queuewatch.broker.streams import declare_stream
 from queuewatch.envelope import H_COPY, new_job_id
 from queuewatch.errors import QueuewatchError
 from queuewatch.events import model as ev
-from queuewatch.events.cancels import CONTENT_TYPE, Tombstone, cancels_stream
+from queuewatch.events.cancels import CONTENT_TYPE, Tombstone, cancels_arguments, cancels_stream
 from queuewatch.events.model import Event, Source
 from queuewatch.jobs.api import Jobs, check_job_id
 from queuewatch.jobs.state import JobState, JobStatus
@@ -46,15 +47,8 @@ async def _tombstone(jobs: Jobs, stone: Tombstone) -> None:
     publisher = ConfirmedPublisher(jobs.link)
     try:
         stream = cancels_stream(jobs.settings.events_stream)
-        channel = await jobs.link.channel(timeout=30.0)
-        try:
-            from queuewatch.events.cancels import cancels_arguments
-
-            await channel.declare_queue(stream, durable=True,
-                                        arguments=cancels_arguments(jobs.settings.events_max_age))
-        finally:
-            if not channel.is_closed:
-                await channel.close()
+        await declare_stream(lambda: jobs.link.channel(timeout=30.0), stream,
+                             cancels_arguments(jobs.settings.events_max_age))
         result = await publisher.publish(
             stone.encode(), exchange="", routing_key=stream, queue=stream,
             properties=Properties(content_type=CONTENT_TYPE, delivery_mode=2))

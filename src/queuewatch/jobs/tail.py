@@ -24,7 +24,7 @@ from queuewatch.broker.types import IncomingMessage
 from queuewatch.config import Settings
 from queuewatch.events import model as ev
 from queuewatch.events.model import Event, Source, decode_batch
-from queuewatch.events.recorder import EventRecorder, declare_stream
+from queuewatch.events.recorder import EventRecorder, declare_events_stream
 from queuewatch.jobs.index import JobIndex
 
 log = logging.getLogger(__name__)
@@ -65,12 +65,7 @@ class EventTail:
         self._acks: set[asyncio.Future[None]] = set()
 
     async def start(self) -> None:
-        channel = await self.link.channel(timeout=30.0)
-        try:
-            await declare_stream(channel, self.settings)
-        finally:
-            if not channel.is_closed:
-                await channel.close()
+        await declare_events_stream(lambda: self.link.channel(timeout=30.0), self.settings)
         self.subscription = self.link.subscribe(
             self.settings.events_stream, self._on_message, prefetch=PREFETCH,
             arguments=self._arguments, on_change=self._on_change)
