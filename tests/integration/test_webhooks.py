@@ -160,7 +160,7 @@ async def test_unreachable_receiver_ends_in_the_dlq_with_the_reason_and_jobs_kee
                 # And jobs finish whose receiver is slow and failing (deliveries pile up)
                 hooked = await run_jobs("hooked", 300)
                 # Then the unreachable one is retried, then dead-lettered with the reason
-                dead = await drain(connection, "queuewatch.webhooks.dlq", 1, timeout=30)
+                dead = await drain(connection, "queuewatch.webhooks.dlq", 1, timeout=150)  # behind the slow pile
                 await wait_until(lambda: len(slow.refused()) >= 2, timeout=30,
                                  what="the slow receiver being tried")
             assert proc.returncode == 0

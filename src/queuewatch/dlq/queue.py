@@ -6,6 +6,7 @@ then append to the audit log, whatever the outcome.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -35,6 +36,11 @@ AUTO_SHOVEL_MIN = 1000
 """Fewest dead letters for which a plain replay takes the shovel by itself. Below it the
 per-message replay is quick anyway, and what it does not replay keeps its position."""
 
+
+#: A queue that shows consumers is checked again this often, CONSUMER_GONE_PAUSE s apart,
+#: before a read is refused.
+CONSUMER_GONE_CHECKS = 5
+CONSUMER_GONE_PAUSE = 0.2
 
 class QueueHasConsumers(QueuewatchError):
     """The queue has consumers: it looks like a live job queue, not a DLQ. Reading it
@@ -93,6 +99,13 @@ class DeadLetterQueue:
         (await self.kind()).require(action)
         if action in kinds.CONSUMING and not self.force:
             _ready, consumers = await queue_counts(self.connection, self.queue)
+            for _ in range(CONSUMER_GONE_CHECKS):
+                # Our own read a moment ago (list, then export) may still be counted: the
+                # broker drops a closed channel's consumer a little after the close.
+                if not consumers:
+                    break
+                await asyncio.sleep(CONSUMER_GONE_PAUSE)
+                _ready, consumers = await queue_counts(self.connection, self.queue)
             if consumers and not await self._our_shovel_on_it():
                 raise QueueHasConsumers(self.queue, consumers)
 

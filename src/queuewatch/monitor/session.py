@@ -153,8 +153,10 @@ class MonitorSession:
 
     async def listen(self, seconds: float) -> None:
         """Listen for worker heartbeats at most ``seconds``, and no longer than needed: done
-        as soon as every queuewatch worker connection the broker shows has beaten (at once
-        when there is none). When the connections cannot be listed, the whole time."""
+        as soon as every queuewatch worker connection the broker shows has beaten. When it
+        shows none (the management API lists a new connection a second or two late, and
+        workers of other clients are not named so), or cannot list them, the whole time: a
+        snapshot must not miss a worker that is there."""
         if self.feed is None or seconds <= 0:
             return
         deadline = time.monotonic() + seconds
@@ -163,7 +165,7 @@ class MonitorSession:
         except QueuewatchError:
             expected = None
         while time.monotonic() < deadline:
-            if expected is not None and expected <= set(self.feed.latest()):
+            if expected and expected <= set(self.feed.latest()):
                 return
             await asyncio.sleep(0.02)
 
