@@ -14,15 +14,16 @@ from tests.workers import running
 LISTEN = 6.0
 
 
-async def test_without_workers_it_does_not_wait(settings, vhost):
+async def test_without_workers_it_listens_the_bounded_time_and_no_longer(settings, vhost):
     # Given no worker on the vhost, and a command that may listen up to 6 s
     started = time.monotonic()
     async with open_monitor(settings, listen=LISTEN) as session:
         opened = time.monotonic() - started
         snap = await session.poll()
-    # Then it did not sit out the listen time
+    # Then it listened the bounded time (the broker lists a new worker's connection a second
+    # or two late, so "no worker listed" cannot end the wait early), and not longer
     assert snap.workers == ()
-    assert opened < LISTEN / 2, opened
+    assert LISTEN * 0.9 <= opened < LISTEN + 5, opened
 
 
 async def test_it_stops_listening_once_every_worker_has_beaten(connection, mgmt, settings, vhost):
