@@ -19,7 +19,7 @@ from pathlib import Path
 from bench import peers, procs
 from bench.amqp_tools import preload, time_drain
 from bench.harness import Bench, Row, Section, Target, compare, rate_row, verdict
-from bench.stats import fmt_ratio, ratio
+from bench.stats import fmt_ratio, percentile, ratio
 from queuewatch.broker.link import BrokerLink
 from queuewatch.config import Settings
 from queuewatch.events import model as ev
@@ -91,8 +91,8 @@ async def _fill(settings: Settings, total: int, per_message: int = 500) -> list[
 
 
 def _pct(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(int(len(ordered) * p), len(ordered) - 1)]
+    """``p`` in 0..1, as the other benches' :func:`bench.stats.percentile` (nearest rank)."""
+    return percentile(sorted(samples), p * 100)
 
 
 async def run_lookup(bench: Bench) -> list[Section]:

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 from bench.harness import Bench, Row, Section
+from bench.stats import percentile
 from queuewatch.broker.link import BrokerLink
 from queuewatch.events import model as ev
 from queuewatch.events.model import Event, Source
@@ -41,8 +42,8 @@ def _events(count: int) -> list[Event]:
 
 
 def _pct(samples: list[float], p: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(int(len(ordered) * p), len(ordered) - 1)]
+    """``p`` in 0..1, as the other benches' :func:`bench.stats.percentile` (nearest rank)."""
+    return percentile(sorted(samples), p * 100)
 
 
 def _lookups(read, jobs: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
