@@ -137,6 +137,12 @@ class Settings:
     a job whose last event is older answers ``unknown``."""
     events_max_bytes: int = 2_000_000_000
     """Most bytes the job events stream keeps (``x-max-length-bytes``)."""
+    events_hold: float = 10.0
+    """Longest a worker's ack (and a producer's ``publish``) waits for its job event to be
+    confirmed by the events stream. Past it the job goes on and the event stays queued in
+    memory, sent when the stream answers again (a warning says so, and how many wait): a
+    stream that cannot take writes (its coordinator without a majority) must not stop the
+    jobs. An event still queued when the process ends is lost."""
     result_max_bytes: int = 65536
     """Largest JSON result a handler may return; a larger one fails the job (non-retryable)."""
     result_ttl: float = 86400.0

@@ -63,6 +63,21 @@ H_REPLAY_COUNT = "qw-replay-count"
 """How many times this message was replayed out of a DLQ (guards poison loops). The worker
 writes it on every dead letter (0 for a first death). No ``x-`` prefix: a replay through a
 shovel sorts dead letters by it in a headers exchange, which ignores ``x-`` headers."""
+H_DEAD_REASON_PLAIN = "qw-dead-reason"
+"""``x-qw-dead-reason`` in lower case, without the ``x-`` prefix: a filtered replay through
+a shovel (``--reason``, case-insensitive) matches it in a headers exchange."""
+H_ERROR_TYPE_PLAIN = "qw-error-type"
+"""The same value as ``x-qw-error-type``, without the ``x-`` prefix (``--error-type`` with
+a dot, through a shovel)."""
+H_ERROR_NAME_PLAIN = "qw-error-name"
+"""The last dotted part of ``x-qw-error-type`` (``--error-type`` without a dot matches it)."""
+
+
+def plain_death_headers(reason: str, error_type: str) -> dict[str, str]:
+    """The death headers a headers exchange can match (it ignores ``x-`` ones), written
+    beside ``x-qw-dead-reason`` and ``x-qw-error-type`` on every dead letter."""
+    return {H_DEAD_REASON_PLAIN: reason.lower(), H_ERROR_TYPE_PLAIN: error_type,
+            H_ERROR_NAME_PLAIN: error_type.rsplit(".", 1)[-1]}
 LEGACY_REPLAY_COUNT = "x-qw-replay-count"
 """Where queuewatch 0.1 kept the replay count (still read; written by nothing)."""
 

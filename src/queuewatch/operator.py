@@ -6,6 +6,8 @@
 * :func:`terminate_worker` ends a hung worker process on this host: SIGTERM, then SIGKILL
   after a grace period. Its AMQP connection dies with it, so the broker requeues every
   delivery it held (nothing is lost; a job may run twice: idempotency keys cover that).
+* :func:`pause_queue` / :func:`resume_queue` / :func:`limit_queue` control a queue over
+  every worker; :func:`publish_test_job` sends a small job through the real producer.
 
 Both refuse in read-only mode before touching anything, and both write the audit log.
 """
@@ -28,6 +30,7 @@ from queuewatch.broker.types import Connection as AbstractConnection
 from queuewatch.config import Settings
 from queuewatch.errors import BrokerError, NotFound, QueuewatchError
 from queuewatch.events.queuestate import LimitSpec, append_change, new_change
+from queuewatch.producer import AsyncProducer, Published
 from queuewatch.telemetry import (
     HEARTBEAT_KEY_PREFIX,
     ControlCommand,
@@ -263,3 +266,31 @@ async def _queue_change(connection: AbstractConnection, settings: Settings, queu
         audit.record(action, target, "error", detail=str(exc))
         raise
     audit.record(action, target, "ok", count=1, detail=detail)
+
+
+# -- a test job (the real producer: an id, a confirm, job events) -----------------------------
+def sample_job_payload() -> dict[str, object]:
+    """The small JSON body of a test job: says what it is and who sent it."""
+    return {"queuewatch_test": True, "sent_by": f"{current_user()}@{socket.gethostname()}",
+            "sent_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+async def publish_test_job(settings: Settings, queue: str, *, payload: object = None,
+                           audit: AuditLog | None = None) -> Published:
+    """Publish ``payload`` (default :func:`sample_job_payload`) to ``queue`` with the
+    producer (confirmed, mandatory, recorded as ``accepted`` in the job events); audited as
+    ``publish_test``."""
+    require_writable(settings, "publish_test")
+    audit = audit or AuditLog.from_settings(settings)
+    audit.check()
+    target = {"vhost": settings.effective_vhost, "queue": queue}
+    try:
+        async with AsyncProducer(settings, connection_name="queuewatch-test-job") as producer:
+            published = await producer.publish(
+                queue, sample_job_payload() if payload is None else payload,
+                timeout=COMMAND_TIMEOUT)
+    except QueuewatchError as exc:
+        audit.record("publish_test", target, "error", detail=str(exc))
+        raise
+    audit.record("publish_test", target, "ok", count=1, detail=f"job {published.job_id}")
+    return published

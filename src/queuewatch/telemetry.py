@@ -96,8 +96,29 @@ def consumer_advice(cause: str | None) -> str:
 
 
 @dataclass(frozen=True)
+class OutboxStatus:
+    """A producer's outbox (its local spool while the broker is away), in its heartbeat."""
+
+    depth: int
+    """Jobs spooled, not yet confirmed by the broker."""
+    oldest_age: float | None
+    """Seconds the oldest of them has waited (None: empty)."""
+    cap: int
+    """``outbox_max_jobs``: at the cap publishes get back-pressure."""
+    draining: bool
+    """Sending the spool to the broker now."""
+    blocked: bool
+    """The broker blocks the producer's connection (resource alarm)."""
+
+
+#: ``Heartbeat.role`` of a producer's beat (a worker's is ``worker``).
+PRODUCER_ROLE = "producer"
+
+
+@dataclass(frozen=True)
 class Heartbeat:
-    """One worker's state, sent about once a second."""
+    """One worker's (or outbox-enabled producer's, ``role = "producer"``) state, sent about
+    once a second."""
 
     worker_id: str
     host: str
@@ -124,6 +145,10 @@ class Heartbeat:
     consumers: tuple[ConsumerStatus, ...] = ()
     """Per queue the worker should consume, whether it does (empty from workers older than
     this field: unknown, not "none")."""
+    role: str = "worker"
+    """``worker``, or ``producer`` (a producer with an outbox: no queues, no jobs)."""
+    outbox: OutboxStatus | None = None
+    """A producer's outbox."""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
@@ -134,6 +159,9 @@ class Heartbeat:
         raw["queues"] = tuple(raw.get("queues", ()))
         raw["in_flight"] = tuple(InFlightJob(**j) for j in raw.get("in_flight", ()))
         raw["consumers"] = tuple(_consumer_status(c) for c in raw.get("consumers", ()))
+        if isinstance(raw.get("outbox"), dict):
+            known_ob = OutboxStatus.__dataclass_fields__
+            raw["outbox"] = OutboxStatus(**{k: v for k, v in raw["outbox"].items() if k in known_ob})
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in raw.items() if k in known})
 

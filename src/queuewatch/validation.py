@@ -64,6 +64,7 @@ RANGES: dict[str, Range] = {
     "broker_consumer_timeout": _POSITIVE_SECONDS,
     "poll_interval": _POSITIVE_SECONDS,
     "http_timeout": _POSITIVE_SECONDS,
+    "events_hold": _POSITIVE_SECONDS,
     "history_size": Range(1, 100_000),
     "fill_warning": _RATIO,
     "fill_critical": _RATIO,

@@ -52,6 +52,13 @@ class BlockingLink:
         self.attempts: list[float] = []
         """Monotonic time of every connect attempt."""
 
+    @property
+    def alive(self) -> bool:
+        """Whether the confirm channel is open, as the last call left it (pika notices a
+        lost link on its next call). Reads state only: safe from another thread."""
+        channel = self._channel
+        return channel is not None and bool(channel.is_open)
+
     def connect(self, timeout: float) -> None:
         self._ensure(time.monotonic() + timeout)
 

@@ -7,10 +7,12 @@ Most code wants :class:`~queuewatch.broker.link.BrokerLink` (failover, liveness,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractConnection
+from aio_pika.connection import make_url
 
 from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS, quiet_library_logs, translate_connect_error
 from queuewatch.broker.tls import client_context
@@ -19,6 +21,8 @@ from queuewatch.errors import BrokerUnavailable
 
 #: Seconds to wait for the TCP/AMQP handshake before calling an address unavailable.
 CONNECT_TIMEOUT = 10.0
+#: Longest wait to close a connection whose opening failed (seconds).
+DISCARD_TIMEOUT = 2.0
 
 quiet_library_logs()
 
@@ -34,10 +38,28 @@ async def connect_one(
         url += ("&" if "?" in url else "?") + f"heartbeat={int(settings.heartbeat)}"
     if url.startswith("amqps:") and "ssl_context" not in kwargs:
         kwargs["ssl_context"] = client_context(settings)
+    # As aio_pika.connect builds it, but kept: a connect that fails or times out half-way
+    # is closed here (dropped unclosed, aio-pika's __del__ schedules a close nobody awaits:
+    # "coroutine 'Connection.close' was never awaited" after link cuts).
+    ssl_context = kwargs.pop("ssl_context", None)
+    client_properties = kwargs.pop("client_properties", None)
+    connection = aio_pika.Connection(
+        make_url(url, **kwargs), ssl_context=ssl_context,
+        **({"client_properties": client_properties} if client_properties is not None else {}),
+        **kwargs)
     try:
-        return await asyncio.wait_for(aio_pika.connect(url, **kwargs), timeout)
-    except LINK_OR_AMQP_ERRORS as exc:
-        raise translate_connect_error(exc, shown, vh, timeout) from exc
+        await asyncio.wait_for(connection.connect(timeout=timeout), timeout)
+    except BaseException as exc:
+        await _discard(connection)
+        if isinstance(exc, LINK_OR_AMQP_ERRORS):
+            raise translate_connect_error(exc, shown, vh, timeout) from exc
+        raise
+    return connection
+
+
+async def _discard(connection: aio_pika.Connection) -> None:
+    with contextlib.suppress(BaseException):
+        await asyncio.wait_for(connection.close(), DISCARD_TIMEOUT)
 
 
 async def connect(

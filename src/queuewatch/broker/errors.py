@@ -49,6 +49,17 @@ ANY_BROKER_ERROR: tuple[type[BaseException], ...] = (*LINK_ERRORS, AMQPError, Ru
 LINK_OR_AMQP_ERRORS: tuple[type[BaseException], ...] = (*LINK_ERRORS, AMQPError)
 
 
+def raise_if_cancelled() -> None:
+    """Raise CancelledError when the current task was asked to stop. Call it where a loop
+    catches a broker error: aio-pika/aiormq may turn a cancellation that lands inside one of
+    their calls into a channel error, and a loop that catches it and goes on never ends
+    (seen twice: a rate-limit wait, then the heartbeat sender, each keeping a worker alive
+    for ever after SIGTERM)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def is_link_error(exc: BaseException) -> bool:
     if isinstance(exc, LINK_ERRORS):
         return True

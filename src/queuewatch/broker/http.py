@@ -35,17 +35,19 @@ class FailoverHttp:
         return self.addresses[self.current]
 
     async def send(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-                   json: Any = None) -> httpx.Response:
-        """The first answer along the list; :class:`BrokerUnavailable` when none answers."""
+                   json: Any = None, timeout: float | None = None) -> httpx.Response:
+        """The first answer along the list; :class:`BrokerUnavailable` when none answers.
+        ``timeout``: this request's (default: the client's, ``self.timeout``)."""
         n = len(self.addresses)
         failure: BrokerUnavailable | None = None
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
         for i in range(n):
             index = (self.current + i) % n
             try:
                 resp = await self.client.request(method, self.addresses[index] + path,
-                                                 params=params, json=json)
+                                                 params=params, json=json, **extra)
             except httpx.TransportError as exc:  # timeouts are transport errors too
-                failure = self._unreachable(self.addresses[index], exc)
+                failure = self._unreachable(self.addresses[index], exc, timeout)
                 continue
             self.current = index
             return resp
@@ -55,11 +57,12 @@ class FailoverHttp:
                                     f"last: {failure}") from failure.__cause__
         raise failure
 
-    def _unreachable(self, address: str, exc: httpx.TransportError) -> BrokerUnavailable:
+    def _unreachable(self, address: str, exc: httpx.TransportError,
+                     timeout: float | None = None) -> BrokerUnavailable:
         shown = mask_url(address)
         if isinstance(exc, httpx.TimeoutException):
             err = BrokerUnavailable(f"management API at {shown} did not answer within "
-                                    f"{self.timeout:g}s")
+                                    f"{self.timeout if timeout is None else timeout:g}s")
         elif isinstance(exc, httpx.ConnectError):  # nothing listens (or the host is unknown)
             err = BrokerUnavailable(
                 f"cannot reach the management API at {shown} ({type(exc).__name__}); "

@@ -14,6 +14,7 @@ next one on a transport error or timeout; ``display_url`` names the current one,
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +32,23 @@ from queuewatch.errors import (
 )
 
 MAX_PAGE_SIZE = 500
+#: A queue listing answered with HTTP 500 is asked again this many times, after
+#: :data:`CRASH_PAUSE` seconds: RabbitMQ 3.10 crashes a listing that meets a queue still
+#: being declared (``badarg`` in ``rabbit_amqqueue_process:format/1``, its pid is ``none``),
+#: which an exporter meets on its first poll while its own streams are being declared.
+LIST_CRASH_RETRIES = 3
+CRASH_PAUSE = 0.2
+#: The one rule for how long a queue listing may take: ``http_timeout`` (10 s), or this many
+#: seconds per 1,000 queues expected, whichever is longer (20,000 queues: 60 s). Listing
+#: 20,000 queues took the management API 4-26 s on a loaded 2-core machine (BENCHMARKS.md,
+#: issue 16), over the 10 s default that suits every other call. The count expected is the
+#: last listing's, or before the first one ``/api/overview``'s ``object_totals.queues``.
+LIST_SECONDS_PER_1000_QUEUES = 3.0
+
+
+def listing_timeout(http_timeout: float, queues: int | None) -> float:
+    """Seconds a listing of ``queues`` queues may take (see LIST_SECONDS_PER_1000_QUEUES)."""
+    return max(http_timeout, (queues or 0) / 1000 * LIST_SECONDS_PER_1000_QUEUES)
 
 #: The queue fields the monitor needs (``columns=``); nested keys use dots.
 QUEUE_COLUMNS: tuple[str, ...] = (
@@ -69,6 +87,8 @@ class ManagementClient:
         self._http = http.FailoverHttp(settings.management_addresses, self._client, settings.http_timeout)
         self._api_root_ok = False
         """Whether /api/overview answered (checked once, on the first 400/404)."""
+        self.queues_seen: int | None = None
+        """Queues in the last listing (None before the first): it sets the next one's timeout."""
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -102,8 +122,17 @@ class ManagementClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
         missing_ok: bool = False,
+        crash_retries: int = 0,
+        timeout: float | None = None,
     ) -> Any:
-        resp = await self._http.send(method, "/api" + path, params=params, json=json)
+        resp = await self._http.send(method, "/api" + path, params=params, json=json,
+                                     timeout=timeout)
+        for _ in range(crash_retries):  # see LIST_CRASH_RETRIES
+            if resp.status_code != 500:
+                break
+            await asyncio.sleep(CRASH_PAUSE)
+            resp = await self._http.send(method, "/api" + path, params=params, json=json,
+                                         timeout=timeout)
         if resp.status_code == 401:
             user = self.settings.credentials[0]
             reason = http.refusal(resp)
@@ -218,9 +247,11 @@ class ManagementClient:
         path = "/queues" if vhost is None else f"/queues/{q(vhost)}"
         data = await self.request("GET", path, params={
             "page": page, "page_size": max(1, min(page_size, MAX_PAGE_SIZE)),
-            "columns": ",".join(columns), "disable_stats": "false"})
+            "columns": ",".join(columns), "disable_stats": "false"},
+            crash_retries=LIST_CRASH_RETRIES, timeout=await self._listing_timeout())
         if not isinstance(data, dict) or "items" not in data:
             raise ManagementUnavailable(f"unexpected answer to paged GET {path}")
+        self.queues_seen = int(data.get("total_count") or len(data["items"]))
         return data
 
     async def queues_unpaged(self, vhost: str | None, columns: Sequence[str]) -> list[dict[str, Any]]:
@@ -230,10 +261,23 @@ class ManagementClient:
         listing sorts the whole list again (quadratic over a sweep): see the growth table
         in BENCHMARKS.md."""
         path = "/queues" if vhost is None else f"/queues/{q(vhost)}"
-        data = await self.request("GET", path, params={"columns": ",".join(columns)})
+        data = await self.request("GET", path, params={"columns": ",".join(columns)},
+                                  crash_retries=LIST_CRASH_RETRIES,
+                                  timeout=await self._listing_timeout())
         if not isinstance(data, list):
             raise ManagementUnavailable(f"unexpected answer to GET {path}")
+        self.queues_seen = len(data)
         return data
+
+    async def _listing_timeout(self) -> float:
+        """The timeout of the next queue listing (see :func:`listing_timeout`)."""
+        if self.queues_seen is None:
+            try:
+                totals = (await self.overview_columns("object_totals")).get("object_totals")
+                self.queues_seen = int(totals.get("queues", 0)) if isinstance(totals, dict) else 0
+            except (ManagementUnavailable, NotAuthorised, ValueError, TypeError):
+                self.queues_seen = 0  # unknown: the listing gets the default timeout
+        return listing_timeout(self.settings.http_timeout, self.queues_seen)
 
     async def whoami(self) -> dict[str, Any]:
         return dict(await self.get("/whoami"))

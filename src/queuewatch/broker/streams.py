@@ -4,8 +4,15 @@ RabbitMQ 3.10 starts a new stream's writer asynchronously after ``queue.declare`
 A ``basic.publish`` that reaches the stream before its writer is a *connection* error
 (``RESOURCE_ERROR - Stream not found``): the broker closes the whole connection, with every
 consumer and channel on it (seen on the worker's first start in a new vhost). A consumer on
-a stream that is not ready only loses its channel, so readiness is probed that way, on a
-channel of its own, before anything publishes to a stream this process declared.
+a stream that is not ready usually only loses its channel, so readiness is probed that way,
+on a channel of its own, before anything publishes to a stream this process declared.
+
+Usually: a consume that reaches a stream before its members run (``stream_not_found``), or
+while its coordinator has no majority (``coordinator_unavailable``), can crash the channel
+process instead, and the broker then closes the connection too (seen in this project's tests
+on 3.10.8). So stream traffic — publishes, readers, this probe — goes over a connection of
+its own wherever a connection also carries job consumers or heartbeats (the worker's
+``stream_link``, the producer's ``events_link``).
 """
 
 from __future__ import annotations

@@ -34,8 +34,11 @@ class CatchUpReader:
     def __init__(self, link: BrokerLink, stream: str, arguments: dict[str, Any],
                  on_record: Callable[[bytes], None], *, what: str = "records",
                  is_marker: Callable[[bytes], str | None] | None = None,
-                 make_marker: Callable[[str], bytes] | None = None) -> None:
+                 make_marker: Callable[[str], bytes] | None = None,
+                 on_message: Callable[[IncomingMessage], None] | None = None) -> None:
+        """``on_message``: instead of ``on_record``, for records that need their headers."""
         self.link = link
+        self._on_whole = on_message
         self.stream = stream
         self.stream_arguments = arguments
         self.on_record = on_record
@@ -111,7 +114,10 @@ class CatchUpReader:
                 fut.set_result(None)
         else:
             try:
-                self.on_record(message.body)
+                if self._on_whole is not None:
+                    self._on_whole(message)
+                else:
+                    self.on_record(message.body)
             except ValueError as exc:
                 log.error("skipping a record of %s that cannot be read: %s", self.stream, exc)
         task = asyncio.ensure_future(message.ack())

@@ -10,13 +10,22 @@ it acks the job, so an acked job always has its outcome on record; ``started`` i
 
 A batch whose confirm is lost is sent again (at-least-once; readers drop repeated event
 ids). While the broker is unreachable, events wait in memory (at most ``max_pending``; past
-that ``record`` waits for room, which holds the job's ack — back-pressure, never loss).
+that ``record`` waits for room, which holds the job's ack — back-pressure).
+
+``hold`` bounds how long one ``record`` waits: a stream that takes no writes for a while
+(its node down; on a 2-node cluster its coordinator without a majority, for minutes) must
+not stop every job. Past ``hold`` the caller goes on, the event stays queued and is sent
+when the stream answers; until then later records do not wait at all. One warning says
+so, one line says when the record caught up.
+Events still queued when the process dies are lost: a job's status then shows its last
+recorded state.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 
 from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS
@@ -52,7 +61,7 @@ class EventRecorder:
     """Records job events in the stream of ``settings.events_stream`` over ``link``."""
 
     def __init__(self, link: BrokerLink, settings: Settings, *, max_pending: int = MAX_PENDING,
-                 gather: float = 0.0) -> None:
+                 gather: float = 0.0, hold: float | None = None) -> None:
         self.link = link
         self.settings = settings
         self.stream = settings.events_stream
@@ -61,8 +70,10 @@ class EventRecorder:
         """Seconds a recorded event waits for others to share its publish (a worker: its
         jobs' outcomes finish within moments of each other, and fewer, fuller batches cost
         less CPU; a producer: 0, its caller waits)."""
+        self.hold = settings.events_hold if hold is None else hold
+        """Longest a ``record`` waits for the confirm (see the module docstring)."""
         self._publisher = ConfirmedPublisher(link)
-        self._queue: deque[tuple[Recordable, asyncio.Future[None] | None]] = deque()
+        self._queue: deque[tuple[Recordable, asyncio.Future[bool] | None]] = deque()
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -73,12 +84,22 @@ class EventRecorder:
         """What the sender waits for: ``idle`` (any event), ``linger`` (a recorded event or a
         full batch), ``gather`` (a full batch), None (it is busy sending)."""
         self._urgent = 0
+        self._deadlines: deque[tuple[float, asyncio.Future[bool]]] = deque()
+        """Recorded events' futures and when their caller stops waiting (``hold``)."""
+        self._hold_timer: asyncio.TimerHandle | None = None
         """Events in the queue that someone waits for (``record``, ``flush``)."""
 
         self.batches = 0
         """Stream messages confirmed (for tests and benchmarks)."""
         self.recorded = 0
         """Events confirmed."""
+        self.held_out = 0
+        """Recorded events whose caller stopped waiting after ``hold`` (not yet confirmed
+        then)."""
+        self.failing_since: float | None = None
+        """Monotonic time of the first failed send since the last confirmed one."""
+        self._held_logged = False
+        self._held_now = 0
         link.on_up(self._on_up)
 
     # -- recording ---------------------------------------------------------------------
@@ -86,7 +107,7 @@ class EventRecorder:
         """Queue ``event`` (it leaves with the next batch); nothing to wait for."""
         self._push(event, None)
 
-    def _push(self, event: Recordable, fut: asyncio.Future[None] | None) -> None:
+    def _push(self, event: Recordable, fut: asyncio.Future[bool] | None) -> None:
         self._queue.append((event, fut))
         if fut is not None:
             self._urgent += 1
@@ -105,27 +126,72 @@ class EventRecorder:
             case "gather" if len(self._queue) >= MAX_BATCH:
                 self._wake.set()
 
-    def record_soon(self, *events: Recordable) -> asyncio.Future[None]:
+    def record_soon(self, *events: Recordable) -> asyncio.Future[bool]:
         """Queue ``events`` now; the future resolves once the broker confirmed them (the
-        caller may do other work meanwhile, then await it)."""
+        caller may do other work meanwhile, then await it): True, or False when it stopped
+        waiting after ``hold`` (the events are still queued, not yet on record)."""
         for e in events[:-1]:
             self._push(e, None)
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut = self._future()
         self._push(events[-1], fut)
         return fut
 
-    async def record(self, *events: Recordable) -> None:
-        """Record ``events`` (in order) and wait until the broker confirmed them. Batches
-        are confirmed in order, so one future on the last event covers them all."""
-        if not events:
+    def _future(self) -> asyncio.Future[bool]:
+        """A future for a recorded event, resolved by its confirm or after ``hold``."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[bool] = loop.create_future()
+        if self._held_logged:
+            # The stream is known not to confirm (a record already waited ``hold`` in vain):
+            # nobody waits again until it confirms a batch.
+            self.held_out += 1
+            self._held_now += 1
+            fut.set_result(False)
+        elif self.hold > 0:
+            # One timer for all: deadlines come in the order the futures were made.
+            self._deadlines.append((loop.time() + self.hold, fut))
+            if self._hold_timer is None:
+                self._hold_timer = loop.call_at(self._deadlines[0][0], self._expire)
+        return fut
+
+    def _expire(self) -> None:
+        self._hold_timer = None
+        loop = asyncio.get_running_loop()
+        now, deadlines = loop.time(), self._deadlines
+        while deadlines:
+            deadline, fut = deadlines[0]
+            if not fut.done() and deadline > now:
+                break
+            deadlines.popleft()
+            self._give_up_waiting(fut)
+        if deadlines:
+            self._hold_timer = loop.call_at(deadlines[0][0], self._expire)
+
+    def _give_up_waiting(self, fut: asyncio.Future[bool]) -> None:
+        if fut.done():
             return
+        fut.set_result(False)
+        self.held_out += 1
+        self._held_now += 1
+        if not self._held_logged:
+            self._held_logged = True
+            log.warning("job events to %r not confirmed within events_hold (%gs): jobs go on "
+                        "without waiting for their record; %d events wait in memory and are "
+                        "sent when the stream takes writes again (lost if this process stops "
+                        "first)", self.stream, self.hold, len(self._queue))
+
+    async def record(self, *events: Recordable) -> bool:
+        """Record ``events`` (in order) and wait until the broker confirmed them: True, or
+        False after ``hold`` (still queued). Batches are confirmed in order, so one future
+        on the last event covers them all."""
+        if not events:
+            return True
         if not self._room.is_set():
             await self._room.wait()
         for e in events[:-1]:
             self._push(e, None)
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut = self._future()
         self._push(events[-1], fut)
-        await fut
+        return await fut
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything emitted so far is confirmed; False on timeout."""
@@ -160,6 +226,10 @@ class EventRecorder:
                 if fut is not None and not fut.done():
                     fut.cancel()
             self._queue.clear()
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        self._deadlines.clear()
         await self._publisher.close()
 
     # -- sending -----------------------------------------------------------------------
@@ -193,17 +263,25 @@ class EventRecorder:
             outcome, detail = await self._send([e for e, _ in batch])
             if outcome is Outcome.CONFIRMED:
                 backoff.reset()
+                self.failing_since = None
+                if self._held_logged and len(self._queue) <= len(batch):
+                    self._held_logged = False
+                    log.warning("job events to %r confirmed again: the %d events jobs went on "
+                                "without are on record", self.stream, self._held_now)
+                    self._held_now = 0
                 for _ in batch:
                     _, fut = self._queue.popleft()
                     if fut is not None:
                         self._urgent -= 1
                         if not fut.done():
-                            fut.set_result(None)
+                            fut.set_result(True)
                 self.batches += 1
                 self.recorded += len(batch)
                 if len(self._queue) < self.max_pending:
                     self._room.set()
                 continue
+            if self.failing_since is None:
+                self.failing_since = time.monotonic()
             if outcome in (Outcome.UNROUTABLE, Outcome.QUEUE_DOWN):
                 self._declared = False
             log.warning("recording %d job events: %s (%s); trying again", len(batch),

@@ -22,6 +22,7 @@ from pathlib import Path
 from queuewatch.events import model as ev
 from queuewatch.events.model import SYNC, Event
 from queuewatch.jobs.state import JobState, JobStatus, fold
+from queuewatch.sqlitedb import use_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -89,7 +90,7 @@ class JobIndex:
         self.result_ttl = result_ttl
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                   timeout=30.0)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        use_wal(self.db)  # (two processes may create the index at once on a fresh host)
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
         self._last_trim = 0.0

@@ -43,6 +43,7 @@ from queuewatch.producer._common import (
     delay_levels_of,
     published,
 )
+from queuewatch.producer.beats import ProducerBeats
 from queuewatch.producer.locks import Locks, UniqueLock, unique_lock
 from queuewatch.producer.observer import ProducerObserver
 from queuewatch.producer.outbox import Outbox, spool_path
@@ -84,7 +85,11 @@ class AsyncProducer:
         self.link = BrokerLink(settings, name=connection_name)
         self._publisher = ConfirmedPublisher(self.link)
         self._locks = Locks(self.link, self._publisher)
-        self.recorder = recorder_for(self.link, settings)
+        self.events_link: BrokerLink | None = (
+            BrokerLink(settings, name=f"{connection_name} events") if settings.job_events else None)
+        """The job events stream on a connection of its own (see ``Worker.stream_link``: a
+        stream that cannot take a publish makes RabbitMQ close the whole connection)."""
+        self.recorder = None if self.events_link is None else recorder_for(self.events_link, settings)
         self._source = Source("producer", name=connection_name)
         self._closed = False
         self.outbox: Outbox | None = None
@@ -95,6 +100,11 @@ class AsyncProducer:
                 recorder=self.recorder, source=self._source, delay_levels=self.delay_levels,
                 observer=self.observer, max_jobs=settings.outbox_max_jobs,
                 fsync=settings.outbox_fsync)
+        self.beats: ProducerBeats | None = None
+        """With the outbox: the producer's heartbeat (its spool's depth and age)."""
+        if self.outbox is not None:
+            self.beats = ProducerBeats(self.link, settings.telemetry_exchange, connection_name,
+                                       self.outbox)
 
     @property
     def reconnects(self) -> int:
@@ -106,10 +116,14 @@ class AsyncProducer:
         """Connect (failing over along the addresses) within ``reconnect_timeout``; raises
         the broker's refusal (credentials, vhost) at once. With the outbox, a broker that
         does not answer is no error: publishes are spooled until it does."""
+        if self.events_link is not None:
+            await self.events_link.start()  # in the background: ready by the first publish
         if self.outbox is None:
             await self.link.open(self.reconnect_timeout)
             return
         self.outbox.start()
+        if self.beats is not None:
+            self.beats.start()
         try:
             await self.link.open(min(self.reconnect_timeout, OUTBOX_CONNECT_WAIT))
         except BrokerUnavailable as exc:
@@ -122,6 +136,8 @@ class AsyncProducer:
             await self.flush()
         finally:
             self._closed = True
+            if self.beats is not None:
+                await self.beats.close()
             if self.outbox is not None:
                 await self.outbox.close()
             if self.recorder is not None:
@@ -129,6 +145,8 @@ class AsyncProducer:
             await self._locks.close()
             await self._publisher.close()
             await self.link.close()
+            if self.events_link is not None:
+                await self.events_link.close()
 
     async def __aenter__(self) -> AsyncProducer:
         await self.connect()

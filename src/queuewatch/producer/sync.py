@@ -41,6 +41,7 @@ from queuewatch.producer._common import (
 from queuewatch.producer.locks import UniqueLock, unique_lock
 from queuewatch.producer.observer import ProducerObserver
 from queuewatch.producer.outbox import spool_path
+from queuewatch.producer.sync_beats import SyncBeats
 from queuewatch.producer.sync_outbox import SyncOutbox
 from queuewatch.topology import Topology
 
@@ -53,6 +54,8 @@ OUTBOX_CONNECT_WAIT = 2.0
 DRAIN_PER_PUBLISH = 5.0
 #: With the outbox: how long ``close`` tries to send what is spooled (seconds).
 CLOSE_DRAIN = 10.0
+#: Longest an ``accepted`` record holds a publish within a minute of a failed one (seconds).
+FAILING_EVENTS_WAIT = 0.5
 
 
 class Producer:
@@ -71,6 +74,7 @@ class Producer:
         self.topology = topology
         self.delay_levels = delay_levels_of(topology)
         self.connection_name = connection_name
+        self._events_failing_until = 0.0
         self.reconnect_timeout = reconnect_timeout
         self.observer = observer or ProducerObserver()
         self.link = BlockingLink(settings, name=connection_name, on_blocked=self.observer.on_blocked)
@@ -82,6 +86,11 @@ class Producer:
                 spool_path(settings, connection_name), delay_levels=self.delay_levels,
                 observer=self.observer, max_jobs=settings.outbox_max_jobs,
                 fsync=settings.outbox_fsync)
+        self.beats: SyncBeats | None = None
+        """With the outbox: the producer's heartbeat (its spool's depth and age), sent from a
+        daemon thread between ``connect`` and ``close``."""
+        if self.outbox is not None:
+            self.beats = SyncBeats(settings, connection_name, self.outbox, self.link)
 
     @property
     def blocked(self) -> bool:
@@ -98,6 +107,8 @@ class Producer:
         if self.outbox is None:
             self.link.connect(self.reconnect_timeout)
             return
+        if self.beats is not None:
+            self.beats.start()
         try:
             self.link.connect(min(self.reconnect_timeout, OUTBOX_CONNECT_WAIT))
         except BrokerUnavailable as exc:
@@ -112,10 +123,22 @@ class Producer:
             return True
         return self.outbox.drain(self.link, time.monotonic() + timeout, self._record)
 
+    def _record_accepted(self, outs: list[Outgoing]) -> None:
+        """Record ``accepted`` for ``outs`` (confirmed jobs), holding the caller at most
+        ``events_hold``; past it the events are not recorded (logged), the jobs were
+        confirmed all the same. After a failure, the next minute's records wait at most
+        ``FAILING_EVENTS_WAIT``: a stream that takes no writes must not stall every publish."""
+        if not self.settings.job_events or not outs:
+            return
+        wait = min(self.reconnect_timeout, self.settings.events_hold)
+        if time.monotonic() < self._events_failing_until:
+            wait = min(wait, FAILING_EVENTS_WAIT)
+        if not record_blocking(self.link, self.settings,
+                               [accepted_event(o, self._source) for o in outs], wait):
+            self._events_failing_until = time.monotonic() + 60.0
+
     def _record(self, outs: list[Outgoing]) -> None:
-        if self.settings.job_events and outs:
-            record_blocking(self.link, self.settings,
-                            [accepted_event(o, self._source) for o in outs], self.reconnect_timeout)
+        self._record_accepted(outs)
 
     def close(self) -> None:
         """Close; with the outbox, first try (briefly) to send what it holds (the rest stays
@@ -124,6 +147,8 @@ class Producer:
             if self.outbox is not None and self.outbox.depth:
                 self.drain(min(self.reconnect_timeout, CLOSE_DRAIN))
         finally:
+            if self.beats is not None:
+                self.beats.close()
             if self.outbox is not None:
                 self.outbox.close()
             self.link.close()
@@ -219,9 +244,7 @@ class Producer:
             )
             match result.outcome:
                 case Outcome.CONFIRMED:
-                    if self.settings.job_events:
-                        record_blocking(self.link, self.settings, [accepted_event(out, self._source)],
-                                        self.reconnect_timeout)
+                    self._record_accepted([out])
                     return published(out)
                 case Outcome.NACKED:
                     self.observer.on_publish_nack(queue)
