@@ -141,8 +141,9 @@ def start_worker_process(tmp_path: Path, *, amqp_url: str, vhost: str, worker_id
                QWT_LEDGER=str(ledger), QWT_GRACE=str(grace), XDG_STATE_HOME=str(tmp_path / "state"))
     with err.open("wb") as stderr:
         proc = subprocess.Popen(
-            [QUEUEWATCH, "worker", f"{app}:make_worker", "--amqp-url", amqp_url, "--vhost", vhost,
-             "--metrics-port", str(port), "-v"],
+            # one process: the tests kill -9 this pid and read its heartbeats and metrics
+            [QUEUEWATCH, "worker", f"{app}:make_worker", "--processes", "1", "--amqp-url",
+             amqp_url, "--vhost", vhost, "--metrics-port", str(port), "-v"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, env=env,
             start_new_session=True,
         )

@@ -92,6 +92,9 @@ def test_dead_letter_copy_carries_everything_replay_needs():
     assert (h[envelope.H_ORIGINAL_EXCHANGE], h[envelope.H_ORIGINAL_ROUTING_KEY]) == ("", "jobs")
     assert len(h[envelope.H_TRACEBACK]) <= envelope.MAX_TRACEBACK_CHARS + 30
     assert len(h[envelope.H_ERROR_MESSAGE]) == 2000 and envelope.H_TARGET not in h
+    # the reason and error type again without the x- prefix (a filtered shovel replay)
+    assert (h["qw-dead-reason"], h["qw-error-type"], h["qw-error-name"]) == \
+        ("failed", "KeyError", "KeyError")
     json.dumps(h)  # plain values only
 
 

@@ -2,7 +2,10 @@
 
 ``started`` is emitted (it leaves with the next batch); the outcome — succeeded, attempt
 failed + retry scheduled, dead-lettered, cancelled — is built here and recorded by the
-processor *before* it acks the job, so an acked job always has its outcome on record.
+processor *before* it acks the job, so an acked job always has its outcome on record. A
+success's event also waits in the idempotency store until it is confirmed: a process that
+died after recording the key but before the event leaves it there for the redelivery to
+record (:meth:`queuewatch.worker.process.Processor._duplicate`).
 """
 
 from __future__ import annotations
@@ -78,11 +81,12 @@ class Journal:
     def skipped(self, job: Job, reason: str, whole: bool = True) -> str:
         return self._event(ev.SKIPPED, job, reason=reason, copy_only=None if whole else True)
 
-    def record_soon(self, *events: str) -> asyncio.Future[None]:
+    def record_soon(self, *events: str) -> asyncio.Future[bool]:
+        """The future says whether the broker confirmed them (False: held out)."""
         return self.recorder.record_soon(*events)
 
-    async def record(self, *events: str) -> None:
-        await self.recorder.record(*events)
+    async def record(self, *events: str) -> bool:
+        return await self.recorder.record(*events)
 
 
 _REDELIVERED = {"redelivered": True}

@@ -24,7 +24,7 @@ import logging
 import re
 import time
 
-from queuewatch.broker.errors import ANY_BROKER_ERROR
+from queuewatch.broker.errors import ANY_BROKER_ERROR, raise_if_cancelled
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.types import Channel, DeliveryMode, Message
 from queuewatch.errors import QueuewatchError
@@ -141,6 +141,7 @@ class QueueLimiter:
                 if got:
                     self._permits[name] = got - 1
                     return
+                raise_if_cancelled()
                 await asyncio.sleep(poll)
 
     async def _get(self, name: str, key: str | None) -> int:
@@ -156,6 +157,7 @@ class QueueLimiter:
             queue = await channel.get_queue(name, ensure=False)
             message = await queue.get(no_ack=True, fail=False, timeout=5)
         except _ERRORS as exc:
+            raise_if_cancelled()
             log.debug("taking a token of %r: %s", name, exc)
             self._channel = None
             self._declared.clear()

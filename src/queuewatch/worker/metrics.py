@@ -65,6 +65,15 @@ class PrometheusObserver(WorkerObserver):
         """Read the blocked state at scrape time (aio-pika has no blocked callback)."""
         self.blocked.set_function(lambda: 1.0 if is_blocked() else 0.0)
 
+    def watch_events(self, pending: Callable[[], int], held_out: Callable[[], int]) -> None:
+        """Job events waiting for the stream's confirm, and those jobs went on without
+        (``events_hold``), read at scrape time."""
+        Gauge("queuewatch_events_pending", "Job events not yet confirmed by the events "
+              "stream", registry=self.registry).set_function(lambda: float(pending()))
+        Gauge("queuewatch_events_held_out", "Job events whose job went on after events_hold "
+              "without their confirm (sent when the stream answers; total since start)",
+              registry=self.registry).set_function(lambda: float(held_out()))
+
     def serve(self, port: int, host: str = DEFAULT_METRICS_HOST, web: WebConfig | None = None) -> int:
         """Start the HTTP endpoint (port 0 = any free port) with ``web``'s TLS and basic
         auth; returns the port."""

@@ -97,6 +97,7 @@ def dead_letter_copy(
     headers.update({
         envelope.H_ATTEMPT: attempt,
         envelope.H_DEAD_REASON: reason,
+        **envelope.plain_death_headers(reason, failure.error_type),
         envelope.H_TRACEBACK: envelope.truncate(failure.traceback),
         envelope.H_ORIGINAL_EXCHANGE: exchange,
         envelope.H_ORIGINAL_ROUTING_KEY: routing_key,

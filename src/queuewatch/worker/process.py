@@ -25,7 +25,7 @@ from typing import Any
 from queuewatch import envelope
 from queuewatch.broker.publish import ConfirmedPublisher
 from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
-from queuewatch.idempotency import IdempotencyStore
+from queuewatch.idempotency import IdempotencyStore, OutcomeStore
 from queuewatch.producer.locks import Locks
 from queuewatch.topology import QueueSpec
 from queuewatch.worker import outcomes
@@ -122,6 +122,10 @@ class Processor(Settling):
     _ack_lost_seen: dict[str, tuple[float, int]] = field(default_factory=dict)
     """Per queue: when the last "ack lost" line was logged, and how many were not since."""
 
+    def __post_init__(self) -> None:
+        self.outcomes = self.store if isinstance(self.store, OutcomeStore) else None
+        """The store, when it keeps outcomes until they are confirmed on record."""
+
     # -- deliveries -------------------------------------------------------------------
     def spawn(self, message: AbstractIncomingMessage, route: Route) -> None:
         """Handle ``message`` in a task of the worker's own (see the module docstring).
@@ -167,7 +171,7 @@ class Processor(Settling):
 
     async def _handle(self, message: AbstractIncomingMessage, route: Route, job: Job,
                       key: str | None) -> None:
-        if self.store is not None and key is not None and await self.store.is_completed(key):
+        if self.store is not None and key is not None and await self._duplicate(job, key):
             self.counts.duplicates += 1
             self.observer.on_duplicate(job.queue, job.job_id)
             await settle(message.ack())
@@ -201,10 +205,13 @@ class Processor(Settling):
                                          Failure.from_exception(exc), time.monotonic() - duration,
                                          exc, spec=route.spec)
                         return
-                    # Both group commits at once: the ack waits for the slower, not the sum.
-                    recorded = self.journal.record_soon(self.journal.succeeded(job, duration, stored))
+                    # The key is given the event's record: the store commits the key alone
+                    # once the event is on record, or with the event if it was not (see
+                    # _duplicate). The ack waits for both.
+                    event = self.journal.succeeded(job, duration, stored)
+                    recorded = self.journal.record_soon(event)
                     if self.store is not None and key is not None:
-                        await self.store.mark_completed(key)
+                        await self._mark_completed(key, event, recorded)
                     await recorded
                 elif self.store is not None and key is not None:
                     await self.store.mark_completed(key)
@@ -216,6 +223,29 @@ class Processor(Settling):
         finally:
             if task is not None:
                 self.active.discard(task)
+
+    async def _duplicate(self, job: Job, key: str) -> bool:
+        """Whether ``key`` already completed. A run that died between recording its key
+        and its ``succeeded`` event left the event with the key: record it again (same
+        event id, so readers drop the copy when the first did arrive)."""
+        assert self.store is not None
+        if self.outcomes is None:
+            return await self.store.is_completed(key)
+        done, outcome = await self.outcomes.completed_outcome(key)
+        if done and outcome is not None and self.journal is not None:
+            if await self.journal.record(outcome):
+                self.outcomes.confirmed(key)
+            log.info("job %s on %r: a redelivery of a completed job; its outcome recorded "
+                     "again (the run that completed it may have stopped before recording it)",
+                     job.job_id, job.queue)
+        return done
+
+    async def _mark_completed(self, key: str, outcome: str,
+                              recorded: asyncio.Future[bool]) -> None:
+        if self.outcomes is not None:
+            await self.outcomes.mark_completed(key, outcome, recorded)
+        elif self.store is not None:
+            await self.store.mark_completed(key)
 
     async def _run(self, message: AbstractIncomingMessage, route: Route,
                    job: Job) -> tuple[float, Any] | None:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from queuewatch.broker.errors import ANY_BROKER_ERROR
+from queuewatch.broker.errors import ANY_BROKER_ERROR, raise_if_cancelled
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.types import Channel, DeliveryMode, IncomingMessage, Message
 from queuewatch.errors import QueuewatchError
@@ -115,6 +115,7 @@ class Refiller:
                          self.queue)
                 await self._refill(channel)
             except _ERRORS as exc:
+                raise_if_cancelled()
                 if self.leader:
                     log.info("worker %s stopped refilling %r: %s", self.worker_id, self.queue, exc)
             finally:

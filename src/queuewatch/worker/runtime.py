@@ -137,17 +137,22 @@ class Worker:
         self.processor.publisher = self.publisher
         self.locks = Locks(self.link, self.publisher)
         self.processor.locks = self.locks
-        self.recorder = recorder_for(self.link, settings, gather=WORKER_GATHER)
+        self.stream_link = BrokerLink(settings, name=f"queuewatch-streams {self.worker_id}")
+        """Job events, cancel tombstones and queue states: streams, on a connection of their
+        own. RabbitMQ closes the whole connection when a stream cannot take a publish or a
+        consumer (its coordinator without a majority: seen for minutes on a 2-node cluster
+        after a node's kill -9); the job consumers must not go down with it."""
+        self.recorder = recorder_for(self.stream_link, settings, gather=WORKER_GATHER)
         if self.recorder is not None:
             self.processor.journal = Journal(self.recorder, self.worker_id, settings.result_max_bytes)
-            self.processor.cancels = CancelList(self.link, settings)
+            self.processor.cancels = CancelList(self.stream_link, settings)
         self.heartbeat = HeartbeatSender(
             self.processor, self.worker_id, [], concurrency, topology.telemetry_exchange,
             self.connection_name, heartbeat_interval, consumers=self.consumer_status,
         )
         self.subscriptions: dict[str, Subscription] = {}
         """One per job queue, once ``run`` started."""
-        self.queue_states = QueueStates(self.link, settings.control_exchange)
+        self.queue_states = QueueStates(self.stream_link, settings.control_exchange)
         """Paused queues and run-time rate limits (read at start, then live)."""
         self.pauses = Pauses(self.link, self.queue_states, self.processor.paused,
                              self.subscriptions, self.worker_id, running=self._busy_with)
@@ -228,6 +233,8 @@ class Worker:
                 loop.add_signal_handler(sig, self.stop)
         if self.metrics is not None:
             self.metrics.watch_blocked(lambda: self.link.blocked)
+            if (recorder := self.recorder) is not None:
+                self.metrics.watch_events(lambda: recorder.pending, lambda: recorder.held_out)
             if self.metrics_port is not None:
                 self.metrics_port = self.metrics.serve(
                     self.metrics_port, web=WebConfig.load(self.settings.web_config))
@@ -237,9 +244,9 @@ class Worker:
                                      self.concurrency):
             log.warning("worker %s: %s", self.worker_id, line)
         self.link.on_up(self._on_link_up)
+        await self.stream_link.start()
         if self.processor.cancels is not None:
             # Tombstones first (bounded wait): a job cancelled while queued must not run.
-            await self.link.start()
             await self.processor.cancels.start()
         await self.link.start()
         await self.queue_states.reader.start()  # paused queues stay paused (bounded wait)
@@ -271,6 +278,7 @@ class Worker:
             await self.locks.close()
             await self.publisher.close()
             await self.link.close()
+            await self.stream_link.close()
             self.connected.clear()
             if self.store is not None:
                 await self.store.close()

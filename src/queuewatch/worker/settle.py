@@ -39,10 +39,21 @@ def channel_gone(message: AbstractIncomingMessage) -> bool:
         return True
 
 
+#: Longest an ack/nack may take to be written (seconds): every wait has a deadline.
+SETTLE_TIMEOUT = 10.0
+
+
 async def settle(op: Any) -> bool:
-    """Ack/nack; False when it could not be sent (the broker then requeues the delivery)."""
+    """Ack/nack; False when it could not be sent within :data:`SETTLE_TIMEOUT` (the broker
+    then requeues the delivery when its channel closes)."""
     try:
-        await op
+        # (asyncio.timeout, not wait_for: no task of its own per ack)
+        async with asyncio.timeout(SETTLE_TIMEOUT):
+            await op
+    except TimeoutError:
+        log.warning("an ack/nack could not be written within %gs; the broker redelivers the job",
+                    SETTLE_TIMEOUT)
+        return False
     except ANY_BROKER_ERROR as exc:
         log.debug("ack/nack not sent: %s", exc)
         return False

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 import psutil
 
-from queuewatch.broker.errors import ANY_BROKER_ERROR
+from queuewatch.broker.errors import ANY_BROKER_ERROR, raise_if_cancelled
 from queuewatch.broker.types import Channel as AbstractChannel
 from queuewatch.broker.types import DeliveryMode, ExchangeType, Message
 from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
@@ -91,6 +91,7 @@ class HeartbeatSender:
                     )
                     self.sent += 1
                 except ANY_BROKER_ERROR as exc:
+                    raise_if_cancelled()  # (a stop that landed inside the publish)
                     log.debug("heartbeat not sent: %s", exc)
             await asyncio.sleep(self.interval)
 
