@@ -23,6 +23,7 @@ from queuewatch.errors import QueuewatchError
 from queuewatch.metrics.cluster import cluster_families
 from queuewatch.metrics.select import QueueSelector, Selection
 from queuewatch.monitor.model import Snapshot
+from queuewatch.monitor.pacing import Pace
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,11 @@ class QueuewatchCollector:
     def __init__(self, source: Callable[[], Snapshot], stale_after: float = 10.0,
                  last_good: Callable[[], Snapshot | None] | None = None,
                  clock: Callable[[], float] = time.time,
-                 selector: QueueSelector | None = None, lean: bool = False) -> None:
+                 selector: QueueSelector | None = None, lean: bool = False,
+                 pace: Callable[[], Pace | None] | None = None) -> None:
         self.source = source
+        self.pace = pace
+        """The background poll's current pace (interval, stretched or not), if any."""
         self.lean = lean
         """Leave depth and consumer counts to rabbitmq_prometheus (setting export_lean)."""
         self.selector = selector or QueueSelector()
@@ -56,18 +60,31 @@ class QueuewatchCollector:
 
     def collect(self) -> Iterable[Metric]:
         started = time.perf_counter()
-        snap: Snapshot | None = None
+        snap = self.take()
+        families: list[Metric] = [] if snap is None else self.families(snap)
+        head = self.scrape_families(snap, started)
+        return [*head[:3], *families, *head[3:]]
+
+    def take(self) -> Snapshot | None:
+        """The snapshot a scrape serves, or None when the source failed (counted as a scrape
+        error; ``last_error`` says why)."""
         try:
             snap = self.source()
         except QueuewatchError as exc:
             self._failed(str(exc))
             log.warning("scrape failed: %s", exc)
+            return None
         except Exception as exc:  # the HTTP edge: answer the scrape, log the bug
             self._failed(f"{type(exc).__name__}: {exc}")
             log.exception("scrape failed unexpectedly")
-        else:
-            self.last_error = None
-        families: list[Metric] = [] if snap is None else self._families(snap)
+            return None
+        self.last_error = None
+        return snap
+
+    def scrape_families(self, snap: Snapshot | None, started: float) -> list[Metric]:
+        """What only the scrape knows, computed at scrape time: up, the error counter, this
+        scrape's duration (since ``started``, a ``perf_counter``), the snapshot's age now, and
+        the background poll's interval (stretched after slow polls)."""
         with self._lock:
             error_count = self.scrape_errors
         up = GaugeMetricFamily("queuewatch_up", "1 when the last poll of the management API "
@@ -79,18 +96,29 @@ class QueuewatchCollector:
         took = GaugeMetricFamily("queuewatch_scrape_duration_seconds",
                                  "Seconds this scrape took, snapshot included")
         took.add_metric([], time.perf_counter() - started)
-        out: list[Metric] = [up, errors, took, *families]
+        out: list[Metric] = [up, errors, took]
         good = snap if snap is not None else (self.last_good() if self.last_good else None)
         if good is not None:
             age = GaugeMetricFamily("queuewatch_snapshot_age_seconds", "Seconds since the "
-                                    "snapshot behind the values was taken (grows while polls "
-                                    "fail; absent before the first good poll)")
+                                    "snapshot behind the values was taken, at this scrape "
+                                    "(grows while polls fail; absent before the first good "
+                                    "poll)")
             age.add_metric([], good.age(self.clock()))
             out.append(age)
+        current = self.pace() if self.pace is not None else None
+        if current is not None:
+            every = GaugeMetricFamily("queuewatch_poll_interval_seconds", "Seconds between the "
+                                      "end of one background poll and the start of the next: "
+                                      "the poll interval, stretched after a poll slower than it")
+            every.add_metric([], current.pause)
+            stretched = GaugeMetricFamily("queuewatch_poll_interval_stretched", "1 while the "
+                                          "poll interval is stretched because polls take longer "
+                                          "than it (see queuewatch_poll_duration_seconds)")
+            stretched.add_metric([], 1.0 if current.stretched else 0.0)
+            out += [every, stretched]
         return out
 
-
-    def _families(self, snap: Snapshot) -> list[Metric]:
+    def families(self, snap: Snapshot) -> list[Metric]:
         """The families of ``snap``, built once per snapshot (scrapes only read them)."""
         with self._lock:
             built = self._built
@@ -213,6 +241,17 @@ def snapshot_families(snap: Snapshot, stale_after: float,
         hb_age.add_metric([w.worker_id, w.host], w.heartbeat_age)
         in_flight.add_metric([w.worker_id, w.host], len(w.in_flight))
 
+    # The same names as a producer's own registry (metrics/producer.py): one alert rule
+    # reads either source; here from the producers' heartbeats (outbox-enabled ones only).
+    ob_depth = _gauge("queuewatch_producer_outbox_depth", "Jobs waiting in the producer's "
+                      "outbox (from its heartbeat)", ["producer"])
+    ob_age = _gauge("queuewatch_producer_outbox_oldest_age_seconds", "Age of the oldest job in "
+                    "the producer's outbox (0 when empty; from its heartbeat)", ["producer"])
+    for p in snap.producers:
+        if p.heartbeat_state == "fresh":
+            ob_depth.add_metric([p.producer_id], p.outbox_depth)
+            ob_age.add_metric([p.producer_id], p.outbox_oldest_age or 0.0)
+
     running = _gauge("queuewatch_node_running", "1 when the broker node is running", ["node"])
     alarm = _gauge("queuewatch_node_alarm", "1 while a resource alarm blocks publishers",
                    ["node", "resource"])
@@ -226,7 +265,7 @@ def snapshot_families(snap: Snapshot, stale_after: float,
     basics = [] if lean else [messages, consumers]
     families = [poll, taken, exported, left_out, *basics, age, drain, full, fill, cap, dlq,
                 stalled, orphaned, paused, limit, scheduled, stuck, stuck_all, workers_up, hung, hb_age, in_flight, running, alarm,
-                alerts, idle, live]
+                alerts, idle, live, ob_depth, ob_age]
     feed = snap.heartbeats
     if feed is None:
         return families
@@ -237,7 +276,7 @@ def snapshot_families(snap: Snapshot, stale_after: float,
     if feed.live:
         return [*families, beats_up]
     from_beats = {id(f) for f in (stuck, stuck_all, workers_up, hung, hb_age, in_flight, idle,
-                                  live)}
+                                  live, ob_depth, ob_age)}
     return [*(f for f in families if id(f) not in from_beats), beats_up]
 
 

@@ -5,8 +5,10 @@ snapshot, or the last poll's error while the broker cannot be polled (the collec
 answers ``queuewatch_up 0`` and still shows the last good snapshot's age). Only the very
 first scrape after start waits, for the first poll, at most ``first_wait`` seconds: that is
 waiting for the background poll, not starting one. Polls never overlap; the next one is
-scheduled ``interval`` after the last ended, so a poll slower than the interval stretches
-the period instead of piling polls onto the broker.
+scheduled ``interval`` after the last ended, and after a poll slower than the interval the
+pause stretches (:mod:`queuewatch.monitor.pacing`; :attr:`BackgroundPoller.pace` says so)
+instead of piling polls onto the broker. ``prepare`` (the exporter's render of the
+snapshot) runs in a thread after each poll, before scrapes see the new snapshot.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from queuewatch.errors import BrokerUnavailable, QueuewatchError
 from queuewatch.monitor.core import poll_forever
 from queuewatch.monitor.model import Snapshot
+from queuewatch.monitor.pacing import Pace
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +42,12 @@ class BackgroundPoller:
         interval: float,
         *,
         first_wait: float = FIRST_WAIT,
+        prepare: Callable[[Snapshot], None] | None = None,
     ) -> None:
         self._poll = poll
+        self._prepare = prepare
+        self.pace: Pace | None = None
+        """The pause chosen after the last good poll (stretched after a slow poll)."""
         self.interval = max(interval, MIN_INTERVAL)
         self.first_wait = first_wait
         self._lock = threading.Lock()
@@ -57,7 +64,8 @@ class BackgroundPoller:
         """Start polling in the background (on the loop; returns at once)."""
         if self._task is None:
             self._task = asyncio.create_task(
-                poll_forever(self._one, self._keep, self.interval, on_error=self._failed),
+                poll_forever(self._one, self._keep, self.interval, on_error=self._failed,
+                             on_pace=self._paced),
                 name="queuewatch exporter poll")
 
     async def _one(self) -> Snapshot:
@@ -73,7 +81,17 @@ class BackgroundPoller:
         finally:
             self.last_poll_seconds = time.perf_counter() - started
 
-    def _keep(self, snap: Snapshot) -> None:
+    def _paced(self, pace: Pace) -> None:
+        if pace.stretched and (self.pace is None or not self.pace.stretched):
+            log.warning("%s", pace.text())
+        self.pace = pace
+
+    async def _keep(self, snap: Snapshot) -> None:
+        if self._prepare is not None:
+            try:
+                await asyncio.to_thread(self._prepare, snap)
+            except Exception:  # a bug in rendering must not end the background poll
+                log.exception("rendering the snapshot failed; scrapes will render it")
         with self._lock:
             self._snapshot = self._good = snap
             self._error = None

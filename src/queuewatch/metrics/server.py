@@ -3,8 +3,10 @@ prometheus_client.
 
 ``Exporter(settings).start(port, bind)`` returns the bound port (0 picks a free one). A
 :class:`~queuewatch.metrics.poller.BackgroundPoller` polls on the exporter's loop every poll
-interval; scrapes run in the HTTP server's thread and serve the latest snapshot, never
-polling themselves (``queuewatch_snapshot_age_seconds`` says how old it is). The
+interval and renders each snapshot once (:mod:`queuewatch.metrics.exposition`); scrapes run
+in the HTTP server's thread and serve the latest snapshot's bytes, never polling or
+rendering it themselves (``queuewatch_snapshot_age_seconds``, computed at the scrape, says
+how old it is). The
 :class:`~queuewatch.monitor.session.MonitorSession` reconnects and subscribes to heartbeats
 again by itself after a fault; while its heartbeat feed is down, worker-derived metrics are
 left out instead of being judged from a dead feed (see :mod:`queuewatch.metrics.collector`).
@@ -17,12 +19,13 @@ import logging
 import threading
 from typing import Any
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry
 
 from queuewatch.config import Settings
 from queuewatch.errors import QueuewatchError
 from queuewatch.jobs import Jobs
 from queuewatch.metrics.collector import QueuewatchCollector
+from queuewatch.metrics.exposition import Exposition
 from queuewatch.metrics.poller import BackgroundPoller
 from queuewatch.metrics.select import QueueSelector
 from queuewatch.monitor.core import Monitor
@@ -70,16 +73,22 @@ class Exporter:
                                         daemon=True)
         self._thread.start()
         self.session: MonitorSession = self._call(self._setup())
-        self.poller = BackgroundPoller(self.session.poll, self.max_age)
+        self.poller = BackgroundPoller(self.session.poll, self.max_age,
+                                       prepare=self._prepare)
         """Polls every ``max_age`` seconds (the poll interval) on the exporter's loop."""
-        self._call(self.poller.start())
         self.collector = QueuewatchCollector(
             self.poller.get, stale_after=settings.thresholds.heartbeat_stale_seconds,
             last_good=self.poller.last_good, selector=QueueSelector.from_settings(settings),
-            lean=settings.export_lean,
+            lean=settings.export_lean, pace=lambda: self.poller.pace,
         )
         self.registry = build_registry(self.collector)
+        self.exposition = Exposition(self.collector, self.registry)
+        """Each snapshot rendered once, by the background poll; scrapes serve the bytes."""
+        self._call(self.poller.start())
         self._server: Any = None
+
+    def _prepare(self, snap: Snapshot) -> None:
+        self.exposition.prepare(snap)
 
     @property
     def monitor(self) -> Monitor:
@@ -91,7 +100,7 @@ class Exporter:
     async def _setup(self) -> MonitorSession:
         session = MonitorSession(self.settings, topology=self.topology,
                                  heartbeats=self.want_heartbeats, all_vhosts=self.all_vhosts,
-                                 name="queuewatch-exporter")
+                                 name="queuewatch-exporter", keep_history=False)
         await session.start()
         if self.settings.job_events and not self.all_vhosts:
             # Scheduled jobs per queue, from the job events (read in the background: the
@@ -112,7 +121,7 @@ class Exporter:
     def start(self, port: int = DEFAULT_PORT, bind: str = DEFAULT_BIND) -> int:
         """Serve ``/metrics`` (with the TLS and basic auth of ``settings.web_config``);
         returns the port actually bound."""
-        self._server = serve_wsgi(make_wsgi_app(self.registry), port, bind, self.web)
+        self._server = serve_wsgi(self.exposition.wsgi, port, bind, self.web)
         return int(self._server.server_port)
 
     def scrape_once(self) -> Snapshot:

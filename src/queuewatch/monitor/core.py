@@ -33,7 +33,9 @@ from queuewatch.monitor.freshness import ALWAYS_LIVE, feed_alert
 from queuewatch.monitor.heartbeats import HeartbeatSource
 from queuewatch.monitor.history import QueueHistory
 from queuewatch.monitor.model import BrokerInfo, NodeStats, QueueStats, Snapshot
-from queuewatch.monitor.paused import with_queue_state, with_scheduled
+from queuewatch.monitor.pacing import Pace, pace
+from queuewatch.monitor.paused import with_queue_state
+from queuewatch.monitor.producers import build_producers, producer_alerts
 from queuewatch.monitor.queues import MONITOR_QUEUE_COLUMNS, ack_count, parse_queue
 from queuewatch.telemetry import is_private_queue
 from queuewatch.topology import DLQ_SUFFIX, Topology
@@ -78,6 +80,7 @@ class Monitor:
         topology: Topology | None = None,
         heartbeats: HeartbeatSource | None = None,
         all_vhosts: bool = False,
+        keep_history: bool = True,
     ) -> None:
         self.mgmt = mgmt
         self.settings = settings
@@ -92,6 +95,9 @@ class Monitor:
         self.vhost: str | None = None if all_vhosts else settings.effective_vhost
         self.history = QueueHistory(settings.history_size)
         """Per-queue history (``monitor.history.get(name)``), oldest first."""
+        self.keep_history = keep_history
+        """False for faces that never draw it (the exporter, commands): at 50,000 queues the
+        history of 120 polls is about 150 MB."""
         self.last: Snapshot | None = None
         self.warning = interval_warning(settings.poll_interval)
         """Set when ``settings.poll_interval`` is below the broker's statistics interval."""
@@ -114,12 +120,13 @@ class Monitor:
     async def _poll(self) -> Snapshot:
         started = time.perf_counter()
         parsed: dict[int, list[QueueStats]] = {}
+        scheduled = self.scheduled() if self.scheduled is not None else None
 
         def parse_page(n: int, items: list[dict[str, Any]]) -> None:
             # parsed while the broker prepares the next pages; ages use this page's arrival
             at = self.clock()
-            parsed[n] = [parse_queue(r, at, self._stuck_after(r["name"])) for r in items
-                         if not is_private_queue(str(r["name"]))]
+            parsed[n] = [parse_queue(r, at, self._stuck_after(r["name"]), scheduled)
+                         for r in items if not is_private_queue(str(r["name"]))]
 
         raw_queues, (raw_nodes, nodes_hidden), overview = await asyncio.gather(
             fetch_queues(self.mgmt, self.vhost, MONITOR_QUEUE_COLUMNS, on_page=parse_page),
@@ -144,16 +151,18 @@ class Monitor:
                                 feed or ALWAYS_LIVE)
         queues = with_queue_state(queues, workers, self.queue_states, self.topology,
                                   self.settings.effective_vhost)
-        if self.scheduled is not None:
-            queues = with_scheduled(queues, self.scheduled())
         paused = {q.ref(qualified) for q in queues if q.paused}
         orphaned = tuple(r for r in orphaned if r not in paused)
         stuck = find_stuck_jobs(workers, now, self._stuck_after)
         alerts = build_alerts(queues, nodes, workers, stuck, stalled, orphaned, t, qualified)
+        producers = build_producers(beats, now, t.heartbeat_stale_seconds, feed or ALWAYS_LIVE)
+        alerts = tuple(sorted((*alerts, *producer_alerts(producers, t)),
+                              key=lambda a: a.severity != "critical"))
         lost = feed_alert(feed, now)
         if lost is not None:
             alerts = tuple(sorted((*alerts, lost), key=lambda a: a.severity != "critical"))
-        self.history.record(now, queues)
+        if self.keep_history:
+            self.history.record(now, queues)
         return Snapshot(
             taken_at=now, vhost=self.vhost,
             broker=BrokerInfo(
@@ -164,7 +173,7 @@ class Monitor:
             nodes=nodes, queues=tuple(queues), workers=workers, stuck_jobs=stuck,
             stalled_queues=stalled, orphaned_queues=orphaned, alerts=alerts,
             poll_seconds=time.perf_counter() - started, nodes_hidden=nodes_hidden,
-            heartbeats=feed,
+            heartbeats=feed, producers=producers,
         )
 
     async def _nodes(self) -> tuple[list[dict[str, Any]], str | None]:
@@ -223,7 +232,8 @@ class Monitor:
         """Poll, hand the snapshot to ``callback``, wait ``interval``, repeat until ``stop``.
 
         The next poll is scheduled only when the last one (and its callback) finished, so
-        polls never overlap. A :class:`QueuewatchError` goes to ``on_error`` (polling goes on)
+        polls never overlap; after a poll slower than ``interval`` the pause stretches
+        (:mod:`queuewatch.monitor.pacing`). A :class:`QueuewatchError` goes to ``on_error`` (polling goes on)
         or, without one, ends the loop.
         """
         every = self.settings.poll_interval if interval is None else interval
@@ -237,21 +247,30 @@ async def poll_forever(
     *,
     on_error: ErrorCallback | None = None,
     stop: asyncio.Event | None = None,
+    on_pace: Callable[[Pace], None] | None = None,
 ) -> None:
-    """The loop behind :meth:`Monitor.run` (and the session's ``run``)."""
+    """The loop behind :meth:`Monitor.run` (and the session's ``run``): the pause after a
+    poll is ``every``, stretched after a poll slower than that (:mod:`.pacing`);
+    ``on_pace`` hears the pause chosen after each good poll, before ``callback``."""
     warning = interval_warning(every)
     if warning:
         log.warning(warning)
     stop = stop or asyncio.Event()
     while not stop.is_set():
+        wait = every
         try:
-            await _call(callback, await poll())
+            snap = await poll()
+            current = pace(every, snap.poll_seconds, len(snap.queues))
+            wait = current.pause  # stretched after a poll slower than the interval
+            if on_pace is not None:
+                on_pace(current)
+            await _call(callback, snap)
         except QueuewatchError as exc:
             if on_error is None:
                 raise
             await _call(on_error, exc)
         try:
-            await asyncio.wait_for(stop.wait(), every)
+            await asyncio.wait_for(stop.wait(), wait)
         except TimeoutError:
             pass
 

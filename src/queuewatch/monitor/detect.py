@@ -13,6 +13,7 @@ from queuewatch.monitor.heartbeats import ReceivedHeartbeat
 from queuewatch.monitor.kinds import kind_of
 from queuewatch.monitor.model import FeedStatus, QueueStats, StuckJob, WorkerStats
 from queuewatch.monitor.queues import RATE_EPSILON, is_infrastructure
+from queuewatch.telemetry import PRODUCER_ROLE
 
 
 def build_workers(
@@ -30,6 +31,8 @@ def build_workers(
     for worker_id in sorted(beats):
         rb = beats[worker_id]
         hb = rb.heartbeat
+        if hb.role == PRODUCER_ROLE:
+            continue  # a producer's beat (see monitor.producers)
         age = max(now - rb.received_at, 0.0)
         state = judge_beat(rb.received_at, now, stale_after, feed)
         conn_open: bool | None = None

@@ -9,12 +9,11 @@ that does not consume it is not in trouble.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
 from queuewatch.events.queuestate import QueueState
 from queuewatch.monitor.model import QueueStats, WorkerStats
-from queuewatch.monitor.queues import is_infrastructure
 from queuewatch.topology import Topology
 
 
@@ -42,8 +41,3 @@ def with_queue_state(queues: Iterable[QueueStats], workers: Iterable[WorkerStats
         out.append(q)
     return out
 
-
-def with_scheduled(queues: Sequence[QueueStats], counts: Mapping[str, int]) -> list[QueueStats]:
-    """Each job queue with its count of scheduled jobs (DLQs and delay levels have none)."""
-    return [q if q.is_dlq or is_infrastructure(q.name) else replace(q, scheduled=counts.get(q.name, 0))
-            for q in queues]

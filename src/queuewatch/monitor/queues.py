@@ -92,8 +92,11 @@ def is_infrastructure(name: str) -> bool:
     return name.endswith(DLQ_SUFFIX) or name.startswith(DELAY_PREFIX)
 
 
-def parse_queue(raw: Mapping[str, Any], now: float, stuck_after: float | None = None) -> QueueStats:
-    """One queue record (management API) as :class:`QueueStats`, without DLQ links.
+def parse_queue(raw: Mapping[str, Any], now: float, stuck_after: float | None = None,
+                scheduled: Mapping[str, int] | None = None) -> QueueStats:
+    """One queue record (management API) as :class:`QueueStats`, without DLQ links;
+    ``scheduled``: jobs waiting in the delay levels per target queue (None: unknown), for
+    job queues (DLQs and delay levels have none).
 
     A queue that is down (:mod:`queuewatch.monitor.kinds`) gets None for depth, lag and
     ETAs: the broker has no current numbers for it, and 0 would read as "empty"."""
@@ -150,6 +153,8 @@ def parse_queue(raw: Mapping[str, Any], now: float, stuck_after: float | None = 
         leader=None if reps is None else reps.leader,
         members=() if reps is None else reps.members,
         online=() if reps is None else reps.online,
+        scheduled=None if scheduled is None or is_infrastructure(str(raw["name"]))
+        else scheduled.get(str(raw["name"]), 0),
     )
 
 

@@ -48,6 +48,7 @@ from queuewatch.monitor.core import (
 from queuewatch.monitor.heartbeats import PROBE_INTERVAL, PROBE_TIMEOUT, HeartbeatFeed
 from queuewatch.monitor.history import QueueHistory
 from queuewatch.monitor.model import FeedStatus, Snapshot
+from queuewatch.monitor.pacing import Pace
 from queuewatch.telemetry import HEARTBEAT_KEY_PREFIX, LISTENER_QUEUE_PREFIX, listener_queue_name
 from queuewatch.topology import Topology
 
@@ -89,15 +90,20 @@ class MonitorSession:
     def __init__(
         self, settings: Settings, *, topology: Topology | None = None, heartbeats: bool = True,
         all_vhosts: bool = False, clock: Callable[[], float] = time.time,
-        name: str = "queuewatch-monitor",
+        name: str = "queuewatch-monitor", keep_history: bool = True,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.mgmt = ManagementClient(settings)
         self.link = BrokerLink(settings, name=name)
+        self.stream_link = BrokerLink(settings, name=f"{name} streams")
+        """The queue-state stream's reader, on a connection of its own: RabbitMQ may close a
+        connection whose consumer reaches a stream that is not ready (see
+        :mod:`queuewatch.broker.streams`), and the heartbeat feed must not go with it."""
         self.feed = HeartbeatFeed(clock) if heartbeats else None
         self.monitor = Monitor(self.mgmt, settings, clock=clock, topology=topology,
-                               heartbeats=self.feed, all_vhosts=all_vhosts)
+                               heartbeats=self.feed, all_vhosts=all_vhosts,
+                               keep_history=keep_history)
         self.subscription: Subscription | None = None
         self._management_error: QueuewatchError | None = None
         self._management_since = clock()
@@ -119,9 +125,10 @@ class MonitorSession:
             LISTENER_QUEUE_PREFIX + "*", self.feed.on_message, no_ack=True,
             declare=self._declare_listener, on_change=self._subscription_changed)
         # Paused queues and run-time limits (read only: the stream is made by the first change).
-        self.queue_states = QueueStates(self.link, self.settings.control_exchange)
+        self.queue_states = QueueStates(self.stream_link, self.settings.control_exchange)
         self.queue_states.reader.subscribe(passive=True)
         self.monitor.queue_states = self.queue_states.states
+        await self.stream_link.start()
         await self.link.start()
         self._probe_task = asyncio.create_task(self._probe_loop(), name="heartbeat probe")
 
@@ -185,6 +192,7 @@ class MonitorSession:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         await self.link.close()
+        await self.stream_link.close()
         await self.mgmt.aclose()
 
     async def __aenter__(self) -> MonitorSession:
@@ -210,13 +218,17 @@ class MonitorSession:
         self._management(None)
         if self.feed is not None and not self.link.alive:
             self.link.retry_now()  # the broker answers HTTP again: try AMQP now, not later
+            self.stream_link.retry_now()
         return snap
 
     async def run(self, callback: SnapshotCallback, interval: float | None = None, *,
-                  on_error: ErrorCallback | None = None, stop: asyncio.Event | None = None) -> None:
-        """Poll forever, as :meth:`Monitor.run <queuewatch.monitor.core.Monitor.run>`."""
+                  on_error: ErrorCallback | None = None, stop: asyncio.Event | None = None,
+                  on_pace: Callable[[Pace], None] | None = None) -> None:
+        """Poll forever, as :meth:`Monitor.run <queuewatch.monitor.core.Monitor.run>` (the
+        pause stretches after a slow poll; ``on_pace`` hears each pause chosen)."""
         every = self.settings.poll_interval if interval is None else interval
-        await poll_forever(self.poll, callback, every, on_error=on_error, stop=stop)
+        await poll_forever(self.poll, callback, every, on_error=on_error, stop=stop,
+                           on_pace=on_pace)
 
     @property
     def history(self) -> QueueHistory:
@@ -325,7 +337,8 @@ async def open_monitor(
     heartbeats flow, then ``listen`` seconds so the first snapshot already has workers.
     Connection and credential problems surface as typed errors (exit 2 in the CLI)."""
     session = MonitorSession(settings, topology=topology, heartbeats=heartbeats,
-                             all_vhosts=all_vhosts, clock=clock, name="queuewatch-cli")
+                             all_vhosts=all_vhosts, clock=clock, name="queuewatch-cli",
+                             keep_history=False)
     try:
         await session.open()
         if heartbeats and listen > 0:
