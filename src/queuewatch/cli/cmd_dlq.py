@@ -1,4 +1,4 @@
-"""``queuewatch dlq list|show|replay|delete|purge|export|import``.
+"""``queuewatch dlq list|show|causes|replay|delete|purge|export|import``.
 
 QUEUE is the queue holding the dead letters; a job queue name (``jobs``) means its DLQ
 (``jobs.dlq``) when that exists. Destructive subcommands take ``--read-only`` (refused
@@ -111,6 +111,7 @@ def filter_from_args(args: argparse.Namespace) -> Any:
     return DeadLetterFilter(
         job_ids=frozenset(getattr(args, "job", None) or ()), error_type=args.error_type,
         reason=args.reason, text=args.text, min_age=args.min_age, max_age=args.max_age,
+        cause=args.cause,
     )
 
 
@@ -124,6 +125,9 @@ def add_filter_options(p: argparse.ArgumentParser) -> None:
                    help="dead at least this long")
     g.add_argument("--max-age", type=non_negative_float, metavar="SECONDS",
                    help="dead at most this long")
+    g.add_argument("--cause", metavar="CAUSE",
+                   help="one cause, as `dlq causes` and the console's grouping (b) label it: "
+                   "error type + message shape, e.g. 'ValueError: bad input <n>'")
 
 
 # -- list / show ----------------------------------------------------------------------------
@@ -269,9 +273,41 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    flt = filter_from_args(args)
     with Progress("exporting") as bar:
-        count = with_dlq(args, lambda dlq: dlq.export(args.file, progress=bar))
-    print(f"exported {count} dead letters to {args.file}")
+        count = with_dlq(args, lambda dlq: dlq.export(args.file, progress=bar, flt=flt))
+    which = "" if flt.is_empty else f" ({describe_filter(flt)})"
+    print(f"exported {count} dead letters{which} to {args.file}")
+    return 0
+
+
+def describe_filter(flt: Any) -> str:
+    return ", ".join(f"{k} {v!r}" for k, v in flt.describe().items())
+
+
+def cmd_causes(args: argparse.Namespace) -> int:
+    """The dead letters by cause (what ``--cause`` selects), most frequent first."""
+    from queuewatch.dlq.causes import group_by_cause
+    from queuewatch.dlq.model import format_ms
+
+    flt = filter_from_args(args)
+
+    async def fetch(dlq: Any) -> tuple[str, int, list[Any]]:
+        return dlq.queue, await dlq.depth(), await dlq.find(flt, max_results=args.max)
+
+    queue, total, letters = with_dlq(args, fetch)
+    causes = group_by_cause(letters)
+    if args.json:
+        print_json({"queue": queue, "total": total, "read": len(letters), "causes": [
+            {"cause": c.label, "count": c.count, "first_ms": c.first_ms, "last_ms": c.last_ms,
+             "reasons": sorted(c.reasons)} for c in causes]})
+        return 0
+    print(f"{queue}: {total} dead letters, {len(causes)} causes"
+          + (f" (of the first {len(letters)} read)" if len(letters) < total else ""))
+    if causes:
+        print(format_table(["COUNT", "CAUSE", "FIRST", "LAST"],
+                           [[c.count, c.label, format_ms(c.first_ms), format_ms(c.last_ms)]
+                            for c in causes], right={0}))
     return 0
 
 
@@ -334,8 +370,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     how = sp.add_mutually_exclusive_group()
     how.add_argument("--via-shovel", action="store_true",
                      help="require a RabbitMQ shovel underneath (several times faster, same "
-                     "replay-count guard; no filter/rate/limit) and fail if it does not fit. "
-                     "Default: a plain replay of 1,000+ dead letters takes it where it fits")
+                     "replay-count guard; no rate/limit, no filter but --error-type/--reason) "
+                     "and fail if it does not fit. Default: a replay of 1,000+ dead letters "
+                     "takes it where it fits")
     how.add_argument("--per-message", action="store_true",
                      help="never use a shovel: republish message by message")
     sp.add_argument("--json", action="store_true")
@@ -345,8 +382,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     help="a job id (repeatable; as for list and replay)")
     sp = add("purge", "delete every dead letter of the queue", cmd_purge, destructive=True)
     sp.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
-    sp = add("export", "write every dead letter to a JSONL file (the queue is unchanged)", cmd_export)
+    sp = add("export", "write the dead letters (all, or those the filter selects, e.g. "
+             "--cause) to a JSONL file (the queue is unchanged)", cmd_export)
     sp.add_argument("file")
+    add_filter_options(sp)
+    sp = add("causes", "the dead letters grouped by cause (error type + message shape), with "
+             "counts: what --cause selects", cmd_causes)
+    sp.add_argument("--max", type=positive_int, default=100_000, metavar="N",
+                    help="read at most N dead letters (default 100000)")
+    sp.add_argument("--json", action="store_true")
+    add_filter_options(sp)
     sp = add("import", "publish the messages of a JSONL export into the queue", cmd_import,
              destructive=True)
     sp.add_argument("file")

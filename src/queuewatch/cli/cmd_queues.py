@@ -1,4 +1,5 @@
-"""``queuewatch queues pause|resume|limit Q``: durable control of pending work on a queue.
+"""``queuewatch queues pause|resume|limit Q``: durable control of pending work on a queue
+(``peek|purge|move|publish``: :mod:`queuewatch.cli.cmd_queue_ops`).
 
 The operator core does the work (:func:`queuewatch.operator.pause_queue` and friends): a
 record in the queue-state stream that every worker reads (running ones at once, new ones at
@@ -70,7 +71,8 @@ def cmd_queues(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from queuewatch.cli.common import add_connection_options, add_read_only_option
 
-    p = sub.add_parser("queues", help="pause, resume or rate-limit a queue over every worker")
+    p = sub.add_parser("queues", help="pause, resume or rate-limit a queue over every worker; "
+                       "peek, purge, move, publish a test job")
     qsub = p.add_subparsers(dest="queues_command", metavar="SUBCOMMAND")
     qsub.required = True
     helps = {
@@ -91,3 +93,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         add_connection_options(q)
         add_read_only_option(q)
         q.set_defaults(func=cmd_queues)
+    from queuewatch.cli import cmd_queue_ops
+
+    cmd_queue_ops.register(qsub)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import signal
 from datetime import UTC, datetime
@@ -55,66 +54,69 @@ def cmd_list(args: argparse.Namespace) -> int:
     from queuewatch.schedules import list_schedules
 
     settings = settings_from_args(args)
-    views, leader = run(lambda: list_schedules(settings))
+    listing = run(lambda: list_schedules(settings))
     if args.json:
-        print_json({"leader": leader, "schedules": [v.to_json() for v in views]})
+        print_json({"leader": listing.leader, "leader_running": listing.leader_running,
+                    "schedules": [v.to_json() for v in listing.schedules]})
         return 0
-    if not views:
+    if not listing.schedules:
         print("no schedules")
-        return 0
-    print(format_table(
-        ["NAME", "QUEUE", "WHEN", "STATE", "LAST RUN", "OUTCOME", "NEXT RUN", "MISSED"],
-        [[v.name, v.queue, v.when, "paused" if v.paused else "active", _when(v.last_tick_ms),
-          v.outcome or "-", _when(v.next_ms), v.missed] for v in views]))
-    print(f"leader: {leader or 'none yet'}")
+    else:
+        print(format_table(
+            ["NAME", "QUEUE", "WHEN", "STATE", "LAST RUN", "OUTCOME", "NEXT RUN", "MISSED"],
+            [[v.name, v.queue, v.when, "paused" if v.paused else "active", _when(v.last_tick_ms),
+              v.outcome or "-", _when(v.next_ms), v.missed] for v in listing.schedules]))
+    print(f"leader: {listing.leader_text}")
     return 0
 
 
-def _change(args: argparse.Namespace, action: str, target: dict[str, Any], work: Any) -> int:
-    from queuewatch.audit import AuditLog, require_writable
-    from queuewatch.schedules import with_store
+def _apply(args: argparse.Namespace, change: Any) -> int:
+    from queuewatch.schedules.changes import apply_change
 
     settings = settings_from_args(args)
-    require_writable(settings, f"schedules {action}")
-    audit = AuditLog.from_settings(settings)
-    audit.check()
-    detail = run(lambda: with_store(settings, work))
-    audit.record(f"schedules.{action}", {"vhost": settings.effective_vhost, **target}, "ok",
-                 detail=detail)
-    print(detail)
+    print(run(lambda: apply_change(settings, change, origin="cli")))
     return 0
 
 
 def cmd_add(args: argparse.Namespace) -> int:
+    from queuewatch.schedules.changes import ScheduleChange, build_schedule, parse_payload
+
+    schedule = build_schedule(args.name, args.queue, cron=args.cron, every=args.every,
+                              timezone=args.timezone, payload=parse_payload(args.payload, "--payload"),
+                              missed=args.missed, grace=args.grace, priority=args.priority)
+    return _apply(args, ScheduleChange("add", args.name, schedule))
+
+
+def cmd_change(args: argparse.Namespace) -> int:
     from queuewatch.errors import ConfigError
-    from queuewatch.schedules import Schedule, ScheduleStore
+    from queuewatch.schedules.changes import ScheduleChange, parse_every, parse_payload
+    from queuewatch.schedules.cron import Cron, zone
 
-    try:
-        payload = json.loads(args.payload) if args.payload is not None else None
-    except ValueError as exc:
-        raise ConfigError(f"--payload is not JSON: {exc}") from None
-    schedule = Schedule(args.name, args.queue, payload=payload, cron=args.cron, every=args.every,
-                        timezone=args.timezone, missed=args.missed, grace=args.grace,
-                        priority=args.priority)
-
-    async def work(store: ScheduleStore) -> str:
-        verb = "changed" if args.name in store.book.entries else "added"
-        await store.put(schedule, origin="cli")
-        return f"{verb} schedule {schedule.name}: {schedule.when} -> {schedule.queue}"
-
-    return _change(args, "add", {"schedule": args.name}, work)
+    fields: dict[str, Any] = {}
+    if args.cron is not None:
+        Cron.parse(args.cron)
+        fields["cron"] = args.cron
+    if args.every is not None:
+        fields["every"] = parse_every(args.every)
+    if args.timezone is not None:
+        zone(args.timezone)
+        fields["timezone"] = args.timezone
+    if args.payload is not None:
+        fields["payload"] = parse_payload(args.payload, "--payload")
+    for key in ("queue", "missed", "grace", "priority"):
+        if getattr(args, key) is not None:
+            fields[key] = getattr(args, key)
+    if not fields:
+        raise ConfigError("schedules change: give at least one of --queue, --cron, --every, "
+                          "--timezone, --payload, --missed, --grace, --priority")
+    return _apply(args, ScheduleChange("change", args.name, fields=fields))
 
 
 def _simple(action: str) -> Any:
     def cmd(args: argparse.Namespace) -> int:
-        from queuewatch.schedules import ScheduleStore
+        from queuewatch.schedules.changes import ScheduleChange
 
-        async def work(store: ScheduleStore) -> str:
-            await getattr(store, action)(args.name)
-            return f"{action}d schedule {args.name}" if action.endswith("e") else \
-                f"{action}ed schedule {args.name}"
-
-        return _change(args, action, {"schedule": args.name}, work)
+        return _apply(args, ScheduleChange(action, args.name))  # type: ignore[arg-type]
 
     return cmd
 
@@ -133,7 +135,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "across restarts (default: read the job events again at each start)")
     p.set_defaults(func=cmd_scheduler)
 
-    s = sub.add_parser("schedules", help="list, add, pause, resume or remove recurring jobs")
+    s = sub.add_parser("schedules", help="list, add, change, pause, resume or remove recurring jobs")
     ssub = s.add_subparsers(dest="schedules_command", metavar="ACTION")
     ssub.required = True
     ls = ssub.add_parser("list", help="every schedule: last run, its outcome, next run")
@@ -156,6 +158,20 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                      help="a tick this late still fires normally (default 30)")
     add.add_argument("--priority", type=int)
     add.set_defaults(func=cmd_add)
+    ch = ssub.add_parser("change", help="change some fields of a schedule (the others stay)")
+    add_connection_options(ch)
+    add_read_only_option(ch)
+    ch.add_argument("name")
+    ch.add_argument("--queue")
+    ch_when = ch.add_mutually_exclusive_group()
+    ch_when.add_argument("--cron", metavar="EXPR", help="five-field cron expression")
+    ch_when.add_argument("--every", metavar="SECONDS", help="fixed interval (seconds > 0)")
+    ch.add_argument("--timezone", help="IANA time zone of the cron expression")
+    ch.add_argument("--payload", metavar="JSON")
+    ch.add_argument("--missed", choices=("skip", "fire_once"))
+    ch.add_argument("--grace", type=float, metavar="SECONDS")
+    ch.add_argument("--priority", type=int)
+    ch.set_defaults(func=cmd_change)
     for action, text in (("pause", "stop firing a schedule (kept)"),
                          ("resume", "fire a paused schedule again (from now on)"),
                          ("remove", "delete a schedule")):

@@ -191,6 +191,7 @@ def _print_screen(text: str) -> None:
 def _watch(args: argparse.Namespace, show: Callable[[Snapshot], None]) -> int:
     """Reprint every interval until Ctrl-C; polls never overlap."""
     from queuewatch.monitor.core import interval_warning
+    from queuewatch.monitor.pacing import Pace
     from queuewatch.monitor.session import DEFAULT_LISTEN, open_monitor
     from queuewatch.topology import load_topology
 
@@ -217,8 +218,16 @@ def _watch(args: argparse.Namespace, show: Callable[[Snapshot], None]) -> int:
                 if args.count and count >= args.count:
                     stop.set()
 
+            said: list[bool] = [False]
+
+            def on_pace(p: Pace) -> None:  # say when the interval stretches, and when back
+                if p.stretched != said[0]:
+                    print(f"queuewatch: {p.text() or f'polling every {p.interval:g}s again'}",
+                          file=sys.stderr)
+                said[0] = p.stretched
+
             stop = asyncio.Event()
-            await monitor.run(on_snapshot, interval, stop=stop)
+            await monitor.run(on_snapshot, interval, stop=stop, on_pace=on_pace)
 
     run(go)
     return 0

@@ -39,9 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--concurrency", type=positive_int, help="jobs run at once (overrides the app)")
     p.add_argument("--prefetch", type=positive_int, help="deliveries held per queue (overrides the app)")
     p.add_argument("--metrics-port", type=port_or_zero, help="serve Prometheus metrics on 127.0.0.1:PORT")
-    p.add_argument("--processes", type=process_count, default=1, metavar="N|auto",
+    p.add_argument("--processes", type=process_count, default="auto", metavar="N|auto",
                    help="run N processes of the app, supervised: a crashed one is restarted "
-                   "with backoff, SIGTERM reaches all ('auto': one per core; default 1)")
+                   "with backoff, SIGTERM reaches all (default 'auto': one per core this "
+                   "process may run on; 1: a single process, no supervisor, for tools that "
+                   "need the worker's own pid)")
     p.add_argument("--name", help="a stable worker id (setting worker_name; NAME-1..NAME-N "
                    "with --processes): its metrics and heartbeats keep one label across restarts")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -104,7 +106,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.name:
         settings = replace(settings, worker_name=args.name)
     if args.processes > 1:
-        load_app(args.app)  # an app that does not import fails here, once
+        # an app that does not import or build fails here, once, not in N children that
+        # the supervisor would restart for ever
+        build_worker(load_app(args.app), settings)
         return run_supervised(args, settings)
     worker = build_worker(load_app(args.app), settings)
     if args.concurrency:

@@ -100,8 +100,9 @@ def run(coro_fn: Callable[[], Awaitable[T]]) -> T:
 
 
 def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
-    sys.stdout.write("\n")
+    # one write: json.dump to the stream writes each token (3.4 million writes, 28 s of
+    # 40 s under cProfile for status --json at 20,000 queues)
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: set[int] | None = None) -> str:

@@ -12,13 +12,23 @@ import logging
 import pkgutil
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from queuewatch import __version__, redact
 from queuewatch.errors import QueuewatchError
 
 
+class _Parser(argparse.ArgumentParser):
+    """A parser whose usage errors are redacted too: argparse repeats the argument it could
+    not place ("invalid choice: 'amqp://user:password@host/'"). Subcommands' parsers are of
+    this class as well (``add_subparsers`` makes them of the parent's class)."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(redact.redact(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="queuewatch",
         description="Job queues on RabbitMQ that never lose a job, and a console to see them.",
     )

@@ -23,6 +23,7 @@ from queuewatch.broker import wire
 from queuewatch.broker.wire import Connection
 from queuewatch.dlq.codec import decode_table, decode_value, encode_table, encode_value
 from queuewatch.dlq.decode import for_publish, properties_dict
+from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.peek import ProgressFn, iterate
 from queuewatch.errors import ConfigError
 
@@ -47,11 +48,15 @@ def export_line(position: int, routing_key: str, props: Any, body: bytes) -> str
 
 async def export(
     connection: Connection, queue: str, out: IO[str], progress: ProgressFn | None = None,
+    flt: DeadLetterFilter | None = None,
 ) -> int:
-    """Write every dead letter of ``queue`` to ``out``; the queue is left as it was."""
+    """Write every dead letter of ``queue`` (those ``flt`` selects) to ``out``; the queue
+    is left as it was."""
     count = 0
     async with aclosing(iterate(connection, queue, progress=progress)) as stream:
         async for dl, message in stream:
+            if flt is not None and not flt.matches(dl):
+                continue
             out.write(export_line(dl.position, dl.routing_key, message.header.properties,
                                   dl.body) + "\n")
             count += 1

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from queuewatch.dlq.causes import label_of
 from queuewatch.dlq.model import DeadLetter
 
 
@@ -25,6 +26,9 @@ class DeadLetterFilter:
     """Dead for at least this many seconds."""
     max_age: float | None = None
     """Dead for at most this many seconds."""
+    cause: str | None = None
+    """The cause as the console's grouping labels it (error type + message shape,
+    ``ValueError: bad input <n>``: see :mod:`queuewatch.dlq.causes`)."""
 
     @classmethod
     def for_jobs(cls, job_ids: Iterable[str]) -> DeadLetterFilter:
@@ -44,6 +48,8 @@ class DeadLetterFilter:
         if self.reason is not None and (dl.death.reason or "").lower() != self.reason.lower():
             return False
         if self.text is not None and not self._text_matches(dl):
+            return False
+        if self.cause is not None and label_of(dl) != self.cause:
             return False
         if self.min_age is not None or self.max_age is not None:
             age = dl.age_seconds
@@ -67,7 +73,7 @@ class DeadLetterFilter:
         out: dict[str, Any] = {}
         if self.job_ids:
             out["job_ids"] = sorted(self.job_ids)
-        for name in ("error_type", "reason", "text", "min_age", "max_age"):
+        for name in ("error_type", "reason", "text", "min_age", "max_age", "cause"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value

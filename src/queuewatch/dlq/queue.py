@@ -17,7 +17,7 @@ from queuewatch.broker.connect import connect
 from queuewatch.broker.management import ManagementClient
 from queuewatch.broker.wire import Connection
 from queuewatch.config import Settings
-from queuewatch.dlq import exportfile, kinds, ops, peek, replay, transfer
+from queuewatch.dlq import exportfile, kinds, ops, peek, replay, split, transfer
 from queuewatch.dlq.channel import close_quietly, queue_counts, queue_depth
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.importlog import ImportLog
@@ -37,9 +37,10 @@ AUTO_SHOVEL_MIN = 1000
 per-message replay is quick anyway, and what it does not replay keeps its position."""
 
 
-#: A queue that shows consumers is checked again this often, CONSUMER_GONE_PAUSE s apart,
+#: A queue that shows consumers is checked again this often, CONSUMER_GONE_PAUSE s apart
+#: (3 s: under load the broker listed our own just-closed read for over 1 s),
 #: before a read is refused.
-CONSUMER_GONE_CHECKS = 5
+CONSUMER_GONE_CHECKS = 15
 CONSUMER_GONE_PAUSE = 0.2
 
 class QueueHasConsumers(QueuewatchError):
@@ -131,12 +132,15 @@ class DeadLetterQueue:
         found = await self.find(DeadLetterFilter.for_jobs([job_id]), max_results=1)
         return found[0] if found else None
 
-    async def export(self, path: Path | str, progress: ProgressFn | None = None) -> int:
+    async def export(self, path: Path | str, progress: ProgressFn | None = None,
+                     flt: DeadLetterFilter | None = None) -> int:
+        """Write the dead letters ``flt`` selects (default: all) to ``path`` (JSONL)."""
         await self._allowed("read")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as out:
-            return await exportfile.export(self.connection, self.queue, out, progress)
+            return await exportfile.export(self.connection, self.queue, out, progress,
+                                           None if flt is None or flt.is_empty else flt)
 
     async def _replay_via_shovel(
         self, opts: ReplayOptions, progress: ProgressFn | None, required: bool
@@ -155,8 +159,10 @@ class DeadLetterQueue:
             yield mgmt
 
     async def _shovel_worth_it(self, opts: ReplayOptions) -> bool:
-        """The automatic choice: a plain bulk replay of a DLQ big enough to gain from it."""
-        if not opts.flt.is_empty or opts.dry_run or opts.rate or opts.limit is not None:
+        """The automatic choice: a bulk replay (no filter, or one the broker can apply:
+        error type, reason) of a DLQ big enough to gain from it."""
+        if not split.broker_can_filter(opts.flt) or opts.dry_run or opts.rate \
+                or opts.limit is not None:
             return False
         return await self.depth() >= AUTO_SHOVEL_MIN
 
@@ -212,8 +218,9 @@ class DeadLetterQueue:
         ``via_shovel``: True lets a RabbitMQ shovel move them (several times faster; see
         :mod:`queuewatch.dlq.shovel` for where it fits) and raises ``ShovelNotApplicable``
         where it does not; False republishes message by message; None (the default) takes
-        the shovel for a plain bulk replay (no filter, rate or limit; at least
-        :data:`AUTO_SHOVEL_MIN` dead letters) where it fits, else message by message."""
+        the shovel for a bulk replay (no rate or limit, no filter but on error type and
+        reason, and then enough of the head matching; at least :data:`AUTO_SHOVEL_MIN` dead
+        letters) where it fits, else message by message."""
         flt = flt or DeadLetterFilter()
         if dry_run:
             await self._allowed("read")
@@ -238,6 +245,9 @@ class DeadLetterQueue:
                 shovelled = await self._replay_via_shovel(opts, progress, bool(via_shovel))
             if shovelled is not None:
                 result = shovelled
+                if replayed:  # what the per-message pass after the shovel republished
+                    async with self._publisher() as pub:
+                        await record_once(pub, self.settings, list(replayed))
             elif dry_run:
                 result = await replay.replay(self.connection, self.queue, opts, progress)
             else:
@@ -256,6 +266,40 @@ class DeadLetterQueue:
             self._record("replay", result.outcome, result.replayed, flt, detail,
                          extra={"force": force, "rate": rate, "max_replays": max_replays,
                                 "via": result.via})
+        return result
+
+    async def move(
+        self, to_queue: str, flt: DeadLetterFilter | None = None, *, dry_run: bool = False,
+        limit: int | None = None, progress: ProgressFn | None = None,
+    ) -> ReplayResult:
+        """Move the messages ``flt`` selects (default: every one) to the queue ``to_queue``
+        (default exchange), unchanged: the replay's hop, publish with confirm and
+        ``mandatory`` then ack, so nothing is lost; what cannot go (``to_queue`` missing:
+        unroutable; full: refused) stays here and is reported. Audited as ``move``."""
+        flt = flt or DeadLetterFilter()
+        if to_queue == self.queue:
+            raise ConfigError(f"cannot move {self.queue!r} to itself")
+        opts = ReplayOptions(flt=flt, dry_run=dry_run, limit=limit,
+                             user=self.settings.credentials[0], to=Route("", to_queue))
+        if dry_run:
+            await self._allowed("read")
+            return await replay.replay(self.connection, self.queue, opts, progress)
+        require_writable(self.settings, "move")
+        self.audit.check()
+        await self._not_being_shovelled()
+        await self._allowed("replay")
+        extra = {"to": to_queue}
+        try:
+            async with self._publisher() as pub:
+                result = await replay.replay(self.connection, self.queue, opts, progress, pub)
+        except QueuewatchError as exc:
+            self._record("move", "error", 0, flt, str(exc), extra=extra)
+            raise
+        detail = ", ".join(f"{why}={result.count(why)}" for why in replay.KEPT_REASONS
+                           if result.count(why))
+        if result.error:
+            detail = f"{detail}; {result.error}" if detail else result.error
+        self._record("move", result.outcome, result.replayed, flt, detail, extra=extra)
         return result
 
     async def delete(self, job_ids: Iterable[str]) -> list[str | None]:

@@ -69,7 +69,8 @@ SETTLE_STALL = 10.0
 #: reads, not the job's.
 STRIP_ON_REPLAY = (
     env.H_DEAD_REASON, env.H_ERROR_TYPE, env.H_ERROR_MESSAGE, env.H_TRACEBACK,
-    env.H_DEAD_AT_MS, env.H_WORKER, env.H_DEAD_QUEUE, "x-delivery-count",
+    env.H_DEAD_AT_MS, env.H_WORKER, env.H_DEAD_QUEUE, env.H_DEAD_REASON_PLAIN,
+    env.H_ERROR_TYPE_PLAIN, env.H_ERROR_NAME_PLAIN, "x-delivery-count",
 )
 
 SkipWhy = Literal["replay-limit", "unroutable", "no-route", "publish-failed", "unpublishable",
@@ -156,8 +157,27 @@ def replay_properties(props: Any, dl: DeadLetter, user: str | None) -> wire.Prop
     )
 
 
-def classify(dl: DeadLetter, force: bool, max_replays: int) -> tuple[Route | None, Skipped | None]:
-    """The route to replay ``dl`` on, or why it must stay."""
+def moved_properties(props: Any, user: str | None) -> wire.Properties:
+    """A moved message: the same properties and headers (only a ``user_id`` naming someone
+    else is dropped: the broker refuses to relay it)."""
+    headers = {k: for_publish(v) for k, v in (props.headers or {}).items()
+               if k != "x-delivery-count"}
+    user_id = props.user_id if props.user_id and props.user_id == user else None
+    return wire.Properties(
+        content_type=props.content_type, content_encoding=props.content_encoding,
+        headers=headers or None, delivery_mode=props.delivery_mode, priority=props.priority,
+        correlation_id=props.correlation_id, reply_to=props.reply_to,
+        expiration=props.expiration, message_id=props.message_id, timestamp=props.timestamp,
+        message_type=props.message_type, user_id=user_id, app_id=props.app_id,
+    )
+
+
+def classify(dl: DeadLetter, force: bool, max_replays: int,
+             to: Route | None = None) -> tuple[Route | None, Skipped | None]:
+    """The route to replay ``dl`` on, or why it must stay (``to``: a move, every message
+    goes there and no replay count applies)."""
+    if to is not None:
+        return to, None
     if not force and dl.replay_count >= max_replays:
         return None, Skipped(dl.job_id, dl.position, "replay-limit",
                              f"replayed {dl.replay_count} times (limit {max_replays}; force to override)")
@@ -199,6 +219,9 @@ class ReplayOptions:
     on_replayed: Callable[[DeadLetter, Route, int], None] | None = None
     """Called for each dead letter whose republish was confirmed, with the time (ms) it was
     sent (the job events' record)."""
+    to: Route | None = None
+    """A move rather than a replay: every selected message goes to this route unchanged
+    (same headers, no replay count); the same confirm-then-ack hop."""
 
 
 async def dry_run(
@@ -213,7 +236,7 @@ async def dry_run(
             if not opts.flt.matches(dl):
                 continue
             matched += 1
-            _route, skip = classify(dl, opts.force, opts.max_replays)
+            _route, skip = classify(dl, opts.force, opts.max_replays, opts.to)
             if skip is None:
                 would += 1
             else:
@@ -301,7 +324,7 @@ class _Replayer:
             self.hold(tag)
             return
         self.matched += 1
-        route, skip = classify(dl, self.opts.force, self.opts.max_replays)
+        route, skip = classify(dl, self.opts.force, self.opts.max_replays, self.opts.to)
         if route is None:
             self.hold(tag, skip)
             return
@@ -312,7 +335,9 @@ class _Replayer:
                                    f"exchange {route.exchange!r} does not exist"))
             return
         try:
-            props = replay_properties(message.header.properties, dl, self.opts.user)
+            props = (replay_properties(message.header.properties, dl, self.opts.user)
+                     if self.opts.to is None else moved_properties(message.header.properties,
+                                                                   self.opts.user))
         except ENCODE_ERRORS as exc:  # e.g. a delivery mode other than 1 or 2
             self.hold(tag, Skipped(dl.job_id, dl.position, "unpublishable",
                                    f"its properties cannot be sent as AMQP: {exc}"))

@@ -3,9 +3,11 @@ the records of the two schedule streams in order (pure: no I/O, unit-tested).
 
 - definitions (``queuewatch.schedules``): ``put`` (a whole definition), ``pause``,
   ``resume``, ``remove`` — every change made from a topology file, the CLI or the API;
-- the ledger (``queuewatch.schedules.fired``): ``fired`` (a tick's job was published, or
-  found published already), ``skipped`` (missed ticks dropped by the ``skip`` policy),
-  ``leader`` (a scheduler took the lead).
+- the ledger (``queuewatch.schedules.fired``): the tick jobs themselves (a copy of each job
+  the leader published, routed there by the same publish: headers :data:`H_SCHEDULE` and
+  :data:`H_TICK`), ``fired`` (a tick's job found published already), ``refused`` (the
+  queue refused the job whose copy came before: the tick is due again), ``skipped``
+  (missed ticks dropped by the ``skip`` policy), ``leader`` (a scheduler took the lead).
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from queuewatch.errors import ConfigError
-from queuewatch.schedules.spec import Schedule
+from queuewatch.schedules.spec import Schedule, tick_id
 
 log = logging.getLogger(__name__)
 
 PUT, PAUSE, RESUME, REMOVE = "put", "pause", "resume", "remove"
-FIRED, SKIPPED, LEADER = "fired", "skipped", "leader"
+FIRED, SKIPPED, LEADER, REFUSED = "fired", "skipped", "leader", "refused"
+#: Headers of a tick's job: its schedule and its tick (epoch ms); a message in the ledger
+#: with both is the copy of a published tick job.
+H_SCHEDULE = "x-qw-schedule"
+H_TICK = "x-qw-tick"
 DEFINITION_OPS = (PUT, PAUSE, RESUME, REMOVE)
 
 
@@ -68,6 +74,15 @@ class ScheduleBook:
             raise ValueError("not a record")
         self.apply(raw)
 
+    def apply_message(self, body: bytes, headers: dict[str, Any], at_ms: int | None) -> None:
+        """A ledger message: a tick job's copy (by its headers), else a JSON record."""
+        name, tick = headers.get(H_SCHEDULE), headers.get(H_TICK)
+        if isinstance(name, str) and isinstance(tick, int):
+            self.apply({"op": FIRED, "name": name, "tick": tick, "job": tick_id(name, tick),
+                        "at": at_ms if at_ms is not None else tick})
+            return
+        self.apply_body(body)
+
     def apply(self, raw: dict[str, Any]) -> None:
         op, name, at = raw.get("op"), raw.get("name"), raw.get("at")
         at = at if isinstance(at, int) else 0
@@ -97,6 +112,15 @@ class ScheduleBook:
                 return
             raise ValueError(f"record {op!r} names no schedule")
         entry = self.entries.get(name)
+        if op == REFUSED:
+            tick = raw.get("tick")
+            if not isinstance(tick, int):
+                raise ValueError("refused record without a tick")
+            for book in (self.runs, self.entries):
+                e = book.get(name)
+                if e is not None and e.cursor_ms == tick:  # due again (nothing later dealt with)
+                    book[name] = replace(e, cursor_ms=tick - 1)
+            return
         if op in (FIRED, SKIPPED):
             tick = raw.get("tick")
             if not isinstance(tick, int):

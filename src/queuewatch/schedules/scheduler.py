@@ -10,12 +10,13 @@ heartbeat). A leader whose link reconnects has lost the lead (a new connection) 
 competes again.
 
 **Each tick once.** A tick's job id is ``<schedule>@<tick time>`` (the same in every
-process). The leader publishes it with ``unique_for`` (the broker refuses a second copy
-while the first is queued or running), then appends it to the ledger stream that every
-scheduler reads; a new leader first reads the ledger to its end and starts after the last
-tick recorded there. A tick the old leader published but had no time to record is found by
-the new leader either by its unique lock (queued or running) or in the job events (done),
-and is recorded instead of fired again.
+process). The leader publishes it on its own connection, to the queue and to the ledger
+stream by one publish (see :mod:`.firing`): the job is in the queue exactly when its copy is
+in the ledger. A new leader first reads the ledger to its end (a marker round trip) and
+fires every tick after the last one there; so a leader killed at any moment — before,
+during or after a publish — leaves no tick unfired and none fired twice. A leader whose
+connection is gone cannot publish a tick any more (it would need the lost connection).
+Ticks older than the ledger's retention are also looked up in the job events.
 
 **Missed ticks.** A tick up to ``grace`` seconds late fires normally; older ticks (no
 scheduler ran) follow the schedule's ``missed`` policy: ``skip`` (recorded as skipped) or
@@ -32,15 +33,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.types import Channel
 from queuewatch.config import Settings
 from queuewatch.errors import QueuewatchError
-from queuewatch.producer import AsyncProducer
-from queuewatch.schedules.book import FIRED, SKIPPED, Entry
+from queuewatch.schedules.book import FIRED, H_SCHEDULE, H_TICK, REFUSED, SKIPPED, Entry
+from queuewatch.schedules.firing import TickOutcome, TickPublisher
 from queuewatch.schedules.spec import Schedule, schedules_from_topology, tick_id
 from queuewatch.schedules.store import ScheduleStore, now_ms
 from queuewatch.topology import Topology
@@ -55,14 +56,11 @@ LEADER_QUEUE = "queuewatch.scheduler.leader"
 ELECT_INTERVAL = 0.5
 #: How often the leader looks for due ticks (seconds).
 TICK_INTERVAL = 0.1
-#: How long a tick's unique lock is held at most (seconds): covers a hand-over.
-UNIQUE_FOR = 120.0
 #: Pause before a schedule whose tick could not be published is tried again (seconds).
 RETRY_AFTER = 1.0
 #: Most missed cron ticks walked through to find the latest one.
 MAX_WALK = 100_000
-H_SCHEDULE = "x-qw-schedule"
-H_TICK = "x-qw-tick"
+__all__ = ["H_SCHEDULE", "H_TICK", "Fired", "Scheduler", "next_run"]
 
 
 @dataclass(frozen=True)
@@ -98,8 +96,7 @@ class Scheduler:
     s.run()``; :meth:`stop` ends :meth:`run`."""
 
     def __init__(self, settings: Settings, topology: Topology | None = None, *,
-                 name: str | None = None, clock: Callable[[], float] = time.time,
-                 unique_for: float = UNIQUE_FOR) -> None:
+                 name: str | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.topology = topology
         self.declared = schedules_from_topology(topology.schedules) if topology else []
@@ -109,11 +106,9 @@ class Scheduler:
         self._index_path = settings.state_dir / f"scheduler-{self.name}.index.sqlite"
         self._index_is_temporary = name is None
         self.clock = clock
-        self.unique_for = unique_for
         self.link = BrokerLink(settings, name=f"queuewatch-scheduler {self.name}")
         self.store = ScheduleStore(self.link, by=self.name)
-        self.producer = AsyncProducer(settings, topology,
-                                      connection_name=f"queuewatch-scheduler {self.name} publish")
+        self.ticks = TickPublisher(self.link, settings, self.name)
         self.jobs: Jobs | None = None
         self.fired: list[Fired] = []
         self.on_fired: Callable[[Fired], None] | None = None
@@ -132,7 +127,6 @@ class Scheduler:
         changed = await self.store.sync_file(self.declared)
         if changed:
             log.info("schedules written from the topology: %s", ", ".join(s.name for s in changed))
-        await self.producer.link.open(timeout)
         if self.settings.job_events:
             from queuewatch.jobs import Jobs
 
@@ -147,7 +141,7 @@ class Scheduler:
             if self._index_is_temporary:
                 for suffix in ("", "-wal", "-shm"):
                     Path(str(self._index_path) + suffix).unlink(missing_ok=True)
-        await self.producer.close()
+        await self.ticks.close()
         await self.store.close()
         await self.link.close()
 
@@ -254,21 +248,21 @@ class Scheduler:
         job_id = tick_id(s.name, tick)
         duplicate = False
         if self.jobs is not None and (await self.jobs.status(job_id, fresh=False)).known:
-            duplicate = True  # fired by the previous leader, which had no time to record it
+            # Older than the ledger's retention, or fired by hand: recorded, not sent again.
+            duplicate = True
+            await self.store.ledger_write({"op": FIRED, "name": s.name, "tick": tick,
+                                           "job": job_id, "duplicate": True, "missed": missed})
+        elif not self.is_leader:
+            return None
         else:
-            headers: dict[str, Any] = {H_SCHEDULE: s.name, H_TICK: tick}
-            try:
-                published = await self.producer.publish(
-                    s.queue, s.payload, job_id=job_id, priority=s.priority, headers=headers,
-                    unique_for=self.unique_for, if_exists="return")
-            except QueuewatchError as exc:
+            outcome, why = await self.ticks.publish(s, tick)
+            if outcome is not TickOutcome.FIRED:
+                if outcome is TickOutcome.REFUSED:  # its ledger copy came first: undo it
+                    await self.store.ledger_write({"op": REFUSED, "name": s.name, "tick": tick})
                 log.error("schedule %s: tick %s not fired (tried again in %gs): %s", s.name,
-                          job_id, RETRY_AFTER, exc)
+                          job_id, RETRY_AFTER, why)
                 self._retry_at[s.name] = int((self.clock() + RETRY_AFTER) * 1000)
                 return None
-            duplicate = published.existing
-        await self.store.ledger_write({"op": FIRED, "name": s.name, "tick": tick, "job": job_id,
-                                       "duplicate": duplicate, "missed": missed})
         done = Fired(s.name, tick, job_id, duplicate, missed)
         self.fired.append(done)
         if self.on_fired is not None:

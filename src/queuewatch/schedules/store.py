@@ -3,17 +3,21 @@ their start (:class:`~queuewatch.events.catchup.CatchUpReader`), then live.
 
 - ``queuewatch.schedules``: definitions and run-time changes (tiny: one record per change;
   kept by size only, never by age, so a definition is never dropped);
-- ``queuewatch.schedules.fired``: the ledger, one record per tick, kept
+- ``queuewatch.schedules.fired``: the ledger, one record per tick (the copy of the tick's job
+  itself, see :mod:`.firing`), kept
   :data:`LEDGER_MAX_AGE` (older runs are still known to the job events, see the scheduler).
 """
 
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import Any
 
+from queuewatch import envelope
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.publish import ConfirmedPublisher, Properties
+from queuewatch.broker.types import IncomingMessage
 from queuewatch.errors import BrokerUnavailable, NotFound, PublishError
 from queuewatch.events.catchup import CatchUpReader
 from queuewatch.events.model import stream_arguments
@@ -57,8 +61,17 @@ class ScheduleStore:
         self.definitions = CatchUpReader(link, DEFINITIONS_STREAM, definitions_arguments(),
                                          self.book.apply_body, what="schedule definitions")
         self.ledger = CatchUpReader(link, LEDGER_STREAM, stream_arguments(LEDGER_MAX_AGE, 200_000_000),
-                                    self.book.apply_body, what="schedule ledger")
+                                    self.book.apply_body, what="schedule ledger",
+                                    on_message=self._ledger_message)
         self._publisher = ConfirmedPublisher(link)
+
+    def _ledger_message(self, message: IncomingMessage) -> None:
+        headers = dict(message.headers or {})
+        at = headers.get(envelope.H_PUBLISHED_MS)
+        ts = message.timestamp
+        if not isinstance(at, int):
+            at = int(ts.timestamp() * 1000) if isinstance(ts, datetime) else None
+        self.book.apply_message(message.body, headers, at)
 
     async def start(self, timeout: float = 10.0) -> bool:
         """Read both streams up to now; False when one could not be read in time."""

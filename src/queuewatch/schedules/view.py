@@ -4,16 +4,27 @@ events), and its next run."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from queuewatch.broker.errors import (
+    ANY_BROKER_ERROR,
+    CHANNEL_ERRORS,
+    LINK_OR_AMQP_ERRORS,
+    ChannelNotFound,
+)
 from queuewatch.broker.link import BrokerLink
 from queuewatch.config import Settings
 from queuewatch.errors import QueuewatchError
 from queuewatch.schedules.book import Entry
 from queuewatch.schedules.scheduler import next_run
+from queuewatch.schedules.spec import Schedule
 from queuewatch.schedules.store import ScheduleStore, now_ms
+
+if TYPE_CHECKING:
+    from queuewatch.jobs import Jobs
 
 T = TypeVar("T")
 
@@ -33,16 +44,18 @@ class ScheduleView:
     """The last run's job state (``succeeded``, ``running``, ``dead_lettered``, ...);
     None when job events are off or nothing ran yet."""
     next_ms: int | None
+    schedule: Schedule | None = field(default=None, compare=False, repr=False)
+    """The whole definition (a face that edits it starts from it)."""
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "schedule"}
 
 
 def view_of(entry: Entry, outcome: str | None, now: int | None = None) -> ScheduleView:
     s = entry.schedule
     return ScheduleView(s.name, s.queue, s.when, entry.paused, s.missed, entry.origin,
                         entry.last_tick_ms, entry.last_job, entry.last_fired_ms, outcome,
-                        next_run(entry, now))
+                        next_run(entry, now), s)
 
 
 async def with_store(settings: Settings, action: Callable[[ScheduleStore], Awaitable[T]],
@@ -60,21 +73,74 @@ async def with_store(settings: Settings, action: Callable[[ScheduleStore], Await
         await link.close()
 
 
-async def list_schedules(settings: Settings) -> tuple[list[ScheduleView], str | None]:
-    """Every schedule (by name) and the scheduler that leads (None: none ever did)."""
+@dataclass(frozen=True)
+class ScheduleListing:
+    """Every schedule, and who fires them."""
 
-    async def go(store: ScheduleStore) -> tuple[list[ScheduleView], str | None]:
-        outcomes: dict[str, str] = {}
-        entries = sorted(store.book.entries.values(), key=lambda e: e.schedule.name)
-        jobs_to_ask = [e.last_job for e in entries if e.last_job]
-        if settings.job_events and jobs_to_ask:
+    schedules: list[ScheduleView]
+    leader: str | None
+    """The scheduler that took the lead last (from the ledger; None: none ever did)."""
+    leader_running: bool | None
+    """Whether a scheduler leads now (its leader queue exists); None: could not be asked."""
+
+    @property
+    def leader_text(self) -> str:
+        if self.leader_running is False:
+            return "no scheduler running"
+        if self.leader_running is None:
+            return f"{self.leader or 'none yet'} (not checked)"
+        return self.leader or "a scheduler (name not read yet)"
+
+
+async def leader_running(link: BrokerLink) -> bool | None:
+    """True when a scheduler owns the leader queue now (passive declare: 'locked' or ours
+    means it exists, 'not found' means no scheduler runs); None when the broker cannot say."""
+    from queuewatch.schedules.scheduler import LEADER_QUEUE
+
+    try:
+        channel = await link.channel(timeout=5.0)
+    except LINK_OR_AMQP_ERRORS:
+        return None
+    try:
+        await asyncio.wait_for(channel.declare_queue(LEADER_QUEUE, passive=True), 5.0)
+        return True
+    except ChannelNotFound:
+        return False
+    except CHANNEL_ERRORS:
+        return True  # RESOURCE_LOCKED: another connection owns it, so it exists
+    except LINK_OR_AMQP_ERRORS:
+        return None
+    finally:
+        if not channel.is_closed:
+            try:
+                await asyncio.wait_for(channel.close(), 2.0)
+            except ANY_BROKER_ERROR:
+                pass
+
+
+async def listing_of(store: ScheduleStore, jobs: Jobs | None,
+                     now: int | None = None) -> ScheduleListing:
+    """What ``schedules list`` and the console show, from a store that has read the
+    streams (and the job events for the last runs' outcomes, when given)."""
+    outcomes: dict[str, str] = {}
+    entries = sorted(store.book.entries.values(), key=lambda e: e.schedule.name)
+    if jobs is not None:
+        for job_id in (e.last_job for e in entries if e.last_job):
+            outcomes[job_id] = (await jobs.status(job_id, fresh=False)).state.value
+    now = now_ms() if now is None else now
+    views = [view_of(e, outcomes.get(e.last_job or ""), now) for e in entries]
+    return ScheduleListing(views, store.book.leader, await leader_running(store.link))
+
+
+async def list_schedules(settings: Settings) -> ScheduleListing:
+    """Every schedule (by name), the scheduler that leads and whether one runs now."""
+
+    async def go(store: ScheduleStore) -> ScheduleListing:
+        if settings.job_events and any(e.last_job for e in store.book.entries.values()):
             from queuewatch.jobs import Jobs
 
             async with Jobs(settings, link=store.link) as jobs:
-                for job_id in jobs_to_ask:
-                    outcomes[job_id] = (await jobs.status(job_id, fresh=False)).state.value
-        now = now_ms()
-        views = [view_of(e, outcomes.get(e.last_job or ""), now) for e in entries]
-        return views, store.book.leader
+                return await listing_of(store, jobs)
+        return await listing_of(store, None)
 
     return await with_store(settings, go)
