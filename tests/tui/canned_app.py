@@ -6,15 +6,24 @@ from queuewatch.config import Settings
 from queuewatch.errors import BrokerUnavailable
 from queuewatch.tui import make_app
 from queuewatch.tui.app import QueuewatchApp
-from queuewatch.tui.canned import T0, demo_dead_letters, demo_snapshot
+from queuewatch.tui.canned import (
+    T0,
+    demo_busy_snapshot,
+    demo_dead_letters,
+    demo_scheduled,
+    demo_snapshot,
+)
 from queuewatch.tui.source import SnapshotSource
 
 
-def canned_app(read_only: bool = False, steps: int = 1) -> QueuewatchApp:
+def canned_app(read_only: bool = False, steps: int = 1, busy: bool = False) -> QueuewatchApp:
+    """``busy``: more jobs in flight (the Busy view's snapshots)."""
+    snap = demo_busy_snapshot if busy else demo_snapshot
     source = SnapshotSource(
-        [demo_snapshot(i) for i in range(steps)], vhost="demo",
+        [snap(i) for i in range(steps)], vhost="demo", vhost_names=("demo", "other"),
         dead_letters={"thumbnails.dlq": demo_dead_letters(4)},
     )
+    source.scheduled = demo_scheduled(T0 + 5 * steps)
     settings = Settings(read_only=read_only)
     # A long poll interval: one poll, then nothing moves while the screenshot is taken.
     return make_app(settings, source, clock=lambda: T0 + 5 * steps, poll_interval=3600)

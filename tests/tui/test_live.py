@@ -243,7 +243,7 @@ async def test_terminate_a_hung_local_worker_after_confirmation(settings, connec
     hung_app.write_text(HUNG_APP)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "queuewatch.cli.main", "worker", f"{hung_app}:make",
-        env=worker_env(settings), stdout=asyncio.subprocess.DEVNULL,
+        "--processes", "1", env=worker_env(settings), stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL)
     quick = replace(settings, thresholds=replace(settings.thresholds, heartbeat_stale_seconds=2.0))
     app = live_app(quick)

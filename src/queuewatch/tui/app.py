@@ -18,18 +18,21 @@ from typing import Any
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
 from queuewatch.config import Settings
 from queuewatch.errors import AuthenticationFailed, NotAuthorised, NotFound, QueuewatchError
 from queuewatch.monitor.model import Snapshot
+from queuewatch.monitor.pacing import pace
+from queuewatch.tui.command_bar import CommandError, action_of, completions, offered, resolve
 from queuewatch.tui.commands import help_sections, palette_commands
 from queuewatch.tui.failures import ActionFailed, ReportsFailures, as_error
 from queuewatch.tui.messages import SnapshotReady
+from queuewatch.tui.screens.command_bar import CommandBar
 from queuewatch.tui.screens.dialogs import HelpScreen, PickScreen
-from queuewatch.tui.screens.main import MainScreen
+from queuewatch.tui.screens.main import VIEWS, MainScreen
 from queuewatch.tui.screens.queue_detail import QueueDetailScreen
 from queuewatch.tui.source import DataSource
 from queuewatch.tui.staleness import poll_age, show_staleness
@@ -52,6 +55,7 @@ class QueuewatchApp(App[None]):
         Binding("question_mark", "help", "Help"),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+r", "refresh", "Refresh", show=False),
+        Binding("colon", "command_bar", "Command"),
     ]
 
     def __init__(
@@ -72,6 +76,8 @@ class QueuewatchApp(App[None]):
         self.error: QueuewatchError | None = None
         self.failures = 0
         self.polls_done = 0
+        self._polled: tuple[float, int] | None = None
+        """The last good poll's duration and queue count (they pace the next poll)."""
         self._next_poll: Timer | None = None
         self.before_quit: Callable[[], str | None] | None = None
         """Run (in a thread, with "stopping…" on screen) when ``q`` is pressed: the demo stops
@@ -113,6 +119,7 @@ class QueuewatchApp(App[None]):
     @work(group="poll", exit_on_error=False)
     async def _poll(self) -> None:
         snapshot = await self.source.poll()
+        self._polled = (snapshot.poll_seconds, len(snapshot.queues))
         self.post_message(SnapshotReady(snapshot))
 
     def _schedule(self, delay: float) -> None:
@@ -133,7 +140,10 @@ class QueuewatchApp(App[None]):
         if event.state == WorkerState.SUCCESS:
             self.error, self.failures = None, 0
             self._show_error(None)
-            self._schedule(self.poll_interval)
+            took, queues = self._polled or (None, None)
+            paced = pace(self.poll_interval, took, queues)  # stretched after a slow poll
+            self.main.query_one(StatusBar).pace = paced
+            self._schedule(paced.pause)
         else:
             self.failures += 1
             self.error = as_error(worker.error)
@@ -234,7 +244,7 @@ class QueuewatchApp(App[None]):
                 yield command
 
     def open_queue(self, name: str) -> None:
-        screen = QueueDetailScreen(name)
+        screen = QueueDetailScreen(name, self.source, self.read_only, self.clock)
         self.push_screen(screen)
         if self.snapshot is not None:
             screen.call_after_refresh(screen.show, self.snapshot, self.source.history(name))
@@ -243,13 +253,53 @@ class QueuewatchApp(App[None]):
     async def action_pick_vhost(self) -> None:
         names = await self.source.vhosts()
         choice = await self.push_screen_wait(PickScreen("Switch vhost", names, self.source.vhost))
-        if choice and choice != self.source.vhost:
-            self.source.set_vhost(choice)
+        if choice:
+            self.action_switch_vhost(choice)
+
+    @work(group="vhosts", exit_on_error=False)
+    async def action_check_vhost(self, vhost: str) -> None:
+        """``:vhost NAME``: switch only to a vhost the broker has (a typo would otherwise
+        leave an empty console polling nothing)."""
+        names = await self.source.vhosts()
+        if vhost not in names:
+            shown = ", ".join(names[:8]) + (f" … ({len(names)} in all)" if len(names) > 8 else "")
+            self.notify(f"no vhost named {vhost!r}: {shown}", title="vhost", severity="warning")
+            return
+        self.action_switch_vhost(vhost)
+
+    def action_switch_vhost(self, vhost: str) -> None:
+        if vhost != self.source.vhost:
+            self.source.set_vhost(vhost)
             status = self.main.query_one(StatusBar)
-            status.vhost, status.snapshot = choice, None
+            status.vhost, status.snapshot = vhost, None
             self.snapshot = None
             self.main.query_one(DlqView).reset()
             self.poll_now()
+
+    def action_drill(self, kind: str, target: str) -> None:
+        self.main.drill(kind, target)
+
+    @work(group="command-bar", exclusive=True, exit_on_error=False)
+    async def action_command_bar(self) -> None:
+        """``:``: a command (see :mod:`queuewatch.tui.command_bar`), run as its key would."""
+        if isinstance(self.screen, ModalScreen):
+            return
+        commands = offered(view for view, _title in VIEWS)
+        queues = [q.name for q in self.snapshot.queues] if self.snapshot else []
+        dlqs = [q.name for q in self.snapshot.queues if q.is_dlq] if self.snapshot else []
+        text = await self.push_screen_wait(CommandBar(
+            commands, completions(commands, {"queues": queues, "dlqs": dlqs})))
+        if not text:
+            return
+        try:
+            command, arg = resolve(text, commands)
+        except CommandError as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        if command.name not in ("help", "quit"):
+            while self.screen is not self.main and len(self.screen_stack) > 1:
+                self.pop_screen()
+        await self.run_action(action_of(command, arg))
 
     async def action_quit(self) -> None:
         if self.before_quit is None:
@@ -264,6 +314,12 @@ class QueuewatchApp(App[None]):
         self._exit_requested = True  # no more polls while the link closes
         await asyncio.gather(asyncio.to_thread(stop), self.source.aclose())
         self.exit()
+
+    def notify(self, message: str, *, title: str = "", severity: Any = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Plain text by default: notifications carry queue names, job ids and broker errors,
+        and a ``[`` in one must show as typed, not be read as Textual markup."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
 
     def exit(self, *args: Any, **kwargs: Any) -> None:
         self._exit_requested = True

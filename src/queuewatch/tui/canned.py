@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import replace
 
 from queuewatch import envelope as env
 from queuewatch.dlq.model import DeadLetter, make_dead_letter
+from queuewatch.jobs.state import JobState, JobStatus
 from queuewatch.monitor.model import (
     Alert,
     BrokerInfo,
@@ -143,3 +145,34 @@ def demo_dead_letters(n: int = 4) -> list[DeadLetter]:
                         "delivery_mode": 2},
         ))
     return out
+
+
+def demo_scheduled(now: float = T0) -> list[JobStatus]:
+    """Jobs waiting for their time, as the job events fold them (the Scheduled view)."""
+    ms = int(now * 1000)
+    return [
+        JobStatus("b81e44", JobState.RETRYING, queue="thumbnails", attempt=2, since_ms=ms - 4_000,
+                  due_ms=ms + 26_000, error_type="TimeoutError",
+                  error="upstream thumbnailer did not answer in 30s"),
+        JobStatus("report-2026-01", JobState.SCHEDULED, queue="reports", attempt=0,
+                  since_ms=ms - 600_000, due_ms=ms + 3_300_000),
+        JobStatus("c0ffee", JobState.SCHEDULED, queue="emails", attempt=0, since_ms=ms - 30_000,
+                  due_ms=ms + 95_000),
+        JobStatus("d15ea5e", JobState.RETRYING, queue="emails", attempt=4, since_ms=ms - 2_000,
+                  due_ms=ms + 7_000, error_type="ConnectionError", error="smtp: connection reset"),
+    ]
+
+
+def demo_busy_snapshot(step: int = 0) -> Snapshot:
+    """:func:`demo_snapshot` with more jobs in flight: three on the emails worker, one on the
+    hung worker (whose stale beat is old news: the Busy view does not list it)."""
+    snap = demo_snapshot(step)
+    t = snap.taken_at
+    emails = tuple(InFlightJob(job_id=f"mail-{i:03d}", queue="emails", attempt=1 + i // 2,
+                               started_at=t - 0.4 - age) for i, age in enumerate((3.0, 41.0, 0.5)))
+    old = (InFlightJob(job_id="r-9", queue="reports", attempt=1, started_at=t - 600),)
+    workers = tuple(
+        replace(w, in_flight=emails) if w.worker_id == "worker-a1"
+        else replace(w, in_flight=old) if w.worker_id == "worker-r1" else w
+        for w in snap.workers)
+    return replace(snap, workers=workers)

@@ -35,6 +35,27 @@ QUEUE_COLUMNS: tuple[Column, ...] = (
 QUEUE_COLUMN_KEYS = tuple(c.key for c in QUEUE_COLUMNS)
 
 
+#: The queue table's column that shows what an alert of each kind is about: the cell is
+#: coloured by the alert's severity (where the problem is, not only the queue's name).
+PROBLEM_COLUMN = {"oldest_age": "oldest", "fill": "fill", "orphaned": "consumers",
+                  "stalled": "out", "queue_down": "state", "members_offline": "state",
+                  "dlq_growth": "ready"}
+
+
+def severity_by_cell(alerts: Iterable[Alert]) -> dict[tuple[str, int], str]:
+    """The worst severity per (queue, column index) of the queue table (see
+    :data:`PROBLEM_COLUMN`)."""
+    worst: dict[tuple[str, int], str] = {}
+    for a in alerts:
+        column = PROBLEM_COLUMN.get(a.kind)
+        if column is None:
+            continue
+        key = (a.target, QUEUE_COLUMN_KEYS.index(column))
+        if worst.get(key) != "critical":
+            worst[key] = a.severity
+    return worst
+
+
 def severity_by_target(alerts: Iterable[Alert]) -> dict[str, str]:
     """The worst alert severity per target (queue, worker or node name)."""
     worst: dict[str, str] = {}
@@ -162,10 +183,13 @@ QUEUE_COLUMN_TEXT: tuple[Callable[[QueueStats], str], ...] = (
 _RIGHT = tuple(c.right for c in QUEUE_COLUMNS)
 
 
-def queue_cell(i: int, q: QueueStats, severity: str | None) -> Text:
+def queue_cell(i: int, q: QueueStats, severity: str | None, problem: str | None = None) -> Text:
     """Cell ``i`` of ``q``'s row: the name coloured by ``severity``, the state by its value,
-    numbers right-aligned."""
+    a cell an alert is about by that alert's severity (``problem``), numbers right-aligned."""
     value = QUEUE_COLUMN_TEXT[i](q)
+    if problem is not None and i:
+        return Text(value, style=SEVERITY_STYLE.get(problem, ""),
+                    justify="right" if _RIGHT[i] else "left", no_wrap=True)
     if i == 0:
         return Text(value, style=SEVERITY_STYLE.get(severity, ""), no_wrap=True)
     if i == 2:

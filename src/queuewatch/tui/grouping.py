@@ -1,82 +1,9 @@
-"""Dead letters grouped by cause: the error type and the *shape* of its message (numbers,
-ids, e-mail addresses and quoted values replaced by placeholders), with counts and the
-first and last time each cause was seen — the Sidekiq "Dead" tab, by cause.
-
-Pure functions on :class:`~queuewatch.dlq.model.DeadLetter` values (no widgets): the DLQ
-browser groups what it read; a replay or delete of a group is the DLQ core's filtered
-replay/delete of the group's job ids, with its dry-run count and guards.
-"""
+"""Dead letters grouped by cause, for the DLQ browser (``b``): the grouping itself lives in
+the DLQ core (:mod:`queuewatch.dlq.causes`), so ``queuewatch dlq causes`` and
+``--cause`` use the same definition."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from functools import lru_cache
+from queuewatch.dlq.causes import Cause, group_by_cause, message_shape
 
-from queuewatch.dlq.model import DeadLetter, published_ms
-
-_SHAPES = (
-    (re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+"), "<email>"),
-    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), "<uuid>"),
-    (re.compile(r"\b[0-9a-f]{16,}\b", re.I), "<hex>"),
-    (re.compile(r"'[^']*'|\"[^\"]*\""), "<str>"),
-    (re.compile(r"\b\w*\d[\w./-]*"), "<n>"),
-)
-
-
-@lru_cache(maxsize=65536)  # messages repeat: one shape per distinct message
-def message_shape(message: str | None) -> str:
-    """``mailbox customer93@example.com does not exist`` -> ``mailbox <email> does not exist``;
-    the first line only, at most 120 characters."""
-    if not message:
-        return ""
-    text = message.strip().splitlines()[0] if message.strip() else ""
-    for pattern, placeholder in _SHAPES:
-        text = pattern.sub(placeholder, text)
-    return text[:120]
-
-
-@dataclass
-class Cause:
-    """One cause of death and the dead letters it holds."""
-
-    error_type: str
-    shape: str
-    count: int = 0
-    first_ms: int | None = None
-    last_ms: int | None = None
-    job_ids: list[str] = field(default_factory=list)
-    """Ids of its dead letters (those without one cannot be acted on by id)."""
-    reasons: set[str] = field(default_factory=set)
-
-    @property
-    def key(self) -> str:
-        return f"{self.error_type}|{self.shape}"
-
-    @property
-    def label(self) -> str:
-        return f"{self.error_type}: {self.shape}" if self.shape else self.error_type
-
-
-def group_by_cause(letters: Iterable[DeadLetter]) -> list[Cause]:
-    """The causes of ``letters``, most dead letters first (then the most recent)."""
-    causes: dict[tuple[str, str], Cause] = {}
-    for dl in letters:
-        d = dl.death
-        error_type = d.error_type or (f"({d.reason})" if d.reason else "(no error recorded)")
-        shape = message_shape(d.error_message)
-        cause = causes.get((error_type, shape))
-        if cause is None:
-            cause = causes[(error_type, shape)] = Cause(error_type, shape)
-        cause.count += 1
-        ident = dl.job_id or dl.message_id
-        if ident:
-            cause.job_ids.append(ident)
-        if d.reason:
-            cause.reasons.add(d.reason)
-        ms = d.last_death_ms or d.first_death_ms or published_ms(dl.headers, dl.properties)
-        if ms is not None:
-            cause.first_ms = ms if cause.first_ms is None else min(cause.first_ms, ms)
-            cause.last_ms = ms if cause.last_ms is None else max(cause.last_ms, ms)
-    return sorted(causes.values(), key=lambda c: (-c.count, -(c.last_ms or 0), c.key))
+__all__ = ["Cause", "group_by_cause", "message_shape"]

@@ -19,12 +19,15 @@ from pathlib import Path
 from queuewatch import operator
 from queuewatch.broker.types import Connection
 from queuewatch.config import Settings, mask_url
-from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue
+from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue, Page, ReplayResult
 from queuewatch.dlq.discover import FoundDlq, discover
 from queuewatch.dlq.model import DeadLetter
 from queuewatch.errors import QueuewatchError
 from queuewatch.jobs import Jobs, JobStatus
-from queuewatch.monitor.history import HistoryPoint
+from queuewatch.jobs.control import cancel_pending
+from queuewatch.jobs.control import run_now as run_job_now
+from queuewatch.monitor.history import TOTALS, HistoryPoint
+from queuewatch.monitor.history_file import KeptHistory, history_path
 from queuewatch.monitor.model import Snapshot, StuckJob, WorkerStats
 from queuewatch.monitor.session import ACTION_TIMEOUT, LinkState, MonitorSession
 from queuewatch.topology import Topology
@@ -50,6 +53,10 @@ class LiveSource:
         self._session: MonitorSession | None = None
         self._retired: list[MonitorSession] = []
         self._jobs: Jobs | None = None
+        self._jobs_lock = asyncio.Lock()
+        """One reader is opened at a time (the Scheduled view and a timeline may ask at once)."""
+        self._kept: KeptHistory | None = None
+        """The chart history of earlier runs (per broker and vhost, in the state dir)."""
 
     @property
     def display_url(self) -> str:
@@ -80,32 +87,54 @@ class LiveSource:
                 self.settings, topology=self.topology, heartbeats=self.heartbeats,
                 clock=self.clock, name="queuewatch-console")
             await self._session.start()
+        if self._kept is None:
+            self._kept = KeptHistory(
+                history_path(self.settings.state_dir, self.settings.management_url, self.vhost),
+                self.settings.history_size, self.clock)
+            await self._kept.load()
         return self._session
 
     def set_settings(self, settings: Settings) -> None:
         """Point at another broker/vhost; the session is rebuilt on the next poll."""
         self.settings = settings
+        self._kept = None
         if self._session is not None:
             self._retired.append(self._session)
             self._session = None
 
     async def job_status(self, job_id: str) -> JobStatus:
+        return await (await self._jobs_reader()).status(job_id)
+
+    async def scheduled_jobs(self, limit: int) -> list[JobStatus]:
+        return await (await self._jobs_reader()).scheduled(limit=limit)
+
+    async def cancel_scheduled(self, job_id: str) -> str:
+        return (await cancel_pending(await self._jobs_reader(), job_id)).detail
+
+    async def run_now(self, job_id: str) -> str:
+        return (await run_job_now(await self._jobs_reader(), job_id)).detail
+
+    async def _jobs_reader(self) -> Jobs:
         """From the job events: the reader is opened on first use (its index follows the
         stream from then on) and kept for the vhost."""
-        if self._jobs is not None and self._jobs.settings != self.settings:
-            await self._jobs.close()
-            self._jobs = None
-        if self._jobs is None:
-            jobs = Jobs(self.settings)
-            try:
-                await asyncio.wait_for(jobs.start(self.action_timeout), self.action_timeout + 1)
-            except (QueuewatchError, TimeoutError) as exc:
-                await jobs.close()
-                raise QueuewatchError(f"the job events cannot be read: {exc}") from exc
-            self._jobs = jobs
-        return await self._jobs.status(job_id)
+        async with self._jobs_lock:
+            if self._jobs is not None and self._jobs.settings != self.settings:
+                await self._jobs.close()
+                self._jobs = None
+            if self._jobs is None:
+                jobs = Jobs(self.settings)
+                try:
+                    await asyncio.wait_for(jobs.start(self.action_timeout),
+                                           self.action_timeout + 1)
+                except (QueuewatchError, TimeoutError) as exc:
+                    await jobs.close()
+                    raise QueuewatchError(f"the job events cannot be read: {exc}") from exc
+                self._jobs = jobs
+            return self._jobs
 
     async def aclose(self) -> None:
+        if self._kept is not None and self._session is not None:
+            await self._kept.save(self._session.monitor.history)
         if self._jobs is not None:
             await self._jobs.close()
             self._jobs = None
@@ -116,10 +145,19 @@ class LiveSource:
 
     # -- monitor ---------------------------------------------------------------------------
     async def poll(self) -> Snapshot:
-        return await (await self._ready()).poll()
+        session = await self._ready()
+        snapshot = await session.poll()
+        if self._kept is not None:
+            await self._kept.save_due(session.monitor.history, snapshot.queues)
+        return snapshot
 
     def history(self, queue: str) -> Sequence[HistoryPoint]:
-        return self._session.monitor.history.get(queue) if self._session else ()
+        live = self._session.monitor.history.get(queue, self.vhost) if self._session else ()
+        return live if self._kept is None else self._kept.points((self.vhost, queue), live)
+
+    def totals(self) -> Sequence[HistoryPoint]:
+        live = self._session.monitor.history.vhost_totals(self.vhost) if self._session else ()
+        return live if self._kept is None else self._kept.points((self.vhost, TOTALS), live)
 
     async def vhosts(self) -> list[str]:
         mgmt = (await self._ready()).mgmt
@@ -147,10 +185,10 @@ class LiveSource:
     async def _connection(self) -> Connection:
         return await (await self._ready()).connection(self.action_timeout)
 
-    async def _dlq(self, dlq: str) -> DeadLetterQueue:
+    async def _dlq(self, dlq: str, force: bool = False) -> DeadLetterQueue:
         session = await self._ready()
         conn = await session.connection(self.action_timeout)
-        return DeadLetterQueue(conn, session.mgmt, self.settings, dlq)
+        return DeadLetterQueue(conn, session.mgmt, self.settings, dlq, force=force)
 
     async def find_dlqs(self) -> list[FoundDlq]:
         return await discover((await self._ready()).mgmt, self.vhost)
@@ -186,7 +224,29 @@ class LiveSource:
         return len(await q.delete(flt.job_ids))
 
     async def export_dlq(self, dlq: str, flt: DeadLetterFilter, path: Path) -> int:
-        return await (await self._dlq(dlq)).export(path)
+        return await (await self._dlq(dlq)).export(path, flt=flt)
+
+    # -- any queue: the DLQ core's read, purge and move; the operator's pause and test job ---
+    async def peek_queue(self, queue: str, limit: int, *, force: bool = False) -> Page:
+        return await (await self._dlq(queue, force)).peek(0, limit)
+
+    async def queue_depth(self, queue: str) -> int:
+        return await (await self._dlq(queue)).depth()
+
+    async def purge_queue(self, queue: str) -> int:
+        return await (await self._dlq(queue)).purge()
+
+    async def move_queue(self, queue: str, to: str, *, dry_run: bool,
+                         force: bool = False, progress: Progress | None = None) -> ReplayResult:
+        report = None if progress is None else (lambda done, _total: progress(done))
+        return await (await self._dlq(queue, force)).move(to, dry_run=dry_run, progress=report)
+
+    async def pause_queue(self, queue: str, paused: bool) -> None:
+        change = operator.pause_queue if paused else operator.resume_queue
+        await change(await self._connection(), self.settings, queue)
+
+    async def publish_test_job(self, queue: str) -> str:
+        return (await operator.publish_test_job(self.settings, queue)).job_id
 
     # -- operator actions --------------------------------------------------------------------
     async def cancel_job(self, job: StuckJob) -> None:

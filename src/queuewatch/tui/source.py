@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from queuewatch.dlq import Page, ReplayResult
 from queuewatch.dlq.discover import FoundDlq
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.model import DeadLetter
 from queuewatch.errors import QueuewatchError
 from queuewatch.jobs.state import JobStatus
 from queuewatch.monitor.history import HistoryPoint, QueueHistory
-from queuewatch.monitor.model import Snapshot, StuckJob, WorkerStats
+from queuewatch.monitor.model import QueueStats, Snapshot, StuckJob, WorkerStats
 
 Progress = Callable[[int], None]
 
@@ -54,6 +55,10 @@ class DataSource(Protocol):
 
     def history(self, queue: str) -> Sequence[HistoryPoint]: ...
 
+    def totals(self) -> Sequence[HistoryPoint]:
+        """The vhost's totals per poll (job queues' ready, unacked, in/s, out/s), oldest first."""
+        ...
+
     async def vhosts(self) -> list[str]: ...
 
     async def consumers(self, queue: str) -> list[ConsumerInfo]: ...
@@ -79,12 +84,45 @@ class DataSource(Protocol):
 
     async def export_dlq(self, dlq: str, flt: DeadLetterFilter, path: Path) -> int: ...
 
+    async def peek_queue(self, queue: str, limit: int, *, force: bool = False) -> Page:
+        """The first ``limit`` messages of any queue, read and put back (the DLQ core's
+        read: refused with ``QueueHasConsumers`` unless ``force``)."""
+        ...
+
+    async def queue_depth(self, queue: str) -> int: ...
+
+    async def purge_queue(self, queue: str) -> int: ...
+
+    async def move_queue(self, queue: str, to: str, *, dry_run: bool,
+                         force: bool = False, progress: Progress | None = None) -> ReplayResult:
+        """Every message of ``queue`` to the queue ``to`` (confirmed publish, then ack)."""
+        ...
+
+    async def pause_queue(self, queue: str, paused: bool) -> None: ...
+
+    async def publish_test_job(self, queue: str) -> str:
+        """Publish a small test job through the producer; returns its job id."""
+        ...
+
     async def cancel_job(self, job: StuckJob) -> None: ...
 
     async def terminate_worker(self, worker: WorkerStats) -> None: ...
 
     async def job_status(self, job_id: str) -> JobStatus:
         """A job's status and timeline by id, from the job events."""
+        ...
+
+    async def scheduled_jobs(self, limit: int) -> list[JobStatus]:
+        """Jobs waiting for their time (delayed or retrying), soonest first, from the job
+        events (raises when they are off or cannot be read)."""
+        ...
+
+    async def cancel_scheduled(self, job_id: str) -> str:
+        """Cancel a job that waits (queued, delayed, retrying); what was done, for a person."""
+        ...
+
+    async def run_now(self, job_id: str) -> str:
+        """Publish a delayed job now and skip its delayed copy; what was done."""
         ...
 
     async def aclose(self) -> None: ...
@@ -110,6 +148,10 @@ class SnapshotSource:
         self.dead_letters = dict(dead_letters or {})
         self._history = QueueHistory(120)
 
+    def record_history(self, taken_at: float, queues: Sequence[QueueStats]) -> None:
+        """Add one poll to the history as if it had been polled (benchmarks fill it)."""
+        self._history.record(taken_at, queues)
+
     def push(self, snapshot: Snapshot) -> None:
         """Queue one more snapshot for the next poll (benchmarks feed it this way)."""
         self._snapshots.append(snapshot)
@@ -123,6 +165,9 @@ class SnapshotSource:
 
     def history(self, queue: str) -> Sequence[HistoryPoint]:
         return self._history.get(queue)
+
+    def totals(self) -> Sequence[HistoryPoint]:
+        return self._history.vhost_totals(self.vhost)
 
     async def vhosts(self) -> list[str]:
         return list(self._vhost_names)
@@ -159,6 +204,30 @@ class SnapshotSource:
     async def export_dlq(self, dlq: str, flt: DeadLetterFilter, path: Path) -> int:
         raise QueuewatchError("export: canned snapshots have no broker to read")
 
+    async def peek_queue(self, queue: str, limit: int, *, force: bool = False) -> Page:
+        letters = tuple(self.dead_letters.get(queue, ()))[:limit]
+        return Page(queue, 0, limit, len(self.dead_letters.get(queue, ())), letters)
+
+    async def queue_depth(self, queue: str) -> int:
+        q = self._snapshots[min(self._next, len(self._snapshots) - 1)].queue(queue)
+        return q.ready or 0 if q else 0
+
+    async def purge_queue(self, queue: str) -> int:
+        raise QueuewatchError("purge: canned snapshots have no broker to change")
+
+    async def move_queue(self, queue: str, to: str, *, dry_run: bool,
+                         force: bool = False, progress: Progress | None = None) -> ReplayResult:
+        if not dry_run:
+            raise QueuewatchError("move: canned snapshots have no broker to change")
+        n = await self.queue_depth(queue)
+        return ReplayResult(queue, True, n, n, n)
+
+    async def pause_queue(self, queue: str, paused: bool) -> None:
+        raise QueuewatchError("pause: canned snapshots have no broker to change")
+
+    async def publish_test_job(self, queue: str) -> str:
+        raise QueuewatchError("test job: canned snapshots have no broker to change")
+
     async def cancel_job(self, job: StuckJob) -> None:
         raise QueuewatchError("cancel: canned snapshots have no broker to change")
 
@@ -167,6 +236,20 @@ class SnapshotSource:
 
     async def job_status(self, job_id: str) -> JobStatus:
         raise QueuewatchError("job timeline: canned snapshots have no job events to read")
+
+    scheduled: Sequence[JobStatus] | None = None
+    """Canned waiting jobs for the Scheduled view (None: no job events)."""
+
+    async def scheduled_jobs(self, limit: int) -> list[JobStatus]:
+        if self.scheduled is None:
+            raise QueuewatchError("canned snapshots have no job events to read")
+        return list(self.scheduled)[:limit]
+
+    async def cancel_scheduled(self, job_id: str) -> str:
+        raise QueuewatchError("cancel: canned snapshots have no broker to change")
+
+    async def run_now(self, job_id: str) -> str:
+        raise QueuewatchError("run now: canned snapshots have no broker to change")
 
     async def aclose(self) -> None:
         return None

@@ -32,8 +32,8 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.title_text, id="dialog-title")
-            yield Static(self.detail, id="dialog-detail")
+            yield Label(self.title_text, id="dialog-title", markup=False)
+            yield Static(self.detail, id="dialog-detail", markup=False)
             with Horizontal(id="dialog-buttons"):
                 yield Button(f"{self.confirm_label} (y)", variant="error", id="yes")
                 yield Button(f"{self.keep_label} (n)", variant="primary", id="no")
@@ -68,7 +68,7 @@ class HelpScreen(ModalScreen[None]):
                 t.append(f"{what}\n")
         t.append("\nCtrl+P opens the command palette. Esc closes this help.", style="dim")
         with VerticalScroll(id="help"):
-            yield Static(t)
+            yield Static(t, markup=False)
         yield PinnedFooter()
 
 
@@ -88,9 +88,10 @@ class PickScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(self.title_text, id="dialog-title")
+            yield Label(self.title_text, id="dialog-title", markup=False)
             yield Input(placeholder="type to filter", id="pick-filter")
-            yield OptionList(*(self.labels.get(c, c) for c in self.choices), id="pick")
+            yield OptionList(*(self.labels.get(c, c) for c in self.choices), id="pick",
+                             markup=False)
         yield PinnedFooter()
 
     def on_mount(self) -> None:

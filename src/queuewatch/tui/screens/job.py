@@ -41,9 +41,9 @@ class JobScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label(f"Job {self.job_id}", id="dialog-title")
+            yield Label(f"Job {self.job_id}", id="dialog-title", markup=False)
             with VerticalScroll(id="job-timeline"):
-                yield Static(f"reading the job events of {self.job_id} ...", id="job-text")
+                yield Static(f"reading the job events of {self.job_id} ...", id="job-text", markup=False)
         yield PinnedFooter()
 
     def on_mount(self) -> None:
@@ -78,7 +78,7 @@ class JobPrompt(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Label("Find a job by id", id="dialog-title")
+            yield Label("Find a job by id", id="dialog-title", markup=False)
             yield Input(placeholder="job id", id="job-id")
         yield PinnedFooter()
 

@@ -14,11 +14,14 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import DataTable, TabbedContent, TabPane
 
+from queuewatch.tui.schedules_source import schedules_for
 from queuewatch.tui.screens.job import JobPrompt, JobScreen
 from queuewatch.tui.widgets.dlq_view import DlqView
 from queuewatch.tui.widgets.footer import PinnedFooter
+from queuewatch.tui.widgets.job_views import BusyView, ScheduledView
 from queuewatch.tui.widgets.keyed_table import KeyedTable
 from queuewatch.tui.widgets.queues_view import QueuesView
+from queuewatch.tui.widgets.schedules_view import SchedulesView
 from queuewatch.tui.widgets.status import AlertsStrip, ErrorLine, StatusBar
 from queuewatch.tui.widgets.table_view import DrillDown
 from queuewatch.tui.widgets.views import AlertsView, StuckView, WorkersView
@@ -29,7 +32,8 @@ if TYPE_CHECKING:
 
 #: (id, tab title) of each view, in key order: ``1`` is the first.
 VIEWS = (("queues", "Queues"), ("workers", "Workers"), ("stuck", "Stuck jobs"),
-         ("dlq", "DLQ browser"), ("alerts", "Alerts"))
+         ("dlq", "DLQ browser"), ("alerts", "Alerts"), ("busy", "Busy"),
+         ("scheduled", "Scheduled/Retries"), ("schedules", "Schedules"))
 class MainScreen(Screen[None]):
     BINDINGS = [
         *(Binding(str(i), f"view('{view}')", title, show=False)
@@ -48,11 +52,11 @@ class MainScreen(Screen[None]):
         status = StatusBar(self.source.display_url, self.source.vhost, self.clock, id="status")
         status.read_only = self.read_only
         yield status
-        yield ErrorLine("", id="error")
+        yield ErrorLine("", id="error", markup=False)
         ro, clock = self.read_only, self.clock
         with TabbedContent(id="views", initial="queues"):
             with TabPane("1 Queues", id="queues"):
-                yield QueuesView(read_only=ro, id="queues-view")
+                yield QueuesView(self.source, clock, read_only=ro, id="queues-view")
             with TabPane("2 Workers", id="workers"):
                 yield WorkersView(clock, read_only=ro, id="workers-view")
             with TabPane("3 Stuck jobs", id="stuck"):
@@ -61,7 +65,14 @@ class MainScreen(Screen[None]):
                 yield DlqView(self.source, ro, clock, id="dlq-view")
             with TabPane("5 Alerts", id="alerts"):
                 yield AlertsView(clock, read_only=ro, id="alerts-view")
-        yield AlertsStrip("", id="alerts-strip")
+            with TabPane("6 Busy", id="busy"):
+                yield BusyView(clock, read_only=ro, id="busy-view")
+            with TabPane("7 Scheduled", id="scheduled"):
+                yield ScheduledView(self.source, clock, read_only=ro, id="scheduled-view")
+            with TabPane("8 Schedules", id="schedules"):
+                yield SchedulesView(schedules_for(self.source), clock, read_only=ro,
+                                    id="schedules-view")
+        yield AlertsStrip("", id="alerts-strip", markup=False)
         yield PinnedFooter()
 
     def on_mount(self) -> None:
@@ -79,6 +90,8 @@ class MainScreen(Screen[None]):
     def action_view(self, view: str) -> None:
         self.query_one(TabbedContent).active = view
         self._dlq_shown(view == "dlq")
+        self._scheduled_shown(view == "scheduled")
+        self._schedules_shown(view == "schedules")
         tables = self.query_one(f"#{view}", TabPane).query(DataTable)
         if tables:
             tables.first().focus()
@@ -86,6 +99,24 @@ class MainScreen(Screen[None]):
     @on(TabbedContent.TabActivated)
     def _tab_clicked(self, event: TabbedContent.TabActivated) -> None:
         self._dlq_shown(event.pane.id == "dlq")
+        self._scheduled_shown(event.pane.id == "scheduled")
+        self._schedules_shown(event.pane.id == "schedules")
+
+    def _schedules_shown(self, shown: bool) -> None:
+        """The Schedules view reads the schedule streams only while it is shown."""
+        view = self.query_one(SchedulesView)
+        if shown and not view.active:
+            view.opened()
+        elif not shown and view.active:
+            view.closed()
+
+    def _scheduled_shown(self, shown: bool) -> None:
+        """The Scheduled view reads the job events only while it is shown."""
+        view = self.query_one(ScheduledView)
+        if shown and not view.active:
+            view.opened()
+        elif not shown:
+            view.closed()
 
     def _dlq_shown(self, shown: bool) -> None:
         """The DLQ browser reads by itself only while it is shown."""

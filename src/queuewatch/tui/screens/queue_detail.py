@@ -1,8 +1,10 @@
-"""One queue in detail: depth and rate sparklines from the kept history, limits, alerts."""
+"""One queue in detail: depth and rate charts with a time axis from the kept history (which
+survives a restart: :mod:`queuewatch.monitor.history_file`), limits, alerts."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from rich.text import Text
 from textual import work
@@ -10,10 +12,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Label, Sparkline, Static
+from textual.widgets import Label, ProgressBar, Static
 
 from queuewatch.monitor.history import HistoryPoint
 from queuewatch.monitor.model import Alert, QueueStats, Snapshot, fmt_duration
+from queuewatch.tui.chart import span_text
 from queuewatch.tui.failures import ReportsFailures
 from queuewatch.tui.format import (
     SEVERITY_STYLE,
@@ -24,33 +27,43 @@ from queuewatch.tui.format import (
     rate,
     state_text,
 )
-from queuewatch.tui.source import ConsumerInfo
+from queuewatch.tui.source import ConsumerInfo, DataSource
 from queuewatch.tui.widgets.footer import PinnedFooter
+from queuewatch.tui.widgets.queue_actions import QUEUE_ACTION_BINDINGS, QueueActions
+from queuewatch.tui.widgets.time_chart import TimeChart
 
 
-class QueueDetailScreen(ReportsFailures, Screen[None]):
+class QueueDetailScreen(QueueActions, ReportsFailures, Screen[None]):
     BINDINGS = [Binding("escape,backspace", "app.pop_screen", "Back"),
-                Binding("D", "open_dlq", "Its DLQ")]
+                Binding("D", "open_dlq", "Its DLQ"), *QUEUE_ACTION_BINDINGS]
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, source: DataSource | None = None, read_only: bool = False,
+                 clock: Callable[[], float] = time.time) -> None:
         super().__init__()
         self.queue_name = name
+        self.source = source
+        self.read_only = read_only
+        self.clock = clock
+
+    def action_queue(self) -> str | None:
+        return self.queue_name
 
     def compose(self) -> ComposeResult:
-        yield Label(f" Queue {self.queue_name}", id="detail-title")
+        yield Label(f" Queue {self.queue_name}", id="detail-title", markup=False)
         with Horizontal(id="detail-body"):
             with VerticalScroll(id="detail-facts"):
-                yield Static("", id="detail-stats")
-                yield Static("", id="detail-limits")
-                yield Static("", id="detail-consumers")
-                yield Static("", id="detail-alerts")
+                yield Static("", id="detail-stats", markup=False)
+                yield Static("", id="detail-limits", markup=False)
+                yield Static("", id="detail-consumers", markup=False)
+                yield Static("", id="detail-alerts", markup=False)
             with Vertical(id="detail-charts"):
-                yield Label("Depth (ready + unacked)", classes="chart-title", id="depth-title")
-                yield Sparkline([], id="spark-depth")
-                yield Label("In/s (publish)", classes="chart-title", id="in-title")
-                yield Sparkline([], id="spark-in")
-                yield Label("Out/s (ack)", classes="chart-title", id="out-title")
-                yield Sparkline([], id="spark-out")
+                yield Label("Depth (ready + unacked)", classes="chart-title", id="depth-title", markup=False)
+                yield TimeChart(style="yellow", id="chart-depth")
+                yield Label("In/s (publish)", classes="chart-title", id="in-title", markup=False)
+                yield TimeChart(style="cyan", id="chart-in")
+                yield Label("Out/s (ack)", classes="chart-title", id="out-title", markup=False)
+                yield TimeChart(style="green", id="chart-out")
+        yield ProgressBar(id="move-progress", show_eta=False)
         yield PinnedFooter()
 
     def on_mount(self) -> None:
@@ -66,7 +79,7 @@ class QueueDetailScreen(ReportsFailures, Screen[None]):
                             severity="warning")
             return
         self.app.pop_screen()
-        self.app.main.drill("dlq", dlq)  # type: ignore[attr-defined]
+        self.app.main.drill("dlq", dlq)
 
     @work(group="consumers", exclusive=True, exit_on_error=False)
     async def load_consumers(self) -> None:
@@ -87,20 +100,18 @@ class QueueDetailScreen(ReportsFailures, Screen[None]):
         self.query_one("#detail-limits", Static).update(_limits(q))
         alerts = [a for a in snapshot.alerts if a.target == q.name]
         self.query_one("#detail-alerts", Static).update(_alerts(alerts))
-        depth = [float(p.total) for p in history]
-        ins = [p.publish_rate for p in history]
-        outs = [p.ack_rate for p in history]
-        for wid, data, title, label in (
-            ("spark-depth", depth, "depth-title", "Depth (ready + unacked)"),
-            ("spark-in", ins, "in-title", "In/s (publish)"),
-            ("spark-out", outs, "out-title", "Out/s (ack)"),
+        for wid, field, title, label in (
+            ("chart-depth", "total", "depth-title", "Depth (ready + unacked)"),
+            ("chart-in", "publish_rate", "in-title", "In/s (publish)"),
+            ("chart-out", "ack_rate", "out-title", "Out/s (ack)"),
         ):
-            self.query_one(f"#{wid}", Sparkline).data = data or [0.0]
-            fmt = "{:.0f}" if wid == "spark-depth" else "{:.1f}"
-            last = fmt.format(data[-1]) if data else "-"
-            peak = fmt.format(max(data)) if data else "-"
+            data = [(p.taken_at, float(getattr(p, field))) for p in history]
+            window = self.query_one(f"#{wid}", TimeChart).plot(data, snapshot.taken_at)
+            fmt = "{:.0f}" if field == "total" else "{:.1f}"
+            last = fmt.format(data[-1][1]) if data else "-"
+            peak = fmt.format(max(v for _, v in data)) if data else "-"
             self.query_one(f"#{title}", Label).update(
-                f"{label}: now {last}, max {peak} over {len(data)} polls"
+                f"{label}: now {last}, max {peak} · last {span_text(window)}"
             )
 
 

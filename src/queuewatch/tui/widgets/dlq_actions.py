@@ -4,6 +4,7 @@ first; the confirmation says how many, which, and where they go; nothing moves b
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,6 +16,7 @@ from textual.widgets import ProgressBar
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.model import DeadLetter
 from queuewatch.tui.screens.dialogs import ConfirmScreen
+from queuewatch.tui.widgets.dlq_causes import CauseTable
 
 #: verb -> (past tense, where the messages go)
 VERBS = {"replay": "replayed", "delete": "deleted"}
@@ -84,6 +86,9 @@ class DlqActions:
         source: Any
         app: Any
 
+        @property
+        def by_cause(self) -> bool: ...
+
         def reload(self) -> None: ...
         def query_one(self, selector: Any, expect_type: Any = None) -> Any: ...
 
@@ -138,14 +143,37 @@ class DlqActions:
 
     @work(group="dlq-action", exclusive=True, exit_on_error=False)
     async def action_export(self) -> None:
+        """``e``: every dead letter of the DLQ to ``./<dlq>-export.jsonl``; in the cause
+        grouping (``b``), every one of the highlighted cause, after a confirmation."""
         if not self.dlq:
             return
+        dlq, flt, what = self.dlq, DeadLetterFilter(), "every dead letter"
+        path = Path.cwd() / f"{dlq}-export.jsonl"
+        if self.by_cause:
+            cause = self.query_one(CauseTable).selected
+            if cause is None:
+                return
+            flt, what = DeadLetterFilter(cause=cause.label), f"cause '{cause.label}'"
+            path = Path.cwd() / f"{dlq}-{cause_slug(cause.label)}-export.jsonl"
+            if not await self.app.push_screen_wait(ConfirmScreen(
+                f"Export {plural(cause.count)} of this cause to {path.name}?",
+                f"Cause: {cause.label}\n{plural(cause.count)} of it among the {len(self.letters)} "
+                f"read; the export reads the whole of {dlq} and writes every dead letter of "
+                f"this cause to {path} (same format as queuewatch dlq export --cause). Nothing "
+                "is removed.", confirm_label="Export", keep_label="Back",
+            )):
+                return
         while self._loading:
             await asyncio.sleep(0.05)
         self._busy = True
-        path = Path.cwd() / f"{self.dlq}-export.jsonl"
         try:
-            n = await self.source.export_dlq(self.dlq, DeadLetterFilter(), path)
+            n = await self.source.export_dlq(dlq, flt, path)
         finally:
             self._busy = False
-        self.app.notify(f"exported {plural(n)} of {self.dlq} to {path} (nothing removed)")
+        of = f"{dlq}" if flt.is_empty else f"{dlq} ({what})"
+        self.app.notify(f"exported {plural(n)} of {of} to {path} (nothing removed)")
+
+
+def cause_slug(label: str) -> str:
+    """A file-name part for a cause: ``ValueError-bad_input_n``."""
+    return re.sub(r"[^\w.-]+", "_", label.replace(": ", "-")).strip("_")[:48] or "cause"

@@ -80,16 +80,16 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
         self.active = False
 
     def compose(self) -> ComposeResult:
-        yield Static(" no DLQ selected: press p to pick one", id="dlq-title")
+        yield Static(" no DLQ selected: press p to pick one", id="dlq-title", markup=False)
         yield Input(placeholder="filter: text, type:ValueError, reason:failed (Enter applies)",
                     id="dlq-filter")
         with Horizontal(id="dlq-body"):
             yield KeyedTable(DLQ_COLUMNS, id="dlq-table")
             yield CauseTable(id="dlq-causes")
             with VerticalScroll(id="dlq-detail-pane"):
-                yield Static("", id="dlq-detail")
+                yield Static("", id="dlq-detail", markup=False)
         yield ProgressBar(id="dlq-progress", show_eta=False)
-        yield Static("", id="dlq-help", classes="view-help")
+        yield Static("", id="dlq-help", classes="view-help", markup=False)
 
     def on_mount(self) -> None:
         self._help()
@@ -116,8 +116,17 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
     # -- snapshot ------------------------------------------------------------------------
     def apply(self, snapshot: Snapshot) -> None:
         """Follow the snapshot: the DLQ list, the depth in the title, a reload when it moved."""
-        self.dlqs = sorted(q.name for q in snapshot.queues if q.is_dlq)
-        depth = {q.name: q.depth for q in snapshot.queues}  # None: a down queue, depth unknown
+        # One pass, and depths of the DLQs only (and of the one shown, whatever it is): a dict
+        # of every queue cost 20 ms per refresh at 50,000 queues.
+        depth: dict[str, int | None] = {}  # None: a down queue, depth unknown
+        dlqs = []
+        for q in snapshot.queues:
+            if q.is_dlq:
+                dlqs.append(q.name)
+                depth[q.name] = q.depth
+            elif q.name == self.dlq:
+                depth[q.name] = q.depth
+        self.dlqs = sorted(dlqs)
         busiest = max(self.dlqs, key=lambda n: depth.get(n) or 0) if self.dlqs else None
         if busiest is not None and not self.user_picked and (
             self.dlq is None or (depth.get(self.dlq) == 0 and (depth.get(busiest) or 0) > 0)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.widgets import Footer
 
-#: Keys pinned to the left of the footer: they must survive an 80-column terminal.
-PINNED_ACTIONS = ("app.help", "help", "app.quit", "quit")
+#: Keys pinned to the left of the footer: they must survive an 80-column terminal (help,
+#: quit and the : command bar, which reaches every view).
+PINNED_ACTIONS = ("app.help", "help", "app.quit", "quit", "app.command_bar", "command_bar")
 
 
 class PinnedFooter(Footer):

@@ -26,6 +26,13 @@ TABLE_BINDINGS: list[BindingType] = [
 ]
 
 
+#: Under the cursor a cell keeps its own colours (a red HUNG or critical cell stays red):
+#: Textual's cursor style wins over a cell's foreground by default; cells without a colour of
+#: their own take the cursor's.
+CURSOR_KEEPS_COLOURS: dict[str, Any] = {"cursor_foreground_priority": "renderable",
+                                        "cursor_background_priority": "renderable"}
+
+
 class TableKeys:
     """``g``/``G``: first/last row (mixed into the console's DataTables)."""
 
@@ -42,7 +49,8 @@ class KeyedTable(TableKeys, DataTable[Cell]):
     BINDINGS = TABLE_BINDINGS
 
     def __init__(self, columns: Sequence[Column], *, wrap: bool = False, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+        super().__init__(cursor_type="row", zebra_stripes=True, **CURSOR_KEEPS_COLOURS,
+                         **kwargs)  # type: ignore[arg-type]
         self._spec = tuple(columns)
         self._wrap = wrap
         """Rows as tall as their wrapped cells (the alerts' reasons)."""
@@ -103,7 +111,10 @@ class KeyedTable(TableKeys, DataTable[Cell]):
         return any(needle in (c.plain if isinstance(c, Text) else c).lower() for c in cells)
 
     def _cells(self, row: tuple[Cell, ...]) -> tuple[Cell, ...]:
-        return tuple(_right(row[i]) if self._spec[i].right else row[i] for i in self._visible)
+        # (a str cell becomes plain Text: DataTable reads a str as markup, and a queue name
+        # or an error message with a "[" in it must show as it is, not fail to render)
+        return tuple(_right(row[i]) if self._spec[i].right else _plain(row[i])
+                     for i in self._visible)
 
     def _show(self, rows: Mapping[str, tuple[Cell, ...]]) -> None:
         wanted = {k: self._cells(v) for k, v in rows.items() if self._matches(v)}
@@ -141,6 +152,10 @@ class KeyedTable(TableKeys, DataTable[Cell]):
     @property
     def keys(self) -> list[str]:
         return [str(r.key.value) for r in self.ordered_rows]
+
+
+def _plain(cell: Cell) -> Cell:
+    return Text(cell) if isinstance(cell, str) else cell
 
 
 def _right(cell: Cell) -> Cell:

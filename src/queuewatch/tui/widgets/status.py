@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from queuewatch.monitor.model import Alert, Snapshot, fmt_duration
+from queuewatch.monitor.pacing import Pace
 
 #: What the header says instead of "disconnected" when retrying will not help by itself.
 REFUSALS = {"AuthenticationFailed": "login refused (user/password)",
@@ -19,7 +20,7 @@ class StatusBar(Static):
     """One line: where we are connected, how fresh the data is, what is wrong."""
 
     def __init__(self, display_url: str, vhost: str, clock: Callable[[], float], **kw: object) -> None:
-        super().__init__("", **kw)  # type: ignore[arg-type]
+        super().__init__("", markup=False, **kw)  # type: ignore[arg-type]
         self.display_url = display_url
         self.vhost = vhost
         self.clock = clock
@@ -30,6 +31,9 @@ class StatusBar(Static):
         self.polling = False
         self.error_kind: str | None = None
         """The error's class name: a refusal (credentials, vhost) is said as what it is."""
+        self.pace: Pace | None = None
+        """The pause before the next poll; said while stretched (polls slower than the
+        interval)."""
 
     def show(self) -> None:
         text = self.render_text()
@@ -45,6 +49,9 @@ class StatusBar(Static):
         t.append(" queuewatch ", style="bold reverse")
         snap = self.snapshot
         self._link_state(t, now)
+        stretched = self.pace.text() if self.pace is not None and self.error is None else None
+        if stretched:
+            t.append(f"  {stretched}", style="bold yellow")
         if snap:
             alarms = [
                 f"{n.name}:{'mem' if n.mem_alarm else ''}{'disk' if n.disk_alarm else ''}"

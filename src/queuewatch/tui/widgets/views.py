@@ -66,6 +66,28 @@ def worker_state(w: WorkerStats) -> Text:
     return Text(text, style=style)
 
 
+def producers_text(snapshot: Snapshot, grown: float = 0.0) -> Text:
+    """One line per outbox-enabled producer: its spool's depth and the oldest job's age."""
+    t = Text()
+    if not snapshot.producers:
+        return t
+    t.append(" Producers (outbox)\n", style="bold")
+    for p in snapshot.producers:
+        t.append(f" {p.producer_id}", style="bold")
+        t.append(f" on {p.host}: ")
+        if p.outbox_depth:
+            age = fmt_duration((p.outbox_oldest_age or 0.0) + grown)
+            t.append(f"outbox {p.outbox_depth:,} (oldest {age})", style="bold yellow")
+            t.append("  draining" if p.draining else
+                     ("  blocked by the broker" if p.blocked else "  waiting for the broker"))
+        else:
+            t.append("outbox empty", style="green")
+        if p.heartbeat_state != "fresh":
+            t.append(f"  (last heard {fmt_duration(p.heartbeat_age + grown)} ago)", style="dim")
+        t.append("\n")
+    return t
+
+
 class StaleAware(TableView):
     """A view of worker-derived data: dimmed, with a note, while heartbeats are lost."""
 
@@ -129,9 +151,12 @@ class WorkersView(StaleAware):
         self.worker_stats: dict[str, WorkerStats] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="workers-help", classes="view-help")
+        yield Static("", id="workers-help", classes="view-help", markup=False)
         yield self.filter_box()
         yield KeyedTable(WORKER_COLUMNS, id="workers-table")
+        producers = Static("", id="workers-producers", markup=False)
+        producers.display = False  # only when an outbox-enabled producer sends heartbeats
+        yield producers
 
     def apply(self, snapshot: Snapshot) -> None:
         rows = {}
@@ -155,6 +180,9 @@ class WorkersView(StaleAware):
         self.summary = (f" {len(snapshot.workers)} workers, {hung} hung  ·  {action}  ·  "
                         "Enter: its stuck jobs")
         self.show_staleness()
+        producers = self.query_one("#workers-producers", Static)
+        producers.display = bool(snapshot.producers)
+        producers.update(producers_text(snapshot, grown))
 
     def action_drill(self) -> None:
         key = self.query_one(KeyedTable).selected_key
@@ -198,10 +226,10 @@ class StuckView(StaleAware):
         self.stuck_jobs: dict[str, StuckJob] = {}
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="stuck-help", classes="view-help")
+        yield Static("", id="stuck-help", classes="view-help", markup=False)
         yield self.filter_box()
         yield KeyedTable(STUCK_COLUMNS, id="stuck-table")
-        yield Static("", id="stuck-queues")
+        yield Static("", id="stuck-queues", markup=False)
 
     def apply(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
@@ -262,7 +290,7 @@ class AlertsView(StaleAware):
     HEARTBEAT_DERIVED = False
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="alerts-help", classes="view-help")
+        yield Static("", id="alerts-help", classes="view-help", markup=False)
         yield self.filter_box()
         yield KeyedTable(ALERT_COLUMNS, wrap=True, id="alerts-table")
 
