@@ -123,3 +123,18 @@ def stuck_worker(settings: Settings, topo: Topology, queue: str,
         await asyncio.sleep(60)
 
     return worker, started
+
+
+async def redis_client() -> Any:
+    """A client of the Redis server at 127.0.0.1:6379, or the test is skipped: queuewatch never
+    needs Redis, its Redis store is tested where a server happens to run."""
+    import pytest
+
+    redis = pytest.importorskip("redis.asyncio")
+    client = redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        await client.ping()
+    except Exception:
+        await client.aclose()
+        pytest.skip("no Redis server at 127.0.0.1:6379")
+    return client

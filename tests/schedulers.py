@@ -49,9 +49,9 @@ class SchedulerProcess:
 
 
 def start_scheduler(tmp_path: Path, *, amqp_url: str, vhost: str, name: str,
-                    topology: Path) -> SchedulerProcess:
+                    topology: Path, extra_env: dict[str, str] | None = None) -> SchedulerProcess:
     err = tmp_path / f"scheduler-{name}.stderr"
-    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / f"state-{name}"))
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / f"state-{name}"), **(extra_env or {}))
     with err.open("wb") as stderr:
         proc = subprocess.Popen(
             [QUEUEWATCH, "scheduler", "--topology", str(topology), "--name", name,

@@ -4,7 +4,6 @@ published raw into a DLQ of the real broker."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -30,21 +29,6 @@ from tests.helpers import depth, wait_until
 BAD_TIMES = (10**18, -(10**15), 1e300, -1e300)
 
 
-@pytest.fixture
-def cli(settings, monkeypatch, capsys):  # type: ignore[no-untyped-def]
-    """Run ``queuewatch ARGS`` in a thread (it runs its own event loop): (code, out, err)."""
-    monkeypatch.setenv("QUEUEWATCH_AMQP_URL", settings.amqp_url)
-    monkeypatch.setenv("QUEUEWATCH_MANAGEMENT_URL", settings.management_url)
-    monkeypatch.setenv("QUEUEWATCH_STATE_DIR", str(settings.state_dir))
-    monkeypatch.setenv("QUEUEWATCH_VHOST", settings.effective_vhost)
-
-    async def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = await asyncio.to_thread(main, list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 async def test_names_rabbitmq_accepts_work_end_to_end(connection, settings, vhost, cli):

@@ -3,33 +3,12 @@ confirmation, JSON output."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 
-import pytest
-
 from queuewatch.audit import AuditLog
-from queuewatch.cli.main import main
 from tests.helpers import depth
 from tests.integration.test_dlq_support import publish_dead_letters, setup_jobs
-
-
-@pytest.fixture
-def cli(settings, monkeypatch, capsys):  # type: ignore[no-untyped-def]
-    """Run ``queuewatch ARGS`` in a thread (it runs its own event loop): (code, out, err)."""
-    monkeypatch.setenv("QUEUEWATCH_AMQP_URL", settings.amqp_url)
-    monkeypatch.setenv("QUEUEWATCH_MANAGEMENT_URL", settings.management_url)
-    monkeypatch.setenv("QUEUEWATCH_STATE_DIR", str(settings.state_dir))
-    monkeypatch.setenv("QUEUEWATCH_VHOST", settings.effective_vhost)
-
-    async def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = await asyncio.to_thread(main, list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 async def test_read_only_refuses_every_destructive_command(cli, connection, settings, vhost,

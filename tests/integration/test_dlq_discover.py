@@ -4,31 +4,9 @@ consumers is not read by mistake."""
 
 from __future__ import annotations
 
-import asyncio
-
-import pytest
-
-from queuewatch.cli.main import main
 from queuewatch.dlq.discover import discover
 from tests.dlq_adversarial import dramatiq_dead_letters
 from tests.helpers import depth, wait_until
-
-
-@pytest.fixture
-def cli(settings, monkeypatch, capsys):  # type: ignore[no-untyped-def]
-    """Run ``queuewatch ARGS`` in a thread (it runs its own event loop): (code, out, err)."""
-    monkeypatch.setenv("QUEUEWATCH_AMQP_URL", settings.amqp_url)
-    monkeypatch.setenv("QUEUEWATCH_MANAGEMENT_URL", settings.management_url)
-    monkeypatch.setenv("QUEUEWATCH_STATE_DIR", str(settings.state_dir))
-    monkeypatch.setenv("QUEUEWATCH_VHOST", settings.effective_vhost)
-
-    async def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = await asyncio.to_thread(main, list(args))
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 async def _is(value, expected) -> bool:  # type: ignore[no-untyped-def]

@@ -33,7 +33,8 @@ async def setup_jobs(connection: AbstractConnection, vhost: str, name: str = "jo
 
 def dead_headers(queue: str, *, error_type: str = "ValueError", reason: str = "failed",
                  replay_count: int = 0, attempt: int = 5, dead_at_ms: int | None = None,
-                 ) -> dict[str, Any]:
+                 plain: bool = True) -> dict[str, Any]:
+    """``plain=False``: as parked before the worker wrote the plain death headers."""
     now = env.now_ms() if dead_at_ms is None else dead_at_ms
     headers: dict[str, Any] = {
         env.H_PUBLISHED_MS: now - 60_000, env.H_ATTEMPT: attempt,
@@ -45,6 +46,8 @@ def dead_headers(queue: str, *, error_type: str = "ValueError", reason: str = "f
         env.H_ORIGINAL_QUEUE: queue, env.H_DEAD_QUEUE: queue, env.H_DEAD_AT_MS: now,
         env.H_REPLAY_COUNT: replay_count,  # the worker writes it on every dead letter
     }
+    if plain:
+        headers.update(env.plain_death_headers(reason, error_type))
     return headers
 
 

@@ -117,6 +117,7 @@ async def test_a_scrape_never_polls_and_says_how_old_its_snapshot_is(connection,
             scrapes.append(await scrape(port))
             await asyncio.sleep(0.2)
         polls = exporter.poller.polls
+        snap = exporter.poller.last_good()
     finally:
         exporter.close()
     # Then the broker was polled once, by the background poll, not by the scrapes
@@ -128,7 +129,11 @@ async def test_a_scrape_never_polls_and_says_how_old_its_snapshot_is(connection,
     last = scrapes[-1]
     queues = {dict(labels)["queue"] for name, labels in last if name == "queuewatch_queue_consumers"}
     assert queues == {"keep.a"}
-    assert last[("queuewatch_queues_not_exported", (("reason", "filtered"),))] == 2
+    # (keep.b, skip.c, and the exporter's own job-events stream when it was made before the
+    # poll: it is declared in the background, so sometimes it is and sometimes not)
+    assert snap is not None and {"keep.b", "skip.c"} <= {q.name for q in snap.queues}
+    filtered = last[("queuewatch_queues_not_exported", (("reason", "filtered"),))]
+    assert filtered == len(snap.queues) - 1 >= 2
     assert last[("queuewatch_queues_exported", ())] == 1
 
 
@@ -192,12 +197,18 @@ async def test_exporter_keeps_serving_while_the_api_is_down_and_recovers(setting
         assert still_down[("queuewatch_scrape_errors_total", ())] == 2
         assert not any(name == "queuewatch_node_running" for name, _ in down)
         assert exporter.collector.last_error and "management API" in exporter.collector.last_error
-        # When it comes back, the exporter recovers by itself
+        # When it comes back, the exporter recovers by itself (within a few polls: a poll on
+        # a loaded machine can take longer than the 0.3 s interval)
         await proxy.start()
-        await asyncio.sleep(0.4)
-        back = await scrape(port)
+        back: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+        async def recovered() -> bool:
+            back.update(await scrape(port))
+            return back[("queuewatch_up", ())] == 1
+
+        await wait_until(recovered, timeout=10, interval=0.2, what="the exporter to recover")
         assert back[("queuewatch_up", ())] == 1
-        assert back[("queuewatch_scrape_errors_total", ())] == 2
+        assert back[("queuewatch_scrape_errors_total", ())] >= 2  # scrapes before it came back
         assert any(name == "queuewatch_node_running" for name, _ in back)
     finally:
         exporter.close()

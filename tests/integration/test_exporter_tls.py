@@ -110,6 +110,8 @@ async def test_real_prometheus_scrapes_over_tls_with_basic_auth(settings, web_co
                                              params={"query": "up"}, timeout=5)
                 except httpx.TransportError:
                     return False
+                if r.status_code != 200:  # still starting: "Service Unavailable", not JSON
+                    return False
                 for item in r.json().get("data", {}).get("result", []):
                     seen[item["metric"]["job"]] = item["value"][1]
                 return {"right", "wrong"} <= set(seen)

@@ -79,12 +79,17 @@ async def test_key_is_free_again_once_the_job_finished(connection, settings, vho
 
 
 async def wait_until_published(producer: AsyncProducer, job_id: str) -> None:
-    for _ in range(50):
+    # The release follows the ack, which follows the job's succeeded event: at most
+    # events_hold (10 s) when the worker's stream connection is re-opening (in a new vhost
+    # RabbitMQ may close it while the events stream starts: the fresh-clone run saw it).
+    # Well short of unique_for (60 s), so a key freed by its token's TTL would still fail.
+    deadline = asyncio.get_running_loop().time() + 15
+    while asyncio.get_running_loop().time() < deadline:
         try:
             await producer.publish("jobs", {}, job_id=job_id, unique_for=60, unique_key="report")
             return
         except DuplicateJob:
-            await asyncio.sleep(0.1)  # the release follows the ack by a moment
+            await asyncio.sleep(0.1)
     raise AssertionError("the key was never released")
 
 

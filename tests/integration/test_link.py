@@ -182,3 +182,28 @@ def test_cli_refused_credentials_is_one_line_and_exit_2(command, vhost):
     assert proc.returncode == 2, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "Not-The-Password" not in proc.stderr and "refused the credentials" in proc.stderr
+
+
+async def test_a_connect_that_fails_half_way_leaves_no_connection_open(settings):
+    import gc
+
+    from queuewatch.broker.connect import connect_one
+
+    with TcpProxy(("127.0.0.1", _broker_port(settings))) as proxy:
+        via = _via(settings, proxy.port)
+        proxy.blackhole()  # TCP accepted, the AMQP handshake never answered
+        failures = []
+        for address, timeout in ((via.amqp_urls[0], 1.0),
+                                 (f"amqp://guest:guest@127.0.0.1:{_closed_port()}/", 2.0)):
+            # When a connect times out half-way, or is refused
+            with pytest.raises(BrokerUnavailable) as failed:
+                await connect_one(via, address, timeout=timeout)
+            failures.append(failed)  # (its traceback holds what the connect made)
+        # Then no connection object is left open (dropped open, aio-pika's __del__ schedules
+        # a close nobody awaits: "coroutine 'Connection.close' was never awaited")
+        left_open = [o for o in gc.get_objects()
+                     if isinstance(o, aio_pika.Connection) and not o.is_closed]
+        assert not left_open, left_open
+        proxy.restore()
+        await asyncio.sleep(0.3)
+        assert proxy.open_connections == 0

@@ -129,6 +129,11 @@ async def test_snapshot_matches_management_api_and_truth(connection, mgmt: Manag
     # history keeps one point per poll
     await monitor.poll()
     assert len(monitor.history.get("orders")) == 2
+    # ...but not for a face that never draws it (the exporter, commands): same snapshot
+    bare = Monitor(mgmt, settings, keep_history=False)
+    await bare.poll()
+    again = await bare.poll()
+    assert again.queue("orders") is not None and len(bare.history.get("orders")) == 0
 
 
 async def test_dlq_growth_between_polls(connection, mgmt: ManagementClient, settings, vhost):

@@ -81,7 +81,7 @@ async def test_terminate_of_a_hung_worker_requeues_its_deliveries(connection, se
     app.write_text(HUNG_APP)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "queuewatch.cli.main", "worker", f"{app}:make",
-        env=worker_env(settings), stdout=asyncio.subprocess.DEVNULL,
+        "--processes", "1", env=worker_env(settings), stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE)
     try:
         # the worker announces itself before it hangs: learn its pid the operator's way

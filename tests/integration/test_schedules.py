@@ -154,13 +154,15 @@ async def test_runtime_changes_from_the_cli_reach_a_running_scheduler(settings: 
         await asyncio.sleep(2.5)
         assert len(scheduler.fired) == n
         # list: last run, its outcome (from job events), next run (none while paused)
-        views, leader = await list_schedules(settings)
-        (v,) = views
-        assert v.paused and v.last_job is not None and v.next_ms is None and leader == "rt"
+        listing = await list_schedules(settings)
+        (v,) = listing.schedules
+        assert v.paused and v.last_job is not None and v.next_ms is None
+        assert listing.leader == "rt" and listing.leader_running is True
         assert v.outcome == "queued"  # no worker: the job waits
         r = await asyncio.to_thread(cli, settings, "list", "--json")
         listed = json.loads(r.stdout)
         assert listed["schedules"][0]["name"] == "pulse" and listed["leader"] == "rt"
+        assert listed["leader_running"] is True
         # resume, then remove
         r = await asyncio.to_thread(cli, settings, "resume", "pulse")
         assert r.returncode == 0
@@ -171,6 +173,8 @@ async def test_runtime_changes_from_the_cli_reach_a_running_scheduler(settings: 
         assert r.returncode == 2 and "no schedule named 'pulse'" in r.stderr
         scheduler.stop()
         await run
+    # no scheduler now: the listing says so
+    assert (await list_schedules(settings)).leader_running is False
     # the changes are durable: a new reader sees the schedule removed
     async def names(store: ScheduleStore) -> list[str]:
         return sorted(store.book.entries)

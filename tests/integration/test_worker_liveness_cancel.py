@@ -2,7 +2,8 @@
 holding the worker's classic queue is killed under a running job. The job finishes, its ack
 cannot reach the queue, the worker says it is not consuming and why; when the node is back
 the worker consumes again, the redelivered job is skipped as a duplicate, later jobs are
-done, and SIGTERM ends it cleanly."""
+done, and SIGTERM ends it cleanly — also while the job events stream takes no writes
+(on a 2-node cluster its coordinator can stay without a majority for minutes)."""
 
 from __future__ import annotations
 
@@ -28,11 +29,6 @@ RESUME_WITHIN = 10.0
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-@pytest.mark.xfail(strict=False, reason=(
-    "open regression since job events (issue 12): after a kill -9 of the queue's node in the "
-    "3-node cluster the redelivery is not counted as a duplicate within 30 s; not yet "
-    "diagnosed (suspect: the finished job's claim is held while its succeeded event waits "
-    "for the events stream on the restarted node)"))
 async def test_cancel_while_a_job_runs_its_redelivery_is_absorbed(tmp_path, capsys):
     if not rabbitmq_installed():
         pytest.skip("rabbitmq-server is not installed here")
@@ -72,7 +68,7 @@ async def test_cancel_while_a_job_runs_its_redelivery_is_absorbed(tmp_path, caps
         resumed = elapsed_since(back)
         await wait_until(
             lambda: wp.metric("queuewatch_jobs_total", queue="jobs", outcome="duplicate") == 1.0,
-            timeout=30, what="the redelivery skipped as a duplicate")  # after the events stream's leader moved
+            timeout=30, what="the redelivery skipped as a duplicate")
         later = [f"later-{i}" for i in range(10)]
         async with AsyncProducer(on_home, topo) as producer:
             for jid in later:
@@ -98,3 +94,7 @@ async def test_cancel_while_a_job_runs_its_redelivery_is_absorbed(tmp_path, caps
     assert resumed <= RESUME_WITHIN
     assert "not consuming 'jobs'" in err and "succeeded but its channel was closed" in err, err
     assert rc == 0 and "Traceback" not in err and "Task was destroyed" not in err, err[-3000:]
+    # The job link stayed up: on a 2-node cluster the job events stream can stay without a
+    # writable majority for minutes after the kill (RabbitMQ then closes any connection that
+    # publishes to it); that traffic has its own connection, and jobs go on after events_hold.
+    assert "link queuewatch-worker cancel-1" not in err, err[-3000:]

@@ -8,6 +8,8 @@ import logging
 import sys
 import uuid
 
+import pytest
+
 from queuewatch import redact
 from queuewatch.cli.worker_procs import broker_env, child_command
 from queuewatch.config import load_settings
@@ -64,3 +66,18 @@ def test_worker_children_get_the_url_through_the_environment_not_argv():
     assert cmd[-2:] == ["--web-config", "web.yml"] or "--web-config" in cmd
     settings = load_settings(env={}, amqp_url=url)
     assert broker_env(settings)["QUEUEWATCH_AMQP_URL"] == url
+
+
+@pytest.mark.parametrize("argv", [
+    ["amqp://guest:s3cr3t-pw@127.0.0.1:1/", "status"],  # a URL where a command goes
+    ["status", "amqp://guest:s3cr3t-pw@127.0.0.1:1/"],  # a URL where no argument goes
+    ["dlq", "amqp://guest:s3cr3t-pw@127.0.0.1:1/"],  # a subcommand's parser
+])
+def test_a_usage_error_never_prints_a_password(argv, capsys):
+    from queuewatch.cli.main import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "s3cr3t-pw" not in err and "guest:***@" in err, err
