@@ -11,7 +11,7 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aio_pika
 
@@ -34,13 +34,14 @@ DLQ = peers.QUEUE + ".dlq"
 SHOVEL_PREFETCH = 2000
 
 
-def dead_letter(i: int) -> aio_pika.Message:
+def dead_letter(i: int, error_type: str = "TimeoutError") -> aio_pika.Message:
     """A dead letter as the queuewatch worker parks it (headers naming the original route)."""
     now = env.now_ms()
     job_id = env.new_job_id()
     headers: dict[str, Any] = env.job_headers(job_id=job_id, attempt=5)
     headers.update({
-        env.H_DEAD_REASON: "failed", env.H_ERROR_TYPE: "TimeoutError",
+        env.H_DEAD_REASON: "failed", env.H_ERROR_TYPE: error_type,
+        **env.plain_death_headers("failed", error_type),
         env.H_ERROR_MESSAGE: "upstream did not answer", env.H_FIRST_FAILED_MS: now - 60_000,
         env.H_LAST_FAILED_MS: now, env.H_DEAD_AT_MS: now, env.H_ORIGINAL_EXCHANGE: "",
         env.H_ORIGINAL_ROUTING_KEY: peers.QUEUE, env.H_ORIGINAL_QUEUE: peers.QUEUE,
@@ -53,9 +54,12 @@ def dead_letter(i: int) -> aio_pika.Message:
     )
 
 
-async def _prepare(settings: Settings, count: int) -> None:
+async def _prepare(settings: Settings, count: int, half: bool = False) -> None:
+    """``count`` dead letters of ``bench`` in its DLQ, all timeouts (``half``: every other
+    one a ``ValueError`` instead)."""
     await peers.setup_queue("queuewatch", settings)
-    await preload(settings, DLQ, count, dead_letter)
+    await preload(settings, DLQ, count, lambda i: dead_letter(
+        i, "ValueError" if half and i % 2 else "TimeoutError"))
 
 
 async def _depth(settings: Settings, queue: str) -> int:
@@ -67,18 +71,25 @@ async def _depth(settings: Settings, queue: str) -> int:
 
 
 async def _qw_replay(settings: Settings, count: int, peeks: list[float], facts: ReplayFacts,
-                     per_message: bool = False) -> float:
+                     per_message: bool = False, timeouts: Literal["", "all", "half"] = "",
+                     ) -> float:
     """``DeadLetterQueue.replay()`` until the DLQ is empty (a user re-runs a replay that
     stopped early), within ``count / MIN_RATE`` seconds; the rate of what it moved.
-    ``per_message``: ``replay(via_shovel=False)``, the path filters and rates take."""
+    ``per_message``: ``replay(via_shovel=False)``, the path filters and rates take.
+    ``timeouts``: ``replay(DeadLetterFilter(error_type="TimeoutError"))`` on a DLQ where all
+    or half of the dead letters are timeouts: the rate of dead letters it went through (the
+    whole DLQ), and in ``facts.replayed_rates`` the rate of those it replayed."""
     try:
-        from queuewatch.dlq import DeadLetterQueue
+        from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue
     except ImportError as exc:
         raise NotAvailable(f"queuewatch.dlq does not import ({exc})") from exc
     if per_message and "via_shovel" not in inspect.signature(DeadLetterQueue.replay).parameters:
         raise NotAvailable("DeadLetterQueue.replay has no via_shovel option")
     kwargs: dict[str, Any] = {"via_shovel": False} if per_message else {}
-    await _prepare(settings, count)
+    if timeouts:
+        kwargs["flt"] = DeadLetterFilter(error_type="TimeoutError")
+    matching = count // 2 if timeouts == "half" else count
+    await _prepare(settings, count, half=timeouts == "half")
     with tempfile.TemporaryDirectory(prefix="qwbench-dlq-") as state:
         st = replace(settings, state_dir=Path(state))
         conn = await connect(st)
@@ -95,7 +106,7 @@ async def _qw_replay(settings: Settings, count: int, peeks: list[float], facts: 
             deadline = t0 + max(30.0, count / MIN_RATE)
             calls = 0
             moved = 0
-            while moved < count:
+            while moved < matching:
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     facts.timed_out.append(moved)
@@ -114,8 +125,13 @@ async def _qw_replay(settings: Settings, count: int, peeks: list[float], facts: 
             await conn.close()
             await mgmt.aclose()
     await asyncio.sleep(0.5)  # acks in flight at the return reach the broker
-    if moved >= count:
-        facts.left_behind.append(await _depth(settings, DLQ))
+    if moved >= matching:
+        facts.left_behind.append(await _depth(settings, DLQ) - (count - matching))
+    if moved > matching:
+        raise RuntimeError(f"{moved} replayed where {matching} match the filter")
+    if timeouts:
+        facts.replayed_rates.append(moved / elapsed)
+        return (count * moved / matching) / elapsed  # the DLQ it went through
     return moved / elapsed
 
 
@@ -128,6 +144,8 @@ class ReplayFacts:
     left_behind: list[int] = field(default_factory=list)
     via: set[str] = field(default_factory=set)
     """How ``replay()`` moved them: ``messages`` and/or ``shovel``."""
+    replayed_rates: list[float] = field(default_factory=list)
+    """A filtered replay: dead letters replayed per second (one per run)."""
 
     def note(self, count: int) -> str:
         parts = []
@@ -150,6 +168,7 @@ class ReplayFacts:
 
 
 async def _shovel(settings: Settings, count: int, mgmt: ManagementClient) -> float:
+    """RabbitMQ's shovel moving ``count`` dead letters (the whole DLQ)."""
     await _prepare(settings, count)
     vhost = settings.effective_vhost
     name = f"bench-move-{uuid.uuid4().hex[:6]}"
@@ -196,27 +215,55 @@ async def run(bench: Bench) -> list[Section]:
             "`DeadLetterQueue.replay()` as a user calls it (a plain bulk replay takes a "
             "shovel underneath, through a headers exchange that applies the replay-count "
             "guard to each message), timed from the call until it returns, set-up and "
-            "clean-up included; and by the per-message path (`via_shovel=False`). Runs "
-            "interleaved. Ratio: against the shovel."
+            "clean-up included; by the per-message path (`via_shovel=False`); and filtered, "
+            "`replay(DeadLetterFilter(error_type=\"TimeoutError\"))` (`--error-type "
+            "TimeoutError`) on a DLQ of the same size where all, or every other one (half), "
+            "are timeouts: the shovel underneath, its headers exchange selecting the "
+            "timeouts. The half-match replay is compared with the shovel moving the whole "
+            "DLQ (dead letters gone through per second) and with the shovel moving only as "
+            "many as it replays (replayed per second). Runs interleaved. Ratio: against the "
+            "shovel."
         ),
         columns=["mover", "result", "ratio"],
     )
     peeks: list[float] = []
     facts, facts_m = ReplayFacts(), ReplayFacts()
+    facts_all, facts_half = ReplayFacts(), ReplayFacts()
     got = await compare(bench, [
         ("replay-shovel", lambda s: _shovel(s, count, bench.mgmt)),
         ("replay-qw", lambda s: _qw_replay(s, count, peeks, facts)),
         ("replay-qw-messages", lambda s: _qw_replay(s, count, peeks, facts_m, per_message=True)),
+        ("replay-qw-timeouts", lambda s: _qw_replay(s, count, peeks, facts_all,
+                                                    timeouts="all")),
+        ("replay-qw-timeouts-half", lambda s: _qw_replay(s, count, peeks, facts_half,
+                                                         timeouts="half")),
+        ("replay-shovel-half", lambda s: _shovel(s, count // 2, bench.mgmt)),
     ], "/s")
     shovel, why_s = got["replay-shovel"]
     ours, why_q = got["replay-qw"]
     each, why_m = got["replay-qw-messages"]
+    all_t, why_a = got["replay-qw-timeouts"]
+    half_t, why_h = got["replay-qw-timeouts-half"]
+    shovel_half, why_sh = got["replay-shovel-half"]
+    half_replayed = (Stat(tuple(facts_half.replayed_rates), "/s")
+                     if half_t is not None and facts_half.replayed_rates else None)
     section.rows.append(rate_row("RabbitMQ shovel, on-confirm (baseline)", shovel, shovel,
                                  na=why_s))
     section.rows.append(rate_row("queuewatch replay, default (shovel underneath, guard per "
                                  "message)", ours, shovel, na=why_q, note=facts.note(count)))
-    section.rows.append(rate_row("queuewatch replay --per-message (the path of filters and "
-                                 "rates)", each, shovel, na=why_m, note=facts_m.note(count)))
+    section.rows.append(rate_row("queuewatch replay --per-message (the path of rates and "
+                                 "of filters on job ids, text, age)", each, shovel, na=why_m,
+                                 note=facts_m.note(count)))
+    section.rows.append(rate_row("queuewatch replay --error-type TimeoutError, all match",
+                                 all_t, shovel, na=why_a, note=facts_all.note(count)))
+    section.rows.append(rate_row("queuewatch replay --error-type TimeoutError, half match: "
+                                 "dead letters gone through", half_t, shovel, na=why_h,
+                                 note=facts_half.note(count)))
+    section.rows.append(rate_row(f"RabbitMQ shovel moving {count // 2:,} (baseline of the "
+                                 "next row)", shovel_half, shovel_half, na=why_sh))
+    section.rows.append(rate_row(f"queuewatch replay --error-type TimeoutError, half match: "
+                                 f"the {count // 2:,} replayed", half_replayed, shovel_half,
+                                 na=why_h))
     if peeks:
         section.rows.append(rate_row(f"queuewatch peek of the first {PEEK} (time)",
                                      Stat(tuple(peeks), "ms"), None))
@@ -224,4 +271,13 @@ async def run(bench: Bench) -> list[Section]:
     r = ratio(ours, shovel)
     section.targets.append(Target("DLQ bulk replay vs shovel", ">= 0.8×", fmt_ratio(r),
                                   verdict(None if r is None else r >= 0.8), why_q or why_s))
+    for what, value, base, why in (
+            ("filtered replay, all match, vs shovel", all_t, shovel, why_a or why_s),
+            ("filtered replay, half match, vs shovel moving the same DLQ", half_t, shovel,
+             why_h or why_s),
+            ("filtered replay, half match, vs shovel moving as many as it replays",
+             half_replayed, shovel_half, why_h or why_sh)):
+        r = ratio(value, base)
+        section.targets.append(Target(what, ">= 0.8×", fmt_ratio(r),
+                                      verdict(None if r is None else r >= 0.8), why))
     return [section]

@@ -3,10 +3,12 @@ overhead; the prefetch sweep that justifies the default; 1 vs N processes."""
 
 from __future__ import annotations
 
+import os
+
 from bench import peers
 from bench.drain import rate_measure
 from bench.harness import Bench, Row, Section, Target, compare, rate_row, verdict
-from bench.stats import fmt_ratio, ratio
+from bench.stats import Stat, fmt_ratio, ratio
 
 COLUMNS = ["system", "result", "ratio"]
 LABELS = {
@@ -149,6 +151,7 @@ async def run_processes(bench: Bench) -> list[Section]:
         ),
         columns=COLUMNS,
     )
+    load = os.getloadavg()
     contenders = [(f"{system}-p{n}", rate_measure(bench, system, "noop", count, processes=n))
                   for system in ("queuewatch", "dramatiq") for n in (1, 2)]
     results = await compare(bench, contenders, "/s")
@@ -166,4 +169,27 @@ async def run_processes(bench: Bench) -> list[Section]:
     section.targets.append(Target(
         "worker 2 processes vs 1", ">= 1.8× (where the cores allow)", fmt_ratio(r),
         verdict(None if r is None else r >= 1.8), why1 or why2))
+    for n in (1, 2):
+        # queuewatch against Dramatiq with as many processes (paired by round, interleaved)
+        qw, why_qw = results[f"queuewatch-p{n}"]
+        dr, why_dr = results[f"dramatiq-p{n}"]
+        cross = ratio(qw, dr)
+        section.rows.append(Row(
+            f"queuewatch / Dramatiq, {n} process{'es' if n > 1 else ''} each",
+            {"result": pair_spread(qw, dr), "ratio": fmt_ratio(cross)}, None,
+            why_qw or why_dr))
+        section.targets.append(Target(
+            f"worker no-op defaults vs Dramatiq, {n} process{'es' if n > 1 else ''}", "> 1×",
+            fmt_ratio(cross), verdict(None if cross is None else cross > 1), why_qw or why_dr))
+    section.notes.append(f"load average (1, 5, 15 min) at the start: {load[0]:.1f}, {load[1]:.1f}, "
+                         f"{load[2]:.1f}; at the end: " + ", ".join(f"{x:.1f}" for x in os.getloadavg())
+                         + f"; {os.cpu_count()} cores")
     return [section]
+
+
+def pair_spread(value: Stat | None, baseline: Stat | None) -> str:
+    """The per-round ratios of two interleaved contenders: 'min–max of N rounds'."""
+    if value is None or baseline is None or len(value.samples) != len(baseline.samples):
+        return "n/a"
+    rs = [v / b for v, b in zip(value.samples, baseline.samples, strict=True) if b]
+    return f"per round {min(rs):.2f}–{max(rs):.2f}× ({len(rs)} rounds)" if rs else "n/a"

@@ -56,8 +56,10 @@ def start(args: list[str], env: dict[str, str] | None = None, name: str = "worke
     full_env = dict(os.environ)
     full_env.update(env or {})
     root = str(Path(__file__).resolve().parent.parent)
+    # BENCH_QW_SRC: another tree's src/ (bench.ab measures two versions of the code)
+    src = full_env.pop("BENCH_QW_SRC", None) or str(Path(root) / "src")
     full_env["PYTHONPATH"] = os.pathsep.join(
-        [str(Path(root) / "src"), root, *filter(None, [full_env.get("PYTHONPATH")])])
+        [src, root, *filter(None, [full_env.get("PYTHONPATH")])])
     proc = subprocess.Popen(
         args, env=full_env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True, cwd=cwd or root,

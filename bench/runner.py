@@ -27,6 +27,7 @@ PARTIAL_RUN = LAST_RUN.with_name("partial.json")
 def families() -> dict[str, Family]:
     """Every benchmark family, in the order they run (latency reuses worker figures)."""
     from bench import (
+        b_console,
         b_events,
         b_failover,
         b_latency,
@@ -51,6 +52,7 @@ def families() -> dict[str, Family]:
         "priority": b_priority.run,
         "replay": b_replay.run,
         "monitor": b_monitor.run,
+        "console": b_console.run,
         "failover": b_failover.run,
         "events": b_events.run_recording,
         "lookup": b_events.run_lookup,

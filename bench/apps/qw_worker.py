@@ -64,6 +64,9 @@ def main() -> None:
         finally:
             profiler.stop()
             Path(profile).write_text(profiler.output_text(unicode=False, color=False))
+            # (and where the time is spent, by function: the tree hides library frames)
+            Path(profile).with_suffix(".flat.txt").write_text(
+                profiler.output_text(unicode=False, color=False, flat=True))
 
 
 if __name__ == "__main__":
