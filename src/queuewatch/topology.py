@@ -8,7 +8,12 @@ Naming conventions for a job queue ``Q`` (documented in the README):
 * ``queuewatch.delay.<n>``  delay levels shared by the vhost: quorum queues with a fixed
                    ``x-message-ttl`` of 2**n seconds, dead-lettering **at-least-once** onward;
 * ``queuewatch.delivery``   headers exchange that hands an expired delayed message to its
-                   job queue (binding ``x-qw-target = Q``);
+                   job queue's due queue (binding ``qw-target = Q``);
+* ``queuewatch.due.Q``      the last hop of ``Q``'s delayed jobs and retries: a quorum queue
+                   with ``x-message-ttl: 0`` dead-lettering **at-least-once** into ``Q``. When
+                   ``Q`` is capped and full, its due jobs wait here (and in this queue's own
+                   dead-letter worker) until it has room, and no other queue's do: the delay
+                   levels, shared by the vhost, never dead-letter into a capped queue;
 * ``queuewatch.telemetry`` / ``queuewatch.control``  topic exchanges for worker heartbeats and
                    operator commands (transient).
 
@@ -34,6 +39,7 @@ from queuewatch.validation import coerce
 DLQ_SUFFIX = ".dlq"
 DELAY_PREFIX = "queuewatch.delay."
 DELIVERY_EXCHANGE = "queuewatch.delivery"
+DUE_PREFIX = "queuewatch.due."
 DEFAULT_DELAY_LEVELS = 20  # up to 2**20 - 1 s, about 12 days (a "reminder in 7 days" fits)
 MAX_DELAY_LEVELS = 28
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,200}$")
@@ -230,6 +236,49 @@ def delay_level_arguments(level: int) -> dict[str, Any]:
         "x-dead-letter-strategy": "at-least-once",
         "x-dead-letter-exchange": DELIVERY_EXCHANGE if level == 0 else delay_queue_name(level - 1),
     }
+
+
+def due_queue_name(queue: str) -> str:
+    """The due queue of job queue ``queue`` (see the module docstring)."""
+    return f"{DUE_PREFIX}{queue}"
+
+
+def due_queue_arguments(queue: str) -> dict[str, Any]:
+    """A due queue: quorum, every message expires at once into its job queue, at-least-once
+    (a full job queue refuses it: it is retried, never dropped)."""
+    return {
+        "x-queue-type": "quorum",
+        "x-message-ttl": 0,
+        "x-overflow": "reject-publish",
+        "x-dead-letter-strategy": "at-least-once",
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": queue,
+    }
+
+
+def without_delay_deaths(headers: Mapping[str, Any]) -> dict[str, Any]:
+    """``headers`` without the ``x-death`` entries of queuewatch's delay levels and due
+    queues: what a message sent through the delay levels must carry.
+
+    RabbitMQ drops a message dead-lettered into a queue its ``x-death`` already names with no
+    rejection in between (cycle detection). A job retried twice passes its due queue twice, and
+    one retried after 1 s then 3 s passes level 0 twice: with those entries kept, the second
+    pass was silently dropped (a lost job). Other entries (the job's own history) stay."""
+    out = dict(headers)
+    deaths = out.get("x-death")
+    if isinstance(deaths, list | tuple):
+        kept = [d for d in deaths if not (isinstance(d, Mapping) and _is_delay_queue(d.get("queue")))]
+        if kept:
+            out["x-death"] = kept
+        else:
+            out.pop("x-death")
+    return out
+
+
+def _is_delay_queue(name: object) -> bool:
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    return isinstance(name, str) and name.startswith((DELAY_PREFIX, DUE_PREFIX))
 
 
 def delay_routing_key(delay_seconds: int, levels: int) -> str:

@@ -15,11 +15,13 @@ from queuewatch.broker.declare import declare_topology
 from queuewatch.envelope import H_TARGET
 from queuewatch.errors import TopologyMismatch
 from queuewatch.topology import (
+    DELIVERY_EXCHANGE,
     QueueSpec,
     Topology,
     delay_entry_exchange,
     delay_queue_name,
     delay_routing_key,
+    due_queue_name,
 )
 from tests.helpers import declare, depth, wait_until
 
@@ -48,7 +50,8 @@ async def test_declare_twice_leaves_identical_state(connection, mgmt, vhost):
     second = await declare_topology(connection, topo, vhost, mgmt)
     after = await broker_state(mgmt, vhost)
     # Then the second declare created nothing and the broker state is the same
-    assert set(first.created) == {"a", "a.dlq", "b", "b.dlq", *(delay_queue_name(n) for n in range(4))}
+    assert set(first.created) == {"a", "a.dlq", "b", "b.dlq", due_queue_name("a"), due_queue_name("b"),
+                                  *(delay_queue_name(n) for n in range(4))}
     assert second.created == [] and set(second.unchanged) == set(first.created)
     assert before == after
     assert any(q[0] == "a" and ("x-max-length", 5) in q[3] for q in after[0])
@@ -187,3 +190,25 @@ async def test_delayed_message_waits_while_job_queue_is_full(connection, vhost):
     # (3 minutes on 3.10), so allow for one full period.
     await wait_until(arrived, timeout=settle_timeout() + 30, interval=0.5, what="the held delayed message")
     assert bodies == [b"delayed"]
+
+
+async def test_a_topology_declared_before_due_queues_delivers_a_delayed_job_once(connection, vhost):
+    # Given a job queue bound straight to the delivery exchange, as topologies declared
+    # before due queues were
+    levels = 2
+    await declare(connection, vhost, QueueSpec("legacy"), delay_levels=levels)
+    channel = await connection.channel(publisher_confirms=True)
+    queue = await channel.get_queue("legacy")
+    await queue.bind(DELIVERY_EXCHANGE, arguments={"x-match": "all", H_TARGET: "legacy"})
+    # When the topology is declared again (what any worker or producer start does)
+    await declare(connection, vhost, QueueSpec("legacy"), delay_levels=levels)
+    # Then a delayed job reaches its queue once, through its due queue
+    await _publish_delayed(channel, levels, 1, "legacy", b"once")
+    await wait_until(lambda: _depth_is(connection, "legacy", 1), timeout=15, what="the delayed job")
+    await asyncio.sleep(2)
+    assert await depth(connection, "legacy") == 1
+    assert await depth(connection, due_queue_name("legacy")) == 0
+
+
+async def _depth_is(connection, queue: str, n: int) -> bool:
+    return await depth(connection, queue) == n

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 
 import aio_pika
+import pytest
 
 from queuewatch import envelope
 from queuewatch.producer import AsyncProducer
@@ -68,6 +69,34 @@ async def test_fail_twice_then_succeed_runs_three_times_with_backoff(connection,
     assert await depth(connection, "jobs.dlq") == 0
     sample = worker.metrics.registry.get_sample_value  # type: ignore[union-attr]
     assert sample("queuewatch_job_retries_total", {"queue": "jobs"}) == 2
+
+
+@pytest.mark.parametrize(("multiplier", "queue_type"), [(1, "classic"), (3, "classic"), (3, "quorum")])
+async def test_retries_that_pass_the_same_delay_queue_twice_are_not_dropped(
+        connection, settings, vhost, multiplier, queue_type):
+    """RabbitMQ drops a message dead-lettered into a queue its x-death names (cycle detection):
+    retries after 1 s and 1 s (level 0 twice), or 1 s and 3 s (level 0 again after level 1),
+    and any second retry (the due queue twice) were lost before the worker cleared queuewatch's
+    own x-death entries from its retry copies."""
+    retry = RetryPolicy(max_attempts=4, backoff_initial=1, backoff_multiplier=multiplier, jitter=0)
+    spec = QueueSpec("jobs", retry=retry, queue_type=queue_type,
+                     max_priority=0 if queue_type == "quorum" else 10)
+    topo = await declare(connection, vhost, spec, delay_levels=4)
+    runs: list[int] = []
+    worker = Worker(settings, topo)
+
+    @worker.job("jobs")
+    async def flaky(job: Job) -> None:
+        runs.append(job.attempt)
+        if job.attempt < 4:
+            raise RuntimeError(f"boom {job.attempt}")
+
+    async with running(worker), AsyncProducer(settings, topo) as producer:
+        await producer.publish("jobs", {}, job_id="flaky")
+        # delays 1+1+1 s or 1+3+9 s (capped to the 15 s the 4 levels allow)
+        await wait_until(lambda: len(runs) >= 4, timeout=40, what="four runs")
+    assert runs == [1, 2, 3, 4]
+    assert await depth(connection, "jobs.dlq") == 0
 
 
 async def test_always_failing_job_lands_in_dlq_with_metadata(connection, settings, vhost):

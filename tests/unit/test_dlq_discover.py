@@ -4,6 +4,14 @@ policies, bindings, Dramatiq's .XQ — not only names ending in .dlq."""
 from __future__ import annotations
 
 from queuewatch.dlq.discover import dead_letter_route, dlqs_of, find_dead_letter_queues, topic_matches
+from queuewatch.topology import (
+    DELIVERY_EXCHANGE,
+    QueueSpec,
+    delay_level_arguments,
+    delay_queue_name,
+    due_queue_arguments,
+    due_queue_name,
+)
 
 
 def test_dlqs_are_found_from_arguments_policies_bindings_and_names():
@@ -70,3 +78,24 @@ def test_topic_matching():
     assert topic_matches("*.x", "a.x") and not topic_matches("*.x", "a.b.x")
     assert topic_matches("#", "") and topic_matches("a.*.#", "a.b")
     assert not topic_matches("a.*", "a")
+
+
+def test_queuewatch_delay_levels_and_due_queues_do_not_make_job_queues_dlqs():
+    # Given queuewatch's own topology for "orders": delay levels that dead-letter onward, the
+    # level 0 into the delivery exchange, and the due queue that dead-letters into "orders"
+    # (these deliver delayed jobs; a job queue is not a DLQ for them)
+    spec = QueueSpec("orders")
+    queues = [
+        {"name": delay_queue_name(0), "arguments": delay_level_arguments(0)},
+        {"name": delay_queue_name(1), "arguments": delay_level_arguments(1)},
+        {"name": due_queue_name("orders"), "arguments": due_queue_arguments("orders")},
+        {"name": "orders", "arguments": spec.arguments()},
+        {"name": "orders.dlq"},
+    ]
+    bindings = [{"source": DELIVERY_EXCHANGE, "destination": due_queue_name("orders"),
+                 "destination_type": "queue", "routing_key": ""}]
+    exchanges = [{"name": DELIVERY_EXCHANGE, "type": "headers"},
+                 {"name": delay_queue_name(0), "type": "topic"}]
+    # When the DLQs are looked for, then the job queue's own DLQ is the only one
+    found = find_dead_letter_queues(queues, bindings, exchanges)
+    assert [(f.name, f.sources) for f in found] == [("orders.dlq", ("orders",))]

@@ -114,3 +114,22 @@ def test_example_topology_parses():
 
     topo = load_topology(Path(__file__).parents[2] / "examples" / "topology.toml")
     assert isinstance(topo, Topology) and {q.name for q in topo.queues} == {"emails", "reports"}
+
+
+def test_without_delay_deaths_keeps_the_jobs_own_history_only():
+    from queuewatch.topology import without_delay_deaths
+    own = {"queue": "legacy", "reason": "rejected", "count": 1}
+    headers = {"x-qw-job-id": "j", "x-death": [
+        {"queue": "queuewatch.due.jobs", "reason": "expired", "count": 2},
+        {"queue": b"queuewatch.delay.0", "reason": "expired", "count": 1}, own]}
+    assert without_delay_deaths(headers) == {"x-qw-job-id": "j", "x-death": [own]}
+    assert without_delay_deaths({"x-death": [{"queue": "queuewatch.delay.3"}]}) == {}
+    assert without_delay_deaths({"a": 1}) == {"a": 1}
+    assert headers["x-death"][0]["queue"] == "queuewatch.due.jobs"  # the input is not changed
+
+
+def test_a_delayed_publish_drops_delay_deaths_from_the_callers_headers():
+    from queuewatch.producer._common import build
+    out = build("jobs", {}, delay=3, delay_levels=4,
+                headers={"x-death": [{"queue": "queuewatch.delay.0"}]})
+    assert "x-death" not in out.headers

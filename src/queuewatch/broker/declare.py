@@ -16,6 +16,7 @@ from typing import Any
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection
+from pamqp.common import FieldTable
 
 from queuewatch.broker.management import ManagementClient
 from queuewatch.envelope import H_TARGET
@@ -25,6 +26,8 @@ from queuewatch.topology import (
     Topology,
     delay_level_arguments,
     delay_queue_name,
+    due_queue_arguments,
+    due_queue_name,
 )
 
 _INEQUIVALENT = re.compile(
@@ -62,6 +65,7 @@ def planned_queues(topology: Topology) -> list[_QueueDecl]:
         if spec.dlq:
             decls.append(_QueueDecl(spec.dlq_name, spec.dlq_arguments(), spec.queue_type))
         decls.append(_QueueDecl(spec.name, spec.arguments(), spec.queue_type))
+        decls.append(_QueueDecl(due_queue_name(spec.name), due_queue_arguments(spec.name), "quorum"))
     return decls
 
 
@@ -171,5 +175,11 @@ async def _bind(channel: AbstractChannel, topology: Topology) -> None:
         ex = await channel.get_exchange(onward, ensure=False)
         await ex.bind(name, routing_key=f"{prefix}0.#")
     for spec in topology.queues:
+        match: FieldTable = {"x-match": "all", H_TARGET: spec.name}
+        due = await channel.get_queue(due_queue_name(spec.name), ensure=False)
+        await due.bind(DELIVERY_EXCHANGE, arguments=match)
+        # Topologies declared before due queues bound the job queue itself: a job due then
+        # would reach it twice (and the full-queue wait would be shared again). Unbinding a
+        # binding that is not there is a no-op.
         queue = await channel.get_queue(spec.name, ensure=False)
-        await queue.bind(DELIVERY_EXCHANGE, arguments={"x-match": "all", H_TARGET: spec.name})
+        await queue.unbind(DELIVERY_EXCHANGE, arguments=match)

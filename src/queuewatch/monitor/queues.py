@@ -13,7 +13,7 @@ from typing import Any
 
 from queuewatch.monitor.kinds import down_reason, kind_of, replicas
 from queuewatch.monitor.model import QueueStats
-from queuewatch.topology import DELAY_PREFIX, DLQ_SUFFIX
+from queuewatch.topology import DELAY_PREFIX, DLQ_SUFFIX, DUE_PREFIX
 
 #: The queue fields one poll asks for (``columns=``): everything :func:`parse_queue` reads.
 MONITOR_QUEUE_COLUMNS: tuple[str, ...] = (
@@ -88,8 +88,8 @@ def full_eta(ready: int, max_length: int | None, net_rate: float) -> float | Non
 
 
 def is_infrastructure(name: str) -> bool:
-    """Queues nobody is meant to consume: DLQs and queuewatch's delay levels."""
-    return name.endswith(DLQ_SUFFIX) or name.startswith(DELAY_PREFIX)
+    """Queues nobody is meant to consume: DLQs, queuewatch's delay levels and due queues."""
+    return name.endswith(DLQ_SUFFIX) or name.startswith((DELAY_PREFIX, DUE_PREFIX))
 
 
 def parse_queue(raw: Mapping[str, Any], now: float, stuck_after: float | None = None,

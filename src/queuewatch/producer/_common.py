@@ -24,6 +24,7 @@ from queuewatch.topology import (
     check_webhook_url,
     delay_entry_exchange,
     delay_routing_key,
+    without_delay_deaths,
 )
 
 OCTET_STREAM = "application/octet-stream"
@@ -142,6 +143,7 @@ def build(
         seconds = math.ceil(delay)
         routing_key = delay_routing_key(seconds, delay_levels)
         exchange = delay_entry_exchange(delay_levels)
+        hdrs = without_delay_deaths(hdrs)  # a job re-sent with its x-death would be dropped
         hdrs[envelope.H_TARGET] = queue
         hdrs[envelope.H_DELAY_MS] = int(delay * 1000)
     return Outgoing(

@@ -12,7 +12,12 @@ from typing import Any
 
 from queuewatch import envelope
 from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
-from queuewatch.topology import DELIVERY_EXCHANGE, delay_entry_exchange, delay_routing_key
+from queuewatch.topology import (
+    DELIVERY_EXCHANGE,
+    delay_entry_exchange,
+    delay_routing_key,
+    without_delay_deaths,
+)
 
 REASON_FAILED = "failed"
 REASON_NON_RETRYABLE = "non-retryable"
@@ -78,7 +83,7 @@ def retry_copy(
 ) -> Copy:
     """The job again, ``attempt + 1``, through the delay levels (at least one second)."""
     seconds = min(max(delay, 1), 2**levels - 1)
-    headers = _failure_headers(message, failure, envelope.now_ms())
+    headers = without_delay_deaths(_failure_headers(message, failure, envelope.now_ms()))
     headers[envelope.H_ATTEMPT] = attempt + 1
     headers[envelope.H_TARGET] = queue
     headers[envelope.H_DELAY_MS] = seconds * 1000
