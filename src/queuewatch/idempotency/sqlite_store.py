@@ -229,17 +229,26 @@ class SqliteStore:
                     return
                 if recorded is None or not on_record(recorded):
                     self._outcomes[key] = outcome
-            self._pending[key] = fut
-            if len(self._pending) >= GROUP_COMMIT_MAX:
-                self._flush()
-            elif not self._flush_scheduled:
-                self._flush_scheduled = True
-                loop.call_later(GROUP_COMMIT_DELAY, self._flush)
+            self._add_pending(key, fut, soon=False)
         await fut
 
+    def _add_pending(self, key: str, fut: asyncio.Future[None], *, soon: bool) -> None:
+        """Queue ``key`` for the next group commit: at once when the batch is full, else
+        within GROUP_COMMIT_DELAY, or at the next loop turn when ``soon`` (the outcome records
+        of one event batch end together: their keys share that commit)."""
+        self._pending[key] = fut
+        if len(self._pending) >= GROUP_COMMIT_MAX:
+            self._flush()
+        elif soon:
+            if not self._soon_scheduled:
+                self._soon_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush_soon)
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_later(GROUP_COMMIT_DELAY, self._flush)
+
     def _recorded(self, key: str, recorded: asyncio.Future[bool]) -> None:
-        """``key``'s outcome record ended: commit the key, alone when the outcome is on record.
-        The records of one event batch end together, so their keys share one commit."""
+        """``key``'s outcome record ended: commit the key, alone when the outcome is on record."""
         fut = self._waiting.pop(key, None)
         if fut is None:
             # (past OUTCOME_WAIT, or closed: committed, or about to be, with its outcome)
@@ -251,12 +260,7 @@ class SqliteStore:
             return
         if on_record(recorded):
             self._outcomes.pop(key, None)
-        self._pending[key] = fut
-        if len(self._pending) >= GROUP_COMMIT_MAX:
-            self._flush()
-        elif not self._soon_scheduled:
-            self._soon_scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush_soon)
+        self._add_pending(key, fut, soon=True)
 
     def _wait_expired(self) -> None:
         """Keys whose outcome's record did not end within OUTCOME_WAIT: commit them with it."""
