@@ -84,6 +84,7 @@ def test_orphaned_excludes_dlqs_and_empty_queues():
         parse_queue(raw("b"), NOW),
         parse_queue(raw("c", messages_ready=5, consumers=1), NOW),
         parse_queue(raw("queuewatch.delay.3", messages_ready=5), NOW),
+        parse_queue(raw("queuewatch.due.a", messages_ready=5), NOW),
     ]
     assert find_orphaned(qs) == ("a",)
 
