@@ -28,6 +28,7 @@ def families() -> dict[str, Family]:
     """Every benchmark family, in the order they run (latency reuses worker figures)."""
     from bench import (
         b_console,
+        b_delay,
         b_events,
         b_failover,
         b_latency,
@@ -50,6 +51,7 @@ def families() -> dict[str, Family]:
         "publish": b_publish.run,
         "latency": b_latency.run,
         "priority": b_priority.run,
+        "delay": b_delay.run,
         "replay": b_replay.run,
         "monitor": b_monitor.run,
         "console": b_console.run,

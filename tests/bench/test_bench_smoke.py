@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 FAMILY_TITLES = (
     "Worker throughput", "Telemetry overhead", "Prefetch sweep", "Publish throughput",
     "End-to-end latency", "Priority queue cost", "DLQ replay", "Monitor snapshot",
-    "Console,", "Console growth",
+    "Console,", "Console growth", "Delayed delivery through a due queue",
 )
 
 
