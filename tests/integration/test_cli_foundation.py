@@ -46,9 +46,10 @@ def test_declare_creates_then_changes_nothing(vhost, tmp_path):
     topo.write_text('delay_levels = 3\n[[queue]]\nname = "jobs"\nmax_length = 5\n')
     first = qw("declare", str(topo), "--vhost", vhost)
     assert first.returncode == 0, first.stderr
-    assert "5 created, 0 unchanged" in first.stdout
+    assert "6 created, 0 unchanged" in first.stdout  # 3 levels, jobs, jobs.dlq, its due queue
+    assert "+ queuewatch.due.jobs" in first.stdout
     second = qw("declare", str(topo), "--vhost", vhost)
-    assert "0 created, 5 unchanged" in second.stdout
+    assert "0 created, 6 unchanged" in second.stdout
 
 
 def test_declare_mismatch_is_one_line(vhost, tmp_path):
