@@ -159,3 +159,13 @@ def test_all_vhosts_keep_same_named_queues_apart():
         ("orphaned", "a/jobs"), ("orphaned", "b/jobs")]
     # And one vhost's snapshot names them as before
     assert find_orphaned(qs[:1]) == ("jobs",)
+
+
+def test_a_due_queue_counts_the_jobs_its_dead_letter_worker_holds():
+    # Given a due queue whose jobs wait for room in a full queue (held, not ready), and a job
+    # queue with dead letters on their way to its DLQ
+    due = parse_queue(raw("queuewatch.due.orders", messages_ready=0, messages_dlx=40), NOW)
+    level = parse_queue(raw("queuewatch.delay.0", messages_ready=2, messages_dlx=3), NOW)
+    job = parse_queue(raw("orders", type="quorum", messages_ready=1, messages_dlx=5), NOW)
+    # Then the due queue and the level show them as waiting; the job queue's ready is its own
+    assert (due.ready, level.ready, job.ready) == (40, 5, 1)

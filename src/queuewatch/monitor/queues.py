@@ -18,7 +18,7 @@ from queuewatch.topology import DELAY_PREFIX, DLQ_SUFFIX, DUE_PREFIX
 #: The queue fields one poll asks for (``columns=``): everything :func:`parse_queue` reads.
 MONITOR_QUEUE_COLUMNS: tuple[str, ...] = (
     "name", "vhost", "type", "state", "arguments", "effective_policy_definition",
-    "messages_ready", "messages_unacknowledged", "message_bytes",
+    "messages_ready", "messages_unacknowledged", "messages_dlx", "message_bytes",
     "consumers", "consumer_utilisation", "head_message_timestamp",
     "message_stats.publish_details.rate", "message_stats.deliver_get_details.rate",
     "message_stats.ack_details.rate", "message_stats.redeliver_details.rate",
@@ -99,12 +99,19 @@ def parse_queue(raw: Mapping[str, Any], now: float, stuck_after: float | None = 
     job queues (DLQs and delay levels have none).
 
     A queue that is down (:mod:`queuewatch.monitor.kinds`) gets None for depth, lag and
-    ETAs: the broker has no current numbers for it, and 0 would read as "empty"."""
+    ETAs: the broker has no current numbers for it, and 0 would read as "empty".
+
+    A delay level's or due queue's ready count includes the messages its at-least-once
+    dead-letter worker holds (``messages_dlx``: expired, on their way on, or refused by a full
+    job queue and waiting for room): the broker does not count them as ready, and a due queue
+    holding a full queue's jobs would read 0."""
     kind = kind_of(str(raw.get("type") or "classic"))
     reps = replicas(raw, kind)
     why_down = down_reason(raw, kind, reps)
     stats = raw.get("message_stats") or {}
     ready = int(raw.get("messages_ready") or 0)
+    if str(raw["name"]).startswith((DELAY_PREFIX, DUE_PREFIX)):
+        ready += int(raw.get("messages_dlx") or 0)
     unacked = int(raw.get("messages_unacknowledged") or 0)
     args = dict(raw.get("arguments") or {})
     publish = _rate(stats, "publish_details")
