@@ -18,6 +18,7 @@ import time
 import pytest
 
 from queuewatch.broker.management import ManagementClient
+from queuewatch.monitor import Monitor
 from queuewatch.producer import AsyncProducer
 from queuewatch.topology import QueueSpec, delay_queue_name, due_queue_name
 from tests.helpers import declare, depth
@@ -69,6 +70,11 @@ async def test_a_full_capped_queue_does_not_hold_back_other_queues_delayed_jobs(
                 break
             assert time.monotonic() < deadline, (in_orders, due.get("messages"), levels_held)
             await asyncio.sleep(1)
+        # And the monitor shows them as waiting in the due queue (the broker counts them as
+        # held by its dead-letter worker, not ready)
+        snap = await Monitor(mgmt, settings).poll()
+        shown = {q.name: q.ready for q in snap.queues}
+        assert shown[due_queue_name("orders")] == due.get("messages")
     if capped_type == "classic":
         assert in_orders == 2
     else:
