@@ -39,3 +39,16 @@ def test_status_table_aligned_with_unknown_age():
     alerts = render_alerts(snap)
     assert "orphaned" in alerts and "oldest_age" in alerts
     assert render_stuck(snap).startswith("no stuck jobs")
+
+
+def test_status_hides_queuewatchs_own_queues_unless_asked():
+    names = ("jobs", "jobs.dlq", "queuewatch.delay.0", "queuewatch.due.jobs", "queuewatch.events",
+             "amq.gen-x1")
+    qs = tuple(parse_queue({"name": n, "vhost": "v", "messages_ready": 1}, NOW) for n in names)
+    snap = Snapshot(taken_at=NOW, vhost="v", broker=BrokerInfo(url="http://x"), queues=qs)
+    short = render_status(snap)
+    assert "2 queues (4 internal hidden: --internal)" in short
+    listed = [line.split()[0] for line in short.splitlines()[2:4]]
+    assert listed == ["jobs", "jobs.dlq"] and "queuewatch.due.jobs" not in short
+    full = render_status(snap, internal=True)
+    assert "6 queues  " in full and all(n in full for n in names)

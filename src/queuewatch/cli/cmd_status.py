@@ -27,6 +27,7 @@ from queuewatch.cli.common import (
 )
 from queuewatch.config import Settings
 from queuewatch.errors import QueuewatchError
+from queuewatch.monitor.history import INTERNAL_PREFIXES
 from queuewatch.monitor.model import NodeStats, QueueStats, Snapshot, fmt_duration
 
 log = logging.getLogger(__name__)
@@ -129,23 +130,29 @@ def _node_text(n: NodeStats) -> str:
     return text
 
 
-def render_status(snap: Snapshot) -> str:
-    rows = [_queue_row(q) for q in snap.queues]
+def render_status(snap: Snapshot, internal: bool = False) -> str:
+    """The status table; queuewatch's own queues (delay levels, due queues, streams) and
+    ``amq.gen-*`` only with ``internal`` (as in the console, ``i``), counted in the head."""
+    queues = list(snap.queues) if internal else [
+        q for q in snap.queues if not q.name.startswith(INTERNAL_PREFIXES)]
+    hidden = len(snap.queues) - len(queues)
+    rows = [_queue_row(q) for q in queues]
     headers = ["QUEUE", "READY", "UNACKED", "CONSUMERS", "FILL", "OLDEST", "DRAIN-ETA", "IN/S",
                "OUT/S", "DLQ"]
     right = {1, 2, 3, 4, 5, 6, 7, 8, 9}
-    if any(q.scheduled for q in snap.queues):  # only when some are waiting: keep it narrow
+    if any(q.scheduled for q in queues):  # only when some are waiting: keep it narrow
         headers.append("SCHED")
         right.add(len(headers) - 1)
         rows = [[*row, "-" if q.scheduled is None else q.scheduled]
-                for q, row in zip(snap.queues, rows, strict=True)]
+                for q, row in zip(queues, rows, strict=True)]
     if snap.vhost is None:  # every vhost: say which
         headers.insert(0, "VHOST")
         right = {i + 1 for i in right}
-        rows = [[q.vhost, *row] for q, row in zip(snap.queues, rows, strict=True)]
+        rows = [[q.vhost, *row] for q, row in zip(queues, rows, strict=True)]
     when = time.strftime("%H:%M:%S", time.localtime(snap.taken_at))
+    shown = f"{len(queues)} queues" + (f" ({hidden} internal hidden: --internal)" if hidden else "")
     head = (f"{snap.broker.url}  vhost {snap.vhost or '(all)'}  RabbitMQ {snap.broker.version}  "
-            f"{when}  {len(snap.queues)} queues  {len(snap.workers)} workers")
+            f"{when}  {shown}  {len(snap.workers)} workers")
     table = format_table(headers, rows, right=right) if rows else "(no queues)"
     nodes = "  ".join(_node_text(n) for n in snap.nodes) or (
         f"(not shown: {snap.nodes_hidden})" if snap.nodes_hidden else "")
@@ -175,11 +182,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         if args.json:
             print_json(snapshot_to_json(snap))
         else:
-            print(render_status(snap))
+            print(render_status(snap, getattr(args, "internal", False)))
         return 0
     # --watch --json prints JSON lines: one compact document per snapshot
     return _watch(args, lambda s: print(json.dumps(snapshot_to_json(s), sort_keys=True))
-                  if args.json else _print_screen(render_status(s)))
+                  if args.json else _print_screen(render_status(s, getattr(args, "internal", False))))
 
 
 def _print_screen(text: str) -> None:
@@ -253,6 +260,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     add_monitor_options(p)
     p.add_argument("--watch", action="store_true", help="reprint every --interval seconds")
+    p.add_argument("--internal", action="store_true",
+                   help="also list queuewatch's own queues (delay levels, due queues, streams) "
+                        "and amq.gen-* (--json always has every queue)")
     p.add_argument("--interval", type=positive_float, metavar="SECONDS",
                    help="seconds between polls with --watch (default: poll_interval, 5)")
     p.add_argument("--count", type=non_negative_int, default=0, metavar="N",
