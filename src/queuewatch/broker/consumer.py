@@ -26,7 +26,13 @@ from aio_pika.abc import AbstractChannel, AbstractQueue
 from aio_pika.message import IncomingMessage
 from aiormq.abc import DeliveredMessage
 
-from queuewatch.broker.errors import ANY_BROKER_ERROR, LINK_OR_AMQP_ERRORS, ChannelNotFound, queue_down_text
+from queuewatch.broker.errors import (
+    ANY_BROKER_ERROR,
+    LINK_OR_AMQP_ERRORS,
+    ChannelNotFound,
+    close_channel,
+    queue_down_text,
+)
 from queuewatch.broker.policy import ReconnectPolicy
 from queuewatch.telemetry import ConsumerStatus
 
@@ -200,12 +206,7 @@ class Subscription:
 
     async def _close_channel(self) -> None:
         channel, self.channel = self.channel, None
-        if channel is None or channel.is_closed:
-            return
-        try:
-            await asyncio.wait_for(channel.close(), 2.0)
-        except ANY_BROKER_ERROR as exc:
-            log.debug("closing the old channel of %r: %s", self.queue, exc)
+        await close_channel(channel)
 
     # -- stopping ----------------------------------------------------------------------
     async def cancel(self, cause: Cause = "stopped", reason: str = "stopped") -> None:
@@ -236,7 +237,7 @@ class Subscription:
         old, self.channel = self.channel, None
         if old is not None and not old.is_closed:
             asyncio.get_running_loop().call_later(
-                keep_old_for, lambda: asyncio.ensure_future(_close_quietly(old)))
+                keep_old_for, lambda: asyncio.ensure_future(close_channel(old)))
         if self.link.alive:
             self.restart_soon()
 
@@ -244,12 +245,3 @@ class Subscription:
         """Cancel and close the channel (unacked deliveries go back to the queue)."""
         await self.cancel()
         await self._close_channel()
-
-
-async def _close_quietly(channel: AbstractChannel) -> None:
-    if channel.is_closed:
-        return
-    try:
-        await asyncio.wait_for(channel.close(), 2.0)
-    except ANY_BROKER_ERROR as exc:
-        log.debug("closing an old consumer channel: %s", exc)

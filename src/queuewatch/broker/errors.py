@@ -11,6 +11,7 @@ import logging
 
 import aiormq
 import aiormq.exceptions
+from aio_pika.abc import AbstractChannel
 
 from queuewatch.config import mask_url
 from queuewatch.errors import AuthenticationFailed, BrokerError, BrokerUnavailable, NotFound
@@ -47,6 +48,22 @@ AMQPError = aiormq.exceptions.AMQPError
 ANY_BROKER_ERROR: tuple[type[BaseException], ...] = (*LINK_ERRORS, AMQPError, RuntimeError)
 #: A broken link or a broker refusal (not the RuntimeError of a programming mistake).
 LINK_OR_AMQP_ERRORS: tuple[type[BaseException], ...] = (*LINK_ERRORS, AMQPError)
+
+
+#: Seconds a clean-up path waits for a channel to close.
+CLOSE_TIMEOUT = 2.0
+
+
+async def close_channel(channel: AbstractChannel | None, timeout: float = CLOSE_TIMEOUT) -> None:
+    """Close ``channel`` (nothing to do when None or closed already) within ``timeout`` s,
+    never raising a broker error: for clean-up paths, where the link may be gone. A failure
+    is logged at debug level."""
+    if channel is None or channel.is_closed:
+        return
+    try:
+        await asyncio.wait_for(channel.close(), timeout)
+    except ANY_BROKER_ERROR as exc:
+        logging.getLogger(__name__).debug("closing a channel: %s", exc)
 
 
 def raise_if_cancelled() -> None:

@@ -32,11 +32,11 @@ from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
 from queuewatch.broker.errors import (
-    ANY_BROKER_ERROR,
     LINK_ERRORS,
     LINK_OR_AMQP_ERRORS,
     ChannelNotFound,
     LinkLost,
+    close_channel,
     queue_down_text,
 )
 from queuewatch.broker.fieldcodec import ENCODE_ERRORS
@@ -223,11 +223,7 @@ class ConfirmedPublisher:
         except LINK_OR_AMQP_ERRORS:
             return None
         finally:
-            if not channel.is_closed:
-                try:
-                    await asyncio.wait_for(channel.close(), 2.0)
-                except ANY_BROKER_ERROR:
-                    pass
+            await close_channel(channel)
         return None
 
     def _forget_channel(self) -> None:
@@ -236,11 +232,7 @@ class ConfirmedPublisher:
     async def close(self) -> None:
         self._raw_channel = None
         channel, self._channel = self._channel, None
-        if channel is not None and not channel.is_closed:
-            try:
-                await asyncio.wait_for(channel.close(), 2.0)
-            except ANY_BROKER_ERROR:
-                pass
+        await close_channel(channel)
 
 
 def classify_pika_error(exc: BaseException) -> PublishResult:

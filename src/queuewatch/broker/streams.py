@@ -22,7 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from queuewatch.broker.errors import ANY_BROKER_ERROR, LINK_OR_AMQP_ERRORS
+from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS, close_channel
 from queuewatch.broker.types import Channel
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ async def declare_stream(open_channel: OpenChannel, name: str, arguments: dict[s
     try:
         await channel.declare_queue(name, durable=True, arguments=arguments)
     finally:
-        await _close(channel)
+        await close_channel(channel)
     await wait_ready(open_channel, name)
 
 
@@ -66,17 +66,9 @@ async def wait_ready(open_channel: OpenChannel, name: str, timeout: float = READ
                 log.debug("stream %r not ready after %gs: %s", name, timeout, exc)
                 return False
         finally:
-            await _close(channel)
+            await close_channel(channel)
         await asyncio.sleep(_PROBE_PAUSE)
 
 
 async def _ignore(message: Any) -> None:
     return None
-
-
-async def _close(channel: Channel) -> None:
-    if not channel.is_closed:
-        try:
-            await asyncio.wait_for(channel.close(), 2.0)
-        except ANY_BROKER_ERROR:
-            pass

@@ -26,7 +26,7 @@ from typing import Protocol
 
 import psutil
 
-from queuewatch.broker.errors import ANY_BROKER_ERROR, raise_if_cancelled
+from queuewatch.broker.errors import ANY_BROKER_ERROR, close_channel, raise_if_cancelled
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.types import Channel, DeliveryMode, ExchangeType, Message
 from queuewatch.telemetry import PRODUCER_ROLE, Heartbeat, OutboxStatus, heartbeat_routing_key
@@ -104,9 +104,7 @@ class ProducerBeats:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         channel, self._channel = self._channel, None
-        if channel is not None and not channel.is_closed:
-            with contextlib.suppress(*ANY_BROKER_ERROR):
-                await asyncio.wait_for(channel.close(), 2.0)
+        await close_channel(channel)
 
     async def beat(self) -> bool:
         """Send one beat now; False when the broker cannot take it (away, or blocking)."""

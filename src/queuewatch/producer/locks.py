@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from queuewatch.broker.errors import ANY_BROKER_ERROR, LINK_OR_AMQP_ERRORS
+from queuewatch.broker.errors import ANY_BROKER_ERROR, LINK_OR_AMQP_ERRORS, close_channel
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties
 from queuewatch.broker.types import Channel
@@ -112,8 +112,4 @@ class Locks:
 
     async def close(self) -> None:
         channel, self._channel = self._channel, None
-        if channel is not None and not channel.is_closed:
-            try:
-                await asyncio.wait_for(channel.close(), 2.0)
-            except ANY_BROKER_ERROR:
-                pass
+        await close_channel(channel)

@@ -29,7 +29,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS
+from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS, close_channel
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties
 from queuewatch.config import Settings
@@ -126,11 +126,7 @@ class TickPublisher:
         except _CHECK_ERRORS as exc:
             return f"queue {queue!r} cannot be checked or does not exist: {exc}"
         finally:
-            if not channel.is_closed:
-                try:
-                    await asyncio.wait_for(channel.close(), 2.0)
-                except _CHECK_ERRORS:
-                    pass
+            await close_channel(channel)
         return None
 
     async def _maybe_pause(self, where: str, job_id: str) -> None:

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from queuewatch.broker.errors import (
-    ANY_BROKER_ERROR,
     CHANNEL_ERRORS,
     LINK_OR_AMQP_ERRORS,
     ChannelNotFound,
+    close_channel,
 )
 from queuewatch.broker.link import BrokerLink
 from queuewatch.config import Settings
@@ -111,11 +111,7 @@ async def leader_running(link: BrokerLink) -> bool | None:
     except LINK_OR_AMQP_ERRORS:
         return None
     finally:
-        if not channel.is_closed:
-            try:
-                await asyncio.wait_for(channel.close(), 2.0)
-            except ANY_BROKER_ERROR:
-                pass
+        await close_channel(channel)
 
 
 async def listing_of(store: ScheduleStore, jobs: Jobs | None,

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from queuewatch.broker.errors import ANY_BROKER_ERROR, raise_if_cancelled
+from queuewatch.broker.errors import ANY_BROKER_ERROR, close_channel, raise_if_cancelled
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.types import Channel, DeliveryMode, IncomingMessage, Message
 from queuewatch.errors import QueuewatchError
@@ -44,7 +44,6 @@ KEY_IDLE = 60.0
 KEY_QUEUE_EXPIRES_MS = 300_000
 
 _ERRORS: tuple[type[BaseException], ...] = (QueuewatchError, *ANY_BROKER_ERROR)
-_CLOSE_ERRORS: tuple[type[BaseException], ...] = (*_ERRORS, TimeoutError)
 
 
 def token_queue(queue: str) -> str:
@@ -120,11 +119,7 @@ class Refiller:
                     log.info("worker %s stopped refilling %r: %s", self.worker_id, self.queue, exc)
             finally:
                 self.leader = False
-                if channel is not None and not channel.is_closed:
-                    try:
-                        await asyncio.wait_for(channel.close(), 2.0)
-                    except _CLOSE_ERRORS:
-                        pass
+                await close_channel(channel)
             await asyncio.sleep(LEADER_RETRY)
 
     async def _refill(self, channel: Channel) -> None:
