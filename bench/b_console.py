@@ -10,10 +10,7 @@ same queues (what any client reading them pays per poll, before doing anything w
 
 from __future__ import annotations
 
-import asyncio
-import json
 import sys
-import time
 
 from bench import procs
 from bench.harness import Bench, Row, Section, Target, one_line, verdict
@@ -82,18 +79,10 @@ async def run(bench: Bench) -> list[Section]:
 async def _probe(queues: int, refreshes: int) -> tuple[dict[str, object] | None, str]:
     proc = procs.python("queuewatch.tui.perf", str(queues), str(refreshes), str(HISTORY),
                         name=f"console-{queues}")
-    try:
-        deadline = time.monotonic() + 900
-        while proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        code = proc.poll()
-        out = procs.log_tail(proc, 50)
-    finally:
-        procs.stop(proc)
-    line = next((ln for ln in reversed(out.splitlines()) if ln.startswith("{")), None)
-    if code != 0 or line is None:
+    found, code, out = await procs.last_json_line(proc, 900, 0.2, 50)
+    if found is None:
         return None, one_line(f"failed: the console probe exited with {code}: {out[-300:]}")
-    return json.loads(line), ""
+    return found, ""
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,6 @@ in one run; and the TUI's update time and RSS at 5k."""
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -257,20 +256,12 @@ async def _tui_rows(settings: Settings, refreshes: int) -> tuple[list[Row], list
     from bench import procs
 
     proc = procs.python("bench.apps.tui_probe", env=env, name="tui-probe")
-    try:
-        deadline = time.monotonic() + 300
-        while proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
-        code = proc.poll()
-        out = procs.log_tail(proc, 200)
-    finally:
-        procs.stop(proc)
-    line = next((ln for ln in reversed(out.splitlines()) if ln.startswith("{")), None)
-    if code != 0 or line is None:
+    found, code, out = await procs.last_json_line(proc, 300, 0.1, 200)
+    if found is None:
         why = one_line(f"failed: the TUI probe exited with {code}: {out[-400:]}")
         return [Row("TUI update", {"result": "n/a"}, None, why)], [
             Target("TUI update median", "< 100 ms", "n/a", "n/a", why)]
-    data = json.loads(line)
+    data: dict[str, Any] = found
     apply_s = stat(data["apply_ms"], "ms")
     rendered = stat(data["rendered_ms"], "ms")
     rss_mb = data["rss"] / 2**20

@@ -84,6 +84,25 @@ def log_tail(proc: subprocess.Popen[bytes], lines: int = 15) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
+async def last_json_line(proc: subprocess.Popen[bytes], timeout: float, interval: float,
+                         tail: int) -> tuple[dict[str, object] | None, int | None, str]:
+    """Wait (at most ``timeout`` s) for a probe process that prints one JSON object as its
+    last ``{`` line, then stop it: (that object or None, its exit code, its log tail)."""
+    import asyncio
+    import json
+
+    try:
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(interval)
+        code = proc.poll()
+        out = log_tail(proc, tail)
+    finally:
+        stop(proc)
+    line = next((ln for ln in reversed(out.splitlines()) if ln.startswith("{")), None)
+    return (json.loads(line) if code == 0 and line is not None else None), code, out
+
+
 @contextlib.contextmanager
 def running(proc: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
     try:
