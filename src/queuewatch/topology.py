@@ -40,6 +40,8 @@ DLQ_SUFFIX = ".dlq"
 DELAY_PREFIX = "queuewatch.delay."
 DELIVERY_EXCHANGE = "queuewatch.delivery"
 DUE_PREFIX = "queuewatch.due."
+#: The queues that carry delayed jobs and retries to their job queues (by dead-lettering).
+SCHEDULING_PREFIXES = (DELAY_PREFIX, DUE_PREFIX)
 DEFAULT_DELAY_LEVELS = 20  # up to 2**20 - 1 s, about 12 days (a "reminder in 7 days" fits)
 MAX_DELAY_LEVELS = 28
 QUEUE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,200}$")
@@ -267,7 +269,8 @@ def without_delay_deaths(headers: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(headers)
     deaths = out.get("x-death")
     if isinstance(deaths, list | tuple):
-        kept = [d for d in deaths if not (isinstance(d, Mapping) and _is_delay_queue(d.get("queue")))]
+        kept = [d for d in deaths
+                if not (isinstance(d, Mapping) and is_scheduling_queue(d.get("queue")))]
         if kept:
             out["x-death"] = kept
         else:
@@ -275,10 +278,11 @@ def without_delay_deaths(headers: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _is_delay_queue(name: object) -> bool:
+def is_scheduling_queue(name: object) -> bool:
+    """A delay level or a due queue (``name`` as str, or bytes from a header)."""
     if isinstance(name, bytes):
         name = name.decode("utf-8", "replace")
-    return isinstance(name, str) and name.startswith((DELAY_PREFIX, DUE_PREFIX))
+    return isinstance(name, str) and name.startswith(SCHEDULING_PREFIXES)
 
 
 def delay_routing_key(delay_seconds: int, levels: int) -> str:

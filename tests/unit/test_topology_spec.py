@@ -133,3 +133,9 @@ def test_a_delayed_publish_drops_delay_deaths_from_the_callers_headers():
     out = build("jobs", {}, delay=3, delay_levels=4,
                 headers={"x-death": [{"queue": "queuewatch.delay.0"}]})
     assert "x-death" not in out.headers
+
+
+def test_scheduling_queues_are_the_delay_levels_and_due_queues_only():
+    from queuewatch.topology import is_scheduling_queue
+    assert is_scheduling_queue("queuewatch.delay.0") and is_scheduling_queue(b"queuewatch.due.q")
+    assert not any(is_scheduling_queue(n) for n in ("queuewatch.webhooks", "q.dlq", None, 3))

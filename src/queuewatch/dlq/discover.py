@@ -28,11 +28,8 @@ from queuewatch.broker.management import ManagementClient
 from queuewatch.broker.wire import Connection
 from queuewatch.dlq.channel import queue_depth
 from queuewatch.errors import NotFound, QueuewatchError
-from queuewatch.topology import DELAY_PREFIX, DUE_PREFIX
+from queuewatch.topology import DLQ_SUFFIX, is_scheduling_queue
 
-DLQ_SUFFIX = ".dlq"
-#: Queues whose dead-lettering is queuewatch's delivery of delayed jobs, not dead letters.
-_SCHEDULING = (DELAY_PREFIX, DUE_PREFIX)
 DRAMATIQ_SUFFIX = ".XQ"
 #: Fields of ``/api/queues`` the discovery reads.
 QUEUE_COLUMNS = ("name", "arguments", "effective_policy_definition", "messages_ready",
@@ -147,7 +144,7 @@ def find_dead_letter_queues(
     how: dict[str, list[str]] = {}
     for name, record in records.items():
         route = dead_letter_route(record)
-        if route is None or name.startswith(_SCHEDULING):
+        if route is None or is_scheduling_queue(name):
             continue  # queuewatch's delay levels and due queues deliver jobs, not dead letters
         for target in _targets(record, route, names, bound, types, keys_of):
             sources.setdefault(target, set()).add(name)

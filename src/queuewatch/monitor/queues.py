@@ -13,7 +13,7 @@ from typing import Any
 
 from queuewatch.monitor.kinds import down_reason, kind_of, replicas
 from queuewatch.monitor.model import QueueStats
-from queuewatch.topology import DELAY_PREFIX, DLQ_SUFFIX, DUE_PREFIX
+from queuewatch.topology import DLQ_SUFFIX, is_scheduling_queue
 
 #: The queue fields one poll asks for (``columns=``): everything :func:`parse_queue` reads.
 MONITOR_QUEUE_COLUMNS: tuple[str, ...] = (
@@ -89,7 +89,7 @@ def full_eta(ready: int, max_length: int | None, net_rate: float) -> float | Non
 
 def is_infrastructure(name: str) -> bool:
     """Queues nobody is meant to consume: DLQs, queuewatch's delay levels and due queues."""
-    return name.endswith(DLQ_SUFFIX) or name.startswith((DELAY_PREFIX, DUE_PREFIX))
+    return name.endswith(DLQ_SUFFIX) or is_scheduling_queue(name)
 
 
 def parse_queue(raw: Mapping[str, Any], now: float, stuck_after: float | None = None,
@@ -110,7 +110,7 @@ def parse_queue(raw: Mapping[str, Any], now: float, stuck_after: float | None = 
     why_down = down_reason(raw, kind, reps)
     stats = raw.get("message_stats") or {}
     ready = int(raw.get("messages_ready") or 0)
-    if str(raw["name"]).startswith((DELAY_PREFIX, DUE_PREFIX)):
+    if is_scheduling_queue(raw["name"]):
         ready += int(raw.get("messages_dlx") or 0)
     unacked = int(raw.get("messages_unacknowledged") or 0)
     args = dict(raw.get("arguments") or {})

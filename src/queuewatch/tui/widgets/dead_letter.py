@@ -15,6 +15,7 @@ from rich.text import Text
 from queuewatch import envelope as env
 from queuewatch.dlq.model import DeadLetter, published_ms
 from queuewatch.monitor.model import fmt_duration
+from queuewatch.topology import is_scheduling_queue
 from queuewatch.tui.layout import Column
 
 #: Headers holding epoch milliseconds.
@@ -22,7 +23,6 @@ TIME_HEADERS = frozenset({env.H_PUBLISHED_MS, env.H_FIRST_FAILED_MS, env.H_LAST_
                           env.H_DEAD_AT_MS})
 #: Shown elsewhere in the pane.
 SHOWN_ELSEWHERE = frozenset({env.H_TRACEBACK, "x-death", env.H_ERROR_TYPE, env.H_ERROR_MESSAGE})
-DELAY_PREFIX = "queuewatch."
 SOURCES = {"queuewatch": "queuewatch headers", "x-death": "RabbitMQ's x-death header",
            "none": "nothing: no death headers"}
 
@@ -44,7 +44,7 @@ def when(ms: Any, now: float) -> str:
 
 def death_lines(entries: Any, now: float) -> list[str]:
     """``x-death`` as lines: ``3× rejected from orders (exchange '', key orders), last …``;
-    passes through queuewatch's delay levels are summed into one line."""
+    passes through queuewatch's delay levels and due queues are summed into one line."""
     lines: list[str] = []
     delay_passes = 0
     for entry in entries if isinstance(entries, list | tuple) else []:
@@ -53,7 +53,7 @@ def death_lines(entries: Any, now: float) -> list[str]:
             continue
         queue = _text(entry.get("queue"))
         count = entry.get("count", 1)
-        if queue.startswith(DELAY_PREFIX):
+        if is_scheduling_queue(queue):
             delay_passes += int(count) if isinstance(count, int) else 1
             continue
         keys = entry.get("routing-keys") or []
@@ -64,7 +64,8 @@ def death_lines(entries: Any, now: float) -> list[str]:
             line += f", last {when(entry['time'], now)}"
         lines.append(line)
     if delay_passes:
-        lines.append(f"+ {delay_passes} passes through queuewatch delay levels (retries waiting)")
+        lines.append(f"+ {delay_passes} passes through queuewatch delay levels and due queues "
+                     "(delays and retries)")
     return lines
 
 
