@@ -8,7 +8,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from queuewatch.metrics import Exporter
+from queuewatch.metrics import Exporter, poller
 from queuewatch.monitor import pacing
 from tests.helpers import wait_until
 from tests.many_queues import declare_many
@@ -63,14 +63,15 @@ async def test_scrapes_at_2000_queues_share_one_render(connection, mgmt, setting
 
 async def test_a_poll_slower_than_the_interval_stretches_it_and_says_so(
         connection, mgmt, settings, vhost, monkeypatch):
-    # Given 2,000 queues, an exporter whose interval (0.05 s) is shorter than a poll of
-    # them, and stretching allowed for polls that short (by default polls under 5 s never
-    # stretch the interval)
+    # Given 2,000 queues, an exporter whose interval (5 ms) is shorter than any poll of
+    # them (a poll took 0.1 s on a fast machine), and stretching allowed for polls that
+    # short (by default polls under 5 s never stretch an interval of at least 0.1 s)
     monkeypatch.setattr(pacing, "STRETCH_AFTER", 0.0)
+    monkeypatch.setattr(poller, "MIN_INTERVAL", 0.001)  # (0.1 s by default)
     await declare_many(connection, QUEUES)
     await wait_until(lambda: listed(mgmt, vhost, QUEUES), timeout=60, interval=0.5,
                      what="2,000 queues listed")
-    exporter = Exporter(settings, heartbeats=False, max_age=0.05)
+    exporter = Exporter(settings, heartbeats=False, max_age=0.005)
     try:
         port = exporter.start(0)
         await wait_until(lambda: exporter.poller.pace is not None, timeout=30,
@@ -83,7 +84,7 @@ async def test_a_poll_slower_than_the_interval_stretches_it_and_says_so(
     # Then the exporter says the interval stretched to 1.5x a poll, longer than asked
     assert pace is not None and pace.stretched
     assert body[("queuewatch_poll_interval_stretched", ())] == 1
-    assert body[("queuewatch_poll_interval_seconds", ())] > 0.05
+    assert body[("queuewatch_poll_interval_seconds", ())] > 0.005
     assert pace.poll_seconds is not None
     assert pace.pause == pytest.approx(pacing.STRETCH_FACTOR * pace.poll_seconds)
     assert pace.queues is not None and pace.queues >= QUEUES
