@@ -29,6 +29,7 @@ from queuewatch.idempotency import IdempotencyStore, OutcomeStore
 from queuewatch.producer.locks import Locks
 from queuewatch.topology import QueueSpec
 from queuewatch.worker import outcomes
+from queuewatch.worker.acks import Acks
 from queuewatch.worker.cancels import CancelList
 from queuewatch.worker.claims import Claims
 from queuewatch.worker.decode import decode_body
@@ -118,6 +119,8 @@ class Processor(Settling):
     """Jobs cancelled before they ran (skipped when they come up)."""
     paused: set[str] = field(default_factory=set)
     """Paused queues: a prefetched job of one goes back to its queue unstarted."""
+    acks: Acks = field(default_factory=Acks)
+    """Every ack of this worker's deliveries goes through it (coalesced per channel)."""
     _next: int = 0
     _ack_lost_seen: dict[str, tuple[float, int]] = field(default_factory=dict)
     """Per queue: when the last "ack lost" line was logged, and how many were not since."""
@@ -174,7 +177,7 @@ class Processor(Settling):
         if self.store is not None and key is not None and await self._duplicate(job, key):
             self.counts.duplicates += 1
             self.observer.on_duplicate(job.queue, job.job_id)
-            await settle(message.ack())
+            await self.acks.ack(message)
             return
         if route.bucket is not None:
             await route.bucket.acquire()
@@ -188,7 +191,9 @@ class Processor(Settling):
                 if channel_gone(message):
                     return  # prefetched on a channel the broker closed: it was requeued
                 if job.queue in self.paused:
-                    await settle(message.reject(requeue=True))  # paused: back, unstarted
+                    # paused: back, unstarted
+                    if await settle(message.reject(requeue=True)):
+                        self.acks.settled(message)
                     return
                 if task is not None:
                     self.active.add(task)
@@ -215,7 +220,7 @@ class Processor(Settling):
                     await recorded
                 elif self.store is not None and key is not None:
                     await self.store.mark_completed(key)
-                if not await settle(message.ack()):
+                if not await self.acks.ack(message):
                     self._ack_lost(job, key)
                 await self._release(message)
                 self.counts.succeeded += 1

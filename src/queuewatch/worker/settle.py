@@ -20,6 +20,7 @@ from typing import Any
 from queuewatch.broker.errors import ANY_BROKER_ERROR
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties, PublishResult
 from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
+from queuewatch.worker.acks import Acks
 from queuewatch.worker.outcomes import Copy
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,8 @@ async def publish_copy(publisher: ConfirmedPublisher | None, message: AbstractIn
     )
 
 
-async def requeue_later(message: AbstractIncomingMessage) -> None:
+async def requeue_later(message: AbstractIncomingMessage, acks: Acks) -> None:
     """Put the original back after :data:`REQUEUE_PAUSE` (no hot loop while a cause persists)."""
     await asyncio.sleep(REQUEUE_PAUSE)
-    await settle(message.nack(requeue=True))
+    if await settle(message.nack(requeue=True)):
+        acks.settled(message)

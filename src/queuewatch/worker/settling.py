@@ -22,6 +22,7 @@ from queuewatch.producer.locks import PREFIX as LOCK_PREFIX
 from queuewatch.producer.locks import Locks
 from queuewatch.topology import QueueSpec
 from queuewatch.worker import outcomes
+from queuewatch.worker.acks import Acks
 from queuewatch.worker.hooks import DEAD_LETTERED, REQUEUED, RETRIED, WorkerObserver
 from queuewatch.worker.job import Job
 from queuewatch.worker.journal import Journal
@@ -49,6 +50,7 @@ class Settling:
     publisher: ConfirmedPublisher | None
     journal: Journal | None
     locks: Locks | None
+    acks: Acks
     _ack_lost_seen: dict[str, tuple[float, int]]
 
     async def _skip(self, message: AbstractIncomingMessage, job: Job, reason: str,
@@ -57,7 +59,7 @@ class Settling:
         log.info("skipping job %s on %r: %s", job.job_id, job.queue, reason)
         if self.journal is not None:
             await self.journal.record(self.journal.skipped(job, reason, whole))
-        await settle(message.ack())
+        await self.acks.ack(message)
         if whole:
             await self._release(message)
 
@@ -122,7 +124,8 @@ class Settling:
                       job.job_id, job.queue, reason, job.attempt, failure.error_type, failure.message)
             if self.journal is not None:
                 await self.journal.record(*events)
-            await settle(message.reject(requeue=False))
+            if await settle(message.reject(requeue=False)):
+                self.acks.settled(message)
             await self._release(message)
             self.counts.dead_lettered += 1
             if not started:
@@ -155,11 +158,11 @@ class Settling:
         if result.ok:
             if events and self.journal is not None:
                 await self.journal.record(*events)
-            await settle(message.ack())
+            await self.acks.ack(message)
             return True
         if result.outcome is Outcome.NACKED:
             self.observer.on_publish_nack(copy.routing_key)
         log.warning("could not publish job %s to %s (%s: %s); requeueing the original",
                     message.message_id, copy.routing_key, result.outcome.value, result.detail)
-        await requeue_later(message)
+        await requeue_later(message, self.acks)
         return False

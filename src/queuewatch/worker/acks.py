@@ -1,0 +1,164 @@
+"""Acks of one channel's deliveries, coalesced: one ``basic.ack multiple=True`` for every
+job that finished in the same turn of the event loop, instead of one frame each.
+
+A busy worker finishes its jobs in bursts (their events are confirmed together, then their
+acks go out together), so most bursts are a run of consecutive delivery tags. The ack of a
+job costs a frame, a future, a queue put and a socket write; coalescing pays those once per
+burst.
+
+**Safety.** ``multiple=True`` acks *every* unacked delivery of the channel up to the tag,
+so it may only cover tags this process settled itself. A cursor walks the channel's tags
+from 1 (AMQP numbers a channel's deliveries 1, 2, 3 ...): it passes a tag only once that
+tag is resolved here — to be acked now, or already settled (acked alone, nacked or
+rejected, the frame written). A tag never resolved (a job still running, a delivery left
+unacked for the broker to requeue, a delivery this code never saw) stops the cursor, and
+every done tag above it is acked alone, at once: no ack waits for a slow job.
+
+Frames of one channel leave in order from one task, so a single ack is never overtaken by
+a ``multiple`` one that covers it (the broker would close the channel: unknown tag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from queuewatch.broker.errors import ANY_BROKER_ERROR
+
+log = logging.getLogger(__name__)
+
+#: Longest the acks of one burst may take to be written (seconds).
+ACK_WRITE_TIMEOUT = 10.0
+
+_ACK = True
+"""Resolved state of a tag: to be acked by the next ``multiple`` frame."""
+_SETTLED = False
+"""Resolved state of a tag: settled already (acked alone, nacked, rejected)."""
+
+
+class ChannelAcks:
+    """The acks of one (aiormq) channel's deliveries (see the module docstring)."""
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self._resolved: dict[int, bool] = {}
+        self._cursor = 1
+        """Every tag below the cursor is resolved, and acked or settled."""
+        self._batch: list[int] = []
+        self._written: asyncio.Future[bool] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.frames = 0
+        """``basic.ack`` frames written (for tests and benchmarks)."""
+
+    def ack(self, tag: int) -> asyncio.Future[bool]:
+        """Ack ``tag`` with the others of this turn of the loop; the future says whether
+        the frame was written (False: the channel is gone, the broker requeues it)."""
+        loop = asyncio.get_running_loop()
+        self._batch.append(tag)
+        if self._written is None:
+            self._written = loop.create_future()
+        written = self._written
+        if self._task is None:
+            self._task = loop.create_task(self._run(), name="acks")
+        return written
+
+    def settled(self, tag: int) -> None:
+        """``tag`` was settled another way, its frame written (a nack, a reject)."""
+        self._resolved[tag] = _SETTLED
+
+    def plan(self, batch: list[int]) -> list[tuple[int, bool]]:
+        """The frames ``(tag, multiple)`` that ack ``batch`` (advances the cursor)."""
+        resolved = self._resolved
+        for tag in batch:
+            resolved[tag] = _ACK
+        upto = 0
+        cursor = self._cursor
+        while cursor in resolved:
+            if resolved.pop(cursor):
+                upto = cursor
+            cursor += 1
+        self._cursor = cursor
+        frames = [(upto, True)] if upto else []
+        for tag in batch:
+            if tag > cursor:  # (the cursor's own tag is unresolved: never in a batch)
+                resolved[tag] = _SETTLED  # acked alone now; the cursor skips it later
+                frames.append((tag, False))
+        return frames
+
+    async def _run(self) -> None:
+        written: asyncio.Future[bool] | None = None
+        try:
+            while self._batch:
+                batch, self._batch = self._batch, []
+                written, self._written = self._written, None
+                ok = await self._write(self.plan(batch))
+                if written is not None and not written.done():
+                    written.set_result(ok)
+                written = None
+        finally:
+            # (cancelled: the worker is stopping; what was not written stays unacked)
+            self._task = None
+            self._batch = []
+            for fut in (written, self._written):
+                if fut is not None and not fut.done():
+                    fut.set_result(False)
+            self._written = None
+
+    async def _write(self, frames: list[tuple[int, bool]]) -> bool:
+        channel = self.channel
+        try:
+            async with asyncio.timeout(ACK_WRITE_TIMEOUT):
+                last = len(frames) - 1
+                for i, (tag, multiple) in enumerate(frames):
+                    # Written in order; waiting for the last one's drain covers them all.
+                    await channel.basic_ack(tag, multiple=multiple, wait=i == last)
+                self.frames += len(frames)
+        except TimeoutError:
+            log.warning("acks could not be written within %gs; the broker redelivers "
+                        "those jobs", ACK_WRITE_TIMEOUT)
+            return False
+        except ANY_BROKER_ERROR as exc:
+            log.debug("acks not sent: %s", exc)
+            return False
+        return True
+
+
+class Acks:
+    """The worker's acks, per channel (a channel's state goes with the channel)."""
+
+    def __init__(self) -> None:
+        self._channels: WeakKeyDictionary[Any, ChannelAcks] = WeakKeyDictionary()
+
+    def of(self, channel: Any) -> ChannelAcks:
+        acks = self._channels.get(channel)
+        if acks is None:
+            acks = self._channels[channel] = ChannelAcks(channel)
+        return acks
+
+    async def ack(self, message: Any) -> bool:
+        """Ack ``message`` (coalesced); False when it could not be written."""
+        tag = message.delivery_tag
+        if tag is None:
+            return True  # (no_ack delivery: nothing to settle)
+        try:
+            channel = message.channel
+        except ANY_BROKER_ERROR:
+            return False
+        return await self.of(channel).ack(tag)
+
+    def settled(self, message: Any) -> None:
+        """``message`` was nacked or rejected (its frame written)."""
+        tag = message.delivery_tag
+        if tag is None:
+            return
+        try:
+            channel = message.channel
+        except ANY_BROKER_ERROR:
+            return
+        self.of(channel).settled(tag)
+
+    @property
+    def frames(self) -> int:
+        return sum(a.frames for a in list(self._channels.values()))

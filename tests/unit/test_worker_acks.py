@@ -1,0 +1,48 @@
+"""The ack coalescer's plan: a ``multiple`` ack covers only tags settled here, consecutive
+from the channel's first; everything past a gap is acked alone, at once."""
+
+from __future__ import annotations
+
+from queuewatch.worker.acks import ChannelAcks
+
+
+def test_a_run_of_consecutive_tags_is_one_multiple_ack() -> None:
+    acks = ChannelAcks(channel=None)
+    assert acks.plan([1, 2, 3]) == [(3, True)]
+    assert acks.plan([5, 4]) == [(5, True)]
+
+
+def test_a_tag_not_settled_here_stops_the_multiple_ack() -> None:
+    acks = ChannelAcks(channel=None)
+    # tag 3 still runs (or was never seen): 4 and 5 must not wait for it, nor be covered
+    assert acks.plan([1, 2, 4, 5]) == [(2, True), (4, False), (5, False)]
+    # when 3 is acked, it alone is covered: 4 and 5 were acked already
+    assert acks.plan([3]) == [(3, True)]
+    assert acks.plan([6]) == [(6, True)]
+
+
+def test_a_rejected_tag_lets_the_cursor_pass_but_is_not_the_acked_tag() -> None:
+    acks = ChannelAcks(channel=None)
+    acks.settled(1)  # rejected (frame written) before the others finished
+    assert acks.plan([2, 3]) == [(3, True)]
+    acks.settled(5)
+    assert acks.plan([4]) == [(4, True)]
+    assert acks.plan([6]) == [(6, True)]
+
+
+def test_only_settled_tags_below_the_cursor_send_nothing() -> None:
+    acks = ChannelAcks(channel=None)
+    acks.settled(1)
+    acks.settled(2)
+    assert acks.plan([]) == []
+    assert acks.plan([3]) == [(3, True)]
+
+
+def test_nothing_is_acked_twice_when_a_gap_closes_late() -> None:
+    acks = ChannelAcks(channel=None)
+    assert acks.plan([2]) == [(2, False)]
+    assert acks.plan([3]) == [(3, False)]
+    # 1 ends last: only it is acked (2 and 3 were acked alone; a second ack of either
+    # would close the channel with "unknown delivery tag")
+    assert acks.plan([1]) == [(1, True)]
+    assert acks.plan([4, 5]) == [(5, True)]
