@@ -48,6 +48,9 @@ RESUBSCRIBE_POLICY = ReconnectPolicy(initial=0.25, factor=2.0, cap=3.0)
 #: Seconds a resumed consumer keeps its old channel open for acks of jobs still running.
 OLD_CHANNEL_GRACE = 3600.0
 
+Wrap = Callable[[DeliveredMessage, bool], Any]
+"""Makes the callback's message of aiormq's delivery and the ``no_ack`` flag."""
+
 Callback = Callable[[Any], Awaitable[None] | None]
 """Called with each delivery (an aio-pika ``IncomingMessage``); see the module docstring."""
 
@@ -79,6 +82,7 @@ class Subscription:
         declare: Callable[[AbstractChannel], Awaitable[AbstractQueue]] | None,
         on_change: Callable[[Subscription], None] | None,
         arguments: Callable[[], dict[str, Any]] | None = None,
+        wrap: Wrap = IncomingMessage,
     ) -> None:
         self.link = link
         self.queue = queue
@@ -87,6 +91,9 @@ class Subscription:
         self.no_ack = no_ack
         self.declare = declare
         self.on_change = on_change
+        self.wrap = wrap
+        """Makes the callback's message of aiormq's delivery (aio-pika's ``IncomingMessage``;
+        the worker's is the lighter :class:`~queuewatch.broker.delivery.Delivery`)."""
         self.arguments = arguments
         """Called on every (re)subscribe for the consume arguments (a stream reader resumes
         from the offset after the last one it saw: ``x-stream-offset``)."""
@@ -195,10 +202,10 @@ class Subscription:
 
     async def _consume(self, underlay: Any, queue: str) -> str:
         """basic.consume straight on aiormq: one task per delivery (aiormq's), not two."""
-        callback, no_ack = self.callback, self.no_ack
+        callback, no_ack, wrap = self.callback, self.no_ack, self.wrap
 
         def deliver(message: DeliveredMessage) -> Awaitable[None] | None:
-            return callback(IncomingMessage(message, no_ack=no_ack))
+            return callback(wrap(message, no_ack))
 
         arguments = self.arguments() if self.arguments is not None else None
         ok = await underlay.basic_consume(queue, deliver, no_ack=no_ack, arguments=arguments)

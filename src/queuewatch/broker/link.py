@@ -33,9 +33,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
+from aio_pika.message import IncomingMessage
 
 from queuewatch.broker.connect import CONNECT_TIMEOUT, connect_one
-from queuewatch.broker.consumer import Callback, Subscription
+from queuewatch.broker.consumer import Callback, Subscription, Wrap
 from queuewatch.broker.errors import ANY_BROKER_ERROR, LINK_ERRORS, LINK_OR_AMQP_ERRORS, LinkLost
 from queuewatch.broker.policy import ReconnectPolicy, policy_for
 from queuewatch.config import Settings, mask_url
@@ -143,12 +144,14 @@ class BrokerLink:
         no_ack: bool = False, declare: Declare | None = None,
         on_change: Callable[[Subscription], None] | None = None,
         arguments: Callable[[], dict[str, Any]] | None = None,
+        wrap: Wrap = IncomingMessage,
     ) -> Subscription:
         """A consumer of ``queue`` kept alive by the link (see :class:`Subscription`).
         ``declare(channel)`` makes the queue (an exclusive queue must be made again on every
         connection); without it the queue must exist (passive declare)."""
         sub = Subscription(self, queue, callback, prefetch=prefetch, no_ack=no_ack,
-                           declare=declare, on_change=on_change, arguments=arguments)
+                           declare=declare, on_change=on_change, arguments=arguments,
+                           wrap=wrap)
         self.subscriptions.append(sub)
         if self.alive and self.connection is not None:
             sub.restart_soon()

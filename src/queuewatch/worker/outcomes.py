@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from queuewatch import envelope
-from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
+from queuewatch.broker.delivery import Delivery
 from queuewatch.topology import (
     DELIVERY_EXCHANGE,
     delay_entry_exchange,
@@ -51,7 +51,7 @@ class Failure:
         return cls(type_name or type(exc).__qualname__, str(exc), tb)
 
 
-def original_route(message: AbstractIncomingMessage, queue: str) -> tuple[str, str]:
+def original_route(message: Delivery, queue: str) -> tuple[str, str]:
     """Where the job was published to; a job that came through the delay levels or a shovel
     replay counts as published straight to its queue (that is where a replay should send
     it)."""
@@ -62,7 +62,7 @@ def original_route(message: AbstractIncomingMessage, queue: str) -> tuple[str, s
     return exchange, message.routing_key or queue
 
 
-def _failure_headers(message: AbstractIncomingMessage, failure: Failure, now: int) -> dict[str, Any]:
+def _failure_headers(message: Delivery, failure: Failure, now: int) -> dict[str, Any]:
     headers = dict(message.headers or {})
     headers.pop(envelope.H_TARGET, None)
     # Every copy carries the replay count; a job a shovel replayed counts that replay here
@@ -78,7 +78,7 @@ def _failure_headers(message: AbstractIncomingMessage, failure: Failure, now: in
 
 
 def retry_copy(
-    message: AbstractIncomingMessage, queue: str, attempt: int, delay: int, levels: int,
+    message: Delivery, queue: str, attempt: int, delay: int, levels: int,
     failure: Failure,
 ) -> Copy:
     """The job again, ``attempt + 1``, through the delay levels (at least one second)."""
@@ -91,7 +91,7 @@ def retry_copy(
 
 
 def dead_letter_copy(
-    message: AbstractIncomingMessage, queue: str, attempt: int, reason: str, failure: Failure,
+    message: Delivery, queue: str, attempt: int, reason: str, failure: Failure,
     worker_id: str,
 ) -> Copy:
     """The job for ``queue.dlq``, with every header replay and the console need."""

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from queuewatch import envelope
+from queuewatch.broker.delivery import Delivery
 from queuewatch.broker.publish import ConfirmedPublisher
-from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
 from queuewatch.idempotency import IdempotencyStore, OutcomeStore
 from queuewatch.producer.locks import Locks
 from queuewatch.topology import QueueSpec
@@ -56,7 +56,7 @@ class Running:
     task: asyncio.Task[Any] | None
     cancel_reason: str | None = None
     settled: bool = False
-    message: AbstractIncomingMessage | None = None
+    message: Delivery | None = None
     """The delivery (its channel tells whether the broker still holds it for us)."""
 
 
@@ -130,7 +130,7 @@ class Processor(Settling):
         """The store, when it keeps outcomes until they are confirmed on record."""
 
     # -- deliveries -------------------------------------------------------------------
-    def spawn(self, message: AbstractIncomingMessage, route: Route) -> None:
+    def spawn(self, message: Delivery, route: Route) -> None:
         """Handle ``message`` in a task of the worker's own (see the module docstring).
         A plain function, so aio-pika calls it without a task of its own."""
         task = asyncio.get_running_loop().create_task(self.handle(message, route))
@@ -143,7 +143,7 @@ class Processor(Settling):
             log.error("handling a delivery failed", exc_info=task.exception())
 
     # -- the pipeline -----------------------------------------------------------------
-    async def handle(self, message: AbstractIncomingMessage, route: Route) -> None:
+    async def handle(self, message: Delivery, route: Route) -> None:
         spec = route.spec
         headers = message.headers or {}
         # A job replayed out of its DLQ starts over: the client replay resets the attempt
@@ -172,7 +172,7 @@ class Processor(Settling):
             if key is not None:
                 self.claims.release(key)
 
-    async def _handle(self, message: AbstractIncomingMessage, route: Route, job: Job,
+    async def _handle(self, message: Delivery, route: Route, job: Job,
                       key: str | None) -> None:
         if self.store is not None and key is not None and await self._duplicate(job, key):
             self.counts.duplicates += 1
@@ -252,7 +252,7 @@ class Processor(Settling):
         elif self.store is not None:
             await self.store.mark_completed(key)
 
-    async def _run(self, message: AbstractIncomingMessage, route: Route,
+    async def _run(self, message: Delivery, route: Route,
                    job: Job) -> tuple[float, Any] | None:
         """Run the handler; returns its duration and return value on success, None when the
         failure is settled."""
@@ -305,7 +305,7 @@ class Processor(Settling):
         finally:
             del self.running[token]
 
-    def _job(self, message: AbstractIncomingMessage, spec: QueueSpec, job_id: str, attempt: int,
+    def _job(self, message: Delivery, spec: QueueSpec, job_id: str, attempt: int,
              payload: Any) -> Job:
         headers = message.headers or {}
         published = headers.get(envelope.H_PUBLISHED_MS)

@@ -28,12 +28,12 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from queuewatch.broker.consumer import Subscription
+from queuewatch.broker.delivery import Delivery
 from queuewatch.broker.errors import ANY_BROKER_ERROR
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.publish import ConfirmedPublisher
 from queuewatch.broker.types import Channel as AbstractChannel
 from queuewatch.broker.types import Connection as AbstractConnection
-from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
 from queuewatch.config import Settings
 from queuewatch.errors import ConfigError, QueuewatchError
 from queuewatch.events.queuestate import QueueStates
@@ -253,7 +253,7 @@ class Worker:
         for name, route in self.routes.items():
             self.subscriptions[name] = self.link.subscribe(
                 name, self._callback(route), prefetch=self.prefetch,
-                on_change=self._on_consumer_change)
+                on_change=self._on_consumer_change, wrap=Delivery)
         await self.pauses.apply()
         for route in self.routes.values():
             if route.limiter is not None:
@@ -286,10 +286,10 @@ class Worker:
                 self.metrics.close()
             self.observer.on_worker_stop(self.worker_id)
 
-    def _callback(self, route: Route) -> Callable[[AbstractIncomingMessage], None]:
+    def _callback(self, route: Route) -> Callable[[Delivery], None]:
         spawn = self.processor.spawn
 
-        def on_message(message: AbstractIncomingMessage) -> None:
+        def on_message(message: Delivery) -> None:
             spawn(message, route)
         return on_message
 

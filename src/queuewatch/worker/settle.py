@@ -17,9 +17,9 @@ import asyncio
 import logging
 from typing import Any
 
+from queuewatch.broker.delivery import Delivery
 from queuewatch.broker.errors import ANY_BROKER_ERROR
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties, PublishResult
-from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
 from queuewatch.worker.acks import Acks
 from queuewatch.worker.outcomes import Copy
 
@@ -31,7 +31,7 @@ REQUEUE_PAUSE = 1.0
 PUBLISH_LINK_WAIT = 10.0
 
 
-def channel_gone(message: AbstractIncomingMessage) -> bool:
+def channel_gone(message: Delivery) -> bool:
     """True when the channel the delivery came on is closed: the broker requeued it, and
     neither an ack nor a nack can reach the broker any more."""
     try:
@@ -61,7 +61,7 @@ async def settle(op: Any) -> bool:
     return True
 
 
-def copy_properties(message: AbstractIncomingMessage, copy: Copy) -> Properties:
+def copy_properties(message: Delivery, copy: Copy) -> Properties:
     return Properties(
         content_type=message.content_type, content_encoding=message.content_encoding,
         delivery_mode=2, priority=message.priority, message_id=message.message_id,
@@ -70,7 +70,7 @@ def copy_properties(message: AbstractIncomingMessage, copy: Copy) -> Properties:
     )
 
 
-async def publish_copy(publisher: ConfirmedPublisher | None, message: AbstractIncomingMessage,
+async def publish_copy(publisher: ConfirmedPublisher | None, message: Delivery,
                        copy: Copy) -> PublishResult:
     if publisher is None:
         return PublishResult(Outcome.LINK_LOST, "the worker is not connected")
@@ -80,7 +80,7 @@ async def publish_copy(publisher: ConfirmedPublisher | None, message: AbstractIn
     )
 
 
-async def requeue_later(message: AbstractIncomingMessage, acks: Acks) -> None:
+async def requeue_later(message: Delivery, acks: Acks) -> None:
     """Put the original back after :data:`REQUEUE_PAUSE` (no hot loop while a cause persists)."""
     await asyncio.sleep(REQUEUE_PAUSE)
     if await settle(message.nack(requeue=True)):

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from queuewatch import envelope
+from queuewatch.broker.delivery import Delivery
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome
-from queuewatch.broker.types import IncomingMessage as AbstractIncomingMessage
 from queuewatch.idempotency import IdempotencyStore
 from queuewatch.producer.locks import PREFIX as LOCK_PREFIX
 from queuewatch.producer.locks import Locks
@@ -53,7 +53,7 @@ class Settling:
     acks: Acks
     _ack_lost_seen: dict[str, tuple[float, int]]
 
-    async def _skip(self, message: AbstractIncomingMessage, job: Job, reason: str,
+    async def _skip(self, message: Delivery, job: Job, reason: str,
                     whole: bool) -> None:
         """A cancelled job (or a copy replaced by "run now") came up: record, then drop it."""
         log.info("skipping job %s on %r: %s", job.job_id, job.queue, reason)
@@ -63,7 +63,7 @@ class Settling:
         if whole:
             await self._release(message)
 
-    async def _release(self, message: AbstractIncomingMessage) -> None:
+    async def _release(self, message: Delivery) -> None:
         """The job is finished: free its ``unique_for`` key, if it has one."""
         lock = (message.headers or {}).get(envelope.H_UNIQUE)
         if isinstance(lock, str) and lock.startswith(LOCK_PREFIX) and self.locks is not None:
@@ -89,7 +89,7 @@ class Settling:
                     job.job_id, job.queue, then, more, ACK_LOST_QUIET)
 
     # -- failures ---------------------------------------------------------------------
-    async def _failed(self, message: AbstractIncomingMessage, route: Route, job: Job,
+    async def _failed(self, message: Delivery, route: Route, job: Job,
                       failure: Failure, started: float, exc: BaseException, reason: str) -> None:
         self.counts.failed += 1
         if job.attempt >= job.max_attempts:
@@ -105,7 +105,7 @@ class Settling:
             self.counts.retried += 1
         self.observer.on_job_end(job, RETRIED if moved else REQUEUED, time.monotonic() - started, exc)
 
-    async def _dead(self, message: AbstractIncomingMessage, job: Job, reason: str,
+    async def _dead(self, message: Delivery, job: Job, reason: str,
                     failure: Failure, started: float, exc: BaseException | None, *,
                     spec: QueueSpec, counted: bool = False) -> None:
         if not counted and reason != outcomes.REASON_MALFORMED:
@@ -143,7 +143,7 @@ class Settling:
         duration = time.monotonic() - started if started else 0.0
         self.observer.on_job_end(job, DEAD_LETTERED if moved else REQUEUED, duration, exc)
 
-    async def _publish_then_ack(self, message: AbstractIncomingMessage, copy: outcomes.Copy,
+    async def _publish_then_ack(self, message: Delivery, copy: outcomes.Copy,
                                 events: Sequence[str] = ()) -> bool:
         """Publish ``copy`` with a confirm, record ``events``, then ack ``message``; requeue
         it if the copy cannot be confirmed."""
