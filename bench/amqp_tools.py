@@ -12,6 +12,7 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
+from bench.cpu import CpuWindow
 from bench.procs import log_tail
 from queuewatch import envelope
 from queuewatch.config import Settings
@@ -107,10 +108,11 @@ async def wait_depth(settings: Settings, queue: str, want: int, timeout: float =
 
 async def time_drain(
     settings: Settings, queue: str, total: int, proc: subprocess.Popen[bytes] | None = None,
-    timeout: float = 600.0, start_timeout: float = 60.0,
+    timeout: float = 600.0, start_timeout: float = 60.0, cpu: CpuWindow | None = None,
 ) -> float:
     """Seconds from the first consumer (or first message gone) until ``queue`` has no ready
-    message left. ``proc`` is the worker doing it: its death aborts the measurement."""
+    message left. ``proc`` is the worker doing it: its death aborts the measurement.
+    ``cpu`` gets that window's CPU use."""
     probe = await DepthProbe.open(settings)
     try:
         t0: float | None = None
@@ -124,9 +126,13 @@ async def time_drain(
                     # started between the previous poll and this one: take the earlier time
                     # (errs by at most one poll interval, on the slow side)
                     t0 = last_idle
+                    if cpu is not None:
+                        cpu.begin()
                 else:
                     last_idle = now
             if t0 is not None and ready == 0:
+                if cpu is not None:
+                    cpu.end()
                 return now - t0
             if proc is not None and proc.poll() is not None:
                 raise RuntimeError(

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 
 from bench import peers
+from bench.apps import common
+from bench.cpu import CpuWindow
 from bench.drain import rate_measure
 from bench.harness import Bench, Row, Section, Target, compare, rate_row, verdict
 from bench.stats import Stat, fmt_ratio, ratio
@@ -136,23 +138,38 @@ async def run_prefetch(bench: Bench) -> list[Section]:
 
 async def run_processes(bench: Bench) -> list[Section]:
     """``queuewatch worker --processes 2`` vs ``--processes 1`` (and Dramatiq ``-p 2`` vs
-    ``-p 1`` when installed), no-op jobs, interleaved."""
-    count = bench.size(20_000, 300)
+    ``-p 1`` when installed), interleaved: no-op jobs (where the broker, on the same
+    cores, takes what a second process would need) and 1 ms CPU-bound jobs (where the
+    jobs' own work needs the cores)."""
+    sections = [await _processes(bench, "noop", bench.size(20_000, 300))]
+    if not bench.quick:
+        sections.append(await _processes(bench, "cpu", 5_000))
+    return sections
+
+
+async def _processes(bench: Bench, job: str, count: int) -> Section:
+    what = ("no-op" if job == "noop" else
+            f"CPU-bound ({common.CPU_SECONDS * 1000:g} ms of Python per job)")
     section = Section(
-        key="processes",
-        title=f"Worker processes, 1 vs 2 ({count:,} no-op persistent jobs)",
+        key="processes" if job == "noop" else f"processes-{job}",
+        title=f"Worker processes, 1 vs 2 ({count:,} {what} persistent jobs)",
         measures=(
             "`queuewatch worker bench.apps.qw_app:make_worker --processes N` (defaults: "
             f"telemetry, metrics, the idempotency store shared by the processes; concurrency "
             f"{bench.config.concurrency} and prefetch {bench.prefetch} per process) draining "
             "a preloaded backlog, N = 1 and 2, beside Dramatiq `-p 1` / `-p 2` when it is "
             "installed; runs interleaved. Ratio: against the same system's 1 process. The "
-            "machine's cores bound the gain (2 cores here, shared with the broker)."
+            "machine's cores bound the gain (2 cores here, shared with the broker): the "
+            "last column says how many cores the broker used and how many stayed idle "
+            "while each drained (psutil, median of the runs)."
         ),
-        columns=COLUMNS,
+        columns=[*COLUMNS, "cores"],
     )
     load = os.getloadavg()
-    contenders = [(f"{system}-p{n}", rate_measure(bench, system, "noop", count, processes=n))
+    cpu = {(system, n): CpuWindow.for_url(bench.settings.amqp_url)
+           for system in ("queuewatch", "dramatiq") for n in (1, 2)}
+    contenders = [(f"{system}-p{n}", rate_measure(bench, system, job, count, processes=n,
+                                                  cpu=cpu[system, n]))
                   for system in ("queuewatch", "dramatiq") for n in (1, 2)]
     results = await compare(bench, contenders, "/s")
     labels = {"queuewatch": "queuewatch worker --processes", "dramatiq": "Dramatiq -p"}
@@ -161,14 +178,15 @@ async def run_processes(bench: Bench) -> list[Section]:
         for n in (1, 2):
             value, why = results[f"{system}-p{n}"]
             tag = " (baseline)" if n == 1 else ""
-            section.rows.append(rate_row(f"{labels[system]} {n}{tag}", value, one,
-                                         na=why or why_one))
+            row = rate_row(f"{labels[system]} {n}{tag}", value, one, na=why or why_one)
+            row.cells["cores"] = cpu[system, n].text()
+            section.rows.append(row)
     qw1, why1 = results["queuewatch-p1"]
     qw2, why2 = results["queuewatch-p2"]
     r = ratio(qw2, qw1)
     section.targets.append(Target(
-        "worker 2 processes vs 1", ">= 1.8× (where the cores allow)", fmt_ratio(r),
-        verdict(None if r is None else r >= 1.8), why1 or why2))
+        f"worker 2 processes vs 1, {what} jobs", ">= 1.8× (where the cores allow)",
+        fmt_ratio(r), verdict(None if r is None else r >= 1.8), why1 or why2))
     for n in (1, 2):
         # queuewatch against Dramatiq with as many processes (paired by round, interleaved)
         qw, why_qw = results[f"queuewatch-p{n}"]
@@ -179,12 +197,12 @@ async def run_processes(bench: Bench) -> list[Section]:
             {"result": pair_spread(qw, dr), "ratio": fmt_ratio(cross)}, None,
             why_qw or why_dr))
         section.targets.append(Target(
-            f"worker no-op defaults vs Dramatiq, {n} process{'es' if n > 1 else ''}", "> 1×",
+            f"worker {what} vs Dramatiq, {n} process{'es' if n > 1 else ''}", "> 1×",
             fmt_ratio(cross), verdict(None if cross is None else cross > 1), why_qw or why_dr))
     section.notes.append(f"load average (1, 5, 15 min) at the start: {load[0]:.1f}, {load[1]:.1f}, "
                          f"{load[2]:.1f}; at the end: " + ", ".join(f"{x:.1f}" for x in os.getloadavg())
                          + f"; {os.cpu_count()} cores")
-    return [section]
+    return section
 
 
 def pair_spread(value: Stat | None, baseline: Stat | None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from bench import peers, procs
 from bench.amqp_tools import DepthProbe, preload, time_drain
+from bench.cpu import CpuWindow
 from bench.harness import Bench, Measure
 from queuewatch.config import Settings
 
@@ -12,7 +13,7 @@ from queuewatch.config import Settings
 async def drain_rate(
     settings: Settings, system: str, job: str, count: int, *, concurrency: int, prefetch: int,
     telemetry: bool = True, max_priority: int | None = 10, priorities: bool = False,
-    idempotency: bool = True, processes: int | None = None,
+    idempotency: bool = True, processes: int | None = None, cpu: CpuWindow | None = None,
 ) -> float:
     """Jobs per second one ``system`` worker process (``processes``: that many, through
     the system's own multi-process mode) drains a backlog of ``count`` at."""
@@ -31,7 +32,7 @@ async def drain_rate(
         processes=processes,
     )
     with procs.running(proc):
-        seconds = await time_drain(settings, peers.QUEUE, count, proc)
+        seconds = await time_drain(settings, peers.QUEUE, count, proc, cpu=cpu)
     if system in ("queuewatch", "raw"):
         await _check_no_dead_letters(settings)
     return count / seconds
@@ -51,8 +52,10 @@ def rate_measure(
     bench: Bench, system: str, job: str, count: int, *, concurrency: int | None = None,
     prefetch: int | None = None, telemetry: bool = True, idempotency: bool = True,
     max_priority: int | None = 10, priorities: bool = False, processes: int | None = None,
+    cpu: CpuWindow | None = None,
 ) -> Measure:
-    """A measurement (for :func:`~bench.harness.compare`) of ``drain_rate``."""
+    """A measurement (for :func:`~bench.harness.compare`) of ``drain_rate`` (``cpu`` gets
+    each drain's CPU use)."""
     conc = concurrency or bench.config.concurrency
     pre = prefetch or bench.prefetch
 
@@ -61,5 +64,5 @@ def rate_measure(
         return await drain_rate(settings, system, job, count, concurrency=conc, prefetch=pre,
                                 telemetry=telemetry, idempotency=idempotency,
                                 max_priority=max_priority, priorities=priorities,
-                                processes=processes)
+                                processes=processes, cpu=cpu)
     return measure

@@ -13,11 +13,20 @@ CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "10"))
 PREFETCH = int(os.environ.get("BENCH_PREFETCH", "100"))
 JOB = os.environ.get("BENCH_JOB", "noop")
 IO_SECONDS = 0.005
+#: CPU a "cpu" job spends (seconds of its thread's CPU time, spinning in Python).
+CPU_SECONDS = 0.001
 #: x-max-priority of the peers' queues (0: their default, no priorities). The harness sets
 #: it to queuewatch's default so every system consumes the same kind of queue.
 PEER_PRIORITY = int(os.environ.get("BENCH_PEER_PRIORITY", "0"))
 
 _latency_file: TextIO | None = None
+
+
+def spin(seconds: float = CPU_SECONDS) -> None:
+    """Spend ``seconds`` of this thread's CPU time (a CPU-bound job; holds the GIL)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
 
 
 def record_latency(published_at: float) -> None:

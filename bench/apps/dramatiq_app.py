@@ -33,5 +33,10 @@ def io(n: int) -> None:
 
 
 @dramatiq.actor(queue_name=common.QUEUE, max_retries=0)
+def cpu(n: int) -> None:
+    common.spin()
+
+
+@dramatiq.actor(queue_name=common.QUEUE, max_retries=0)
 def latency(ts: float) -> None:
     common.record_latency(ts)

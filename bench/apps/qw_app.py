@@ -40,5 +40,7 @@ def make_worker(settings: Settings) -> Worker:
     async def handle(job: Job) -> None:
         if common.JOB == "io":
             await asyncio.sleep(common.IO_SECONDS)
+        elif common.JOB == "cpu":
+            common.spin()
 
     return worker
