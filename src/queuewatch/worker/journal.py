@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from queuewatch.events import model as ev
@@ -42,6 +43,16 @@ class Journal:
     def started(self, job: Job) -> None:
         self.recorder.emit(line(ev.STARTED, job.job_id, job.queue, job.attempt, self.source,
                                 _REDELIVERED if job.redelivered else None))
+
+    def replayed_by_shovel(self, job: Job, dlq: str | None, replays: int) -> None:
+        """``job`` came out of its DLQ through a shovel replay, which moves messages inside
+        the broker and records no event: the worker records the ``replayed`` when it sees
+        the job arrive (through the replay exchange). Its id is the job's and the replay's
+        (``replays``: the count before it), so a redelivery records no second one."""
+        event_id = encode_basestring_ascii(f"{job.job_id}.shovel-replay.{replays}")[1:-1]
+        self.recorder.emit(line(ev.REPLAYED, job.job_id, job.queue, 0, self.source,
+                                {"to": job.queue, "dlq": dlq, "via": "shovel"},
+                                event_id=event_id))
 
     def check_result(self, value: Any) -> Any:
         """``value`` as it will be stored (JSON), or ResultError."""

@@ -148,7 +148,8 @@ class Processor(Settling):
         headers = message.headers or {}
         # A job replayed out of its DLQ starts over: the client replay resets the attempt
         # header, a shovel cannot (it moves messages as they are), so its exchange says so.
-        attempt = 1 if envelope.is_shovel_replay(message.exchange) else envelope.attempt_of(headers)
+        shovelled = envelope.is_shovel_replay(message.exchange)
+        attempt = 1 if shovelled else envelope.attempt_of(headers)
         job_id = message.message_id or f"delivery-{message.delivery_tag}"
         try:
             payload = decode_body(message.body, message.content_type, self.max_payload_bytes)
@@ -158,6 +159,9 @@ class Processor(Settling):
                              Failure("MalformedPayload", str(exc)), 0.0, exc, spec=spec)
             return
         job = self._job(message, spec, job_id, attempt, payload)
+        if shovelled and self.journal is not None:
+            self.journal.replayed_by_shovel(job, spec.dlq_name if spec.dlq else None,
+                                            envelope.replay_count_of(headers))
         if self.cancels is not None:
             verdict = self.cancels.verdict(job_id, headers.get(envelope.H_COPY))
             if verdict is not None:
