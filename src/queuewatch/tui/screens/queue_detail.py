@@ -35,7 +35,7 @@ from queuewatch.tui.widgets.time_chart import TimeChart
 
 class QueueDetailScreen(QueueActions, ReportsFailures, Screen[None]):
     BINDINGS = [Binding("escape,backspace", "app.pop_screen", "Back"),
-                Binding("D", "open_dlq", "Its DLQ"), *QUEUE_ACTION_BINDINGS]
+                Binding("D", "open_dlq", "DLQ"), *QUEUE_ACTION_BINDINGS]
 
     def __init__(self, name: str, source: DataSource | None = None, read_only: bool = False,
                  clock: Callable[[], float] = time.time) -> None:

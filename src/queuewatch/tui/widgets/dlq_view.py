@@ -41,19 +41,24 @@ DESTRUCTIVE = {"replay_selected", "replay_filtered", "delete_selected"}
 
 
 class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
+    # The footer lists them in this order, the replay workflow first: at 80 columns
+    # (compact) the keys up to "d Delete" fit; the others are under ? and :.
     BINDINGS = [
         Binding("slash", "filter", "Filter"),
         Binding("escape", "leave_filter", "Leave filter", show=False),
-        Binding("p", "pick_dlq", "Pick DLQ"),
+        Binding("r", "replay_selected", "Replay", tooltip="Replay the marked dead letters "
+                "(or the one under the cursor)"),
+        Binding("R", "replay_filtered", "Replay filter", tooltip="Replay every dead letter "
+                "the filter shows"),
         Binding("space", "mark", "Mark"),
+        Binding("d", "delete_selected", "Delete", tooltip="Delete the marked dead letters "
+                "(or the one under the cursor)"),
         Binding("a", "mark_all", "Mark all"),
-        Binding("l", "reload", "Reload"),
-        Binding("r", "replay_selected", "Replay marked"),
-        Binding("R", "replay_filtered", "Replay filtered"),
-        Binding("d", "delete_selected", "Delete marked"),
+        Binding("p", "pick_dlq", "Pick DLQ"),
         Binding("e", "export", "Export"),
         Binding("b", "by_cause", "By cause"),
-        Binding("h", "job_history", "Job timeline"),
+        Binding("h", "job_history", "Timeline", tooltip="The job's timeline"),
+        Binding("l", "reload", "Reload"),
     ]
 
     def __init__(self, source: DataSource, read_only: bool, clock: Callable[[], float],

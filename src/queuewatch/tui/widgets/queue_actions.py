@@ -30,7 +30,7 @@ QUEUE_ACTION_BINDINGS = [
     Binding("p", "peek_queue", "Peek"),
     Binding("X", "purge_queue", "Purge"),
     Binding("m", "move_queue", "Move"),
-    Binding("P", "pause_queue", "Pause/resume"),
+    Binding("P", "pause_queue", "Pause"),
     Binding("t", "test_job", "Test job", show=False),
 ]
 #: Refused in read-only mode (peek only reads: it is allowed, as the DLQ browser's reads).

@@ -34,7 +34,7 @@ class QueuesView(QueueActions, TableView):
         Binding("s", "sort", "Sort"),
         Binding("S", "reverse_sort", "Reverse sort", show=False),
         Binding("i", "toggle_internal", "Internal queues", show=False),
-        Binding("D", "open_dlq", "Its DLQ"),
+        Binding("D", "open_dlq", "DLQ"),
         Binding("c", "toggle_chart", "Chart", show=False),
         *QUEUE_ACTION_BINDINGS,
         Binding("enter", "open", "Detail", show=False),
