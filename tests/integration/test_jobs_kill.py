@@ -19,29 +19,36 @@ pytestmark = pytest.mark.slow
 JOBS = 5_000
 
 
-async def test_kill_9_mid_job_timeline_and_ledger_of_events(connection, settings, vhost, tmp_path):
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+async def test_kill_9_mid_job_timeline_and_ledger_of_events(connection, settings, vhost, tmp_path,
+                                                            queue_type):
     # Given a worker process holding a slow job among 5,000 quick ones
-    topo = await declare(connection, vhost, QueueSpec("jobs"), delay_levels=1)
+    quorum = queue_type == "quorum"
+    spec = {"name": "jobs", "queue_type": queue_type, "max_priority": 0 if quorum else 10}
+    topo = await declare(connection, vhost, QueueSpec(**spec), delay_levels=1)  # type: ignore[arg-type]
     url = settings.amqp_url_for()
     a = start_worker_process(tmp_path, amqp_url=url, vhost=vhost, worker_id="w-a",
-                             specs=[{"name": "jobs"}])
+                             specs=[spec])
     b = None
     try:
         await wait_consuming(a, "jobs")
         ids = ["victim"] + [f"q-{i}" for i in range(JOBS)]
         async with AsyncProducer(settings, topo) as producer:
+            if quorum:  # (no priorities: first, so it runs while the backlog drains)
+                await producer.publish("jobs", {"sleep": 4}, job_id="victim")
             for job in ids[1:]:
                 await producer.submit("jobs", {"sleep": 0.002}, job_id=job)
             await producer.flush()
-            # (last, and ahead of the backlog: the kill must come while it runs)
-            await producer.publish("jobs", {"sleep": 4}, job_id="victim", priority=9)
+            if not quorum:
+                # (last, and ahead of the backlog: the kill must come while it runs)
+                await producer.publish("jobs", {"sleep": 4}, job_id="victim", priority=9)
         await wait_until(lambda: "victim" in a.runs("start"), timeout=20, what="victim started")
         await asyncio.sleep(0.5)
         # When the worker is killed -9 while it runs the slow job, and another takes over
         os.kill(a.proc.pid, signal.SIGKILL)
         a.proc.wait(10)
         b = start_worker_process(tmp_path, amqp_url=url, vhost=vhost, worker_id="w-b",
-                                 specs=[{"name": "jobs"}])
+                                 specs=[spec])
         async with Jobs(settings) as jobs:
             assert await jobs.result("victim", timeout=90) is None
             for job in ids[-50:]:
