@@ -28,9 +28,7 @@ async def test_mixed_outcomes_settle_every_delivery_once(connection, settings, v
     # Given jobs that succeed at once, after a random short sleep, fail once (retried), or
     # fail for good (dead-lettered), in a random order
     retry = RetryPolicy(max_attempts=3, backoff_initial=1, backoff_multiplier=1, jitter=0)
-    spec = QueueSpec("jobs", retry=retry, queue_type=queue_type,
-                     max_priority=0 if queue_type == "quorum" else 10)
-    topo = await declare(connection, vhost, spec, delay_levels=2)
+    topo = await _jobs_queue(connection, vhost, queue_type, retry=retry, delay_levels=2)
     rng = random.Random(11)
     kinds = {f"job-{i}": rng.choice(["now", "now", "now", "sleep", "retry", "dead"])
              for i in range(JOBS)}
@@ -70,9 +68,7 @@ async def test_mixed_outcomes_settle_every_delivery_once(connection, settings, v
 async def test_a_backlog_of_quick_jobs_is_acked_in_few_frames(connection, settings, vhost,
                                                               queue_type):
     # Given a backlog of quick jobs
-    spec = QueueSpec("jobs", queue_type=queue_type,
-                     max_priority=0 if queue_type == "quorum" else 10)
-    topo = await declare(connection, vhost, spec, delay_levels=1)
+    topo = await _jobs_queue(connection, vhost, queue_type)
     ran: Counter[str] = Counter()
     worker = Worker(settings, topo, concurrency=10, prefetch=100)
 
@@ -94,6 +90,15 @@ async def test_a_backlog_of_quick_jobs_is_acked_in_few_frames(connection, settin
     assert frames < JOBS / 2
 
 
+async def _jobs_queue(connection, vhost: str, queue_type: str, *,  # type: ignore[no-untyped-def]
+                      retry: RetryPolicy | None = None, delay_levels: int = 1):
+    """The queue "jobs" of ``queue_type`` (priorities on the classic one, as by default)."""
+    spec = QueueSpec("jobs", queue_type=queue_type,
+                     max_priority=0 if queue_type == "quorum" else 10,
+                     **({"retry": retry} if retry is not None else {}))
+    return await declare(connection, vhost, spec, delay_levels=delay_levels)
+
+
 async def _dead_letters(connection, n: int) -> bool:  # type: ignore[no-untyped-def]
     return await depth(connection, "jobs.dlq") >= n
 
@@ -104,9 +109,7 @@ async def test_a_slow_job_at_the_head_holds_back_no_other_ack(connection, settin
     # Given a slow job delivered first, then 400 quick ones, with a prefetch of 50: the
     # quick ones can only all run while the slow one does if their acks are written (the
     # broker sends no more than 50 unacked deliveries)
-    spec = QueueSpec("jobs", queue_type=queue_type,
-                     max_priority=0 if queue_type == "quorum" else 10)
-    topo = await declare(connection, vhost, spec, delay_levels=1)
+    topo = await _jobs_queue(connection, vhost, queue_type)
     quick: Counter[str] = Counter()
     slow_running = asyncio.Event()
     release = asyncio.Event()
