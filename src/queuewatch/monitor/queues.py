@@ -18,7 +18,7 @@ from queuewatch.topology import DLQ_SUFFIX, is_scheduling_queue
 #: The queue fields one poll asks for (``columns=``): everything :func:`parse_queue` reads.
 MONITOR_QUEUE_COLUMNS: tuple[str, ...] = (
     "name", "vhost", "type", "state", "arguments", "effective_policy_definition",
-    "messages_ready", "messages_unacknowledged", "messages_dlx", "message_bytes",
+    "messages", "messages_ready", "messages_unacknowledged", "messages_dlx", "message_bytes",
     "consumers", "consumer_utilisation", "head_message_timestamp",
     "message_stats.publish_details.rate", "message_stats.deliver_get_details.rate",
     "message_stats.ack_details.rate", "message_stats.redeliver_details.rate",
@@ -104,15 +104,22 @@ def parse_queue(raw: Mapping[str, Any], now: float, stuck_after: float | None = 
     A delay level's or due queue's ready count includes the messages its at-least-once
     dead-letter worker holds (``messages_dlx``: expired, on their way on, or refused by a full
     job queue and waiting for room): the broker does not count them as ready, and a due queue
-    holding a full queue's jobs would read 0."""
+    holding a full queue's jobs would read 0. Where ``messages_dlx`` is not reported yet,
+    ``messages`` minus ready and unacked is what the worker holds."""
     kind = kind_of(str(raw.get("type") or "classic"))
     reps = replicas(raw, kind)
     why_down = down_reason(raw, kind, reps)
     stats = raw.get("message_stats") or {}
     ready = int(raw.get("messages_ready") or 0)
-    if is_scheduling_queue(raw["name"]):
-        ready += int(raw.get("messages_dlx") or 0)
     unacked = int(raw.get("messages_unacknowledged") or 0)
+    if is_scheduling_queue(raw["name"]):
+        # (a new quorum queue's record can lack ``messages_dlx`` for a few seconds while
+        # ``messages`` already counts what its dead-letter worker holds)
+        total = raw.get("messages")
+        held = int(raw.get("messages_dlx") or 0)
+        if isinstance(total, int):
+            held = max(held, total - ready - unacked)
+        ready += held
     args = dict(raw.get("arguments") or {})
     publish = _rate(stats, "publish_details")
     ack = _rate(stats, "ack_details")
