@@ -46,3 +46,19 @@ def test_nothing_is_acked_twice_when_a_gap_closes_late() -> None:
     # would close the channel with "unknown delivery tag")
     assert acks.plan([1]) == [(1, True)]
     assert acks.plan([4, 5]) == [(5, True)]
+
+
+def test_a_cursor_stuck_behind_a_long_job_stops_remembering(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import queuewatch.worker.acks as acks_module
+
+    monkeypatch.setattr(acks_module, "MAX_REMEMBERED", 5)
+    acks = ChannelAcks(channel=None)
+    # tag 1 runs for hours; jobs after it are acked alone, and remembered until the cap
+    assert acks.plan([2, 3, 4]) == [(2, False), (3, False), (4, False)]
+    assert acks.plan([5, 6, 7]) == [(5, False), (6, False), (7, False)]
+    assert len(acks._resolved) == 0  # past the cap: forgotten
+    # from then on every ack is single, the long job's too (never a multiple that could
+    # cover a tag it no longer tracks)
+    assert acks.plan([1, 8, 9]) == [(1, False), (8, False), (9, False)]
+    acks.settled(10)
+    assert acks.plan([11]) == [(11, False)]

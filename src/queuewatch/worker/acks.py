@@ -12,7 +12,9 @@ from 1 (AMQP numbers a channel's deliveries 1, 2, 3 ...): it passes a tag only o
 tag is resolved here — to be acked now, or already settled (acked alone, nacked or
 rejected, the frame written). A tag never resolved (a job still running, a delivery left
 unacked for the broker to requeue, a delivery this code never saw) stops the cursor, and
-every done tag above it is acked alone, at once: no ack waits for a slow job.
+every done tag above it is acked alone, at once: no ack waits for a slow job. Those are
+remembered (so that the cursor can pass them later) up to :data:`MAX_REMEMBERED`; a channel
+past that acks every job alone from then on.
 
 Frames of one channel leave in order from one task, so a single ack is never overtaken by
 a ``multiple`` one that covers it (the broker would close the channel: unknown tag).
@@ -31,6 +33,10 @@ log = logging.getLogger(__name__)
 
 #: Longest the acks of one burst may take to be written (seconds).
 ACK_WRITE_TIMEOUT = 10.0
+#: Tags settled past a cursor that does not move (a job running for hours among quick
+#: ones) are remembered up to this many; past it the channel acks every job alone from then
+#: on, and remembers nothing.
+MAX_REMEMBERED = 10_000
 
 _ACK = True
 """Resolved state of a tag: to be acked by the next ``multiple`` frame."""
@@ -46,6 +52,8 @@ class ChannelAcks:
         self._resolved: dict[int, bool] = {}
         self._cursor = 1
         """Every tag below the cursor is resolved, and acked or settled."""
+        self._multiple = True
+        """False once :data:`MAX_REMEMBERED` was passed: single acks only."""
         self._batch: list[int] = []
         self._written: asyncio.Future[bool] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -66,10 +74,13 @@ class ChannelAcks:
 
     def settled(self, tag: int) -> None:
         """``tag`` was settled another way, its frame written (a nack, a reject)."""
-        self._resolved[tag] = _SETTLED
+        if self._multiple:
+            self._resolved[tag] = _SETTLED
 
     def plan(self, batch: list[int]) -> list[tuple[int, bool]]:
         """The frames ``(tag, multiple)`` that ack ``batch`` (advances the cursor)."""
+        if not self._multiple:
+            return [(tag, False) for tag in batch]
         resolved = self._resolved
         for tag in batch:
             resolved[tag] = _ACK
@@ -85,6 +96,10 @@ class ChannelAcks:
             if tag > cursor:  # (the cursor's own tag is unresolved: never in a batch)
                 resolved[tag] = _SETTLED  # acked alone now; the cursor skips it later
                 frames.append((tag, False))
+        if len(resolved) > MAX_REMEMBERED:
+            # (all settled past the cursor: forgetting them only costs the multiple acks)
+            self._multiple = False
+            resolved.clear()
         return frames
 
     async def _run(self) -> None:
