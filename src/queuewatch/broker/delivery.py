@@ -12,12 +12,24 @@ worker reads five or six. It has the attributes and the settling calls of
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aio_pika.abc import DeliveryMode
 from aio_pika.exceptions import ChannelInvalidStateError
 from aio_pika.message import decode_expiration, decode_timestamp
 from aiormq.abc import AbstractChannel, DeliveredMessage
+
+T = TypeVar("T")
+
+
+class _Property(Generic[T]):
+    """A basic property of the delivery, as it came (no conversion)."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __get__(self, obj: Delivery, owner: type[Delivery] | None = None) -> T:
+        return getattr(obj._props, self.field)  # type: ignore[no-any-return]
 
 
 class Delivery:
@@ -47,34 +59,23 @@ class Delivery:
         self.no_ack = no_ack
 
     # -- properties, read when asked ---------------------------------------------------
+    message_id = _Property[str | None]("message_id")
+    content_type = _Property[str | None]("content_type")
+    content_encoding = _Property[str | None]("content_encoding")
+    correlation_id = _Property[str | None]("correlation_id")
+    reply_to = _Property[str | None]("reply_to")
+    type = _Property[str | None]("message_type")
+    user_id = _Property[str | None]("user_id")
+    app_id = _Property[str | None]("app_id")
+
     @property
     def headers(self) -> dict[str, Any]:
         return self._props.headers or {}
 
     @property
-    def message_id(self) -> str | None:
-        return self._props.message_id
-
-    @property
-    def content_type(self) -> str | None:
-        return self._props.content_type
-
-    @property
-    def content_encoding(self) -> str | None:
-        return self._props.content_encoding
-
-    @property
     def priority(self) -> int:
         priority = self._props.priority
         return 0 if priority is None else priority
-
-    @property
-    def correlation_id(self) -> str | None:
-        return self._props.correlation_id
-
-    @property
-    def reply_to(self) -> str | None:
-        return self._props.reply_to
 
     @property
     def delivery_mode(self) -> DeliveryMode:
@@ -88,18 +89,6 @@ class Delivery:
     @property
     def timestamp(self) -> datetime | None:
         return decode_timestamp(self._props.timestamp)
-
-    @property
-    def type(self) -> str | None:
-        return self._props.message_type
-
-    @property
-    def user_id(self) -> str | None:
-        return self._props.user_id
-
-    @property
-    def app_id(self) -> str | None:
-        return self._props.app_id
 
     @property
     def consumer_tag(self) -> str | None:

@@ -159,8 +159,10 @@ def line(kind: str, job_id: str, queue: str, attempt: int, source: Source,
          data: Mapping[str, Any] | None = None, at_ms: int | None = None,
          event_id: str | None = None) -> str:
     """One event as its JSON line, built straight from its parts (the worker's hot path
-    records lines, not :class:`Event` objects)."""
-    text = (f'{{"id":"{event_id or next_event_id()}","kind":"{kind}","job":{_q(job_id)},'
+    records lines, not :class:`Event` objects). ``event_id``: a given id (escaped here);
+    by default a fresh one."""
+    eid = _q(event_id)[1:-1] if event_id else next_event_id()
+    text = (f'{{"id":"{eid}","kind":"{kind}","job":{_q(job_id)},'
             f'"queue":{_q(queue)},"attempt":{int(attempt)},'
             f'"at":{int(now_ms() if at_ms is None else at_ms)},"by":{source.wire}')
     if data:
@@ -175,7 +177,7 @@ Recordable = Event | str
 def _line(e: Recordable) -> str:
     if isinstance(e, str):
         return e
-    return line(e.kind, e.job_id, e.queue, e.attempt, e.source, e.data, e.at_ms, _q(e.event_id)[1:-1])
+    return line(e.kind, e.job_id, e.queue, e.attempt, e.source, e.data, e.at_ms, e.event_id)
 
 
 def encode_batch(events: Iterable[Recordable]) -> bytes:

@@ -24,15 +24,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 from weakref import WeakKeyDictionary
 
+from queuewatch.broker.delivery import Delivery
 from queuewatch.broker.errors import ANY_BROKER_ERROR
 
 log = logging.getLogger(__name__)
 
-#: Longest the acks of one burst may take to be written (seconds).
-ACK_WRITE_TIMEOUT = 10.0
+#: Longest an ack/nack may take to be written (seconds): every wait has a deadline. The
+#: broker requeues what could not be settled when the channel closes.
+SETTLE_TIMEOUT = 10.0
 #: Tags settled past a cursor that does not move (a job running for hours among quick
 #: ones) are remembered up to this many; past it the channel acks every job alone from then
 #: on, and remembers nothing.
@@ -122,57 +125,79 @@ class ChannelAcks:
             self._written = None
 
     async def _write(self, frames: list[tuple[int, bool]]) -> bool:
-        channel = self.channel
-        try:
-            async with asyncio.timeout(ACK_WRITE_TIMEOUT):
-                last = len(frames) - 1
-                for i, (tag, multiple) in enumerate(frames):
-                    # Written in order; waiting for the last one's drain covers them all.
-                    await channel.basic_ack(tag, multiple=multiple, wait=i == last)
-                self.frames += len(frames)
-        except TimeoutError:
-            log.warning("acks could not be written within %gs; the broker redelivers "
-                        "those jobs", ACK_WRITE_TIMEOUT)
-            return False
-        except ANY_BROKER_ERROR as exc:
-            log.debug("acks not sent: %s", exc)
-            return False
-        return True
+        ok = await settle(self._send(frames), "acks")
+        if ok:
+            self.frames += len(frames)
+        return ok
+
+    async def _send(self, frames: list[tuple[int, bool]]) -> None:
+        last = len(frames) - 1
+        for i, (tag, multiple) in enumerate(frames):
+            # Written in order; waiting for the last one's drain covers them all.
+            await self.channel.basic_ack(tag, multiple=multiple, wait=i == last)
+
+
+async def settle(op: Awaitable[Any], what: str = "a nack/reject") -> bool:
+    """Await the writing of ``what``; False when it could not be sent within
+    :data:`SETTLE_TIMEOUT` (the broker then requeues the delivery when its channel
+    closes)."""
+    try:
+        # (asyncio.timeout, not wait_for: no task of its own per frame)
+        async with asyncio.timeout(SETTLE_TIMEOUT):
+            await op
+    except TimeoutError:
+        log.warning("%s could not be written within %gs; the broker redelivers the job(s)",
+                    what, SETTLE_TIMEOUT)
+        return False
+    except ANY_BROKER_ERROR as exc:
+        log.debug("%s not sent: %s", what, exc)
+        return False
+    return True
 
 
 class Acks:
-    """The worker's acks, per channel (a channel's state goes with the channel)."""
+    """Every ack, nack and reject of the worker's deliveries, per channel (a channel's
+    state goes with the channel)."""
 
     def __init__(self) -> None:
         self._channels: WeakKeyDictionary[Any, ChannelAcks] = WeakKeyDictionary()
 
-    def of(self, channel: Any) -> ChannelAcks:
+    def _of(self, message: Delivery) -> tuple[ChannelAcks, int] | None:
+        """The acks of ``message``'s channel and its tag; None when there is nothing to
+        settle (a no_ack delivery) or its channel is closed."""
+        tag = message.delivery_tag
+        if tag is None:
+            return None
+        try:
+            channel = message.channel
+        except ANY_BROKER_ERROR:
+            return None
         acks = self._channels.get(channel)
         if acks is None:
             acks = self._channels[channel] = ChannelAcks(channel)
-        return acks
+        return acks, tag
 
-    async def ack(self, message: Any) -> bool:
+    async def ack(self, message: Delivery) -> bool:
         """Ack ``message`` (coalesced); False when it could not be written."""
-        tag = message.delivery_tag
-        if tag is None:
+        if message.delivery_tag is None:
             return True  # (no_ack delivery: nothing to settle)
-        try:
-            channel = message.channel
-        except ANY_BROKER_ERROR:
-            return False
-        return await self.of(channel).ack(tag)
+        found = self._of(message)
+        return found is not None and await found[0].ack(found[1])
 
-    def settled(self, message: Any) -> None:
-        """``message`` was nacked or rejected (its frame written)."""
-        tag = message.delivery_tag
-        if tag is None:
-            return
-        try:
-            channel = message.channel
-        except ANY_BROKER_ERROR:
-            return
-        self.of(channel).settled(tag)
+    async def nack(self, message: Delivery) -> bool:
+        """Put ``message`` back in its queue (False: not written)."""
+        return self._settled(message, await settle(message.nack(requeue=True)))
+
+    async def reject(self, message: Delivery, requeue: bool) -> bool:
+        """Reject ``message`` (False: not written)."""
+        return self._settled(message, await settle(message.reject(requeue=requeue)))
+
+    def _settled(self, message: Delivery, written: bool) -> bool:
+        # Only once its frame is written may a later ``multiple`` ack pass the tag.
+        found = self._of(message) if written else None
+        if found is not None:
+            found[0].settled(found[1])
+        return written
 
     @property
     def frames(self) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from queuewatch.events import model as ev
@@ -49,10 +48,9 @@ class Journal:
         the broker and records no event: the worker records the ``replayed`` when it sees
         the job arrive (through the replay exchange). Its id is the job's and the replay's
         (``replays``: the count before it), so a redelivery records no second one."""
-        event_id = encode_basestring_ascii(f"{job.job_id}.shovel-replay.{replays}")[1:-1]
         self.recorder.emit(line(ev.REPLAYED, job.job_id, job.queue, 0, self.source,
                                 {"to": job.queue, "dlq": dlq, "via": "shovel"},
-                                event_id=event_id))
+                                event_id=f"{job.job_id}.shovel-replay.{replays}"))
 
     def check_result(self, value: Any) -> Any:
         """``value`` as it will be stored (JSON), or ResultError."""

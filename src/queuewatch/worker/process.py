@@ -39,7 +39,7 @@ from queuewatch.worker.journal import Journal, ResultError
 from queuewatch.worker.limits import QueueLimiter
 from queuewatch.worker.outcomes import Failure
 from queuewatch.worker.ratelimit import TokenBucket
-from queuewatch.worker.settle import channel_gone, settle
+from queuewatch.worker.settle import channel_gone
 from queuewatch.worker.settling import Settling
 
 log = logging.getLogger(__name__)
@@ -195,9 +195,7 @@ class Processor(Settling):
                 if channel_gone(message):
                     return  # prefetched on a channel the broker closed: it was requeued
                 if job.queue in self.paused:
-                    # paused: back, unstarted
-                    if await settle(message.reject(requeue=True)):
-                        self.acks.settled(message)
+                    await self.acks.reject(message, requeue=True)  # paused: back, unstarted
                     return
                 if task is not None:
                     self.active.add(task)

@@ -14,16 +14,12 @@ redelivery decides the rest.
 from __future__ import annotations
 
 import asyncio
-import logging
-from typing import Any
 
 from queuewatch.broker.delivery import Delivery
 from queuewatch.broker.errors import ANY_BROKER_ERROR
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties, PublishResult
 from queuewatch.worker.acks import Acks
 from queuewatch.worker.outcomes import Copy
-
-log = logging.getLogger(__name__)
 
 #: Seconds to wait before requeueing a job whose retry/DLQ copy was not confirmed.
 REQUEUE_PAUSE = 1.0
@@ -38,27 +34,6 @@ def channel_gone(message: Delivery) -> bool:
         return bool(message.channel.is_closed)
     except ANY_BROKER_ERROR:  # aio-pika raises for a closed channel
         return True
-
-
-#: Longest an ack/nack may take to be written (seconds): every wait has a deadline.
-SETTLE_TIMEOUT = 10.0
-
-
-async def settle(op: Any) -> bool:
-    """Ack/nack; False when it could not be sent within :data:`SETTLE_TIMEOUT` (the broker
-    then requeues the delivery when its channel closes)."""
-    try:
-        # (asyncio.timeout, not wait_for: no task of its own per ack)
-        async with asyncio.timeout(SETTLE_TIMEOUT):
-            await op
-    except TimeoutError:
-        log.warning("an ack/nack could not be written within %gs; the broker redelivers the job",
-                    SETTLE_TIMEOUT)
-        return False
-    except ANY_BROKER_ERROR as exc:
-        log.debug("ack/nack not sent: %s", exc)
-        return False
-    return True
 
 
 def copy_properties(message: Delivery, copy: Copy) -> Properties:
@@ -83,5 +58,4 @@ async def publish_copy(publisher: ConfirmedPublisher | None, message: Delivery,
 async def requeue_later(message: Delivery, acks: Acks) -> None:
     """Put the original back after :data:`REQUEUE_PAUSE` (no hot loop while a cause persists)."""
     await asyncio.sleep(REQUEUE_PAUSE)
-    if await settle(message.nack(requeue=True)):
-        acks.settled(message)
+    await acks.nack(message)

@@ -27,7 +27,7 @@ from queuewatch.worker.hooks import DEAD_LETTERED, REQUEUED, RETRIED, WorkerObse
 from queuewatch.worker.job import Job
 from queuewatch.worker.journal import Journal
 from queuewatch.worker.outcomes import Failure
-from queuewatch.worker.settle import channel_gone, publish_copy, requeue_later, settle
+from queuewatch.worker.settle import channel_gone, publish_copy, requeue_later
 
 if TYPE_CHECKING:
     from queuewatch.worker.process import Counts, Route
@@ -124,8 +124,7 @@ class Settling:
                       job.job_id, job.queue, reason, job.attempt, failure.error_type, failure.message)
             if self.journal is not None:
                 await self.journal.record(*events)
-            if await settle(message.reject(requeue=False)):
-                self.acks.settled(message)
+            await self.acks.reject(message, requeue=False)
             await self._release(message)
             self.counts.dead_lettered += 1
             if not started:
