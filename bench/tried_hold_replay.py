@@ -1,0 +1,118 @@
+"""Tried, not kept (issue 16 item 6): a filtered replay that never takes the unmatched out
+of the DLQ. A client consumes the whole DLQ without acking, holds the dead letters the
+filter leaves out (unacked), nacks the matched ones back to the head (requeue), and a plain
+shovel with ``src-delete-after: <matched>`` moves exactly those; closing the channel then
+puts the held ones back where they were.
+
+Beside a plain shovel moving the whole DLQ, interleaved, every other dead letter a timeout::
+
+    PYTHONPATH=. .venv/bin/python -m bench.tried_hold_replay [COUNT [RUNS]]
+
+Prints both rates, their ratios and where the held replay spent its time (reading in
+Python, the requeue of the matched, the shovel moving them). BENCHMARKS.md has the figures.
+"""
+import asyncio
+import sys
+import time
+import uuid
+from typing import Any
+
+from bench import peers
+from bench.amqp_tools import DepthProbe, connect
+from bench.b_replay import DLQ, SHOVEL_PREFETCH, _prepare, _shovel
+from bench.harness import Bench, BenchConfig, make_settings
+from queuewatch import envelope as env
+from queuewatch.broker.management import ManagementClient, q
+from queuewatch.config import Settings
+
+
+async def hold(settings: Settings, count: int, mgmt: ManagementClient, half: bool = True,
+               detail: list[tuple[float, float, float, float, int, int, int]] | None = None,
+               ) -> float:
+    await _prepare(settings, count, half=half)
+    vhost = settings.effective_vhost
+    conn = await connect(settings)
+    probe = await DepthProbe.open(settings)
+    try:
+        t0 = time.perf_counter()
+        ch = await conn.channel()
+        raw = await ch.get_underlay_channel()
+        matched: list[int] = []
+        seen = 0
+        done = asyncio.get_running_loop().create_future()
+
+        def on_message(msg: Any) -> None:
+            nonlocal seen
+            seen += 1
+            h = msg.header.properties.headers or {}
+            if h.get(env.H_ERROR_NAME_PLAIN) == "TimeoutError" or h.get(env.H_ERROR_TYPE_PLAIN) == "TimeoutError":
+                matched.append(msg.delivery.delivery_tag)
+            if seen >= count and not done.done():
+                done.set_result(None)
+
+        async def cb(msg: Any) -> None:
+            on_message(msg)
+
+        await raw.basic_qos(prefetch_count=0)
+        ok = await raw.basic_consume(DLQ, cb, no_ack=False)
+        await done
+        t1 = time.perf_counter()
+        await raw.basic_cancel(ok.consumer_tag)
+        await asyncio.gather(*(raw.basic_nack(tag, multiple=False, requeue=True)
+                               for tag in matched))
+        # barrier: a round trip on the same channel
+        await raw.basic_qos(prefetch_count=0)
+        t2 = time.perf_counter()
+        k = len(matched)
+        name = f"bench-hold-{uuid.uuid4().hex[:6]}"
+        uri = f"amqp:///{q(vhost)}"
+        await mgmt.put_shovel(vhost, name, {
+            "src-protocol": "amqp091", "src-uri": uri, "src-queue": DLQ,
+            "dest-protocol": "amqp091", "dest-uri": uri, "dest-queue": peers.QUEUE,
+            "ack-mode": "on-confirm", "src-delete-after": k,
+            "src-prefetch-count": min(SHOVEL_PREFETCH, k),
+        })
+        while True:
+            moved, _ = await probe.counts(peers.QUEUE)
+            if moved >= k:
+                break
+            await asyncio.sleep(0.02)
+        t3 = time.perf_counter()
+        await ch.close()
+        elapsed = time.perf_counter() - t0
+        await mgmt.delete_shovel(vhost, name)
+        await asyncio.sleep(0.3)
+        left, _ = await probe.counts(DLQ)
+        moved, _ = await probe.counts(peers.QUEUE)
+        if detail is not None:
+            detail.append((t1 - t0, t2 - t1, t3 - t2, elapsed - (t3 - t0), k, moved, left))
+        return count / elapsed
+    finally:
+        await probe.close()
+        await conn.close()
+
+
+async def main(count: int, runs: int) -> None:
+    settings = make_settings()
+    mgmt = ManagementClient(settings)
+    bench = Bench(settings, mgmt, BenchConfig(runs=1))
+    res: dict[str, list[float]] = {"shovel": [], "hold": []}
+    details: list[tuple[float, float, float, float, int, int, int]] = []
+    for _ in range(runs):
+        async with bench.vhost("proto-shovel") as st:
+            res["shovel"].append(await _shovel(st, count, mgmt))
+        async with bench.vhost("proto-hold") as st:
+            res["hold"].append(await hold(st, count, mgmt, detail=details))
+    for k, v in res.items():
+        print(k, [f"{x:,.0f}" for x in v])
+    print("ratios", [f"{h / s:.2f}" for h, s in zip(res["hold"], res["shovel"], strict=True)])
+    for d in details:
+        read, nack, shovel, close, k, moved, left = d
+        print(f"read {read:.2f}s requeue {nack:.2f}s shovel {shovel:.2f}s close {close:.2f}s "
+              f"matched {k} moved {moved} left {left}")
+    await mgmt.aclose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 20000,
+                     int(sys.argv[2]) if len(sys.argv) > 2 else 3))
