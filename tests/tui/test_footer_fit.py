@@ -4,6 +4,7 @@ command bar first; the DLQ view, with more keys than fit, shows its replay workf
 from __future__ import annotations
 
 import pytest
+from textual.widgets import Tab
 from textual.widgets._footer import FooterKey
 
 from tests.tui.canned_app import canned_app
@@ -47,3 +48,24 @@ async def test_the_queue_detail_fits_its_keys_and_a_wide_terminal_shows_the_pale
         await pilot.resize_terminal(200, 50)
         await settle(pilot)
         assert "command_palette" in [k.action for k in _keys(app)]
+
+
+@pytest.mark.parametrize("width", [80, 87, 88, 120])
+async def test_every_tab_title_shows_in_full(width: int) -> None:
+    # Given the console at ``width`` columns (80: the tabs lose their left padding)
+    app = canned_app()
+    async with app.run_test(size=(width, 24)) as pilot:
+        await settle(pilot)
+        # Then each of the eight tab titles lies wholly on screen, in key order
+        tabs = list(app.screen.query(Tab))
+        assert [str(t.label)[0] for t in tabs] == list("12345678")
+        cut = [(str(t.label), t.region.right) for t in tabs
+               if t.region.width < len(str(t.label)) or t.region.right > width]
+        assert cut == [], f"at {width} columns"
+        # And a resize to a wide terminal gives the padding back (and a narrow one takes it)
+        await pilot.resize_terminal(200, 50)
+        await settle(pilot)
+        assert all(t.region.width == len(str(t.label)) + 2 for t in tabs)
+        await pilot.resize_terminal(80, 24)
+        await settle(pilot)
+        assert max(t.region.right for t in tabs) <= 80

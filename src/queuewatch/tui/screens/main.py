@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 VIEWS = (("queues", "Queues"), ("workers", "Workers"), ("stuck", "Stuck jobs"),
          ("dlq", "DLQ browser"), ("alerts", "Alerts"), ("busy", "Busy"),
          ("scheduled", "Scheduled/Retries"), ("schedules", "Schedules"))
+#: Below this width the tabs lose their left padding (one space between two titles), so all
+#: eight titles fit in 80 columns (86 cells with Textual's padding, 78 without).
+TIGHT_TABS_BELOW = 88
+
 class MainScreen(Screen[None]):
     BINDINGS = [
         *(Binding(str(i), f"view('{view}')", title, show=False)
@@ -76,8 +80,12 @@ class MainScreen(Screen[None]):
         yield PinnedFooter()
 
     def on_mount(self) -> None:
+        self.set_class(self.app.size.width < TIGHT_TABS_BELOW, "tight-tabs")
         self.query_one("#queue-table").focus()
         cast("QueuewatchApp", self.app).main_ready()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.width < TIGHT_TABS_BELOW, "tight-tabs")
 
     @property
     def active_view(self) -> str:
