@@ -1,15 +1,21 @@
-"""Tried, not kept (issue 16 item 6): a filtered replay that never takes the unmatched out
-of the DLQ. A client consumes the whole DLQ without acking, holds the dead letters the
+"""Tried, not kept (issue 16 item 6), with the plain shovel moving the whole DLQ beside it,
+interleaved, on DLQs where every other dead letter is a timeout. BENCHMARKS.md has the
+figures. ::
+
+    PYTHONPATH=. .venv/bin/python -m bench.tried_replay hold [COUNT [RUNS]]
+    PYTHONPATH=. .venv/bin/python -m bench.tried_replay version2 [COUNT [RUNS]]
+
+``hold``: a filtered replay that never takes the unmatched out of the DLQ. A client consumes the whole DLQ without acking, holds the dead letters the
 filter leaves out (unacked), nacks the matched ones back to the head (requeue), and a plain
 shovel with ``src-delete-after: <matched>`` moves exactly those; closing the channel then
 puts the held ones back where they were.
 
-Beside a plain shovel moving the whole DLQ, interleaved, every other dead letter a timeout::
-
-    PYTHONPATH=. .venv/bin/python -m bench.tried_hold_replay [COUNT [RUNS]]
-
 Prints both rates, their ratios and where the held replay spent its time (reading in
-Python, the requeue of the matched, the shovel moving them). BENCHMARKS.md has the figures.
+Python, the requeue of the matched, the shovel moving them).
+
+``version2``: queuewatch's filtered replay as shipped (all and half matching) and the plain
+shovel, every queue of the vhost in classic queue version 2 (policy ``queue-version: 2``):
+does the newer queue index take the held back half in more cheaply?
 """
 import asyncio
 import sys
@@ -19,7 +25,7 @@ from typing import Any
 
 from bench import peers
 from bench.amqp_tools import DepthProbe, connect
-from bench.b_replay import DLQ, SHOVEL_PREFETCH, _prepare, _shovel
+from bench.b_replay import DLQ, SHOVEL_PREFETCH, ReplayFacts, _prepare, _qw_replay, _shovel
 from bench.harness import Bench, BenchConfig, make_settings
 from queuewatch import envelope as env
 from queuewatch.broker.management import ManagementClient, q
@@ -92,7 +98,32 @@ async def hold(settings: Settings, count: int, mgmt: ManagementClient, half: boo
         await conn.close()
 
 
-async def main(count: int, runs: int) -> None:
+async def version2(count: int, runs: int) -> None:
+    settings = make_settings()
+    mgmt = ManagementClient(settings)
+    bench = Bench(settings, mgmt, BenchConfig(runs=1))
+    res: dict[str, list[float]] = {"shovel": [], "half": [], "all": []}
+    for _ in range(runs):
+        for key, rates in res.items():
+            async with bench.vhost("tried-v2") as st:
+                await mgmt.request("PUT", f"/policies/{q(st.effective_vhost)}/v2", json={
+                    "pattern": ".*", "apply-to": "queues", "definition": {"queue-version": 2}})
+                if key == "shovel":
+                    rates.append(await _shovel(st, count, mgmt))
+                else:
+                    rates.append(await _qw_replay(st, count, [], ReplayFacts(), timeouts=key))
+                info = await mgmt.queue(st.effective_vhost, DLQ) or {}
+                policy = info.get("effective_policy_definition") or {}
+                if policy.get("queue-version") != 2:
+                    raise RuntimeError(f"the DLQ's policy is {policy}, not queue-version 2")
+    for k, v in res.items():
+        print(k, [f"{x:,.0f}" for x in v])
+    for k in ("half", "all"):
+        print(f"{k}/shovel", [f"{a / b:.2f}" for a, b in zip(res[k], res["shovel"], strict=True)])
+    await mgmt.aclose()
+
+
+async def hold_vs_shovel(count: int, runs: int) -> None:
     settings = make_settings()
     mgmt = ManagementClient(settings)
     bench = Bench(settings, mgmt, BenchConfig(runs=1))
@@ -114,5 +145,9 @@ async def main(count: int, runs: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 20000,
-                     int(sys.argv[2]) if len(sys.argv) > 2 else 3))
+    what = sys.argv[1] if len(sys.argv) > 1 else ""
+    if what not in ("hold", "version2"):
+        sys.exit("usage: python -m bench.tried_replay hold|version2 [COUNT [RUNS]]")
+    run = hold_vs_shovel if what == "hold" else version2
+    asyncio.run(run(int(sys.argv[2]) if len(sys.argv) > 2 else 20000,
+                    int(sys.argv[3]) if len(sys.argv) > 3 else 3))
