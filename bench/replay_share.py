@@ -1,0 +1,84 @@
+"""Where a filtered replay's two paths cross: the shovel underneath (the broker moves every
+dead letter, the held back ones back into the DLQ) against the per-message replay (Python
+reads every dead letter and republishes the matching ones), as the share of matching dead
+letters falls. It sets :data:`queuewatch.dlq.shovel.MIN_SHARE`. ::
+
+    PYTHONPATH=. .venv/bin/python -m bench.replay_share [COUNT [RUNS [SHARES]]]
+
+``SHARES``: comma-separated fractions (default ``0.01,0.02,0.05,0.2``). Each run: a fresh
+vhost, ``COUNT`` persistent dead letters of which one in ``1/share`` is a timeout,
+``replay(DeadLetterFilter(error_type="TimeoutError"), via_shovel=True|False)`` timed from
+the call to its return; the two paths interleaved. Prints the rates (dead letters gone
+through per second) and the ratio shovel / per-message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from bench import peers
+from bench.amqp_tools import connect, preload
+from bench.b_replay import DLQ, _depth, dead_letter
+from bench.harness import Bench, BenchConfig, make_settings
+from queuewatch.broker.management import ManagementClient
+from queuewatch.config import Settings
+from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue
+
+
+async def replay_rate(settings: Settings, count: int, share: float, via_shovel: bool) -> float:
+    """Dead letters gone through per second by one filtered replay on a fresh DLQ."""
+    step = max(round(1 / share), 1)
+    await peers.setup_queue("queuewatch", settings)
+    await preload(settings, DLQ, count, lambda i: dead_letter(
+        i, "TimeoutError" if i % step == 0 else "ValueError"))
+    matching = len(range(0, count, step))
+    with tempfile.TemporaryDirectory(prefix="qwbench-share-") as state:
+        st = replace(settings, state_dir=Path(state))
+        conn = await connect(st)
+        mgmt = ManagementClient(st)
+        try:
+            dlq = DeadLetterQueue(conn, mgmt, st, DLQ)
+            t0 = time.perf_counter()
+            result = await dlq.replay(DeadLetterFilter(error_type="TimeoutError"),
+                                      via_shovel=via_shovel)
+            elapsed = time.perf_counter() - t0
+        finally:
+            await conn.close()
+            await mgmt.aclose()
+    await asyncio.sleep(0.5)  # acks in flight at the return reach the broker
+    moved = await _depth(settings, peers.QUEUE)
+    if (moved, result.replayed) != (matching, matching):
+        raise RuntimeError(f"{moved} in the job queue, {result.replayed} reported replayed, "
+                           f"where {matching} match")
+    return count / elapsed
+
+
+async def main(count: int, runs: int, shares: list[float]) -> None:
+    settings = make_settings()
+    mgmt = ManagementClient(settings)
+    bench = Bench(settings, mgmt, BenchConfig(runs=1))
+    try:
+        for share in shares:
+            rates: dict[bool, list[float]] = {True: [], False: []}
+            for _ in range(runs):
+                for via in (True, False):
+                    async with bench.vhost("share") as st:
+                        rates[via].append(await replay_rate(st, count, share, via))
+            ratios = [a / b for a, b in zip(rates[True], rates[False], strict=True)]
+            print(f"share {share:g}: shovel {[f'{x:,.0f}/s' for x in rates[True]]}  "
+                  f"per-message {[f'{x:,.0f}/s' for x in rates[False]]}  "
+                  f"shovel/per-message {[f'{r:.2f}' for r in ratios]}", flush=True)
+    finally:
+        await mgmt.aclose()
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    asyncio.run(main(int(args[0]) if args else 20_000, int(args[1]) if len(args) > 1 else 2,
+                     [float(x) for x in (args[2] if len(args) > 2 else "0.01,0.02,0.05,0.2")
+                      .split(",")]))
