@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -151,14 +151,17 @@ class Inbox:
 
 
 async def consume(
-    raw: Any, queue: str, prefetch: int, inbox: Inbox | None = None,
+    raw: Any, queue: str, prefetch: int, inbox: Inbox | None = None, *,
+    on_message: Callable[[Delivery], Awaitable[None]] | None = None,
 ) -> tuple[Inbox, str]:
     """Start consuming ``queue`` without auto-ack, ``prefetch`` unacked deliveries at most
-    for this consumer (0: no limit); returns the inbox and the consumer tag."""
+    for this consumer (0: no limit); returns the inbox and the consumer tag.
+    ``on_message``: called with each delivery instead of putting it in the inbox (it
+    forwards to an inbox of its own)."""
     inbox = inbox or Inbox()
     try:
         await bounded(raw.basic_qos(prefetch_count=prefetch, global_=False), OP_TIMEOUT, "basic.qos")
-        ok = await bounded(raw.basic_consume(queue, inbox, no_ack=False), OP_TIMEOUT,
+        ok = await bounded(raw.basic_consume(queue, on_message or inbox, no_ack=False), OP_TIMEOUT,
                            f"consume {queue!r}")
     except wire.ChannelNotFound as exc:
         raise NotFound(f"queue {queue!r} does not exist in this vhost") from exc

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from contextlib import aclosing
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,12 +31,10 @@ from queuewatch.broker.errors import is_link_error
 from queuewatch.broker.fieldcodec import ENCODE_ERRORS, sendable_name
 from queuewatch.broker.publish import Outcome, classify_failure
 from queuewatch.broker.wire import Connection, Delivery
-from queuewatch.dlq.acker import Acker, AckWriter
 from queuewatch.dlq.channel import (
     IDLE_TIMEOUT,
     MAX_PREFETCH,
     Inbox,
-    consume,
     delivery_tag,
     exchange_exists,
     publish,
@@ -48,6 +46,7 @@ from queuewatch.dlq.decode import for_publish
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.model import DeadLetter, Route
 from queuewatch.dlq.peek import ProgressFn, iterate, to_dead_letter
+from queuewatch.dlq.readers import ReadChannel, Readers
 from queuewatch.dlq.watch import (
     CLOSE_TIMEOUT,
     STALL_TIMEOUT,
@@ -247,12 +246,11 @@ async def dry_run(
 
 class _Replayer:
     def __init__(
-        self, rin: Any, rout: Any, opts: ReplayOptions, pub: Connection, watch: Watch
+        self, readers: Readers, rout: Any, opts: ReplayOptions, pub: Connection, watch: Watch
     ) -> None:
-        self.rin, self.rout, self.opts, self.pub, self.watch = rin, rout, opts, pub, watch
+        self.readers, self.rout, self.opts, self.pub, self.watch = readers, rout, opts, pub, watch
+        self.inbox = readers.inbox
         self.exchanges: dict[str, bool] = {}
-        self.ack_writer = AckWriter(rin, self._checkpoint)
-        self.acker = Acker(self.ack_writer)
         self.window = asyncio.Semaphore(max(opts.window, 1))
         self.in_flight: dict[str, asyncio.Future[Any]] = {}
         self.tasks: set[asyncio.Future[Any]] = set()
@@ -262,51 +260,20 @@ class _Replayer:
         """Republishes given up on without a confirm (the link died)."""
         self.unsent = 0
         """Republishes the closed channel refused to write (surely not sent)."""
-        self.inbox = Inbox(watch)
-        self.queue = ""
-        self.consumer_tag = ""
-        self.prefetch = 0
-        self.consumers = 0
-        """Consumers started on the DLQ channel (each may hold ``prefetch`` unacked)."""
-        self.held_here = 0
-        """Deliveries held by the current consumer (they count against its prefetch)."""
         self.started = time.monotonic()
 
-    async def _checkpoint(self) -> None:
-        """A request whose answer proves the acks before it arrived: ``basic.qos`` (per
-        consumer: it only applies to consumers started later, with the same value). Never
-        cancelled nor timed out (see :meth:`AckWriter.abort`): it ends with its answer or
-        with the channel."""
-        await self.rin.basic_qos(prefetch_count=self.prefetch, global_=False)
-
     async def start(self, queue: str, target: int) -> None:
-        self.queue = queue
-        self.prefetch = min(target, 3 * max(self.opts.window, 1))
-        self.prefetch = 0 if self.prefetch > MAX_PREFETCH else self.prefetch
-        _inbox, self.consumer_tag = await consume(self.rin, queue, self.prefetch, self.inbox)
-        self.consumers += 1
+        prefetch = min(target, 3 * max(self.opts.window, 1))
+        await self.readers.start(queue, target, 0 if prefetch > MAX_PREFETCH else prefetch)
 
     def _track(self, fut: asyncio.Future[Any]) -> None:
         self.tasks.add(fut)
         fut.add_done_callback(self.tasks.discard)
 
-    def hold(self, tag: int, skip: Skipped | None = None) -> None:
-        self.acker.hold(tag)
-        self.held_here += 1
+    def hold(self, rc: ReadChannel, tag: int, skip: Skipped | None = None) -> None:
+        rc.hold(tag)
         if skip is not None:
             self.skipped.append(skip)
-
-    async def keep_flowing(self) -> None:
-        """Held deliveries count against the consumer's prefetch; before they starve it,
-        consume again with a fresh consumer (on the same channel, so the held deliveries
-        stay unacked there and go back when it closes). Prefetch is per consumer: quorum
-        queues and streams refuse a channel-wide (global) one."""
-        if self.prefetch == 0 or self.held_here < max(self.opts.window, 1):
-            return
-        await self.rin.basic_cancel(self.consumer_tag)
-        _inbox, self.consumer_tag = await consume(self.rin, self.queue, self.prefetch, self.inbox)
-        self.consumers += 1
-        self.held_here = 0
 
     async def throttle(self, n: int) -> None:
         if self.opts.rate:
@@ -317,21 +284,22 @@ class _Replayer:
                 self.watch.progress()
 
     async def handle(self, position: int, message: Delivery) -> None:
+        rc = self.readers.of(message)
         tag = delivery_tag(message)
         dl = to_dead_letter(position, message)
         self.scanned += 1
         if not self.opts.flt.matches(dl):
-            self.hold(tag)
+            self.hold(rc, tag)
             return
         self.matched += 1
         route, skip = classify(dl, self.opts.force, self.opts.max_replays, self.opts.to)
         if route is None:
-            self.hold(tag, skip)
+            self.hold(rc, tag, skip)
             return
         if route.exchange not in self.exchanges:
             self.exchanges[route.exchange] = await exchange_exists(self.pub, route.exchange)
         if not self.exchanges[route.exchange]:
-            self.hold(tag, Skipped(dl.job_id, dl.position, "unroutable",
+            self.hold(rc, tag, Skipped(dl.job_id, dl.position, "unroutable",
                                    f"exchange {route.exchange!r} does not exist"))
             return
         try:
@@ -339,7 +307,7 @@ class _Replayer:
                      if self.opts.to is None else moved_properties(message.header.properties,
                                                                    self.opts.user))
         except ENCODE_ERRORS as exc:  # e.g. a delivery mode other than 1 or 2
-            self.hold(tag, Skipped(dl.job_id, dl.position, "unpublishable",
+            self.hold(rc, tag, Skipped(dl.job_id, dl.position, "unpublishable",
                                    f"its properties cannot be sent as AMQP: {exc}"))
             return
         await self.window.acquire()
@@ -353,25 +321,25 @@ class _Replayer:
         if mid:
             self.in_flight[mid] = fut
         self._track(fut)
-        fut.add_done_callback(lambda f: self._confirmed(f, tag, dl, route, mid, sent_ms))
+        fut.add_done_callback(lambda f: self._confirmed(f, rc, tag, dl, route, mid, sent_ms))
 
     def _confirmed(
-        self, fut: asyncio.Future[Any], tag: int, dl: DeadLetter, route: Route, mid: str | None,
-        sent_ms: int = 0,
+        self, fut: asyncio.Future[Any], rc: ReadChannel, tag: int, dl: DeadLetter, route: Route,
+        mid: str | None, sent_ms: int = 0,
     ) -> None:
         self.window.release()
         if mid and self.in_flight.get(mid) is fut:
             del self.in_flight[mid]
         if fut.cancelled():
             self.unconfirmed += 1
-            self.hold(tag, Skipped(dl.job_id, dl.position, "stopped",
+            self.hold(rc, tag, Skipped(dl.job_id, dl.position, "stopped",
                                    "no confirm before the replay stopped (may also have arrived)"))
             return
         exc = fut.exception()
         if exc is None:
             self.watch.progress()
             self.replayed += 1
-            self.acker.done(tag)
+            rc.acker.done(tag)
             if self.opts.on_replayed is not None:
                 self.opts.on_replayed(dl, route, sent_ms)
             return
@@ -379,28 +347,28 @@ class _Replayer:
         if result.outcome is Outcome.REFUSED and not result.sent:
             # The AMQP library could not encode it: nothing was sent, the channel is fine.
             self.watch.progress()
-            self.hold(tag, Skipped(dl.job_id, dl.position, "unpublishable", result.detail))
+            self.hold(rc, tag, Skipped(dl.job_id, dl.position, "unpublishable", result.detail))
         elif result.outcome is Outcome.LINK_LOST and not result.sent:
             self.unsent += 1  # the channel was closed before it was written: not sent
-            self.hold(tag, Skipped(dl.job_id, dl.position, "stopped",
+            self.hold(rc, tag, Skipped(dl.job_id, dl.position, "stopped",
                                    "not sent: the republishing channel was closed"))
             self.watch.fail(describe(exc, "republishing"), link_lost=True)
         elif result.outcome is Outcome.UNROUTABLE:
             self.watch.progress()
-            self.hold(tag, Skipped(dl.job_id, dl.position, "unroutable",
+            self.hold(rc, tag, Skipped(dl.job_id, dl.position, "unroutable",
                                    f"{route.describe()} matched no queue"))
         elif result.outcome is Outcome.NACKED:
             self.watch.progress()
-            self.hold(tag, Skipped(dl.job_id, dl.position, "publish-failed",
+            self.hold(rc, tag, Skipped(dl.job_id, dl.position, "publish-failed",
                                    f"RabbitMQ refused it (nack: {route.routing_key!r} full?)"))
         else:
             self.unconfirmed += 1
-            self.hold(tag, Skipped(dl.job_id, dl.position, "stopped",
+            self.hold(rc, tag, Skipped(dl.job_id, dl.position, "stopped",
                                    f"no confirm: {type(exc).__name__} (may also have arrived)"))
             self.watch.fail(describe(exc, "republishing"), link_lost=is_link_error(exc))
 
     def abort(self) -> None:
-        self.ack_writer.abort()
+        self.readers.abort()
         for task in list(self.tasks):
             task.cancel()
 
@@ -428,27 +396,15 @@ class _Replayer:
             if self.watch.link_lost:
                 raise Interrupted(error or "the link is lost")
             async with self.watch.guard(stall=stall):
-                await self.ack_writer.flush()
-                self.watch.closing()
-                await self.rin.close()
+                await self.readers.flush_and_close()
             acks_sure = True
         except (Interrupted, wire.AMQPError,
                 wire.ChannelClosed, ConnectionError, RuntimeError) as exc:
-            self.ack_writer.abort()
+            self.readers.abort()
             error = error or (f"acking replayed dead letters failed: {exc} (they stay in the "
                               "DLQ and were also replayed: duplicates, no loss)")
-        unsent = self.acker.acked + self.acker.done_waiting - self.ack_writer.sent
-        return error, self.unconfirmed + unsent + (0 if acks_sure else self._acks_unproven())
-
-    def _acks_unproven(self) -> int:
-        """Acks written whose arrival nothing proves: those after the last answered
-        checkpoint (see :class:`AckWriter`), or, tighter when the consumer is busy, beyond
-        ``received - prefetch x consumers`` (a consumer is sent a delivery only while it
-        holds fewer than ``prefetch`` unacked, so that many acks were processed)."""
-        proven = self.ack_writer.proven
-        if self.prefetch:
-            proven = max(proven, self.inbox.received - self.prefetch * self.consumers)
-        return max(self.ack_writer.sent - proven, 0)
+        unsent = self.readers.unsent
+        return error, self.unconfirmed + unsent + (0 if acks_sure else self.readers.unproven())
 
 
 async def _deleted(connection: Connection, queue: str, watch: Watch) -> bool:
@@ -485,11 +441,11 @@ async def replay(
     watch = Watch(connection, pub, stall=opts.stall_timeout,
                   probe=lambda: still_there(connection, queue))
     watch.consuming(queue)
-    async with (raw_channel(connection, watch=watch) as rin,
+    async with (AsyncExitStack() as stack,
                 raw_channel(pub, confirms=True, watch=watch) as rout):
-        watch.attach(rin, "DLQ")
         watch.attach(rout, "republishing")
-        r = _Replayer(rin, rout, opts, pub, watch)
+        readers = Readers(connection, stack, watch, Inbox(watch), opts.window)
+        r = _Replayer(readers, rout, opts, pub, watch)
         await r.start(queue, target)
         me = asyncio.current_task()
         try:
@@ -508,7 +464,7 @@ async def replay(
                             break
                         continue
                     await r.handle(position, message)
-                    await r.keep_flowing()
+                    await readers.keep_flowing()
                     position += 1
                     if progress is not None and position % PROGRESS_EVERY == 0:
                         progress(position, target)

@@ -1,0 +1,103 @@
+"""A per-message replay that leaves many dead letters out reads the DLQ on several
+channels (each holds a bounded number, so RabbitMQ's walk over a channel's unacked
+deliveries stays short for every ack): what the filter selects arrives once, nothing is
+lost, what it leaves out stays (in its order on a classic DLQ), and no channel or unacked
+delivery is left behind, on a classic and on a quorum DLQ, and when the replay is cancelled
+mid-way."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue, readers
+from tests.helpers import Ledger, wait_until
+from tests.integration.test_dlq_kinds import declare_quorum
+from tests.integration.test_dlq_support import (
+    consumers,
+    drain_ids,
+    publish_dead_letters,
+    setup_jobs,
+)
+
+COUNT = 3000
+HOLD = 100
+"""Held dead letters per channel in these tests (the default is larger)."""
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Small channels, and a count of the DLQ channels each replay opens."""
+    monkeypatch.setattr(readers, "HOLD_PER_CHANNEL", HOLD)
+    counts: list[int] = []
+    real = readers.Readers._open
+
+    async def counting(self: readers.Readers) -> None:
+        await real(self)
+        counts.append(len(self.channels))
+
+    monkeypatch.setattr(readers.Readers, "_open", counting)
+    return counts
+
+
+def body(i: int) -> bytes:
+    """One in three dead letters is for customer acme."""
+    return b'{"customer": "acme"}' if i % 3 == 0 else b'{"customer": "other"}'
+
+
+@pytest.mark.parametrize("kind", ["classic", "quorum"])
+async def test_a_text_filter_leaving_two_thirds_out_reads_on_many_channels_and_loses_nothing(
+        connection, settings, vhost, opened, kind):
+    # Given 3,000 dead letters of "jobs" (a classic or quorum DLQ), one in three for acme
+    await setup_jobs(connection, vhost)
+    if kind == "quorum":
+        channel = await connection.channel()
+        await channel.queue_delete("jobs.dlq")
+        await channel.close()
+        await declare_quorum(connection, "jobs.dlq")
+    ids = await publish_dead_letters(connection, "jobs", COUNT, body=body)
+    wanted = [j for i, j in enumerate(ids) if i % 3 == 0]
+    rest = [j for i, j in enumerate(ids) if i % 3 != 0]
+    dlq = DeadLetterQueue(connection, None, settings, "jobs.dlq")
+    acme = DeadLetterFilter(text="acme")
+    # When acme's dead letters are replayed (text: only the per-message replay can)
+    dry = await dlq.replay(acme, dry_run=True)
+    result = await dlq.replay(acme, window=50)
+    # Then it read on many channels (2,000 held: 100 per channel, plus what the channel's
+    # consumer had prefetched, 3 x the window, when the replay moved on)
+    assert opened[-1] >= len(rest) // (HOLD + 3 * 50), opened
+    assert (result.via, result.outcome, result.in_doubt) == ("messages", "ok", 0)
+    assert dry.replayed == result.replayed == len(wanted)
+    # And each of acme's arrived once, in DLQ order; the rest stayed (in order: classic)
+    assert await drain_ids(connection, "jobs") == wanted
+    left = await drain_ids(connection, "jobs.dlq")
+    assert (left if kind == "classic" else sorted(left)) == (rest if kind == "classic" else sorted(rest))
+    # And no channel is left consuming the DLQ
+    assert await consumers(connection, "jobs.dlq") == 0
+
+
+async def test_cancelled_mid_way_on_many_channels_loses_nothing(connection, settings, vhost, opened):
+    # Given 3,000 dead letters, one in three for acme, and a slow replay of acme's
+    await setup_jobs(connection, vhost)
+    ids = await publish_dead_letters(connection, "jobs", COUNT, body=body)
+    dlq = DeadLetterQueue(connection, None, settings, "jobs.dlq")
+    task = asyncio.create_task(dlq.replay(DeadLetterFilter(text="acme"), window=20, rate=400))
+    # When it is cancelled once it reads on its third channel
+    await wait_until(lambda: bool(opened) and opened[-1] >= 3, timeout=30,
+                     what="the replay on its third channel")
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    # Then every dead letter is either in "jobs" or still in the DLQ (duplicates allowed:
+    # republished without an ack), and none of the others reached "jobs"
+    ledger = Ledger()
+    ledger.sent.update(ids)
+    ledger.confirmed.update(ids)
+    await asyncio.sleep(0.5)  # the channels' close-ok (their held dead letters go back)
+    moved = await drain_ids(connection, "jobs")
+    ledger.record_received(moved)
+    ledger.record_received(await drain_ids(connection, "jobs.dlq"))
+    summary = ledger.summary()
+    assert summary["lost"] == 0, summary
+    assert moved and set(moved) <= {j for i, j in enumerate(ids) if i % 3 == 0}
