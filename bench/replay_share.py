@@ -3,23 +3,29 @@ dead letter, the held back ones back into the DLQ) against the per-message repla
 reads every dead letter and republishes the matching ones), as the share of matching dead
 letters falls. It sets :data:`queuewatch.dlq.shovel.MIN_SHARE`. ::
 
-    PYTHONPATH=. .venv/bin/python -m bench.replay_share [COUNT [RUNS [SHARES]]]
+    PYTHONPATH=. .venv/bin/python -m bench.replay_share [COUNT [RUNS [SHARES]]] [--per-message]
 
 ``SHARES``: comma-separated fractions (default ``0.01,0.02,0.05,0.2``). Each run: a fresh
 vhost, ``COUNT`` persistent dead letters of which one in ``1/share`` is a timeout,
 ``replay(DeadLetterFilter(error_type="TimeoutError"), via_shovel=True|False)`` timed from
 the call to its return; the two paths interleaved. Prints the rates (dead letters gone
 through per second) and the ratio shovel / per-message.
+
+``--per-message``: only the per-message path, with the CPU seconds Python and the broker
+spent on each run (an A/B of two trees: run it with ``PYTHONPATH=<tree>/src:.`` for each).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
+import psutil
 
 from bench import peers
 from bench.amqp_tools import connect, preload
@@ -30,8 +36,10 @@ from queuewatch.config import Settings
 from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue
 
 
-async def replay_rate(settings: Settings, count: int, share: float, via_shovel: bool) -> float:
-    """Dead letters gone through per second by one filtered replay on a fresh DLQ."""
+async def replay_rate(settings: Settings, count: int, share: float, via_shovel: bool,
+                      cpu: list[tuple[float, float]] | None = None) -> float:
+    """Dead letters gone through per second by one filtered replay on a fresh DLQ
+    (``cpu``: gets the CPU seconds of this process and of the broker during it)."""
     step = max(round(1 / share), 1)
     await peers.setup_queue("queuewatch", settings)
     await preload(settings, DLQ, count, lambda i: dead_letter(
@@ -43,10 +51,14 @@ async def replay_rate(settings: Settings, count: int, share: float, via_shovel: 
         mgmt = ManagementClient(st)
         try:
             dlq = DeadLetterQueue(conn, mgmt, st, DLQ)
+            own0, broker0 = cpu_seconds()
             t0 = time.perf_counter()
             result = await dlq.replay(DeadLetterFilter(error_type="TimeoutError"),
                                       via_shovel=via_shovel)
             elapsed = time.perf_counter() - t0
+            own1, broker1 = cpu_seconds()
+            if cpu is not None:
+                cpu.append((own1 - own0, broker1 - broker0))
         finally:
             await conn.close()
             await mgmt.aclose()
@@ -56,6 +68,34 @@ async def replay_rate(settings: Settings, count: int, share: float, via_shovel: 
         raise RuntimeError(f"{moved} in the job queue, {result.replayed} reported replayed, "
                            f"where {matching} match")
     return count / elapsed
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds so far of this process and of the broker's Erlang VMs (beam.smp)."""
+    own = psutil.Process().cpu_times()
+    broker = 0.0
+    for proc in psutil.process_iter(["name"]):
+        if proc.info["name"] == "beam.smp":
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                broker += times.user + times.system
+    return own.user + own.system, broker
+
+
+async def per_message(count: int, runs: int, shares: list[float]) -> None:
+    settings = make_settings()
+    mgmt = ManagementClient(settings)
+    bench = Bench(settings, mgmt, BenchConfig(runs=1))
+    try:
+        for share in shares:
+            for _ in range(runs):
+                cpu: list[tuple[float, float]] = []
+                async with bench.vhost("share") as st:
+                    rate = await replay_rate(st, count, share, False, cpu)
+                print(f"share {share:g}: per-message {rate:,.0f}/s, CPU: Python "
+                      f"{cpu[0][0]:.1f} s, broker {cpu[0][1]:.1f} s", flush=True)
+    finally:
+        await mgmt.aclose()
 
 
 async def main(count: int, runs: int, shares: list[float]) -> None:
@@ -78,7 +118,8 @@ async def main(count: int, runs: int, shares: list[float]) -> None:
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    asyncio.run(main(int(args[0]) if args else 20_000, int(args[1]) if len(args) > 1 else 2,
+    args = [a for a in sys.argv[1:] if a != "--per-message"]
+    run = per_message if "--per-message" in sys.argv[1:] else main
+    asyncio.run(run(int(args[0]) if args else 20_000, int(args[1]) if len(args) > 1 else 2,
                      [float(x) for x in (args[2] if len(args) > 2 else "0.01,0.02,0.05,0.2")
                       .split(",")]))

@@ -97,8 +97,9 @@ MIN_SHARE = 0.01
 head (one of the first :data:`SAMPLE`) would be moved by the broker. The broker moves every
 dead letter (those held back go back into the DLQ), the per-message replay reads every one
 in Python: measured on 20,000 dead letters (``python -m bench.replay_share``), the shovel
-was 1.3-1.7x as fast at 1-2% matching, 1.9-2.1x at 5%, 3.2-3.3x at 20% and 5.2x at 40%.
-With none matching at the head the per-message replay reads the DLQ without moving it."""
+was 1.5-1.65x as fast at 1% matching, 1.3-1.6x at 5%, 1.4-1.5x at 20% and 1.8x at 50%
+(and more before the per-message replay read on several channels). With none matching at
+the head the per-message replay reads the DLQ without moving it."""
 
 
 class ShovelNotApplicable(QueuewatchError):
