@@ -34,19 +34,31 @@ async def test_kill_9_mid_job_timeline_and_ledger_of_events(connection, settings
         await wait_consuming(a, "jobs")
         ids = ["victim"] + [f"q-{i}" for i in range(JOBS)]
         async with AsyncProducer(settings, topo) as producer:
-            if quorum:  # (no priorities: first, so it runs while the backlog drains)
+
+            async def backlog() -> None:
+                for job in ids[1:]:
+                    await producer.submit("jobs", {"sleep": 0.002}, job_id=job)
+                await producer.flush()
+
+            filling = None
+            if quorum:
+                # (no priorities: first, so it runs while the backlog drains; the backlog
+                # goes on being published meanwhile: on a slow machine publishing it took
+                # longer than the victim's 4 s, and the kill came after it had ended)
                 await producer.publish("jobs", {"sleep": 4}, job_id="victim")
-            for job in ids[1:]:
-                await producer.submit("jobs", {"sleep": 0.002}, job_id=job)
-            await producer.flush()
-            if not quorum:
+                filling = asyncio.create_task(backlog())
+            else:
+                await backlog()
                 # (last, and ahead of the backlog: the kill must come while it runs)
                 await producer.publish("jobs", {"sleep": 4}, job_id="victim", priority=9)
-        await wait_until(lambda: "victim" in a.runs("start"), timeout=20, what="victim started")
-        await asyncio.sleep(0.5)
-        # When the worker is killed -9 while it runs the slow job, and another takes over
-        os.kill(a.proc.pid, signal.SIGKILL)
-        a.proc.wait(10)
+            await wait_until(lambda: "victim" in a.runs("start"), timeout=20,
+                             what="victim started")
+            await asyncio.sleep(0.5)
+            # When the worker is killed -9 while it runs the slow job, and another takes over
+            os.kill(a.proc.pid, signal.SIGKILL)
+            a.proc.wait(10)
+            if filling is not None:
+                await filling
         b = start_worker_process(tmp_path, amqp_url=url, vhost=vhost, worker_id="w-b",
                                  specs=[spec])
         async with Jobs(settings) as jobs:
