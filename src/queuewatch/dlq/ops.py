@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+from contextlib import AsyncExitStack
+
 from queuewatch.broker import wire
 from queuewatch.broker.wire import Connection
-from queuewatch.dlq.acker import Acker, AckWriter
 from queuewatch.dlq.channel import (
     IDLE_TIMEOUT,
     Inbox,
-    consume,
     delivery_tag,
-    prefetch_for,
     queue_depth,
     raw_channel,
     still_there,
 )
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.peek import to_dead_letter
+from queuewatch.dlq.readers import HOLD_PER_CHANNEL, Readers
 from queuewatch.dlq.watch import OP_TIMEOUT, Watch, bounded
 from queuewatch.errors import BrokerError, NotFound
 
@@ -38,28 +38,28 @@ async def delete(
         return removed
     watch = Watch(connection, probe=lambda: still_there(connection, queue))
     watch.consuming(queue)
-    async with raw_channel(connection, watch=watch) as raw:
-        watch.attach(raw, "DLQ")
-        writer = AckWriter(raw)
-        acker = Acker(writer)
+    async with AsyncExitStack() as stack:
+        # Those it keeps are held unacked, on several channels (see dlq.readers)
+        readers = Readers(connection, stack, watch, Inbox(watch), HOLD_PER_CHANNEL)
         try:
             async with watch.guard():
-                inbox, _tag = await consume(raw, queue, prefetch_for(total), Inbox(watch))
+                await readers.start(queue, total, min(total, 3 * HOLD_PER_CHANNEL))
                 for position in range(total):
-                    message = await inbox.get(idle_timeout)
+                    message = await readers.inbox.get(idle_timeout)
                     if message is None:
                         break
                     dl = to_dead_letter(position, message)
+                    rc = readers.of(message)
                     tag = delivery_tag(message)
                     if flt.matches(dl):
                         removed.append(dl.job_id)
-                        acker.done(tag)
+                        rc.acker.done(tag)
                     else:
-                        acker.hold(tag)
-                await writer.flush()
-                watch.closing()
+                        rc.hold(tag)
+                    await readers.keep_flowing()
+                await readers.flush_and_close()
         except BaseException:
-            writer.abort()  # acks not sent yet are dropped: those dead letters stay
+            readers.abort()  # acks not sent yet are dropped: those dead letters stay
             raise
     return removed
 

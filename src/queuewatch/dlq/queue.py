@@ -93,6 +93,11 @@ class DeadLetterQueue:
                 lambda: connect(self.settings))
         return self._queue_kind
 
+    async def _quorum(self) -> bool:
+        """Whether this DLQ is a quorum queue (a replay then reads it on one channel, to keep
+        DLQ order: see :mod:`queuewatch.dlq.readers`)."""
+        return (await self.kind()).type == "quorum"
+
     async def _allowed(self, action: Action) -> None:
         """Refuse (:class:`~queuewatch.dlq.kinds.QueueKindRefused`) what the queue's type
         does not allow, and (:class:`QueueHasConsumers`) consuming a queue others consume,
@@ -238,7 +243,8 @@ class DeadLetterQueue:
         opts = ReplayOptions(flt=flt, dry_run=dry_run, rate=rate, force=force,
                              max_replays=max_replays, limit=limit, window=window,
                              user=self.settings.credentials[0],
-                             on_replayed=None if dry_run else note)
+                             on_replayed=None if dry_run else note,
+                             one_channel=await self._quorum())
         try:
             shovelled = None
             if via_shovel or (via_shovel is None and await self._shovel_worth_it(opts)):
@@ -280,7 +286,8 @@ class DeadLetterQueue:
         if to_queue == self.queue:
             raise ConfigError(f"cannot move {self.queue!r} to itself")
         opts = ReplayOptions(flt=flt, dry_run=dry_run, limit=limit,
-                             user=self.settings.credentials[0], to=Route("", to_queue))
+                             user=self.settings.credentials[0], to=Route("", to_queue),
+                             one_channel=await self._quorum())
         if dry_run:
             await self._allowed("read")
             return await replay.replay(self.connection, self.queue, opts, progress)

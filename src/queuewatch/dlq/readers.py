@@ -13,6 +13,10 @@ flight) until the replay ends and every channel closes.
 
 Each channel has its own :class:`~queuewatch.dlq.acker.Acker` (delivery tags are per
 channel) and its own proof of acks (:meth:`ReadChannel.unproven`).
+
+Not on a quorum DLQ where order matters (``rotate=False``): a quorum queue's deliveries to a
+cancelled consumer can still arrive after the next consumer's, on another channel, and a
+replay would send a few neighbours out of DLQ order (seen in a test).
 """
 
 from __future__ import annotations
@@ -86,9 +90,10 @@ class Readers:
     """The DLQ channels of one replay (see the module doc); all close with ``stack``."""
 
     def __init__(self, connection: Connection, stack: AsyncExitStack, watch: Watch,
-                 inbox: Inbox, window: int) -> None:
+                 inbox: Inbox, window: int, rotate: bool = True) -> None:
         self.connection, self.stack, self.watch, self.inbox = connection, stack, watch, inbox
         self.window = max(window, 1)
+        self.rotate = rotate
         self.queue = ""
         self.prefetch = 0
         self.hold_limit = HOLD_PER_CHANNEL
@@ -125,7 +130,7 @@ class Readers:
         refuse a channel-wide (global) one."""
         rc = self.current
         assert rc is not None
-        if rc.held >= self.hold_limit and len(self.channels) < self.max_channels:
+        if self.rotate and rc.held >= self.hold_limit and len(self.channels) < self.max_channels:
             await rc.raw.basic_cancel(rc.consumer_tag)
             await self._open()
         elif self.prefetch and rc.held_by_consumer >= self.window:

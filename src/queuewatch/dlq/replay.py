@@ -221,6 +221,8 @@ class ReplayOptions:
     to: Route | None = None
     """A move rather than a replay: every selected message goes to this route unchanged
     (same headers, no replay count); the same confirm-then-ack hop."""
+    one_channel: bool = False
+    """Read the DLQ on one channel only (a quorum DLQ: see :mod:`queuewatch.dlq.readers`)."""
 
 
 async def dry_run(
@@ -444,7 +446,8 @@ async def replay(
     async with (AsyncExitStack() as stack,
                 raw_channel(pub, confirms=True, watch=watch) as rout):
         watch.attach(rout, "republishing")
-        readers = Readers(connection, stack, watch, Inbox(watch), opts.window)
+        readers = Readers(connection, stack, watch, Inbox(watch), opts.window,
+                          rotate=not opts.one_channel)
         r = _Replayer(readers, rout, opts, pub, watch)
         await r.start(queue, target)
         me = asyncio.current_task()
@@ -474,7 +477,8 @@ async def replay(
             error = str(exc)
         except (wire.AMQPError, wire.ChannelClosed,
                 ConnectionError) as exc:
-            error = f"replay stopped: {type(exc).__name__}: {exc}"
+            # A dead link can surface here before the watch's callbacks ran: say so then
+            error = watch.check() or f"replay stopped: {type(exc).__name__}: {exc}"
         except asyncio.CancelledError:
             # Cancelled (e.g. the TUI worker): unacked dead letters return to the DLQ when
             # the channel closes; republished ones may be duplicated, none is lost.
