@@ -43,7 +43,7 @@ async def delete(
         readers = Readers(connection, stack, watch, Inbox(watch), HOLD_PER_CHANNEL)
         try:
             async with watch.guard():
-                await readers.start(queue, total, min(total, 3 * HOLD_PER_CHANNEL))
+                await readers.start(queue, total)
                 for position in range(total):
                     message = await readers.inbox.get(idle_timeout)
                     if message is None:

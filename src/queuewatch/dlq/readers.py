@@ -28,7 +28,7 @@ from typing import Any
 
 from queuewatch.broker.wire import Connection, Delivery
 from queuewatch.dlq.acker import Acker, AckWriter
-from queuewatch.dlq.channel import Inbox, consume, raw_channel
+from queuewatch.dlq.channel import MAX_PREFETCH, Inbox, consume, raw_channel
 from queuewatch.dlq.watch import Watch
 
 HOLD_PER_CHANNEL = 250
@@ -52,8 +52,6 @@ class ReadChannel:
         """Consumers started on this channel (each may hold ``prefetch`` unacked)."""
         self.received = 0
         """Deliveries that arrived on this channel."""
-        self.held = 0
-        """Deliveries held on this channel (unacked until it closes)."""
         self.held_by_consumer = 0
         """Held since the current consumer started (they count against its prefetch)."""
 
@@ -71,8 +69,8 @@ class ReadChannel:
         self.held_by_consumer = 0
 
     def hold(self, tag: int) -> None:
+        """Leave delivery ``tag`` unacked until the channel closes (``acker.held`` counts)."""
         self.acker.hold(tag)
-        self.held += 1
         self.held_by_consumer += 1
 
     def unproven(self) -> int:
@@ -101,8 +99,10 @@ class Readers:
         self.channels: dict[int, ReadChannel] = {}
         self.current: ReadChannel | None = None
 
-    async def start(self, queue: str, target: int, prefetch: int) -> None:
-        self.queue, self.prefetch = queue, prefetch
+    async def start(self, queue: str, target: int) -> None:
+        """Consume ``queue`` to read ``target`` deliveries: 3 windows per consumer."""
+        prefetch = min(target, 3 * self.window)
+        self.queue, self.prefetch = queue, 0 if prefetch > MAX_PREFETCH else prefetch
         await self._open()
         assert self.current is not None
         tune = getattr(getattr(self.current.raw, "connection", None), "connection_tune", None)
@@ -130,7 +130,7 @@ class Readers:
         refuse a channel-wide (global) one."""
         rc = self.current
         assert rc is not None
-        if self.rotate and rc.held >= self.hold_limit and len(self.channels) < self.max_channels:
+        if self.rotate and rc.acker.held >= self.hold_limit and len(self.channels) < self.max_channels:
             await rc.raw.basic_cancel(rc.consumer_tag)
             await self._open()
         elif self.prefetch and rc.held_by_consumer >= self.window:

@@ -33,7 +33,6 @@ from queuewatch.broker.publish import Outcome, classify_failure
 from queuewatch.broker.wire import Connection, Delivery
 from queuewatch.dlq.channel import (
     IDLE_TIMEOUT,
-    MAX_PREFETCH,
     Inbox,
     delivery_tag,
     exchange_exists,
@@ -264,10 +263,6 @@ class _Replayer:
         """Republishes the closed channel refused to write (surely not sent)."""
         self.started = time.monotonic()
 
-    async def start(self, queue: str, target: int) -> None:
-        prefetch = min(target, 3 * max(self.opts.window, 1))
-        await self.readers.start(queue, target, 0 if prefetch > MAX_PREFETCH else prefetch)
-
     def _track(self, fut: asyncio.Future[Any]) -> None:
         self.tasks.add(fut)
         fut.add_done_callback(self.tasks.discard)
@@ -449,7 +444,7 @@ async def replay(
         readers = Readers(connection, stack, watch, Inbox(watch), opts.window,
                           rotate=not opts.one_channel)
         r = _Replayer(readers, rout, opts, pub, watch)
-        await r.start(queue, target)
+        await readers.start(queue, target)
         me = asyncio.current_task()
         try:
             async with watch.guard():
