@@ -4,6 +4,7 @@ reads every dead letter and republishes the matching ones), as the share of matc
 letters falls. It sets :data:`queuewatch.dlq.shovel.MIN_SHARE`. ::
 
     PYTHONPATH=. .venv/bin/python -m bench.replay_share [COUNT [RUNS [SHARES]]] [--per-message]
+        [--quorum]
 
 ``SHARES``: comma-separated fractions (default ``0.01,0.02,0.05,0.2``). Each run: a fresh
 vhost, ``COUNT`` persistent dead letters of which one in ``1/share`` is a timeout,
@@ -13,6 +14,8 @@ through per second) and the ratio shovel / per-message.
 
 ``--per-message``: only the per-message path, with the CPU seconds Python and the broker
 spent on each run (an A/B of two trees: run it with ``PYTHONPATH=<tree>/src:.`` for each).
+
+``--quorum``: the DLQ is a quorum queue (declared again, empty, before the dead letters).
 """
 
 from __future__ import annotations
@@ -28,12 +31,15 @@ from pathlib import Path
 import psutil
 
 from bench import peers
-from bench.amqp_tools import connect, preload
+from bench.amqp_tools import connect, declare_queue, preload
 from bench.b_replay import DLQ, _depth, dead_letter
 from bench.harness import Bench, BenchConfig, make_settings
 from queuewatch.broker.management import ManagementClient
 from queuewatch.config import Settings
 from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue
+
+QUORUM = "--quorum" in sys.argv[1:]
+"""The DLQ is a quorum queue."""
 
 
 async def replay_rate(settings: Settings, count: int, share: float, via_shovel: bool,
@@ -42,6 +48,13 @@ async def replay_rate(settings: Settings, count: int, share: float, via_shovel: 
     (``cpu``: gets the CPU seconds of this process and of the broker during it)."""
     step = max(round(1 / share), 1)
     await peers.setup_queue("queuewatch", settings)
+    if QUORUM:
+        conn = await connect(settings)
+        try:
+            await (await conn.channel()).queue_delete(DLQ)
+        finally:
+            await conn.close()
+        await declare_queue(settings, DLQ, {"x-queue-type": "quorum"})
     await preload(settings, DLQ, count, lambda i: dead_letter(
         i, "TimeoutError" if i % step == 0 else "ValueError"))
     matching = len(range(0, count, step))
@@ -118,7 +131,7 @@ async def main(count: int, runs: int, shares: list[float]) -> None:
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--per-message"]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
     run = per_message if "--per-message" in sys.argv[1:] else main
     asyncio.run(run(int(args[0]) if args else 20_000, int(args[1]) if len(args) > 1 else 2,
                      [float(x) for x in (args[2] if len(args) > 2 else "0.01,0.02,0.05,0.2")

@@ -94,8 +94,8 @@ class DeadLetterQueue:
         return self._queue_kind
 
     async def _quorum(self) -> bool:
-        """Whether this DLQ is a quorum queue (a replay then reads it on one channel, to keep
-        DLQ order: see :mod:`queuewatch.dlq.readers`)."""
+        """Whether this DLQ is a quorum queue (a replay then moves to a new consumer only
+        once the current one is starved, to keep DLQ order: see :mod:`queuewatch.dlq.readers`)."""
         return (await self.kind()).type == "quorum"
 
     async def _allowed(self, action: Action) -> None:
@@ -244,7 +244,7 @@ class DeadLetterQueue:
                              max_replays=max_replays, limit=limit, window=window,
                              user=self.settings.credentials[0],
                              on_replayed=None if dry_run else note,
-                             one_channel=await self._quorum())
+                             quorum=await self._quorum())
         try:
             shovelled = None
             if via_shovel or (via_shovel is None and await self._shovel_worth_it(opts)):
@@ -287,7 +287,7 @@ class DeadLetterQueue:
             raise ConfigError(f"cannot move {self.queue!r} to itself")
         opts = ReplayOptions(flt=flt, dry_run=dry_run, limit=limit,
                              user=self.settings.credentials[0], to=Route("", to_queue),
-                             one_channel=await self._quorum())
+                             quorum=await self._quorum())
         if dry_run:
             await self._allowed("read")
             return await replay.replay(self.connection, self.queue, opts, progress)

@@ -14,9 +14,13 @@ flight) until the replay ends and every channel closes.
 Each channel has its own :class:`~queuewatch.dlq.acker.Acker` (delivery tags are per
 channel) and its own proof of acks (:meth:`ReadChannel.unproven`).
 
-Not on a quorum DLQ where order matters (``rotate=False``): a quorum queue's deliveries to a
-cancelled consumer can still arrive after the next consumer's, on another channel, and a
-replay would send a few neighbours out of DLQ order (seen in a test).
+A quorum DLQ (``starved_only=True``) moves to a new consumer only once the current one is
+starved: every delivery it may hold unacked (its prefetch) is a held one. A quorum queue
+returns a delivery that reaches the channel after its consumer was cancelled (RabbitMQ
+3.10's ``rabbit_fifo_client``), and a returned message is delivered again after whatever the
+next consumer had been sent already: a replay that moved on earlier sent neighbours out of
+DLQ order (seen in CI, on one channel and on several). A starved consumer has nothing in
+flight: the queue holds at most ``prefetch`` unacked for it, and all of them are here.
 """
 
 from __future__ import annotations
@@ -88,10 +92,10 @@ class Readers:
     """The DLQ channels of one replay (see the module doc); all close with ``stack``."""
 
     def __init__(self, connection: Connection, stack: AsyncExitStack, watch: Watch,
-                 inbox: Inbox, window: int, rotate: bool = True) -> None:
+                 inbox: Inbox, window: int, starved_only: bool = False) -> None:
         self.connection, self.stack, self.watch, self.inbox = connection, stack, watch, inbox
         self.window = max(window, 1)
-        self.rotate = rotate
+        self.starved_only = starved_only
         self.queue = ""
         self.prefetch = 0
         self.hold_limit = HOLD_PER_CHANNEL
@@ -124,17 +128,20 @@ class Readers:
         return self.channels[message.channel.number]  # type: ignore[union-attr]
 
     async def keep_flowing(self) -> None:
-        """Read on a new channel once the current one holds :attr:`hold_limit`; before
-        held deliveries starve the consumer (they count against its prefetch), consume
-        again on the same channel. Prefetch is per consumer: quorum queues and streams
-        refuse a channel-wide (global) one."""
+        """Before held deliveries starve the consumer (they count against its prefetch),
+        consume again: on a new channel once the current one holds :attr:`hold_limit`,
+        else on the same one. With ``starved_only``, only once they have starved it (see
+        the module doc). Prefetch is per consumer: quorum queues and streams refuse a
+        channel-wide (global) one."""
         rc = self.current
         assert rc is not None
-        if self.rotate and rc.acker.held >= self.hold_limit and len(self.channels) < self.max_channels:
-            await rc.raw.basic_cancel(rc.consumer_tag)
+        if not self.prefetch or rc.held_by_consumer < (
+                self.prefetch if self.starved_only else self.window):
+            return
+        await rc.raw.basic_cancel(rc.consumer_tag)
+        if rc.acker.held >= self.hold_limit and len(self.channels) < self.max_channels:
             await self._open()
-        elif self.prefetch and rc.held_by_consumer >= self.window:
-            await rc.raw.basic_cancel(rc.consumer_tag)
+        else:
             await rc.consume(self.queue, self._arrived_on(rc))
 
     def _arrived_on(self, rc: ReadChannel) -> Callable[[Delivery], Awaitable[None]]:

@@ -220,8 +220,9 @@ class ReplayOptions:
     to: Route | None = None
     """A move rather than a replay: every selected message goes to this route unchanged
     (same headers, no replay count); the same confirm-then-ack hop."""
-    one_channel: bool = False
-    """Read the DLQ on one channel only (a quorum DLQ: see :mod:`queuewatch.dlq.readers`)."""
+    quorum: bool = False
+    """The DLQ is a quorum queue: move to a new consumer only once the current one is
+    starved, to keep DLQ order (see :mod:`queuewatch.dlq.readers`)."""
 
 
 async def dry_run(
@@ -442,7 +443,7 @@ async def replay(
                 raw_channel(pub, confirms=True, watch=watch) as rout):
         watch.attach(rout, "republishing")
         readers = Readers(connection, stack, watch, Inbox(watch), opts.window,
-                          rotate=not opts.one_channel)
+                          starved_only=opts.quorum)
         r = _Replayer(readers, rout, opts, pub, watch)
         await readers.start(queue, target)
         me = asyncio.current_task()
