@@ -23,9 +23,10 @@ from queuewatch.errors import BrokerError, NotFound
 
 async def delete(
     connection: Connection, queue: str, flt: DeadLetterFilter,
-    idle_timeout: float = IDLE_TIMEOUT,
+    idle_timeout: float = IDLE_TIMEOUT, quorum: bool = False,
 ) -> list[str | None]:
     """Remove the dead letters ``flt`` selects (ack them); the rest stay in place.
+    ``quorum``: the DLQ is a quorum queue (see :class:`~queuewatch.dlq.readers.Readers`).
 
     Returns the job ids removed (None for messages without one). Every wait is bounded: a
     broken link ends it with :class:`~queuewatch.dlq.watch.Interrupted` (what was not acked
@@ -40,7 +41,8 @@ async def delete(
     watch.consuming(queue)
     async with AsyncExitStack() as stack:
         # Those it keeps are held unacked, on several channels (see dlq.readers)
-        readers = Readers(connection, stack, watch, Inbox(watch), HOLD_PER_CHANNEL)
+        readers = Readers(connection, stack, watch, Inbox(watch), HOLD_PER_CHANNEL,
+                          starved_only=quorum)
         try:
             async with watch.guard():
                 await readers.start(queue, total)

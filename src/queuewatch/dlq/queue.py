@@ -313,7 +313,8 @@ class DeadLetterQueue:
         flt = DeadLetterFilter.for_jobs(job_ids)
         await self._begin("delete")
         try:
-            removed = await ops.delete(self.connection, self.queue, flt)
+            removed = await ops.delete(self.connection, self.queue, flt,
+                                       quorum=await self._quorum())
         except QueuewatchError as exc:
             self._record("delete", "error", 0, flt, str(exc))
             raise

@@ -21,6 +21,8 @@ returns a delivery that reaches the channel after its consumer was cancelled (Ra
 next consumer had been sent already: a replay that moved on earlier sent neighbours out of
 DLQ order (seen in CI, on one channel and on several). A starved consumer has nothing in
 flight: the queue holds at most ``prefetch`` unacked for it, and all of them are here.
+(``dlq delete`` reads a quorum DLQ so too: each such return also counts as a delivery
+against a delivery limit.)
 """
 
 from __future__ import annotations
@@ -156,11 +158,13 @@ class Readers:
 
     async def flush_and_close(self) -> None:
         """Send every ack owed on every channel, then close them all: each close-ok proves
-        the acks before it were processed (held dead letters go back to their places)."""
+        the acks before it were processed (held dead letters go back to their places). The
+        newest first: its consumer would otherwise be sent what the older ones give back,
+        and give it back again (a quorum queue counts each as a delivery)."""
         for rc in self.channels.values():
             await rc.ack_writer.flush()
         self.watch.closing()
-        for rc in self.channels.values():
+        for rc in reversed(self.channels.values()):
             await rc.raw.close()
 
     @property

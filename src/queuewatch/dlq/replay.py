@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from queuewatch import envelope as env
 from queuewatch.broker import wire
-from queuewatch.broker.errors import is_link_error
+from queuewatch.broker.errors import is_link_error, raise_if_cancelled
 from queuewatch.broker.fieldcodec import ENCODE_ERRORS, sendable_name
 from queuewatch.broker.publish import Outcome, classify_failure
 from queuewatch.broker.wire import Connection, Delivery
@@ -446,14 +446,11 @@ async def replay(
                           starved_only=opts.quorum)
         r = _Replayer(readers, rout, opts, pub, watch)
         await readers.start(queue, target)
-        me = asyncio.current_task()
         try:
             async with watch.guard():
                 position = 0
                 while position < target:
-                    if me is not None and me.cancelling():
-                        # a library under us swallowed a cancellation (asyncio in 3.11 can)
-                        raise asyncio.CancelledError
+                    raise_if_cancelled()  # (a library under us may swallow one)
                     if watch.reason is not None:  # the loop need not yield to the guard
                         raise Interrupted(watch.reason)
                     message = await r.inbox.get(opts.idle_timeout)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from queuewatch.broker.errors import is_link_error
+from queuewatch.broker.errors import is_link_error, raise_if_cancelled
 from queuewatch.broker.publish import Outcome, classify_failure
 from queuewatch.broker.wire import Connection
 from queuewatch.dlq.channel import publish, queue_depth, raw_channel, still_there
@@ -209,7 +209,6 @@ async def import_(
     try:
         async with raw_channel(connection, confirms=True, watch=watch) as raw:
             watch.attach(raw, "import")
-            me = asyncio.current_task()
             try:
                 async with watch.guard():
                     for line in read_export(path):
@@ -223,8 +222,7 @@ async def import_(
                         if line.properties is None:
                             state.cannot(n, line.error or "unreadable")
                             continue
-                        if me is not None and me.cancelling():
-                            raise asyncio.CancelledError
+                        raise_if_cancelled()  # (a library under us may swallow one)
                         await window.acquire()
                         if watch.reason is not None:  # acquire() need not yield to the guard
                             raise Interrupted(watch.reason)
