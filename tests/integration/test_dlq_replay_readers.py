@@ -148,8 +148,13 @@ async def drain_with_counts(connection, queue: str) -> list[tuple[str, object]]:
     q = await channel.declare_queue(queue, passive=True)
     got: list[tuple[str, object]] = []
     try:
-        while (message := await q.get(no_ack=True, fail=False, timeout=5)) is not None:
+        while True:
+            message = await q.get(no_ack=True, fail=False, timeout=5)
+            if message is None:  # (what a closed channel gave back may still be on its way)
+                await asyncio.sleep(0.5)
+                message = await q.get(no_ack=True, fail=False, timeout=5)
+                if message is None:
+                    return got
             got.append((str(message.message_id), (message.headers or {}).get("x-delivery-count")))
     finally:
         await channel.close()
-    return got
