@@ -6,7 +6,6 @@ Most code wants :class:`~queuewatch.broker.link.BrokerLink` (failover, liveness,
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Any
 
@@ -14,6 +13,7 @@ import aio_pika
 from aio_pika.abc import AbstractConnection
 from aio_pika.connection import make_url
 
+from queuewatch.aio import wait_for
 from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS, quiet_library_logs, translate_connect_error
 from queuewatch.broker.tls import client_context
 from queuewatch.config import Settings
@@ -48,7 +48,7 @@ async def connect_one(
         **({"client_properties": client_properties} if client_properties is not None else {}),
         **kwargs)
     try:
-        await asyncio.wait_for(connection.connect(timeout=timeout), timeout)
+        await wait_for(connection.connect(timeout=timeout), timeout)
     except BaseException as exc:
         await _discard(connection)
         if isinstance(exc, LINK_OR_AMQP_ERRORS):
@@ -59,7 +59,7 @@ async def connect_one(
 
 async def _discard(connection: aio_pika.Connection) -> None:
     with contextlib.suppress(BaseException):
-        await asyncio.wait_for(connection.close(), DISCARD_TIMEOUT)
+        await wait_for(connection.close(), DISCARD_TIMEOUT)
 
 
 async def connect(

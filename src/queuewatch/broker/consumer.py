@@ -26,6 +26,7 @@ from aio_pika.abc import AbstractChannel, AbstractQueue
 from aio_pika.message import IncomingMessage
 from aiormq.abc import DeliveredMessage
 
+from queuewatch.aio import end_task, wait_for
 from queuewatch.broker.errors import (
     ANY_BROKER_ERROR,
     LINK_OR_AMQP_ERRORS,
@@ -222,14 +223,12 @@ class Subscription:
         self._stopped = True
         self._generation += 1
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await end_task(task)
         channel, tag = self.channel, self._tag
         if channel is not None and tag is not None and not channel.is_closed and self.link.alive:
             try:
                 underlay = await channel.get_underlay_channel()
-                await asyncio.wait_for(underlay.basic_cancel(tag), 2.0)
+                await wait_for(underlay.basic_cancel(tag), 2.0)
             except ANY_BROKER_ERROR as exc:
                 log.debug("cancel consumer of %r: %s", self.queue, exc)
         self._set(False, cause, reason)

@@ -13,6 +13,7 @@ import aiormq
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel
 
+from queuewatch.aio import wait_for
 from queuewatch.config import mask_url
 from queuewatch.errors import AuthenticationFailed, BrokerError, BrokerUnavailable, NotFound
 
@@ -61,7 +62,7 @@ async def close_channel(channel: AbstractChannel | None, timeout: float = CLOSE_
     if channel is None or channel.is_closed:
         return
     try:
-        await asyncio.wait_for(channel.close(), timeout)
+        await wait_for(channel.close(), timeout)
     except ANY_BROKER_ERROR as exc:
         logging.getLogger(__name__).debug("closing a channel: %s", exc)
 

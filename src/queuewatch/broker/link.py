@@ -35,6 +35,7 @@ from typing import Any
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractQueue
 from aio_pika.message import IncomingMessage
 
+from queuewatch.aio import end_task, wait_for
 from queuewatch.broker.connect import CONNECT_TIMEOUT, connect_one
 from queuewatch.broker.consumer import Callback, Subscription, Wrap
 from queuewatch.broker.errors import ANY_BROKER_ERROR, LINK_ERRORS, LINK_OR_AMQP_ERRORS, LinkLost
@@ -188,7 +189,7 @@ class BrokerLink:
                 raise BrokerUnavailable(
                     f"no connection to RabbitMQ ({self._shown_addresses()}) within {timeout:g}s{why}")
             try:
-                await asyncio.wait_for(self.up.wait(), min(left, WATCHDOG_INTERVAL))
+                await wait_for(self.up.wait(), min(left, WATCHDOG_INTERVAL))
             except TimeoutError:
                 pass
             if self.up.is_set() and not connection_alive(self.connection):
@@ -199,7 +200,7 @@ class BrokerLink:
         """A new channel on the live connection (waiting at most ``timeout`` for one)."""
         conn = await self.ensure(timeout)
         try:
-            return await asyncio.wait_for(
+            return await wait_for(
                 conn.channel(publisher_confirms=confirms, on_return_raises=False), timeout)
         except TimeoutError as exc:
             # The caller's budget ran out (a busy event loop, a slow broker): no proof that the
@@ -216,9 +217,7 @@ class BrokerLink:
         for sub in self.subscriptions:
             await sub.stop()
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await end_task(task)
         await self._drop()
 
     async def __aenter__(self) -> BrokerLink:
@@ -252,7 +251,7 @@ class BrokerLink:
             self._backoff.reset()
             try:
                 for hook in self._on_up:
-                    await asyncio.wait_for(hook(conn), self.connect_timeout)
+                    await wait_for(hook(conn), self.connect_timeout)
             except LINK_OR_AMQP_ERRORS as exc:
                 log.warning("link %s: setting up after connect failed: %s", self.name, exc)
                 await self._drop()
@@ -307,7 +306,7 @@ class BrokerLink:
         """Return when the link is lost (or closed)."""
         while not self._closed and not self._lost.is_set():
             try:
-                await asyncio.wait_for(self._lost.wait(), WATCHDOG_INTERVAL)
+                await wait_for(self._lost.wait(), WATCHDOG_INTERVAL)
             except TimeoutError:
                 if not connection_alive(conn):
                     self._mark_lost("reader gone")
@@ -319,7 +318,7 @@ class BrokerLink:
         if conn is None:
             return
         try:
-            await asyncio.wait_for(conn.close(), 2.0)
+            await wait_for(conn.close(), 2.0)
         except ANY_BROKER_ERROR as exc:
             log.debug("closing a dead connection: %s", exc)
 

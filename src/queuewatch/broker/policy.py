@@ -12,6 +12,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from queuewatch.aio import wait_for
+
 #: First pause ceiling, growth factor and cap (seconds) unless settings say otherwise.
 INITIAL_DELAY = 0.25
 BACKOFF_FACTOR = 2.0
@@ -61,7 +63,7 @@ class Backoff:
             await asyncio.sleep(pause)
             return False
         try:
-            await asyncio.wait_for(stop.wait(), pause)
+            await wait_for(stop.wait(), pause)
         except TimeoutError:
             return False
         return True

@@ -31,6 +31,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
 
+from queuewatch.aio import wait_for
 from queuewatch.broker.errors import (
     LINK_ERRORS,
     LINK_OR_AMQP_ERRORS,
@@ -122,7 +123,7 @@ class OneConnection:
         if not self.alive:
             raise LinkLost("the connection to RabbitMQ is closed")
         try:
-            return await asyncio.wait_for(
+            return await wait_for(
                 self.connection.channel(publisher_confirms=confirms, on_return_raises=False), timeout)
         except LINK_ERRORS as exc:
             raise LinkLost(f"opening a channel failed: {exc}") from exc
@@ -215,7 +216,7 @@ class ConfirmedPublisher:
         except LINK_ERRORS:
             return None
         try:
-            await asyncio.wait_for(channel.declare_queue(queue, passive=True), 5.0)
+            await wait_for(channel.declare_queue(queue, passive=True), 5.0)
         except ChannelNotFound as exc:
             if queue_down_text(exc):
                 return f"queue {queue!r} is down (its node is unavailable): {exc}"

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 
+from queuewatch.aio import wait_for
 from queuewatch.cli.common import (
     add_connection_options,
     format_table,
@@ -85,7 +86,7 @@ async def scheduled_counts(settings: Settings) -> AsyncIterator[Callable[[], Map
 
     jobs = Jobs(settings, sync_timeout=JOBS_WAIT)
     try:
-        await asyncio.wait_for(jobs.start(JOBS_WAIT), JOBS_WAIT + 1)
+        await wait_for(jobs.start(JOBS_WAIT), JOBS_WAIT + 1)
     except (QueuewatchError, TimeoutError) as exc:
         log.debug("no scheduled counts: %s", exc)
         await jobs.close()

@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from queuewatch.aio import wait_for
 from queuewatch.broker import wire
 from queuewatch.broker.publish import send
 from queuewatch.broker.wire import Connection, Delivery
@@ -79,7 +80,7 @@ async def close_quietly(connection: Connection) -> None:
     """Close a connection, waiting at most :data:`CLOSE_TIMEOUT` (a dead or silent link is
     left behind: the broker requeues what it held when it notices)."""
     try:
-        await asyncio.wait_for(connection.close(), CLOSE_TIMEOUT)
+        await wait_for(connection.close(), CLOSE_TIMEOUT)
     except (wire.AMQPError, ConnectionError, RuntimeError, TimeoutError):
         pass
 
@@ -145,7 +146,7 @@ class Inbox:
         except asyncio.QueueEmpty:
             pass
         try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
+            return await wait_for(self._queue.get(), timeout)
         except TimeoutError:
             return None
 

@@ -35,6 +35,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from queuewatch.aio import wait_for
 from queuewatch.broker import wire
 from queuewatch.broker.management import ManagementClient
 from queuewatch.broker.wire import Connection
@@ -134,9 +135,9 @@ async def probe_type(connection: Connection, queue: str) -> QueueType:
 
     try:
         async with raw_channel(connection) as raw:
-            await asyncio.wait_for(raw.basic_qos(prefetch_count=1, global_=True), OP_TIMEOUT)
-            ok = await asyncio.wait_for(raw.basic_consume(queue, on_message), OP_TIMEOUT)
-            await asyncio.wait_for(raw.basic_cancel(ok.consumer_tag), OP_TIMEOUT)
+            await wait_for(raw.basic_qos(prefetch_count=1, global_=True), OP_TIMEOUT)
+            ok = await wait_for(raw.basic_consume(queue, on_message), OP_TIMEOUT)
+            await wait_for(raw.basic_cancel(ok.consumer_tag), OP_TIMEOUT)
     except wire.GlobalQosRefused:
         return "quorum"
     except wire.ChannelPreconditionFailed as exc:

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from queuewatch.aio import wait_for
 from queuewatch.broker import errors as broker_errors
 from queuewatch.broker import wire
 from queuewatch.broker.link import connection_alive
@@ -225,7 +226,7 @@ def _retrieve(fut: asyncio.Future[object]) -> None:
 async def bounded(aw: Any, timeout: float, what: str) -> Any:
     """Await ``aw`` for at most ``timeout`` seconds; :class:`Interrupted` after that."""
     try:
-        return await asyncio.wait_for(aw, timeout)
+        return await wait_for(aw, timeout)
     except TimeoutError as exc:
         raise Interrupted(f"no answer from RabbitMQ within {timeout:g}s to {what} "
                           "(the link went silent?)") from exc

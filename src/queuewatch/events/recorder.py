@@ -28,6 +28,7 @@ import logging
 import time
 from collections import deque
 
+from queuewatch.aio import end_task, wait_for
 from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.policy import ReconnectPolicy
@@ -216,9 +217,7 @@ class EventRecorder:
         await self.flush(timeout)
         self._closing = True
         self._wake.set()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await end_task(self._task)
         if self._queue:
             log.warning("%d job events not recorded (the broker did not confirm them in %gs)",
                         len(self._queue), timeout)
@@ -295,7 +294,7 @@ class EventRecorder:
         self._wake.clear()
         self._waiting = "gather" if self._urgent else "linger"
         try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            await wait_for(self._wake.wait(), seconds)
         except TimeoutError:
             pass
         finally:

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
+from queuewatch.aio import wait_for
 from queuewatch.broker.link import BrokerLink
 from queuewatch.config import Settings
 from queuewatch.errors import ConfigError, QueuewatchError
@@ -167,7 +168,7 @@ class Jobs:
             self._waiters.setdefault(job_id, []).append(fut)
             try:
                 left = None if deadline is None else max(deadline - loop.time(), 0.0)
-                await asyncio.wait_for(fut, left)
+                await wait_for(fut, left)
             except TimeoutError as exc:
                 raise ResultTimeout(f"job {job_id} did not finish within {timeout:g}s "
                                     f"(it is {status.state.value})") from exc

@@ -20,6 +20,7 @@ import asyncio
 import logging
 from typing import Literal
 
+from queuewatch.aio import wait_for
 from queuewatch.errors import QueuewatchError
 from queuewatch.events import model as ev
 from queuewatch.events.model import Event
@@ -103,7 +104,7 @@ class Dispatcher:
 
     async def _sleep(self, seconds: float) -> None:
         try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
+            await wait_for(self._wake.wait(), seconds)
         except TimeoutError:
             pass
 

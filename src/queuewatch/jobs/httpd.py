@@ -18,6 +18,8 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from queuewatch.aio import wait_for
+
 log = logging.getLogger(__name__)
 
 #: Longest request head (request line + headers) accepted, bytes.
@@ -64,7 +66,7 @@ class Request:
 async def read_request(reader: asyncio.StreamReader) -> Request | None:
     """The next request head; None when the client closed first. Raises HttpError(400/431)."""
     try:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
+        head = await wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT)
     except asyncio.IncompleteReadError as exc:
         if not exc.partial.strip():
             return None
@@ -109,7 +111,7 @@ async def _discard_body(reader: asyncio.StreamReader, headers: Mapping[str, str]
     if not raw.isdigit() or int(raw) > MAX_HEAD:
         raise HttpError(413, "no request bodies here (GET only)")
     try:
-        await asyncio.wait_for(reader.readexactly(int(raw)), HEAD_TIMEOUT)
+        await wait_for(reader.readexactly(int(raw)), HEAD_TIMEOUT)
     except (asyncio.IncompleteReadError, TimeoutError):
         raise HttpError(400, "incomplete request body") from None
 

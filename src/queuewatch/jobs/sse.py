@@ -27,6 +27,7 @@ import re
 import time
 from collections.abc import Iterator
 
+from queuewatch.aio import wait_for
 from queuewatch.events.model import Event
 from queuewatch.jobs.api import Jobs
 from queuewatch.jobs.httpd import head_bytes
@@ -254,7 +255,7 @@ class EventHub:
             wait = keepalive - idle if due is None else min(due, keepalive - idle)
             started = time.monotonic()
             try:
-                items = await asyncio.wait_for(sub.inbox.get(), max(wait, 0.0))
+                items = await wait_for(sub.inbox.get(), max(wait, 0.0))
             except TimeoutError:
                 idle += time.monotonic() - started
                 if idle >= keepalive:

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from queuewatch.aio import wait_for
 from queuewatch.broker.consumer import Subscription
 from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS
 from queuewatch.broker.link import BrokerLink
@@ -150,7 +151,7 @@ class EventTail:
             while True:  # a reader far behind (a new host) keeps waiting while it progresses
                 seen = self.applied
                 try:
-                    await asyncio.wait_for(asyncio.shield(fut), timeout)
+                    await wait_for(asyncio.shield(fut), timeout)
                     return
                 except TimeoutError:
                     if self.applied == seen:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 
+from queuewatch.aio import end_task
 from queuewatch.errors import BrokerUnavailable, QueuewatchError
 from queuewatch.monitor.core import poll_forever
 from queuewatch.monitor.model import Snapshot
@@ -120,6 +121,4 @@ class BackgroundPoller:
     async def stop(self) -> None:
         """Stop polling (on the loop); a poll in progress is cancelled."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await end_task(task)

@@ -21,6 +21,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from queuewatch.aio import end_task
 from queuewatch.config import Settings
 from queuewatch.errors import QueuewatchError
 from queuewatch.jobs import Jobs
@@ -139,9 +140,7 @@ class Exporter:
             self._thread.join(5)
 
     async def _teardown(self) -> None:
-        if self._jobs_task is not None:
-            self._jobs_task.cancel()
-            await asyncio.gather(self._jobs_task, return_exceptions=True)
+        await end_task(self._jobs_task)
         if self.jobs is not None:
             await self.jobs.close()
         await self.poller.stop()

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from queuewatch.aio import wait_for
 from queuewatch.broker.management import ManagementClient
 from queuewatch.config import BROKER_STATS_INTERVAL, Settings
 from queuewatch.errors import NotAuthorised, QueuewatchError
@@ -270,7 +271,7 @@ async def poll_forever(
                 raise
             await _call(on_error, exc)
         try:
-            await asyncio.wait_for(stop.wait(), wait)
+            await wait_for(stop.wait(), wait)
         except TimeoutError:
             pass
 

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from queuewatch.aio import end_task, wait_for
 from queuewatch.broker.connect import CONNECT_TIMEOUT
 from queuewatch.broker.consumer import Subscription
 from queuewatch.broker.errors import ANY_BROKER_ERROR, CHANNEL_ERRORS, ChannelNotFound
@@ -188,9 +189,7 @@ class MonitorSession:
 
     async def aclose(self) -> None:
         task, self._probe_task = self._probe_task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await end_task(task)
         await self.link.close()
         await self.stream_link.close()
         await self.mgmt.aclose()
@@ -313,14 +312,14 @@ class MonitorSession:
                         channel = await self.link.channel(timeout=PROBE_TIMEOUT)
                     exchange = await channel.get_exchange(self.settings.telemetry_exchange,
                                                           ensure=False)
-                    await asyncio.wait_for(exchange.publish(probe, self.feed.probe_key),
+                    await wait_for(exchange.publish(probe, self.feed.probe_key),
                                            PROBE_TIMEOUT)
                 except ANY_BROKER_ERROR as exc:
                     log.debug("heartbeat probe not sent: %s", exc)
                     channel = None
             self._probe_now.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._probe_now.wait(), PROBE_INTERVAL)
+                await wait_for(self._probe_now.wait(), PROBE_INTERVAL)
 
 
 @asynccontextmanager

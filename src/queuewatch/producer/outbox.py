@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from queuewatch import envelope
+from queuewatch.aio import wait_for
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties, PublishResult
 from queuewatch.config import Settings
@@ -189,7 +190,7 @@ class Outbox:
             if self.depth == 0:
                 self._kick.clear()
                 try:
-                    await asyncio.wait_for(self._kick.wait(), 1.0)
+                    await wait_for(self._kick.wait(), 1.0)
                 except TimeoutError:
                     pass
                 continue

@@ -29,6 +29,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
+from queuewatch.aio import wait_for
 from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS, close_channel
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties
@@ -122,7 +123,7 @@ class TickPublisher:
         except LINK_OR_AMQP_ERRORS as exc:
             return f"no link: {exc}"
         try:
-            await asyncio.wait_for(channel.declare_queue(queue, passive=True), 5.0)
+            await wait_for(channel.declare_queue(queue, passive=True), 5.0)
         except _CHECK_ERRORS as exc:
             return f"queue {queue!r} cannot be checked or does not exist: {exc}"
         finally:

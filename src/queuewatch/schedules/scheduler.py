@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from queuewatch.aio import wait_for
 from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.types import Channel
@@ -174,7 +175,7 @@ class Scheduler:
                     log.error("scheduler %s: %s", self.name, exc)
             interval = TICK_INTERVAL if self.is_leader else ELECT_INTERVAL
             try:
-                await asyncio.wait_for(self._stop.wait(), interval)
+                await wait_for(self._stop.wait(), interval)
             except TimeoutError:
                 pass
 

@@ -4,11 +4,11 @@ events), and its next run."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from queuewatch.aio import wait_for
 from queuewatch.broker.errors import (
     CHANNEL_ERRORS,
     LINK_OR_AMQP_ERRORS,
@@ -102,7 +102,7 @@ async def leader_running(link: BrokerLink) -> bool | None:
     except LINK_OR_AMQP_ERRORS:
         return None
     try:
-        await asyncio.wait_for(channel.declare_queue(LEADER_QUEUE, passive=True), 5.0)
+        await wait_for(channel.declare_queue(LEADER_QUEUE, passive=True), 5.0)
         return True
     except ChannelNotFound:
         return False

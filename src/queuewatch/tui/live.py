@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from queuewatch import operator
+from queuewatch.aio import wait_for
 from queuewatch.broker.types import Connection
 from queuewatch.config import Settings, mask_url
 from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue, Page, ReplayResult
@@ -124,7 +125,7 @@ class LiveSource:
             if self._jobs is None:
                 jobs = Jobs(self.settings)
                 try:
-                    await asyncio.wait_for(jobs.start(self.action_timeout),
+                    await wait_for(jobs.start(self.action_timeout),
                                            self.action_timeout + 1)
                 except (QueuewatchError, TimeoutError) as exc:
                     await jobs.close()

@@ -14,6 +14,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
+from queuewatch.aio import wait_for
 from queuewatch.broker.link import BrokerLink
 from queuewatch.config import Settings
 from queuewatch.errors import QueuewatchError
@@ -61,7 +62,7 @@ class LiveSchedules:
                     raise QueuewatchError("the schedule streams could not be read in time")
                 if settings.job_events:
                     jobs = Jobs(settings, link=link)
-                    await asyncio.wait_for(jobs.start(OPEN_TIMEOUT), OPEN_TIMEOUT + 1)
+                    await wait_for(jobs.start(OPEN_TIMEOUT), OPEN_TIMEOUT + 1)
                     self._jobs = jobs
             except (QueuewatchError, TimeoutError):
                 if self._jobs is not None:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from queuewatch.aio import end_task, wait_for
 from queuewatch.broker.errors import ANY_BROKER_ERROR, close_channel, raise_if_cancelled
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.types import Channel, DeliveryMode, IncomingMessage, Message
@@ -91,9 +92,7 @@ class Refiller:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await end_task(task)
 
     async def _run(self) -> None:
         while True:
@@ -102,7 +101,7 @@ class Refiller:
                 continue
             if not self.link.alive:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.link.up.wait(), LEADER_RETRY)
+                    await wait_for(self.link.up.wait(), LEADER_RETRY)
                 continue
             channel: Channel | None = None
             try:
@@ -131,6 +130,7 @@ class Refiller:
         last = time.monotonic()
         while True:
             await asyncio.sleep(TICK)
+            raise_if_cancelled()  # (a publish or declare below may have swallowed a stop)
             now = time.monotonic()
             elapsed, last = now - last, now
             limit = self.limit()

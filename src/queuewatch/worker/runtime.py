@@ -27,6 +27,7 @@ import socket
 import uuid
 from collections.abc import Callable, Sequence
 
+from queuewatch.aio import end_task
 from queuewatch.broker.consumer import Subscription
 from queuewatch.broker.delivery import Delivery
 from queuewatch.broker.errors import ANY_BROKER_ERROR
@@ -267,8 +268,7 @@ class Worker:
             await self._stopping.wait()
             await self._shutdown()
         finally:
-            beat.cancel()
-            await asyncio.gather(beat, return_exceptions=True)
+            await end_task(beat)
             for route in self.routes.values():
                 if route.limiter is not None:
                     await route.limiter.close()
