@@ -1,0 +1,80 @@
+"""``dlq delete`` of every other dead letter: dead letters gone through per second. ::
+
+    PYTHONPATH=<tree>/src:. .venv/bin/python -m bench.dlq_delete [COUNT [RUNS]] [--quorum]
+
+Each run: a fresh vhost, ``COUNT`` persistent dead letters (a quorum DLQ with
+``--quorum``), ``DeadLetterQueue.delete`` of every other job id, timed from the call to its
+return. For an A/B of two trees, run it with each tree's ``src`` first on ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import aio_pika
+
+from bench import peers
+from bench.amqp_tools import connect, declare_queue, preload
+from bench.b_replay import DLQ, dead_letter
+from bench.harness import Bench, BenchConfig, make_settings
+from queuewatch.broker.management import ManagementClient
+from queuewatch.config import Settings
+from queuewatch.dlq import DeadLetterQueue
+
+
+async def delete_rate(settings: Settings, count: int, quorum: bool) -> float:
+    await peers.setup_queue("queuewatch", settings)
+    if quorum:
+        conn = await connect(settings)
+        try:
+            await (await conn.channel()).queue_delete(DLQ)
+        finally:
+            await conn.close()
+        await declare_queue(settings, DLQ, {"x-queue-type": "quorum"})
+    ids: list[str] = []
+
+    def make(i: int) -> aio_pika.Message:
+        message = dead_letter(i)
+        ids.append(str(message.message_id))
+        return message
+
+    await preload(settings, DLQ, count, make)
+    with tempfile.TemporaryDirectory(prefix="qwbench-delete-") as state:
+        st = replace(settings, state_dir=Path(state))
+        conn = await connect(st)
+        mgmt = ManagementClient(st)
+        try:
+            t0 = time.perf_counter()
+            removed = await DeadLetterQueue(conn, mgmt, st, DLQ).delete(ids[::2])
+            elapsed = time.perf_counter() - t0
+        finally:
+            await conn.close()
+            await mgmt.aclose()
+    if len(removed) != len(ids[::2]):
+        raise RuntimeError(f"{len(removed)} removed where {len(ids[::2])} were asked for")
+    return count / elapsed
+
+
+async def main(count: int, runs: int, quorum: bool) -> None:
+    settings = make_settings()
+    mgmt = ManagementClient(settings)
+    bench = Bench(settings, mgmt, BenchConfig(runs=1))
+    try:
+        for _ in range(runs):
+            async with bench.vhost("delete") as st:
+                rate = await delete_rate(st, count, quorum)
+            print(f"{'quorum' if quorum else 'classic'} DLQ: delete of every other one of "
+                  f"{count:,}: {rate:,.0f}/s", flush=True)
+    finally:
+        await mgmt.aclose()
+
+
+if __name__ == "__main__":
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    asyncio.run(main(int(args[0]) if args else 20_000, int(args[1]) if len(args) > 1 else 1,
+                     "--quorum" in sys.argv[1:]))
