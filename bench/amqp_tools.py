@@ -35,6 +35,16 @@ async def declare_queue(settings: Settings, name: str, arguments: dict[str, Any]
         await conn.close()
 
 
+async def redeclare_quorum(settings: Settings, name: str) -> None:
+    """Delete queue ``name`` and declare it again, empty, as a quorum queue."""
+    conn = await connect(settings)
+    try:
+        await (await conn.channel()).queue_delete(name)
+    finally:
+        await conn.close()
+    await declare_queue(settings, name, {"x-queue-type": "quorum"})
+
+
 def qw_message(i: int, payload: Any = None, priority: int | None = None) -> aio_pika.Message:
     """A job in queuewatch's envelope (what its producers publish), persistent."""
     job_id = envelope.new_job_id()

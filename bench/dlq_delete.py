@@ -4,7 +4,8 @@
 
 Each run: a fresh vhost, ``COUNT`` persistent dead letters (a quorum DLQ with
 ``--quorum``), ``DeadLetterQueue.delete`` of every other job id, timed from the call to its
-return. For an A/B of two trees, run it with each tree's ``src`` first on ``PYTHONPATH``.
+return (after the DLQ's kind is known: a new quorum queue's statistics, which tell its delivery
+limit, take seconds to come). For an A/B of two trees, run it with each tree's ``src`` first on ``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import aio_pika
 
 from bench import peers
-from bench.amqp_tools import connect, declare_queue, preload
+from bench.amqp_tools import connect, preload, redeclare_quorum
 from bench.b_replay import DLQ, dead_letter
 from bench.harness import Bench, BenchConfig, make_settings
 from queuewatch.broker.management import ManagementClient
@@ -30,12 +31,7 @@ from queuewatch.dlq import DeadLetterQueue
 async def delete_rate(settings: Settings, count: int, quorum: bool) -> float:
     await peers.setup_queue("queuewatch", settings)
     if quorum:
-        conn = await connect(settings)
-        try:
-            await (await conn.channel()).queue_delete(DLQ)
-        finally:
-            await conn.close()
-        await declare_queue(settings, DLQ, {"x-queue-type": "quorum"})
+        await redeclare_quorum(settings, DLQ)
     ids: list[str] = []
 
     def make(i: int) -> aio_pika.Message:
@@ -49,8 +45,10 @@ async def delete_rate(settings: Settings, count: int, quorum: bool) -> float:
         conn = await connect(st)
         mgmt = ManagementClient(st)
         try:
+            dlq = DeadLetterQueue(conn, mgmt, st, DLQ)
+            await dlq.kind()  # not timed: a new quorum queue's statistics take seconds
             t0 = time.perf_counter()
-            removed = await DeadLetterQueue(conn, mgmt, st, DLQ).delete(ids[::2])
+            removed = await dlq.delete(ids[::2])
             elapsed = time.perf_counter() - t0
         finally:
             await conn.close()

@@ -31,7 +31,7 @@ from pathlib import Path
 import psutil
 
 from bench import peers
-from bench.amqp_tools import connect, declare_queue, preload
+from bench.amqp_tools import connect, preload, redeclare_quorum
 from bench.b_replay import DLQ, _depth, dead_letter
 from bench.harness import Bench, BenchConfig, make_settings
 from queuewatch.broker.management import ManagementClient
@@ -49,12 +49,7 @@ async def replay_rate(settings: Settings, count: int, share: float, via_shovel: 
     step = max(round(1 / share), 1)
     await peers.setup_queue("queuewatch", settings)
     if QUORUM:
-        conn = await connect(settings)
-        try:
-            await (await conn.channel()).queue_delete(DLQ)
-        finally:
-            await conn.close()
-        await declare_queue(settings, DLQ, {"x-queue-type": "quorum"})
+        await redeclare_quorum(settings, DLQ)
     await preload(settings, DLQ, count, lambda i: dead_letter(
         i, "TimeoutError" if i % step == 0 else "ValueError"))
     matching = len(range(0, count, step))
@@ -64,6 +59,7 @@ async def replay_rate(settings: Settings, count: int, share: float, via_shovel: 
         mgmt = ManagementClient(st)
         try:
             dlq = DeadLetterQueue(conn, mgmt, st, DLQ)
+            await dlq.kind()  # not timed: a new quorum queue's statistics take seconds
             own0, broker0 = cpu_seconds()
             t0 = time.perf_counter()
             result = await dlq.replay(DeadLetterFilter(error_type="TimeoutError"),
