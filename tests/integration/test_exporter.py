@@ -258,7 +258,8 @@ async def test_workers_and_stuck_jobs_from_heartbeats(connection, settings, vhos
     assert after[("queuewatch_stuck_jobs_overall", ())] == 1
 
 
-def test_exporter_command_serves_and_stops_on_ctrl_c(settings, vhost):
+@pytest.mark.parametrize(("stop_signal", "code"), [("SIGINT", 130), ("SIGTERM", 0)])
+def test_exporter_command_serves_and_stops_on_ctrl_c_or_sigterm(settings, vhost, stop_signal, code):
     import re
     import signal
     import subprocess
@@ -277,9 +278,9 @@ def test_exporter_command_serves_and_stops_on_ctrl_c(settings, vhost):
         # When scraped, it answers with queuewatch_up 1
         text = httpx.get(f"http://127.0.0.1:{match.group(1)}/metrics", timeout=30).text
         assert samples(text)[("queuewatch_up", ())] == 1
-        # And Ctrl-C stops it cleanly
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(15) == 130
+        # And Ctrl-C (or SIGTERM) stops it cleanly
+        proc.send_signal(getattr(signal, stop_signal))
+        assert proc.wait(15) == code, proc.stderr.read() if proc.stderr else ""
     finally:
         if proc.poll() is None:
             proc.kill()

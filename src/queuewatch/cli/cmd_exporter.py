@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import threading
 from dataclasses import replace
@@ -41,6 +42,10 @@ def cmd_exporter(args: argparse.Namespace) -> int:
         print(f"queuewatch: warning: {warning}", file=sys.stderr)
     exporter = Exporter(settings, heartbeats=not args.no_heartbeats, topology=topology,
                         max_age=max_age, all_vhosts=args.all_vhosts)
+    stop = threading.Event()
+    # SIGTERM (systemd, Kubernetes, the demo) stops it as Ctrl-C does, through close(),
+    # and the exit code is 0 (Ctrl-C: 130)
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
     try:
         try:
             port = exporter.start(args.port, args.bind)
@@ -52,7 +57,7 @@ def cmd_exporter(args: argparse.Namespace) -> int:
         print(f"queuewatch exporter: {exporter.web.scheme}://{args.bind}:{port}/metrics{auth} "
               f"(broker {mask_url(settings.management_url)}, vhost "
               f"{'(all)' if args.all_vhosts else settings.effective_vhost})", flush=True)
-        threading.Event().wait()
+        stop.wait()
     finally:
         exporter.close()
     return 0
