@@ -4,11 +4,13 @@ plus the time to peek at the first 500 dead letters of the full DLQ."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -70,6 +72,22 @@ async def _depth(settings: Settings, queue: str) -> int:
         await probe.close()
 
 
+@contextlib.asynccontextmanager
+async def open_dlq(settings: Settings) -> AsyncIterator[Any]:
+    """``DeadLetterQueue`` on :data:`DLQ`, with a state directory (its audit log) of its own
+    and its own AMQP connection and management client, closed after."""
+    from queuewatch.dlq import DeadLetterQueue
+    with tempfile.TemporaryDirectory(prefix="qwbench-dlq-") as state:
+        st = replace(settings, state_dir=Path(state))
+        conn = await connect(st)
+        mgmt = ManagementClient(st)
+        try:
+            yield DeadLetterQueue(conn, mgmt, st, DLQ)
+        finally:
+            await conn.close()
+            await mgmt.aclose()
+
+
 async def _qw_replay(settings: Settings, count: int, peeks: list[float], facts: ReplayFacts,
                      per_message: bool = False, timeouts: Literal["", "all", "half"] = "",
                      ) -> float:
@@ -90,40 +108,32 @@ async def _qw_replay(settings: Settings, count: int, peeks: list[float], facts: 
         kwargs["flt"] = DeadLetterFilter(error_type="TimeoutError")
     matching = count // 2 if timeouts == "half" else count
     await _prepare(settings, count, half=timeouts == "half")
-    with tempfile.TemporaryDirectory(prefix="qwbench-dlq-") as state:
-        st = replace(settings, state_dir=Path(state))
-        conn = await connect(st)
-        mgmt = ManagementClient(st)
-        try:
-            dlq = DeadLetterQueue(conn, mgmt, st, DLQ)
-            if per_message:
-                t0 = time.perf_counter()
-                page = await dlq.peek(0, PEEK)
-                peeks.append((time.perf_counter() - t0) * 1000)
-                if len(page.items) != min(PEEK, count):
-                    raise RuntimeError(f"peek returned {len(page.items)} dead letters")
+    async with open_dlq(settings) as dlq:
+        if per_message:
             t0 = time.perf_counter()
-            deadline = t0 + max(30.0, count / MIN_RATE)
-            calls = 0
-            moved = 0
-            while moved < matching:
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    facts.timed_out.append(moved)
-                    break
-                calls += 1
-                try:
-                    result = await asyncio.wait_for(dlq.replay(**kwargs), left)
-                    facts.via.add(str(getattr(result, "via", "messages")))
-                except TimeoutError:
-                    pass
-                moved = await _depth(settings, peers.QUEUE)
-            elapsed = time.perf_counter() - t0
-            if calls > 1:
-                facts.calls.append(calls)
-        finally:
-            await conn.close()
-            await mgmt.aclose()
+            page = await dlq.peek(0, PEEK)
+            peeks.append((time.perf_counter() - t0) * 1000)
+            if len(page.items) != min(PEEK, count):
+                raise RuntimeError(f"peek returned {len(page.items)} dead letters")
+        t0 = time.perf_counter()
+        deadline = t0 + max(30.0, count / MIN_RATE)
+        calls = 0
+        moved = 0
+        while moved < matching:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                facts.timed_out.append(moved)
+                break
+            calls += 1
+            try:
+                result = await asyncio.wait_for(dlq.replay(**kwargs), left)
+                facts.via.add(str(getattr(result, "via", "messages")))
+            except TimeoutError:
+                pass
+            moved = await _depth(settings, peers.QUEUE)
+        elapsed = time.perf_counter() - t0
+        if calls > 1:
+            facts.calls.append(calls)
     await asyncio.sleep(0.5)  # acks in flight at the return reach the broker
     if moved >= matching:
         facts.left_behind.append(await _depth(settings, DLQ) - (count - matching))

@@ -12,20 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import tempfile
 import time
-from dataclasses import replace
-from pathlib import Path
 
 import aio_pika
 
 from bench import peers
-from bench.amqp_tools import connect, preload, redeclare_quorum
-from bench.b_replay import DLQ, dead_letter
+from bench.amqp_tools import preload, redeclare_quorum
+from bench.b_replay import DLQ, dead_letter, open_dlq
 from bench.harness import Bench, BenchConfig, make_settings
 from queuewatch.broker.management import ManagementClient
 from queuewatch.config import Settings
-from queuewatch.dlq import DeadLetterQueue
 
 
 async def delete_rate(settings: Settings, count: int, quorum: bool) -> float:
@@ -40,19 +36,11 @@ async def delete_rate(settings: Settings, count: int, quorum: bool) -> float:
         return message
 
     await preload(settings, DLQ, count, make)
-    with tempfile.TemporaryDirectory(prefix="qwbench-delete-") as state:
-        st = replace(settings, state_dir=Path(state))
-        conn = await connect(st)
-        mgmt = ManagementClient(st)
-        try:
-            dlq = DeadLetterQueue(conn, mgmt, st, DLQ)
-            await dlq.kind()  # not timed: a new quorum queue's statistics take seconds
-            t0 = time.perf_counter()
-            removed = await dlq.delete(ids[::2])
-            elapsed = time.perf_counter() - t0
-        finally:
-            await conn.close()
-            await mgmt.aclose()
+    async with open_dlq(settings) as dlq:
+        await dlq.kind()  # not timed: a new quorum queue's statistics take seconds
+        t0 = time.perf_counter()
+        removed = await dlq.delete(ids[::2])
+        elapsed = time.perf_counter() - t0
     if len(removed) != len(ids[::2]):
         raise RuntimeError(f"{len(removed)} removed where {len(ids[::2])} were asked for")
     return count / elapsed

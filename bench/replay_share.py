@@ -23,20 +23,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-import tempfile
 import time
-from dataclasses import replace
-from pathlib import Path
 
 import psutil
 
 from bench import peers
-from bench.amqp_tools import connect, preload, redeclare_quorum
-from bench.b_replay import DLQ, _depth, dead_letter
+from bench.amqp_tools import preload, redeclare_quorum
+from bench.b_replay import DLQ, _depth, dead_letter, open_dlq
 from bench.harness import Bench, BenchConfig, make_settings
 from queuewatch.broker.management import ManagementClient
 from queuewatch.config import Settings
-from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue
+from queuewatch.dlq import DeadLetterFilter
 
 QUORUM = "--quorum" in sys.argv[1:]
 """The DLQ is a quorum queue."""
@@ -53,24 +50,16 @@ async def replay_rate(settings: Settings, count: int, share: float, via_shovel: 
     await preload(settings, DLQ, count, lambda i: dead_letter(
         i, "TimeoutError" if i % step == 0 else "ValueError"))
     matching = len(range(0, count, step))
-    with tempfile.TemporaryDirectory(prefix="qwbench-share-") as state:
-        st = replace(settings, state_dir=Path(state))
-        conn = await connect(st)
-        mgmt = ManagementClient(st)
-        try:
-            dlq = DeadLetterQueue(conn, mgmt, st, DLQ)
-            await dlq.kind()  # not timed: a new quorum queue's statistics take seconds
-            own0, broker0 = cpu_seconds()
-            t0 = time.perf_counter()
-            result = await dlq.replay(DeadLetterFilter(error_type="TimeoutError"),
-                                      via_shovel=via_shovel)
-            elapsed = time.perf_counter() - t0
-            own1, broker1 = cpu_seconds()
-            if cpu is not None:
-                cpu.append((own1 - own0, broker1 - broker0))
-        finally:
-            await conn.close()
-            await mgmt.aclose()
+    async with open_dlq(settings) as dlq:
+        await dlq.kind()  # not timed: a new quorum queue's statistics take seconds
+        own0, broker0 = cpu_seconds()
+        t0 = time.perf_counter()
+        result = await dlq.replay(DeadLetterFilter(error_type="TimeoutError"),
+                                  via_shovel=via_shovel)
+        elapsed = time.perf_counter() - t0
+        own1, broker1 = cpu_seconds()
+        if cpu is not None:
+            cpu.append((own1 - own0, broker1 - broker0))
     await asyncio.sleep(0.5)  # acks in flight at the return reach the broker
     moved = await _depth(settings, peers.QUEUE)
     if (moved, result.replayed) != (matching, matching):

@@ -34,8 +34,7 @@ async def wait_for(aw: Awaitable[T], timeout: float | None) -> T:
         return await aw
 
 
-async def end_task(task: asyncio.Future[Any] | None, what: str = "",
-                   timeout: float = END_TASK_TIMEOUT) -> bool:
+async def end_task(task: asyncio.Future[Any] | None, timeout: float = END_TASK_TIMEOUT) -> bool:
     """Cancel ``task`` and wait (bounded) until it ends; True when it did. A task whose
     cancellation was swallowed (module doc; aio-pika/aiormq can too) is cancelled again,
     and one that still does not end is left behind with a warning. Never raises, but for a
@@ -49,7 +48,7 @@ async def end_task(task: asyncio.Future[Any] | None, what: str = "",
         task.cancel()
         left = deadline - loop.time()
         if left <= 0:
-            name = what or (task.get_name() if isinstance(task, asyncio.Task) else "a task")
+            name = task.get_name() if isinstance(task, asyncio.Task) else "a task"
             log.warning("%s ignored its cancellation for %gs; left behind", name, timeout)
             return False
         await asyncio.wait({task}, timeout=min(wait, left))

@@ -17,6 +17,7 @@ from tests.helpers import Ledger, wait_until
 from tests.integration.test_dlq_kinds import declare_quorum
 from tests.integration.test_dlq_support import (
     consumers,
+    drain,
     drain_ids,
     publish_dead_letters,
     setup_jobs,
@@ -51,10 +52,7 @@ def body(i: int) -> bytes:
 async def test_a_text_filter_leaving_two_thirds_out_reads_on_many_channels_and_loses_nothing(
         connection, settings, vhost, opened, kind):
     # Given 3,000 dead letters of "jobs" (a classic or quorum DLQ), one in three for acme
-    await setup_jobs(connection, vhost)
-    if kind == "quorum":
-        await use_a_quorum_dlq(connection)
-    ids = await publish_dead_letters(connection, "jobs", COUNT, body=body)
+    ids = await given_dead_letters(connection, vhost, kind, body=body)
     wanted = [j for i, j in enumerate(ids) if i % 3 == 0]
     rest = [j for i, j in enumerate(ids) if i % 3 != 0]
     dlq = DeadLetterQueue(connection, None, settings, "jobs.dlq")
@@ -82,8 +80,7 @@ async def test_a_text_filter_leaving_two_thirds_out_reads_on_many_channels_and_l
 
 async def test_cancelled_mid_way_on_many_channels_loses_nothing(connection, settings, vhost, opened):
     # Given 3,000 dead letters, one in three for acme, and a slow replay of acme's
-    await setup_jobs(connection, vhost)
-    ids = await publish_dead_letters(connection, "jobs", COUNT, body=body)
+    ids = await given_dead_letters(connection, vhost, "classic", body=body)
     dlq = DeadLetterQueue(connection, None, settings, "jobs.dlq")
     task = asyncio.create_task(dlq.replay(DeadLetterFilter(text="acme"), window=20, rate=400))
     # When it is cancelled once it reads on its third channel
@@ -110,10 +107,7 @@ async def test_cancelled_mid_way_on_many_channels_loses_nothing(connection, sett
 async def test_deleting_half_of_them_reads_on_many_channels_and_keeps_the_rest_in_order(
         connection, settings, vhost, opened, kind):
     # Given 3,000 dead letters (a classic or a quorum DLQ)
-    await setup_jobs(connection, vhost)
-    if kind == "quorum":
-        await use_a_quorum_dlq(connection)
-    ids = await publish_dead_letters(connection, "jobs", COUNT)
+    ids = await given_dead_letters(connection, vhost, kind)
     dlq = DeadLetterQueue(connection, None, settings, "jobs.dlq")
     # When every other one is deleted by job id
     doomed = ids[::2]
@@ -135,26 +129,18 @@ async def test_deleting_half_of_them_reads_on_many_channels_and_keeps_the_rest_i
         assert {count for _j, count in kept} == {1}, Counter(count for _j, count in kept)
 
 
-async def use_a_quorum_dlq(connection) -> None:
-    channel = await connection.channel()
-    await channel.queue_delete("jobs.dlq")
-    await channel.close()
-    await declare_quorum(connection, "jobs.dlq")
+async def given_dead_letters(connection, vhost: str, kind: str, **kw) -> list[str]:  # type: ignore[no-untyped-def]
+    """:data:`COUNT` dead letters of "jobs" in its DLQ, a classic or a quorum queue."""
+    await setup_jobs(connection, vhost)
+    if kind == "quorum":
+        channel = await connection.channel()
+        await channel.queue_delete("jobs.dlq")
+        await channel.close()
+        await declare_quorum(connection, "jobs.dlq")
+    return await publish_dead_letters(connection, "jobs", COUNT, **kw)
 
 
 async def drain_with_counts(connection, queue: str) -> list[tuple[str, object]]:
     """(message id, x-delivery-count) of everything in ``queue``, taken and acked."""
-    channel = await connection.channel()
-    q = await channel.declare_queue(queue, passive=True)
-    got: list[tuple[str, object]] = []
-    try:
-        while True:
-            message = await q.get(no_ack=True, fail=False, timeout=5)
-            if message is None:  # (what a closed channel gave back may still be on its way)
-                await asyncio.sleep(0.5)
-                message = await q.get(no_ack=True, fail=False, timeout=5)
-                if message is None:
-                    return got
-            got.append((str(message.message_id), (message.headers or {}).get("x-delivery-count")))
-    finally:
-        await channel.close()
+    return [(str(m.message_id), (m.headers or {}).get("x-delivery-count"))
+            for m in await drain(connection, queue)]

@@ -79,10 +79,15 @@ async def publish_dead_letters(
 
 async def drain_ids(connection: AbstractConnection, queue: str, idle: float = 0.5) -> list[str]:
     """Consume (and ack) everything in ``queue``; message ids in delivery order."""
+    return [str(m.message_id) for m in await drain(connection, queue, idle)]
+
+
+async def drain(connection: AbstractConnection, queue: str, idle: float = 0.5) -> list[Any]:
+    """Take (and ack) everything in ``queue``, in delivery order; what comes within ``idle``
+    seconds of the queue looking empty too (a closed channel's gives back may be on the way)."""
     channel = await connection.channel()
-    await channel.set_qos(prefetch_count=1000)
     q = await channel.declare_queue(queue, passive=True)
-    got: list[str] = []
+    got: list[Any] = []
     try:
         while True:
             message = await q.get(no_ack=True, fail=False, timeout=5)
@@ -91,7 +96,7 @@ async def drain_ids(connection: AbstractConnection, queue: str, idle: float = 0.
                 message = await q.get(no_ack=True, fail=False, timeout=5)
                 if message is None:
                     return got
-            got.append(str(message.message_id))
+            got.append(message)
     finally:
         await channel.close()
 
