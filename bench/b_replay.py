@@ -180,6 +180,11 @@ class ReplayFacts:
 async def _shovel(settings: Settings, count: int, mgmt: ManagementClient) -> float:
     """RabbitMQ's shovel moving ``count`` dead letters (the whole DLQ)."""
     await _prepare(settings, count)
+    return await shovel_rate(settings, count, mgmt)
+
+
+async def shovel_rate(settings: Settings, count: int, mgmt: ManagementClient) -> float:
+    """RabbitMQ's shovel moving the ``count`` dead letters the DLQ holds to the job queue."""
     vhost = settings.effective_vhost
     name = f"bench-move-{uuid.uuid4().hex[:6]}"
     uri = f"amqp:///{q(vhost)}"

@@ -19,8 +19,7 @@ import aio_pika
 from bench import peers
 from bench.amqp_tools import preload, redeclare_quorum
 from bench.b_replay import DLQ, dead_letter, open_dlq
-from bench.harness import Bench, BenchConfig, make_settings
-from queuewatch.broker.management import ManagementClient
+from bench.harness import session
 from queuewatch.config import Settings
 
 
@@ -47,17 +46,12 @@ async def delete_rate(settings: Settings, count: int, quorum: bool) -> float:
 
 
 async def main(count: int, runs: int, quorum: bool) -> None:
-    settings = make_settings()
-    mgmt = ManagementClient(settings)
-    bench = Bench(settings, mgmt, BenchConfig(runs=1))
-    try:
+    async with session() as (_settings, _mgmt, bench):
         for _ in range(runs):
             async with bench.vhost("delete") as st:
                 rate = await delete_rate(st, count, quorum)
             print(f"{'quorum' if quorum else 'classic'} DLQ: delete of every other one of "
                   f"{count:,}: {rate:,.0f}/s", flush=True)
-    finally:
-        await mgmt.aclose()
 
 
 if __name__ == "__main__":

@@ -155,6 +155,18 @@ def make_settings() -> Settings:
     return load_settings(env=env, vhost="/")
 
 
+@contextlib.asynccontextmanager
+async def session(runs: int = 1) -> AsyncIterator[tuple[Settings, ManagementClient, Bench]]:
+    """Settings, a management client (closed after) and a :class:`Bench` of ``runs`` runs,
+    for a benchmark script of its own (``bench.replay_share``, ``bench.dlq_delete``, ...)."""
+    settings = make_settings()
+    mgmt = ManagementClient(settings)
+    try:
+        yield settings, mgmt, Bench(settings, mgmt, BenchConfig(runs=runs))
+    finally:
+        await mgmt.aclose()
+
+
 def rate_row(label: str, value: Stat | None, baseline: Stat | None, *, note: str = "",
              na: str | None = None) -> Row:
     """A throughput row: median (min–max) and the ratio to ``baseline``."""

@@ -26,7 +26,7 @@ from typing import Any
 from bench import peers
 from bench.amqp_tools import DepthProbe, connect
 from bench.b_replay import DLQ, SHOVEL_PREFETCH, ReplayFacts, _prepare, _qw_replay, _shovel
-from bench.harness import Bench, BenchConfig, make_settings
+from bench.harness import Bench, session
 from queuewatch import envelope as env
 from queuewatch.broker.management import ManagementClient, q
 from queuewatch.config import Settings
@@ -99,9 +99,11 @@ async def hold(settings: Settings, count: int, mgmt: ManagementClient, half: boo
 
 
 async def version2(count: int, runs: int) -> None:
-    settings = make_settings()
-    mgmt = ManagementClient(settings)
-    bench = Bench(settings, mgmt, BenchConfig(runs=1))
+    async with session() as (_settings, mgmt, bench):
+        await _version2(count, runs, mgmt, bench)
+
+
+async def _version2(count: int, runs: int, mgmt: ManagementClient, bench: Bench) -> None:
     res: dict[str, list[float]] = {"shovel": [], "half": [], "all": []}
     for _ in range(runs):
         for key, rates in res.items():
@@ -120,13 +122,14 @@ async def version2(count: int, runs: int) -> None:
         print(k, [f"{x:,.0f}" for x in v])
     for k in ("half", "all"):
         print(f"{k}/shovel", [f"{a / b:.2f}" for a, b in zip(res[k], res["shovel"], strict=True)])
-    await mgmt.aclose()
 
 
 async def hold_vs_shovel(count: int, runs: int) -> None:
-    settings = make_settings()
-    mgmt = ManagementClient(settings)
-    bench = Bench(settings, mgmt, BenchConfig(runs=1))
+    async with session() as (_settings, mgmt, bench):
+        await _hold_vs_shovel(count, runs, mgmt, bench)
+
+
+async def _hold_vs_shovel(count: int, runs: int, mgmt: ManagementClient, bench: Bench) -> None:
     res: dict[str, list[float]] = {"shovel": [], "hold": []}
     details: list[tuple[float, float, float, float, int, int, int]] = []
     for _ in range(runs):
@@ -141,7 +144,6 @@ async def hold_vs_shovel(count: int, runs: int) -> None:
         read, nack, shovel, close, k, moved, left = d
         print(f"read {read:.2f}s requeue {nack:.2f}s shovel {shovel:.2f}s close {close:.2f}s "
               f"matched {k} moved {moved} left {left}")
-    await mgmt.aclose()
 
 
 if __name__ == "__main__":

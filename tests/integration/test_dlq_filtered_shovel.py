@@ -10,7 +10,10 @@ import asyncio
 import pytest
 
 from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue
-from tests.helpers import Ledger, depth, wait_until
+from queuewatch.dlq.shovel import SPLIT_PREFETCH, SRC_PREFETCH, ShovelNotApplicable
+from queuewatch.topology import QueueSpec
+from tests.helpers import Ledger, declare, depth, wait_until
+from tests.integration.test_dlq_kinds import declare_quorum
 from tests.integration.test_dlq_shovel import replay_exchanges
 from tests.integration.test_dlq_support import (
     dead_headers,
@@ -57,6 +60,63 @@ async def test_half_match_moved_by_the_broker_arrive_once_and_the_rest_keeps_its
     # And a dry run now counts nothing more to replay
     assert (await dlq.replay(TIMEOUTS, dry_run=True)).replayed == 0
     assert await replay_exchanges(mgmt, vhost) == []
+
+
+@pytest.mark.parametrize(("dlq_kind", "jobs_kind", "step", "via", "prefetch"), [
+    ("classic", "classic", 2, "shovel", SPLIT_PREFETCH),
+    ("classic", "classic", 5, "shovel", SPLIT_PREFETCH),
+    ("classic", "classic", 1, "shovel", SRC_PREFETCH),
+    ("quorum", "classic", 1, "messages", None),
+    ("quorum", "classic", 2, "messages", None),
+    ("classic", "quorum", 2, "messages", None)])
+async def test_the_shovel_prefetch_and_where_dead_letters_held_back_keep_the_replay_exact(
+        connection, mgmt, settings, vhost, dlq_kind, jobs_kind, step, via, prefetch):
+    # Given 3,000 dead letters of "jobs", one in ``step`` a timeout, with a classic or a
+    # quorum DLQ and job queue
+    await declare(connection, vhost, QueueSpec("jobs", max_priority=0, queue_type=jobs_kind),
+                  delay_levels=1)
+    if dlq_kind == "quorum":
+        channel = await connection.channel()
+        await channel.queue_delete("jobs.dlq")
+        await channel.close()
+        await declare_quorum(connection, "jobs.dlq")
+    ids = await publish_dead_letters(connection, "jobs", 3000, headers=lambda i: dead_headers(
+        "jobs", error_type="ValueError" if i % step else "TimeoutError"))
+    matching = ids[::step]
+    rest = [i for i in ids if i not in set(matching)]
+    shovels: list[dict[str, object]] = []
+    put_shovel = mgmt.put_shovel
+
+    async def seen(vhost: str, name: str, value: dict[str, object]) -> None:
+        shovels.append(value)
+        await put_shovel(vhost, name, value)
+
+    mgmt.put_shovel = seen
+    dlq = DeadLetterQueue(connection, mgmt, settings, "jobs.dlq")
+    # When the timeouts are replayed (the automatic choice of path)
+    result = await dlq.replay(TIMEOUTS)
+    # Then the broker moved them between classic queues (shallow prefetch on a DLQ taking
+    # a quarter or more back), or when nothing goes back into the DLQ; else (a quorum
+    # queue and dead letters held back: the shovel could stop early) message by message
+    assert [s["src-prefetch-count"] for s in shovels] == ([prefetch] if prefetch else [])
+    assert (result.via, result.replayed, result.outcome) == (via, len(matching), "ok")
+    # And every timeout arrived once, in DLQ order; the rest stays, once, in its order
+    assert await drain_ids(connection, "jobs") == matching
+    assert [d.job_id for d in (await dlq.peek(0, 3000)).items] == rest
+
+
+async def test_a_shovel_is_refused_for_a_filter_on_a_quorum_dlq(connection, mgmt, settings,
+                                                                  vhost):
+    await setup_jobs(connection, vhost)
+    channel = await connection.channel()
+    await channel.queue_delete("jobs.dlq")
+    await channel.close()
+    await declare_quorum(connection, "jobs.dlq")
+    await publish_dead_letters(connection, "jobs", 10, headers=half_timeouts)
+    dlq = DeadLetterQueue(connection, mgmt, settings, "jobs.dlq")
+    with pytest.raises(ShovelNotApplicable, match="quorum queue on either side"):
+        await dlq.replay(TIMEOUTS, via_shovel=True)
+    assert await depth(connection, "jobs.dlq") == 10 and await depth(connection, "jobs") == 0
 
 
 async def test_what_the_broker_cannot_judge_is_looked_at_one_by_one(
