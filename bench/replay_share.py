@@ -46,18 +46,16 @@ QUORUM = "--quorum" in sys.argv[1:]
 
 
 async def replay_rate(settings: Settings, count: int, share: float, via_shovel: bool | None,
-                      cpu: list[tuple[float, float]] | None = None, run: int = 1) -> float:
+                      cpu: list[tuple[float, float]] | None = None) -> float:
     """Dead letters gone through per second by one filtered replay on a fresh DLQ
-    (``cpu``: gets the CPU seconds of this process and of the broker during it). The
-    timeouts come in runs of ``run`` (1: one in ``1/share``, evenly spread)."""
+    (``cpu``: gets the CPU seconds of this process and of the broker during it)."""
     step = max(round(1 / share), 1)
-    run = max(run, 1)
     await peers.setup_queue("queuewatch", settings)
     if QUORUM:
         await redeclare_quorum(settings, DLQ)
     await preload(settings, DLQ, count, lambda i: dead_letter(
-        i, "TimeoutError" if i // run % step == 0 else "ValueError"))
-    matching = sum(1 for i in range(count) if i // run % step == 0)
+        i, "TimeoutError" if i % step == 0 else "ValueError"))
+    matching = len(range(0, count, step))
     async with open_dlq(settings) as dlq:
         await dlq.kind()  # not timed: a new quorum queue's statistics take seconds
         own0, broker0 = cpu_seconds()

@@ -1,4 +1,5 @@
-"""The replay shovel's prefetch: shallow only on a classic DLQ that takes much back."""
+"""The replay shovel's prefetch: shallow only when the DLQ takes much back (a plan that
+holds anything back is only made between classic queues)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,15 @@ import pytest
 from queuewatch.dlq.shovel import SPLIT_PREFETCH, SPLIT_SHARE, SRC_PREFETCH, Plan
 
 
-@pytest.mark.parametrize(("held", "quorum", "prefetch"), [
-    (0.0, False, SRC_PREFETCH),
-    (SPLIT_SHARE - 0.01, False, SRC_PREFETCH),
-    (SPLIT_SHARE, False, SPLIT_PREFETCH),
-    (0.5, False, SPLIT_PREFETCH),
-    (0.99, False, SPLIT_PREFETCH),
-    (0.5, True, SRC_PREFETCH),
-    (0.99, True, SRC_PREFETCH),
+@pytest.mark.parametrize(("held", "prefetch"), [
+    (0.0, SRC_PREFETCH),
+    (SPLIT_SHARE - 0.01, SRC_PREFETCH),
+    (SPLIT_SHARE, SPLIT_PREFETCH),
+    (0.5, SPLIT_PREFETCH),
+    (0.99, SPLIT_PREFETCH),
 ])
-def test_the_prefetch_follows_the_share_held_back_and_the_queue_type(
-        held: float, quorum: bool, prefetch: int) -> None:
-    assert Plan("jobs", 20_000, held).prefetch(quorum) == prefetch
+def test_the_prefetch_follows_the_share_held_back(held: float, prefetch: int) -> None:
+    assert Plan("jobs", 20_000, held).prefetch() == prefetch
 
 
 def test_the_two_prefetches_differ() -> None:

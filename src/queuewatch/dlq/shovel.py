@@ -136,10 +136,10 @@ class Plan:
     held_share: float = 0.0
     """Share of the sampled head the broker would hold back (back into the DLQ)."""
 
-    def prefetch(self, quorum: bool) -> int:
-        """The shovel's ``src-prefetch-count`` (see :data:`SPLIT_PREFETCH`)."""
-        return SPLIT_PREFETCH if not quorum and self.held_share >= SPLIT_SHARE \
-            else SRC_PREFETCH
+    def prefetch(self) -> int:
+        """The shovel's ``src-prefetch-count`` (see :data:`SPLIT_PREFETCH`). A plan that
+        holds anything back is only made between classic queues (see the module doc)."""
+        return SPLIT_PREFETCH if self.held_share >= SPLIT_SHARE else SRC_PREFETCH
 
 
 class ShovelNotApplicable(QueuewatchError):
@@ -350,7 +350,7 @@ async def replay_via_shovel(
     uri = "amqp:///" + q(vhost)
     value: dict[str, Any] = {
         "src-protocol": "amqp091", "src-uri": uri, "src-queue": queue,
-        "src-prefetch-count": plan.prefetch(opts.quorum), "src-delete-after": "queue-length",
+        "src-prefetch-count": plan.prefetch(), "src-delete-after": "queue-length",
         "dest-protocol": "amqp091", "dest-uri": uri, "dest-exchange": split,
         "dest-exchange-key": dest, "ack-mode": "on-confirm",
     }
