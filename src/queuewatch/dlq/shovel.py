@@ -218,7 +218,7 @@ async def check_applicable(
             raise ShovelNotApplicable(
                 f"a {'/'.join(sorted(kinds - {'classic'}))} queue on either side and dead letters "
                 "held back into the DLQ: the shovel could stop with some it replayed still in "
-                "the DLQ (see queuewatch.dlq.shovel; the default replay is exact)")
+                "the DLQ (drop --via-shovel: the default replay is exact; docs/dlq.md)")
     return Plan(route.routing_key, page.total, held)
 
 
