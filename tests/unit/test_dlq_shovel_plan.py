@@ -1,6 +1,4 @@
-"""The replay shovel's prefetch: shallow only when the DLQ takes much back (a plan that
-holds anything back is only made between classic queues)."""
-
+"""The replay shovel's prefetch: shallow only when the DLQ takes much back."""
 from __future__ import annotations
 
 import pytest

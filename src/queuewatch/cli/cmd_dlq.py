@@ -235,13 +235,14 @@ def _print_replay(result: Any, json_out: bool) -> None:
         print(f"  ... and {len(kept) - 50} more kept in the DLQ")
     if result.error:
         print(f"  STOPPED EARLY: {result.error}")
-        if result.in_doubt:
-            print(f"  in doubt: up to {result.in_doubt} dead letters may be both back in their "
-                  "queue and still in the DLQ (republished without a confirm, or acked just "
-                  "before the link broke): a re-run replays them again; duplicates, never losses")
-        if result.not_scanned:
-            where = "deleted with the DLQ" if result.dlq_deleted else "they stay in the DLQ"
-            print(f"  not looked at: {result.not_scanned} ({where})")
+    if result.in_doubt:
+        print(f"  in doubt: up to {result.in_doubt} dead letters may be both back in their "
+              "queue and still in the DLQ (republished without a confirm, acked just before "
+              "the link broke, or given back by a shovel as dead letters arrived): a re-run "
+              "replays them again; duplicates, never losses")
+    if result.error and result.not_scanned:
+        where = "deleted with the DLQ" if result.dlq_deleted else "they stay in the DLQ"
+        print(f"  not looked at: {result.not_scanned} ({where})")
 
 
 def cmd_delete(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ from queuewatch.dlq.kinds import Action, QueueKind
 from queuewatch.dlq.model import DeadLetter, Route
 from queuewatch.dlq.peek import Page, ProgressFn
 from queuewatch.dlq.replay import DEFAULT_MAX_REPLAYS, DEFAULT_WINDOW, ReplayOptions, ReplayResult
-from queuewatch.dlq.shovel import ReplayInProgress, ensure_not_busy, replay_via_shovel
+from queuewatch.dlq.shovel import ReplayInProgress, ensure_not_busy, replay_via_shovel, sweep
 from queuewatch.errors import ConfigError, QueuewatchError
 from queuewatch.events import model as ev
 from queuewatch.events.model import Source, line
@@ -187,7 +187,7 @@ class DeadLetterQueue:
     async def _begin(self, action: Action) -> None:
         require_writable(self.settings, action)
         self.audit.check()
-        await self._not_being_shovelled()
+        await self._not_being_shovelled(do_sweep=True)
         await self._allowed(action)
 
     async def _our_shovel_on_it(self) -> bool:
@@ -199,12 +199,16 @@ class DeadLetterQueue:
             return True
         return False
 
-    async def _not_being_shovelled(self) -> None:
+    async def _not_being_shovelled(self, do_sweep: bool = False) -> None:
         """Refuse while the shovel of a killed replay still moves this DLQ (see
-        :func:`~queuewatch.dlq.shovel.ensure_not_busy`). Without a management API, or the
+        :func:`~queuewatch.dlq.shovel.ensure_not_busy`). ``sweep`` (destructive actions
+        only): first, what killed replays held back in a queue of their own goes back to
+        its DLQ (:func:`~queuewatch.dlq.shovel.sweep`). Without a management API, or the
         right to read shovels, there is no shovel of ours to worry about: go on."""
         try:
             async with self._management() as mgmt:
+                if do_sweep:
+                    await sweep(self.connection, mgmt, self.settings.effective_vhost)
                 await ensure_not_busy(mgmt, self.settings.effective_vhost, self.queue)
         except ReplayInProgress:
             raise
@@ -293,7 +297,7 @@ class DeadLetterQueue:
             return await replay.replay(self.connection, self.queue, opts, progress)
         require_writable(self.settings, "move")
         self.audit.check()
-        await self._not_being_shovelled()
+        await self._not_being_shovelled(do_sweep=True)
         await self._allowed("replay")
         extra = {"to": to_queue}
         try:

@@ -101,12 +101,13 @@ def look_names(shovel: str) -> tuple[str, str]:
     return held + ".look", split + ".look"
 
 
-async def declare(connection: Connection, queue: str, dest: str, shovel: str,
-                  opts: ReplayOptions) -> None:
+async def declare(connection: Connection, dest: str, shovel: str, opts: ReplayOptions,
+                  back: str) -> None:
     """The replay shovel's exchanges: ``split`` (headers) sends on to ``dest`` the dead
     letters of ``dest`` below the replay limit that the filter selects; the rest goes to
-    ``held`` (headers), which sends the surely settled ones back to ``queue`` and the others
-    to ``look`` (fanout): back to ``queue`` and a mark in the look queue."""
+    ``held`` (headers), which sends the surely settled ones to ``back`` and the others to
+    ``look`` (fanout): to ``back`` and a mark in the look queue. ``back``: the DLQ
+    itself, or a queue of the replay's own (:mod:`queuewatch.dlq.held`)."""
     split, held = exchange_names(shovel)
     counts: list[int | None] = [None] if opts.force else list(range(opts.max_replays))
     allowed = [{"x-match": "all", env.H_DEAD_QUEUE: dest, env.H_REPLAY_COUNT: n, **more}
@@ -122,14 +123,14 @@ async def declare(connection: Connection, queue: str, dest: str, shovel: str,
                       OP_TIMEOUT, "declare a queue")
         await bounded(ch.exchange_declare(look_x, exchange_type="fanout", durable=True),
                       OP_TIMEOUT, what)
-        for target in (queue, look_q):
+        for target in (back, look_q):
             await bounded(ch.queue_bind(target, look_x, routing_key=""), OP_TIMEOUT,
                           "bind a queue")
         await bounded(ch.exchange_declare(held, exchange_type="headers", durable=True,
                                           arguments={"alternate-exchange": look_x}),
                       OP_TIMEOUT, what)
         for args in settled:
-            await bounded(ch.queue_bind(queue, held, routing_key="", arguments=args),
+            await bounded(ch.queue_bind(back, held, routing_key="", arguments=args),
                           OP_TIMEOUT, "bind a queue")
         await bounded(ch.exchange_declare(split, exchange_type="headers", durable=True,
                                           arguments={"alternate-exchange": held}),

@@ -1,0 +1,111 @@
+"""Where a shovel replay holds dead letters back when a quorum queue is on either side: a
+classic queue of its own, ``queuewatch.replay.<id>.held``, moved back to the DLQ's tail by a
+second, plain shovel once the first has ended (:mod:`queuewatch.dlq.shovel`).
+
+Why not straight back into the DLQ, as between classic queues: the first shovel counts the
+acks it sends and stops when the count reaches the DLQ's length. Dead letters held back
+into the DLQ it reads are sent to it again; with a quorum queue on either side their
+confirms could overtake those of the last originals, the count ran out first, and those
+originals went back to the DLQ although they had been replayed. The first shovel never sees
+what goes to a queue of its own. Measured (``python -m bench.replay_share --quorum``): the
+two shovels together at about the speed of one plain shovel of the quorum DLQ.
+
+The second shovel moves one queue to one queue (in order, nothing held back). A replay that
+is cancelled, stalls or fails starts it before returning; one that is killed or loses the
+broker leaves the held queue to :func:`move_back_orphan`, which the next shovel replay (and
+any destructive action on a DLQ) runs first. Until then what was held back is in that
+queue, named after the replay, with the DLQ it belongs to in its ``x-queuewatch-dlq``
+argument; it is durable and so are the dead letters.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from queuewatch.broker import wire
+from queuewatch.broker.management import ManagementClient
+from queuewatch.broker.wire import Connection
+from queuewatch.dlq.channel import queue_depth, raw_channel
+from queuewatch.dlq.shovelrun import SRC_PREFETCH, Moved, definition, wait_gone
+from queuewatch.dlq.split import exchange_names
+from queuewatch.dlq.watch import OP_TIMEOUT, bounded
+from queuewatch.errors import NotFound, QueuewatchError
+
+log = logging.getLogger(__name__)
+
+HELD_ARG = "x-queuewatch-dlq"
+"""The held queue's argument naming the DLQ it belongs to."""
+
+
+def held_queue(shovel: str) -> str:
+    """The queue a replay shovel holds dead letters back in."""
+    return exchange_names(shovel)[1]
+
+
+def back_name(shovel: str) -> str:
+    """The second shovel: what was held back, to the DLQ's tail."""
+    return shovel + "-back"
+
+
+async def declare_held(connection: Connection, shovel: str, dlq: str) -> str:
+    """The held queue of ``shovel`` (durable, classic, naming ``dlq``)."""
+    name = held_queue(shovel)
+    async with raw_channel(connection) as ch:
+        await bounded(ch.queue_declare(name, durable=True, arguments={
+            "x-queue-type": "classic", HELD_ARG: dlq}), OP_TIMEOUT, "declare a queue")
+    return name
+
+
+async def start_back(connection: Connection, mgmt: ManagementClient, vhost: str, shovel: str,
+                     dlq: str) -> int:
+    """Start the shovel moving what ``shovel``'s held queue holds to ``dlq``; how many it
+    moves (0: none started, the queue is empty or gone)."""
+    held = held_queue(shovel)
+    try:
+        count = await queue_depth(connection, held)
+    except NotFound:
+        return 0
+    if count:
+        await mgmt.put_shovel(vhost, back_name(shovel),
+                              definition(vhost, held, SRC_PREFETCH, dest_queue=dlq))
+    return count
+
+
+async def move_back(connection: Connection, mgmt: ManagementClient, vhost: str, shovel: str,
+                    dlq: str) -> int:
+    """What ``shovel`` held back, to the tail of ``dlq``; then its held queue is deleted.
+    Returns how many were moved. The wait raises as :func:`wait_gone` does."""
+    count = await start_back(connection, mgmt, vhost, shovel, dlq)
+    if count:
+        await wait_gone(connection, mgmt, vhost, back_name(shovel), held_queue(shovel), count,
+                        None, Moved())
+    await delete_if_empty(connection, shovel)
+    return count
+
+
+async def delete_if_empty(connection: Connection, shovel: str) -> None:
+    """Delete ``shovel``'s held queue if it exists and is empty (else leave it)."""
+    try:
+        async with raw_channel(connection) as ch:
+            await bounded(ch.queue_delete(held_queue(shovel), if_empty=True), OP_TIMEOUT,
+                          "delete a queue")
+    except (wire.AMQPError, ConnectionError, QueuewatchError) as exc:
+        log.info("held queue of %s not deleted (%s): the next shovel replay sweeps it",
+                 shovel, exc)
+
+
+async def move_back_orphan(connection: Connection, mgmt: ManagementClient, vhost: str,
+                           shovel: str) -> int:
+    """The held queue of a replay whose shovels are gone (its process was killed, or lost
+    the broker): moved back to the DLQ it names. How many were moved."""
+    info = await mgmt.queue(vhost, held_queue(shovel))
+    if info is None:
+        return 0
+    dlq = str((info.get("arguments") or {}).get(HELD_ARG) or "")
+    if not dlq:
+        return 0
+    count = await move_back(connection, mgmt, vhost, shovel, dlq)
+    if count:
+        log.warning("moved %d dead letters held back by replay %s back to %r (its replay "
+                    "ended before it could)", count, shovel, dlq)
+    return count
