@@ -6,6 +6,7 @@ counts what is replayed."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 from typing import Any
 
@@ -162,6 +163,15 @@ async def test_a_shovel_replay_of_a_quorum_dlq_is_exact_when_cancelled_or_killed
     await wait_until(lambda: _no_replay_shovel(mgmt, vhost), timeout=60,
                      what="the shovels to end")
     assert 0 < await depth(connection, "jobs") <= 10_000
+    # And, killed, what it held back waits in its own queue, and `dlq list` says where
+    if how == "killed":
+        [(held, count)] = await dlq.held_elsewhere()
+        assert count == await depth(connection, held) > 0
+        listed = await asyncio.create_subprocess_exec(
+            *replay_command(settings)[:3], "dlq", "list", "jobs", "--json", "--vhost",
+            settings.effective_vhost, env=cli_env(settings), stdout=asyncio.subprocess.PIPE)
+        out, _ = await listed.communicate()
+        assert json.loads(out)["held_elsewhere"] == [{"queue": held, "count": count}]
     # Then a second replay first moves back what is still held apart, and once it is done
     # every timeout is in "jobs" and every other dead letter in the DLQ, none lost, with
     # nothing of either replay left behind
@@ -170,7 +180,7 @@ async def test_a_shovel_replay_of_a_quorum_dlq_is_exact_when_cancelled_or_killed
     moved = await drain_ids(connection, "jobs")
     left = await drain_ids(connection, "jobs.dlq")
     assert set(moved) == matching and set(left) == set(ids) - matching
-    assert await replay_leftovers(mgmt, vhost) == []
+    assert await replay_leftovers(mgmt, vhost) == [] and await dlq.held_elsewhere() == []
     # And each once, where the shovel ended by itself; deleting a running shovel (the
     # cancel) gives back what it had not acked, republished or not: at most its prefetch
     # twice

@@ -136,19 +136,24 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     flt = filter_from_args(args)
 
-    async def fetch(dlq: Any) -> tuple[str, int, list[Any]]:
+    async def fetch(dlq: Any) -> tuple[str, int, list[Any], list[tuple[str, int]]]:
         if flt.is_empty:
             page = await dlq.peek(args.offset, args.limit)
-            return dlq.queue, page.total, list(page.items)
+            return dlq.queue, page.total, list(page.items), await dlq.held_elsewhere()
         found = await dlq.find(flt, max_results=args.offset + args.limit)
-        return dlq.queue, await dlq.depth(), found[args.offset:]
+        return dlq.queue, await dlq.depth(), found[args.offset:], await dlq.held_elsewhere()
 
-    queue, total, items = with_dlq(args, fetch)
+    queue, total, items, elsewhere = with_dlq(args, fetch)
     if args.json:
         print_json({"queue": queue, "total": total, "offset": args.offset,
-                    "items": [d.summary() for d in items]})
+                    "items": [d.summary() for d in items],
+                    "held_elsewhere": [{"queue": q, "count": n} for q, n in elsewhere]})
         return 0
     print(f"{queue}: {total} dead letters" + (f", showing {len(items)}" if items else ""))
+    for held_queue, count in elsewhere:
+        print(f"  and {count} held back in {held_queue} by a shovel replay (in progress or "
+              "interrupted): they return to the tail of this DLQ when it ends, or with the "
+              "next replay")
     if items:
         print(format_table(
             ["POS", "JOB", "REASON", "ERROR", "ATT", "REPLAYS", "DIED", "ROUTE"],

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 
+from queuewatch import envelope as env
 from queuewatch.broker import wire
 from queuewatch.broker.management import ManagementClient
 from queuewatch.broker.wire import Connection
@@ -109,3 +110,28 @@ async def move_back_orphan(connection: Connection, mgmt: ManagementClient, vhost
         log.warning("moved %d dead letters held back by replay %s back to %r (its replay "
                     "ended before it could)", count, shovel, dlq)
     return count
+
+
+async def held_for(connection: Connection, mgmt: ManagementClient, vhost: str,
+                   dlq: str) -> list[tuple[str, int]]:
+    """Held queues naming ``dlq`` that hold dead letters (a replay in progress, or one that
+    was interrupted): (queue, how many), for the DLQ's listings to say where they are.
+    Found through the replays' exchanges, which stay until their held queue is gone."""
+    found: list[tuple[str, int]] = []
+    for ex in await mgmt.exchanges(vhost):
+        name = str(ex.get("name", ""))
+        if not name.startswith(env.REPLAY_EXCHANGE_PREFIX) or \
+                "." in name.removeprefix(env.REPLAY_EXCHANGE_PREFIX):
+            continue
+        queue = name + ".held"
+        info = await mgmt.queue(vhost, queue)
+        if info is None or (info.get("arguments") or {}).get(HELD_ARG) != dlq:
+            continue
+        try:
+            count = await queue_depth(connection, queue)
+        except NotFound:
+            continue
+        if count:
+            found.append((queue, count))
+    return found
+

@@ -17,7 +17,7 @@ from queuewatch.broker.connect import connect
 from queuewatch.broker.management import ManagementClient
 from queuewatch.broker.wire import Connection
 from queuewatch.config import Settings
-from queuewatch.dlq import exportfile, kinds, ops, peek, replay, split, transfer
+from queuewatch.dlq import exportfile, held, kinds, ops, peek, replay, split, transfer
 from queuewatch.dlq.channel import close_quietly, queue_counts, queue_depth
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.importlog import ImportLog
@@ -126,6 +126,18 @@ class DeadLetterQueue:
     async def peek(self, offset: int = 0, limit: int = 50) -> Page:
         await self._allowed("read")
         return await peek.peek(self.connection, self.queue, offset, limit)
+
+    async def held_elsewhere(self) -> list[tuple[str, int]]:
+        """Dead letters of this DLQ that a shovel replay (in progress, or interrupted)
+        holds back in a queue of its own: (queue, how many). They return to the DLQ's tail
+        when it ends, or with the next replay or destructive action
+        (:mod:`queuewatch.dlq.held`). Empty without a management API."""
+        try:
+            async with self._management() as mgmt:
+                return await held.held_for(self.connection, mgmt,
+                                           self.settings.effective_vhost, self.queue)
+        except QueuewatchError:
+            return []
 
     async def find(
         self, flt: DeadLetterFilter, limit: int | None = None, max_results: int = 1000
