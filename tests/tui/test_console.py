@@ -7,19 +7,22 @@ from dataclasses import replace
 
 from textual.widgets import Input
 
+from queuewatch.config import Settings
 from queuewatch.errors import AuthenticationFailed
 from queuewatch.monitor.model import Alert, StuckJob
+from queuewatch.tui import make_app
 from queuewatch.tui.canned import demo_dead_letters, demo_snapshot
 from queuewatch.tui.format import fill_text
 from queuewatch.tui.screens.dialogs import ConfirmScreen
 from queuewatch.tui.screens.queue_detail import QueueDetailScreen
+from queuewatch.tui.source import Replayed
 from queuewatch.tui.widgets.dlq_view import DlqView
 from queuewatch.tui.widgets.footer import PinnedFooter
 from queuewatch.tui.widgets.keyed_table import KeyedTable
 from queuewatch.tui.widgets.queue_table import QueueTable
 from queuewatch.tui.widgets.status import StatusBar
 from queuewatch.tui.widgets.views import AlertsView, StuckView, WorkersView
-from tests.tui.canned_app import counting_app
+from tests.tui.canned_app import CountingSource, counting_app
 
 
 async def settle(pilot) -> None:  # type: ignore[no-untyped-def]
@@ -354,3 +357,31 @@ async def test_enter_on_a_dead_letter_opens_its_detail_and_esc_comes_back():
         assert app.main.query_one("#dlq-detail-pane").has_focus
         await pilot.press("escape")
         assert app.main.query_one("#dlq-table").has_focus
+
+
+# -- a replay that succeeded with some in doubt says so --------------------------------
+async def test_a_replay_with_dead_letters_in_doubt_says_so():
+    # Given the DLQ browser on a source whose replay reports 2 in doubt (a shovel replay
+    # that dead letters arrived during: dlq/shovel.py, _given_back)
+    class InDoubt(CountingSource):
+        async def replay_dlq(self, dlq, flt, *, dry_run, progress=None):  # type: ignore[no-untyped-def]
+            count = (await super().replay_dlq(dlq, flt, dry_run=True)).count
+            return Replayed(count, 0 if dry_run else 2)
+
+    source = InDoubt([demo_snapshot()], vhost="demo",
+                     dead_letters={"thumbnails.dlq": demo_dead_letters(3)})
+    app = make_app(Settings(), source, clock=lambda: demo_snapshot().taken_at + 5,
+                   poll_interval=3600)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        # When every dead letter is replayed, confirmed
+        await pilot.press("R")
+        assert "Replay 3 dead letters" in (await dialog(pilot)).title_text
+        await pilot.press("y")
+        await settle(pilot)
+        # Then the toast says how many, and that up to 2 may be in both places, as a warning
+        assert any("replayed 3 of 3 dead letters from thumbnails.dlq; in doubt: up to 2" in t
+                   for t in toasts(app)), toasts(app)
+        assert [n.severity for n in app._notifications][-1] == "warning"

@@ -32,7 +32,7 @@ from queuewatch.monitor.history_file import KeptHistory, history_path
 from queuewatch.monitor.model import Snapshot, StuckJob, WorkerStats
 from queuewatch.monitor.session import ACTION_TIMEOUT, LinkState, MonitorSession
 from queuewatch.topology import Topology
-from queuewatch.tui.source import ConsumerInfo, Progress
+from queuewatch.tui.source import ConsumerInfo, Progress, Replayed
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class LiveSource:
 
     async def replay_dlq(
         self, dlq: str, flt: DeadLetterFilter, *, dry_run: bool, progress: Progress | None = None
-    ) -> int:
+    ) -> Replayed:
         q = await self._dlq(dlq)
         report = None if progress is None else (lambda done, _total: progress(done))
         result = await q.replay(flt, dry_run=dry_run, progress=report)
@@ -216,7 +216,7 @@ class LiveSource:
             more = f" and {len(kept) - 3} more" if len(kept) > 3 else ""
             raise QueuewatchError(f"replayed {result.replayed} of {result.matched}; kept in "
                                   f"{dlq}: {why}{more}")
-        return result.replayed
+        return Replayed(result.replayed, 0 if dry_run else result.in_doubt)
 
     async def delete_dlq(self, dlq: str, flt: DeadLetterFilter, *, dry_run: bool) -> int:
         q = await self._dlq(dlq)

@@ -37,6 +37,17 @@ class ConsumerInfo:
     active: bool = True
 
 
+@dataclass(frozen=True)
+class Replayed:
+    """What a DLQ replay from the console did (or, dry, would do)."""
+
+    count: int
+    """Dead letters replayed (or that would be)."""
+    in_doubt: int = 0
+    """Up to this many may be both back in their queue and still in the DLQ (see
+    :attr:`queuewatch.dlq.ReplayResult.in_doubt`): duplicates, never losses."""
+
+
 class DataSource(Protocol):
     """What the console needs from the core."""
 
@@ -76,8 +87,8 @@ class DataSource(Protocol):
 
     async def replay_dlq(
         self, dlq: str, flt: DeadLetterFilter, *, dry_run: bool, progress: Progress | None = None
-    ) -> int:
-        """Replay matching dead letters to their original route; returns how many (would) move."""
+    ) -> Replayed:
+        """Replay matching dead letters to their original route: how many (would) move."""
         ...
 
     async def delete_dlq(self, dlq: str, flt: DeadLetterFilter, *, dry_run: bool) -> int: ...
@@ -190,8 +201,8 @@ class SnapshotSource:
 
     async def replay_dlq(
         self, dlq: str, flt: DeadLetterFilter, *, dry_run: bool, progress: Progress | None = None
-    ) -> int:
-        return self._dry_run_only(dlq, flt, dry_run, "dlq replay")
+    ) -> Replayed:
+        return Replayed(self._dry_run_only(dlq, flt, dry_run, "dlq replay"))
 
     async def delete_dlq(self, dlq: str, flt: DeadLetterFilter, *, dry_run: bool) -> int:
         return self._dry_run_only(dlq, flt, dry_run, "dlq delete")

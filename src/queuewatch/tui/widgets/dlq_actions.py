@@ -106,8 +106,8 @@ class DlqActions:
             self.reload()
 
     async def _act(self, verb: str, dlq: str, flt: DeadLetterFilter, which: str) -> None:
-        count = await (self.source.replay_dlq(dlq, flt, dry_run=True) if verb == "replay"
-                       else self.source.delete_dlq(dlq, flt, dry_run=True))
+        count = ((await self.source.replay_dlq(dlq, flt, dry_run=True)).count
+                 if verb == "replay" else await self.source.delete_dlq(dlq, flt, dry_run=True))
         if count == 0:
             self.app.notify(f"nothing to {verb}: no dead letter {which}", severity="warning")
             return
@@ -133,13 +133,18 @@ class DlqActions:
         def progress(done: int) -> None:
             self.app.call_later(bar.update, progress=done)
 
+        in_doubt = 0
         if verb == "replay":
-            done = await self.source.replay_dlq(dlq, flt, dry_run=False, progress=progress)
+            replayed = await self.source.replay_dlq(dlq, flt, dry_run=False, progress=progress)
+            done, in_doubt = replayed.count, replayed.in_doubt
         else:
             done = await self.source.delete_dlq(dlq, flt, dry_run=False)
         self.marked.clear()
-        self.app.notify(f"{VERBS[verb]} {done} of {plural(count)} from {dlq}",
-                        severity="information" if done == count else "warning")
+        doubt = (f"; in doubt: up to {in_doubt} may be both back in their queue and still in "
+                 "the DLQ (duplicates, never lost)") if in_doubt else ""
+        self.app.notify(f"{VERBS[verb]} {done} of {plural(count)} from {dlq}{doubt}",
+                        severity="information" if done == count and not in_doubt
+                        else "warning")
 
     @work(group="dlq-action", exclusive=True, exit_on_error=False)
     async def action_export(self) -> None:
