@@ -306,11 +306,13 @@ async def test_dead_letters_arriving_during_a_quorum_shovel_replay_are_kept_or_i
                                            batch=50)
     result = await task
     # Then every timeout there at the start was replayed (and at most some that arrived,
-    # see below), each once, and the report counts them
+    # see below), each once, and the report counts them, short by at most what it calls
+    # in doubt (originals given back after their republish are not counted)
     moved = await drain_ids(connection, "jobs")
     left = await drain_ids(connection, "jobs.dlq")
     assert matching <= set(moved) and set(moved) - matching <= set(more)
-    assert result.replayed == len(moved) == len(set(moved))
+    assert len(moved) == len(set(moved))
+    assert len(moved) - result.in_doubt <= result.replayed <= len(moved)
     # And nothing was lost: the others, and all that arrived, are in the DLQ (or replayed)
     assert (set(ids) - matching) | set(more) <= set(left) | set(moved)
     # And what is both replayed and in the DLQ (the shovel's count of acks ran out on
