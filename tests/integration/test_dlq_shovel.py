@@ -13,6 +13,7 @@ from queuewatch import envelope as env
 from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue
 from queuewatch.dlq.shovel import ShovelNotApplicable, exchange_names
 from tests.helpers import Ledger, depth, wait_until
+from tests.integration.test_dlq_kinds import declare_quorum
 from tests.integration.test_dlq_support import (
     dead_headers,
     drain_ids,
@@ -68,11 +69,19 @@ def foreign_headers() -> dict[str, object]:
                          "routing-keys": ["jobs"]}]}
 
 
+@pytest.mark.parametrize("dlq_kind", ["classic", "quorum"])
 async def test_the_guard_is_exact_deep_in_the_dlq_and_foreign_letters_still_go_back(
-        connection, mgmt, settings, vhost):
-    # Given 300 dead letters where two far past the head were replayed 3 times already
-    # (the limit) and one is a foreign dead letter without queuewatch's headers
+        connection, mgmt, settings, vhost, dlq_kind):
+    # Given 300 dead letters, in a classic or a quorum DLQ, where two far past the head
+    # were replayed 3 times already (the limit) and one is a foreign dead letter without
+    # queuewatch's headers (a quorum DLQ: held back apart although the head holds nothing
+    # back, see dlq/held.py)
     await setup_jobs(connection, vhost)
+    if dlq_kind == "quorum":
+        channel = await connection.channel()
+        await channel.queue_delete("jobs.dlq")
+        await channel.close()
+        await declare_quorum(connection, "jobs.dlq")
     poison, foreign = {150, 299}, 200
 
     def headers(i: int) -> dict[str, object]:
@@ -82,9 +91,20 @@ async def test_the_guard_is_exact_deep_in_the_dlq_and_foreign_letters_still_go_b
 
     ids = await publish_dead_letters(connection, "jobs", 300, headers=headers)
     dlq = DeadLetterQueue(connection, mgmt, settings, "jobs.dlq")
+    sources: list[str] = []
+    put_shovel = mgmt.put_shovel
+
+    async def seen(vhost: str, name: str, value: dict[str, object]) -> None:
+        sources.append(str(value["src-queue"]))
+        await put_shovel(vhost, name, value)
+
+    mgmt.put_shovel = seen
     # When the DLQ is replayed through a shovel
     result = await dlq.replay(via_shovel=True)
-    # Then everything but the two at the limit went back to "jobs", the foreign one too
+    # Then what was held back went straight back (classic), or through a queue of its own
+    assert sources[0] == "jobs.dlq" and len(sources) == (2 if dlq_kind == "quorum" else 1)
+    assert all(s.endswith(".held") for s in sources[1:])
+    # And everything but the two at the limit went back to "jobs", the foreign one too
     assert result.replayed == 298 and result.count("replay-limit") == 2
     assert result.outcome == "partial"
     assert {s.job_id for s in result.skipped} == {ids[i] for i in poison}

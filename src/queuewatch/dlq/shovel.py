@@ -212,11 +212,11 @@ async def check_applicable(
                                   "a shovel cannot report unroutable messages (use the default)")
     await queue_depth(connection, route.routing_key)  # NotFound if the queue is gone
     held = 1 - moved / len(page.items)
-    apart = False
-    if not opts.flt.is_empty or held > 0:
-        kinds = {str(info.get("type") or "classic"),
-                 str((await mgmt.queue(vhost, route.routing_key) or {}).get("type") or "classic")}
-        apart = kinds != {"classic"}
+    # Held apart with a quorum queue on either side, even when the head holds nothing back:
+    # dead letters deeper in may be (at the replay limit, foreign, of another queue).
+    kinds = {str(info.get("type") or "classic"),
+             str((await mgmt.queue(vhost, route.routing_key) or {}).get("type") or "classic")}
+    apart = kinds != {"classic"}
     return Plan(route.routing_key, page.total, held, apart)
 
 
