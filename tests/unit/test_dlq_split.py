@@ -63,3 +63,12 @@ def test_only_error_type_and_reason_are_left_to_the_broker() -> None:
     assert not broker_can_filter(DeadLetterFilter(error_type="X", max_age=60))
     assert not broker_can_filter(DeadLetterFilter.for_jobs(["a"]))
     assert not broker_can_filter(DeadLetterFilter(error_type=""))
+
+
+def test_replay_of_names_the_shovel_of_a_split_exchange_only() -> None:
+    from queuewatch.dlq.split import exchange_names, look_names, replay_of
+
+    shovel = "queuewatch-replay-0123456789ab"
+    split, held = exchange_names(shovel)
+    assert replay_of(split) == shovel
+    assert [replay_of(x) for x in (held, look_names(shovel)[0], "amq.direct", "")] == [None] * 4

@@ -139,9 +139,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     async def fetch(dlq: Any) -> tuple[str, int, list[Any], list[tuple[str, int]]]:
         if flt.is_empty:
             page = await dlq.peek(args.offset, args.limit)
-            return dlq.queue, page.total, list(page.items), await dlq.held_elsewhere()
-        found = await dlq.find(flt, max_results=args.offset + args.limit)
-        return dlq.queue, await dlq.depth(), found[args.offset:], await dlq.held_elsewhere()
+            total, items = page.total, list(page.items)
+        else:
+            found = await dlq.find(flt, max_results=args.offset + args.limit)
+            total, items = await dlq.depth(), found[args.offset:]
+        return dlq.queue, total, items, await dlq.held_elsewhere()
 
     queue, total, items, elsewhere = with_dlq(args, fetch)
     if args.json:

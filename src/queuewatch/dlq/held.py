@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import logging
 
-from queuewatch import envelope as env
 from queuewatch.broker import wire
 from queuewatch.broker.management import ManagementClient
 from queuewatch.broker.wire import Connection
 from queuewatch.dlq.channel import queue_depth, raw_channel
 from queuewatch.dlq.shovelrun import SRC_PREFETCH, Moved, definition, wait_gone
-from queuewatch.dlq.split import exchange_names
+from queuewatch.dlq.split import exchange_names, replay_of
 from queuewatch.dlq.watch import OP_TIMEOUT, bounded
 from queuewatch.errors import NotFound, QueuewatchError
 
@@ -119,11 +118,10 @@ async def held_for(connection: Connection, mgmt: ManagementClient, vhost: str,
     Found through the replays' exchanges, which stay until their held queue is gone."""
     found: list[tuple[str, int]] = []
     for ex in await mgmt.exchanges(vhost):
-        name = str(ex.get("name", ""))
-        if not name.startswith(env.REPLAY_EXCHANGE_PREFIX) or \
-                "." in name.removeprefix(env.REPLAY_EXCHANGE_PREFIX):
+        shovel = replay_of(str(ex.get("name", "")))
+        if shovel is None:
             continue
-        queue = name + ".held"
+        queue = held_queue(shovel)
         info = await mgmt.queue(vhost, queue)
         if info is None or (info.get("arguments") or {}).get(HELD_ARG) != dlq:
             continue

@@ -7,6 +7,7 @@ then append to the audit log, whatever the outcome.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -220,7 +221,8 @@ class DeadLetterQueue:
         try:
             async with self._management() as mgmt:
                 if do_sweep:
-                    await sweep(self.connection, mgmt, self.settings.effective_vhost)
+                    with contextlib.suppress(QueuewatchError):  # the busy check still runs
+                        await sweep(self.connection, mgmt, self.settings.effective_vhost)
                 await ensure_not_busy(mgmt, self.settings.effective_vhost, self.queue)
         except ReplayInProgress:
             raise

@@ -94,6 +94,15 @@ def exchange_names(shovel: str) -> tuple[str, str]:
     return split, split + ".held"
 
 
+def replay_of(exchange: str) -> str | None:
+    """The replay shovel whose split exchange ``exchange`` is, or None (another exchange,
+    or a replay's held back or look exchange)."""
+    rest = exchange.removeprefix(env.REPLAY_EXCHANGE_PREFIX)
+    if rest == exchange or "." in rest:
+        return None
+    return REPLAY_SHOVEL_PREFIX + rest
+
+
 def look_names(shovel: str) -> tuple[str, str]:
     """(exchange, queue) where a held back dead letter the per-message replay must look at
     leaves its mark (see :mod:`queuewatch.dlq.split`)."""
