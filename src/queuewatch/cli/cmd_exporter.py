@@ -9,6 +9,7 @@ import sys
 import threading
 from dataclasses import replace
 
+from queuewatch import stopsignal
 from queuewatch.cli.common import (
     add_connection_options,
     add_web_config_option,
@@ -46,6 +47,8 @@ def cmd_exporter(args: argparse.Namespace) -> int:
     # SIGTERM (systemd, Kubernetes, the demo) stops it as Ctrl-C does, through close(),
     # and the exit code is 0 (Ctrl-C: 130)
     signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
+    if stopsignal.take():
+        stop.set()
     try:
         try:
             port = exporter.start(args.port, args.bind)

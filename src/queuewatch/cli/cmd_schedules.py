@@ -10,6 +10,7 @@ import signal
 from datetime import UTC, datetime
 from typing import Any
 
+from queuewatch import stopsignal
 from queuewatch.cli.common import (
     add_connection_options,
     add_read_only_option,
@@ -40,6 +41,8 @@ def cmd_scheduler(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, scheduler.stop)
+        if stopsignal.take():
+            scheduler.stop()
         async with scheduler:
             print(f"queuewatch scheduler {scheduler.name}: {len(scheduler.store.book.entries)} "
                   f"schedule(s) (broker {mask_url(settings.amqp_url)}, vhost "

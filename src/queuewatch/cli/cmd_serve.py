@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 
+from queuewatch import stopsignal
 from queuewatch.cli.common import (
     add_connection_options,
     add_web_config_option,
@@ -44,6 +45,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
+            if stopsignal.take():
+                stop.set()
             try:
                 await stop.wait()
             finally:

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import signal
 
+from queuewatch import stopsignal
 from queuewatch.cli.common import (
     add_connection_options,
     positive_float,
@@ -32,6 +33,8 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, service.stop)
+        if stopsignal.take():
+            service.stop()
         async with service:
             queues = [q.name for q in service.topology.queues if q.webhook]
             print(f"queuewatch webhooks: delivering from {WEBHOOKS_QUEUE} (broker "

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from queuewatch import __version__, redact
+from queuewatch import __version__, redact, stopsignal
 from queuewatch.errors import QueuewatchError
 
 
@@ -50,14 +50,24 @@ def build_parser() -> argparse.ArgumentParser:
 #: answered, a retry) must not reach the terminal as a second line.
 LONG_RUNNING = frozenset({"worker", "exporter", "tui", "demo", "serve", "webhooks",
                           "scheduler"})
+#: Long-running commands that take a SIGTERM held since the process started
+#: (:mod:`queuewatch.stopsignal`) when they install their own handler.
+TAKES_EARLY_STOP = frozenset({"worker", "exporter", "serve", "webhooks", "scheduler"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    stopsignal.hold()  # first: a SIGTERM while the imports below run must not kill a worker
     # One redaction at the edge: every log record, uncaught traceback and error line below
     # goes through queuewatch.redact (the settings register their secrets as they load).
     redact.install()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except BaseException:  # --help, a usage error
+        stopsignal.release()
+        raise
+    if args.command not in TAKES_EARLY_STOP:
+        stopsignal.release()
     if args.command not in LONG_RUNNING:
         logging.basicConfig(level=logging.CRITICAL)
     try:

@@ -47,6 +47,7 @@ class WebhookService:
                                       timeout=timeout, **worker_options)
         self.dispatcher: Dispatcher | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
 
     async def declare(self) -> None:
         """Declare the webhooks queue, its DLQ and the delay levels (idempotent)."""
@@ -65,6 +66,8 @@ class WebhookService:
         await self.jobs.start()
         await self.producer.connect()
         self.dispatcher = Dispatcher(self.jobs, self.producer, self.topology, start=self.start_at)
+        if self._stopped:  # stop() came while starting (a SIGTERM then)
+            self.dispatcher.stop()
         self._tasks = [asyncio.create_task(self.dispatcher.run(), name="webhook dispatcher"),
                        asyncio.create_task(self.worker.run(), name="webhook delivery")]
 
@@ -75,6 +78,7 @@ class WebhookService:
             task.result()
 
     def stop(self) -> None:
+        self._stopped = True
         if self.dispatcher is not None:
             self.dispatcher.stop()
         self.worker.stop()

@@ -27,6 +27,7 @@ import socket
 import uuid
 from collections.abc import Callable, Sequence
 
+from queuewatch import stopsignal
 from queuewatch.aio import end_task
 from queuewatch.broker.consumer import Subscription
 from queuewatch.broker.delivery import Delivery
@@ -232,6 +233,8 @@ class Worker:
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
+            if stopsignal.take():  # asked to stop before it could listen
+                self.stop()
         if self.metrics is not None:
             self.metrics.watch_blocked(lambda: self.link.blocked)
             if (recorder := self.recorder) is not None:

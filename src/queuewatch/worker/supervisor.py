@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
+from queuewatch import stopsignal
 from queuewatch.broker.policy import Backoff, ReconnectPolicy
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,10 @@ class Supervisor:
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, self.stop)
+            if stopsignal.take():  # asked to stop before it could listen: start none
+                self.stop()
         try:
-            for child in self.children:
+            for child in self.children if self._stop_signal is None else ():
                 self._start(child)
             while self._stop_signal is None:
                 self._tend()

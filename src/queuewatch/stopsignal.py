@@ -1,0 +1,43 @@
+"""A SIGTERM that arrives before a long-running command listens for it.
+
+``queuewatch worker`` (and the exporter, ``serve``, ``webhooks``, the scheduler) take SIGTERM
+as "stop gracefully, exit 0". They can only install their handler once Python, queuewatch
+and the app are imported and the arguments parsed: up to a second after the process
+started. Before, Python's default action killed the process (exit -15), so a service
+manager that stopped a worker right after starting it saw a crash. The command line
+:func:`hold`\\s SIGTERM from its first line; a command then :func:`take`\\s what arrived when
+it installs its own handler, and stops at once if a stop was asked for. Every other command
+:func:`release`\\s it, and a SIGTERM held meanwhile is delivered again: it dies of it as
+before.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from types import FrameType
+
+_held: list[int] = []
+
+
+def _record(signum: int, _frame: FrameType | None) -> None:
+    _held.append(signum)
+
+
+def hold() -> None:
+    """Record SIGTERM instead of dying of it (until a handler replaces this one)."""
+    signal.signal(signal.SIGTERM, _record)
+
+
+def take() -> bool:
+    """Whether a SIGTERM arrived while held (forgotten once taken)."""
+    seen = bool(_held)
+    _held.clear()
+    return seen
+
+
+def release() -> None:
+    """Back to the default action; a SIGTERM held meanwhile is delivered again."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if take():
+        os.kill(os.getpid(), signal.SIGTERM)
