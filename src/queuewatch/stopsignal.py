@@ -4,11 +4,14 @@
 as "stop gracefully, exit 0". They can only install their handler once Python, queuewatch
 and the app are imported and the arguments parsed: up to a second after the process
 started. Before, Python's default action killed the process (exit -15), so a service
-manager that stopped a worker right after starting it saw a crash. The command line
-:func:`hold`\\s SIGTERM from its first line; a command then :func:`take`\\s what arrived when
-it installs its own handler, and stops at once if a stop was asked for. Every other command
-:func:`release`\\s it, and a SIGTERM held meanwhile is delivered again: it dies of it as
-before.
+manager that stopped a worker right after starting it saw a crash. The ``queuewatch``
+command :func:`hold`\\s SIGTERM from its first line (:mod:`queuewatch.cli.entry`, before the
+command line's own imports; :func:`queuewatch.cli.main.main` again, for ``python -m``); a
+command then :func:`take`\\s what arrived when it installs its own handler, and stops at once
+if a stop was asked for. Every other command :func:`release`\\s it, and a SIGTERM held
+meanwhile is delivered again: it dies of it as before. Measured: a worker SIGTERMed 40 ms
+or more after its start now always exits 0 (it was killed up to ~0.8 s in before;
+``python -m bench.early_sigterm``).
 """
 
 from __future__ import annotations

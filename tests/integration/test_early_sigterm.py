@@ -118,3 +118,17 @@ def test_a_held_sigterm_is_delivered_again_on_release():
                          timeout=30)
     assert out.returncode == -signal.SIGTERM
     assert out.stdout == "held\n"
+
+
+def test_the_console_script_holds_sigterm_before_the_command_lines_imports():
+    # The installed `queuewatch` command enters through queuewatch.cli.entry, which must stay
+    # light: holding SIGTERM there closes all but the interpreter's own start
+    code = ("import sys; from queuewatch.cli import entry; "
+            "print(sorted(m for m in ('argparse', 'logging', 'queuewatch.cli.main') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30)
+    assert out.stdout.strip() == "[]", out.stderr
+    import tomllib
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["queuewatch"] == "queuewatch.cli.entry:main"
