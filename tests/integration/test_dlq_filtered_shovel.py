@@ -14,7 +14,8 @@ import pytest
 
 from queuewatch import envelope as env
 from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue
-from queuewatch.dlq.shovel import SPLIT_PREFETCH, SRC_PREFETCH
+from queuewatch.dlq.held import MovedBack
+from queuewatch.dlq.shovel import SPLIT_PREFETCH, SRC_PREFETCH, ReplayInProgress, ensure_not_busy
 from queuewatch.topology import QueueSpec
 from tests.helpers import Ledger, declare, depth, wait_until
 from tests.integration.test_dlq_kill import cli_env, replay_command
@@ -140,7 +141,7 @@ async def replay_leftovers(mgmt, vhost) -> list[str]:  # type: ignore[no-untyped
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["cancelled", "killed"])
+@pytest.mark.parametrize("how", ["cancelled", "killed", "killed moving back"])
 async def test_a_shovel_replay_of_a_quorum_dlq_is_exact_when_cancelled_or_killed(
         connection, mgmt, settings, vhost, how):
     # Given 20,000 dead letters of "jobs" in a quorum DLQ, half of them timeouts
@@ -157,12 +158,26 @@ async def test_a_shovel_replay_of_a_quorum_dlq_is_exact_when_cancelled_or_killed
             *replay_command(settings, "--error-type", "TimeoutError", "--via-shovel"),
             env=cli_env(settings), stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL)
-        await wait_until(lambda: _moving(connection), timeout=20, what="the shovel moving")
+        if how == "killed":
+            await wait_until(lambda: _moving(connection), timeout=20, what="the shovel moving")
+        else:  # its second shovel moves what the first held back to the DLQ
+            await wait_until(lambda: _moving_back(mgmt, vhost), timeout=60, interval=0.02,
+                             what="the second shovel")
         proc.send_signal(signal.SIGKILL)
         assert await proc.wait() == -signal.SIGKILL
+        if how == "killed moving back":  # while it goes on, the DLQ is busy
+            assert await busy_while_moving_back(mgmt, vhost) > 0
     await wait_until(lambda: _no_replay_shovel(mgmt, vhost), timeout=60,
                      what="the shovels to end")
-    assert 0 < await depth(connection, "jobs") <= 10_000
+    if how == "killed moving back":
+        # the second shovel went on by itself: every timeout replayed, the rest back in the
+        # DLQ; only the replay's (empty) queue and exchanges are left for the next sweep
+        assert await depth(connection, "jobs") == 10_000
+        assert await depth(connection, "jobs.dlq") == 10_000
+        assert await dlq.held_elsewhere() == []
+        assert await replay_leftovers(mgmt, vhost) != []
+    else:
+        assert 0 < await depth(connection, "jobs") <= 10_000
     # And, killed, what it held back waits in its own queue, and `dlq list` says where
     if how == "killed":
         [(held, count)] = await dlq.held_elsewhere()
@@ -172,11 +187,22 @@ async def test_a_shovel_replay_of_a_quorum_dlq_is_exact_when_cancelled_or_killed
             settings.effective_vhost, env=cli_env(settings), stdout=asyncio.subprocess.PIPE)
         out, _ = await listed.communicate()
         assert json.loads(out)["held_elsewhere"] == [{"queue": held, "count": count}]
-    # Then a second replay first moves back what is still held apart, and once it is done
-    # every timeout is in "jobs" and every other dead letter in the DLQ, none lost, with
-    # nothing of either replay left behind
-    result = await dlq.replay(TIMEOUTS, via_shovel=True)
-    assert result.outcome == "ok"
+    # Then a second replay first moves back what is still held apart (the CLI says so, on
+    # stderr), and once it is done every timeout is in "jobs" and every other dead letter
+    # in the DLQ, none lost, with nothing of either replay left behind
+    if how == "killed":
+        again = await asyncio.create_subprocess_exec(
+            *replay_command(settings, "--error-type", "TimeoutError", "--via-shovel", "--json"),
+            env=cli_env(settings), stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await again.communicate()
+        assert again.returncode == 0, err.decode()
+        assert json.loads(out)["outcome"] == "ok"
+        said = f"queuewatch: {MovedBack(held, 'jobs.dlq', count).describe()}"
+        assert said in err.decode().splitlines(), err.decode()
+    else:
+        result = await dlq.replay(TIMEOUTS, via_shovel=True)
+        assert result.outcome == "ok" and dlq.moved_back == []
     moved = await drain_ids(connection, "jobs")
     left = await drain_ids(connection, "jobs.dlq")
     assert set(moved) == matching and set(left) == set(ids) - matching
@@ -186,11 +212,31 @@ async def test_a_shovel_replay_of_a_quorum_dlq_is_exact_when_cancelled_or_killed
     # twice
     twice = len(moved) + len(left) - len(ids)
     print(f"{how}: {twice} dead letters twice")
-    assert twice == 0 if how == "killed" else 0 <= twice <= SPLIT_PREFETCH
+    assert twice == 0 if how != "cancelled" else 0 <= twice <= SPLIT_PREFETCH
 
 
 async def _no_replay_shovel(mgmt, vhost) -> bool:  # type: ignore[no-untyped-def]
     return not await mgmt.shovel_parameters(vhost)
+
+
+async def busy_while_moving_back(mgmt, vhost) -> int:  # type: ignore[no-untyped-def]
+    """How many times a destructive action was refused (the busy check) while the second
+    shovel ran, seen there before and after; fails if one was let through then."""
+    refused = 0
+    while await _moving_back(mgmt, vhost):
+        try:
+            await ensure_not_busy(mgmt, vhost, "jobs.dlq")
+        except ReplayInProgress as exc:
+            assert "-back" in str(exc)
+            refused += 1
+        else:
+            assert not await _moving_back(mgmt, vhost), "busy check passed while moving back"
+        await asyncio.sleep(0.05)
+    return refused
+
+
+async def _moving_back(mgmt, vhost) -> bool:  # type: ignore[no-untyped-def]
+    return any(str(p["name"]).endswith("-back") for p in await mgmt.shovel_parameters(vhost))
 
 
 async def test_what_the_broker_cannot_judge_is_looked_at_one_by_one(

@@ -360,13 +360,15 @@ async def test_enter_on_a_dead_letter_opens_its_detail_and_esc_comes_back():
 
 
 # -- a replay that succeeded with some in doubt says so --------------------------------
-async def test_a_replay_with_dead_letters_in_doubt_says_so():
+async def test_a_replay_with_dead_letters_in_doubt_or_moved_back_says_so():
     # Given the DLQ browser on a source whose replay reports 2 in doubt (a shovel replay
     # that dead letters arrived during: dlq/shovel.py, _given_back)
     class InDoubt(CountingSource):
         async def replay_dlq(self, dlq, flt, *, dry_run, progress=None):  # type: ignore[no-untyped-def]
             count = (await super().replay_dlq(dlq, flt, dry_run=True)).count
-            return Replayed(count, 0 if dry_run else 2)
+            return Replayed(count, 0 if dry_run else 2,
+                            () if dry_run else ("moved 7 dead letters back to the tail of "
+                                                "'thumbnails.dlq': a shovel replay had held..",))
 
     source = InDoubt([demo_snapshot()], vhost="demo",
                      dead_letters={"thumbnails.dlq": demo_dead_letters(3)})
@@ -385,3 +387,6 @@ async def test_a_replay_with_dead_letters_in_doubt_says_so():
         assert any("replayed 3 of 3 dead letters from thumbnails.dlq; in doubt: up to 2" in t
                    for t in toasts(app)), toasts(app)
         assert [n.severity for n in app._notifications][-1] == "warning"
+        # And what it first moved back (an interrupted replay's held back dead letters) too
+        assert any("Moved 7 dead letters back to the tail of 'thumbnails.dlq'" in t
+                   for t in toasts(app)), toasts(app)

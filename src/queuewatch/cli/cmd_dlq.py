@@ -90,7 +90,11 @@ def with_dlq(args: argparse.Namespace, fn: Callable[[Any], Awaitable[T]]) -> T:
                 queue = await resolve_dlq(conn, mgmt, settings.effective_vhost, args.queue)
                 dlq = DeadLetterQueue(conn, mgmt, settings, queue,
                                       force=bool(getattr(args, "force_read", False)))
-                return await fn(dlq)
+                try:
+                    return await fn(dlq)
+                finally:  # on stderr: stdout may be JSON
+                    for moved in dlq.moved_back:
+                        print(f"queuewatch: {moved.describe()}", file=sys.stderr)
         finally:
             await close_quietly(conn)
 

@@ -21,6 +21,7 @@ argument; it is durable and so are the dead letters.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from queuewatch.broker import wire
 from queuewatch.broker.management import ManagementClient
@@ -94,21 +95,36 @@ async def delete_if_empty(connection: Connection, shovel: str) -> None:
                  shovel, exc)
 
 
+@dataclass(frozen=True)
+class MovedBack:
+    """Dead letters a sweep moved back: ``count`` from ``held`` to the tail of ``dlq``."""
+
+    held: str
+    dlq: str
+    count: int
+
+    def describe(self) -> str:
+        return (f"moved {self.count} dead letters back to the tail of {self.dlq!r}: a shovel "
+                f"replay had held them back in {self.held} and ended (killed, or cut off "
+                "from the broker) before it could move them back")
+
+
 async def move_back_orphan(connection: Connection, mgmt: ManagementClient, vhost: str,
-                           shovel: str) -> int:
+                           shovel: str) -> MovedBack | None:
     """The held queue of a replay whose shovels are gone (its process was killed, or lost
-    the broker): moved back to the DLQ it names. How many were moved."""
+    the broker): moved back to the DLQ it names. What was moved (None: nothing)."""
     info = await mgmt.queue(vhost, held_queue(shovel))
     if info is None:
-        return 0
+        return None
     dlq = str((info.get("arguments") or {}).get(HELD_ARG) or "")
     if not dlq:
-        return 0
+        return None
     count = await move_back(connection, mgmt, vhost, shovel, dlq)
-    if count:
-        log.warning("moved %d dead letters held back by replay %s back to %r (its replay "
-                    "ended before it could)", count, shovel, dlq)
-    return count
+    if not count:
+        return None
+    moved = MovedBack(held_queue(shovel), dlq, count)
+    log.warning("%s", moved.describe())
+    return moved
 
 
 async def held_for(connection: Connection, mgmt: ManagementClient, vhost: str,

@@ -21,6 +21,7 @@ from queuewatch.config import Settings
 from queuewatch.dlq import exportfile, held, kinds, ops, peek, replay, split, transfer
 from queuewatch.dlq.channel import close_quietly, queue_counts, queue_depth
 from queuewatch.dlq.filters import DeadLetterFilter
+from queuewatch.dlq.held import MovedBack
 from queuewatch.dlq.importlog import ImportLog
 from queuewatch.dlq.kinds import Action, QueueKind
 from queuewatch.dlq.model import DeadLetter, Route
@@ -85,6 +86,9 @@ class DeadLetterQueue:
         self.audit = audit or AuditLog.from_settings(settings)
         self.publish_connection = publish_connection
         self._queue_kind: QueueKind | None = None
+        #: What the sweep before this object's destructive actions moved back (dead letters
+        #: that interrupted shovel replays held back, of this DLQ or another of the vhost).
+        self.moved_back: list[MovedBack] = []
 
     async def kind(self) -> QueueKind:
         """The queue's type and delivery limit (looked up once: see :mod:`.kinds`)."""
@@ -222,7 +226,8 @@ class DeadLetterQueue:
             async with self._management() as mgmt:
                 if do_sweep:
                     with contextlib.suppress(QueuewatchError):  # the busy check still runs
-                        await sweep(self.connection, mgmt, self.settings.effective_vhost)
+                        self.moved_back += await sweep(self.connection, mgmt,
+                                                       self.settings.effective_vhost)
                 await ensure_not_busy(mgmt, self.settings.effective_vhost, self.queue)
         except ReplayInProgress:
             raise

@@ -84,6 +84,7 @@ from queuewatch.dlq import replay as client
 from queuewatch.dlq.channel import queue_depth
 from queuewatch.dlq.decode import header_text
 from queuewatch.dlq.held import (
+    MovedBack,
     back_name,
     declare_held,
     held_queue,
@@ -221,28 +222,28 @@ async def check_applicable(
     return Plan(route.routing_key, page.total, held, apart)
 
 
-async def sweep(connection: Connection, mgmt: ManagementClient, vhost: str) -> list[str]:
+async def sweep(connection: Connection, mgmt: ManagementClient, vhost: str) -> list[MovedBack]:
     """Clean up after replays whose process was killed (or lost the broker) before it could:
     their shovels finished on their own, what they held back in a queue of its own goes back
     to its DLQ (:func:`~queuewatch.dlq.held.move_back_orphan`), then their exchanges are
-    deleted. Returns the exchanges' names."""
+    deleted. Returns what was moved back."""
     alive = await replay_shovels(mgmt, vhost)
-    gone: list[str] = []
+    moved: list[MovedBack] = []
     for ex in await mgmt.exchanges(vhost):
         name = str(ex.get("name", ""))
         shovel = replay_of(name)  # the held back and look exchanges go with their split one
         if shovel is None or shovel in alive or back_name(shovel) in alive:
             continue
         try:
-            await move_back_orphan(connection, mgmt, vhost, shovel)
+            if (back := await move_back_orphan(connection, mgmt, vhost, shovel)) is not None:
+                moved.append(back)
         except (LostSight, Stalled) as exc:
             # Its shovel moving back goes on (stalled) or the broker is gone: ensure_not_busy
             # refuses the DLQ while the former runs; the next sweep tries again.
             log.warning("could not move back what replay %s held back: %s", shovel, exc)
             continue
         await drop(connection, shovel)
-        gone.append(name)
-    return gone
+    return moved
 
 
 async def ensure_not_busy(mgmt: ManagementClient, vhost: str, queue: str) -> None:

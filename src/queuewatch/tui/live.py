@@ -216,7 +216,8 @@ class LiveSource:
             more = f" and {len(kept) - 3} more" if len(kept) > 3 else ""
             raise QueuewatchError(f"replayed {result.replayed} of {result.matched}; kept in "
                                   f"{dlq}: {why}{more}")
-        return Replayed(result.replayed, 0 if dry_run else result.in_doubt)
+        return Replayed(result.replayed, 0 if dry_run else result.in_doubt,
+                        tuple(m.describe() for m in q.moved_back))
 
     async def delete_dlq(self, dlq: str, flt: DeadLetterFilter, *, dry_run: bool) -> int:
         q = await self._dlq(dlq)

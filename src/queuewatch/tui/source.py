@@ -46,6 +46,9 @@ class Replayed:
     in_doubt: int = 0
     """Up to this many may be both back in their queue and still in the DLQ (see
     :attr:`queuewatch.dlq.ReplayResult.in_doubt`): duplicates, never losses."""
+    moved_back: tuple[str, ...] = ()
+    """What the replay first moved back, said in full: dead letters an interrupted shovel
+    replay had held back (:attr:`queuewatch.dlq.DeadLetterQueue.moved_back`)."""
 
 
 class DataSource(Protocol):

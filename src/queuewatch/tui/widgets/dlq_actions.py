@@ -137,6 +137,8 @@ class DlqActions:
         if verb == "replay":
             replayed = await self.source.replay_dlq(dlq, flt, dry_run=False, progress=progress)
             done, in_doubt = replayed.count, replayed.in_doubt
+            for said in replayed.moved_back:
+                self.app.notify(said[0].upper() + said[1:], severity="warning", timeout=15)
         else:
             done = await self.source.delete_dlq(dlq, flt, dry_run=False)
         self.marked.clear()
