@@ -18,18 +18,29 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from types import FrameType
+from typing import Any
 
 _held: list[int] = []
+_previous: list[Any] = []  # the handler hold() replaced
 
 
 def _record(signum: int, _frame: FrameType | None) -> None:
     _held.append(signum)
 
 
+def _main_thread() -> bool:
+    """Handlers can only be set there (``main()`` may run in a thread: tests do)."""
+    return threading.current_thread() is threading.main_thread()
+
+
 def hold() -> None:
     """Record SIGTERM instead of dying of it (until a handler replaces this one)."""
-    signal.signal(signal.SIGTERM, _record)
+    if _main_thread():
+        previous = signal.signal(signal.SIGTERM, _record)
+        if previous is not _record:
+            _previous[:] = [previous]
 
 
 def take() -> bool:
@@ -40,7 +51,11 @@ def take() -> bool:
 
 
 def release() -> None:
-    """Back to the default action; a SIGTERM held meanwhile is delivered again."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    """Back to the handler before :func:`hold` (Python's default: die); a SIGTERM held
+    meanwhile is delivered to it again."""
+    if not _main_thread():
+        return
+    previous = _previous.pop() if _previous else None
+    signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     if take():
         os.kill(os.getpid(), signal.SIGTERM)

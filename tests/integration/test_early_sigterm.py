@@ -132,3 +132,24 @@ def test_the_console_script_holds_sigterm_before_the_command_lines_imports():
     import tomllib
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["queuewatch"] == "queuewatch.cli.entry:main"
+
+
+def test_release_gives_back_the_handler_before_and_threads_leave_it_alone():
+    # main() run in a thread (tests do) cannot set handlers: hold and release do nothing
+    # there; in the main thread, release puts back the handler hold replaced
+    code = """
+import os, signal, threading
+from queuewatch import stopsignal
+seen = []
+signal.signal(signal.SIGTERM, lambda s, f: seen.append(s))
+t = threading.Thread(target=lambda: (stopsignal.hold(), stopsignal.release()))
+t.start(); t.join()
+os.kill(os.getpid(), signal.SIGTERM)
+stopsignal.hold(); stopsignal.hold()
+os.kill(os.getpid(), signal.SIGTERM)
+stopsignal.release()
+print(len(seen), stopsignal.take())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30)
+    assert (out.returncode, out.stdout) == (0, "2 False\n"), out.stderr
