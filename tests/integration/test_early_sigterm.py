@@ -109,13 +109,18 @@ async def test_sigterm_as_soon_as_it_is_caught_stops_cleanly(settings, vhost, tm
     assert "Traceback" not in log.read_text()
 
 
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh interpreter (its signal handlers its own)."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30)
+
+
 def test_a_held_sigterm_is_delivered_again_on_release():
     # A one-shot command releases the hold after parsing: a SIGTERM meanwhile still kills it
     code = ("import os, signal; from queuewatch import stopsignal; stopsignal.hold(); "
             "os.kill(os.getpid(), signal.SIGTERM); print('held', flush=True); "
             "stopsignal.release(); print('not reached')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=30)
+    out = _python(code)
     assert out.returncode == -signal.SIGTERM
     assert out.stdout == "held\n"
 
@@ -126,8 +131,7 @@ def test_the_console_script_holds_sigterm_before_the_command_lines_imports():
     code = ("import sys; from queuewatch.cli import entry; "
             "print(sorted(m for m in ('argparse', 'logging', 'queuewatch.cli.main') "
             "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=30)
+    out = _python(code)
     assert out.stdout.strip() == "[]", out.stderr
     import tomllib
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
@@ -150,6 +154,5 @@ os.kill(os.getpid(), signal.SIGTERM)
 stopsignal.release()
 print(len(seen), stopsignal.take())
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=30)
+    out = _python(code)
     assert (out.returncode, out.stdout) == (0, "2 False\n"), out.stderr
