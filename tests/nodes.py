@@ -258,6 +258,7 @@ def prepare_node(
     base_dir: Path,
     *,
     management: bool = False,
+    plugins: tuple[str, ...] = (),
     config_extra: str = "",
     cookie: str | None = None,
     name: str | None = None,
@@ -275,8 +276,8 @@ def prepare_node(
         write_cookie(home, cookie or secrets.token_hex(16).upper())
     port, dist_port = free_port(), free_port()
     mgmt_port = free_port() if management else None
-    plugins = "[rabbitmq_management]." if management else "[]."
-    (base / "enabled_plugins").write_text(plugins + "\n")
+    enabled = (["rabbitmq_management"] if management else []) + list(plugins)
+    (base / "enabled_plugins").write_text(f"[{','.join(enabled)}].\n")
     conf = [f"listeners.tcp.default = {port}", "loopback_users = none",
             "log.console = false", "log.file.level = info"]
     if mgmt_port is not None:
@@ -300,6 +301,7 @@ def start_node(
     base_dir: Path,
     *,
     management: bool = False,
+    plugins: tuple[str, ...] = (),
     config_extra: str = "",
     cookie: str | None = None,
     name: str | None = None,
@@ -307,11 +309,12 @@ def start_node(
 ) -> Node:
     """Start one throwaway node and wait until it accepts connections.
 
-    ``config_extra``: more ``rabbitmq.conf`` lines (e.g. ``consumer_timeout = 10000``).
+    ``plugins``: more plugins to enable (e.g. ``rabbitmq_shovel``); ``config_extra``: more
+    ``rabbitmq.conf`` lines (e.g. ``consumer_timeout = 10000``).
     ``cookie``: its Erlang cookie (default: a random one); ``name``: its node name
     (default ``qwt-<hex>@localhost``).
     """
-    node = prepare_node(base_dir, management=management, config_extra=config_extra,
+    node = prepare_node(base_dir, management=management, plugins=plugins, config_extra=config_extra,
                         cookie=cookie, name=name)
     node.start()
     try:

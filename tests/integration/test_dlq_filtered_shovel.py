@@ -15,7 +15,14 @@ import pytest
 from queuewatch import envelope as env
 from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue
 from queuewatch.dlq.held import MovedBack
-from queuewatch.dlq.shovel import SPLIT_PREFETCH, SRC_PREFETCH, ReplayInProgress, ensure_not_busy
+from queuewatch.dlq.shovel import (
+    SPLIT_PREFETCH,
+    SRC_PREFETCH,
+    ReplayInProgress,
+    ensure_not_busy,
+    sweep,
+)
+from queuewatch.dlq.shovelrun import not_running
 from queuewatch.topology import QueueSpec
 from tests.helpers import Ledger, declare, depth, wait_until
 from tests.integration.test_dlq_kill import cli_env, replay_command
@@ -141,10 +148,7 @@ async def replay_leftovers(mgmt, vhost) -> list[str]:  # type: ignore[no-untyped
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["cancelled", "killed", pytest.param(
-    "killed moving back", marks=pytest.mark.xfail(strict=False, reason=(
-        "one CI run (2 test workers): the second shovel did not end in the 100 s after "
-        "the kill, the busy check refused the DLQ all along; cause not found yet")))])
+@pytest.mark.parametrize("how", ["cancelled", "killed", "killed moving back"])
 async def test_a_shovel_replay_of_a_quorum_dlq_is_exact_when_cancelled_or_killed(
         connection, mgmt, settings, vhost, how):
     # Given 20,000 dead letters of "jobs" in a quorum DLQ, half of them timeouts
@@ -169,7 +173,11 @@ async def test_a_shovel_replay_of_a_quorum_dlq_is_exact_when_cancelled_or_killed
         proc.send_signal(signal.SIGKILL)
         assert await proc.wait() == -signal.SIGKILL
         if how == "killed moving back":  # while it goes on, the DLQ is busy
-            assert await busy_while_moving_back(mgmt, vhost) > 0
+            refused, stuck = await busy_while_moving_back(mgmt, vhost)
+            assert refused > 0 or stuck
+            if stuck:  # the kill landed as it was created: the next sweep repairs it
+                print("the second shovel stayed defined with no shovel running: swept")
+                assert [m.count for m in await sweep(connection, mgmt, vhost)] != []
     await wait_until(lambda: _no_replay_shovel(mgmt, vhost), timeout=60,
                      what="the shovels to end")
     if how == "killed moving back":
@@ -178,7 +186,7 @@ async def test_a_shovel_replay_of_a_quorum_dlq_is_exact_when_cancelled_or_killed
         assert await depth(connection, "jobs") == 10_000
         assert await depth(connection, "jobs.dlq") == 10_000
         assert await dlq.held_elsewhere() == []
-        assert await replay_leftovers(mgmt, vhost) != []
+        assert stuck or await replay_leftovers(mgmt, vhost) != []
     else:
         assert 0 < await depth(connection, "jobs") <= 10_000
     # And, killed, what it held back waits in its own queue, and `dlq list` says where
@@ -224,12 +232,16 @@ async def _no_replay_shovel(mgmt, vhost) -> bool:  # type: ignore[no-untyped-def
     return not await mgmt.shovel_parameters(vhost)
 
 
-async def busy_while_moving_back(mgmt, vhost) -> int:  # type: ignore[no-untyped-def]
+async def busy_while_moving_back(mgmt, vhost) -> tuple[int, bool]:  # type: ignore[no-untyped-def]
     """How many times a destructive action was refused (the busy check) while the second
-    shovel ran, seen there before and after; fails if one was let through then."""
+    shovel ran, seen there before and after; fails if one was let through then. And
+    whether the second shovel stayed defined with no shovel running (the kill landed while
+    the broker answered its creation; test_dlq_shovel_not_running makes that on purpose)."""
     refused = 0
     deadline = asyncio.get_running_loop().time() + 60
     while await _moving_back(mgmt, vhost):
+        if await not_running(mgmt, vhost, [p["name"] for p in await mgmt.shovel_parameters(vhost)]):
+            return refused, True
         assert asyncio.get_running_loop().time() < deadline, "the second shovel did not end"
         try:
             await ensure_not_busy(mgmt, vhost, "jobs.dlq")
@@ -239,7 +251,7 @@ async def busy_while_moving_back(mgmt, vhost) -> int:  # type: ignore[no-untyped
         else:
             assert not await _moving_back(mgmt, vhost), "busy check passed while moving back"
         await asyncio.sleep(0.05)
-    return refused
+    return refused, False
 
 
 async def _moving_back(mgmt, vhost) -> bool:  # type: ignore[no-untyped-def]

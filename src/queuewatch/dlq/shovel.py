@@ -101,6 +101,7 @@ from queuewatch.dlq.shovelrun import (
     Moved,
     Stalled,
     definition,
+    not_running,
     replay_shovels,
     wait_gone,
 )
@@ -226,8 +227,17 @@ async def sweep(connection: Connection, mgmt: ManagementClient, vhost: str) -> l
     """Clean up after replays whose process was killed (or lost the broker) before it could:
     their shovels finished on their own, what they held back in a queue of its own goes back
     to its DLQ (:func:`~queuewatch.dlq.held.move_back_orphan`), then their exchanges are
-    deleted. Returns what was moved back."""
+    deleted. Returns what was moved back.
+
+    A replay shovel that is defined but not running (:func:`~queuewatch.dlq.shovelrun.
+    not_running`: its process was killed as it created it) is deleted first; its replay
+    is then cleaned up as any other whose shovels are gone."""
     alive = await replay_shovels(mgmt, vhost)
+    for name in await not_running(mgmt, vhost, alive):
+        log.warning("replay shovel %s was defined but not running (its replay was killed "
+                    "as it created it): definition deleted", name)
+        await mgmt.delete_shovel(vhost, name)
+        del alive[name]
     moved: list[MovedBack] = []
     for ex in await mgmt.exchanges(vhost):
         name = str(ex.get("name", ""))
@@ -256,7 +266,9 @@ async def ensure_not_busy(mgmt: ManagementClient, vhost: str, queue: str) -> Non
         raise ReplayInProgress(
             f"a replay shovel is already moving {queue!r} ({busy[0]}; its replay may have been "
             "killed, the shovel goes on by itself). Wait until it is gone, or stop it: "
-            f"rabbitmqctl delete_shovel -p {vhost} {busy[0]}")
+            f"rabbitmqctl delete_shovel -p {vhost} {busy[0]} (if that says it is not found: "
+            f"rabbitmqctl clear_parameter -p {vhost} shovel {busy[0]}, which deletes it even "
+            "if it prints an error)")
 
 
 async def replay_via_shovel(

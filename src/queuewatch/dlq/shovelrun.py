@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,9 @@ STALL_SECONDS = 30.0
 """The source did not shrink for this long while the shovel existed: stop it and report."""
 SRC_PREFETCH = 2000
 """A replay shovel's prefetch when (nearly) every message goes on to one queue."""
+NOT_RUNNING_SECONDS = 3.0
+"""A replay shovel whose definition exists but that has no status on any node at two looks
+this far apart is not running, and never will: see :func:`not_running`."""
 
 
 class LostSight(Exception):
@@ -73,6 +77,31 @@ async def replay_shovels(mgmt: ManagementClient, vhost: str) -> dict[str, Runnin
     return {str(p.get("name")): Running(str((p.get("value") or {}).get("src-queue", "")),
                                         str((p.get("value") or {}).get("dest-queue", "")))
             for p in params if str(p.get("name", "")).startswith(REPLAY_SHOVEL_PREFIX)}
+
+
+async def not_running(mgmt: ManagementClient, vhost: str, names: Iterable[str]) -> list[str]:
+    """Of the replay shovels ``names`` (defined), those the broker does not run: no status
+    on any node at two looks :data:`NOT_RUNNING_SECONDS` apart, and still defined.
+
+    Seen when the process creating a shovel was killed while its PUT was being answered:
+    the broker kept the definition (a runtime parameter) and started no shovel. Nothing
+    removes such a definition (``src-delete-after`` is the shovel's own doing), so the DLQ
+    it names would be refused as busy for ever. A shovel that starts, runs or restarts
+    after a failure has a status all along (``starting``, ``running``, ``terminated``).
+    The second look costs the wait only when a definition has no status at the first."""
+    names = set(names)
+    if not names:
+        return []
+    missing = names - await _with_status(mgmt, vhost)
+    if not missing:
+        return []
+    await asyncio.sleep(NOT_RUNNING_SECONDS)
+    missing -= await _with_status(mgmt, vhost)
+    return sorted(missing & set(await replay_shovels(mgmt, vhost)))
+
+
+async def _with_status(mgmt: ManagementClient, vhost: str) -> set[str]:
+    return {str(s.get("name")) for s in await mgmt.shovel_status(vhost)}
 
 
 async def wait_gone(connection: Connection, mgmt: ManagementClient, vhost: str, name: str,
