@@ -18,6 +18,9 @@ spent on each run (an A/B of two trees: run it with ``PYTHONPATH=<tree>/src:.`` 
 
 ``--quorum``: the DLQ is a quorum queue (declared again, empty, before the dead letters).
 
+``--split-prefetch=N``: the shovel's prefetch on a DLQ that takes much back
+(:data:`queuewatch.dlq.shovel.SPLIT_PREFETCH`) set to ``N`` for this run, to sweep it.
+
 ``--vs-plain``: the filtered replay as queuewatch chooses its path, beside a plain shovel
 moving the whole DLQ (same size, same queue type) in the same round: the rates and the
 ratio filtered / plain for each share (issue 16's "filtered replay vs the shovel"; an A/B
@@ -135,6 +138,10 @@ async def main(count: int, runs: int, shares: list[float]) -> None:
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    for opt in sys.argv[1:]:
+        if opt.startswith("--split-prefetch="):
+            from queuewatch.dlq import shovel
+            shovel.SPLIT_PREFETCH = int(opt.split("=", 1)[1])
     run = per_message if "--per-message" in sys.argv[1:] else \
         vs_plain if "--vs-plain" in sys.argv[1:] else main
     asyncio.run(run(int(args[0]) if args else 20_000, int(args[1]) if len(args) > 1 else 2,
