@@ -163,13 +163,22 @@ async def test_a_replay_shovel_defined_but_not_running_is_swept_and_nothing_is_l
     assert sum(m.count for m in dlq.moved_back) == held
     await wait_until(lambda: _no_shovel(mgmt, vhost), timeout=30, what="no replay shovel")
     moved = await drain_ids(connection, "jobs")
-    left = await drain_ids(connection, "jobs.dlq")
-    assert set(moved) == matching and set(left) == set(ids) - matching
+    # (a shovel stopped while it ran gives back what it had not acked, republished or not:
+    # at most its prefetch twice in the job queue)
+    assert set(moved) == matching and len(moved) - len(matching) <= SPLIT_PREFETCH
+    # (from a quorum DLQ, at its head, what the shovel gave back as it ended although their
+    # republish was confirmed: redelivered, within the prefetch and the in-doubt count; seen
+    # in CI, 59 timeouts there: docs/dlq.md)
+    items = (await dlq.peek(0, 2 * N)).items
+    extra = len(items) - (N - len(matching))
+    print(f"{which} ({dlq_kind} DLQ): {name} stopped, {held} held back, {extra} given back "
+          f"at the DLQ's head, {result.in_doubt} in doubt")
+    rest = [d.job_id for d in items[max(extra, 0):]]
+    assert set(rest) == set(ids) - matching and len(rest) == N - len(matching)
+    if extra:
+        assert dlq_kind == "quorum" and 0 < extra <= result.in_doubt <= SPLIT_PREFETCH
+        assert all(d.redelivered and d.job_id in set(ids) for d in items[:extra])
     assert await replay_leftovers(mgmt, vhost) == [] and await dlq.held_elsewhere() == []
-    # a shovel stopped while it ran gave back what it had not acked: at most its prefetch
-    twice = len(moved) + len(left) - len(ids)
-    print(f"{which} ({dlq_kind} DLQ): {name} stopped, {held} held back, {twice} twice")
-    assert 0 <= twice <= SPLIT_PREFETCH
 
 
 async def _no_shovel(mgmt, vhost) -> bool:  # type: ignore[no-untyped-def]
