@@ -15,15 +15,13 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 
-from queuewatch.broker.connect import connect
-from queuewatch.broker.management import ManagementClient
 from queuewatch.config import Settings, load_settings
 from queuewatch.dlq import DeadLetterQueue
 from queuewatch.dlq.held import back_name, held_queue
@@ -83,27 +81,15 @@ def shovel_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 
 
 @pytest.fixture
-def node_settings(shovel_node: Node, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+def settings(shovel_node: Node, request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """This module's settings: a vhost of its own on the throwaway node (conftest's ``mgmt``
+    and ``connection`` fixtures then talk to that node)."""
     base = load_settings(env={}, amqp_url=shovel_node.amqp_url,
                          management_url=shovel_node.management_url, vhost="/")
     with httpx.Client(base_url=shovel_node.management_url + "/api", auth=("guest", "guest"),
                       timeout=30) as admin:
         vhost = make_vhost(admin, base, request.node.name)
     return replace(base, vhost=vhost, state_dir=tmp_path / "state")
-
-
-@pytest.fixture
-async def node_mgmt(node_settings: Settings) -> AsyncIterator[ManagementClient]:
-    client = ManagementClient(node_settings)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def node_connection(node_settings: Settings):  # type: ignore[no-untyped-def]
-    conn = await connect(node_settings)
-    yield conn
-    await conn.close()
 
 
 def watch(node: Node, vhost: str, match: str) -> subprocess.Popen[str]:
@@ -125,8 +111,7 @@ async def stopped(watcher: subprocess.Popen[str]) -> str:
     ("first", "classic"),  # one shovel, holding back into the DLQ itself: no second one
 ])
 async def test_a_replay_shovel_defined_but_not_running_is_swept_and_nothing_is_lost(
-        shovel_node, node_settings, node_mgmt, node_connection, which, dlq_kind):
-    settings, mgmt, connection = node_settings, node_mgmt, node_connection
+        shovel_node, settings, mgmt, connection, which, dlq_kind):
     vhost = settings.effective_vhost
     # Given 4,000 dead letters of "jobs" in a quorum (or classic) DLQ, half of them timeouts
     await given_kinds(connection, vhost, dlq_kind, "classic")
