@@ -109,12 +109,12 @@ async def test_the_shovel_prefetch_and_where_dead_letters_held_back_keep_the_rep
     left = (await dlq.peek(0, 3000 + prefetch)).items
     extra = len(left) - len(rest)
     assert [d.job_id for d in left[extra:]] == rest
-    # except, from a quorum DLQ, dead letters its shovel gave back at its end although their
-    # republish was confirmed (seen once in CI: 180 at prefetch 250): at the DLQ's head,
-    # redelivered, at most the prefetch, and counted in doubt by the report
+    # except dead letters the shovel gave back at its end although it had moved them (its
+    # last acks lost as it closed: 21 to 181 under disk load, from classic and quorum DLQs):
+    # at the DLQ's head, redelivered, at most the prefetch, and counted in doubt
     if extra:
         print(f"{extra} dead letters given back at the DLQ's head, {result.in_doubt} in doubt")
-        assert dlq_kind == "quorum" and 0 < extra <= result.in_doubt <= prefetch
+        assert 0 < extra <= result.in_doubt <= prefetch
         assert all(d.redelivered and d.job_id in set(ids) for d in left[:extra])
     assert await replay_leftovers(mgmt, vhost) == []
 

@@ -362,7 +362,7 @@ async def test_enter_on_a_dead_letter_opens_its_detail_and_esc_comes_back():
 # -- a replay that succeeded with some in doubt says so --------------------------------
 async def test_a_replay_with_dead_letters_in_doubt_or_moved_back_says_so():
     # Given the DLQ browser on a source whose replay reports 2 in doubt (a shovel replay
-    # that dead letters arrived during: dlq/shovel.py, _given_back)
+    # that gave some back at its end: dlq/shovel.py, given_back)
     class InDoubt(CountingSource):
         async def replay_dlq(self, dlq, flt, *, dry_run, progress=None):  # type: ignore[no-untyped-def]
             count = (await super().replay_dlq(dlq, flt, dry_run=True)).count

@@ -249,8 +249,8 @@ def _print_replay(result: Any, json_out: bool) -> None:
     if result.in_doubt:
         print(f"  in doubt: up to {result.in_doubt} dead letters may be both back in their "
               "queue and still in the DLQ (republished without a confirm, acked just before "
-              "the link broke, or given back by a shovel as dead letters arrived): a re-run "
-              "replays them again; duplicates, never losses")
+              "the link broke, or given back by a shovel as it ended: they are at the DLQ's head, "
+              "marked redelivered): a re-run replays them again; duplicates, never losses")
     if result.error and result.not_scanned:
         where = "deleted with the DLQ" if result.dlq_deleted else "they stay in the DLQ"
         print(f"  not looked at: {result.not_scanned} ({where})")

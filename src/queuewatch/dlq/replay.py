@@ -112,9 +112,11 @@ class ReplayResult:
     total: int = 0
     """Dead letters in the DLQ (up to the limit) when the replay started."""
     in_doubt: int = 0
-    """When it stopped early, an upper bound of the dead letters that may be both in their
-    queue and still in the DLQ: republished without a confirm, or confirmed and acked with
-    nothing proving the ack arrived before the link broke (duplicates, never losses)."""
+    """An upper bound of the dead letters that may be both in their queue and still in the
+    DLQ, when it stopped early (republished without a confirm, or confirmed and acked with
+    nothing proving the ack arrived before the link broke) or a shovel's last acks were lost
+    as it ended (they are at the DLQ's head, :func:`queuewatch.dlq.shovel.given_back`):
+    duplicates, never losses."""
 
     dlq_deleted: bool = False
     """The DLQ was deleted while the replay ran (what was still in it went with it)."""
@@ -223,6 +225,9 @@ class ReplayOptions:
     quorum: bool = False
     """The DLQ is a quorum queue: move to a new consumer only once the current one is
     starved, to keep DLQ order (see :mod:`queuewatch.dlq.readers`)."""
+    leave_head: int = 0
+    """Leave this many dead letters at the head in the DLQ, not replayed (looked at, not
+    selected): those a shovel gave back in doubt (:func:`queuewatch.dlq.shovel.given_back`)."""
 
 
 async def dry_run(
@@ -286,7 +291,7 @@ class _Replayer:
         tag = delivery_tag(message)
         dl = to_dead_letter(position, message)
         self.scanned += 1
-        if not self.opts.flt.matches(dl):
+        if position < self.opts.leave_head or not self.opts.flt.matches(dl):
             self.hold(rc, tag)
             return
         self.matched += 1

@@ -58,8 +58,9 @@ classic queues, 0 of 14 and none in the benchmarks' runs (not proven impossible:
 dead letter's confirm must overtake, which two classic queues on one node did not show), so
 they keep the single shovel, the quicker (the second pass costs about a quarter).
 Dead letters that arrive in the DLQ during the replay can end the count early the same
-way: after a first shovel that held back apart, the redelivered dead letters at the DLQ's
-head are reported in doubt (:func:`_given_back`).
+way, and under disk load the shovel's last acks can be lost as it closes (docs/dlq.md):
+after a first shovel that held back apart, the redelivered dead letters at the DLQ's head
+are reported in doubt (:func:`given_back`) and left there by the per-message pass after.
 
 The wait for the shovel has deadlines too: if the management API or the AMQP link is lost
 mid-way, the replay ends at once with a report (the shovel itself goes on inside the broker
@@ -70,10 +71,11 @@ not acked goes back to the DLQ) and the replay ends with a report.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from queuewatch import envelope as env
 from queuewatch.broker import wire
@@ -81,7 +83,7 @@ from queuewatch.broker.management import ManagementClient
 from queuewatch.broker.wire import Connection
 from queuewatch.config import Settings
 from queuewatch.dlq import replay as client
-from queuewatch.dlq.channel import queue_depth
+from queuewatch.dlq.channel import queue_counts, queue_depth
 from queuewatch.dlq.decode import header_text
 from queuewatch.dlq.held import (
     MovedBack,
@@ -96,6 +98,7 @@ from queuewatch.dlq.model import REPLAY_SHOVEL_PREFIX, Route
 from queuewatch.dlq.peek import ProgressFn, peek
 from queuewatch.dlq.replay import ReplayOptions, ReplayResult
 from queuewatch.dlq.shovelrun import (
+    FAST_POLL_SECONDS,
     SRC_PREFETCH,
     LostSight,
     Moved,
@@ -129,6 +132,8 @@ half matching 5,334-5,956/s and 4,012-5,548/s, 20% 5,714-5,828/s and 4,166-4,268
 (BENCHMARKS.md, "The shovel's prefetch on a DLQ that takes much back")."""
 SPLIT_SHARE = 0.25
 """Share of the sampled head held back from which :data:`SPLIT_PREFETCH` is taken."""
+GIVEN_BACK_WAIT = 5.0
+"""After a shovel ended: longest wait for the DLQ to give back what it had not acked."""
 MAX_BINDINGS = 256
 """The largest replay limit served by one binding per allowed count."""
 LIMIT_ARGS = ("x-max-length", "x-max-length-bytes", "max-length", "max-length-bytes")
@@ -319,7 +324,7 @@ async def replay_via_shovel(
             await wait_gone(connection, mgmt, vhost, name, queue, total, progress, moved)
             look = await queue_depth(connection, look_names(name)[1]) > 0
             if back.apart:
-                back.given_back = await _given_back(connection, queue, plan.prefetch())
+                back.given_back = await given_back(connection, queue, plan.prefetch())
                 back.started = True
                 back.count = await move_back(connection, mgmt, vhost, name, queue)
                 back.done = True
@@ -348,8 +353,10 @@ async def replay_via_shovel(
     rest = ReplayResult(queue, False, 0, 0, 0)
     if held and look:
         # What the broker held back (at the limit, foreign, ...) is at the tail now: the
-        # per-message replay replays what it may and reports the rest.
-        rest = await client.replay(connection, queue, opts, None, publish_connection)
+        # per-message replay replays what it may and reports the rest. Those given back at
+        # the head are left alone: most likely replayed already.
+        rest = await client.replay(connection, queue, replace(opts, leave_head=back.given_back),
+                                   None, publish_connection)
     elif held:
         # Held back only because the filter surely does not select them: looked at (by
         # the broker), left in the DLQ, in their order.
@@ -360,18 +367,37 @@ async def replay_via_shovel(
                         in_doubt=rest.in_doubt + back.given_back, dlq_deleted=rest.dlq_deleted)
 
 
-async def _given_back(connection: Connection, queue: str, prefetch: int) -> int:
-    """After a first shovel that held back apart: how many dead letters at the head of
-    the DLQ it gave back although it may have republished them. It stops once it has acked
-    as many as the DLQ held at its start; dead letters that arrived meanwhile may be among
-    them (acked before the last originals, whose confirms came later), and the originals
-    left unacked then go back to the DLQ, delivered before ("redelivered"). At most its
-    prefetch. Measured: about 3,000 dead letters arriving during a replay of 20,000 from a
-    quorum DLQ, 15-79 in 3 of 10 runs."""
-    if await queue_depth(connection, queue) == 0:
-        return 0  # nothing arrived: the shovel acked every original
+async def given_back(connection: Connection, queue: str, prefetch: int) -> int:
+    """After a replay's shovel ended by itself: how many dead letters it gave back to the
+    head of the DLQ although it may have republished them (at most its prefetch).
+
+    A shovel stops as soon as it has counted as many confirms as the DLQ held when it
+    started, and closes its connection at once. Its last acks could be lost then (seen
+    under disk load, from classic and quorum DLQs alike: 21 to 181 of the last dead letters
+    it had moved, at prefetch 250); so could, with dead letters arriving, originals whose
+    confirms came after the arrivals'. The DLQ gives those back, at its head, marked
+    redelivered, as it notices the shovel's consumer gone: this waits for that (at most
+    :data:`GIVEN_BACK_WAIT`), then counts the redelivered run at the head. An upper bound:
+    arrivals the shovel was sent but did not move come back the same way.
+
+    Only after a shovel that held back apart: one holding back into the DLQ it reads is
+    sent some of those again and gives them back the same way, so the run says nothing
+    there."""
+    deadline = time.monotonic() + GIVEN_BACK_WAIT
+    while True:
+        depth, consumers = await queue_counts(connection, queue)
+        if consumers == 0 or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(FAST_POLL_SECONDS)
+    if depth == 0:
+        return 0
     page = await peek(connection, queue, 0, prefetch)
-    return sum(1 for d in page.items if d.redelivered)
+    run = 0
+    for d in page.items:
+        if not d.redelivered:
+            break
+        run += 1
+    return run
 
 
 class _Back:
@@ -387,8 +413,8 @@ class _Back:
         self.count = 0
         """How many it moved back (once done)."""
         self.given_back = 0
-        """Dead letters the first shovel gave back to the DLQ after it had republished them,
-        or may have (see :func:`_given_back`)."""
+        """Dead letters the first shovel gave back to the DLQ's head after it had republished
+        them, or may have (see :func:`given_back`)."""
 
     def name(self, shovel: str) -> str:
         """The shovel that goes on by itself when the replay loses sight of the broker."""
