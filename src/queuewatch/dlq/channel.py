@@ -27,12 +27,14 @@ from queuewatch.dlq.watch import (
     bounded,
     link_problem,
 )
-from queuewatch.errors import NotFound
+from queuewatch.errors import NotFound, QueuewatchError
 
 #: AMQP's prefetch count is a 16-bit number; 0 means unlimited.
 MAX_PREFETCH = 65_535
 #: Stop waiting for more deliveries after this long without one (someone else consumed).
 IDLE_TIMEOUT = 2.0
+RETURN_WAIT = 5.0
+"""After a read: longest wait for the queue to put back what it read (:func:`scan`)."""
 
 
 @asynccontextmanager
@@ -101,6 +103,19 @@ async def queue_counts(connection: Connection, queue: str) -> tuple[int, int]:
         except (wire.AMQPError, ConnectionError) as exc:
             raise Interrupted(f"cannot read the depth of {queue!r}: {type(exc).__name__}: {exc}") from exc
         return int(ok.message_count or 0), int(ok.consumer_count or 0)
+
+
+async def once_unconsumed(connection: Connection, queue: str, timeout: float,
+                          poll: float = 0.05) -> int:
+    """Ready messages of ``queue`` once it has no consumer (or after ``timeout``): what a
+    consumer that just went gave back is counted then (a queue requeues what its consumer
+    held as it removes it; a quorum queue in the same command)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        depth, consumers = await queue_counts(connection, queue)
+        if consumers == 0 or time.monotonic() >= deadline:
+            return depth
+        await asyncio.sleep(poll)
 
 
 async def exchange_exists(connection: Connection, exchange: str) -> bool:
@@ -197,7 +212,11 @@ async def scan(
 
     The deliveries stay unacked until the generator finishes and its channel closes; the
     broker then puts them back where they were (classic queues keep the original
-    positions; quorum queues append requeued messages at the tail).
+    positions; quorum queues append requeued messages at the tail). It finishes once the
+    queue has removed its consumer (at most :data:`RETURN_WAIT` after the close), so that
+    what it read is back: a count or a shovel right after would otherwise miss those the
+    broker had not put back yet (seen on a quorum DLQ: a replay right after a read of all
+    40 found none).
     """
     total = await queue_depth(connection, queue)
     target = total if limit is None else min(total, limit)
@@ -205,34 +224,60 @@ async def scan(
         return
     watch = Watch(connection)
     watch.consuming(queue)
-    async with raw_channel(connection) as raw:
-        watch.attach(raw, "reading")
-        inbox, _tag = await consume(raw, queue, prefetch_for(target), Inbox(watch))
-        position = 0
-        quiet_since: float | None = None
-        while position < target:
-            if watch.check() is not None:
-                raise Interrupted(f"reading {queue!r} stopped after {position} of {target}: "
-                                  f"{watch.reason}")
-            message = await inbox.get(idle_timeout)
-            if message is None:
-                # Nothing for a while: the link died, or someone else took the rest.
-                try:
-                    ready = await still_there(connection, queue)
-                except Interrupted as exc:
-                    raise Interrupted(f"reading {queue!r} stopped after {position} of "
-                                      f"{target}: {exc}") from exc
-                if ready == 0 and watch.check() is None:
-                    watch.closing()
-                    return
-                now = time.monotonic()
-                quiet_since = quiet_since or now
-                if now - quiet_since > STALL_TIMEOUT:
+    with_us = 0
+    clean = False
+    """Ended without an error (the reader stopped early counts): wait for the returns."""
+    try:
+        async with raw_channel(connection) as raw:
+            watch.attach(raw, "reading")
+            inbox, _tag = await consume(raw, queue, prefetch_for(target), Inbox(watch))
+            with_us = (await queue_counts(connection, queue))[1]
+            position = 0
+            quiet_since: float | None = None
+            while position < target:
+                if watch.check() is not None:
                     raise Interrupted(f"reading {queue!r} stopped after {position} of {target}: "
-                                      f"nothing delivered for {STALL_TIMEOUT:g}s although "
-                                      f"{ready} are ready")
-                continue
-            quiet_since = None
-            yield position, message
-            position += 1
-        watch.closing()
+                                      f"{watch.reason}")
+                message = await inbox.get(idle_timeout)
+                if message is None:
+                    # Nothing for a while: the link died, or someone else took the rest.
+                    try:
+                        ready = await still_there(connection, queue)
+                    except Interrupted as exc:
+                        raise Interrupted(f"reading {queue!r} stopped after {position} of "
+                                          f"{target}: {exc}") from exc
+                    if ready == 0 and watch.check() is None:
+                        watch.closing()
+                        clean = True
+                        return
+                    now = time.monotonic()
+                    quiet_since = quiet_since or now
+                    if now - quiet_since > STALL_TIMEOUT:
+                        raise Interrupted(f"reading {queue!r} stopped after {position} of {target}: "
+                                          f"nothing delivered for {STALL_TIMEOUT:g}s although "
+                                          f"{ready} are ready")
+                    continue
+                quiet_since = None
+                yield position, message
+                position += 1
+            watch.closing()
+            clean = True
+    except GeneratorExit:
+        clean = True
+        raise
+    finally:
+        if clean and with_us and not watch.link_lost:
+            await _until_consumer_gone(connection, queue, with_us)
+
+
+async def _until_consumer_gone(connection: Connection, queue: str, with_us: int) -> None:
+    """Until ``queue`` has fewer consumers than ``with_us`` (ours is gone, what it held is
+    back), at most :data:`RETURN_WAIT`; a failed look ends the wait."""
+    deadline = time.monotonic() + RETURN_WAIT
+    while time.monotonic() < deadline:
+        try:
+            if (await queue_counts(connection, queue))[1] < with_us:
+                return
+        except QueuewatchError:
+            return
+        await asyncio.sleep(0.02)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from queuewatch.broker import wire
 from queuewatch.broker.management import ManagementClient
 from queuewatch.broker.wire import Connection
-from queuewatch.dlq.channel import queue_depth, raw_channel
+from queuewatch.dlq.channel import once_unconsumed, queue_depth, raw_channel
 from queuewatch.dlq.shovelrun import SRC_PREFETCH, Moved, definition, wait_gone
 from queuewatch.dlq.split import exchange_names, replay_of
 from queuewatch.dlq.watch import OP_TIMEOUT, bounded
@@ -34,6 +34,10 @@ from queuewatch.errors import NotFound, QueuewatchError
 
 log = logging.getLogger(__name__)
 
+GIVEN_BACK_WAIT = 5.0
+"""After a shovel ended: longest wait for its source to give back what it had not acked."""
+MOVE_BACK_ROUNDS = 3
+"""Shovels moving back at most, one after another, while the held queue gives some back."""
 HELD_ARG = "x-queuewatch-dlq"
 """The held queue's argument naming the DLQ it belongs to."""
 
@@ -75,11 +79,24 @@ async def start_back(connection: Connection, mgmt: ManagementClient, vhost: str,
 async def move_back(connection: Connection, mgmt: ManagementClient, vhost: str, shovel: str,
                     dlq: str) -> int:
     """What ``shovel`` held back, to the tail of ``dlq``; then its held queue is deleted.
-    Returns how many were moved. The wait raises as :func:`wait_gone` does."""
-    count = await start_back(connection, mgmt, vhost, shovel, dlq)
-    if count:
-        await wait_gone(connection, mgmt, vhost, back_name(shovel), held_queue(shovel), count,
+    Returns how many were moved. The wait raises as :func:`wait_gone` does.
+
+    A shovel's last acks can be lost as it ends (docs/dlq.md): what the held queue gives
+    back then is moved again, once the queue has noticed the shovel's consumer gone (it
+    may then be in the DLQ twice; never left in a held queue that nothing sweeps)."""
+    count = 0
+    for round_ in range(MOVE_BACK_ROUNDS):
+        moving = await start_back(connection, mgmt, vhost, shovel, dlq)
+        if not moving:
+            break
+        if round_:
+            log.warning("the shovel moving back what replay %s held back gave %d back as it "
+                        "ended: moved again (they may be in %r twice)", shovel, moving, dlq)
+        await wait_gone(connection, mgmt, vhost, back_name(shovel), held_queue(shovel), moving,
                         None, Moved())
+        count += moving
+        if await once_unconsumed(connection, held_queue(shovel), GIVEN_BACK_WAIT) == 0:
+            break
     await delete_if_empty(connection, shovel)
     return count
 

@@ -71,7 +71,6 @@ not acked goes back to the DLQ) and the replay ends with a report.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -83,9 +82,10 @@ from queuewatch.broker.management import ManagementClient
 from queuewatch.broker.wire import Connection
 from queuewatch.config import Settings
 from queuewatch.dlq import replay as client
-from queuewatch.dlq.channel import queue_counts, queue_depth
+from queuewatch.dlq.channel import once_unconsumed, queue_depth
 from queuewatch.dlq.decode import header_text
 from queuewatch.dlq.held import (
+    GIVEN_BACK_WAIT,
     MovedBack,
     back_name,
     declare_held,
@@ -98,7 +98,6 @@ from queuewatch.dlq.model import REPLAY_SHOVEL_PREFIX, Route
 from queuewatch.dlq.peek import ProgressFn, peek
 from queuewatch.dlq.replay import ReplayOptions, ReplayResult
 from queuewatch.dlq.shovelrun import (
-    FAST_POLL_SECONDS,
     SRC_PREFETCH,
     LostSight,
     Moved,
@@ -132,8 +131,6 @@ half matching 5,334-5,956/s and 4,012-5,548/s, 20% 5,714-5,828/s and 4,166-4,268
 (BENCHMARKS.md, "The shovel's prefetch on a DLQ that takes much back")."""
 SPLIT_SHARE = 0.25
 """Share of the sampled head held back from which :data:`SPLIT_PREFETCH` is taken."""
-GIVEN_BACK_WAIT = 5.0
-"""After a shovel ended: longest wait for the DLQ to give back what it had not acked."""
 MAX_BINDINGS = 256
 """The largest replay limit served by one binding per allowed count."""
 LIMIT_ARGS = ("x-max-length", "x-max-length-bytes", "max-length", "max-length-bytes")
@@ -383,13 +380,7 @@ async def given_back(connection: Connection, queue: str, prefetch: int) -> int:
     Only after a shovel that held back apart: one holding back into the DLQ it reads is
     sent some of those again and gives them back the same way, so the run says nothing
     there."""
-    deadline = time.monotonic() + GIVEN_BACK_WAIT
-    while True:
-        depth, consumers = await queue_counts(connection, queue)
-        if consumers == 0 or time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(FAST_POLL_SECONDS)
-    if depth == 0:
+    if await once_unconsumed(connection, queue, GIVEN_BACK_WAIT) == 0:
         return 0
     page = await peek(connection, queue, 0, prefetch)
     run = 0
