@@ -136,7 +136,11 @@ def coerce(name: str, annotation: Any, raw: Any, source: str) -> Any:
         if isinstance(raw, Path):
             return raw
         if text:
-            return Path(text).expanduser()
+            try:
+                return Path(text).expanduser()
+            except RuntimeError:  # "~nobody": no such user, no home directory
+                raise _bad(source, name, raw, "path whose ~user names a user with a home "
+                           "directory") from None
         raise _bad(source, name, raw, "path (a non-empty string)")
     if not isinstance(raw, str):
         raise _bad(source, name, raw, "string")
