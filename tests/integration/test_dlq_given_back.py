@@ -12,28 +12,22 @@ import asyncio
 
 import pytest
 
-from queuewatch.dlq.channel import once_unconsumed, queue_depth
+from queuewatch.dlq.channel import once_fewer_consumers, queue_depth
 from queuewatch.dlq.held import back_name, declare_held, held_queue, move_back
 from queuewatch.dlq.model import REPLAY_SHOVEL_PREFIX
 from queuewatch.dlq.peek import peek
 from queuewatch.dlq.replay import ReplayOptions, replay
 from queuewatch.dlq.shovel import given_back
 from tests.helpers import depth, wait_until
-from tests.integration.test_dlq_kinds import declare_quorum
-from tests.integration.test_dlq_support import drain, drain_ids, publish_dead_letters, setup_jobs
+from tests.integration.test_dlq_replay_readers import given_dead_letters as readers_given
+from tests.integration.test_dlq_support import drain, drain_ids
 
 HELD = 15
 
 
 async def given_dead_letters(connection, vhost: str, kind: str) -> list[str]:  # type: ignore[no-untyped-def]
     """40 dead letters of "jobs" in its DLQ, a classic or a quorum queue."""
-    await setup_jobs(connection, vhost)
-    if kind == "quorum":
-        channel = await connection.channel()
-        await channel.queue_delete("jobs.dlq")
-        await channel.close()
-        await declare_quorum(connection, "jobs.dlq")
-    return await publish_dead_letters(connection, "jobs", 40)
+    return await readers_given(connection, vhost, kind, count=40)
 
 
 async def hold_head(connection, count: int, name: str = "jobs.dlq"):  # type: ignore[no-untyped-def]
@@ -130,7 +124,7 @@ async def test_a_read_returns_once_what_it_read_is_back_in_the_dlq(connection, v
     # Given 40 dead letters, the first 15 given back once
     await given_dead_letters(connection, vhost, kind)
     await (await hold_head(connection, HELD)).close()
-    await once_unconsumed(connection, "jobs.dlq", 5)
+    await once_fewer_consumers(connection, "jobs.dlq")
     # When the whole DLQ is read, ten times, each time counted at once after
     # Then each count finds all 40 (without the wait for the read's consumer to go, a quorum
     # DLQ counted 0 after a read in 1 of 3 runs: none put back yet)

@@ -129,15 +129,15 @@ async def test_deleting_half_of_them_reads_on_many_channels_and_keeps_the_rest_i
         assert {count for _j, count in kept} == {1}, Counter(count for _j, count in kept)
 
 
-async def given_dead_letters(connection, vhost: str, kind: str, **kw) -> list[str]:  # type: ignore[no-untyped-def]
-    """:data:`COUNT` dead letters of "jobs" in its DLQ, a classic or a quorum queue."""
+async def given_dead_letters(connection, vhost: str, kind: str, count: int = COUNT, **kw) -> list[str]:  # type: ignore[no-untyped-def]
+    """``count`` dead letters of "jobs" in its DLQ, a classic or a quorum queue."""
     await setup_jobs(connection, vhost)
     if kind == "quorum":
         channel = await connection.channel()
         await channel.queue_delete("jobs.dlq")
         await channel.close()
         await declare_quorum(connection, "jobs.dlq")
-    return await publish_dead_letters(connection, "jobs", COUNT, **kw)
+    return await publish_dead_letters(connection, "jobs", count, **kw)
 
 
 async def drain_with_counts(connection, queue: str) -> list[tuple[str, object]]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from queuewatch.aio import wait_for
@@ -105,17 +105,17 @@ async def queue_counts(connection: Connection, queue: str) -> tuple[int, int]:
         return int(ok.message_count or 0), int(ok.consumer_count or 0)
 
 
-async def once_unconsumed(connection: Connection, queue: str, timeout: float,
-                          poll: float = 0.05) -> int:
-    """Ready messages of ``queue`` once it has no consumer (or after ``timeout``): what a
-    consumer that just went gave back is counted then (a queue requeues what its consumer
-    held as it removes it; a quorum queue in the same command)."""
+async def once_fewer_consumers(connection: Connection, queue: str, than: int = 1,
+                               timeout: float = RETURN_WAIT) -> int:
+    """Ready messages of ``queue`` once it has fewer than ``than`` consumers (or after
+    ``timeout``): what a consumer that just went gave back is counted then (a queue
+    requeues what its consumer held as it removes it; a quorum queue in the same command)."""
     deadline = time.monotonic() + timeout
     while True:
         depth, consumers = await queue_counts(connection, queue)
-        if consumers == 0 or time.monotonic() >= deadline:
+        if consumers < than or time.monotonic() >= deadline:
             return depth
-        await asyncio.sleep(poll)
+        await asyncio.sleep(0.02)
 
 
 async def exchange_exists(connection: Connection, exchange: str) -> bool:
@@ -218,20 +218,18 @@ async def scan(
     broker had not put back yet (seen on a quorum DLQ: a replay right after a read of all
     40 found none).
     """
-    total = await queue_depth(connection, queue)
+    total, others = await queue_counts(connection, queue)
     target = total if limit is None else min(total, limit)
     if target <= 0:
         return
     watch = Watch(connection)
     watch.consuming(queue)
-    with_us = 0
     clean = False
     """Ended without an error (the reader stopped early counts): wait for the returns."""
     try:
         async with raw_channel(connection) as raw:
             watch.attach(raw, "reading")
             inbox, _tag = await consume(raw, queue, prefetch_for(target), Inbox(watch))
-            with_us = (await queue_counts(connection, queue))[1]
             position = 0
             quiet_since: float | None = None
             while position < target:
@@ -266,18 +264,6 @@ async def scan(
         clean = True
         raise
     finally:
-        if clean and with_us and not watch.link_lost:
-            await _until_consumer_gone(connection, queue, with_us)
-
-
-async def _until_consumer_gone(connection: Connection, queue: str, with_us: int) -> None:
-    """Until ``queue`` has fewer consumers than ``with_us`` (ours is gone, what it held is
-    back), at most :data:`RETURN_WAIT`; a failed look ends the wait."""
-    deadline = time.monotonic() + RETURN_WAIT
-    while time.monotonic() < deadline:
-        try:
-            if (await queue_counts(connection, queue))[1] < with_us:
-                return
-        except QueuewatchError:
-            return
-        await asyncio.sleep(0.02)
+        if clean and not watch.link_lost:
+            with suppress(QueuewatchError):  # a failed look ends the wait
+                await once_fewer_consumers(connection, queue, than=others + 1)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from queuewatch.broker import wire
 from queuewatch.broker.management import ManagementClient
 from queuewatch.broker.wire import Connection
-from queuewatch.dlq.channel import once_unconsumed, queue_depth, raw_channel
+from queuewatch.dlq.channel import once_fewer_consumers, queue_depth, raw_channel
 from queuewatch.dlq.shovelrun import SRC_PREFETCH, Moved, definition, wait_gone
 from queuewatch.dlq.split import exchange_names, replay_of
 from queuewatch.dlq.watch import OP_TIMEOUT, bounded
@@ -34,8 +34,6 @@ from queuewatch.errors import NotFound, QueuewatchError
 
 log = logging.getLogger(__name__)
 
-GIVEN_BACK_WAIT = 5.0
-"""After a shovel ended: longest wait for its source to give back what it had not acked."""
 MOVE_BACK_ROUNDS = 3
 """Shovels moving back at most, one after another, while the held queue gives some back."""
 HELD_ARG = "x-queuewatch-dlq"
@@ -95,7 +93,7 @@ async def move_back(connection: Connection, mgmt: ManagementClient, vhost: str, 
         await wait_gone(connection, mgmt, vhost, back_name(shovel), held_queue(shovel), moving,
                         None, Moved())
         count += moving
-        if await once_unconsumed(connection, held_queue(shovel), GIVEN_BACK_WAIT) == 0:
+        if await once_fewer_consumers(connection, held_queue(shovel)) == 0:
             break
     await delete_if_empty(connection, shovel)
     return count

@@ -75,6 +75,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, replace
+from itertools import takewhile
 
 from queuewatch import envelope as env
 from queuewatch.broker import wire
@@ -82,10 +83,9 @@ from queuewatch.broker.management import ManagementClient
 from queuewatch.broker.wire import Connection
 from queuewatch.config import Settings
 from queuewatch.dlq import replay as client
-from queuewatch.dlq.channel import once_unconsumed, queue_depth
+from queuewatch.dlq.channel import once_fewer_consumers, queue_depth
 from queuewatch.dlq.decode import header_text
 from queuewatch.dlq.held import (
-    GIVEN_BACK_WAIT,
     MovedBack,
     back_name,
     declare_held,
@@ -374,21 +374,16 @@ async def given_back(connection: Connection, queue: str, prefetch: int) -> int:
     it had moved, at prefetch 250); so could, with dead letters arriving, originals whose
     confirms came after the arrivals'. The DLQ gives those back, at its head, marked
     redelivered, as it notices the shovel's consumer gone: this waits for that (at most
-    :data:`GIVEN_BACK_WAIT`), then counts the redelivered run at the head. An upper bound:
+    :data:`~queuewatch.dlq.channel.RETURN_WAIT`), then counts the redelivered run at the head. An upper bound:
     arrivals the shovel was sent but did not move come back the same way.
 
     Only after a shovel that held back apart: one holding back into the DLQ it reads is
     sent some of those again and gives them back the same way, so the run says nothing
     there."""
-    if await once_unconsumed(connection, queue, GIVEN_BACK_WAIT) == 0:
+    if await once_fewer_consumers(connection, queue) == 0:
         return 0
     page = await peek(connection, queue, 0, prefetch)
-    run = 0
-    for d in page.items:
-        if not d.redelivered:
-            break
-        run += 1
-    return run
+    return sum(1 for _ in takewhile(lambda d: d.redelivered, page.items))
 
 
 class _Back:
