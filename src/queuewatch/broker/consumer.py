@@ -74,6 +74,10 @@ def classify_close(exc: BaseException | None) -> tuple[Cause, str]:
     return "channel_closed", text
 
 
+class _Superseded(Exception):
+    """A subscription was lost again before it was made (see ``_subscribe_once``)."""
+
+
 class Subscription:
     """One queue consumed through a :class:`~queuewatch.broker.link.BrokerLink`."""
 
@@ -155,6 +159,8 @@ class Subscription:
             first = False
             try:
                 await self._subscribe_once()
+            except _Superseded:
+                continue  # (its state says why; the next try is after the backoff)
             except ChannelNotFound as exc:
                 cause, reason = classify_close(exc)
                 self._set(False, cause, f"queue {self.queue!r}: {reason}")
@@ -196,6 +202,11 @@ class Subscription:
         except BaseException:
             await self._close_channel()
             raise
+        if generation != self._generation:
+            # The broker cancelled the new consumer (or closed its channel) before this
+            # coroutine resumed: aiormq's reader can handle a basic.cancel that came in the
+            # same read as the consume-ok. _lost() has said why; never claim live now.
+            raise _Superseded
         self.subscribes += 1
         self._set(True)
         if self.subscribes > 1:
