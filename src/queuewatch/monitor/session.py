@@ -32,7 +32,12 @@ from dataclasses import dataclass
 from queuewatch.aio import end_task, wait_for
 from queuewatch.broker.connect import CONNECT_TIMEOUT
 from queuewatch.broker.consumer import Subscription
-from queuewatch.broker.errors import ANY_BROKER_ERROR, CHANNEL_ERRORS, ChannelNotFound
+from queuewatch.broker.errors import (
+    ANY_BROKER_ERROR,
+    CHANNEL_ERRORS,
+    ChannelNotFound,
+    close_channel,
+)
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.management import ManagementClient
 from queuewatch.broker.types import Channel, Connection, DeliveryMode, ExchangeType, Message, Queue
@@ -66,6 +71,8 @@ WORKER_CONNECTION_PREFIX = "queuewatch-worker "
 FIRST_FEED_WAIT = 3.0
 #: Default bound on the wait for an AMQP connection for an operator action (seconds).
 ACTION_TIMEOUT = 10.0
+#: What repairing the heartbeat route can raise (a broken or silent link, a refusal).
+_REPAIR_ERRORS: tuple[type[BaseException], ...] = (QueuewatchError, *ANY_BROKER_ERROR)
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,10 @@ class MonitorSession:
         self._polls = 0
         self._probe_task: asyncio.Task[None] | None = None
         self._probe_now = asyncio.Event()
+        self._listener: str | None = None
+        """The listener queue of the current subscription (its bindings can be renewed)."""
+        self._repaired_at = 0.0
+        self._repair_task: asyncio.Task[None] | None = None
         self._started = False
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -190,6 +201,8 @@ class MonitorSession:
     async def aclose(self) -> None:
         task, self._probe_task = self._probe_task, None
         await end_task(task)
+        repair, self._repair_task = self._repair_task, None
+        await end_task(repair)
         await self.link.close()
         await self.stream_link.close()
         await self.mgmt.aclose()
@@ -284,12 +297,55 @@ class MonitorSession:
 
     async def _declare_listener(self, channel: Channel) -> Queue:
         assert self.feed is not None
-        exchange = self.settings.telemetry_exchange
         queue = await channel.declare_queue(listener_queue_name(), exclusive=True,
                                             auto_delete=True, durable=False)
-        await queue.bind(exchange, routing_key=HEARTBEAT_KEY_PREFIX + "#")
-        await queue.bind(exchange, routing_key=self.feed.probe_key)
+        await self._bind(queue)
+        self._listener = queue.name
         return queue
+
+    async def _bind(self, queue: Queue, timeout: float | None = None) -> None:
+        assert self.feed is not None
+        exchange = self.settings.telemetry_exchange
+        await queue.bind(exchange, routing_key=HEARTBEAT_KEY_PREFIX + "#", timeout=timeout)
+        await queue.bind(exchange, routing_key=self.feed.probe_key, timeout=timeout)
+
+    def _route_broken(self) -> bool:
+        """Our probes stopped coming back although the link and the subscription are up:
+        the route between the telemetry exchange and our listener queue is gone (the
+        exchange deleted, perhaps declared again: either way our bindings went with it,
+        and no one tells a consumer). A silent link looks the same; repairing it then
+        only costs a channel that times out."""
+        assert self.feed is not None
+        sub = self.subscription
+        if sub is None or not sub.live or not self.link.alive or self.feed.feed().live:
+            return False
+        # (epoch seconds, as the subscription's own ``since``)
+        return time.time() - max(sub.state.since, self._repaired_at) > PROBE_TIMEOUT
+
+    async def _repair_route(self) -> None:
+        """Declare the telemetry exchange (topic, durable: a no-op when it is there, as
+        workers and ``queuewatch declare`` make it) and bind the listener queue to it again
+        (idempotent): the probes, and the workers' beats, flow again. Every step is bounded:
+        on a silent link it simply times out."""
+        listener = self._listener
+        if listener is None:
+            return
+        name = self.settings.telemetry_exchange
+        log.info("heartbeat probes stopped coming back on a live link; declaring the "
+                 "telemetry exchange %r if missing and binding %r to it again", name, listener)
+        channel = await self.link.channel(timeout=PROBE_TIMEOUT)
+        try:
+            await channel.declare_exchange(name, ExchangeType.TOPIC, durable=True,
+                                           timeout=PROBE_TIMEOUT)
+            await self._bind(await channel.get_queue(listener, ensure=False), PROBE_TIMEOUT)
+        finally:
+            await close_channel(channel)
+
+    async def _repair(self) -> None:
+        try:
+            await self._repair_route()
+        except _REPAIR_ERRORS as exc:
+            log.debug("heartbeat route not repaired: %s", exc)
 
     def _subscription_changed(self, sub: Subscription) -> None:
         if self.feed is None:
@@ -317,6 +373,12 @@ class MonitorSession:
                 except ANY_BROKER_ERROR as exc:
                     log.debug("heartbeat probe not sent: %s", exc)
                     channel = None
+                repairing = self._repair_task is not None and not self._repair_task.done()
+                if not repairing and self._route_broken():
+                    # (a task of its own: the probes go on while it waits on a silent link)
+                    self._repaired_at = time.time()
+                    self._repair_task = asyncio.create_task(self._repair(),
+                                                            name="heartbeat route repair")
             self._probe_now.clear()
             with contextlib.suppress(TimeoutError):
                 await wait_for(self._probe_now.wait(), PROBE_INTERVAL)
