@@ -15,6 +15,7 @@ from textual.widgets import ProgressBar
 
 from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.model import DeadLetter
+from queuewatch.monitor.model import plural as counted
 from queuewatch.tui.screens.dialogs import ConfirmScreen
 from queuewatch.tui.widgets.dlq_causes import CauseTable
 
@@ -23,7 +24,15 @@ VERBS = {"replay": "replayed", "delete": "deleted"}
 
 
 def plural(n: int, noun: str = "dead letter") -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+    return counted(n, noun)
+
+
+def done_of(verb: str, done: int, count: int, noun: str = "dead letter") -> str:
+    """``replayed 3 of 5 dead letters``; more done than the dry run counted (some arrived
+    between the confirmation and the action) is said as such, not as "13 of 12"."""
+    if done <= count:
+        return f"{verb} {done} of {plural(count, noun)}"
+    return f"{verb} {plural(done, noun)} ({count} counted when confirmed, {done - count} came since)"
 
 
 def parse_filter(text: str) -> DeadLetterFilter:
@@ -144,8 +153,8 @@ class DlqActions:
         self.marked.clear()
         doubt = (f"; in doubt: up to {in_doubt} may be both back in their queue and still in "
                  "the DLQ (duplicates, never lost)") if in_doubt else ""
-        self.app.notify(f"{VERBS[verb]} {done} of {plural(count)} from {dlq}{doubt}",
-                        severity="information" if done == count and not in_doubt
+        self.app.notify(f"{done_of(VERBS[verb], done, count)} from {dlq}{doubt}",
+                        severity="information" if done >= count and not in_doubt
                         else "warning")
 
     @work(group="dlq-action", exclusive=True, exit_on_error=False)

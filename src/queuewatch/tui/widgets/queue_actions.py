@@ -21,7 +21,7 @@ from queuewatch.dlq.queue import QueueHasConsumers
 from queuewatch.errors import ReadOnlyError
 from queuewatch.tui.screens.dialogs import ConfirmScreen, PickScreen
 from queuewatch.tui.screens.peek import PeekScreen
-from queuewatch.tui.widgets.dlq_actions import plural
+from queuewatch.tui.widgets.dlq_actions import done_of, plural
 
 #: How many messages a peek reads.
 PEEK_QUEUE_LIMIT = 100
@@ -39,7 +39,7 @@ CHANGES = ("purge", "move", "pause", "publish_test")
 
 def moved_text(result: ReplayResult, queue: str, to: str, count: int) -> str:
     """``moved 3 of 3 messages from a to b`` + what was held back and what is in doubt."""
-    text = f"moved {result.replayed} of {plural(count, 'message')} from {queue} to {to}"
+    text = f"{done_of('moved', result.replayed, count, 'message')} from {queue} to {to}"
     kept = Counter(s.why for s in result.skipped if s.why != "stopped")
     if kept:
         text += "; held back in " + queue + ": " + ", ".join(
@@ -167,7 +167,7 @@ class QueueActions:
         finally:
             if bar is not None:
                 bar.remove_class("visible")
-        complete = result.replayed == n and not result.skipped and not result.error
+        complete = result.replayed >= n and not result.skipped and not result.error
         self.app.notify(moved_text(result, queue, to, n),
                         severity="information" if complete else "warning")
 
