@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
@@ -67,7 +68,7 @@ class QueuesView(QueueActions, TableView):
 
     def apply(self, snapshot: Snapshot) -> None:
         self.query_one(QueueTable).apply(snapshot)
-        self.query_one("#summary-band", Static).update(summary_band(snapshot))
+        self.query_one("#summary-band", Static).update(SummaryBand(summary_items(snapshot)))
         self._taken_at = snapshot.taken_at
         self._draw_chart()
 
@@ -139,8 +140,12 @@ class QueuesView(QueueActions, TableView):
         self.post_message(DrillDown("queue", str(event.row_key.value)))
 
 
-def summary_band(snap: Snapshot) -> Text:
-    """One line over the table: totals of the vhost, the way an overview starts."""
+Item = tuple[str, str, str]
+"""A summary band item: label, value, style of the value."""
+
+
+def summary_items(snap: Snapshot) -> list[Item]:
+    """The totals of the vhost, the way an overview starts, most important first."""
     shown = ready = unacked = dead = 0
     rate_in = rate_out = 0.0
     for q in snap.queues:  # one pass: 50,000 queues are 50,000 steps per refresh
@@ -156,16 +161,39 @@ def summary_band(snap: Snapshot) -> Text:
             rate_out += out_rate(q)
     busy = sum(1 for w in snap.workers if w.in_flight)
     crit = sum(1 for a in snap.alerts if a.severity == "critical")
-    t = Text(" ")
-    for label, value, style in (
+    return [
         ("queues", str(shown), ""), ("ready", count(ready), ""),
         ("unacked", count(unacked), ""),
         ("in", f"{rate(rate_in)}/s", ""), ("out", f"{rate(rate_out)}/s", ""),
         ("dead", count(dead), "bold yellow" if dead else ""),
         ("workers", f"{busy} busy/{len(snap.workers) - busy} idle", ""),
         ("alerts", f"{len(snap.alerts)} ({crit} crit)", "bold red" if crit else ""),
-    ):
+    ]
+
+
+def summary_band(snap: Snapshot, width: int | None = None) -> Text:
+    """One line over the table: :func:`summary_items`, each whole or not at all within
+    ``width`` (a narrow terminal drops the last ones rather than cutting one in half:
+    "workers 1 busy/0" read as something else; the alerts are on the bottom line too)."""
+    return fit(summary_items(snap), width)
+
+
+def fit(items: list[Item], width: int | None) -> Text:
+    t = Text(" ")
+    for label, value, style in items:
+        if width is not None and len(t) + len(label) + 1 + len(value) > width:
+            break
         t.append(f"{label} ", style="dim")
         t.append(value, style=style or "bold")
         t.append("  ")
     return t
+
+
+class SummaryBand:
+    """The band as a renderable: fitted to the width it is drawn at (resizes included)."""
+
+    def __init__(self, items: list[Item]) -> None:
+        self.items = items
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield fit(self.items, options.max_width)
