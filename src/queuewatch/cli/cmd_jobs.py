@@ -12,12 +12,12 @@ from dataclasses import asdict
 from queuewatch.cli.cmd_status import add_monitor_options, take_snapshot
 from queuewatch.cli.common import format_table, print_json
 from queuewatch.cli.job_status import register_result, register_scheduled, register_show
-from queuewatch.monitor.model import Snapshot, fmt_duration
+from queuewatch.monitor.model import Snapshot, fmt_duration, plural
 
 
 def render_stuck(snap: Snapshot) -> str:
     if not snap.stuck_jobs:
-        return f"no stuck jobs ({len(snap.workers)} workers reporting)"
+        return f"no stuck jobs ({plural(len(snap.workers), 'worker')} reporting)"
     return format_table(
         ["JOB", "QUEUE", "ATTEMPT", "WORKER", "HOST", "PID", "RUNNING", "THRESHOLD"],
         [[s.job_id, s.queue, s.attempt, s.worker_id, s.host, s.pid, fmt_duration(s.age),

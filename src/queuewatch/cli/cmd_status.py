@@ -29,7 +29,7 @@ from queuewatch.cli.common import (
 from queuewatch.config import Settings
 from queuewatch.errors import QueuewatchError
 from queuewatch.monitor.history import INTERNAL_PREFIXES
-from queuewatch.monitor.model import NodeStats, QueueStats, Snapshot, fmt_duration
+from queuewatch.monitor.model import NodeStats, QueueStats, Snapshot, fmt_duration, plural
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def render_status(snap: Snapshot, internal: bool = False) -> str:
     when = time.strftime("%H:%M:%S", time.localtime(snap.taken_at))
     shown = f"{len(queues)} queues" + (f" ({hidden} internal hidden: --internal)" if hidden else "")
     head = (f"{snap.broker.url}  vhost {snap.vhost or '(all)'}  RabbitMQ {snap.broker.version}  "
-            f"{when}  {shown}  {len(snap.workers)} workers")
+            f"{when}  {shown}  {plural(len(snap.workers), 'worker')}")
     table = format_table(headers, rows, right=right) if rows else "(no queues)"
     nodes = "  ".join(_node_text(n) for n in snap.nodes) or (
         f"(not shown: {snap.nodes_hidden})" if snap.nodes_hidden else "")

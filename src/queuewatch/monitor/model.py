@@ -316,6 +316,11 @@ class Snapshot:
         return None
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 worker``, ``2 workers``, ``0 workers``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def fmt_duration(seconds: float | None) -> str:
     """Human form of a duration: ``unknown``, ``never``, ``4s``, ``3m12s``, ``2h05m``, ``3d04h``."""
     if seconds is None:

@@ -21,6 +21,7 @@ from queuewatch.monitor.model import Snapshot, StuckJob, WorkerStats, fmt_durati
 from queuewatch.tui.format import SEVERITY_STYLE, rate, size
 from queuewatch.tui.layout import Column
 from queuewatch.tui.screens.dialogs import ConfirmScreen
+from queuewatch.tui.widgets.dlq_actions import plural
 from queuewatch.tui.widgets.keyed_table import KeyedTable
 from queuewatch.tui.widgets.status import heartbeats_lost, stale_text, with_poll_age
 from queuewatch.tui.widgets.table_view import DrillDown, TableView
@@ -177,7 +178,7 @@ class WorkersView(StaleAware):
         hung = sum(1 for w in snapshot.workers if w.hung)
         action = ("read-only: terminate is disabled" if self.read_only
                   else "t: terminate a hung local worker")
-        self.summary = (f" {len(snapshot.workers)} workers, {hung} hung  ·  {action}  ·  "
+        self.summary = (f" {plural(len(snapshot.workers), 'worker')}, {hung} hung  ·  {action}  ·  "
                         "Enter: its stuck jobs")
         self.show_staleness()
         producers = self.query_one("#workers-producers", Static)
