@@ -23,8 +23,11 @@ from urllib.parse import quote, unquote
 MASK = "***"
 #: Shorter secrets are not registered: replacing "pw" everywhere would garble every line.
 MIN_SECRET_LENGTH = 4
-#: ``scheme://user:password@`` in any text (the password may hold an unencoded ``/``).
-_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)([^\s@]+)(@)")
+_SCHEME = r"\b[a-zA-Z][a-zA-Z0-9+.-]*://"
+#: ``scheme://user:password@`` in any text. The password may hold an unencoded ``/``, ``:``
+#: or ``@``: as :func:`queuewatch.config.mask_url` reads a URL, it runs to the last ``@``
+#: before the URL ends (whitespace, a quote, ``<>``, or the next ``scheme://`` of a list).
+_URL_PASSWORD = re.compile(rf"({_SCHEME}[^\s:/@]*:)((?:(?!{_SCHEME})[^\s\"'<>])+)(@)")
 
 _secrets: set[str] = set()
 _lock = threading.Lock()
@@ -45,20 +48,26 @@ def register(secrets: Iterable[str | None], *, not_if: Iterable[str | None] = ()
 
 def register_url(url: str) -> None:
     """Register the password of ``scheme://user:password@host...`` (text-based: works on a
-    URL too broken to parse)."""
-    match = _URL_PASSWORD.search(url)
-    if match:
-        user = match.group(1).split("://", 1)[1][:-1]
-        register([match.group(2)], not_if=[user, unquote(user)])
+    URL too broken to parse). As :func:`queuewatch.config.mask_url` (and the AMQP clients)
+    read it: everything between ``user:`` and the last ``@``, which may itself hold ``@``,
+    ``:``, ``/`` or spaces."""
+    _, sep, rest = url.partition("://")
+    at = rest.rfind("@")
+    if not sep or at < 0:
+        return
+    user, colon, password = rest[:at].partition(":")
+    if colon:
+        register([password], not_if=[user, unquote(user)])
 
 
 def redact(text: str) -> str:
     """``text`` with every registered secret and every URL password replaced by ``***``."""
-    text = _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(3), text)
+    # The known secrets first: a password with an ``@`` or a space is then gone whole, where
+    # the URL pattern alone would cut it at the wrong place and leave its tail.
     for secret in sorted(_secrets, key=len, reverse=True):
         if secret in text:
             text = text.replace(secret, MASK)
-    return text
+    return _URL_PASSWORD.sub(lambda m: m.group(1) + MASK + m.group(3), text)
 
 
 def _redacting_factory(base: Any) -> Any:

@@ -81,3 +81,25 @@ def test_a_usage_error_never_prints_a_password(argv, capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2
     assert "s3cr3t-pw" not in err and "guest:***@" in err, err
+
+
+@pytest.mark.parametrize("password", [
+    f"{SECRET[:4]}@{SECRET[4:]}",         # an unencoded '@' (the clients split at the last one)
+    f"a@b@{SECRET}",                      # several
+    f"{SECRET[:5]}@9:x%w-{SECRET[5:]}",   # '@', ':' and a bare '%' together
+    f"{SECRET[:6]} @{SECRET[6:]}",        # a space before the '@'
+], ids=["one-at", "several-ats", "at-colon-percent", "space-at"])  # (SECRET differs per process)
+def test_a_password_with_an_unencoded_at_sign_is_redacted_whole(password):
+    # Given settings whose URL holds a password with an '@' that was not percent-encoded
+    # (accepted: the URL's host is after the last '@', as mask_url and the AMQP clients read it)
+    url = f"amqp://bob:{password}@127.0.0.1:5672/v"
+    load_settings(env={"QUEUEWATCH_AMQP_URL": url})
+    # When a library puts the URL, or the bare password, in a line
+    line = redact.redact(f"connect to {url} failed; the password {password} was refused")
+    # Then no part of the password is left: the line reads as mask_url would show the URL
+    assert line == "connect to amqp://bob:***@127.0.0.1:5672/v failed; the password *** was refused"
+
+
+def test_a_list_of_urls_keeps_its_hosts():
+    assert redact.redact("amqp://u:pw-1@h1/,amqp://u:pw-2@h2/ and 'http://a:b@c/' me@x.org") == (
+        "amqp://u:***@h1/,amqp://u:***@h2/ and 'http://a:***@c/' me@x.org")
