@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from queuewatch.events import model as ev
 from queuewatch.events.model import Event, Source
@@ -107,20 +108,37 @@ class JobStatus:
             out["result"] = self.result
         if timeline:
             out["attempts"] = [a.to_json() for a in self.attempts]
-            out["events"] = [_event_json(e) for e in self.events]
+            out["events"] = [public_event_json(e, with_id=False) for e in self.events]
         return out
 
 
-def _event_json(e: Event) -> dict[str, Any]:
+def public_event_json(e: Event, *, with_id: bool = True) -> dict[str, Any]:
+    """An event as every reader outside the job system gets it (the timeline of ``GET
+    /jobs/{id}`` and ``jobs show --json``, the live ``/events`` stream): without the job's
+    stored message (the copy kept for run-now: its body and headers), and with a webhook
+    shown as its receiver only (a webhook's path or query often holds a token of its own)."""
     out = e.to_json()
-    out.pop("id", None)
+    if not with_id:
+        out.pop("id", None)
     data = dict(out.get("data") or {})
-    data.pop("message", None)  # the stored copy for run-now: not for the timeline
+    data.pop("message", None)
+    if isinstance(data.get("webhook"), str):
+        data["webhook"] = webhook_receiver(data["webhook"])
     if data:
         out["data"] = data
     else:
         out.pop("data", None)
     return out
+
+
+def webhook_receiver(url: str) -> str:
+    """``scheme://host:port`` of a webhook URL: what errors, logs and timelines show."""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an invalid URL)"
+    return f"{parts.scheme}://{parts.hostname}{port}"
 
 
 _RANK = {ev.ACCEPTED: 0, ev.SCHEDULED: 1, ev.CANCEL_REQUESTED: 2, ev.STARTED: 3,
@@ -195,10 +213,11 @@ def fold(job_id: str, events: Iterable[Event], *, result_ttl: float | None = Non
             has = "result" in d
             expired = bool(has and result_ttl is not None
                            and (now_ms or int(time.time() * 1000)) - e.at_ms > result_ttl * 1000)
+            # (a succeeded job has no error: the failed attempts before keep theirs)
             st = replace(st, state=JobState.SUCCEEDED, attempt=e.attempt, since_ms=e.at_ms,
                          worker=None, due_ms=None, has_result=has,
                          result=None if expired else d.get("result"), result_expired=expired,
-                         **common)
+                         reason=None, error_type=None, error=None, **common)
         elif e.kind == ev.SKIPPED and d.get("copy_only"):
             continue  # the delayed copy of a job that was run now: the timeline shows it
         elif e.kind in (ev.DEAD_LETTERED, ev.CANCELLED, ev.SKIPPED):
@@ -216,5 +235,6 @@ def fold(job_id: str, events: Iterable[Event], *, result_ttl: float | None = Non
                              reason=_str(d, "reason") or "cancelled by operator")
         elif e.kind == ev.REPLAYED:
             st = replace(st, state=JobState.QUEUED, since_ms=e.at_ms, attempt=0, due_ms=None,
-                         reason=None, cancel_requested=False, **common)
+                         reason=None, error_type=None, error=None, cancel_requested=False,
+                         **common)
     return replace(st, attempts=tuple(attempts))

@@ -30,12 +30,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, MutableSet
 from typing import Any
-from urllib.parse import urlsplit
 
 from queuewatch.config import Settings
 from queuewatch.errors import ConfigError, QueuewatchError
 from queuewatch.events.model import Event
-from queuewatch.jobs.state import JobStatus
+from queuewatch.jobs.state import JobStatus, webhook_receiver
 from queuewatch.topology import WEBHOOKS_QUEUE, QueueSpec, RetryPolicy, Topology, check_webhook_url
 from queuewatch.worker import Job, NonRetryable, Worker
 
@@ -156,9 +155,7 @@ def webhook_for(status: JobStatus, topology: Topology | None) -> str | None:
 def receiver(url: str) -> str:
     """``scheme://host:port`` of a webhook URL: what errors and logs show (a webhook's path or
     query often holds a token of its own, e.g. Slack's)."""
-    parts = urlsplit(url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}"
+    return webhook_receiver(url)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
