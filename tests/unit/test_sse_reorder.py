@@ -66,3 +66,43 @@ def test_a_client_is_dropped_only_when_it_falls_behind() -> None:
     other = Subscriber("j1", None, max_queued=10)
     other.offer(burst)
     assert [e.job_id for _, e in other.inbox.get_nowait()] == ["j1"]
+
+
+def _send(order: Reorder, items: list[tuple[tuple[int, int], Event]]) -> list[str]:
+    """What the SSE pump sends for ``items`` (as :meth:`EventHub._send` does): kinds."""
+    if items and order.in_order(items):
+        return [e.kind for _, e in items]
+    order.feed(items)
+    return [e.kind for _, e, _ in order.release()]
+
+
+def test_a_replayed_job_is_sent_replayed_then_its_new_run() -> None:
+    # Given a client that saw a job retried, then dead-lettered
+    order = Reorder(lambda job, pos: False, hold=0.5)
+    sent = _send(order, [((1, 0), ev("accepted", "j")), ((2, 0), ev("started", "j")),
+                         ((2, 1), ev("attempt_failed", "j")), ((2, 2), ev("dead_lettered", "j"))])
+    # When the replayed copy runs and succeeds before the replay's "replayed" reaches the stream
+    sent += _send(order, [((3, 0), ev("started", "j")), ((3, 1), ev("succeeded", "j"))])
+    assert 0 < (order.due_in() or 0) <= 0.5  # held for its replayed
+    sent += _send(order, [((4, 0), ev("replayed", "j"))])
+    # Then the client gets the job's life in its real order: it ends succeeded, not "replayed"
+    assert sent == ["accepted", "started", "attempt_failed", "dead_lettered", "replayed",
+                    "started", "succeeded"]
+    # And its next death and replay, in order in one batch, go straight through
+    assert _send(order, [((5, 0), ev("dead_lettered", "j")), ((6, 0), ev("replayed", "j")),
+                         ((6, 1), ev("started", "j"))]) == ["dead_lettered", "replayed", "started"]
+    assert order.due_in() is None
+
+
+def test_a_job_that_ended_and_is_never_replayed_is_not_held_again() -> None:
+    # Given a dead-lettered job whose next run comes without any replayed (a foreign replay)
+    order = Reorder(lambda job, pos: True, hold=0.05)
+    _send(order, [((1, 0), ev("accepted", "j")), ((1, 1), ev("dead_lettered", "j"))])
+    assert _send(order, [((2, 0), ev("started", "j"))]) == []
+    time.sleep(0.06)
+    # Then it goes out after the hold, and the job's later events are not held again
+    assert _send(order, []) == ["started"]
+    assert _send(order, [((3, 0), ev("succeeded", "j"))]) == ["succeeded"]
+    # And events after an end that are no new run (a second end) are not held at all
+    assert _send(order, [((4, 0), ev("cancelled", "k")), ((4, 1), ev("dead_lettered", "k"))]) == [
+        "cancelled", "dead_lettered"]

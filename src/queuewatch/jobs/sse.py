@@ -26,12 +26,14 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from queuewatch.aio import wait_for
 from queuewatch.events.model import Event
 from queuewatch.jobs.api import Jobs
 from queuewatch.jobs.httpd import head_bytes
 from queuewatch.jobs.reorder import FIRST_KINDS, Item, Position, Reorder
+from queuewatch.jobs.state import public_event_json
 
 #: Seconds between keep-alive comments on an idle stream.
 KEEPALIVE = 15.0
@@ -75,7 +77,7 @@ def format_event(id_item: Item | None, event: Event, body: bytes | None = None) 
 
 
 def encode_body(event: Event) -> bytes:
-    data = json.dumps(event.to_json(), separators=(",", ":"), default=str)
+    data = json.dumps(public_event_json(event), separators=(",", ":"), default=str)
     return f"event: {event.kind}\ndata: {data}\n\n".encode()
 
 
@@ -206,22 +208,23 @@ class EventHub:
             if row is not None and (self._top is None or (int(row[0]), int(row[1])) > self._top):
                 self._top = (int(row[0]), int(row[1]))
         self.subscribers.add(sub)  # before reading the backlog: nothing falls in between
+        tasks: list[asyncio.Future[Any]] = []
         try:
             writer.write(head_bytes(200, {
                 "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store",
                 "Connection": "close", "X-Accel-Buffering": "no"}))
             writer.write(f"retry: {RECONNECT_MS}\n\n".encode())
             pump = asyncio.ensure_future(self._pump(writer, sub, after, keepalive))
-            gone = asyncio.ensure_future(_until_eof(reader))
-            slow = asyncio.ensure_future(sub.overflowed.wait())
-            done, pending = await asyncio.wait({pump, gone, slow},
-                                               return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+            tasks = [pump, asyncio.ensure_future(_until_eof(reader)),
+                     asyncio.ensure_future(sub.overflowed.wait())]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if pump in done:
                 pump.result()
         finally:
+            # (also when this request is cancelled: the server closing with clients connected)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             self.subscribers.discard(sub)
 
     def has_first(self, job_id: str, before: Position) -> bool:

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from queuewatch.errors import ConfigError
 from queuewatch.jobs.api import (
+    EventsUnavailable,
     JobFailed,
     Jobs,
     JobUnknown,
@@ -31,6 +32,7 @@ from queuewatch.jobs.api import (
 from queuewatch.jobs.httpd import HttpError, HttpServer, Request, send_json
 from queuewatch.jobs.reorder import Position
 from queuewatch.jobs.sse import KEEPALIVE, EventHub, parse_id
+from queuewatch.redact import redact
 
 #: Longest ``?timeout=`` a result request may wait (seconds).
 MAX_RESULT_WAIT = 300.0
@@ -110,8 +112,8 @@ class JobsWeb:
         job_id = _job_id(raw_id)
         try:
             status = await self.jobs.status(job_id)
-        except TimeoutError:
-            raise HttpError(503, "the job events stream did not answer in time") from None
+        except (EventsUnavailable, TimeoutError) as exc:
+            raise _unavailable(exc) from None
         return (200 if status.known else 404), status.to_json()
 
     async def job_result(self, raw_id: str, raw_timeout: str | None) -> tuple[int, dict[str, Any]]:
@@ -139,8 +141,8 @@ class JobsWeb:
         except ResultTimeout as exc:
             state = (await self.jobs.status(job_id, fresh=False)).state.value
             return 504, {"job_id": job_id, "state": state, "error": str(exc)}
-        except TimeoutError:
-            raise HttpError(503, "the job events stream did not answer in time") from None
+        except (EventsUnavailable, TimeoutError) as exc:
+            raise _unavailable(exc) from None
         return 200, {"job_id": job_id, "state": "succeeded", "result": value}
 
     def _events_args(self, request: Request) -> tuple[str | None, str | None, Position | None]:
@@ -160,6 +162,14 @@ class JobsWeb:
         except ValueError as exc:
             raise HttpError(400, f"Last-Event-ID: {exc}") from None
         return job_id, queue, after
+
+
+def _unavailable(exc: Exception) -> HttpError:
+    """503 for a question the job events stream could not answer now (the broker is away,
+    the stream missing): the reason, and when to ask again — not a 500 and a traceback."""
+    why = redact(str(exc)) if isinstance(exc, EventsUnavailable) else ""
+    return HttpError(503, why or "the job events stream did not answer in time",
+                     {"Retry-After": "5"})
 
 
 def _job_id(raw: str) -> str:
