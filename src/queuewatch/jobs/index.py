@@ -6,6 +6,11 @@ live stream's resumption) and each job's folded state (for "scheduled jobs of qu
 It stores the offset it has read up to, so a restart reads only what is new; deleting the
 file costs one re-read of the stream. Several processes on one host may share it (WAL).
 
+Positions (``off``, ``idx``) keep growing for as long as the file lives, also when the stream
+is deleted and declared again (its offsets then start over at 0): the events of such a new
+stream are numbered after every position held (:meth:`JobIndex.new_life`), so what follows
+positions — the live stream's ids and resumption, the webhook dispatcher's cursor — goes on.
+
 Retention follows the stream's: events older than ``max_age`` are dropped, and a job whose
 last event is older is gone (``unknown``), exactly as if the stream had dropped them.
 """
@@ -105,6 +110,36 @@ class JobIndex:
         row = self.db.execute("SELECT value FROM meta WHERE key='next_offset'").fetchone()
         return int(row[0]) if row else None
 
+    def new_life(self, first_offset: int) -> None:
+        """The stream was declared again (or read again from its start): number its events
+        from the one at ``first_offset`` on after every position held here."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            top = db.execute("SELECT max(off) FROM events").fetchone()[0]
+            base = self._base()
+            if top is not None:
+                base = max(base, int(top) + 1 - first_offset)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('base', ?)", (base,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _base(self) -> int:
+        """What a stream offset is added to for a position (see :meth:`new_life`)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='base'").fetchone()
+        return int(row[0]) if row else 0
+
+    def holds_any(self, event_ids: Sequence[str]) -> bool:
+        """Does the index hold any of these events?"""
+        for i in range(0, len(event_ids), 500):
+            chunk = list(event_ids[i:i + 500])
+            if self.db.execute(f"SELECT 1 FROM events WHERE eid IN ({','.join('?' * len(chunk))})"
+                               " LIMIT 1", chunk).fetchone():
+                return True
+        return False
+
     def apply(self, events: Sequence[Event], next_offset: int) -> set[str]:
         """Store ``events`` (from messages up to ``next_offset`` - 1) in one transaction;
         returns the job ids they touch.
@@ -115,12 +150,13 @@ class JobIndex:
         cutoff = self._cutoff_ms()
         rows = []
         latest: dict[str, tuple[int, int, str, str, int | None]] = {}
+        base = self._base()
         for i, e in enumerate(events):
             if e.kind == SYNC or e.at_ms < cutoff:
                 continue
             body = e.raw if e.raw is not None else json.dumps(
                 e.to_json(), separators=(",", ":"), default=str)
-            rows.append((e.event_id, e.job_id, e.queue, e.at_ms, e.offset or 0, i, body))
+            rows.append((e.event_id, e.job_id, e.queue, e.at_ms, base + (e.offset or 0), i, body))
             hint = _hint(e)
             if hint is not None:
                 key = (e.at_ms, _HINT_RANK.get(e.kind, 9))

@@ -19,7 +19,7 @@ from typing import Any
 
 from queuewatch.aio import wait_for
 from queuewatch.broker.consumer import Subscription
-from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS
+from queuewatch.broker.errors import LINK_OR_AMQP_ERRORS, close_channel
 from queuewatch.broker.link import BrokerLink
 from queuewatch.broker.types import IncomingMessage
 from queuewatch.config import Settings
@@ -38,6 +38,9 @@ CATCH_UP_SIZE = 1000
 CATCH_UP_GATHER = 0.05
 #: Events applied to the index in one transaction at most.
 APPLY_BATCH = 20_000
+#: Seconds the start waits for the last message this index read to come back from the stream:
+#: none means the stream now ends before it (it was deleted and declared again).
+STILL_THERE_WAIT = 5.0
 
 Listener = Callable[[list[Event]], None]
 
@@ -64,12 +67,49 @@ class EventTail:
         self.applied = 0
         """Events applied to the index so far (a caught-up reader waits on progress)."""
         self._acks: set[asyncio.Future[None]] = set()
+        self._new_life = False
+        """The stream went away: the next message starts a new stream (offsets from 0)."""
 
     async def start(self) -> None:
         await declare_events_stream(lambda: self.link.channel(timeout=30.0), self.settings)
+        if self._next and not await self._still_there(self._next - 1):
+            # A stream offset past the end is never delivered (RabbitMQ waits until the stream
+            # gets there): this index would see nothing new for as long.
+            log.warning("the job events stream %r ends before the offset this index read up to "
+                        "(%d): it was declared again; reading it from its start",
+                        self.settings.events_stream, self._next)
+            self._next = None
+            self._new_life = True
         self.subscription = self.link.subscribe(
             self.settings.events_stream, self._on_message, prefetch=PREFETCH,
             arguments=self._arguments, on_change=self._on_change)
+
+    async def _still_there(self, offset: int) -> bool:
+        """Does the stream hold a message at ``offset`` (or after it)? A consumer from there
+        gets one at once when it does."""
+        arrived = asyncio.get_running_loop().create_future()
+
+        async def on_message(message: IncomingMessage) -> None:
+            if not arrived.done():
+                arrived.set_result(None)
+
+        try:
+            channel = await self.link.channel(timeout=30.0)
+        except LINK_OR_AMQP_ERRORS:
+            return True  # (the subscription reports a link that is down)
+        try:
+            await channel.set_qos(prefetch_count=1)
+            queue = await channel.get_queue(self.settings.events_stream, ensure=False)
+            await queue.consume(on_message, arguments={"x-stream-offset": offset})
+            await wait_for(arrived, STILL_THERE_WAIT)
+            return True
+        except TimeoutError:
+            return False
+        except LINK_OR_AMQP_ERRORS as exc:
+            log.debug("probing the end of %r: %s", self.settings.events_stream, exc)
+            return True
+        finally:
+            await close_channel(channel)
 
     def _arguments(self) -> dict[str, Any]:
         return {"x-stream-offset": self._next if self._next is not None else "first"}
@@ -83,6 +123,7 @@ class EventTail:
                 log.warning("the job events stream %r went away (%s); reading it again from "
                             "its start", self.settings.events_stream, sub.state.reason)
             self._next = None
+            self._new_life = True
 
     async def stop(self) -> None:
         if self.subscription is not None:
@@ -94,11 +135,17 @@ class EventTail:
         offset = (message.headers or {}).get("x-stream-offset")
         if not isinstance(offset, int):
             offset = (self._next or 0)
+        events = list(decode_batch(message.body, offset))
+        if self._new_life or (self._next is not None and offset < self._next):
+            if not self._new_life and not self._starts_over(events):
+                self._unacked = message
+                return  # a message seen before a resubscribe: already in the index
+            self._flush()  # (what came before keeps its positions)
+            self.index.new_life(offset)
+            self._new_life = False
         self._unacked = message
-        if self._next is not None and offset < self._next:
-            return  # a message seen before a resubscribe: already in the index
         self._next = offset + 1
-        self._buffer.extend(decode_batch(message.body, offset))
+        self._buffer.extend(events)
         self._buffer_next = offset + 1
         if len(self._buffer) >= APPLY_BATCH:
             self._flush()
@@ -108,6 +155,15 @@ class EventTail:
                 asyncio.get_running_loop().call_later(CATCH_UP_GATHER, self._flush)
             else:
                 asyncio.get_running_loop().call_soon(self._flush)
+
+    def _starts_over(self, events: list[Event]) -> bool:
+        """A message before the offset to read from is one seen before (a resubscribe starts
+        at its chunk), unless the stream was declared again while this index was away: then
+        the message holds this reader's own marker, or events the index never saw."""
+        if any(e.event_id in self._markers for e in events):
+            return True
+        real = [e.event_id for e in events if e.kind != ev.SYNC]
+        return bool(real) and not self.index.holds_any(real)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
