@@ -81,6 +81,23 @@ class TopologyMismatch(TopologyError):
         )
 
 
+class DelayLevelsMismatch(TopologyError):
+    """The vhost has delay levels declared with another count than the topology's."""
+
+    def __init__(self, vhost: str, current: int, requested: int) -> None:
+        self.vhost = vhost
+        self.current = current
+        self.requested = requested
+        super().__init__(
+            f"vhost {vhost!r} has {current} delay levels (queuewatch.delay.0 to "
+            f"queuewatch.delay.{current - 1}) and the topology asks for {requested}: declared "
+            "over each other, their bindings would route every delayed job and retry twice. "
+            f"Set delay_levels = {current} in the topology (every service of the vhost must use "
+            "the same number), or, to change it, stop the producers and workers, wait until the "
+            "queuewatch.delay.* queues are empty and delete those queues and exchanges first."
+        )
+
+
 class PublishError(QueuewatchError):
     """A publish was not confirmed by the broker."""
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from queuewatch.broker.management import q
 from tests.cli_helpers import assert_one_line_error, qw
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +60,29 @@ def test_declare_mismatch_is_one_line(vhost, tmp_path):
     assert qw("declare", str(a), "--vhost", vhost).returncode == 0
     proc = qw("declare", str(b), "--vhost", vhost)
     assert_one_line_error(proc, "x-max-length: current=5 requested=6")
+
+
+@pytest.mark.parametrize("other", [2, 5])
+def test_declare_with_another_number_of_delay_levels_is_refused(vhost, tmp_path, admin_http, other):
+    # Given a vhost declared with 3 delay levels
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text('delay_levels = 3\n[[queue]]\nname = "jobs"\n')
+    b.write_text(f'delay_levels = {other}\n[[queue]]\nname = "jobs"\n')
+    assert qw("declare", str(a), "--vhost", vhost).returncode == 0
+    # When a topology with fewer or more levels is declared over it: refused, one line
+    proc = qw("declare", str(b), "--vhost", vhost)
+    assert_one_line_error(proc, f"has 3 delay levels (queuewatch.delay.0 to queuewatch.delay.2) "
+                                f"and the topology asks for {other}")
+    # And nothing was declared: no bindings of a second set (a delayed message would be
+    # routed once by each set), no level beyond the 3
+    bindings = admin_http.get(f"/bindings/{q(vhost)}").json()
+    keys = {(b["source"], b["routing_key"]) for b in bindings
+            if b["source"].startswith("queuewatch.delay.")}
+    assert keys == {("queuewatch.delay.2", "1.#"), ("queuewatch.delay.2", "0.#"),
+                    ("queuewatch.delay.1", "*.1.#"), ("queuewatch.delay.1", "*.0.#"),
+                    ("queuewatch.delay.0", "*.*.1.#"), ("queuewatch.delay.0", "*.*.0.#")}, keys
+    names = {e["name"] for e in admin_http.get(f"/exchanges/{q(vhost)}").json()}
+    assert "queuewatch.delay.3" not in names
 
 
 @pytest.mark.parametrize(

@@ -20,9 +20,10 @@ from pamqp.common import FieldTable
 
 from queuewatch.broker.management import ManagementClient
 from queuewatch.envelope import H_TARGET
-from queuewatch.errors import ArgumentDiff, TopologyError, TopologyMismatch
+from queuewatch.errors import ArgumentDiff, DelayLevelsMismatch, TopologyError, TopologyMismatch
 from queuewatch.topology import (
     DELIVERY_EXCHANGE,
+    MAX_DELAY_LEVELS,
     Topology,
     delay_level_arguments,
     delay_queue_name,
@@ -107,13 +108,36 @@ def mismatch_from_precondition(exc: BaseException, fallback_queue: str, vhost: s
     return None
 
 
+async def existing_delay_levels(connection: AbstractConnection) -> int:
+    """How many delay levels the vhost of ``connection`` has: its exchanges
+    ``queuewatch.delay.0``, ``.1``, ... up to the first missing one (passive declares on a
+    channel of their own, which the first missing one closes)."""
+    channel = await connection.channel()
+    levels = 0
+    try:
+        while levels <= MAX_DELAY_LEVELS:
+            await channel.declare_exchange(delay_queue_name(levels), passive=True)
+            levels += 1
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        pass
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    return levels
+
+
 async def declare_topology(
     connection: AbstractConnection,
     topology: Topology,
     vhost: str,
     management: ManagementClient | None = None,
 ) -> DeclareResult:
-    """Create every exchange, queue and binding of ``topology``; check existing ones first."""
+    """Create every exchange, queue and binding of ``topology``; check existing ones first
+    (:class:`TopologyMismatch`; :class:`DelayLevelsMismatch`: the delay levels' bindings
+    depend on their number, and two numbers' bindings together route each message twice)."""
+    have = await existing_delay_levels(connection)
+    if have and have != topology.delay_levels:
+        raise DelayLevelsMismatch(vhost, have, topology.delay_levels)
     result = DeclareResult()
     decls = planned_queues(topology)
     existing: dict[str, dict[str, Any] | None] = {}

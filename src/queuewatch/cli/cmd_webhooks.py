@@ -24,6 +24,7 @@ def cmd_webhooks(args: argparse.Namespace) -> int:
     from queuewatch.topology import WEBHOOKS_QUEUE, load_topology
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # (a line per management API call)
     settings = settings_from_args(args)
     topology = load_topology(args.topology) if args.topology else None
     service = WebhookService(settings, topology, concurrency=args.concurrency,

@@ -4,7 +4,9 @@
         await service.wait()          # until service.stop()
 
 It declares ``queuewatch.webhooks`` (with its DLQ and the vhost's delay levels, as any job
-queue), reads the job events through a :class:`~queuewatch.jobs.Jobs`, publishes webhook
+queue; given no topology, it takes the number of delay levels the vhost already has: levels
+declared a second time with another number would route every delayed job and retry of the
+vhost twice), reads the job events through a :class:`~queuewatch.jobs.Jobs`, publishes webhook
 jobs with the :class:`~queuewatch.jobs.dispatcher.Dispatcher` and delivers them with
 :func:`~queuewatch.jobs.webhooks.delivery_worker`. The two halves only meet through the
 queue: deliveries may fail, wait and retry without holding the dispatcher, let alone jobs.
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from queuewatch.broker.connect import connect
-from queuewatch.broker.declare import declare_topology
+from queuewatch.broker.declare import declare_topology, existing_delay_levels
 from queuewatch.config import Settings
 from queuewatch.errors import ConfigError
 from queuewatch.jobs.api import Jobs
@@ -38,16 +40,35 @@ class WebhookService:
             raise ConfigError("webhook_secret is not set (QUEUEWATCH_WEBHOOK_SECRET): webhooks "
                               "are signed with it, and a receiver verifies them with it")
         self.settings = settings
-        self.topology = webhooks_topology(topology)
         self.start_at: Literal["end", "first"] = start
         self.jobs = Jobs(settings, index=index)
-        self.producer = AsyncProducer(settings, self.topology,
-                                      connection_name="queuewatch-webhooks-dispatcher")
-        self.worker = delivery_worker(settings, self.topology, concurrency=concurrency,
-                                      timeout=timeout, **worker_options)
+        self._given = topology is not None
+        """A topology given is the vhost's truth; without one, the vhost's levels are used."""
+        self._worker_options = {"concurrency": concurrency, "timeout": timeout, **worker_options}
+        self._build(webhooks_topology(topology))
         self.dispatcher: Dispatcher | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopped = False
+
+    def _build(self, topology: Topology) -> None:
+        self.topology = topology
+        self.producer = AsyncProducer(self.settings, topology,
+                                      connection_name="queuewatch-webhooks-dispatcher")
+        self.worker = delivery_worker(self.settings, topology, **self._worker_options)
+
+    async def _use_vhost_levels(self) -> None:
+        """Given no topology, retry through the delay levels the vhost has (a vhost declared
+        with ``delay_levels = 16`` keeps 16), instead of declaring the default number."""
+        conn = await connect(self.settings)
+        try:
+            levels = await existing_delay_levels(conn)
+        finally:
+            await conn.close()
+        if levels and levels != self.topology.delay_levels:
+            t = self.topology
+            self._build(Topology(queues=t.queues, delay_levels=levels,
+                                 telemetry_exchange=t.telemetry_exchange,
+                                 control_exchange=t.control_exchange))
 
     async def declare(self) -> None:
         """Declare the webhooks queue, its DLQ and the delay levels (idempotent)."""
@@ -62,6 +83,8 @@ class WebhookService:
             await conn.close()
 
     async def start(self) -> None:
+        if not self._given:
+            await self._use_vhost_levels()
         await self.declare()
         await self.jobs.start()
         await self.producer.connect()
