@@ -200,6 +200,10 @@ class WebConfig:
         """``https`` when serving TLS, else ``http``."""
         return "http" if self.cert_file is None else "https"
 
+    def base_url(self, host: str, port: int) -> str:
+        """``http://127.0.0.1:9672``; an IPv6 address in brackets (``https://[::1]:9673``)."""
+        return f"{self.scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
 
 def _read_yaml(file: Path) -> dict[str, Any]:
     import yaml

@@ -63,3 +63,31 @@ async def test_connections_past_the_cap_are_refused_with_503() -> None:
         assert (await first).startswith(b"HTTP/1.1 200 ")
     finally:
         await server.close()
+
+
+async def test_a_raw_utf8_target_is_read_as_utf8() -> None:
+    from urllib.parse import unquote
+    seen: list[str] = []
+
+    async def handler(request: Request, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> None:
+        seen.append(unquote(request.path, errors="strict"))
+        await send_json(writer, 200, {})
+
+    server = HttpServer(handler)
+    port = await server.start()
+    try:
+        # Given a job id typed with a non-ASCII letter, sent raw (as curl does) or encoded
+        for raw in ("/jobs/bücher-1".encode(), b"/jobs/b%C3%BCcher-1"):
+            answer = await _ask(port, b"GET " + raw + b" HTTP/1.1\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 200 ")
+        # Then both name the same job (not 'bÃ¼cher-1' for the raw one)
+        assert seen == ["/jobs/bücher-1", "/jobs/bücher-1"]
+    finally:
+        await server.close()
+
+
+def test_an_ipv6_bind_address_is_bracketed_in_urls() -> None:
+    from queuewatch.webconfig import WebConfig
+    assert WebConfig().base_url("::1", 9673) == "http://[::1]:9673"
+    assert WebConfig().base_url("127.0.0.1", 9672) == "http://127.0.0.1:9672"

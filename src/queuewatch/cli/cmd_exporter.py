@@ -57,7 +57,7 @@ def cmd_exporter(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         auth = ", basic auth" if exporter.web.users else ""
-        print(f"queuewatch exporter: {exporter.web.scheme}://{args.bind}:{port}/metrics{auth} "
+        print(f"queuewatch exporter: {exporter.web.base_url(args.bind, port)}/metrics{auth} "
               f"(broker {mask_url(settings.management_url)}, vhost "
               f"{'(all)' if args.all_vhosts else settings.effective_vhost})", flush=True)
         stop.wait()

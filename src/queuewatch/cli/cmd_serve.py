@@ -38,7 +38,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 print(f"queuewatch: error: cannot listen on {args.bind}:{args.port}: "
                       f"{exc.strerror}", file=sys.stderr)
                 return 2
-            print(f"queuewatch serve: {app.scheme}://{args.bind}:{port}/jobs/{{id}} and /events "
+            print(f"queuewatch serve: {web.base_url(args.bind, port)}/jobs/{{id}} and /events "
                   f"(broker {mask_url(settings.amqp_url)}, vhost {settings.effective_vhost}"
                   f"{', basic auth' if web.users else ''})", flush=True)
             stop = asyncio.Event()

@@ -91,6 +91,10 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
         if not colon or not name or name != name.strip():
             raise HttpError(400, "malformed header line")
         headers[name.lower()] = value.strip()
+    if not target.isascii():
+        # Raw UTF-8 in the target (curl sends it as typed; the standard wants it
+        # percent-encoded): encoded here, so the path's decoding reads it as UTF-8.
+        target = "".join(c if c.isascii() else f"%{ord(c):02X}" for c in target)
     try:
         parts = urlsplit(target)
         query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False,
