@@ -109,9 +109,21 @@ def check_writable(args: argparse.Namespace, action: str) -> Settings:
     return settings
 
 
+def non_empty(text: str) -> str:
+    """A filter value: an empty one (``--text "$UNSET"``) would select every dead letter, or
+    those without the field, instead of none: refused."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
+
+
 def filter_from_args(args: argparse.Namespace) -> Any:
     from queuewatch.dlq import DeadLetterFilter
+    from queuewatch.errors import ConfigError
 
+    if args.min_age is not None and args.max_age is not None and args.min_age > args.max_age:
+        raise ConfigError(f"--min-age {args.min_age:g} is more than --max-age {args.max_age:g}: "
+                          "no dead letter can match")
     return DeadLetterFilter(
         job_ids=frozenset(getattr(args, "job", None) or ()), error_type=args.error_type,
         reason=args.reason, text=args.text, min_age=args.min_age, max_age=args.max_age,
@@ -121,15 +133,18 @@ def filter_from_args(args: argparse.Namespace) -> Any:
 
 def add_filter_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("filter (all given criteria must match)")
-    g.add_argument("--job", action="append", metavar="JOB_ID", help="a job id (repeatable)")
-    g.add_argument("--error-type", metavar="TYPE", help="error type, e.g. TimeoutError")
-    g.add_argument("--reason", help="death reason, e.g. failed, rejected, 'cancelled by operator'")
-    g.add_argument("--text", help="text in the body, error message or job id")
+    g.add_argument("--job", action="append", type=non_empty, metavar="JOB_ID",
+                   help="a job id (repeatable)")
+    g.add_argument("--error-type", type=non_empty, metavar="TYPE",
+                   help="error type, e.g. TimeoutError")
+    g.add_argument("--reason", type=non_empty,
+                   help="death reason, e.g. failed, rejected, 'cancelled by operator'")
+    g.add_argument("--text", type=non_empty, help="text in the body, error message or job id")
     g.add_argument("--min-age", type=non_negative_float, metavar="SECONDS",
                    help="dead at least this long")
     g.add_argument("--max-age", type=non_negative_float, metavar="SECONDS",
                    help="dead at most this long")
-    g.add_argument("--cause", metavar="CAUSE",
+    g.add_argument("--cause", type=non_empty, metavar="CAUSE",
                    help="one cause, as `dlq causes` and the console's grouping (b) label it: "
                    "error type + message shape, e.g. 'ValueError: bad input <n>'")
 
@@ -389,8 +404,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                      help="never use a shovel: republish message by message")
     sp.add_argument("--json", action="store_true")
     sp = add("delete", "delete selected dead letters by job id", cmd_delete, destructive=True)
-    sp.add_argument("job_ids", nargs="*", metavar="JOB_ID")
-    sp.add_argument("--job", action="append", metavar="JOB_ID",
+    sp.add_argument("job_ids", nargs="*", type=non_empty, metavar="JOB_ID")
+    sp.add_argument("--job", action="append", type=non_empty, metavar="JOB_ID",
                     help="a job id (repeatable; as for list and replay)")
     sp = add("purge", "delete every dead letter of the queue", cmd_purge, destructive=True)
     sp.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")

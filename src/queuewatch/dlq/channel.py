@@ -16,6 +16,7 @@ from typing import Any
 
 from queuewatch.aio import wait_for
 from queuewatch.broker import wire
+from queuewatch.broker.fieldcodec import sendable_name
 from queuewatch.broker.publish import send
 from queuewatch.broker.wire import Connection, Delivery
 from queuewatch.dlq.watch import (
@@ -94,6 +95,10 @@ async def queue_depth(connection: Connection, queue: str) -> int:
 
 async def queue_counts(connection: Connection, queue: str) -> tuple[int, int]:
     """(ready messages, consumers) of ``queue`` right now (passive declare)."""
+    why = sendable_name(queue, "queue")
+    if why is not None:  # RabbitMQ holds no such queue, and pamqp would raise sending it
+        shown = queue if len(queue) <= 60 else queue[:60] + "..."
+        raise NotFound(f"queue {shown!r} does not exist in this vhost ({why})")
     async with raw_channel(connection) as raw:
         try:
             ok = await bounded(raw.queue_declare(queue, passive=True), OP_TIMEOUT,

@@ -24,6 +24,7 @@ from queuewatch.broker.wire import Connection
 from queuewatch.dlq.codec import decode_table, decode_value, encode_table, encode_value
 from queuewatch.dlq.decode import for_publish, properties_dict
 from queuewatch.dlq.filters import DeadLetterFilter
+from queuewatch.dlq.model import message_id_for_copy
 from queuewatch.dlq.peek import ProgressFn, iterate
 from queuewatch.errors import ConfigError
 
@@ -95,6 +96,7 @@ def read_export(path: Path) -> Iterator[Line]:
                 for name in BROKER_HEADERS:
                     headers.pop(name, None)
                 body = base64.b64decode(rec["body_b64"], validate=True)
+                props["message_id"] = message_id_for_copy(props.get("message_id"), headers, body)
                 properties = wire.Properties(headers=headers or None, **props)
             except (ValueError, KeyError, TypeError, AttributeError, OverflowError,
                     RecursionError) as exc:
@@ -105,8 +107,10 @@ def read_export(path: Path) -> Iterator[Line]:
 
 
 def count_lines(path: Path) -> int:
+    """Non-blank lines of ``path``, read as :func:`read_export` reads them (bytes that are
+    not UTF-8 make that line "not an export line" there, not an error here)."""
     try:
-        with path.open(encoding="utf-8") as fh:
+        with path.open(encoding="utf-8", errors="surrogateescape") as fh:
             return sum(1 for line in fh if line.strip())
     except OSError as exc:
         raise ConfigError(f"cannot read {str(path)!r}: {exc.strerror}") from exc

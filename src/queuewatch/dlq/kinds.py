@@ -64,6 +64,10 @@ class QueueKind:
     """The quorum queue's delivery limit (the lowest of argument and policy), if any."""
     limit_unknown: str | None = None
     """Why the delivery limit of a quorum queue could not be read (None: it was read)."""
+    drops_head: str | None = None
+    """The queue's length limit when RabbitMQ makes room by dropping its oldest messages
+    (``x-overflow`` / policy ``overflow`` ``drop-head``, the default), e.g.
+    ``x-max-length 5``; None without a limit, with ``reject-publish``, or not known."""
 
     def refusal(self, action: Action) -> str | None:
         """Why ``action`` is refused on this queue, or None when it is allowed."""
@@ -74,6 +78,13 @@ class QueueKind:
                     "work on classic and quorum queues (a stream keeps every message until its "
                     "retention removes it, so dead letters cannot be taken out one by one); "
                     "read a stream with a stream consumer (x-stream-offset)")
+        if action == "import" and self.drops_head is not None:
+            return (f"{self.queue!r} has a length limit ({self.drops_head}) with overflow "
+                    "drop-head: RabbitMQ confirms every imported message and then drops the "
+                    "oldest ones past the limit (dead letters already there, or imported a "
+                    "moment before), so queuewatch does not import into it. Set x-overflow / "
+                    "policy overflow to reject-publish (a full queue then refuses, and the "
+                    "import reports it), or import into a queue without a limit")
         if self.type != "quorum" or action not in CONSUMING:
             return None
         if self.delivery_limit is not None:
@@ -109,10 +120,11 @@ def kind_from_info(queue: str, info: Mapping[str, Any]) -> QueueKind:
     qtype = str(info.get("type") or "classic")
     if qtype not in ("classic", "quorum", "stream"):
         qtype = "classic"  # e.g. a plugin's type: it behaves as a classic queue to a client
-    if qtype != "quorum":
-        return QueueKind(queue, qtype)  # type: ignore[arg-type]
     args = info.get("arguments") or {}
     policy = info.get("effective_policy_definition")
+    drops = None if qtype == "stream" else drops_head(args, policy)
+    if qtype != "quorum":
+        return QueueKind(queue, qtype, drops_head=drops)  # type: ignore[arg-type]
     limits = [_limit(args.get("x-delivery-limit"))]
     if isinstance(policy, Mapping):
         limits.append(_limit(policy.get("delivery-limit")))
@@ -122,7 +134,23 @@ def kind_from_info(queue: str, info: Mapping[str, Any]) -> QueueKind:
     if limit is None and not isinstance(policy, Mapping):
         unknown = ("RabbitMQ has not published its statistics, so a policy's limit is not "
                    "known; a new queue has them within seconds, a queue without a leader not")
-    return QueueKind(queue, "quorum", limit, unknown)
+    return QueueKind(queue, "quorum", limit, unknown, drops)
+
+
+def drops_head(args: Mapping[str, Any], policy: Any) -> str | None:
+    """The length limit of a queue whose overflow drops the oldest messages (see
+    :attr:`QueueKind.drops_head`), from its arguments and effective policy (an argument
+    wins over the policy for the overflow behaviour, as in RabbitMQ)."""
+    policy = policy if isinstance(policy, Mapping) else {}
+    overflow = args.get("x-overflow") or policy.get("overflow") or "drop-head"
+    if overflow != "drop-head":
+        return None
+    limits = [f"{name} {value}" for name, value in (
+        ("x-max-length", args.get("x-max-length")),
+        ("x-max-length-bytes", args.get("x-max-length-bytes")),
+        ("policy max-length", policy.get("max-length")),
+        ("policy max-length-bytes", policy.get("max-length-bytes"))) if value is not None]
+    return ", ".join(limits) or None
 
 
 async def probe_type(connection: Connection, queue: str) -> QueueType:

@@ -249,6 +249,26 @@ def body_job_id(body: bytes) -> str | None:
     return None
 
 
+def job_id_of(message_id: str | None, headers: Mapping[str, Any] | None,
+              body: bytes) -> str | None:
+    """The job id of a message: its ``message_id``; else Celery's ``id`` header; else the id
+    in a Dramatiq or Celery protocol 1 JSON body."""
+    return message_id or _celery_task_id(headers or {}) or body_job_id(body)
+
+
+def message_id_for_copy(message_id: str | None, headers: Mapping[str, Any] | None,
+                        body: bytes) -> str | None:
+    """The ``message_id`` a replayed or imported copy is published with: its own; else its
+    job id (a Celery or Dramatiq message keeps the id it is found by: the AMQP client would
+    give it a random one); None when there is none, or it is too long for the property."""
+    if message_id:
+        return message_id
+    job_id = job_id_of(None, headers, body)
+    if job_id is None or len(job_id.encode("utf-8", "surrogatepass")) > 255:
+        return None
+    return job_id
+
+
 def make_dead_letter(
     *,
     position: int,
@@ -263,7 +283,7 @@ def make_dead_letter(
     return DeadLetter(
         position=position,
         message_id=message_id,
-        job_id=message_id or _celery_task_id(h) or body_job_id(body),
+        job_id=job_id_of(message_id, h, body),
         body=body,
         headers=h,
         properties={k: v for k, v in properties.items() if v is not None and k != "headers"},

@@ -28,7 +28,7 @@ from queuewatch.dlq.model import DeadLetter, Route
 from queuewatch.dlq.peek import Page, ProgressFn
 from queuewatch.dlq.replay import DEFAULT_MAX_REPLAYS, DEFAULT_WINDOW, ReplayOptions, ReplayResult
 from queuewatch.dlq.shovel import ReplayInProgress, ensure_not_busy, replay_via_shovel, sweep
-from queuewatch.errors import ConfigError, QueuewatchError
+from queuewatch.errors import ConfigError, NotFound, QueuewatchError
 from queuewatch.events import model as ev
 from queuewatch.events.model import Source, line
 from queuewatch.events.recorder import record_once
@@ -158,9 +158,15 @@ class DeadLetterQueue:
                      flt: DeadLetterFilter | None = None) -> int:
         """Write the dead letters ``flt`` selects (default: all) to ``path`` (JSONL)."""
         await self._allowed("read")
+        if str(path) == "":
+            raise ConfigError("the export file name is empty")
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as out:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            out = path.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {str(path)!r}: {exc.strerror or exc}") from exc
+        with out:
             return await exportfile.export(self.connection, self.queue, out, progress,
                                            None if flt is None or flt.is_empty else flt)
 
@@ -318,6 +324,7 @@ class DeadLetterQueue:
         self.audit.check()
         await self._not_being_shovelled(do_sweep=True)
         await self._allowed("replay")
+        await self._target_keeps_all(to_queue)
         extra = {"to": to_queue}
         try:
             async with self._publisher() as pub:
@@ -331,6 +338,23 @@ class DeadLetterQueue:
             detail = f"{detail}; {result.error}" if detail else result.error
         self._record("move", result.outcome, result.replayed, flt, detail, extra=extra)
         return result
+
+    async def _target_keeps_all(self, to_queue: str) -> None:
+        """Refuse a move into a queue that makes room by dropping its oldest messages: each
+        move would be confirmed and then dropped (a missing queue is left to the move, which
+        keeps and reports what is unroutable)."""
+        try:
+            target = await kinds.resolve(to_queue, self.settings.effective_vhost,
+                                         self._management, lambda: connect(self.settings))
+        except NotFound:
+            return
+        if target.drops_head is not None:
+            raise kinds.QueueKindRefused(
+                f"{to_queue!r} has a length limit ({target.drops_head}) with overflow "
+                "drop-head: RabbitMQ confirms every moved message and then drops the oldest "
+                "ones past the limit, so queuewatch does not move into it. Set x-overflow / "
+                "policy overflow to reject-publish (what does not fit then stays here, "
+                "reported), or move into a queue without a limit")
 
     async def delete(self, job_ids: Iterable[str]) -> list[str | None]:
         flt = DeadLetterFilter.for_jobs(job_ids)

@@ -37,13 +37,14 @@ from queuewatch.dlq.channel import (
     delivery_tag,
     exchange_exists,
     publish,
+    queue_counts,
     queue_depth,
     raw_channel,
     still_there,
 )
 from queuewatch.dlq.decode import for_publish
 from queuewatch.dlq.filters import DeadLetterFilter
-from queuewatch.dlq.model import DeadLetter, Route
+from queuewatch.dlq.model import DeadLetter, Route, message_id_for_copy
 from queuewatch.dlq.peek import ProgressFn, iterate, to_dead_letter
 from queuewatch.dlq.readers import ReadChannel, Readers
 from queuewatch.dlq.watch import (
@@ -152,8 +153,10 @@ def replay_properties(props: Any, dl: DeadLetter, user: str | None) -> wire.Prop
         content_type=props.content_type, content_encoding=props.content_encoding,
         headers=headers, delivery_mode=props.delivery_mode, priority=props.priority,
         correlation_id=props.correlation_id, reply_to=props.reply_to,
-        expiration=props.expiration, message_id=props.message_id, timestamp=props.timestamp,
-        message_type=props.message_type, user_id=user_id, app_id=props.app_id,
+        expiration=props.expiration,
+        message_id=message_id_for_copy(props.message_id, props.headers, dl.body),
+        timestamp=props.timestamp, message_type=props.message_type, user_id=user_id,
+        app_id=props.app_id,
     )
 
 
@@ -199,6 +202,10 @@ def unsendable_route(route: Route) -> str | None:
     return why
 
 
+#: Longest sleep of the rate limit between two marks of progress (see ``throttle``).
+THROTTLE_STEP = 1.0
+
+
 @dataclass
 class ReplayOptions:
     flt: DeadLetterFilter = field(default_factory=DeadLetterFilter)
@@ -236,19 +243,41 @@ async def dry_run(
     start = time.monotonic()
     scanned = matched = would = 0
     skipped: list[Skipped] = []
+    gone: dict[Route, str | None] = {}
     async with aclosing(iterate(connection, queue, opts.limit, progress)) as stream:
         async for dl, _message in stream:
             scanned += 1
             if not opts.flt.matches(dl):
                 continue
             matched += 1
-            _route, skip = classify(dl, opts.force, opts.max_replays, opts.to)
+            route, skip = classify(dl, opts.force, opts.max_replays, opts.to)
+            if route is not None:
+                if route not in gone:
+                    gone[route] = await _missing_target(connection, route)
+                why = gone[route]
+                if why is not None:
+                    skip = Skipped(dl.job_id, dl.position, "unroutable", why)
             if skip is None:
                 would += 1
             else:
                 skipped.append(skip)
     return ReplayResult(queue, True, scanned, matched, would, tuple(skipped),
                         time.monotonic() - start)
+
+
+async def _missing_target(connection: Connection, route: Route) -> str | None:
+    """Why a republish on ``route`` would surely be kept, as the replay would say it, or
+    None: its exchange was deleted, or (the default exchange) the queue it names was (a
+    dry run counts what the replay would replay: it must not count those)."""
+    if route.exchange:
+        if await exchange_exists(connection, route.exchange):
+            return None
+        return f"exchange {route.exchange!r} does not exist"
+    try:
+        await queue_counts(connection, route.routing_key)
+    except NotFound:
+        return f"{route.describe()} matched no queue"
+    return None
 
 
 class _Replayer:
@@ -279,11 +308,14 @@ class _Replayer:
             self.skipped.append(skip)
 
     async def throttle(self, n: int) -> None:
+        """Wait until the ``n``-th republish is due at ``--rate``. That wait is ours, not the
+        broker's: it is marked as progress as it goes, so that a rate slower than one per
+        ``stall_timeout`` is not taken for a silent broker (it was: "no answer from RabbitMQ
+        for 30s" at ``--rate 0.025``, nothing replayed)."""
         if self.opts.rate:
             due = self.started + n / self.opts.rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            while (delay := due - time.monotonic()) > 0:
+                await asyncio.sleep(min(delay, THROTTLE_STEP))
                 self.watch.progress()
 
     async def handle(self, position: int, message: Delivery) -> None:
