@@ -23,6 +23,8 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Callable
+from functools import partial
 
 from queuewatch.broker.errors import ANY_BROKER_ERROR, raise_if_cancelled
 from queuewatch.broker.link import BrokerLink
@@ -106,17 +108,52 @@ class QueueLimiter:
         await self.refiller.close()
 
     async def acquire(self, job: Job) -> None:
+        """Take the tokens the limit in force asks of ``job``.
+
+        A wait may be long (a whole prefetch waits here, one behind another) and the limit
+        may change meanwhile (``queuewatch queues limit``). So a job waits for a token only
+        while the limit in force still asks for it (a limit turned off, or a key field
+        changed, leaves no job waiting for tokens nobody refills any more), and after each
+        token the limit is read again: whatever the new one asks that was not taken yet is
+        taken too (a per-key limit added), so a change applies to the jobs already waiting,
+        not only to those that come after them."""
         limit = self.limit()
         if limit is None:
             return  # the hot path of an unlimited queue
-        if limit.per_key is not None and limit.key is not None:
-            key = key_of(job, limit.key)
-            if key is None:
-                self._missing_key(job, limit.key)
-                key = MISSING_KEY
-            await self._take(key_queue(self.queue, safe_key(key)), limit.per_key, safe_key(key))
-        if limit.rate is not None:
-            await self._take(token_queue(self.queue), limit.rate, None)
+        taken_key: str | None = None
+        taken_rate = False
+        missing_logged = False
+        while limit is not None:
+            key = self._key(job, limit)
+            if key is not None and key != taken_key:
+                assert limit.per_key is not None and limit.key is not None
+                if key_of(job, limit.key) is None and not missing_logged:
+                    self._missing_key(job, limit.key)
+                    missing_logged = True
+                if await self._take(key_queue(self.queue, key), limit.per_key, key,
+                                    partial(self._wants_key, job, key)):
+                    taken_key = key
+            elif limit.rate is not None and not taken_rate:
+                taken_rate = await self._take(token_queue(self.queue), limit.rate, None,
+                                              lambda: self._wants_rate(self.limit()))
+            else:
+                return
+            limit = self.limit()
+
+    def _key(self, job: Job, limit: LimitSpec | None) -> str | None:
+        """The key (as in its token queue's name) whose token ``limit`` asks ``job`` to take
+        (None: no per-key limit)."""
+        if limit is None or limit.per_key is None or limit.key is None:
+            return None
+        key = key_of(job, limit.key)
+        return safe_key(MISSING_KEY if key is None else key)
+
+    def _wants_key(self, job: Job, key: str) -> bool:
+        return self._key(job, self.limit()) == key
+
+    @staticmethod
+    def _wants_rate(limit: LimitSpec | None) -> bool:
+        return limit is not None and limit.rate is not None
 
     def _missing_key(self, job: Job, where: str) -> None:
         now = time.monotonic()
@@ -129,18 +166,23 @@ class QueueLimiter:
         log.error("job %s of %r has no %s for its per-key rate limit: it runs under the "
                   "shared key %r%s", job.job_id, self.queue, where, MISSING_KEY, more)
 
-    async def _take(self, name: str, rate: float, key: str | None) -> None:
+    async def _take(self, name: str, rate: float, key: str | None,
+                    wanted: Callable[[], bool]) -> bool:
+        """Take a permit of token queue ``name``: True once taken, False as soon as the limit
+        in force no longer asks for it (``wanted()``)."""
         lock = self._locks.setdefault(name, asyncio.Lock())
         poll = min(max(0.5 / rate, 0.01), 0.05)
         async with lock:  # first come, first served within this process
             while True:
                 if self._permits.get(name, 0) > 0:
                     self._permits[name] -= 1
-                    return
+                    return True
+                if not wanted():
+                    return False
                 got = await self._get(name, key)
                 if got:
                     self._permits[name] = got - 1
-                    return
+                    return True
                 raise_if_cancelled()
                 await asyncio.sleep(poll)
 
