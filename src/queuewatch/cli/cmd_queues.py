@@ -9,8 +9,12 @@ start). Audited; refused with ``--read-only``.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from queuewatch.errors import ConfigError
+
+if TYPE_CHECKING:
+    from queuewatch.broker.types import Connection
 
 
 def _rate(text: str) -> float | None:
@@ -22,6 +26,21 @@ def _rate(text: str) -> float | None:
         raise ConfigError(f"rate must be a number of jobs per second or 'off' (got {text!r})") from None
     from queuewatch.events.queuestate import check_rate
     return check_rate(value)
+
+
+async def _require_queue(conn: Connection, queue: str) -> None:
+    """One clear NotFound for a queue that does not exist (a typo would otherwise pause or
+    limit nothing, and say it did)."""
+    from queuewatch.broker.errors import ChannelNotFound, close_channel
+    from queuewatch.errors import NotFound
+
+    channel = await conn.channel()
+    try:
+        await channel.declare_queue(queue, passive=True)
+    except ChannelNotFound:
+        raise NotFound(f"queue {queue!r} does not exist in this vhost") from None
+    finally:
+        await close_channel(channel)
 
 
 def cmd_queues(args: argparse.Namespace) -> int:
@@ -44,6 +63,7 @@ def cmd_queues(args: argparse.Namespace) -> int:
     async def go() -> None:
         conn = await connect(settings)
         try:
+            await _require_queue(conn, args.queue)
             if action == "pause":
                 await pause_queue(conn, settings, args.queue)
             elif action == "resume":
