@@ -12,7 +12,6 @@ with one clear line, raised before anything is written.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -20,7 +19,7 @@ from typing import Any, Literal
 from queuewatch.audit import AuditLog, require_writable
 from queuewatch.config import Settings
 from queuewatch.errors import ConfigError, NotFound
-from queuewatch.schedules.spec import MISSED_POLICIES, Schedule
+from queuewatch.schedules.spec import MISSED_POLICIES, Schedule, check_every
 from queuewatch.schedules.store import ScheduleStore
 from queuewatch.schedules.view import with_store
 
@@ -41,16 +40,15 @@ def parse_payload(text: str | None, what: str = "payload") -> Any:
 
 
 def parse_every(text: str | float | None) -> float | None:
-    """An interval typed by hand (seconds): a finite number > 0, or None when empty."""
+    """An interval typed by hand (seconds; see :func:`~.spec.check_every`), or None when
+    empty."""
     if text is None or (isinstance(text, str) and not text.strip()):
         return None
     try:
         value = float(text)
     except ValueError:
         raise ConfigError(f"every must be a number of seconds > 0 (got {text!r})") from None
-    if not 0 < value < math.inf:
-        raise ConfigError(f"every must be a number of seconds > 0 (got {text!r})")
-    return value
+    return check_every(value)
 
 
 def build_schedule(name: str, queue: str, *, cron: str | None = None, every: Any = None,

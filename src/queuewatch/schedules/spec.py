@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from queuewatch.errors import ConfigError
-from queuewatch.schedules.cron import Cron, zone
+from queuewatch.schedules.cron import SEARCH_DAYS, Cron, zone
 
 SKIP = "skip"
 FIRE_ONCE = "fire_once"
@@ -24,6 +24,12 @@ MISSED_POLICIES = (SKIP, FIRE_ONCE)
 #: loop); an older one is "missed" and follows the schedule's ``missed`` policy.
 DEFAULT_GRACE = 30.0
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,100}$")
+#: The shortest interval: ticks are whole milliseconds (a shorter one would fire every
+#: millisecond while saying otherwise).
+MIN_EVERY = 0.001
+#: The longest interval: as far ahead as a cron expression's next run is looked for (8 years;
+#: a tick must stay a date that can be shown and named).
+MAX_EVERY = SEARCH_DAYS * 86_400.0
 KEYS = {"name", "queue", "payload", "cron", "every", "timezone", "missed", "grace", "priority",
         "paused"}
 
@@ -58,10 +64,8 @@ class Schedule:
         zone(self.timezone)
         if self.cron is not None:
             object.__setattr__(self, "_cron", Cron.parse(self.cron))
-        if self.every is not None and (isinstance(self.every, bool)
-                                       or not isinstance(self.every, int | float)
-                                       or not 0 < self.every < math.inf):
-            raise ConfigError(f"{where}: every must be a number of seconds > 0 (got {self.every!r})")
+        if self.every is not None:
+            check_every(self.every, where)
         if self.missed not in MISSED_POLICIES:
             raise ConfigError(f"{where}: missed must be one of {', '.join(MISSED_POLICIES)} "
                               f"(got {self.missed!r})")
@@ -105,6 +109,17 @@ class Schedule:
             return cls(**dict(data))
         except TypeError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+
+
+def check_every(every: Any, where: str | None = None) -> float:
+    """An interval in seconds: a number from :data:`MIN_EVERY` to :data:`MAX_EVERY`, else one
+    clear ConfigError."""
+    if isinstance(every, bool) or not isinstance(every, int | float) \
+            or not MIN_EVERY <= every <= MAX_EVERY:
+        prefix = f"{where}: " if where else ""
+        raise ConfigError(f"{prefix}every must be a number of seconds > 0, from {MIN_EVERY:g} "
+                          f"to {MAX_EVERY:.0f} (8 years) (got {every!r})")
+    return float(every)
 
 
 def tick_id(name: str, tick_ms: int) -> str:
