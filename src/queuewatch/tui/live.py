@@ -209,13 +209,14 @@ class LiveSource:
         if result.error and not dry_run:
             raise QueuewatchError(f"replay stopped after {result.replayed}: {result.error}")
         kept = [s for s in result.skipped if s.why != "stopped"]
-        if kept and not dry_run:
+        if kept and (not dry_run or result.replayed == 0):
             # Say why, as the CLI does (it exits 1): an unroutable route, no known route...
+            # A dry run that would replay none of them says it before any dialog.
             why = "; ".join(f"{s.job_id or f'#{s.position}'}: {s.why}{f' ({s.detail})' if s.detail else ''}"
                             for s in kept[:3])
             more = f" and {len(kept) - 3} more" if len(kept) > 3 else ""
-            raise QueuewatchError(f"replayed {result.replayed} of {result.matched}; kept in "
-                                  f"{dlq}: {why}{more}")
+            done = "nothing to replay" if dry_run else f"replayed {result.replayed} of {result.matched}"
+            raise QueuewatchError(f"{done}; kept in {dlq}: {why}{more}")
         return Replayed(result.replayed, 0 if dry_run else result.in_doubt,
                         tuple(m.describe() for m in q.moved_back))
 
