@@ -160,8 +160,13 @@ async def test_a_replay_shovel_defined_but_not_running_is_swept_and_nothing_is_l
           f"at the DLQ's head, {result.in_doubt} in doubt")
     rest = [d.job_id for d in items[max(extra, 0):]]
     assert set(rest) == set(ids) - matching and len(rest) == N - len(matching)
-    if extra:
+    if extra and dlq_kind == "quorum":
         assert 0 < extra <= result.in_doubt <= SPLIT_PREFETCH
+    if extra:
+        # A classic DLQ (held back straight into it): what the stopped first shovel gave back
+        # (it had moved part of the DLQ before the watcher stopped it: seen in CI, 202) is
+        # not counted as in doubt there (docs/dlq.md, "Filtered replay"); at most its prefetch
+        assert 0 < extra <= SPLIT_PREFETCH
         assert all(d.redelivered and d.job_id in set(ids) for d in items[:extra])
     assert await replay_leftovers(mgmt, vhost) == [] and await dlq.held_elsewhere() == []
 
