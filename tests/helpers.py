@@ -47,6 +47,16 @@ async def depth(connection: AbstractConnection, queue: str) -> int:
         await channel.close()
 
 
+async def consumers(connection: AbstractConnection, queue: str) -> int:
+    """Consumers of ``queue`` right now (passive declare)."""
+    channel = await connection.channel()
+    try:
+        q = await channel.declare_queue(queue, passive=True)
+        return int(q.declaration_result.consumer_count or 0)
+    finally:
+        await channel.close()
+
+
 async def drain(
     connection: AbstractConnection, queue: str, n: int, timeout: float = 10.0
 ) -> list[AbstractIncomingMessage]:

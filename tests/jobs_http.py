@@ -3,15 +3,20 @@ thread) and a Server-Sent Events reader."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from queuewatch.jobs import Jobs
+    from queuewatch.jobs.web import JobsWeb
 
 
 @dataclass
@@ -106,3 +111,17 @@ async def sse_events(client: httpx.AsyncClient, url: str, *,
             elif not line.startswith(":"):
                 name, _, value = line.partition(":")
                 fields[name] = value[1:] if value.startswith(" ") else value
+
+
+@contextlib.asynccontextmanager
+async def served(jobs: Jobs, **options: object) -> AsyncIterator[tuple[JobsWeb, httpx.AsyncClient]]:
+    """``JobsWeb`` on a free loopback port, and an HTTP client for it."""
+    from queuewatch.jobs.web import JobsWeb
+
+    app = JobsWeb(jobs, **options)  # type: ignore[arg-type]
+    port = await app.start("127.0.0.1", 0)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield app, client
+    finally:
+        await app.close()

@@ -18,18 +18,9 @@ import pytest
 from queuewatch.broker.link import BrokerLink
 from queuewatch.producer import AsyncProducer
 from queuewatch.topology import QueueSpec
-from tests.helpers import declare, wait_until
+from tests.helpers import consumers, declare, wait_until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def consumers_on(connection: Any, queue: str) -> int:
-    channel = await connection.channel()
-    try:
-        q = await channel.declare_queue(queue, passive=True)
-        return int(q.declaration_result.consumer_count or 0)
-    finally:
-        await channel.close()
 
 
 @pytest.mark.parametrize("queue_type", ["classic", "quorum"])
@@ -65,7 +56,7 @@ async def test_a_cancel_handled_before_the_consume_returns(settings, connection,
         await declare(connection, vhost, spec, delay_levels=1)
         # Then the subscription consumes it again, and says so only when the broker agrees
         async def consuming() -> bool:
-            return sub.live and await consumers_on(connection, "jobs") == 1
+            return sub.live and await consumers(connection, "jobs") == 1
         await wait_until(consuming, timeout=10, interval=0.1,
                          what="a consumer on the queue again (the broker's count)")
         async with AsyncProducer(settings, topo) as producer:

@@ -21,9 +21,8 @@ from queuewatch.broker.connect import connect
 from queuewatch.dlq import DeadLetterQueue
 from queuewatch.dlq.replay import DEFAULT_WINDOW, ReplayResult
 from queuewatch.dlq.transfer import ImportStopped
-from tests.helpers import Ledger, depth, wait_until
+from tests.helpers import Ledger, consumers, depth, wait_until
 from tests.integration.test_dlq_support import (
-    consumers,
     dlq_cli,
     publish_many_dead_letters,
     setup_jobs,

@@ -13,10 +13,9 @@ from collections import Counter
 import pytest
 
 from queuewatch.dlq import DeadLetterFilter, DeadLetterQueue, readers
-from tests.helpers import Ledger, wait_until
+from tests.helpers import Ledger, consumers, wait_until
 from tests.integration.test_dlq_kinds import declare_quorum
 from tests.integration.test_dlq_support import (
-    consumers,
     drain,
     drain_ids,
     publish_dead_letters,

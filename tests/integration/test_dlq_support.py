@@ -151,15 +151,6 @@ def through(settings: Settings, port: int) -> Settings:
     return replace(settings, amqp_url=url, amqp_urls=())
 
 
-async def consumers(connection: AbstractConnection, queue: str) -> int:
-    channel = await connection.channel()
-    try:
-        q = await channel.declare_queue(queue, passive=True)
-        return int(q.declaration_result.consumer_count or 0)
-    finally:
-        await channel.close()
-
-
 async def publish_many_dead_letters(connection: AbstractConnection, queue: str, n: int,
                                     window: int = 2000) -> list[str]:
     """``n`` dead letters of job queue ``queue`` into ``queue.dlq``, confirmed: the same

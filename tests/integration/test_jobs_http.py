@@ -5,7 +5,6 @@ resumption by Last-Event-ID."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -13,7 +12,6 @@ import signal
 import ssl
 import subprocess
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import bcrypt
@@ -27,22 +25,12 @@ from queuewatch.topology import QueueSpec, RetryPolicy
 from queuewatch.webconfig import WebConfig
 from queuewatch.worker import Job, Worker
 from tests.helpers import declare
-from tests.jobs_http import SseEvent, sse_events
+from tests.jobs_http import SseEvent, served, sse_events
 from tests.tls import make_ca, make_cert
 from tests.workers import QUEUEWATCH, running
 
 FAST_RETRY = RetryPolicy(max_attempts=3, backoff_initial=1, backoff_multiplier=1, jitter=0)
 
-
-@contextlib.asynccontextmanager
-async def served(jobs: Jobs, **options: object) -> AsyncIterator[tuple[JobsWeb, httpx.AsyncClient]]:
-    app = JobsWeb(jobs, **options)  # type: ignore[arg-type]
-    port = await app.start("127.0.0.1", 0)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield app, client
-    finally:
-        await app.close()
 
 
 async def test_timeline_result_and_bad_input_over_http(connection, settings, vhost):

@@ -7,14 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 
-import httpx
-
 from queuewatch.jobs import Jobs
-from queuewatch.jobs.web import JobsWeb
 from queuewatch.producer import AsyncProducer
 from queuewatch.topology import QueueSpec
 from tests.helpers import declare
-from tests.jobs_http import SseEvent, sse_events
+from tests.jobs_http import SseEvent, served, sse_events
 
 TOKEN = "tok-5b1e9c"
 CARD = "4111-1111-1111-1111"
@@ -25,33 +22,28 @@ async def test_neither_the_stored_message_nor_the_webhook_token_is_shown(connect
     # whose query holds a token, and a client streaming its events
     topo = await declare(connection, vhost, QueueSpec("jobs"))
     hook = f"https://hooks.example.com/services/T0/B0?token={TOKEN}"
-    async with Jobs(settings) as jobs, AsyncProducer(settings, topo) as producer:
-        app = JobsWeb(jobs)
-        port = await app.start("127.0.0.1", 0)
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-                got: list[SseEvent] = []
+    async with Jobs(settings) as jobs, served(jobs) as (_app, http), \
+            AsyncProducer(settings, topo) as producer:
+        got: list[SseEvent] = []
 
-                async def read() -> None:
-                    async for event in sse_events(http, "/events?job=later"):
-                        got.append(event)
-                        return
+        async def read() -> None:
+            async for event in sse_events(http, "/events?job=later"):
+                got.append(event)
+                return
 
-                reader = asyncio.create_task(read())
-                await asyncio.sleep(0.5)  # subscribed
-                await producer.publish("jobs", {"card": CARD}, job_id="later", delay=60,
-                                       webhook=hook)
-                await asyncio.wait_for(reader, 20)
-                status = await http.get("/jobs/later")
-                # (a reconnecting client gets the same from the index)
-                again: list[SseEvent] = []
-                async for event in sse_events(http, "/events?job=later&last_event_id=0-0"):
-                    again.append(event)
-                    break
-            # (the job system itself still has both: run-now and the dispatcher need them)
-            stored = (await jobs.status("later")).data
-        finally:
-            await app.close()
+        reader = asyncio.create_task(read())
+        await asyncio.sleep(0.5)  # subscribed
+        await producer.publish("jobs", {"card": CARD}, job_id="later", delay=60,
+                               webhook=hook)
+        await asyncio.wait_for(reader, 20)
+        status = await http.get("/jobs/later")
+        # (a reconnecting client gets the same from the index)
+        again: list[SseEvent] = []
+        async for event in sse_events(http, "/events?job=later&last_event_id=0-0"):
+            again.append(event)
+            break
+        # (the job system itself still has both: run-now and the dispatcher need them)
+        stored = (await jobs.status("later")).data
     assert "message" in stored and stored["webhook"] == hook
     # Then the live event, the resumed one and the status show when it is due and where its
     # webhook goes, and nothing more

@@ -9,17 +9,15 @@ from __future__ import annotations
 import asyncio
 import json
 
-import httpx
 import pytest
 
 from queuewatch.dlq import DeadLetterQueue
 from queuewatch.jobs import JobFailed, Jobs
-from queuewatch.jobs.web import JobsWeb
 from queuewatch.producer import AsyncProducer
 from queuewatch.topology import QueueSpec, RetryPolicy
 from queuewatch.worker import Job, Worker
 from tests.helpers import declare
-from tests.jobs_http import SseEvent, sse_events
+from tests.jobs_http import SseEvent, served, sse_events
 from tests.workers import running
 
 
@@ -36,34 +34,29 @@ async def test_sse_of_a_replayed_job_ends_with_its_success(connection, mgmt, set
             raise RuntimeError("bug")
         return "ok"
 
-    async with Jobs(settings) as jobs, running(worker), AsyncProducer(settings, topo) as producer:
-        app = JobsWeb(jobs)
-        port = await app.start("127.0.0.1", 0)
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-                got: list[SseEvent] = []
+    async with Jobs(settings) as jobs, running(worker), served(jobs) as (_app, http), \
+            AsyncProducer(settings, topo) as producer:
+        got: list[SseEvent] = []
 
-                async def read() -> None:
-                    async for event in sse_events(http, "/events?job=phoenix"):
-                        got.append(event)
-                        if len(got) >= 7:
-                            return
+        async def read() -> None:
+            async for event in sse_events(http, "/events?job=phoenix"):
+                got.append(event)
+                if len(got) >= 7:
+                    return
 
-                reader = asyncio.create_task(read())
-                await producer.publish("jobs", {}, job_id="phoenix")
-                with pytest.raises(JobFailed):
-                    await jobs.result("phoenix", timeout=15)
-                fixed.set()
-                # When it is replayed (message by message: the replay records "replayed")
-                result = await DeadLetterQueue(connection, mgmt, settings, "jobs.dlq").replay(
-                    via_shovel=False)
-                assert result.replayed == 1
-                assert await jobs.result("phoenix", timeout=15) == "ok"
-                await asyncio.wait_for(reader, 20)
-                # (the stream itself held the copy's run before its replayed: the case at hand)
-                stored = [e.kind for e in jobs.index.events_of("phoenix")]
-        finally:
-            await app.close()
+        reader = asyncio.create_task(read())
+        await producer.publish("jobs", {}, job_id="phoenix")
+        with pytest.raises(JobFailed):
+            await jobs.result("phoenix", timeout=15)
+        fixed.set()
+        # When it is replayed (message by message: the replay records "replayed")
+        result = await DeadLetterQueue(connection, mgmt, settings, "jobs.dlq").replay(
+            via_shovel=False)
+        assert result.replayed == 1
+        assert await jobs.result("phoenix", timeout=15) == "ok"
+        await asyncio.wait_for(reader, 20)
+        # (the stream itself held the copy's run before its replayed: the case at hand)
+        stored = [e.kind for e in jobs.index.events_of("phoenix")]
     # Then the client saw the job's life in its real order, ending with its success
     kinds = [e.event for e in got]
     assert kinds == ["accepted", "started", "attempt_failed", "dead_lettered", "replayed",
