@@ -58,7 +58,8 @@ async def test_queue_actions_read_only_and_bad_input_say_one_line(cli, connectio
     for command, fragment in ((("move", "src", "src", "--yes"), "to itself"),
                               (("publish", "src", "--payload", "{x"), "not JSON"),
                               (("publish", "nosuch"), "matched no queue"),
-                              (("peek", "bad name!"), "invalid")):
+                              (("peek", "no such!"), "queue 'no such!' does not exist"),
+                              (("peek", "bad\x01name"), "control character")):
         code, _out, err = await cli("queues", *command)
         assert code == 2 and err.count("\n") == 1 and fragment in err, (command, err)
     assert await depth(connection, "src") == 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import unicodedata
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -30,6 +31,35 @@ from queuewatch.errors import ConfigError
 T = TypeVar("T")
 
 
+def check_queue_name(name: str, what: str = "queue") -> str:
+    """``name`` when it can name an existing queue, else one clear ConfigError (exit 2).
+
+    Every ``queuewatch queues`` subcommand takes what RabbitMQ takes: any UTF-8 name up to
+    255 bytes (``svc|orders``, ``orders (v2)``, ``заказы``, ``amq.gen-...``), as ``queuewatch
+    dlq`` does; the length is the broker edge's own rule, the one the DLQ core applies
+    (:func:`queuewatch.broker.fieldcodec.sendable_name`). Refused besides: an empty name
+    (AMQP reads it as "the last queue declared on this channel"), one that is not UTF-8
+    (undecodable bytes on the command line) and one with a control character (RabbitMQ would
+    take it, but on a command line it is a paste accident). ``what`` names the argument in
+    the message (``target queue``)."""
+    from queuewatch.broker.fieldcodec import sendable_name
+
+    if not name:
+        raise ConfigError(f"{what} name must not be empty")
+    shown = repr(name if len(name) <= 60 else name[:60] + "...")
+    categories = {unicodedata.category(c) for c in name}
+    if "Cs" in categories:
+        raise ConfigError(f"{what} name {shown} is not valid UTF-8")
+    if "Cc" in categories:
+        first = next(c for c in name if unicodedata.category(c) == "Cc")
+        raise ConfigError(f"{what} name {shown} contains a control character "
+                          f"(U+{ord(first):04X})")
+    why = sendable_name(name, "queue")
+    if why is not None:
+        raise ConfigError(f"{what} name {shown} is too long ({why})")
+    return name
+
+
 def with_queue(args: argparse.Namespace, fn: Callable[[Any], Awaitable[T]],
                action: str | None = None) -> T:
     """Connect and call ``fn`` with a :class:`~queuewatch.dlq.DeadLetterQueue` on
@@ -39,12 +69,11 @@ def with_queue(args: argparse.Namespace, fn: Callable[[Any], Awaitable[T]],
     from queuewatch.broker.management import ManagementClient
     from queuewatch.dlq import DeadLetterQueue
     from queuewatch.dlq.channel import close_quietly
-    from queuewatch.topology import QueueSpec
 
     settings = settings_from_args(args)
     if action is not None:
         require_writable(settings, action)
-    QueueSpec(args.queue)  # one clear line for a bad name
+    check_queue_name(args.queue)  # any name RabbitMQ takes; one clear line for a bad one
 
     async def go() -> T:
         conn = await connect(settings)
@@ -107,9 +136,8 @@ def moved_report(result: Any, queue: str, to: str) -> str:
 
 def cmd_move(args: argparse.Namespace) -> int:
     from queuewatch.cli.cmd_dlq import Progress, confirm
-    from queuewatch.topology import QueueSpec
 
-    QueueSpec(args.to)
+    check_queue_name(args.to, "target queue")
     if args.to == args.queue:
         raise ConfigError(f"cannot move {args.queue!r} to itself")
 
@@ -138,7 +166,6 @@ def cmd_move(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from queuewatch.audit import require_writable
     from queuewatch.operator import publish_test_job
-    from queuewatch.topology import QueueSpec
 
     payload = None
     if args.payload is not None:
@@ -148,7 +175,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
             raise ConfigError(f"--payload is not JSON: {exc}") from None
     settings = settings_from_args(args)
     require_writable(settings, "publish_test")
-    QueueSpec(args.queue)
+    check_queue_name(args.queue)
     published = run(lambda: publish_test_job(settings, args.queue, payload=payload))
     print(f"published job {published.job_id} to {args.queue} "
           f"(queuewatch jobs show {published.job_id})")

@@ -46,15 +46,15 @@ async def _require_queue(conn: Connection, queue: str) -> None:
 def cmd_queues(args: argparse.Namespace) -> int:
     from queuewatch.audit import require_writable
     from queuewatch.broker.connect import connect
+    from queuewatch.cli.cmd_queue_ops import check_queue_name
     from queuewatch.cli.common import run, settings_from_args
     from queuewatch.events.queuestate import LimitSpec
     from queuewatch.operator import limit_queue, pause_queue, resume_queue
-    from queuewatch.topology import QueueSpec
 
     settings = settings_from_args(args)
     action = args.queues_command
     require_writable(settings, f"queue_{action}")
-    QueueSpec(args.queue)  # one clear line for a bad name
+    check_queue_name(args.queue)  # any name RabbitMQ takes; one clear line for a bad one
     limit = None
     if action == "limit":
         per_key = _rate(args.per_key) if args.per_key is not None else None
