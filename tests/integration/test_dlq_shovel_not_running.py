@@ -161,7 +161,13 @@ async def test_a_replay_shovel_defined_but_not_running_is_swept_and_nothing_is_l
     rest = [d.job_id for d in items[max(extra, 0):]]
     assert set(rest) == set(ids) - matching and len(rest) == N - len(matching)
     if extra and dlq_kind == "quorum":
-        assert 0 < extra <= result.in_doubt <= SPLIT_PREFETCH
+        # This replay's own are counted in doubt. When the killed replay had got as far as its
+        # second shovel, its first had ended and given some back the same way; counted by a
+        # process that was then killed, reported by none: dead letters of either kind, the
+        # timeouts among them replayed again (within the prefetch above), the others held
+        # back again, so twice in the DLQ (seen in CI: 110, 0 in doubt; docs/dlq.md)
+        earlier = SPLIT_PREFETCH if which == "back" else 0
+        assert 0 < extra <= result.in_doubt + earlier and result.in_doubt <= SPLIT_PREFETCH
     if extra:
         # A classic DLQ (held back straight into it): what the stopped first shovel gave back
         # (it had moved part of the DLQ before the watcher stopped it: seen in CI, 202) is
