@@ -1,6 +1,7 @@
 """What the job status API and the live event stream show of a job: never its stored message
 (the body and headers a scheduled job keeps for run-now) nor its webhook's path or query
-(where tokens live) — the same on ``GET /jobs/{id}``, ``/events`` and ``jobs show --json``."""
+(where tokens live) — the same on ``GET /jobs/{id}``, ``/events`` and ``jobs show --json`` —
+and a job's result once (as ``result``, not again in its timeline)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ import asyncio
 import json
 
 from queuewatch.jobs import Jobs
+from queuewatch.jobs.state import fold
 from queuewatch.producer import AsyncProducer
 from queuewatch.topology import QueueSpec
+from queuewatch.worker import Job, Worker
 from tests.helpers import declare
 from tests.jobs_http import SseEvent, served, sse_events
+from tests.workers import running
 
 TOKEN = "tok-5b1e9c"
 CARD = "4111-1111-1111-1111"
@@ -55,3 +59,38 @@ async def test_neither_the_stored_message_nor_the_webhook_token_is_shown(connect
         assert event["data"]["webhook"] == "https://hooks.example.com", event
     for text in (got[0].data, again[0].data, status.text):
         assert TOKEN not in text and CARD not in text and "eyJjYXJk" not in text  # (base64 too)
+
+
+async def test_a_large_result_is_in_the_status_once(connection, settings, vhost):
+    # Given a job whose handler returned a large value (48 KiB, under result_max_bytes)
+    topo = await declare(connection, vhost, QueueSpec("jobs"))
+    worker = Worker(settings, topo, worker_id="w-big")
+    mark = "big-result-7f3a"
+    value = {"report": mark + "x" * 48 * 1024}
+
+    @worker.job("jobs")
+    async def report(job: Job) -> dict[str, str]:
+        return value
+
+    async with Jobs(settings) as jobs, served(jobs) as (_app, http), running(worker), \
+            AsyncProducer(settings, topo) as producer:
+        await producer.publish("jobs", {}, job_id="big")
+        assert (await http.get("/jobs/big/result", params={"timeout": 20})).json()["result"] == value
+        # When its status is asked
+        r = await http.get("/jobs/big")
+        stored = await jobs.status("big")
+    # Then the value is in it once, as its result (the answer is not twice its size)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["state"] == "succeeded" and body["has_result"] and body["result"] == value
+    assert r.text.count(mark) == 1, r.text.count(mark)
+    assert len(r.content) < 1.5 * len(json.dumps(value))
+    # And the timeline keeps its shape: the succeeded event with its details, less the value
+    succeeded = body["events"][-1]
+    assert succeeded["kind"] == "succeeded" and "duration" in succeeded["data"], succeeded
+    assert "result" not in succeeded["data"], succeeded
+    # (the record itself keeps it: the live stream, webhooks and result() read it from there)
+    assert stored.events[-1].data["result"] == value
+    # And once the result expired, the status shows it nowhere
+    expired = fold("big", stored.events, result_ttl=1, now_ms=stored.events[-1].at_ms + 2000)
+    assert expired.result_expired and mark not in json.dumps(expired.to_json())

@@ -1,19 +1,25 @@
 """The job status API over HTTP when things go wrong: the job events stream cannot answer (a
 503 with the reason and ``Retry-After``, the documented answer, never a 500 with a traceback
-in the log), and the server stopping while clients stream events (nothing left running)."""
+in the log; a result wait still ends at its own timeout), and the server stopping while
+clients stream events (nothing left running)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import httpx
 
 from queuewatch.jobs import Jobs
+from queuewatch.jobs.api import SYNC_TIMEOUT, UNSEEN_SYNC
 from queuewatch.jobs.web import JobsWeb
 from queuewatch.producer import AsyncProducer
 from queuewatch.topology import QueueSpec
+from queuewatch.worker import Job, Worker
 from tests.helpers import declare
+from tests.jobs_http import served
+from tests.workers import running
 
 
 async def test_a_stream_that_does_not_answer_is_a_503_with_the_reason(connection, settings, vhost,
@@ -69,3 +75,57 @@ async def test_closing_the_server_with_streams_open_leaves_no_task_behind(connec
         assert not left, left
         for writer in streams:
             writer.close()
+
+
+async def test_a_result_wait_ends_at_its_timeout_while_the_stream_is_silent(connection, settings,
+                                                                           vhost):
+    # Given the server (the default 10 s bound on reading the stream up to now), a job that
+    # succeeded, and one queued with no worker to run it
+    topo = await declare(connection, vhost, QueueSpec("jobs"), QueueSpec("idle"))
+    worker = Worker(settings, topo, worker_id="w-silent")
+
+    @worker.job("jobs")
+    async def answer(job: Job) -> dict[str, int]:
+        return {"n": 7}
+
+    async with Jobs(settings) as jobs, served(jobs) as (_, http), \
+            AsyncProducer(settings, topo) as producer:
+        assert jobs.sync_timeout == SYNC_TIMEOUT == 10
+        async with running(worker):
+            await producer.publish("jobs", {}, job_id="done")
+            assert (await http.get("/jobs/done/result", params={"timeout": 20})).status_code == 200
+        await producer.publish("idle", {}, job_id="waiting")
+        # (timeout=0 while the stream answers: the current state, at once)
+        started = time.monotonic()
+        r = await http.get("/jobs/waiting/result", params={"timeout": 0})
+        assert r.status_code == 504 and r.json()["state"] == "queued", r.text
+        assert time.monotonic() - started < UNSEEN_SYNC
+        # When the stream goes silent (its consumer stays subscribed, but the reader's markers
+        # go nowhere: the read up to now never completes)
+        jobs.recorder.stream = "nowhere"
+
+        async def timed(path: str, **params: float) -> tuple[httpx.Response, float]:
+            started = time.monotonic()
+            r = await http.get(path, params=params)
+            return r, time.monotonic() - started
+
+        # Then a wait of 1 s for the queued job's result says "not yet" (504, with its state)
+        # after about 1 s, not after the read's 10 s bound
+        r, took = await timed("/jobs/waiting/result", timeout=1)
+        assert r.status_code == 504 and r.json()["state"] == "queued", r.text
+        assert 1 <= took < 3, took
+        # And timeout=0 answers at once with the current state
+        r, took = await timed("/jobs/waiting/result", timeout=0)
+        assert r.status_code == 504 and r.json()["state"] == "queued", r.text
+        assert took < 1, took
+        # And the finished job's result comes within the timeout too (at once with 0)
+        for timeout in (1, 0):
+            r, took = await timed("/jobs/done/result", timeout=timeout)
+            assert r.status_code == 200 and r.json()["result"] == {"n": 7}, r.text
+            assert took < timeout + 1, (timeout, took)
+        # While an id the server never read cannot be told unknown: 503, after at most the
+        # least time given to that read (1 s), not the 10 s bound either
+        r, took = await timed("/jobs/never-seen/result", timeout=0)
+        assert r.status_code == 503 and "did not answer within 1s" in r.json()["error"], r.text
+        assert r.headers["retry-after"] == "5"
+        assert UNSEEN_SYNC <= took < UNSEEN_SYNC + 2, took

@@ -31,6 +31,9 @@ T = TypeVar("T")
 MAX_JOB_ID = 255
 #: How long a status call waits for the stream to answer its marker (seconds).
 SYNC_TIMEOUT = 10.0
+#: Least time a ``result()``/``wait()`` with a shorter timeout gives that marker for an id
+#: the index does not hold (one round trip takes milliseconds when the stream answers).
+UNSEEN_SYNC = 1.0
 
 
 class JobFailed(QueuewatchError):
@@ -58,7 +61,11 @@ class EventsUnavailable(QueuewatchError):
 
 
 class ResultTimeout(QueuewatchError, TimeoutError):
-    pass
+    """``result()`` / ``wait()`` ran out of time; ``status`` is the job as last read."""
+
+    def __init__(self, message: str, status: JobStatus | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def check_job_id(job_id: object) -> str:
@@ -157,12 +164,21 @@ class Jobs:
         return status.result
 
     async def wait(self, job_id: str, timeout: float | None = None) -> JobStatus:
-        """Wait until the job finished (succeeded, dead-lettered, cancelled)."""
-        status = await self.status(job_id)
-        if not status.known:
-            raise JobUnknown(job_id)
+        """Wait until the job finished (succeeded, dead-lettered, cancelled).
+
+        ``timeout`` bounds the whole call, the first read of the stream up to now included.
+        That read alone is bounded by ``sync_timeout`` (past it: :class:`EventsUnavailable`);
+        a shorter ``timeout`` cuts it short, and the answer is what the index holds: the
+        job's outcome, or :class:`ResultTimeout` with its state as last read (``timeout=0``:
+        at once, without that read). For an id the index does not hold, unknown cannot be
+        told from not yet read without the stream's answer: that read gets at least
+        :data:`UNSEEN_SYNC` s, then :class:`EventsUnavailable`."""
+        check_job_id(job_id)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        status = await self._status_by(job_id, timeout)
+        if not status.known:
+            raise JobUnknown(job_id)
         while not status.state.finished:
             fut: asyncio.Future[None] = loop.create_future()
             self._waiters.setdefault(job_id, []).append(fut)
@@ -171,7 +187,7 @@ class Jobs:
                 await wait_for(fut, left)
             except TimeoutError as exc:
                 raise ResultTimeout(f"job {job_id} did not finish within {timeout:g}s "
-                                    f"(it is {status.state.value})") from exc
+                                    f"(it is {status.state.value})", status) from exc
             finally:
                 waiting = self._waiters.get(job_id, [])
                 if fut in waiting:
@@ -180,6 +196,26 @@ class Jobs:
                     self._waiters.pop(job_id, None)
             status = self.index.status(job_id)
         return status
+
+    async def _status_by(self, job_id: str, timeout: float | None) -> JobStatus:
+        """:meth:`status`, its read of the stream up to now cut short at ``timeout`` when
+        that is shorter than ``sync_timeout``; then the index's answer while the stream is
+        subscribed. An id the index does not hold gets that read for at least
+        :data:`UNSEEN_SYNC` s: without it, unknown and not yet read look alike."""
+        if timeout is None or timeout >= self.sync_timeout:
+            return await self.status(job_id)
+        held = self.index.status(job_id).known
+        bound = timeout if held else min(self.sync_timeout, max(timeout, UNSEEN_SYNC))
+        try:
+            if bound > 0:  # (no marker for a call that may not wait at all)
+                await self.tail.sync(bound)
+                return self.index.status(job_id)
+        except TimeoutError:
+            pass
+        sub = self.tail.subscription
+        if not held or sub is None or not sub.state.live:
+            raise EventsUnavailable(self._why_not_synced(bound))
+        return self.index.status(job_id)
 
     def _wake_waiters(self, events: list[Event]) -> None:
         for e in events:

@@ -108,20 +108,26 @@ class JobStatus:
             out["result"] = self.result
         if timeline:
             out["attempts"] = [a.to_json() for a in self.attempts]
-            out["events"] = [public_event_json(e, with_id=False) for e in self.events]
+            # (the result once, above: not again in its succeeded event, up to result_max_bytes)
+            out["events"] = [public_event_json(e, with_id=False, with_result=False)
+                             for e in self.events]
         return out
 
 
-def public_event_json(e: Event, *, with_id: bool = True) -> dict[str, Any]:
+def public_event_json(e: Event, *, with_id: bool = True, with_result: bool = True) -> dict[str, Any]:
     """An event as every reader outside the job system gets it (the timeline of ``GET
     /jobs/{id}`` and ``jobs show --json``, the live ``/events`` stream): without the job's
     stored message (the copy kept for run-now: its body and headers), and with a webhook
-    shown as its receiver only (a webhook's path or query often holds a token of its own)."""
+    shown as its receiver only (a webhook's path or query often holds a token of its own).
+    ``with_result=False``: a succeeded event without the handler's result (a status carries
+    it once, as its own ``result``, and not at all once expired)."""
     out = e.to_json()
     if not with_id:
         out.pop("id", None)
     data = dict(out.get("data") or {})
     data.pop("message", None)
+    if not with_result and e.kind == ev.SUCCEEDED:
+        data.pop("result", None)
     if isinstance(data.get("webhook"), str):
         data["webhook"] = webhook_receiver(data["webhook"])
     if data:

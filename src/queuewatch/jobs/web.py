@@ -2,7 +2,8 @@
 
     GET /jobs/{id}                   status and timeline (404 {"state": "unknown"}; 400 bad id)
     GET /jobs/{id}/result?timeout=S  waits up to S s: 200 result, 409 failed (with its error),
-                                     404 unknown, 410 result expired, 504 still running
+                                     404 unknown, 410 result expired, 504 still running (S
+                                     bounds the whole request, the read of the stream too)
     GET /events?job=ID | ?queue=Q    Server-Sent Events (see :mod:`.sse`), Last-Event-ID
     GET /healthz                     200 {"status": "ok"} (no authentication)
 
@@ -139,8 +140,8 @@ class JobsWeb:
         except ResultExpired as exc:
             return 410, {"job_id": job_id, "state": "succeeded", "error": str(exc)}
         except ResultTimeout as exc:
-            state = (await self.jobs.status(job_id, fresh=False)).state.value
-            return 504, {"job_id": job_id, "state": state, "error": str(exc)}
+            status = exc.status or await self.jobs.status(job_id, fresh=False)
+            return 504, {"job_id": job_id, "state": status.state.value, "error": str(exc)}
         except (EventsUnavailable, TimeoutError) as exc:
             raise _unavailable(exc) from None
         return 200, {"job_id": job_id, "state": "succeeded", "result": value}
