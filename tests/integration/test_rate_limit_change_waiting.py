@@ -5,7 +5,10 @@ A worker holds a whole prefetch (concurrency x 10 deliveries) and each of those 
 the limiter, one behind another. Each used to read the limit once, when it started to wait:
 after ``queues limit Q 5 --per-key 2 --key payload:customer`` on a queue limited to 3/s, the
 waiting jobs (80 over two workers) kept the old limit and started at 5/s, with no per-key
-token, for 16 s (measured: 5.0/s in every 2 s window of 14 s; the per-key limit is 2/s)."""
+token, for 16 s (measured: 5.0/s in every 2 s window of 14 s; the per-key limit is 2/s).
+
+A first limit, on a queue that had none, applies to the prefetched jobs waiting for a
+concurrency slot too: they had passed the limiter while it asked for nothing."""
 
 from __future__ import annotations
 
@@ -88,3 +91,38 @@ async def test_a_limit_turned_off_at_run_time_frees_the_jobs_waiting_for_a_token
         # Then the whole backlog runs: no job is left waiting for a token nobody refills
         # (it stopped dead: 0 jobs in the 14 s after the change, the refiller having stopped)
         await wait_until(lambda: len(starts) == 200, timeout=20, what="the backlog, unlimited")
+
+
+@pytest.mark.slow
+async def test_a_first_limit_holds_for_jobs_already_waiting_for_a_slot(connection, settings,
+                                                                       vhost):
+    # Given an unlimited queue with a backlog, and a worker of 2 slots whose prefetch of 50
+    # waits for them (each job takes 0.25 s: 8 jobs/s)
+    topo = await declare(connection, vhost, QueueSpec("first"), delay_levels=1)
+    starts: list[float] = []
+    worker = Worker(settings, topo, worker_id="first-1", concurrency=2, prefetch=50,
+                    metrics=False, idempotency=False)
+
+    @worker.job("first")
+    async def handle(job: Job) -> None:
+        starts.append(time.monotonic())
+        await asyncio.sleep(0.25)
+
+    async with AsyncProducer(settings, topo) as producer:
+        for i in range(200):
+            await producer.submit("first", {}, job_id=f"q{i}")
+        await producer.flush()
+    async with running(worker):
+        await wait_until(lambda: len(starts) >= 6, timeout=20, what="jobs, unlimited")
+        # When a limit of 2/s is set at run time
+        await limit_queue(connection, settings, "first", LimitSpec(2.0))
+        await asyncio.sleep(1.0)  # the change reaching the worker, and the jobs under way
+        mark = time.monotonic()
+        await asyncio.sleep(6.0)
+        n = sum(1 for t in starts if t >= mark)
+    # Then the 48 prefetched jobs that waited for a slot start at 2/s too, not at 8/s (they
+    # did for 6 s: they had passed the limiter when it asked for nothing)
+    rate = n / 6.0
+    print(f"after a first limit of 2/s: {rate:.2f} jobs/s")
+    assert rate <= 2.0 * 1.25, rate
+    assert rate >= 2.0 * 0.5, rate

@@ -14,7 +14,7 @@ import pytest
 from queuewatch import envelope
 from queuewatch.producer import AsyncProducer
 from queuewatch.topology import QueueSpec, RetryPolicy, Topology
-from queuewatch.worker import Job, NonRetryable, Worker
+from queuewatch.worker import Job, NonRetryable, Worker, settle
 from tests.helpers import declare, depth, wait_until
 from tests.workers import dead_letters, running
 
@@ -357,6 +357,42 @@ async def test_unconfirmed_retry_copy_requeues_the_original(connection, settings
         await producer.publish("jobs", {}, job_id="fine")
         await wait_until(lambda: runs["fine"] == 1, timeout=10, what="another job")
     assert await depth(connection, "jobs") == 1  # the failing job is back in the queue
+
+
+async def test_a_job_whose_retry_copy_is_refused_waits_without_its_slot(connection, settings,
+                                                                        vhost, monkeypatch):
+    # Given a worker of one slot whose retry copies go to an exchange that does not exist (it
+    # believes in 6 delay levels, 4 are declared), and a pause of 3 s before a job whose
+    # copy was refused goes back to its queue
+    monkeypatch.setattr(settle, "REQUEUE_PAUSE", 3.0)
+    await declare(connection, vhost, QueueSpec("jobs", retry=FAST_RETRY), delay_levels=4)
+    worker = Worker(settings, Topology(queues=(QueueSpec("jobs", retry=FAST_RETRY),),
+                                       delay_levels=6), concurrency=1)
+    runs: dict[str, list[float]] = {}
+
+    @worker.job("jobs")
+    async def handle(job: Job) -> None:
+        runs.setdefault(job.job_id, []).append(time.monotonic())
+        if job.job_id == "failing":
+            raise RuntimeError("needs a retry")
+
+    async with running(worker), AsyncProducer(settings, 4) as producer:
+        await producer.publish("jobs", {}, job_id="failing")
+        await wait_until(lambda: "failing" in runs, timeout=10, interval=0.01,
+                         what="the failing job")
+        # When other jobs come while it waits to go back
+        sent = time.monotonic()
+        for i in range(5):
+            await producer.publish("jobs", {}, job_id=f"fine{i}")
+        await wait_until(lambda: all(f"fine{i}" in runs for i in range(5)), timeout=10,
+                         what="the other jobs")
+        # Then they run at once: the pause holds no slot (they waited 3 s for it)
+        waited = max(runs[f"fine{i}"][0] for i in range(5)) - sent
+        assert waited < 1.0, waited
+        assert len(runs["failing"]) == 1  # still in its pause, not acked
+        # And the failing job is not lost: it goes back and runs again
+        await wait_until(lambda: len(runs["failing"]) >= 2, timeout=10, what="a second run")
+        assert runs["failing"][1] - runs["failing"][0] >= 3.0
 
 
 async def test_without_a_dlq_an_exhausted_job_is_dropped_not_requeued_forever(connection, settings, vhost):

@@ -24,6 +24,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 
 from queuewatch.broker.errors import ANY_BROKER_ERROR, raise_if_cancelled
@@ -52,6 +53,19 @@ ANNOUNCE_EVERY = 1.0
 MISSING_QUIET = 10.0
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 _ERRORS: tuple[type[BaseException], ...] = (QueuewatchError, *ANY_BROKER_ERROR)
+
+
+@dataclass(frozen=True)
+class Taken:
+    """The tokens a job took for the limit in force."""
+
+    key: str | None = None
+    """The key whose token it took (as in its token queue's name); None: no key token."""
+    rate: bool = False
+    """Whether it took a queue-wide token."""
+
+
+NO_TOKENS = Taken()
 
 
 def key_of(job: Job, where: str) -> str | None:
@@ -107,8 +121,9 @@ class QueueLimiter:
     async def close(self) -> None:
         await self.refiller.close()
 
-    async def acquire(self, job: Job) -> None:
-        """Take the tokens the limit in force asks of ``job``.
+    async def acquire(self, job: Job, taken: Taken = NO_TOKENS) -> Taken:
+        """Take the tokens the limit in force asks of ``job`` beyond those it already
+        ``taken``; returns all it took.
 
         A wait may be long (a whole prefetch waits here, one behind another) and the limit
         may change meanwhile (``queuewatch queues limit``). So a job waits for a token only
@@ -116,12 +131,12 @@ class QueueLimiter:
         changed, leaves no job waiting for tokens nobody refills any more), and after each
         token the limit is read again: whatever the new one asks that was not taken yet is
         taken too (a per-key limit added), so a change applies to the jobs already waiting,
-        not only to those that come after them."""
+        not only to those that come after them. A limit set after this returned is
+        :meth:`owes`' part (the worker asks it once the job has its concurrency slot)."""
         limit = self.limit()
         if limit is None:
-            return  # the hot path of an unlimited queue
-        taken_key: str | None = None
-        taken_rate = False
+            return taken  # the hot path of an unlimited queue
+        taken_key, taken_rate = taken.key, taken.rate
         missing_logged = False
         while limit is not None:
             key = self._key(job, limit)
@@ -137,8 +152,19 @@ class QueueLimiter:
                 taken_rate = await self._take(token_queue(self.queue), limit.rate, None,
                                               lambda: self._wants_rate(self.limit()))
             else:
-                return
+                break
             limit = self.limit()
+        return Taken(taken_key, taken_rate)
+
+    def owes(self, job: Job, taken: Taken) -> bool:
+        """Whether the limit in force asks ``job`` for a token it has not ``taken``: a limit
+        set (or a per-key one added) after it passed :meth:`acquire`."""
+        limit = self.limit()
+        if limit is None:
+            return False
+        key = self._key(job, limit)
+        return (key is not None and key != taken.key) or (limit.rate is not None
+                                                          and not taken.rate)
 
     def _key(self, job: Job, limit: LimitSpec | None) -> str | None:
         """The key (as in its token queue's name) whose token ``limit`` asks ``job`` to take

@@ -36,7 +36,7 @@ from queuewatch.worker.decode import decode_body
 from queuewatch.worker.hooks import SUCCEEDED, WorkerObserver
 from queuewatch.worker.job import Handler, Job, MalformedPayload, NonRetryable
 from queuewatch.worker.journal import Journal, ResultError
-from queuewatch.worker.limits import QueueLimiter
+from queuewatch.worker.limits import NO_TOKENS, QueueLimiter
 from queuewatch.worker.outcomes import Failure
 from queuewatch.worker.ratelimit import TokenBucket
 from queuewatch.worker.settle import channel_gone
@@ -89,6 +89,16 @@ class Route:
     """The queue-wide (and per-key) rate limit, over every worker."""
 
 
+@dataclass(frozen=True)
+class Fault:
+    """A run that failed: settled (a retry or a dead letter) once its slot is free."""
+
+    reason: str
+    failure: Failure
+    exc: BaseException
+    started: float
+    retry: bool
+    """False: dead-lettered at once (non-retryable, cancelled)."""
 
 
 @dataclass
@@ -185,11 +195,10 @@ class Processor(Settling):
             return
         if route.bucket is not None:
             await route.bucket.acquire()
-        if route.limiter is not None:
-            await route.limiter.acquire(job)
         task = asyncio.current_task()
         try:
-            async with self.semaphore:
+            slot = await self._slot(route, job)
+            try:
                 if not self.accepting:
                     return  # shutting down: leave it unacked, the broker requeues it
                 if channel_gone(message):
@@ -200,7 +209,14 @@ class Processor(Settling):
                 if task is not None:
                     self.active.add(task)
                 ran = await self._run(message, route, job)
-            if ran is not None:
+            finally:
+                slot.release()
+            if isinstance(ran, Fault):
+                # Settled outside the slot too: a copy the broker refuses (or a link down)
+                # requeues the job after a pause (settle.REQUEUE_PAUSE), which need not keep
+                # the next job waiting. It is still acked only once its copy is confirmed.
+                await self._settle(message, route, job, ran)
+            else:
                 duration, value = ran
                 # Recorded and acked outside the concurrency slot, so the next job starts
                 # while the record waits for its group commit.
@@ -231,6 +247,32 @@ class Processor(Settling):
             if task is not None:
                 self.active.discard(task)
 
+    async def _slot(self, route: Route, job: Job) -> asyncio.Semaphore:
+        """Take the job's rate-limit tokens, then a concurrency slot; returns the semaphore
+        whose slot it holds.
+
+        A job waits for its slot after its tokens. A limit set meanwhile (a first one on a
+        queue that had none, a per-key one added) found it past the limiter with nothing
+        taken, and the whole prefetch started unlimited: such a job gives its slot back and
+        takes what the limit in force asks first (:meth:`QueueLimiter.owes`)."""
+        taken = NO_TOKENS
+        while True:
+            if route.limiter is not None:
+                taken = await route.limiter.acquire(job, taken)
+            slot = self.semaphore
+            await slot.acquire()
+            if route.limiter is None or not route.limiter.owes(job, taken):
+                return slot
+            slot.release()
+
+    async def _settle(self, message: Delivery, route: Route, job: Job, fault: Fault) -> None:
+        if fault.retry:
+            await self._failed(message, route, job, fault.failure, fault.started, fault.exc,
+                               fault.reason)
+        else:
+            await self._dead(message, job, fault.reason, fault.failure, fault.started,
+                             fault.exc, spec=route.spec)
+
     async def _duplicate(self, job: Job, key: str) -> bool:
         """Whether ``key`` already completed. A run that died between recording its key
         and its ``succeeded`` event left the event with the key: record it again (same
@@ -255,9 +297,9 @@ class Processor(Settling):
             await self.store.mark_completed(key)
 
     async def _run(self, message: Delivery, route: Route,
-                   job: Job) -> tuple[float, Any] | None:
-        """Run the handler; returns its duration and return value on success, None when the
-        failure is settled."""
+                   job: Job) -> tuple[float, Any] | Fault:
+        """Run the handler; returns its duration and return value on success, else how it
+        failed (to settle once the slot is free)."""
         token = self._next = self._next + 1
         entry = Running(job.job_id, job.queue, job.attempt, time.time(), asyncio.current_task(),
                         message=message)
@@ -280,28 +322,21 @@ class Processor(Settling):
                 if task is not None:
                     task.uncancel()
                 entry.settled = True
-                exc = asyncio.CancelledError(entry.cancel_reason)
-                await self._dead(message, job, outcomes.REASON_CANCELLED,
-                                 Failure("Cancelled", entry.cancel_reason), started, exc,
-                                 spec=route.spec)
-                return None
+                return Fault(outcomes.REASON_CANCELLED, Failure("Cancelled", entry.cancel_reason),
+                             asyncio.CancelledError(entry.cancel_reason), started, retry=False)
             except TimeoutError as exc:
                 entry.settled = True
                 failure = Failure("TimeoutError", f"job exceeded its time limit of {route.spec.timeout}s")
-                await self._failed(message, route, job, failure, started, exc,
-                                   outcomes.REASON_TIMEOUT)
-                return None
+                return Fault(outcomes.REASON_TIMEOUT, failure, exc, started, retry=True)
             except NonRetryable as exc:
                 entry.settled = True
-                await self._dead(message, job, outcomes.REASON_NON_RETRYABLE,
-                                 Failure.from_exception(exc), started, exc, spec=route.spec)
-                return None
+                return Fault(outcomes.REASON_NON_RETRYABLE, Failure.from_exception(exc), exc,
+                             started, retry=False)
             except Exception as exc:  # noqa: BLE001 - the edge around user code: every error is an outcome
                 entry.settled = True
                 log.info("job %s on %s failed: %s: %s", job.job_id, job.queue, type(exc).__name__, exc)
-                await self._failed(message, route, job, Failure.from_exception(exc), started,
-                                   exc, outcomes.REASON_FAILED)
-                return None
+                return Fault(outcomes.REASON_FAILED, Failure.from_exception(exc), exc, started,
+                             retry=True)
             entry.settled = True
             return time.monotonic() - started, value
         finally:
