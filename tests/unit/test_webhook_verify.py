@@ -101,3 +101,4 @@ def test_errors_name_the_receiver_not_its_secret_path() -> None:
     url = "https://user:pw@hooks.example.com:8443/services/T0/B0/SECRET-TOKEN?sig=abc"
     assert receiver(url) == "https://hooks.example.com:8443"
     assert receiver("http://127.0.0.1/hook") == "http://127.0.0.1"
+    assert receiver("http://u:pw@[::1]:8080/hook?k=1") == "http://[::1]:8080"

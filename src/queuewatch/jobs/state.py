@@ -144,7 +144,10 @@ def webhook_receiver(url: str) -> str:
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
         return "(an invalid URL)"
-    return f"{parts.scheme}://{parts.hostname}{port}"
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 address, bracketed as in a URL ("http://::1:8080" misleads)
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}"
 
 
 _RANK = {ev.ACCEPTED: 0, ev.SCHEDULED: 1, ev.CANCEL_REQUESTED: 2, ev.STARTED: 3,

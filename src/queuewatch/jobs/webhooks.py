@@ -22,19 +22,25 @@ makes a retried delivery recognisable as one it has already handled.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
+import http.client
 import json
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, MutableSet
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from queuewatch.config import Settings
 from queuewatch.errors import ConfigError, QueuewatchError
 from queuewatch.events.model import Event
 from queuewatch.jobs.state import JobStatus, webhook_receiver
+from queuewatch.redact import redact
 from queuewatch.topology import WEBHOOKS_QUEUE, QueueSpec, RetryPolicy, Topology, check_webhook_url
 from queuewatch.worker import Job, NonRetryable, Worker
 
@@ -163,22 +169,112 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # a 3xx is an answer, not a place to re-POST the outcome to
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+class _Deadline:
+    """The connections of one POST, cut (``shutdown``) once ``timeout`` has passed.
+
+    A socket timeout bounds each read, not the answer: a receiver sending a byte every few
+    seconds held a delivery (and its slot) for minutes with ``timeout=2``. From the deadline
+    on, every socket of the POST is shut down (again every 50 ms, for one made meanwhile),
+    which ends any blocked read or write in the POSTing thread."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.expired = False
+        self._done = threading.Event()
+        self._conns: list[http.client.HTTPConnection] = []
+        self._socks: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._watch, name="webhook-deadline", daemon=True)
+
+    def __enter__(self) -> _Deadline:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def connection_class(self, cls: Any) -> Any:
+        def make(*args: Any, **kwargs: Any) -> http.client.HTTPConnection:
+            conn: http.client.HTTPConnection = cls(*args, **kwargs)
+            self._conns.append(conn)
+            connect = conn.connect
+
+            def connect_and_keep() -> None:
+                connect()
+                # (urllib drops conn.sock once the answer's head is in: the body is read
+                # through the socket kept here)
+                self._socks.append(conn.sock)
+
+            conn.connect = connect_and_keep  # type: ignore[method-assign]
+            return conn
+        return make
+
+    def _watch(self) -> None:
+        if self._done.wait(self.timeout):
+            return
+        self.expired = True
+        while True:
+            socks = [conn.sock for conn in list(self._conns)] + list(self._socks)
+            for sock in socks:
+                if sock is not None:
+                    try:  # (the plain socket's shutdown: also under TLS, whatever it is doing;
+                        # a socket closed since has no descriptor left: EBADF, nothing else hit)
+                        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+            if self._done.wait(0.05):
+                return
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    class Http(urllib.request.HTTPHandler):
+        def do_open(self, http_class: Any, req: Any, **kw: Any) -> Any:
+            return super().do_open(deadline.connection_class(http_class), req, **kw)
+
+    class Https(urllib.request.HTTPSHandler):
+        def do_open(self, http_class: Any, req: Any, **kw: Any) -> Any:
+            return super().do_open(deadline.connection_class(http_class), req, **kw)
+
+    return urllib.request.build_opener(_NoRedirect, Http, Https)
+
+
+def _without_userinfo(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` without ``user:password@`` and the ``Authorization: Basic`` header it asks for
+    (urllib takes ``user:password@host`` for the host name)."""
+    parts = urlsplit(url)
+    if parts.username is None and "@" not in parts.netloc:
+        return url, {}
+    host = parts.netloc.rpartition("@")[2]
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return urlunsplit(parts._replace(netloc=host)), {"Authorization": f"Basic {token}"}
 
 
 def post(url: str, body: bytes, headers: Mapping[str, str], timeout: float = POST_TIMEOUT) -> int:
-    """POST ``body`` (blocking); the HTTP status, or DeliveryFailed when there was none."""
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "User-Agent": "queuewatch-webhooks", **headers})
-    try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            response.read(65536)
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise DeliveryFailed(f"{receiver(url)} unreachable: {reason}") from None
+    """POST ``body`` (blocking); the HTTP status, or DeliveryFailed when there was none within
+    ``timeout`` s (the whole answer's bound, not each read's). Credentials in the URL
+    (``https://user:password@host/...``) are sent as basic auth, and shown nowhere."""
+    target, auth = _without_userinfo(url)
+    request = urllib.request.Request(target, data=body, method="POST", headers={
+        "Content-Type": "application/json", "User-Agent": "queuewatch-webhooks", **auth,
+        **headers})
+    with _Deadline(timeout) as deadline:
+        try:
+            with _opener(deadline).open(request, timeout=timeout) as response:
+                status = int(response.status)
+                try:  # (the answer is in: a body cut at the deadline does not undo it)
+                    response.read(65536)
+                except (OSError, http.client.HTTPException):
+                    pass
+                return status
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+            if deadline.expired:
+                raise DeliveryFailed(f"{receiver(url)} did not answer within {timeout:g}s") from None
+            reason = getattr(exc, "reason", exc)
+            raise DeliveryFailed(f"{receiver(url)} unreachable: "
+                                 f"{redact(str(reason)) or type(exc).__name__}") from None
 
 
 def make_handler(secret: str, timeout: float = POST_TIMEOUT) -> Any:
