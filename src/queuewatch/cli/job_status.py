@@ -4,20 +4,39 @@ from the job events stream (see :mod:`queuewatch.jobs`)."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from typing import Any
 
 from queuewatch.cli.common import add_connection_options, format_table, print_json, run, settings_from_args
 
+#: Seconds a command gives the broker to connect and the stream to be read up to now.
+START_TIMEOUT = 60.0
+#: Least time ``jobs result --timeout S`` gives that start, however small S (a connection
+#: and a marker's round trip take milliseconds when the broker answers).
+MIN_START = 1.0
 
-def _with_jobs(args: argparse.Namespace, fn: Any) -> Any:
+
+def _with_jobs(args: argparse.Namespace, fn: Any, *, timeout: float | None = None) -> Any:
+    """``fn(jobs)`` on a started :class:`~queuewatch.jobs.Jobs`. ``timeout``: the whole
+    call's bound, the start included (it gets at least :data:`MIN_START` s); ``fn`` is
+    then called with the time left."""
     from queuewatch.jobs import Jobs
 
     settings = settings_from_args(args)
 
     async def go() -> Any:
-        async with Jobs(settings) as jobs:
-            return await fn(jobs)
+        loop = asyncio.get_running_loop()
+        start = START_TIMEOUT if timeout is None else min(START_TIMEOUT, max(timeout, MIN_START))
+        began = loop.time()
+        jobs = Jobs(settings)
+        await jobs.start(start)
+        try:
+            if timeout is None:
+                return await fn(jobs)
+            return await fn(jobs, max(timeout - (loop.time() - began), 0.0))
+        finally:
+            await jobs.close()
 
     return run(go)
 
@@ -50,11 +69,11 @@ def cmd_result(args: argparse.Namespace) -> int:
         print("queuewatch: --timeout must be a number of seconds >= 0", file=sys.stderr)
         return 2
 
-    async def ask(jobs: Any) -> Any:
-        return await jobs.result(args.job_id, timeout=args.timeout)
+    async def ask(jobs: Any, left: float | None = None) -> Any:
+        return await jobs.result(args.job_id, timeout=left)
 
-    try:
-        value = _with_jobs(args, ask)
+    try:  # (--timeout bounds the whole command: a broker that does not answer too)
+        value = _with_jobs(args, ask, timeout=args.timeout)
     except (JobFailed, JobUnknown, ResultExpired, ResultTimeout) as exc:
         print(f"queuewatch: {exc}", file=sys.stderr)
         return 1
