@@ -97,8 +97,47 @@ async def test_timeline_result_and_bad_input_over_http(connection, settings, vho
         assert r.status_code == 400 and "Last-Event-ID" in r.json()["error"]
         assert (await http.get("/nothing-here")).status_code == 404
         r = await http.post("/jobs/flaky%2F1")
-        assert r.status_code == 405 and r.headers["allow"] == "GET"
+        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
         assert (await http.get("/healthz")).json() == {"status": "ok"}
+
+
+async def _raw(port: int, request: bytes) -> bytes:
+    """Everything the server sends for one raw request, until it closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    await writer.drain()
+    try:
+        return await asyncio.wait_for(reader.read(), 5)
+    finally:
+        writer.close()
+
+
+async def test_head_answers_like_get_without_a_body(connection, settings, vhost):
+    # Given the server, and a job it knows
+    topo = await declare(connection, vhost, QueueSpec("jobs"))
+    async with AsyncProducer(settings, topo) as producer:
+        await producer.publish("jobs", {}, job_id="known")
+    async with Jobs(settings) as jobs, served(jobs) as (app, http):
+        assert app.port is not None
+        for path, status in (("/healthz", 200), ("/jobs/known", 200), ("/jobs/nobody", 404),
+                             ("/jobs/known/result?timeout=0", 504), ("/jobs/a%0Ab", 400),
+                             ("/nothing-here", 404), ("/events?queue=jobs", 200)):
+            # When a monitor or curl -I asks with HEAD (RFC 9110: a server that has GET
+            # has HEAD; before: 405, with a body a HEAD answer must not have)
+            raw = await _raw(app.port, f"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            head, sep, body = raw.partition(b"\r\n\r\n")
+            # Then it gets the GET's status and headers, and no body
+            assert head.startswith(f"HTTP/1.1 {status} ".encode()), (path, raw[:200])
+            assert sep and body == b"", (path, raw[:300])
+            get = await http.get(path) if path != "/events?queue=jobs" else None
+            if get is not None:
+                assert get.status_code == status
+                length = re.search(rb"(?i)content-length: (\d+)", head)
+                assert length and int(length.group(1)) == len(get.content), (path, head)
+        assert b"text/event-stream" in raw.lower()
+        # And a method the API does not take is still a 405 naming both
+        r = await http.request("DELETE", "/jobs/known")
+        assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
 
 
 @pytest.fixture(scope="module")

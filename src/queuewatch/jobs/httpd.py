@@ -171,6 +171,7 @@ class HttpServer:
         task = asyncio.current_task()
         if task is not None:
             self._clients.add(task)
+        request: Request | None = None
         try:
             try:
                 request = await read_request(reader)
@@ -180,7 +181,8 @@ class HttpServer:
                 if request is not None:
                     await self.handler(request, reader, writer)
             except HttpError as exc:
-                await send_json(writer, exc.status, exc.body, exc.headers)
+                await send_json(writer, exc.status, exc.body, exc.headers,
+                                head_only=request is not None and request.method == "HEAD")
         except (ConnectionError, TimeoutError, ssl.SSLError) as exc:
             log.debug("client connection: %s", exc)
         except asyncio.CancelledError:

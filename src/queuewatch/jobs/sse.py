@@ -46,6 +46,10 @@ RECONNECT_MS = 1000
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_.:]{1,64}$")
 #: Entries kept in the hub's caches (encoded events, jobs' first positions) before a reset.
 CACHE_MAX = 100_000
+#: The response head of ``GET /events`` (and of ``HEAD /events``).
+EVENT_STREAM_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8",
+                        "Cache-Control": "no-store", "Connection": "close",
+                        "X-Accel-Buffering": "no"}
 
 
 def format_id(position: Position, event_id: str) -> str:
@@ -210,9 +214,7 @@ class EventHub:
         self.subscribers.add(sub)  # before reading the backlog: nothing falls in between
         tasks: list[asyncio.Future[Any]] = []
         try:
-            writer.write(head_bytes(200, {
-                "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store",
-                "Connection": "close", "X-Accel-Buffering": "no"}))
+            writer.write(head_bytes(200, EVENT_STREAM_HEADERS))
             writer.write(f"retry: {RECONNECT_MS}\n\n".encode())
             pump = asyncio.ensure_future(self._pump(writer, sub, after, keepalive))
             tasks = [pump, asyncio.ensure_future(_until_eof(reader)),

@@ -6,6 +6,7 @@
                                      bounds the whole request, the read of the stream too)
     GET /events?job=ID | ?queue=Q    Server-Sent Events (see :mod:`.sse`), Last-Event-ID
     GET /healthz                     200 {"status": "ok"} (no authentication)
+    HEAD of each                     the GET's status and headers, no body (405 for the rest)
 
 A job id with ``/`` or other reserved characters is percent-encoded in the path. With a web
 config (the exporter's: TLS and basic-auth users), every route but ``/healthz`` needs a
@@ -30,9 +31,9 @@ from queuewatch.jobs.api import (
     ResultTimeout,
     check_job_id,
 )
-from queuewatch.jobs.httpd import HttpError, HttpServer, Request, send_json
+from queuewatch.jobs.httpd import HttpError, HttpServer, Request, head_bytes, send_json
 from queuewatch.jobs.reorder import Position
-from queuewatch.jobs.sse import KEEPALIVE, EventHub, parse_id
+from queuewatch.jobs.sse import EVENT_STREAM_HEADERS, KEEPALIVE, EventHub, parse_id
 from queuewatch.redact import redact
 
 #: Longest ``?timeout=`` a result request may wait (seconds).
@@ -81,15 +82,16 @@ class JobsWeb:
     # -- routing -----------------------------------------------------------------------
     async def handle(self, request: Request, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
-        if request.method != "GET":
-            raise HttpError(405, f"{request.method[:20]} is not supported: GET only",
-                            {"Allow": "GET"})
+        if request.method not in ("GET", "HEAD"):
+            raise HttpError(405, f"{request.method[:20]} is not supported: GET (or HEAD) only",
+                            {"Allow": "GET, HEAD"})
+        head = request.method == "HEAD"  # (the GET's status and headers, no body)
         try:
             segments = request.segments
         except UnicodeDecodeError:
             raise HttpError(400, "the path is not valid UTF-8 after percent-decoding") from None
         if segments == ["healthz"]:
-            await send_json(writer, 200, {"status": "ok"})
+            await send_json(writer, 200, {"status": "ok"}, head_only=head)
             return
         # In a thread: a bcrypt check takes ~0.2 s, and must not stall the live streams.
         if self.web is not None and not await asyncio.to_thread(
@@ -97,11 +99,16 @@ class JobsWeb:
             raise HttpError(401, "authentication required",
                             {"WWW-Authenticate": 'Basic realm="queuewatch", charset="UTF-8"'})
         if len(segments) == 2 and segments[0] == "jobs":
-            await send_json(writer, *await self.job_status(segments[1]))
+            await send_json(writer, *await self.job_status(segments[1]), head_only=head)
         elif len(segments) == 3 and segments[0] == "jobs" and segments[2] == "result":
-            await send_json(writer, *await self.job_result(segments[1], request.param("timeout")))
+            await send_json(writer, *await self.job_result(segments[1], request.param("timeout")),
+                            head_only=head)
         elif segments == ["events"]:
             job_id, queue, after = self._events_args(request)
+            if head:
+                writer.write(head_bytes(200, EVENT_STREAM_HEADERS))
+                await writer.drain()
+                return
             await self.hub.stream(reader, writer, job_id=job_id, queue=queue, after=after,
                                   keepalive=self.keepalive)
         else:
