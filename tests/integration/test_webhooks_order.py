@@ -12,6 +12,9 @@ import asyncio
 import json
 from dataclasses import replace
 
+import pika
+
+from queuewatch.envelope import H_WEBHOOK
 from queuewatch.events import model as ev
 from queuewatch.events.model import Event, Source
 from queuewatch.events.recorder import record_once
@@ -19,8 +22,10 @@ from queuewatch.jobs import dispatcher as dispatcher_module
 from queuewatch.jobs.webhook_service import WebhookService
 from queuewatch.jobs.webhooks import verify
 from queuewatch.topology import QueueSpec, RetryPolicy
+from queuewatch.worker import Job, Worker
 from tests.helpers import declare, wait_until
 from tests.jobs_http import Receiver
+from tests.workers import running
 
 SECRET = "test-webhook-secret"
 PRODUCER = Source("producer", name="svc")
@@ -80,3 +85,47 @@ async def test_an_end_read_before_its_accepted_still_gets_its_own_webhook(
 async def _at_least(service: WebhookService, position: tuple[int, int] | None) -> bool:
     cursor = service.dispatcher.cursor if service.dispatcher else None
     return cursor is not None and position is not None and cursor >= position
+
+
+def _publish_with_pika(settings, queue: str, messages: list[tuple[str, dict[str, str]]]) -> None:  # type: ignore[no-untyped-def]
+    """Another client's jobs: plain pika, no queuewatch producer (so no ``accepted``)."""
+    conn = pika.BlockingConnection(pika.URLParameters(settings.amqp_url_for()))
+    try:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        for job_id, headers in messages:
+            channel.basic_publish("", queue, json.dumps({"n": 1}).encode(), pika.BasicProperties(
+                message_id=job_id, headers=headers, content_type="application/json",
+                delivery_mode=2))
+    finally:
+        conn.close()
+
+
+async def test_another_clients_job_with_a_webhook_header_gets_its_webhook(connection, settings, vhost):
+    settings = replace(settings, webhook_secret=SECRET)
+    with Receiver() as receiver:
+        # Given a job queue with no webhook of its own, a queuewatch worker on it, and the
+        # webhook service running
+        topo = await declare(connection, vhost, QueueSpec("jobs", retry=RetryPolicy(max_attempts=1)),
+                             delay_levels=4)
+        worker = Worker(settings, topo, concurrency=4)
+
+        @worker.job("jobs")
+        async def handle(job: Job) -> int:
+            return 7
+
+        async with WebhookService(settings, topo) as service, running(worker):
+            # When plain pika publishes a job whose x-qw-webhook header names the receiver,
+            # and one whose header is not a URL
+            _publish_with_pika(settings, "jobs", [("pika-1", {H_WEBHOOK: receiver.url}),
+                                                  ("pika-bad", {H_WEBHOOK: "not a url"})])
+            # Then the first gets its webhook, once, with its outcome
+            await wait_until(lambda: len(receiver.accepted()) >= 1, timeout=30,
+                             what="the delivery")
+            await wait_until(lambda: service.jobs.index.status("pika-bad").state.finished,
+                             timeout=30, what="the second job finished")
+            await asyncio.sleep(6)  # past the dispatcher's hold of an end without accepted
+            assert service.dispatcher is not None and service.dispatcher.published == 1
+    body = verify(SECRET, receiver.accepted()[0].body, receiver.accepted()[0].headers)
+    assert body["job_id"] == "pika-1" and body["state"] == "succeeded" and body["result"] == 7
+    assert len(receiver.deliveries) == 1

@@ -201,6 +201,9 @@ def fold(job_id: str, events: Iterable[Event], *, result_ttl: float | None = Non
                                     redelivered=bool(d.get("redelivered"))))
             st = replace(st, state=JobState.RUNNING, attempt=e.attempt, since_ms=e.at_ms,
                          worker=e.source, due_ms=None, **common)
+            if isinstance(d.get("webhook"), str) and not st.data.get("webhook"):
+                # (a job from a client that records no accepted: its header, as the worker read it)
+                st = replace(st, data={**st.data, "webhook": d["webhook"]})
         elif e.kind == ev.ATTEMPT_FAILED:
             fields: dict[str, Any] = {"error_type": _str(d, "error_type"), "error": _str(d, "error"),
                       "traceback": _str(d, "traceback"),

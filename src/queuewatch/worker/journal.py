@@ -12,14 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
+from queuewatch import envelope
+from queuewatch.errors import ConfigError
 from queuewatch.events import model as ev
 from queuewatch.events.model import Source, line
 from queuewatch.events.recorder import EventRecorder
+from queuewatch.topology import check_webhook_url
 from queuewatch.worker.job import Job, NonRetryable
 from queuewatch.worker.outcomes import Failure
+
+log = logging.getLogger(__name__)
 
 
 class ResultError(NonRetryable):
@@ -40,8 +46,12 @@ class Journal:
                     self.source, {k: v for k, v in data.items() if v is not None})
 
     def started(self, job: Job) -> None:
+        data: dict[str, Any] | None = _REDELIVERED if job.redelivered else None
+        if envelope.H_WEBHOOK in job.headers and (url := _webhook(job)) is not None:
+            # (a client of another library records no accepted: the header is read here)
+            data = {**(data or {}), "webhook": url}
         self.recorder.emit(line(ev.STARTED, job.job_id, job.queue, job.attempt, self.source,
-                                _REDELIVERED if job.redelivered else None))
+                                data))
 
     def replayed_by_shovel(self, job: Job, dlq: str | None, replays: int) -> None:
         """``job`` came out of its DLQ through a shovel replay, which moves messages inside
@@ -98,4 +108,16 @@ class Journal:
         return await self.recorder.record(*events)
 
 
-_REDELIVERED = {"redelivered": True}
+_REDELIVERED: dict[str, Any] = {"redelivered": True}
+
+
+def _webhook(job: Job) -> str | None:
+    """The job's own webhook (``x-qw-webhook``), when it is a valid URL; else None, logged."""
+    value = job.headers.get(envelope.H_WEBHOOK)
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("utf-8", "replace")
+    try:
+        return check_webhook_url(value, f"job {job.job_id}'s {envelope.H_WEBHOOK} header")
+    except ConfigError as exc:
+        log.warning("%s: no webhook for it", exc)
+        return None
