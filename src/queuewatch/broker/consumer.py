@@ -258,7 +258,17 @@ class Subscription:
         if self.link.alive:
             self.restart_soon()
 
-    async def stop(self) -> None:
-        """Cancel and close the channel (unacked deliveries go back to the queue)."""
-        await self.cancel()
-        await self._close_channel()
+    async def stop(self, *, close_channel: bool = True) -> None:
+        """Stop for good: close the channel, which ends the consumer (the broker requeues
+        what is unacked on it). No ``basic.cancel`` first: on a silent link it would cost
+        its own timeout for nothing (a worker has to exit within its grace).
+        ``close_channel=False``: the caller closes the whole connection next."""
+        self._stopped = True
+        self._generation += 1
+        task, self._task = self._task, None
+        await end_task(task)
+        if close_channel:
+            await self._close_channel()
+        else:
+            self.channel = None
+        self._set(False, "stopped", "stopped")

@@ -78,6 +78,11 @@ TASK_END_TIMEOUT = 5.0
 #: Seconds the heartbeat waits for its channel to open (a busy loop or broker can be slow;
 #: beats are skipped meanwhile).
 HEARTBEAT_CHANNEL_WAIT = 5.0
+#: Longest wait at shutdown for the job events still unconfirmed (seconds): what is left of
+#: the grace, but at least EVENTS_FLUSH_MIN (a job that ended at the deadline has its
+#: events confirmed in milliseconds on a live link).
+EVENTS_FLUSH = 5.0
+EVENTS_FLUSH_MIN = 1.0
 #: What opening a channel on the link can raise (a broken link, or its last connect error).
 _CHANNEL_ERRORS: tuple[type[BaseException], ...] = (QueuewatchError, *ANY_BROKER_ERROR)
 
@@ -163,6 +168,8 @@ class Worker:
         """Set while every job queue's consumer is live (tests and the CLI wait on it)."""
         self._telemetry_channel: AbstractChannel | None = None
         self._link_up = False
+        self._deadline: float | None = None
+        """Loop time by which a stopping worker's jobs must end (set by the stop)."""
 
     # -- registration -----------------------------------------------------------------
     def job(self, queue: str) -> Callable[[Handler], Handler]:
@@ -276,18 +283,33 @@ class Worker:
                 if route.limiter is not None:
                     await route.limiter.close()
             await self._end_tasks(list(self.processor.tasks))
-            if self.recorder is not None:
-                await self.recorder.close()
-            await self.locks.close()
-            await self.publisher.close()
-            await self.link.close()
-            await self.stream_link.close()
+            # The two links close side by side: every step is bounded, but on a silent
+            # link the bounds would add up past the grace.
+            await asyncio.gather(self._close_job_link(), self._close_stream_link())
             self.connected.clear()
             if self.store is not None:
                 await self.store.close()
             if self.metrics is not None:
                 self.metrics.close()
             self.observer.on_worker_stop(self.worker_id)
+
+    async def _close_job_link(self) -> None:
+        # (nothing publishes any more: their channels may close with the connection)
+        await asyncio.gather(self.locks.close(), self.publisher.close(), self.link.close())
+
+    async def _close_stream_link(self) -> None:
+        recorder = self.recorder
+        if recorder is None:
+            await self.stream_link.close()
+            return
+        # The last job events get what is left of the grace (at least EVENTS_FLUSH_MIN, at
+        # most EVENTS_FLUSH); then the recorder's channel and the connection close side by
+        # side (what is still unconfirmed is reported by close).
+        loop = asyncio.get_running_loop()
+        left = EVENTS_FLUSH if self._deadline is None else self._deadline - loop.time()
+        flush_for = min(max(left, EVENTS_FLUSH_MIN), EVENTS_FLUSH)
+        await recorder.flush(flush_for)
+        await asyncio.gather(recorder.close(flush_for), self.stream_link.close())
 
     def _callback(self, route: Route) -> Callable[[Delivery], None]:
         spawn = self.processor.spawn
@@ -337,13 +359,18 @@ class Worker:
         return channel
 
     async def _shutdown(self) -> None:
-        """Stop consuming, let in-flight jobs finish (up to the deadline); the caller closes."""
+        """Stop consuming, let in-flight jobs finish (up to the deadline); the caller closes.
+
+        The grace counts from the stop: the consumers' cancels (each bounded, and slow only
+        on a silent link) are sent all at once while the jobs run, not added to it."""
+        loop = asyncio.get_running_loop()
+        deadline = self._deadline = loop.time() + self.shutdown_timeout
         self.processor.accepting = False
-        for sub in self.subscriptions.values():
-            await sub.cancel()  # never raises, link up or down
+        # (cancel never raises, link up or down)
+        await asyncio.gather(*(sub.cancel() for sub in self.subscriptions.values()))
         tasks = list(self.processor.active)
         if tasks:
-            _done, pending = await asyncio.wait(tasks, timeout=self.shutdown_timeout)
+            _done, pending = await asyncio.wait(tasks, timeout=max(deadline - loop.time(), 0.0))
             if pending:
                 log.warning("%d job(s) still running at the shutdown deadline; they stay "
                             "unacked and the broker requeues them", len(pending))
