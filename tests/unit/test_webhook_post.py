@@ -29,7 +29,7 @@ def receiver(answer: bytes, *, byte_every: float = 0.0, after: int = 0) -> Itera
             except OSError:
                 return
             with conn:
-                requests.append(conn.recv(65536))
+                requests.append(_read_request(conn))
                 try:
                     conn.sendall(answer[:after])
                     for ch in answer[after:]:
@@ -45,6 +45,29 @@ def receiver(answer: bytes, *, byte_every: float = 0.0, after: int = 0) -> Itera
     finally:
         stop.set()
         server.close()
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    """The whole request, its body included: closing with part of it unread would reset the
+    connection under the client's read of the answer (http.client sends the body apart)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
