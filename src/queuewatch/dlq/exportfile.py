@@ -78,9 +78,10 @@ class Line:
 
 def read_export(path: Path) -> Iterator[Line]:
     """Every message of an export file; a line that cannot be read or turned into an AMQP
-    message comes with its ``error`` (the others still come)."""
+    message comes with its ``error`` (the others still come). A UTF-8 byte order mark at
+    the start (an editor's) is skipped: it made the first line "not an export line"."""
     try:
-        fh = path.open(encoding="utf-8", errors="surrogateescape")
+        fh = path.open(encoding="utf-8-sig", errors="surrogateescape")
     except OSError as exc:
         raise ConfigError(f"cannot read {str(path)!r}: {exc.strerror}") from exc
     with fh:
@@ -91,6 +92,8 @@ def read_export(path: Path) -> Iterator[Line]:
             number += 1
             try:
                 rec = json.loads(line)
+                if not isinstance(rec, dict):
+                    raise TypeError(f"a JSON object is expected, not {type(rec).__name__}")
                 props = {k: decode_value(v) for k, v in rec.get("properties", {}).items()}
                 headers = for_publish(decode_table(rec.get("headers", {})))
                 for name in BROKER_HEADERS:
@@ -110,7 +113,7 @@ def count_lines(path: Path) -> int:
     """Non-blank lines of ``path``, read as :func:`read_export` reads them (bytes that are
     not UTF-8 make that line "not an export line" there, not an error here)."""
     try:
-        with path.open(encoding="utf-8", errors="surrogateescape") as fh:
+        with path.open(encoding="utf-8-sig", errors="surrogateescape") as fh:
             return sum(1 for line in fh if line.strip())
     except OSError as exc:
         raise ConfigError(f"cannot read {str(path)!r}: {exc.strerror}") from exc
