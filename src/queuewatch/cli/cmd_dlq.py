@@ -266,6 +266,10 @@ def _print_replay(result: Any, json_out: bool) -> None:
               "queue and still in the DLQ (republished without a confirm, acked just before "
               "the link broke, or given back by a shovel as it ended: they are at the DLQ's head, "
               "marked redelivered): a re-run replays them again; duplicates, never losses")
+    if result.link_lost:
+        print("  if RabbitMQ itself crashed (rather than the link breaking or a clean stop), it "
+              "may also have forgotten acks not yet on disk: dead letters replayed before the "
+              "crash can be back in the DLQ too (duplicates, never losses)")
     if result.error and result.not_scanned:
         where = "deleted with the DLQ" if result.dlq_deleted else "they stay in the DLQ"
         print(f"  not looked at: {result.not_scanned} ({where})")

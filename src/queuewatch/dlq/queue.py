@@ -28,6 +28,7 @@ from queuewatch.dlq.model import DeadLetter, Route
 from queuewatch.dlq.peek import Page, ProgressFn
 from queuewatch.dlq.replay import DEFAULT_MAX_REPLAYS, DEFAULT_WINDOW, ReplayOptions, ReplayResult
 from queuewatch.dlq.shovel import ReplayInProgress, ensure_not_busy, replay_via_shovel, sweep
+from queuewatch.dlq.targets import DropsHead
 from queuewatch.errors import ConfigError, NotFound, QueuewatchError
 from queuewatch.events import model as ev
 from queuewatch.events.model import Source, line
@@ -273,7 +274,8 @@ class DeadLetterQueue:
                              max_replays=max_replays, limit=limit, window=window,
                              user=self.settings.credentials[0],
                              on_replayed=None if dry_run else note,
-                             quorum=await self._quorum())
+                             quorum=await self._quorum(),
+                             drops=DropsHead(self._management, self.settings.effective_vhost))
         try:
             shovelled = None
             if via_shovel or (via_shovel is None and await self._shovel_worth_it(opts)):

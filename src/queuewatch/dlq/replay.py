@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -73,14 +73,16 @@ STRIP_ON_REPLAY = (
 )
 
 SkipWhy = Literal["replay-limit", "unroutable", "no-route", "publish-failed", "unpublishable",
-                  "stopped"]
+                  "drops-head", "stopped"]
 """``unpublishable``: the AMQP library cannot send it (a route name or a header value it
 cannot encode; the detail says which); nothing was sent and the replay went on.
+``drops-head``: its route reaches a queue whose length limit drops the oldest messages
+(:mod:`queuewatch.dlq.targets`): the republish would be confirmed, then dropped.
 ``stopped``: republished (or about to be) when the replay stopped early, without a
 confirm: it stays in the DLQ and may also have arrived (counted in ``in_doubt``)."""
 #: The reasons a dead letter is kept, in report order (``stopped`` is counted as in doubt).
 KEPT_REASONS: tuple[SkipWhy, ...] = (
-    "replay-limit", "unroutable", "no-route", "publish-failed", "unpublishable")
+    "replay-limit", "unroutable", "no-route", "publish-failed", "unpublishable", "drops-head")
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,12 @@ class ReplayResult:
 
     dlq_deleted: bool = False
     """The DLQ was deleted while the replay ran (what was still in it went with it)."""
+    link_lost: bool = False
+    """It stopped because the link to RabbitMQ broke (or the broker went away). ``in_doubt``
+    bounds the duplicates of a cut link or a clean broker stop; a broker that crashed
+    (kill -9, power cut) may also forget acks it had not written to disk: the dead letters
+    acked since then come back to the DLQ (measured: all 4,054 replayed before a kill -9,
+    with 1,251 reported in doubt). Duplicates, never losses."""
 
     @property
     def not_scanned(self) -> int:
@@ -232,6 +240,10 @@ class ReplayOptions:
     quorum: bool = False
     """The DLQ is a quorum queue: move to a new consumer only once the current one is
     starved, to keep DLQ order (see :mod:`queuewatch.dlq.readers`)."""
+    drops: Callable[[Route], Awaitable[str | None]] | None = None
+    """Why a republish on a route would be confirmed and then dropped (a queue it reaches
+    drops its head past a length limit: :class:`queuewatch.dlq.targets.DropsHead`), or
+    None: such dead letters are kept (``drops-head``). Not asked for a move (``to``)."""
     leave_head: int = 0
     """Leave this many dead letters at the head in the DLQ, not replayed (looked at, not
     selected): those a shovel gave back in doubt (:func:`queuewatch.dlq.shovel.given_back`)."""
@@ -257,12 +269,21 @@ async def dry_run(
                 why = gone[route]
                 if why is not None:
                     skip = Skipped(dl.job_id, dl.position, "unroutable", why)
+                elif (drop := await _drops(opts, route)) is not None:
+                    skip = Skipped(dl.job_id, dl.position, "drops-head", drop)
             if skip is None:
                 would += 1
             else:
                 skipped.append(skip)
     return ReplayResult(queue, True, scanned, matched, would, tuple(skipped),
                         time.monotonic() - start)
+
+
+async def _drops(opts: ReplayOptions, route: Route) -> str | None:
+    """Why a republish on ``route`` would be dropped after its confirm (see ``drops``)."""
+    if opts.drops is None or opts.to is not None:
+        return None
+    return await opts.drops(route)
 
 
 async def _missing_target(connection: Connection, route: Route) -> str | None:
@@ -336,6 +357,9 @@ class _Replayer:
         if not self.exchanges[route.exchange]:
             self.hold(rc, tag, Skipped(dl.job_id, dl.position, "unroutable",
                                    f"exchange {route.exchange!r} does not exist"))
+            return
+        if (drop := await _drops(self.opts, route)) is not None:
+            self.hold(rc, tag, Skipped(dl.job_id, dl.position, "drops-head", drop))
             return
         try:
             props = (replay_properties(message.header.properties, dl, self.opts.user)
@@ -527,4 +551,5 @@ async def replay(
             progress(r.scanned, target)
     return ReplayResult(queue, False, r.scanned, r.matched, r.replayed, tuple(r.skipped),
                         time.monotonic() - r.started, error, total=target,
-                        in_doubt=in_doubt if error is not None else 0, dlq_deleted=deleted)
+                        in_doubt=in_doubt if error is not None else 0, dlq_deleted=deleted,
+                        link_lost=error is not None and watch.link_lost)

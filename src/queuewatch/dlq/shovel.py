@@ -116,6 +116,7 @@ from queuewatch.dlq.split import (
     look_names,
     replay_of,
 )
+from queuewatch.dlq.targets import dest_refusal, nacked_back
 from queuewatch.errors import QueuewatchError
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,10 @@ class Plan:
     held_apart: bool = False
     """Hold back into a queue of its own, moved back to the DLQ after (a quorum queue on
     either side: :mod:`queuewatch.dlq.held`), rather than straight back into the DLQ."""
+    dest_limited: bool = False
+    """The job queue has a length limit (``reject-publish``): a republish the shovel sends
+    there can be nacked, and the shovel then puts the dead letter back in the DLQ, where
+    only a look tells it from one held back (see :func:`nacked_back`)."""
 
     def prefetch(self) -> int:
         """The shovel's ``src-prefetch-count`` (see :data:`SPLIT_PREFETCH`)."""
@@ -217,12 +222,18 @@ async def check_applicable(
                                   "a shovel cannot report unroutable messages (use the default)")
     await queue_depth(connection, route.routing_key)  # NotFound if the queue is gone
     held = 1 - moved / len(page.items)
+    dest_info = await mgmt.queue(vhost, route.routing_key) or {}
+    why = dest_refusal(route.routing_key, dest_info, info, page.total)
+    if why is not None:
+        raise ShovelNotApplicable(why)
     # Held apart with a quorum queue on either side, even when the head holds nothing back:
     # dead letters deeper in may be (at the replay limit, foreign, of another queue).
-    kinds = {str(info.get("type") or "classic"),
-             str((await mgmt.queue(vhost, route.routing_key) or {}).get("type") or "classic")}
+    kinds = {str(info.get("type") or "classic"), str(dest_info.get("type") or "classic")}
     apart = kinds != {"classic"}
-    return Plan(route.routing_key, page.total, held, apart)
+    dest_limits = {**(dest_info.get("effective_policy_definition") or {}),
+                   **(dest_info.get("arguments") or {})}
+    return Plan(route.routing_key, page.total, held, apart,
+                any(k in dest_limits for k in LIMIT_ARGS))
 
 
 async def sweep(connection: Connection, mgmt: ManagementClient, vhost: str) -> list[MovedBack]:
@@ -320,8 +331,15 @@ async def replay_via_shovel(
         try:
             await wait_gone(connection, mgmt, vhost, name, queue, total, progress, moved)
             look = await queue_depth(connection, look_names(name)[1]) > 0
+            if not look and not back.apart and plan.dest_limited:
+                look = await nacked_back(connection, queue)
             if back.apart:
                 back.given_back = await given_back(connection, queue, plan.prefetch())
+                if back.given_back and plan.dest_limited:
+                    # Refused by a full job queue or given back in doubt: the two look alike
+                    # at the head. Look at all of it (a given back one may be replayed twice,
+                    # a refused one is reported rather than counted as left out).
+                    look, back.look_all = True, True
                 back.started = True
                 back.count = await move_back(connection, mgmt, vhost, name, queue)
                 back.done = True
@@ -352,7 +370,8 @@ async def replay_via_shovel(
         # What the broker held back (at the limit, foreign, ...) is at the tail now: the
         # per-message replay replays what it may and reports the rest. Those given back at
         # the head are left alone: most likely replayed already.
-        rest = await client.replay(connection, queue, replace(opts, leave_head=back.given_back),
+        leave = 0 if back.look_all else back.given_back
+        rest = await client.replay(connection, queue, replace(opts, leave_head=leave),
                                    None, publish_connection)
     elif held:
         # Held back only because the filter surely does not select them: looked at (by
@@ -361,7 +380,8 @@ async def replay_via_shovel(
     return ReplayResult(queue, False, shovelled + rest.scanned, shovelled + rest.matched,
                         shovelled + rest.replayed, rest.skipped, time.monotonic() - start,
                         rest.error, via="shovel", total=total + rest.total - held,
-                        in_doubt=rest.in_doubt + back.given_back, dlq_deleted=rest.dlq_deleted)
+                        in_doubt=rest.in_doubt + back.given_back, dlq_deleted=rest.dlq_deleted,
+                        link_lost=rest.link_lost)
 
 
 async def given_back(connection: Connection, queue: str, prefetch: int) -> int:
@@ -401,6 +421,8 @@ class _Back:
         self.given_back = 0
         """Dead letters the first shovel gave back to the DLQ's head after it had republished
         them, or may have (see :func:`given_back`)."""
+        self.look_all = False
+        """The per-message pass looks at the given back head too (see :func:`nacked_back`)."""
 
     def name(self, shovel: str) -> str:
         """The shovel that goes on by itself when the replay loses sight of the broker."""

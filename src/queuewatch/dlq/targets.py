@@ -1,0 +1,187 @@
+"""Where a replay's republish lands, and whether that queue would keep it.
+
+A queue with a length limit whose overflow drops its oldest messages (``drop-head``,
+RabbitMQ's default for ``x-max-length`` / ``max-length``) confirms every publish and then
+drops what is past the limit: a replay into it would ack dead letters that are then gone
+(measured: 4,000 dead letters replayed into a queue of ``x-max-length 1500``, 2,500 lost,
+reported as replayed). :class:`DropsHead` tells, per route, whether a queue it reaches
+drops its head; the replay keeps those dead letters and reports them (``drops-head``).
+
+A route is followed as RabbitMQ would: the default exchange to the queue named by the
+routing key; a named exchange to the queues bound to it (fanout and headers: all of them;
+direct: the binding key equal to the routing key; topic: the pattern matching it), through
+exchange-to-exchange bindings too. Needs the management API (queue arguments and policies);
+without it nothing is known and nothing is kept for this reason.
+
+The shovel cannot keep single dead letters, so it is not taken into such a queue, nor into
+a ``reject-publish`` one without room for the whole DLQ (:func:`dest_refusal`); what a
+full queue still refuses under a shovel is found after it (:func:`nacked_back`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from queuewatch.broker.management import ManagementClient
+from queuewatch.broker.wire import Connection
+from queuewatch.dlq.channel import once_fewer_consumers
+from queuewatch.dlq.discover import topic_matches
+from queuewatch.dlq.kinds import drops_head
+from queuewatch.dlq.model import Route
+from queuewatch.dlq.peek import peek
+from queuewatch.errors import QueuewatchError
+
+#: Exchange-to-exchange hops followed at most.
+MAX_HOPS = 4
+
+
+def queues_reached(route: Route, bindings: Sequence[Mapping[str, Any]],
+                   types: Mapping[str, str]) -> set[str]:
+    """The queues a message published on ``route`` reaches (by the bindings given)."""
+    if route.exchange == "":
+        return {route.routing_key}
+    found: set[str] = set()
+    seen: set[str] = set()
+    todo = [route.exchange]
+    for _ in range(MAX_HOPS + 1):
+        nxt: list[str] = []
+        for exchange in todo:
+            if exchange in seen:
+                continue
+            seen.add(exchange)
+            kind = types.get(exchange, "direct")
+            for b in bindings:
+                if b.get("source") != exchange:
+                    continue
+                key = str(b.get("routing_key", ""))
+                if kind == "topic":
+                    hit = topic_matches(key, route.routing_key)
+                else:
+                    hit = kind in ("fanout", "headers") or key == route.routing_key
+                if not hit:
+                    continue
+                dest = str(b.get("destination", ""))
+                if b.get("destination_type") == "exchange":
+                    nxt.append(dest)
+                else:
+                    found.add(dest)
+        todo = nxt
+    return found
+
+
+class DropsHead:
+    """``await check(route)``: why a republish on ``route`` would be confirmed and then
+    dropped (a queue it reaches drops its head past a length limit), or None. Looked up
+    once per route; None when the management API cannot tell."""
+
+    def __init__(self, management: Callable[[], AbstractAsyncContextManager[ManagementClient]],
+                 vhost: str) -> None:
+        self._management = management
+        self._vhost = vhost
+        self._known: dict[Route, str | None] = {}
+        self._unavailable = False
+        self._bindings: tuple[list[dict[str, Any]], dict[str, str]] | None = None
+
+    async def __call__(self, route: Route) -> str | None:
+        if self._unavailable:
+            return None
+        if route not in self._known:
+            try:
+                self._known[route] = await self._look(route)
+            except QueuewatchError:
+                # Cannot tell (no management API, no right to read it): as without one,
+                # and not asked again (each try could wait for its timeout).
+                self._unavailable = True
+                return None
+        return self._known[route]
+
+    async def _look(self, route: Route) -> str | None:
+        async with self._management() as mgmt:
+            if route.exchange == "":
+                queues = {route.routing_key}
+            else:
+                if self._bindings is None:  # read once per replay
+                    self._bindings = (await mgmt.bindings(self._vhost), {
+                        str(e.get("name", "")): str(e.get("type", "direct"))
+                        for e in await mgmt.exchanges(self._vhost)})
+                queues = queues_reached(route, *self._bindings)
+            async for queue, limit in _dropping(mgmt, self._vhost, sorted(queues)):
+                return (f"reaches {queue!r}, whose length limit ({limit}) drops its oldest "
+                        "messages (overflow drop-head): confirmed, then dropped; set overflow "
+                        "reject-publish")
+        return None
+
+
+async def _dropping(mgmt: ManagementClient, vhost: str,
+                    queues: list[str]) -> AsyncIterator[tuple[str, str]]:
+    for queue in queues:
+        info = await mgmt.queue(vhost, queue)
+        if info is None or str(info.get("type") or "classic") == "stream":
+            continue
+        limit = drops_head(info.get("arguments") or {}, info.get("effective_policy_definition"))
+        if limit is not None:
+            yield queue, limit
+
+
+def _smallest(args: Mapping[str, Any], policy: Mapping[str, Any], arg: str,
+              key: str) -> int | None:
+    found = [int(v) for v in (args.get(arg), policy.get(key))
+             if isinstance(v, int | float) and not isinstance(v, bool)]
+    return min(found) if found else None
+
+
+def dest_refusal(dest: str, info: Mapping[str, Any], dlq_info: Mapping[str, Any],
+                 total: int) -> str | None:
+    """Why the shovel must not replay ``total`` dead letters into the job queue ``dest``
+    (its management record ``info``), or None.
+
+    A length limit that drops the oldest messages (``drop-head``, RabbitMQ's default): the
+    shovel's republishes would be confirmed, the dead letters acked, and then messages past
+    the limit dropped (measured: 4,000 into ``x-max-length 1500``, 2,500 lost). With
+    ``reject-publish`` the queue nacks what does not fit and the shovel puts it back in the
+    DLQ, counted by nobody (the replay reported "replayed 1500" of 4,000 with exit 0): the
+    shovel is taken only when the queue has room for the whole DLQ (by the statistics, a few
+    seconds old; what still comes back nacked is looked at after, :func:`nacked_back`). The
+    per-message replay keeps and reports both (``drops-head``, ``publish-failed``)."""
+    args = info.get("arguments") or {}
+    policy = info.get("effective_policy_definition") or {}
+    policy = policy if isinstance(policy, Mapping) else {}
+    limit = drops_head(args, policy)
+    if limit is not None:
+        return (f"{dest!r} drops its oldest messages past its length limit ({limit}): the "
+                "shovel's republishes would be confirmed and then dropped (the per-message "
+                "replay keeps them and says why)")
+    most = _smallest(args, policy, "x-max-length", "max-length")
+    if most is not None:
+        room = max(most - int(info.get("messages") or 0), 0)
+        if room < total:
+            return (f"{dest!r} has room for {room} of the {total} dead letters (length limit "
+                    f"{most}, overflow reject-publish): the shovel cannot report those it "
+                    "refuses (the per-message replay keeps them and says so)")
+    most_bytes = _smallest(args, policy, "x-max-length-bytes", "max-length-bytes")
+    if most_bytes is not None:
+        room = max(most_bytes - int(info.get("message_bytes") or 0), 0)
+        need = dlq_info.get("message_bytes")
+        if not isinstance(need, int) or room < need:
+            held = "an unknown number of" if need is None else str(need)
+            return (f"{dest!r} has room for {room} bytes (length limit {most_bytes} bytes, "
+                    f"overflow reject-publish) and the DLQ holds {held} bytes: the shovel "
+                    "cannot report those it refuses (the per-message replay keeps them and "
+                    "says so)")
+    return None
+
+
+async def nacked_back(connection: Connection, queue: str) -> bool:
+    """After the shovel, held straight back into the DLQ: whether the DLQ's head may hold
+    dead letters the job queue refused (full, ``reject-publish``). The shovel puts a nacked
+    dead letter back in place (at the head once everything before it left), marked
+    redelivered; those held back re-enter at the tail as new messages. So a head that is
+    not redelivered proves there were none; one that is could also be held back dead
+    letters the shovel was sent again and gave back as it ended: the per-message replay
+    then looks at everything held back. Asked only when the job queue has a length limit
+    (:attr:`queuewatch.dlq.shovel.Plan.dest_limited`)."""
+    await once_fewer_consumers(connection, queue)
+    page = await peek(connection, queue, 0, 1)
+    return bool(page.items) and page.items[0].redelivered
