@@ -199,3 +199,14 @@ def test_exporter_leaves_out_worker_metrics_while_the_feed_is_down():
     # without heartbeats at all (--no-heartbeats) the metrics are as before, and no feed gauge
     names = {f.name for f in snapshot_families(Snapshot(NOW, "v", BrokerInfo("x")), STALE)}
     assert "queuewatch_workers_hung" in names and "queuewatch_heartbeats_up" not in names
+
+
+def test_a_beat_delivered_before_the_feed_was_proven_live_is_not_fresh():
+    # Given a feed proven live again 1 s ago, after a silent link flushed what it held
+    back = FeedStatus(True, NOW - 1, checked_at=NOW - 0.1)
+    # Then a beat delivered 1.5 s ago (just before the first probe came back) may be old
+    # news: unknown, not fresh, until it is silent long enough of live feed to be stale
+    assert judge_beat(NOW - 1.5, NOW, STALE, back) == "unknown"
+    assert judge_beat(NOW - 1.5, NOW + 10, STALE, replace_checked(back, NOW + 10)) == "stale"
+    # And a beat heard since the proof is fresh
+    assert judge_beat(NOW - 0.5, NOW, STALE, back) == "fresh"

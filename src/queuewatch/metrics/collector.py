@@ -235,11 +235,13 @@ def snapshot_families(snap: Snapshot, stale_after: float,
     hung.add_metric([], sum(1 for w in snap.workers if w.hung))
     hb_age = _gauge("queuewatch_worker_heartbeat_age_seconds", "Seconds since the worker's last "
                     "heartbeat", ["worker", "host"])
-    in_flight = _gauge("queuewatch_worker_in_flight_jobs", "Jobs the worker is running",
+    in_flight = _gauge("queuewatch_worker_in_flight_jobs", "Jobs the worker is running (fresh "
+                       "heartbeats only: absent for a worker gone, hung or not heard lately)",
                        ["worker", "host"])
     for w in snap.workers:
         hb_age.add_metric([w.worker_id, w.host], w.heartbeat_age)
-        in_flight.add_metric([w.worker_id, w.host], len(w.in_flight))
+        if w.heartbeat_state == "fresh":  # an old beat's in-flight list is old news
+            in_flight.add_metric([w.worker_id, w.host], len(w.in_flight))
 
     # The same names as a producer's own registry (metrics/producer.py): one alert rule
     # reads either source; here from the producers' heartbeats (outbox-enabled ones only).

@@ -5,7 +5,11 @@ A worker's silence only means something while *we* could hear it. So a worker's
 heartbeat is judged against the time our heartbeat feed has been live, not just the time
 of its last beat:
 
-- **fresh**: a beat arrived within ``stale_after`` seconds;
+- **fresh**: a beat arrived within ``stale_after`` seconds, after our feed was proven live
+  (since ``feed.since``). A beat delivered before that proof may have been held back by a
+  silent link and flushed when it carried traffic again (a worker killed during the silence
+  would look fresh for ``stale_after`` seconds, its jobs stuck): it is old news, like a beat
+  heard before an outage;
 - **unknown**: our feed is down now, or it came back less than ``stale_after`` seconds ago
   and this worker has not been heard since (its beats may simply not have reached us);
 - **stale**: silent for more than ``stale_after`` seconds *of live feed*, i.e.
@@ -40,7 +44,7 @@ def judge_beat(received_at: float, now: float, stale_after: float,
     ago, before anyone noticed, cannot make a worker stale."""
     if not feed.live:
         return "unknown"
-    if now - received_at <= stale_after:
+    if now - received_at <= stale_after and received_at >= feed.since:
         return "fresh"
     proven = now if feed.checked_at is None else min(feed.checked_at, now)
     silent_while_live = proven - max(received_at, feed.since)

@@ -184,7 +184,10 @@ class MonitorSession:
         except QueuewatchError:
             expected = None
         while time.monotonic() < deadline:
-            if expected and expected <= set(self.feed.latest()):
+            # (beats heard before the feed was proven live may be old: they do not count)
+            since = self.feed.feed().since
+            heard = {w for w, rb in self.feed.latest().items() if rb.received_at >= since}
+            if expected and expected <= heard:
                 return
             await asyncio.sleep(0.02)
 
