@@ -172,9 +172,14 @@ class QueuewatchApp(App[None]):
 
     def _show_staleness(self) -> None:
         """Say how old the data on screen is (see :mod:`queuewatch.tui.staleness`)."""
-        age = poll_age(self.error, self.snapshot, self.clock())
-        show_staleness(self.main, self.error, self.snapshot, self.clock())
-        self.main.query_one(QueuesView).show_help(age)
+        now = self.clock()
+        overdue = self.main.query_one(StatusBar).overdue(now)
+        age = poll_age(self.error, self.snapshot, now)
+        show_staleness(self.main, self.error, self.snapshot, now, overdue)
+        self.main.query_one(QueuesView).show_help(overdue if age is None else age)
+        if isinstance(self.screen, QueueDetailScreen):
+            self.screen.show_staleness(overdue if age is None else age,
+                                       None if self.error is None else str(self.error))
 
     def on_snapshot_ready(self, message: SnapshotReady) -> None:
         if self._views_alive:

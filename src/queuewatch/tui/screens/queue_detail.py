@@ -30,6 +30,7 @@ from queuewatch.tui.format import (
 from queuewatch.tui.source import ConsumerInfo, DataSource
 from queuewatch.tui.widgets.footer import PinnedFooter
 from queuewatch.tui.widgets.queue_actions import QUEUE_ACTION_BINDINGS, QueueActions
+from queuewatch.tui.widgets.status import stale_text
 from queuewatch.tui.widgets.time_chart import TimeChart
 
 
@@ -50,6 +51,7 @@ class QueueDetailScreen(QueueActions, ReportsFailures, Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Label(f" Queue {self.queue_name}", id="detail-title", markup=False)
+        yield Static("", id="detail-stale", markup=False)
         with Horizontal(id="detail-body"):
             with VerticalScroll(id="detail-facts"):
                 yield Static("", id="detail-stats", markup=False)
@@ -89,12 +91,25 @@ class QueueDetailScreen(QueueActions, ReportsFailures, Screen[None]):
         consumers = await source.consumers(self.queue_name)
         self.query_one("#detail-consumers", Static).update(_consumers(consumers))
 
+    def show_staleness(self, age: float | None, error: str | None) -> None:
+        """While polls fail (or one hangs), say how old the numbers are and dim them: this
+        screen has no header, and frozen data is never shown as current."""
+        line = self.query_one("#detail-stale", Static)
+        line.set_class(age is not None, "visible")
+        self.query_one("#detail-body").set_class(age is not None, "stale")
+        if age is not None:
+            line.update(f" {stale_text(age)}: as of the last poll"
+                        + (f" · {error}" if error else " · the management API has not answered"))
+
     def show(self, snapshot: Snapshot, history: Sequence[HistoryPoint]) -> None:
         q = snapshot.queue(self.queue_name)
         if q is None:
             self.query_one("#detail-stats", Static).update(
                 Text("This queue no longer exists.", style="bold red")
             )
+            # (its limits, consumers and alerts were those of a queue that is gone)
+            for part in ("#detail-limits", "#detail-consumers", "#detail-alerts"):
+                self.query_one(part, Static).update("")
             return
         self.query_one("#detail-stats", Static).update(_stats(q))
         self.query_one("#detail-limits", Static).update(_limits(q))

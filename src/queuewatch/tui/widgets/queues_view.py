@@ -92,6 +92,9 @@ class QueuesView(QueueActions, TableView):
         table.age_offset = poll_age or 0.0
         if poll_age:
             table.refresh()
+        if not self._taken_at:  # no poll has answered yet: nothing is known, not "0 queues"
+            self.query_one("#queues-help", Static).update(NO_DATA_YET)
+            return
         self.query_one("#queues-help", Static).update(with_poll_age(table.summary(), poll_age))
 
     def filter_changed(self) -> None:
@@ -140,6 +143,10 @@ class QueuesView(QueueActions, TableView):
         self.post_message(DrillDown("queue", str(event.row_key.value)))
 
 
+#: The help line until a poll has answered (a broker that cannot be reached at start is not
+#: a vhost with no queues).
+NO_DATA_YET = " no data yet: waiting for the first poll of the management API"
+
 Item = tuple[str, str, str]
 """A summary band item: label, value, style of the value."""
 
@@ -159,16 +166,40 @@ def summary_items(snap: Snapshot) -> list[Item]:
             unacked += q.unacked or 0
             rate_in += q.publish_rate
             rate_out += out_rate(q)
-    busy = sum(1 for w in snap.workers if w.in_flight)
+    workers, workers_style = worker_counts(snap)
     crit = sum(1 for a in snap.alerts if a.severity == "critical")
     return [
         ("queues", str(shown), ""), ("ready", count(ready), ""),
         ("unacked", count(unacked), ""),
         ("in", f"{rate(rate_in)}/s", ""), ("out", f"{rate(rate_out)}/s", ""),
         ("dead", count(dead), "bold yellow" if dead else ""),
-        ("workers", f"{busy} busy/{len(snap.workers) - busy} idle", ""),
+        ("workers", workers, workers_style),
         ("alerts", f"{len(snap.alerts)} ({crit} crit)", "bold red" if crit else ""),
     ]
+
+
+#: Worker states that say nothing about what a worker does now, in the order the band names them.
+_NOT_HEARD = ("hung", "unknown", "stale", "gone")
+
+
+def worker_counts(snap: Snapshot) -> tuple[str, str]:
+    """``1 busy/2 idle`` among the workers heard from lately; the others by state
+    (``1 busy/1 idle, 1 hung``; ``2 unknown`` while our heartbeat feed is down): the last
+    in-flight list of a worker gone, hung or not heard lately is old news, not "busy"."""
+    busy = idle = 0
+    other: dict[str, int] = {}
+    for w in snap.workers:
+        state = w.state
+        if state in _NOT_HEARD:
+            other[state] = other.get(state, 0) + 1
+        elif w.in_flight:
+            busy += 1
+        else:
+            idle += 1
+    parts = [f"{busy} busy/{idle} idle"] if busy or idle or not other else []
+    parts += [f"{other[s]} {s}" for s in _NOT_HEARD if s in other]
+    style = "bold red" if "hung" in other else "bold yellow" if other else ""
+    return ", ".join(parts), style
 
 
 def summary_band(snap: Snapshot, width: int | None = None) -> Text:

@@ -16,6 +16,12 @@ REFUSALS = {"AuthenticationFailed": "login refused (user/password)",
             "NotFound": "vhost not found"}
 
 
+#: A poll still running this long after it was due, beyond twice the last poll's duration,
+#: is overdue: the management API takes a request and does not answer (a silent network, a
+#: hung node), so the console says the data is stale instead of "connected" (seconds).
+OVERDUE_GRACE = 3.0
+
+
 class StatusBar(Static):
     """One line: where we are connected, how fresh the data is, what is wrong."""
 
@@ -87,10 +93,28 @@ class StatusBar(Static):
         elif snap is None:
             t.append(" ● connecting…", style="yellow")
         else:
-            t.append(" ● connected", style="green")
+            late = self.overdue(now)
+            if late is None:
+                t.append(" ● connected", style="green")
+            else:
+                t.append(" ● no answer", style="bold red")
+                t.append(f"  stale {fmt_duration(late)} — waiting for the management API",
+                         style="bold yellow")
             lost = heartbeats_lost(snap, now)
             if lost is not None:
                 t.append(f"  heartbeats {stale_text(lost)}", style="bold yellow")
+
+
+    def overdue(self, now: float) -> float | None:
+        """The age of the data on screen while a poll is overdue (see :data:`OVERDUE_GRACE`),
+        else None. Polls that fail are said by the error; this is for one that hangs until
+        the HTTP timeout (10 s by default) while the data ages."""
+        snap, paced = self.snapshot, self.pace
+        if not self.polling or self.error is not None or snap is None or paced is None:
+            return None
+        age = snap.age(now)
+        allowed = paced.pause + 2 * (paced.poll_seconds or 0.0) + OVERDUE_GRACE
+        return age if age > allowed else None
 
 
 def stale_text(seconds: float) -> str:
