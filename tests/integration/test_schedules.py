@@ -182,6 +182,30 @@ async def test_runtime_changes_from_the_cli_reach_a_running_scheduler(settings: 
     await conn.close()
 
 
+def test_a_schedule_for_a_missing_queue_is_written_with_a_warning(settings: Settings) -> None:
+    # Given no queue "nosuchq" in the vhost (a typo, or a queue declared later)
+    # When a schedule is added for it, then changed
+    added = cli(settings, "add", "typo", "--queue", "nosuchq", "--every", "5")
+    changed = cli(settings, "change", "typo", "--every", "7")
+    # Then both are written (the queue may come later) and both say no tick fires until it exists
+    for r in (added, changed):
+        assert r.returncode == 0, r.stderr
+        assert "warning: queue 'nosuchq' does not exist in this vhost" in r.stdout, r.stdout
+    assert "every 7s" in cli(settings, "list").stdout
+    # And a schedule for a queue that exists gets no warning
+    r = cli(settings, "change", "typo", "--queue", "schedules.exists")
+    assert "warning" in r.stdout  # not declared yet
+    asyncio.run(_declare(settings, "schedules.exists"))
+    r = cli(settings, "change", "typo", "--every", "9")
+    assert r.returncode == 0 and "warning" not in r.stdout, r.stdout
+
+
+async def _declare(settings: Settings, queue: str) -> None:
+    conn = await connect(settings)
+    await declare(conn, settings.effective_vhost, QueueSpec(queue))
+    await conn.close()
+
+
 async def test_a_tick_that_cannot_be_published_is_logged_and_fired_once_the_queue_exists(
         settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
     # Given a schedule for a queue that does not exist yet

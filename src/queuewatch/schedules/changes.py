@@ -21,7 +21,7 @@ from queuewatch.config import Settings
 from queuewatch.errors import ConfigError, NotFound
 from queuewatch.schedules.spec import MISSED_POLICIES, Schedule, check_every
 from queuewatch.schedules.store import ScheduleStore
-from queuewatch.schedules.view import with_store
+from queuewatch.schedules.view import queue_exists, with_store
 
 Action = Literal["add", "change", "pause", "resume", "remove"]
 ACTIONS: tuple[Action, ...] = ("add", "change", "pause", "resume", "remove")
@@ -123,17 +123,32 @@ async def write_change(store: ScheduleStore, change: ScheduleChange, origin: str
         assert change.schedule is not None
         s = change.schedule
         await store.put(s, origin=origin)
-        return f"{'changed' if entry is not None else 'added'} schedule {s.name}: {s.when} -> {s.queue}"
+        return (f"{'changed' if entry is not None else 'added'} schedule {s.name}: {s.when} -> "
+                f"{s.queue}{await _missing_queue(store, s.queue)}")
     if entry is None:
         known = ", ".join(sorted(store.book.entries)) or "none"
         raise NotFound(f"no schedule named {name!r} (known: {known})")
     if change.action == "change":
         s = change.changed(entry.schedule)
         await store.put(s, origin=origin)
-        return f"changed schedule {name}: {s.when} -> {s.queue}"
+        return f"changed schedule {name}: {s.when} -> {s.queue}{await _missing_queue(store, s.queue)}"
     await getattr(store, change.action)(name)
     done = {"pause": "paused", "resume": "resumed", "remove": "removed"}[change.action]
     return f"{done} schedule {name}"
+
+
+WARNING = "; warning: "
+"""What a change's line carries before a warning (the console shows such a line as one)."""
+
+
+async def _missing_queue(store: ScheduleStore, queue: str) -> str:
+    """A note when the schedule's queue does not exist: the scheduler fires no tick into a
+    missing queue (it records 'not sent'), and a typo would otherwise look like a schedule
+    that works. Not refused: the queue may be declared after its schedule."""
+    if await queue_exists(store.link, queue) is False:
+        return (f"{WARNING}queue {queue!r} does not exist in this vhost: no tick fires until "
+                "it is declared")
+    return ""
 
 
 async def apply_change(settings: Settings, change: ScheduleChange, *, origin: str = "cli",

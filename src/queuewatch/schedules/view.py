@@ -93,16 +93,23 @@ class ScheduleListing:
 
 
 async def leader_running(link: BrokerLink) -> bool | None:
-    """True when a scheduler owns the leader queue now (passive declare: 'locked' or ours
-    means it exists, 'not found' means no scheduler runs); None when the broker cannot say."""
+    """True when a scheduler owns the leader queue now (it exists: no scheduler runs
+    without it); None when the broker cannot say."""
     from queuewatch.schedules.scheduler import LEADER_QUEUE
 
+    return await queue_exists(link, LEADER_QUEUE)
+
+
+async def queue_exists(link: BrokerLink, queue: str) -> bool | None:
+    """Whether ``queue`` exists in the link's vhost (passive declare: 'locked' by another
+    connection means it exists, 'not found' that it does not); None when the broker cannot
+    say."""
     try:
         channel = await link.channel(timeout=5.0)
     except LINK_OR_AMQP_ERRORS:
         return None
     try:
-        await wait_for(channel.declare_queue(LEADER_QUEUE, passive=True), 5.0)
+        await wait_for(channel.declare_queue(queue, passive=True), 5.0)
         return True
     except ChannelNotFound:
         return False

@@ -20,7 +20,7 @@ from textual.widgets import Static
 
 from queuewatch.errors import QueuewatchError
 from queuewatch.monitor.model import fmt_duration
-from queuewatch.schedules.changes import ScheduleChange
+from queuewatch.schedules.changes import WARNING, ScheduleChange
 from queuewatch.schedules.view import ScheduleListing, ScheduleView
 from queuewatch.tui.layout import Column
 from queuewatch.tui.schedules_source import SchedulesSource
@@ -230,5 +230,6 @@ class SchedulesView(TableView):
         if not ok:
             return
         done = await self.schedules.change(change)
-        self.app.notify(done, title="Schedules")
+        self.app.notify(done, title="Schedules",
+                        severity="warning" if WARNING in done else "information")
         self.action_reload()
