@@ -177,6 +177,7 @@ class QueuewatchApp(App[None]):
         age = poll_age(self.error, self.snapshot, now)
         show_staleness(self.main, self.error, self.snapshot, now, overdue)
         self.main.query_one(QueuesView).show_help(overdue if age is None else age)
+        self.main.query_one(DlqView).tick(overdue if age is None else age)
         if isinstance(self.screen, QueueDetailScreen):
             self.screen.show_staleness(overdue if age is None else age,
                                        None if self.error is None else str(self.error))

@@ -83,6 +83,10 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
         self.read_at: float | None = None
         """The depth when the list was last read, and when (None: not read yet)."""
         self.active = False
+        self.gone = False
+        """The DLQ shown is not in the latest poll: deleted (its list was cleared)."""
+        self.stale_age: float | None = None
+        """While polls fail (or one hangs): how old the depth in the title is."""
 
     def compose(self) -> ComposeResult:
         yield Static(" no DLQ selected: press p to pick one", id="dlq-title", markup=False)
@@ -134,11 +138,25 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
         self.dlqs = sorted(dlqs)
         busiest = max(self.dlqs, key=lambda n: depth.get(n) or 0) if self.dlqs else None
         if busiest is not None and not self.user_picked and (
-            self.dlq is None or (depth.get(self.dlq) == 0 and (depth.get(busiest) or 0) > 0)
+            self.dlq is None or self.dlq not in depth
+            or (depth.get(self.dlq) == 0 and (depth.get(busiest) or 0) > 0)
         ):
             self.choose(busiest, by_user=False)
         if self.dlq is None:
             return
+        if self.dlq not in depth:
+            # Deleted (not listed at all; a queue that is down is listed, depth None): its
+            # dead letters went with it, so none is offered for replay or delete.
+            if not self.gone:
+                self.gone = True
+                self.read_at = self.read_depth = self.depth = None
+                self.marked.clear()
+                self.show_letters([])
+            self._title()
+            return
+        if self.gone:  # declared again: read it afresh
+            self.gone = False
+            self.read_at = self.read_depth = None
         self.depth = depth.get(self.dlq)
         self._title()
         if self.active and self._moved() and (
@@ -157,9 +175,27 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
     def closed(self) -> None:
         self.active = False
 
+    def tick(self, stale_age: float | None) -> None:
+        """Each second: the read's age and the dead letters' ages move on even when no poll
+        succeeds; ``stale_age``: polls fail (or one hangs) and the depth is that old."""
+        self.stale_age = stale_age
+        if self.dlq is None:
+            return
+        self._title()
+        if self.active and self.letters:
+            self._render_rows()
+
     def _title(self) -> None:
+        if self.gone:
+            self.query_one("#dlq-title", Static).update(Text.assemble(
+                (" DLQ ", "bold reverse"), f" {self.dlq}  ",
+                ("no longer exists (not in the latest poll) · p picks another", "bold red")))
+            return
         shown = "?" if self.depth is None else str(self.depth)
-        t = Text.assemble((" DLQ ", "bold reverse"), f" {self.dlq}  ({shown} messages)  ")
+        t = Text.assemble((" DLQ ", "bold reverse"), f" {self.dlq}  ({shown} messages")
+        if self.stale_age is not None:
+            t.append(f", stale {fmt_duration(self.stale_age)}", style="yellow")
+        t.append(")  ")
         if self.read_at is not None:
             t.append(f"read {fmt_duration(self.clock() - self.read_at)} ago", style="dim")
             if self._moved():
@@ -170,6 +206,7 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
         """Forget the DLQ shown (another vhost was picked)."""
         self.dlq = None
         self.user_picked = False
+        self.gone = False
         self.read_at = self.read_depth = None
         self.marked.clear()
         self.show_letters([])
@@ -180,6 +217,7 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
         if dlq != self.dlq:
             self.read_at = self.read_depth = None
             self.letters = {}
+            self.gone = False
         self.dlq = dlq
         self.marked.clear()
         self._title()
@@ -207,7 +245,7 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
                 if dlq is None:
                     return
                 letters = await self.source.peek_dlq(dlq, flt, PEEK_LIMIT)
-                if not self._reload_pending and dlq == self.dlq:
+                if not self._reload_pending and dlq == self.dlq and not self.gone:
                     self.read_at, self.read_depth = self.clock(), depth
                     self.show_letters(letters)
                     self._title()
