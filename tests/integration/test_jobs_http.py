@@ -95,6 +95,10 @@ async def test_timeline_result_and_bad_input_over_http(connection, settings, vho
             assert r.json()["error"] and "Traceback" not in r.text
         r = await http.get("/events", headers={"Last-Event-ID": "yesterday"})
         assert r.status_code == 400 and "Last-Event-ID" in r.json()["error"]
+        # (a position past SQLite's integers: it was a 200 head, then a 500 and a traceback)
+        for last in ("99999999999999999999-0", f"0-{2**63}-ab12"):
+            r = await http.get("/events", params={"last_event_id": last})
+            assert r.status_code == 400 and "Last-Event-ID" in r.json()["error"], r.text
         assert (await http.get("/nothing-here")).status_code == 404
         r = await http.post("/jobs/flaky%2F1")
         assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"

@@ -48,7 +48,9 @@ def test_event_ids_name_the_event_and_parse_strictly() -> None:
     assert format_id((12, 3), "evil\nid: 9-9") == "12-3"  # never a line break in an id
     assert parse_id("12-3") == ((12, 3), None)
     assert parse_id("12-3-ab12") == ((12, 3), "ab12")
-    for bad in ("", "12", "a-b", "-1-2", "1-2-x y", "1 -2", "9" * 50 + "-1"):
+    assert parse_id(f"{2**63 - 1}-{2**63 - 1}") == ((2**63 - 1, 2**63 - 1), None)
+    for bad in ("", "12", "a-b", "-1-2", "1-2-x y", "1 -2", "9" * 50 + "-1",
+                f"{2**63}-0", f"0-{2**63}-ab12", "9" * 20 + "-0", "\u0661-2"):
         try:
             parse_id(bad)
         except ValueError:

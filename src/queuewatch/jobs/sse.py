@@ -44,6 +44,9 @@ PAGE = 1000
 #: Milliseconds a browser waits before reconnecting (the SSE ``retry`` field).
 RECONNECT_MS = 1000
 _EVENT_ID = re.compile(r"^[A-Za-z0-9_.:]{1,64}$")
+#: The largest offset or index an event id may name: SQLite's largest integer (the index
+#: keeps positions there; a larger one made the resume query raise, a 500 after the 200).
+MAX_POSITION = 2**63 - 1
 #: Entries kept in the hub's caches (encoded events, jobs' first positions) before a reset.
 CACHE_MAX = 100_000
 #: The response head of ``GET /events`` (and of ``HEAD /events``).
@@ -65,8 +68,9 @@ def parse_id(text: str) -> tuple[Position, str | None]:
     ValueError for anything else."""
     off, _, rest = text.strip().partition("-")
     idx, _, eid = rest.partition("-")
-    if (not off.isdigit() or not idx.isdigit() or len(off) > 20 or len(idx) > 20
-            or (eid and not _EVENT_ID.match(eid))):
+    if (not off.isascii() or not idx.isascii() or not off.isdigit() or not idx.isdigit()
+            or len(off) > 20 or len(idx) > 20 or (eid and not _EVENT_ID.match(eid))
+            or int(off) > MAX_POSITION or int(idx) > MAX_POSITION):
         raise ValueError(f"not an event id: {text[:50]!r} (expected <offset>-<index>-<event id>)")
     return (int(off), int(idx)), eid or None
 
