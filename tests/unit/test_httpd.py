@@ -38,6 +38,11 @@ async def test_bad_requests_get_a_4xx_and_a_crash_a_500_without_traceback() -> N
         assert body.startswith(b"HTTP/1.1 200 ")  # (the handler decides on methods)
         big = await _ask(port, b"POST /x HTTP/1.1\r\nContent-Length: 999999\r\n\r\n")
         assert big.startswith(b"HTTP/1.1 413 ")
+        # A length that is not ASCII digits ('\xb2' is '²' in Latin-1, a digit to
+        # str.isdigit()): a 400, not a 500 with a ValueError traceback in the log
+        for length in (b"\xb2", b"-1", b"abc", b"1 2"):
+            bad = await _ask(port, b"GET /x HTTP/1.1\r\nContent-Length: " + length + b"\r\n\r\n")
+            assert bad.startswith(b"HTTP/1.1 400 ") and b"Content-Length" in bad, (length, bad[:80])
         crash = await _ask(port, b"GET /boom HTTP/1.1\r\n\r\n")
         assert crash.startswith(b"HTTP/1.1 500 ") and b"secret" not in crash
     finally:

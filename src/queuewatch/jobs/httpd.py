@@ -112,7 +112,10 @@ async def _discard_body(reader: asyncio.StreamReader, headers: Mapping[str, str]
     if "transfer-encoding" in headers:
         raise HttpError(411, "no request bodies here (GET only)")
     raw = headers.get("content-length", "0")
-    if not raw.isdigit() or int(raw) > MAX_HEAD:
+    # (ASCII digits only: str.isdigit() also takes '²', which int() then refuses)
+    if not (raw.isascii() and raw.isdigit()):
+        raise HttpError(400, "malformed Content-Length")
+    if int(raw) > MAX_HEAD:
         raise HttpError(413, "no request bodies here (GET only)")
     try:
         await wait_for(reader.readexactly(int(raw)), HEAD_TIMEOUT)
