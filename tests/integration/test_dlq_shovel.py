@@ -258,12 +258,13 @@ async def test_a_plain_bulk_replay_takes_the_shovel_by_itself_where_it_fits(
     assert (await dlq.replay(DeadLetterFilter(text="job-"))).via == "messages"
     await publish_dead_letters(connection, "jobs", 1200)
     assert (await dlq.replay(via_shovel=False)).via == "messages"
-    # No management API to create a shovel with: message by message, nothing refused
+    # No management API to create a shovel with: message by message, and since whether
+    # 'jobs' drops its oldest messages past a length limit cannot be read, every one stays
     await publish_dead_letters(connection, "jobs", 1200)
     blind = replace(settings, management_url="http://127.0.0.1:9/")
     result = await DeadLetterQueue(connection, None, blind, "jobs.dlq").replay()
-    assert (result.via, result.replayed) == ("messages", 1200)
-    assert await depth(connection, "jobs") == 4810 and await depth(connection, "jobs.dlq") == 0
+    assert (result.via, result.replayed, result.count("unchecked")) == ("messages", 0, 1200)
+    assert await depth(connection, "jobs") == 3610 and await depth(connection, "jobs.dlq") == 1200
 
 
 async def test_a_second_shovel_or_a_purge_on_a_dlq_being_shovelled_is_refused(connection, mgmt, settings, vhost):

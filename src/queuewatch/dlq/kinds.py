@@ -68,6 +68,9 @@ class QueueKind:
     """The queue's length limit when RabbitMQ makes room by dropping its oldest messages
     (``x-overflow`` / policy ``overflow`` ``drop-head``, the default), e.g.
     ``x-max-length 5``; None without a limit, with ``reject-publish``, or not known."""
+    drops_head_unknown: str | None = None
+    """Why a length limit dropping the oldest messages could not be looked for (no
+    management API: the probe tells only the type); None when it was."""
 
     def refusal(self, action: Action) -> str | None:
         """Why ``action`` is refused on this queue, or None when it is allowed."""
@@ -85,6 +88,11 @@ class QueueKind:
                     "moment before), so queuewatch does not import into it. Set x-overflow / "
                     "policy overflow to reject-publish (a full queue then refuses, and the "
                     "import reports it), or import into a queue without a limit")
+        if action == "import" and self.drops_head_unknown is not None:
+            return (f"cannot tell whether {self.queue!r} drops its oldest messages past a "
+                    f"length limit ({self.drops_head_unknown}); RabbitMQ would confirm each "
+                    "imported message and then drop them, so queuewatch does not import into "
+                    "it until the management API answers")
         if self.type != "quorum" or action not in CONSUMING:
             return None
         if self.delivery_limit is not None:
@@ -206,5 +214,6 @@ async def resolve(
         qtype = await probe_type(conn, queue)
     finally:
         await close_quietly(conn)
-    return QueueKind(queue, qtype, None, why if qtype == "quorum" else None)
+    return QueueKind(queue, qtype, None, why if qtype == "quorum" else None,
+                     drops_head_unknown=why if qtype != "stream" else None)
 

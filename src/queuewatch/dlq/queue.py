@@ -357,6 +357,12 @@ class DeadLetterQueue:
                 "ones past the limit, so queuewatch does not move into it. Set x-overflow / "
                 "policy overflow to reject-publish (what does not fit then stays here, "
                 "reported), or move into a queue without a limit")
+        if target.drops_head_unknown is not None:
+            raise kinds.QueueKindRefused(
+                f"cannot tell whether {to_queue!r} drops its oldest messages past a length "
+                f"limit ({target.drops_head_unknown}); RabbitMQ would confirm each moved "
+                "message and then drop them, so queuewatch does not move into it until the "
+                "management API answers")
 
     async def delete(self, job_ids: Iterable[str]) -> list[str | None]:
         flt = DeadLetterFilter.for_jobs(job_ids)

@@ -47,6 +47,7 @@ from queuewatch.dlq.filters import DeadLetterFilter
 from queuewatch.dlq.model import DeadLetter, Route, message_id_for_copy
 from queuewatch.dlq.peek import ProgressFn, iterate, to_dead_letter
 from queuewatch.dlq.readers import ReadChannel, Readers
+from queuewatch.dlq.targets import Keep
 from queuewatch.dlq.watch import (
     CLOSE_TIMEOUT,
     STALL_TIMEOUT,
@@ -73,16 +74,19 @@ STRIP_ON_REPLAY = (
 )
 
 SkipWhy = Literal["replay-limit", "unroutable", "no-route", "publish-failed", "unpublishable",
-                  "drops-head", "stopped"]
+                  "drops-head", "unchecked", "stopped"]
 """``unpublishable``: the AMQP library cannot send it (a route name or a header value it
 cannot encode; the detail says which); nothing was sent and the replay went on.
 ``drops-head``: its route reaches a queue whose length limit drops the oldest messages
 (:mod:`queuewatch.dlq.targets`): the republish would be confirmed, then dropped.
+``unchecked``: whether its route reaches such a queue could not be told (the management API
+could not be read): kept rather than risk it.
 ``stopped``: republished (or about to be) when the replay stopped early, without a
 confirm: it stays in the DLQ and may also have arrived (counted in ``in_doubt``)."""
 #: The reasons a dead letter is kept, in report order (``stopped`` is counted as in doubt).
 KEPT_REASONS: tuple[SkipWhy, ...] = (
-    "replay-limit", "unroutable", "no-route", "publish-failed", "unpublishable", "drops-head")
+    "replay-limit", "unroutable", "no-route", "publish-failed", "unpublishable", "drops-head",
+    "unchecked")
 
 
 @dataclass(frozen=True)
@@ -240,10 +244,11 @@ class ReplayOptions:
     quorum: bool = False
     """The DLQ is a quorum queue: move to a new consumer only once the current one is
     starved, to keep DLQ order (see :mod:`queuewatch.dlq.readers`)."""
-    drops: Callable[[Route], Awaitable[str | None]] | None = None
-    """Why a republish on a route would be confirmed and then dropped (a queue it reaches
-    drops its head past a length limit: :class:`queuewatch.dlq.targets.DropsHead`), or
-    None: such dead letters are kept (``drops-head``). Not asked for a move (``to``)."""
+    drops: Callable[[Route], Awaitable[Keep | None]] | None = None
+    """Why a republish on a route must not be sent, as (reason, detail): a queue it reaches
+    drops its head past a length limit (``drops-head``), or that could not be told
+    (``unchecked``): :class:`queuewatch.dlq.targets.DropsHead`. Such dead letters are kept.
+    Not asked for a move (``to``)."""
     leave_head: int = 0
     """Leave this many dead letters at the head in the DLQ, not replayed (looked at, not
     selected): those a shovel gave back in doubt (:func:`queuewatch.dlq.shovel.given_back`)."""
@@ -270,7 +275,7 @@ async def dry_run(
                 if why is not None:
                     skip = Skipped(dl.job_id, dl.position, "unroutable", why)
                 elif (drop := await _drops(opts, route)) is not None:
-                    skip = Skipped(dl.job_id, dl.position, "drops-head", drop)
+                    skip = Skipped(dl.job_id, dl.position, *drop)
             if skip is None:
                 would += 1
             else:
@@ -279,8 +284,8 @@ async def dry_run(
                         time.monotonic() - start)
 
 
-async def _drops(opts: ReplayOptions, route: Route) -> str | None:
-    """Why a republish on ``route`` would be dropped after its confirm (see ``drops``)."""
+async def _drops(opts: ReplayOptions, route: Route) -> Keep | None:
+    """Why a republish on ``route`` must not be sent (see ``drops``)."""
     if opts.drops is None or opts.to is not None:
         return None
     return await opts.drops(route)
@@ -359,7 +364,7 @@ class _Replayer:
                                    f"exchange {route.exchange!r} does not exist"))
             return
         if (drop := await _drops(self.opts, route)) is not None:
-            self.hold(rc, tag, Skipped(dl.job_id, dl.position, "drops-head", drop))
+            self.hold(rc, tag, Skipped(dl.job_id, dl.position, *drop))
             return
         try:
             props = (replay_properties(message.header.properties, dl, self.opts.user)

@@ -10,8 +10,11 @@ drops its head; the replay keeps those dead letters and reports them (``drops-he
 A route is followed as RabbitMQ would: the default exchange to the queue named by the
 routing key; a named exchange to the queues bound to it (fanout and headers: all of them;
 direct: the binding key equal to the routing key; topic: the pattern matching it), through
-exchange-to-exchange bindings too. Needs the management API (queue arguments and policies);
-without it nothing is known and nothing is kept for this reason.
+exchange-to-exchange bindings too. Needs the management API (queue arguments and policies):
+when it cannot be read (not there, down, cut, no right to read it), a dead letter whose route
+is not known yet is kept too (``unchecked``): its queue may drop it (measured before: 1,200
+dead letters replayed into a ``drop-head`` queue while the API was cut, "replayed 1200",
+700 gone). The API is asked again after :data:`RETRY_AFTER`, so a blip keeps only a few.
 
 The shovel cannot keep single dead letters, so it is not taken into such a queue, nor into
 a ``reject-publish`` one without room for the whole DLQ (:func:`dest_refusal`); what a
@@ -20,9 +23,10 @@ full queue still refuses under a shovel is found after it (:func:`nacked_back`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, Literal
 
 from queuewatch.broker.management import ManagementClient
 from queuewatch.broker.wire import Connection
@@ -35,6 +39,12 @@ from queuewatch.errors import QueuewatchError
 
 #: Exchange-to-exchange hops followed at most.
 MAX_HOPS = 4
+#: After the management API failed, how long routes not yet known are kept unchecked
+#: without asking it again (each try could wait for its timeout).
+RETRY_AFTER = 5.0
+
+#: Why a republish on a route must not be sent: (reason, detail) as the replay reports it.
+Keep = tuple[Literal["drops-head", "unchecked"], str]
 
 
 def queues_reached(route: Route, bindings: Sequence[Mapping[str, Any]],
@@ -72,30 +82,34 @@ def queues_reached(route: Route, bindings: Sequence[Mapping[str, Any]],
 
 
 class DropsHead:
-    """``await check(route)``: why a republish on ``route`` would be confirmed and then
-    dropped (a queue it reaches drops its head past a length limit), or None. Looked up
-    once per route; None when the management API cannot tell."""
+    """``await check(route)``: why a republish on ``route`` must not be sent, or None:
+    ``drops-head`` (a queue it reaches drops its head past a length limit: it would be
+    confirmed, then dropped) or ``unchecked`` (the management API could not be read, so
+    that is not known). Looked up once per route."""
 
     def __init__(self, management: Callable[[], AbstractAsyncContextManager[ManagementClient]],
                  vhost: str) -> None:
         self._management = management
         self._vhost = vhost
         self._known: dict[Route, str | None] = {}
-        self._unavailable = False
+        self._failed: tuple[float, str] | None = None
         self._bindings: tuple[list[dict[str, Any]], dict[str, str]] | None = None
 
-    async def __call__(self, route: Route) -> str | None:
-        if self._unavailable:
-            return None
+    async def __call__(self, route: Route) -> Keep | None:
         if route not in self._known:
+            if self._failed is not None and time.monotonic() - self._failed[0] < RETRY_AFTER:
+                return "unchecked", self._failed[1]
             try:
                 self._known[route] = await self._look(route)
-            except QueuewatchError:
-                # Cannot tell (no management API, no right to read it): as without one,
-                # and not asked again (each try could wait for its timeout).
-                self._unavailable = True
-                return None
-        return self._known[route]
+            except QueuewatchError as exc:
+                why = (f"cannot tell whether route {route.describe()} reaches a queue that drops its "
+                       f"oldest messages past a length limit (management API: {exc}); kept: "
+                       "replay it again once the management API answers")
+                self._failed = (time.monotonic(), why)
+                return "unchecked", why
+            self._failed = None
+        drop = self._known[route]
+        return None if drop is None else ("drops-head", drop)
 
     async def _look(self, route: Route) -> str | None:
         async with self._management() as mgmt:
