@@ -328,9 +328,10 @@ async def test_queuewatch_serve_runs_answers_and_stops_on_sigterm(connection, se
         match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
         assert match, (line, proc.stderr.read() if proc.poll() is not None else "")
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{match.group(1)}", timeout=30) as http:
-            assert (await http.get("/healthz")).json() == {"status": "ok"}
+            # (it listens before it has read the job events: a request waits for that read)
             r = await http.get("/jobs/never-published")
             assert r.status_code == 404 and r.json()["state"] == "unknown"
+            assert (await http.get("/healthz")).json() == {"status": "ok"}
     finally:
         proc.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(proc.wait, 30)

@@ -102,10 +102,12 @@ class Jobs:
         self.tail.listeners.append(self._wake_waiters)
 
     async def start(self, timeout: float = 60.0) -> None:
-        """Connect, then read the stream up to now (the first time: all of it)."""
+        """Connect, then read the stream up to now (the first time: all of it). May be
+        called again after it failed (see :mod:`.startup`): the stream is subscribed once."""
         if self._own_link:
             await self.link.open(timeout)
-        await self.tail.start()
+        if self.tail.subscription is None:
+            await self.tail.start()
         await self._sync(timeout)
 
     async def close(self) -> None:
