@@ -14,6 +14,7 @@ them back where they came from without guessing.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -93,6 +94,48 @@ MAX_TRACEBACK_CHARS = 8_000
 def new_job_id() -> str:
     """A fresh job id (uuid4 hex: 32 characters, no dashes)."""
     return uuid.uuid4().hex
+
+
+#: Longest ``message_id`` (an AMQP short string), in bytes of UTF-8.
+MAX_MESSAGE_ID_BYTES = 255
+#: Bodies larger than this are not parsed for a job id (Dramatiq messages are small).
+MAX_ID_BODY = 1024 * 1024
+
+
+def job_id_of(message_id: str | None, headers: Mapping[str, Any] | None,
+              body: bytes) -> str | None:
+    """The job id of a message: its ``message_id``; else Celery's ``id`` header; else the id
+    in a Dramatiq or Celery protocol 1 JSON body (:func:`body_job_id`); None without any.
+
+    Foreign clients (plain pika, Celery, Dramatiq) publish without a ``message_id``; the
+    worker, the DLQ and the console all find a job by this one id."""
+    if message_id:
+        return message_id
+    celery = (headers or {}).get("id")
+    return (str(_text(celery)) if celery is not None else "") or body_job_id(body)
+
+
+def body_job_id(body: bytes) -> str | None:
+    """The job id a foreign message carries in its JSON body: Dramatiq's ``message_id``
+    (with ``actor_name``), Celery protocol 1's ``id`` (with ``task``); else None."""
+    if len(body) > MAX_ID_BODY or body[:1] != b"{":
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    if "actor_name" in data and isinstance(data.get("message_id"), str):
+        return str(data["message_id"])
+    if "task" in data and isinstance(data.get("id"), str):
+        return str(data["id"])
+    return None
+
+
+def fits_message_id(value: str) -> bool:
+    """Whether ``value`` can be a ``message_id`` (at most 255 bytes of UTF-8)."""
+    return len(value.encode("utf-8", "surrogatepass")) <= MAX_MESSAGE_ID_BYTES
 
 
 def now_ms() -> int:

@@ -160,7 +160,11 @@ class Processor(Settling):
         # header, a shovel cannot (it moves messages as they are), so its exchange says so.
         shovelled = envelope.is_shovel_replay(message.exchange)
         attempt = 1 if shovelled else envelope.attempt_of(headers)
-        job_id = message.message_id or f"delivery-{message.delivery_tag}"
+        # A foreign message without a message_id: its Celery or Dramatiq id, else a fresh
+        # one that its retry and dead-letter copies carry as their message_id (a delivery
+        # tag starts at 1 again on every channel: it names no job).
+        job_id = (envelope.job_id_of(message.message_id, headers, message.body)
+                  or envelope.new_job_id())
         try:
             payload = decode_body(message.body, message.content_type, self.max_payload_bytes)
         except MalformedPayload as exc:

@@ -18,6 +18,7 @@ import asyncio
 from queuewatch.broker.delivery import Delivery
 from queuewatch.broker.errors import ANY_BROKER_ERROR
 from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties, PublishResult
+from queuewatch.envelope import fits_message_id
 from queuewatch.worker.acks import Acks
 from queuewatch.worker.outcomes import Copy
 
@@ -36,22 +37,26 @@ def channel_gone(message: Delivery) -> bool:
         return True
 
 
-def copy_properties(message: Delivery, copy: Copy) -> Properties:
+def copy_properties(message: Delivery, copy: Copy, job_id: str) -> Properties:
+    """The original's properties; a message published without a ``message_id`` gets its
+    job id as one, so that the next attempt and the dead letter have the same id (a job id
+    too long for the property is found again from the headers or body it came from)."""
+    message_id = message.message_id or (job_id if fits_message_id(job_id) else None)
     return Properties(
         content_type=message.content_type, content_encoding=message.content_encoding,
-        delivery_mode=2, priority=message.priority, message_id=message.message_id,
+        delivery_mode=2, priority=message.priority, message_id=message_id,
         correlation_id=message.correlation_id, timestamp=message.timestamp,
         message_type=message.type, app_id=message.app_id, headers=copy.headers,
     )
 
 
 async def publish_copy(publisher: ConfirmedPublisher | None, message: Delivery,
-                       copy: Copy) -> PublishResult:
+                       copy: Copy, job_id: str) -> PublishResult:
     if publisher is None:
         return PublishResult(Outcome.LINK_LOST, "the worker is not connected")
     return await publisher.publish(
         message.body, exchange=copy.exchange, routing_key=copy.routing_key,
-        properties=copy_properties(message, copy), link_timeout=PUBLISH_LINK_WAIT,
+        properties=copy_properties(message, copy, job_id), link_timeout=PUBLISH_LINK_WAIT,
     )
 
 

@@ -100,7 +100,7 @@ class Settling:
         copy = outcomes.retry_copy(message, job.queue, job.attempt, delay, self.delay_levels, failure)
         events = ([self.journal.failed(job, failure, time.monotonic() - started),
                    self.journal.retry(job, delay)] if self.journal is not None else [])
-        moved = await self._publish_then_ack(message, copy, events)
+        moved = await self._publish_then_ack(message, job, copy, events)
         if moved:
             self.counts.retried += 1
         self.observer.on_job_end(job, RETRIED if moved else REQUEUED, time.monotonic() - started, exc)
@@ -133,7 +133,7 @@ class Settling:
             return
         copy = outcomes.dead_letter_copy(message, job.queue, job.attempt, reason, failure,
                                          self.worker_id)
-        moved = await self._publish_then_ack(message, copy, events)
+        moved = await self._publish_then_ack(message, job, copy, events)
         if moved:
             self.counts.dead_lettered += 1
             await self._release(message)
@@ -142,7 +142,7 @@ class Settling:
         duration = time.monotonic() - started if started else 0.0
         self.observer.on_job_end(job, DEAD_LETTERED if moved else REQUEUED, duration, exc)
 
-    async def _publish_then_ack(self, message: Delivery, copy: outcomes.Copy,
+    async def _publish_then_ack(self, message: Delivery, job: Job, copy: outcomes.Copy,
                                 events: Sequence[str] = ()) -> bool:
         """Publish ``copy`` with a confirm, record ``events``, then ack ``message``; requeue
         it if the copy cannot be confirmed."""
@@ -151,9 +151,9 @@ class Settling:
             # the job and this attempt runs again. A copy now would make two of it.
             log.warning("job %s: not publishing its %s copy: the channel it came on was closed "
                         "while it ran, so the broker redelivers it and the attempt runs again",
-                        message.message_id, copy.routing_key)
+                        job.job_id, copy.routing_key)
             return False
-        result = await publish_copy(self.publisher, message, copy)
+        result = await publish_copy(self.publisher, message, copy, job.job_id)
         if result.ok:
             if events and self.journal is not None:
                 await self.journal.record(*events)
@@ -162,6 +162,6 @@ class Settling:
         if result.outcome is Outcome.NACKED:
             self.observer.on_publish_nack(copy.routing_key)
         log.warning("could not publish job %s to %s (%s: %s); requeueing the original",
-                    message.message_id, copy.routing_key, result.outcome.value, result.detail)
+                    job.job_id, copy.routing_key, result.outcome.value, result.detail)
         await requeue_later(message, self.acks)
         return False
