@@ -74,6 +74,10 @@ def classify_close(exc: BaseException | None) -> tuple[Cause, str]:
     return "channel_closed", text
 
 
+#: The reason of a consumer whose link is down (the link reconnects, then restores it).
+NO_LINK = "no connection to RabbitMQ"
+
+
 class _Superseded(Exception):
     """A subscription was lost again before it was made (see ``_subscribe_once``)."""
 
@@ -130,11 +134,12 @@ class Subscription:
             self.on_change(self)
 
     def link_down(self) -> None:
-        """Called by the link when the connection is gone (the channel went with it)."""
+        """Called by the link when the connection is gone (the channel went with it), and
+        while it cannot connect (from start-up on: not "starting" then, but why)."""
         self._generation += 1
         self.channel = None
         if not self._stopped:
-            self._set(False, "link_down", "no connection to RabbitMQ")
+            self._set(False, "link_down", NO_LINK)
 
     def restart_soon(self) -> None:
         """(Re)subscribe in the background until it works, the link drops, or stop()."""
@@ -152,11 +157,12 @@ class Subscription:
 
     # -- subscribing -------------------------------------------------------------------
     async def _resubscribe(self) -> None:
-        first = True
+        pause = False
         while not self._stopped and self.link.alive:
-            if not first:
+            if pause:
                 await asyncio.sleep(self._backoff.next_delay())
-            first = False
+            pause = True
+            connects = self.link.connects
             try:
                 await self._subscribe_once()
             except _Superseded:
@@ -166,6 +172,15 @@ class Subscription:
                 self._set(False, cause, f"queue {self.queue!r}: {reason}")
                 continue
             except LINK_OR_AMQP_ERRORS as exc:
+                if not self.link.alive or self.link.connects != connects:
+                    # The link was lost under this attempt: that is why it failed, not the
+                    # channel. Said as link_down (the link's own news may have come first,
+                    # and must not be overwritten); once the link is back, the next try is
+                    # at once (while it is down, the link restarts this after its reconnect).
+                    if not self.link.alive:
+                        self._set(False, "link_down", NO_LINK)
+                    pause = False
+                    continue
                 self._set(False, "channel_closed", f"subscribing to {self.queue!r} failed: {exc}")
                 continue
             self._backoff.reset()

@@ -156,6 +156,8 @@ class BrokerLink:
         self.subscriptions.append(sub)
         if self.alive and self.connection is not None:
             sub.restart_soon()
+        elif self.last_error is not None:
+            sub.link_down()  # made while the link cannot connect: say so, not "starting"
         return sub
 
     # -- running ----------------------------------------------------------------------
@@ -248,6 +250,7 @@ class BrokerLink:
             first = False
             conn = await self._connect_round()
             if conn is None:
+                self._consumers_down()  # (from start-up on too: why they do not consume)
                 continue
             self._backoff.reset()
             try:
@@ -256,14 +259,18 @@ class BrokerLink:
             except LINK_OR_AMQP_ERRORS as exc:
                 log.warning("link %s: setting up after connect failed: %s", self.name, exc)
                 await self._drop()
+                self._consumers_down()
                 continue
             self.up.set()
             for sub in self.subscriptions:
                 sub.restart_soon()
             await self._watch(conn)
-            for sub in self.subscriptions:
-                sub.link_down()
+            self._consumers_down()
             await self._drop()
+
+    def _consumers_down(self) -> None:
+        for sub in self.subscriptions:
+            sub.link_down()
 
     async def _connect_round(self) -> AbstractConnection | None:
         """Try every address once, starting with the last good one."""

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 
 from queuewatch import stopsignal
 from queuewatch.aio import end_task
-from queuewatch.broker.consumer import Subscription
+from queuewatch.broker.consumer import NO_LINK, Subscription
 from queuewatch.broker.delivery import Delivery
 from queuewatch.broker.errors import ANY_BROKER_ERROR
 from queuewatch.broker.link import BrokerLink
@@ -215,11 +215,15 @@ class Worker:
     def consumer_status(self) -> tuple[ConsumerStatus, ...]:
         """Per job queue: whether its consumer is live, since when it is not, and why."""
         out = []
+        # Before the subscriptions are made (the start waits, bounded, for the cancelled
+        # jobs and the paused queues): starting, or why not when the link cannot connect.
+        down = not self.link.alive and self.link.last_error is not None
         for name in self.routes:
             sub = self.subscriptions.get(name)
             if sub is None:
-                out.append(ConsumerStatus(name, False, self.heartbeat.started_at, "starting",
-                                          "not subscribed yet"))
+                out.append(ConsumerStatus(name, False, self.heartbeat.started_at,
+                                          "link_down" if down else "starting",
+                                          NO_LINK if down else "not subscribed yet"))
                 continue
             out.append(sub.state)
         return tuple(out)
