@@ -4,17 +4,26 @@ The same address list, reconnect policy and outcome classification as the asynci
 :class:`~queuewatch.broker.link.BrokerLink` and
 :class:`~queuewatch.broker.publish.ConfirmedPublisher`; every publish waits for its confirm
 (that is what a blocking client can do). Not thread-safe: one link per thread.
+
+Every wait has the caller's deadline, also on a silent network (a black hole: the connection
+stays open and nothing comes back), where pika by itself waits for its heartbeat check (up
+to ``2 * (heartbeat + 5)`` s, for ever with heartbeats off) and then for its AMQP handshake
+timeout (15 s) per connect attempt: a connect attempt is given the time left, and a call on
+an open connection (a channel open, a confirm, a declare) that has no answer by the deadline
+drops the connection (:class:`NoAnswer`, one of the link errors).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import pika
 import pika.exceptions
+from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from queuewatch.broker.policy import policy_for
 from queuewatch.broker.publish import Outcome, PublishResult, classify_pika_error
@@ -26,8 +35,24 @@ log = logging.getLogger(__name__)
 
 #: pika closes a connection that stays blocked longer than this (seconds).
 BLOCKED_CONNECTION_TIMEOUT = 300.0
+#: The least any one wait on the broker (a connect attempt, a confirm, a reply) is given, even
+#: when the caller's deadline is (nearly) spent: a broker that is up answers in milliseconds,
+#: and a deadline spent elsewhere must not cut a healthy link (seconds).
+MIN_WAIT = 2.0
+#: While the broker blocks publishing (a resource alarm holds confirms back), a wait past
+#: its deadline is looked at again this often; pika's ``BLOCKED_CONNECTION_TIMEOUT`` ends it.
+BLOCKED_RECHECK = 1.0
+
+
+class NoAnswer(pika.exceptions.AMQPConnectionError):  # type: ignore[misc]  # pika is untyped
+    """The broker did not answer by the caller's deadline: the link is taken as dead (a
+    silent network) and its connection dropped."""
+
+
+#: "The link broke" for pika: also its connect workflow's own errors (a handshake that
+#: timed out, ``AMQPConnectorStackTimeout``, is not an ``AMQPConnectionError``).
 _LINK_ERRORS = (
-    pika.exceptions.AMQPConnectionError, pika.exceptions.ChannelClosed,
+    pika.exceptions.AMQPConnectionError, AMQPConnectorException, pika.exceptions.ChannelClosed,
     pika.exceptions.ChannelWrongStateError, pika.exceptions.StreamLostError, OSError,
 )
 _PUBLISH_ERRORS = (pika.exceptions.UnroutableError, pika.exceptions.NackError, *_LINK_ERRORS)
@@ -49,6 +74,7 @@ class BlockingLink:
         self.blocked = False
         """True while the broker blocks publishing (memory or disk alarm)."""
         self.reconnects = 0
+        self._held_back: Callable[[], bool] = lambda: False
         self.attempts: list[float] = []
         """Monotonic time of every connect attempt."""
 
@@ -66,7 +92,9 @@ class BlockingLink:
         conn, self._conn, self._channel = self._conn, None, None
         if conn is not None and conn.is_open:
             try:
-                conn.close()
+                # (not held by a block: a blocked connection's Close is not read either)
+                with _answer_by(conn, time.monotonic() + MIN_WAIT, lambda: False):
+                    conn.close()
             except _LINK_ERRORS:
                 log.debug("connection already gone while closing")
 
@@ -75,15 +103,17 @@ class BlockingLink:
         content_type: str, message_id: str, timestamp: int, headers: Mapping[str, Any],
         priority: int | None = None,
     ) -> PublishResult:
-        """One persistent, mandatory publish and its confirm, as one outcome. Connecting
-        waits until ``deadline`` (monotonic) at most."""
+        """One persistent, mandatory publish and its confirm, as one outcome, by ``deadline``
+        (monotonic; the confirm is given :data:`MIN_WAIT` at least): no confirm by then is
+        ``link_lost`` (the message may have arrived) and the connection is dropped."""
         props = pika.BasicProperties(
             content_type=content_type, delivery_mode=2, priority=priority,
             message_id=message_id, timestamp=timestamp, headers=dict(headers),
         )
         try:
             channel = self._ensure(deadline)
-            channel.basic_publish(exchange, routing_key, body, props, mandatory=True)
+            with self._answer_by(self._conn, deadline):
+                channel.basic_publish(exchange, routing_key, body, props, mandatory=True)
         except BrokerUnavailable as exc:
             return PublishResult(Outcome.LINK_LOST, str(exc))
         except (*_PUBLISH_ERRORS, pika.exceptions.ChannelClosedByBroker) as exc:
@@ -98,7 +128,9 @@ class BlockingLink:
         """Declare a durable queue (idempotent); False when the broker refused it (declared
         before with other arguments) or the link broke."""
         try:
-            self._ensure(deadline).queue_declare(name, durable=True, arguments=dict(arguments))
+            channel = self._ensure(deadline)
+            with self._answer_by(self._conn, deadline):
+                channel.queue_declare(name, durable=True, arguments=dict(arguments))
         except BrokerUnavailable:
             return False
         except (*_LINK_ERRORS, pika.exceptions.ChannelClosedByBroker) as exc:
@@ -112,10 +144,11 @@ class BlockingLink:
         ``basic.get`` then a requeue); None when it is empty or cannot be read."""
         try:
             channel = self._ensure(deadline)
-            method, _props, body = channel.basic_get(name, auto_ack=False)
-            if method is None:
-                return None
-            channel.basic_nack(method.delivery_tag, requeue=True)
+            with self._answer_by(self._conn, deadline):
+                method, _props, body = channel.basic_get(name, auto_ack=False)
+                if method is None:
+                    return None
+                channel.basic_nack(method.delivery_tag, requeue=True)
             return bytes(body)
         except (BrokerUnavailable, *_LINK_ERRORS, pika.exceptions.ChannelClosedByBroker):
             self._channel = None
@@ -124,13 +157,16 @@ class BlockingLink:
     def purge(self, name: str, deadline: float) -> None:
         """Empty queue ``name`` (a missing queue, or a broken link, is not an error here)."""
         try:
-            self._ensure(deadline).queue_purge(name)
+            channel = self._ensure(deadline)
+            with self._answer_by(self._conn, deadline):
+                channel.queue_purge(name)
         except (BrokerUnavailable, *_LINK_ERRORS, pika.exceptions.ChannelClosedByBroker):
             self._channel = None
 
     def _ensure(self, deadline: float) -> Any:
         """A confirm channel, connecting along the addresses (the last good one first),
-        backing off after a full round, until ``deadline``."""
+        backing off after a full round, until ``deadline`` (each attempt is given the time
+        left, :data:`MIN_WAIT` at least)."""
         addresses = self.settings.amqp_addresses
         while self._channel is None or not self._channel.is_open:
             index = self._next_address % len(addresses)
@@ -140,11 +176,13 @@ class BlockingLink:
                     if self._conn is not None:
                         self.reconnects += 1
                     self.attempts.append(time.monotonic())
-                    self._conn = pika.BlockingConnection(self._parameters(address))
+                    self._conn = pika.BlockingConnection(self._parameters(address, deadline))
                     self._conn.add_on_connection_blocked_callback(lambda *_: self._set_blocked(True))
                     self._conn.add_on_connection_unblocked_callback(lambda *_: self._set_blocked(False))
-                channel = self._conn.channel()
-                channel.confirm_delivery()
+                    self._held_back = _blocked_now(self._conn)
+                with self._answer_by(self._conn, deadline):
+                    channel = self._conn.channel()
+                    channel.confirm_delivery()
                 self._channel = channel
                 self._backoff.reset()
             except pika.exceptions.ProbableAuthenticationError as exc:
@@ -162,11 +200,19 @@ class BlockingLink:
                     time.sleep(min(self._backoff.next_delay(), max(deadline - time.monotonic(), 0)))
         return self._channel
 
-    def _parameters(self, address: str) -> pika.URLParameters:
+    def _answer_by(self, conn: Any, deadline: float) -> Any:
+        """Bound the blocking calls made on ``conn`` inside the ``with``: see :func:`_answer_by`."""
+        return _answer_by(conn, deadline, self._held_back)
+
+    def _parameters(self, address: str, deadline: float | None = None) -> pika.URLParameters:
         params = pika.URLParameters(self.settings.amqp_url_for(address=address))
         params.client_properties = {"connection_name": self.name}
         params.blocked_connection_timeout = BLOCKED_CONNECTION_TIMEOUT
         params.heartbeat = self.settings.heartbeat
+        if deadline is not None:  # TCP connect, TLS and the AMQP handshake, within the time left
+            wait = max(deadline - time.monotonic(), MIN_WAIT)
+            params.stack_timeout = wait
+            params.socket_timeout = min(params.socket_timeout or wait, wait)
         if params.ssl_options is not None:  # amqps: our CA and client certificate, verified
             context = client_context(self.settings) or params.ssl_options.context
             params.ssl_options = pika.SSLOptions(context, server_hostname=params.host)
@@ -176,3 +222,43 @@ class BlockingLink:
         self.blocked = blocked
         if self.on_blocked is not None:
             self.on_blocked(blocked)
+
+
+def _blocked_now(conn: Any) -> Callable[[], bool]:
+    """Whether the broker blocks ``conn`` right now, as pika's connection under it hears it:
+    the BlockingConnection's own blocked callbacks (``BlockingLink.blocked``) run only
+    between calls, not during the confirm wait a block holds back."""
+    state = [False]
+    impl = conn._impl
+    impl.add_on_connection_blocked_callback(lambda *_: state.__setitem__(0, True))
+    impl.add_on_connection_unblocked_callback(lambda *_: state.__setitem__(0, False))
+    return lambda: state[0]
+
+
+@contextmanager
+def _answer_by(conn: Any, deadline: float, blocked: Callable[[], bool]) -> Iterator[None]:
+    """A blocking pika call inside the ``with`` that has no answer by ``deadline``
+    (:data:`MIN_WAIT` from now at least) raises :class:`NoAnswer`: the connection is
+    dropped, as pika's own heartbeat check drops a silent one (pika ends a blocking wait only
+    when its connection closes). While ``blocked()`` the wait goes on (a resource alarm)."""
+    if conn is None or not conn.is_open:
+        yield  # the call fails at once on its own
+        return
+    impl = conn._impl  # the SelectConnection under the BlockingConnection, whose loop the call runs
+    wait = max(deadline - time.monotonic(), MIN_WAIT)
+    timer: Any = None
+
+    def expire() -> None:
+        nonlocal timer
+        if blocked():
+            timer = impl.ioloop.call_later(BLOCKED_RECHECK, expire)
+            return
+        timer = None
+        impl._terminate_stream(NoAnswer(f"no answer from RabbitMQ within {wait:.3g}s"))
+
+    timer = impl.ioloop.call_later(wait, expire)
+    try:
+        yield
+    finally:
+        if timer is not None:
+            impl.ioloop.remove_timeout(timer)

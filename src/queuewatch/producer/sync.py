@@ -232,13 +232,18 @@ class Producer:
         return ""
 
     def _publish(self, out: Outgoing, queue: str, wait: bool, timeout: float | None) -> Published:
+        """Publish until confirmed, re-sending after a lost link (at-least-once); without a
+        confirm within ``reconnect_timeout`` of the first try (a silent link included),
+        :class:`BrokerUnavailable` (with the outbox: spooled after ``OUTBOX_CONNECT_WAIT``)."""
         wait_deadline = time.monotonic() + (DEFAULT_WAIT_TIMEOUT if timeout is None else timeout)
+        patience = self.reconnect_timeout if self.outbox is None else OUTBOX_CONNECT_WAIT
         link_deadline: float | None = None
-        first_try = self.reconnect_timeout if self.outbox is None else OUTBOX_CONNECT_WAIT
         while True:
+            if link_deadline is None:
+                link_deadline = time.monotonic() + patience
             result = self.link.publish(
                 out.body, exchange=out.exchange, routing_key=out.routing_key,
-                deadline=link_deadline or time.monotonic() + first_try,
+                deadline=link_deadline,
                 content_type=out.content_type, message_id=out.message_id,
                 timestamp=out.timestamp, headers=out.headers, priority=out.priority,
             )
@@ -250,6 +255,7 @@ class Producer:
                     self.observer.on_publish_nack(queue)
                     if wait and time.monotonic() < wait_deadline:
                         time.sleep(BACKPRESSURE_RETRY_INTERVAL)
+                        link_deadline = None  # the link answered: a new try has all its time
                         continue
                     raise BackPressure(queue, cap_of(self.topology, queue))
                 case Outcome.REFUSED:
@@ -260,8 +266,8 @@ class Producer:
                     raise QueueDown(queue, result.detail)
             if self.outbox is not None:  # unreachable: into the outbox (same id, at-least-once)
                 return self._spool(out, wait, timeout)
-            now = time.monotonic()
-            link_deadline = link_deadline or now + self.reconnect_timeout
-            if now >= link_deadline:
-                raise BrokerUnavailable(f"publish to {queue!r} not confirmed: {result.detail}")
+            if time.monotonic() >= link_deadline:
+                raise BrokerUnavailable(
+                    f"publish to {queue!r} not confirmed within {patience:g}s (it may or may "
+                    f"not have arrived): {result.detail}")
             log.warning("publish of %s interrupted (%s); re-sending", out.message_id, result.detail)
