@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pika
+import pika.exceptions
 import psutil
 import pytest
 
@@ -72,7 +73,14 @@ def test_node_config_kill9_restart_and_close(tmp_path):
         # When it starts again: same name, ports and data
         node.restart()
         conn = pika.BlockingConnection(pika.URLParameters(node.amqp_url))
-        assert conn.channel().queue_declare("kept", passive=True).method.message_count == 1
+        try:
+            kept = conn.channel().queue_declare("kept", passive=True).method.message_count
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            # (seen once in CI, not reproduced in 18 kill -9/restart cycles idle and under load:
+            # say what the restarted node holds and logged)
+            raise AssertionError(f"{exc}; queues: {node.ctl('list_queues', 'name', 'messages')}"
+                                 f"\n{node.tail(40)}") from exc
+        assert kept == 1
         conn.close()
         pgid = node.pid
         assert pgid is not None
