@@ -21,7 +21,7 @@ import pytest
 from queuewatch.broker.connect import connect
 from queuewatch.config import Settings, load_settings
 from queuewatch.errors import BrokerUnavailable
-from queuewatch.producer import AsyncProducer, Producer
+from queuewatch.producer import Producer
 from queuewatch.topology import QueueSpec, Topology
 from tests.helpers import Ledger, declare, depth, drain
 from tests.nodes import Node
@@ -274,34 +274,3 @@ async def test_a_publish_held_by_a_memory_alarm_waits_past_its_deadline(throwawa
     got = [m.message_id for m in await drain(conn, "jobs", 5, timeout=3)]
     await conn.close()
     assert sorted(got) == ["before", "held"], got
-
-
-@pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "the async producer's confirm waits 30 s (CONFIRM_TIMEOUT) whatever reconnect_timeout says; "
-    "then ConfirmedPublisher.queue_down opens a channel (broker/link.py BrokerLink.channel) while "
-    "aiormq's heartbeat check drops the silent connection, and aiormq's CancelledError escapes "
-    "publish() (measured: CancelledError after ~35 s with reconnect_timeout=5, heartbeat=10)"))
-async def test_async_producer_in_a_long_black_hole_raises_broker_unavailable(settings, connection):  # type: ignore[no-untyped-def]
-    from queuewatch.broker.publish import CONFIRM_TIMEOUT
-
-    topo = await jobs_queue(connection, settings)
-    with TcpProxy(("127.0.0.1", port(settings))) as proxy:
-        async with AsyncProducer(via(settings, proxy), topo,
-                                 reconnect_timeout=RECONNECT_TIMEOUT) as producer:
-            await producer.publish("jobs", {"n": 0})
-            # Given the network goes silent between two publishes
-            proxy.blackhole()
-            t0 = time.monotonic()
-            # When it publishes
-            try:
-                await asyncio.wait_for(producer.publish("jobs", {"n": 1}), 90)
-                ended: BaseException | None = None
-            except BaseException as exc:  # CancelledError too: the test says which
-                ended = exc
-            took = time.monotonic() - t0
-            proxy.restore()
-    print(f"async producer ended after {took:.1f}s: {ended!r}")
-    # Then BrokerUnavailable (never a raw aio-pika/aiormq error), after a confirm wait at most
-    assert isinstance(ended, BrokerUnavailable), repr(ended)
-    assert took <= CONFIRM_TIMEOUT + RECONNECT_TIMEOUT + SLACK, took

@@ -26,7 +26,13 @@ import pika.exceptions
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
 
 from queuewatch.broker.policy import policy_for
-from queuewatch.broker.publish import Outcome, PublishResult, classify_pika_error
+from queuewatch.broker.publish import (
+    BLOCKED_RECHECK,
+    MIN_CONFIRM_WAIT,
+    Outcome,
+    PublishResult,
+    classify_pika_error,
+)
 from queuewatch.broker.tls import client_context
 from queuewatch.config import Settings, mask_url
 from queuewatch.errors import AuthenticationFailed, BrokerUnavailable
@@ -38,10 +44,7 @@ BLOCKED_CONNECTION_TIMEOUT = 300.0
 #: The least any one wait on the broker (a connect attempt, a confirm, a reply) is given, even
 #: when the caller's deadline is (nearly) spent: a broker that is up answers in milliseconds,
 #: and a deadline spent elsewhere must not cut a healthy link (seconds).
-MIN_WAIT = 2.0
-#: While the broker blocks publishing (a resource alarm holds confirms back), a wait past
-#: its deadline is looked at again this often; pika's ``BLOCKED_CONNECTION_TIMEOUT`` ends it.
-BLOCKED_RECHECK = 1.0
+MIN_WAIT = MIN_CONFIRM_WAIT
 
 
 class NoAnswer(pika.exceptions.AMQPConnectionError):  # type: ignore[misc]  # pika is untyped

@@ -78,6 +78,16 @@ def raise_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
+def lost_unless_cancelled(exc: asyncio.CancelledError, what: str) -> LinkLost:
+    """For ``except CancelledError`` around a call on a channel or connection: raise the
+    CancelledError again when the current task was asked to stop; otherwise aiormq cancelled
+    the call because it dropped the connection under it (a silent link found dead by the
+    heartbeat check, mid-RPC), and this returns the :class:`LinkLost` to raise instead (a
+    raw CancelledError escaped ``AsyncProducer.publish()`` after a 30 s black hole so)."""
+    raise_if_cancelled()
+    return LinkLost(f"{what}: the connection was dropped under it")
+
+
 def is_link_error(exc: BaseException) -> bool:
     if isinstance(exc, LINK_ERRORS):
         return True

@@ -38,7 +38,13 @@ from aio_pika.message import IncomingMessage
 from queuewatch.aio import end_task, wait_for
 from queuewatch.broker.connect import CONNECT_TIMEOUT, connect_one
 from queuewatch.broker.consumer import Callback, Subscription, Wrap
-from queuewatch.broker.errors import ANY_BROKER_ERROR, LINK_ERRORS, LINK_OR_AMQP_ERRORS, LinkLost
+from queuewatch.broker.errors import (
+    ANY_BROKER_ERROR,
+    LINK_ERRORS,
+    LINK_OR_AMQP_ERRORS,
+    LinkLost,
+    lost_unless_cancelled,
+)
 from queuewatch.broker.policy import ReconnectPolicy, policy_for
 from queuewatch.config import Settings, mask_url
 from queuewatch.errors import BrokerUnavailable, QueuewatchError
@@ -212,6 +218,10 @@ class BrokerLink:
         except LINK_ERRORS as exc:
             self._mark_lost(f"opening a channel failed: {exc}")
             raise LinkLost(f"the link to {self.address} broke: {exc}") from exc
+        except asyncio.CancelledError as exc:
+            lost = lost_unless_cancelled(exc, f"opening a channel on {self.address}")
+            self._mark_lost(str(lost))
+            raise lost from exc
 
     async def close(self) -> None:
         """Stop reconnecting, cancel every subscription, close the connection."""

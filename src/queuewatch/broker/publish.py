@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,13 +39,22 @@ from queuewatch.broker.errors import (
     ChannelNotFound,
     LinkLost,
     close_channel,
+    lost_unless_cancelled,
     queue_down_text,
 )
 from queuewatch.broker.fieldcodec import ENCODE_ERRORS
-from queuewatch.broker.link import BrokerLink, connection_alive
+from queuewatch.broker.link import BrokerLink, connection_alive, is_blocked
 
 #: Longest wait for one confirm before the publish counts as ``link_lost`` (seconds).
 CONFIRM_TIMEOUT = 30.0
+#: Shortest wait for one confirm a caller's deadline may leave it (seconds): a confirm
+#: takes a round trip and, for a persistent message, a disk write.
+MIN_CONFIRM_WAIT = 2.0
+#: While a resource alarm blocks the link (confirms held back), a confirm wait past its
+#: deadline is looked at again this often (seconds).
+BLOCKED_RECHECK = 1.0
+#: Longest wait for the passive declare that tells "queue down" from a lost link (seconds).
+QUEUE_CHECK_WAIT = 5.0
 
 Properties = Basic.Properties
 """AMQP message properties (pamqp's), re-exported so callers need no AMQP library."""
@@ -119,6 +129,10 @@ class OneConnection:
     def alive(self) -> bool:
         return connection_alive(self.connection)
 
+    @property
+    def blocked(self) -> bool:
+        return self.alive and is_blocked(self.connection)
+
     async def channel(self, *, confirms: bool = False, timeout: float = 30.0) -> AbstractChannel:
         if not self.alive:
             raise LinkLost("the connection to RabbitMQ is closed")
@@ -127,6 +141,29 @@ class OneConnection:
                 self.connection.channel(publisher_confirms=confirms, on_return_raises=False), timeout)
         except LINK_ERRORS as exc:
             raise LinkLost(f"opening a channel failed: {exc}") from exc
+        except asyncio.CancelledError as exc:
+            raise lost_unless_cancelled(exc, "opening a channel") from exc
+
+
+class _Due:
+    """Ends an ``asyncio.timeout(None)`` at ``when`` (event-loop time), later while
+    ``blocked()`` says so (looked at again every :data:`BLOCKED_RECHECK` s)."""
+
+    __slots__ = ("blocked", "clock", "handle", "loop")
+
+    def __init__(self, clock: asyncio.Timeout, loop: asyncio.AbstractEventLoop, when: float,
+                 blocked: Callable[[], bool]) -> None:
+        self.clock, self.loop, self.blocked = clock, loop, blocked
+        self.handle = loop.call_at(when, self._due)
+
+    def _due(self) -> None:
+        if self.blocked():
+            self.handle = self.loop.call_later(BLOCKED_RECHECK, self._due)
+        else:
+            self.clock.reschedule(self.loop.time())
+
+    def cancel(self) -> None:
+        self.handle.cancel()
 
 
 class ConfirmedPublisher:
@@ -158,28 +195,48 @@ class ConfirmedPublisher:
     async def publish(
         self, body: bytes, *, exchange: str, routing_key: str, properties: Properties,
         queue: str | None = None, timeout: float | None = None, link_timeout: float | None = None,
+        deadline: float | None = None,
     ) -> PublishResult:
         """Publish with ``mandatory`` and wait for the confirm (at most ``timeout``).
 
         ``queue``: the queue the message is meant for, to tell "queue down" from
         "unroutable" when it comes back (defaults to ``routing_key`` on the default
-        exchange). ``link_timeout``: how long to wait for a live link first."""
+        exchange). ``link_timeout``: how long to wait for a live link first. ``deadline``
+        (event-loop time): when the caller gives up; no confirm by then (``MIN_CONFIRM_WAIT``
+        at least) is ``link_lost``, and the "queue down?" check after it is cut short too."""
         wait = self.confirm_timeout if timeout is None else timeout
+        if deadline is not None:
+            left = deadline - asyncio.get_running_loop().time()
+            wait = min(wait, max(left, MIN_CONFIRM_WAIT))
+            link_timeout = max(min(wait if link_timeout is None else link_timeout, left), 0.0)
         try:
             raw = await self._raw(wait if link_timeout is None else link_timeout)
         except LINK_ERRORS as exc:
             return PublishResult(Outcome.LINK_LOST, str(exc))
+        except asyncio.CancelledError as exc:
+            return PublishResult(Outcome.LINK_LOST, str(lost_unless_cancelled(exc, "publishing")))
         target = queue if queue is not None else (routing_key if exchange == "" else None)
         try:
-            answer = await raw.basic_publish(
-                body, exchange=exchange, routing_key=routing_key, properties=properties,
-                mandatory=True, timeout=wait)
+            if deadline is None:
+                answer = await raw.basic_publish(
+                    body, exchange=exchange, routing_key=routing_key, properties=properties,
+                    mandatory=True, timeout=wait)
+            else:
+                answer = await self._confirmed_within(raw.basic_publish(
+                    body, exchange=exchange, routing_key=routing_key, properties=properties,
+                    mandatory=True, timeout=None), wait)
         except TimeoutError:
             self._forget_channel()  # a confirm may still come on it; never trust it again
-            down = await self.queue_down(target)
+            check = QUEUE_CHECK_WAIT
+            if deadline is not None:  # a silent link would take all of it
+                check = min(check, max(deadline - asyncio.get_running_loop().time(), 1.0))
+            down = await self.queue_down(target, check)
             if down:
                 return PublishResult(Outcome.QUEUE_DOWN, down)
-            return PublishResult(Outcome.LINK_LOST, f"no confirm within {wait:g}s")
+            return PublishResult(Outcome.LINK_LOST, f"no confirm within {wait:.3g}s")
+        except asyncio.CancelledError as exc:  # aiormq dropped the connection mid-wait
+            self._forget_channel()
+            return PublishResult(Outcome.LINK_LOST, str(lost_unless_cancelled(exc, "publishing")))
         except LINK_OR_AMQP_ERRORS as exc:
             result = classify_failure(exc)
             if isinstance(exc, aiormq.exceptions.AMQPChannelError):
@@ -192,6 +249,18 @@ class ConfirmedPublisher:
         if isinstance(answer, DeliveredMessage):  # returned (without on_return_raises)
             return await self._returned(exchange, routing_key, target)
         return CONFIRMED
+
+    async def _confirmed_within(self, publishing: Awaitable[Any], wait: float) -> Any:
+        """``publishing``'s answer, or TimeoutError once ``wait`` s have passed and the link is
+        not blocked: a resource alarm holds confirms back until it clears, and a publish held
+        so has not failed (the broker has it; sent again, it would arrive twice)."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(None) as clock:
+            due = _Due(clock, loop, loop.time() + wait, lambda: self.link.blocked)
+            try:
+                return await publishing
+            finally:
+                due.cancel()
 
     async def _returned(self, exchange: str, routing_key: str, target: str | None) -> PublishResult:
         down = await self.queue_down(target)
@@ -207,21 +276,27 @@ class ConfirmedPublisher:
             return PublishResult(Outcome.QUEUE_DOWN, down)
         return PublishResult(Outcome.NACKED, f"the broker refused the message (nack): {exc}")
 
-    async def queue_down(self, queue: str | None) -> str | None:
-        """Why ``queue`` cannot take messages because its node is down, else None."""
+    async def queue_down(self, queue: str | None, wait: float = QUEUE_CHECK_WAIT) -> str | None:
+        """Why ``queue`` cannot take messages because its node is down, else None (also when
+        the broker does not answer within ``wait`` s)."""
         if not queue or not self.link.alive:
             return None
+        loop = asyncio.get_running_loop()
+        until = loop.time() + wait
         try:
-            channel = await self.link.channel(timeout=5.0)
+            channel = await self.link.channel(timeout=wait)
         except LINK_ERRORS:
             return None
         try:
-            await wait_for(channel.declare_queue(queue, passive=True), 5.0)
+            await wait_for(channel.declare_queue(queue, passive=True), max(until - loop.time(), 0.1))
         except ChannelNotFound as exc:
             if queue_down_text(exc):
                 return f"queue {queue!r} is down (its node is unavailable): {exc}"
             return None
         except LINK_OR_AMQP_ERRORS:
+            return None
+        except asyncio.CancelledError as exc:
+            lost_unless_cancelled(exc, "checking a queue")
             return None
         finally:
             await close_channel(channel)

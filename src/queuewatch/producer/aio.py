@@ -19,7 +19,12 @@ from typing import Any, Literal
 
 from queuewatch import envelope
 from queuewatch.broker.link import BrokerLink
-from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties, PublishResult
+from queuewatch.broker.publish import (
+    ConfirmedPublisher,
+    Outcome,
+    Properties,
+    PublishResult,
+)
 from queuewatch.config import Settings
 from queuewatch.errors import (
     BackPressure,
@@ -276,9 +281,13 @@ class AsyncProducer:
             raise
 
     async def _send(self, out: Outgoing, wait: bool, timeout: float | None) -> Published:
-        """Publish until confirmed; re-send after a lost link (at-least-once) until the
-        broker has been unreachable for ``reconnect_timeout``."""
+        """Publish until confirmed; re-send after a lost link (at-least-once). Without a
+        confirm within ``reconnect_timeout`` of the first try or of the broker's last answer
+        (a silent link included; an alarm's hold excepted), :class:`BrokerUnavailable`; with
+        the outbox, spooled after ``OUTBOX_CONNECT_WAIT`` instead."""
         wait_deadline = time.monotonic() + (DEFAULT_WAIT_TIMEOUT if timeout is None else timeout)
+        patience = (self.reconnect_timeout if self.outbox is None
+                    else min(self.reconnect_timeout, OUTBOX_CONNECT_WAIT))
         link_deadline: float | None = None
         props = Properties(
             content_type=out.content_type, delivery_mode=2, priority=out.priority,
@@ -289,10 +298,12 @@ class AsyncProducer:
                 return await self.outbox.put(out, wait=True)
             if self.link.blocked:
                 await self._wait_unblocked()
-            left = (link_deadline or time.monotonic() + self.reconnect_timeout) - time.monotonic()
+            if link_deadline is None:
+                link_deadline = time.monotonic() + patience
+            loop_time = asyncio.get_running_loop().time()
             sending = self._publisher.publish(
                 out.body, exchange=out.exchange, routing_key=out.routing_key, properties=props,
-                queue=out.queue, link_timeout=max(left, 0.0),
+                queue=out.queue, deadline=loop_time + link_deadline - time.monotonic(),
             )
             if self.outbox is None:
                 result = await sending
@@ -311,6 +322,7 @@ class AsyncProducer:
                     self.observer.on_publish_nack(out.queue)
                     if wait and time.monotonic() < wait_deadline:
                         await asyncio.sleep(BACKPRESSURE_RETRY_INTERVAL)
+                        link_deadline = None  # the link answered: a new try has all its time
                         continue
                     raise BackPressure(out.queue, cap_of(self.topology, out.queue))
                 case Outcome.REFUSED:
@@ -320,16 +332,18 @@ class AsyncProducer:
                 case Outcome.QUEUE_DOWN:
                     if wait and time.monotonic() < wait_deadline:
                         await asyncio.sleep(BACKPRESSURE_RETRY_INTERVAL * 10)
+                        link_deadline = None
                         continue
                     raise QueueDown(out.queue, result.detail)
             # link_lost: the message may or may not have arrived; send it again
             if self.outbox is not None:  # (from the outbox: the same id, at-least-once)
                 return await self.outbox.put(out, wait=True)
-            now = time.monotonic()
-            link_deadline = link_deadline or now + self.reconnect_timeout
-            if now >= link_deadline or self._closed:
+            if self.link.blocked:  # an alarm holds confirms: the broker is there; wait it out
+                link_deadline = None
+            elif time.monotonic() >= link_deadline or self._closed:
                 raise BrokerUnavailable(
-                    f"publish to {out.queue!r} not confirmed: broker unreachable ({result.detail})")
+                    f"publish to {out.queue!r} not confirmed within {patience:g}s (it may or "
+                    f"may not have arrived): broker unreachable ({result.detail})")
             log.warning("publish of %s interrupted (%s); re-sending", out.message_id, result.detail)
 
     async def _unless_blocked(self, sending: Awaitable[PublishResult]) -> PublishResult | None:
