@@ -25,6 +25,7 @@ from queuewatch.aio import end_task
 from queuewatch.config import Settings
 from queuewatch.errors import QueuewatchError
 from queuewatch.jobs import Jobs
+from queuewatch.jobs.startup import Startup
 from queuewatch.metrics.collector import QueuewatchCollector
 from queuewatch.metrics.exposition import Exposition
 from queuewatch.metrics.poller import BackgroundPoller
@@ -111,12 +112,19 @@ class Exporter:
         return session
 
     async def _start_jobs(self, session: MonitorSession) -> None:
+        """Read the job events in the background, waiting for the broker as long as it takes
+        (:class:`Startup`: before, a broker away for the first minute left the scheduled
+        counts unexported until a restart); only a refusal (credentials, permissions, a
+        stream declared otherwise) ends it."""
         assert self.jobs is not None
+        startup = Startup(self.jobs)
         try:
-            await self.jobs.start()
+            await startup.begin()
         except QueuewatchError as exc:
             log.warning("scheduled job counts not exported: the job events cannot be read (%s)", exc)
             return
+        finally:
+            await startup.close()
         session.monitor.scheduled = self.jobs.scheduled_counts
 
     def start(self, port: int = DEFAULT_PORT, bind: str = DEFAULT_BIND) -> int:
