@@ -8,7 +8,6 @@ headers when a queuewatch worker parked the job, else from RabbitMQ's ``x-death`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -222,38 +221,11 @@ def replay_count(headers: Mapping[str, Any]) -> int:
 MAX_REPLAY_COUNT = 2**62
 
 
-def _celery_task_id(headers: Mapping[str, Any]) -> str | None:
-    value = headers.get("id")
-    return None if value is None else str(header_text(value))
-
-
-#: Bodies larger than this are not parsed for a job id (Dramatiq messages are small).
-MAX_ID_BODY = 1024 * 1024
-
-
-def body_job_id(body: bytes) -> str | None:
-    """The job id a foreign message carries in its JSON body: Dramatiq's ``message_id``
-    (with ``actor_name``), Celery protocol 1's ``id`` (with ``task``); else None."""
-    if len(body) > MAX_ID_BODY or body[:1] != b"{":
-        return None
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    if "actor_name" in data and isinstance(data.get("message_id"), str):
-        return str(data["message_id"])
-    if "task" in data and isinstance(data.get("id"), str):
-        return str(data["id"])
-    return None
-
-
-def job_id_of(message_id: str | None, headers: Mapping[str, Any] | None,
-              body: bytes) -> str | None:
-    """The job id of a message: its ``message_id``; else Celery's ``id`` header; else the id
-    in a Dramatiq or Celery protocol 1 JSON body."""
-    return message_id or _celery_task_id(headers or {}) or body_job_id(body)
+# One set of rules for a message's job id, shared with the worker and the console
+# (envelope.py); re-exported here for the DLQ's callers.
+job_id_of = env.job_id_of
+body_job_id = env.body_job_id
+MAX_ID_BODY = env.MAX_ID_BODY
 
 
 def message_id_for_copy(message_id: str | None, headers: Mapping[str, Any] | None,
@@ -264,7 +236,7 @@ def message_id_for_copy(message_id: str | None, headers: Mapping[str, Any] | Non
     if message_id:
         return message_id
     job_id = job_id_of(None, headers, body)
-    if job_id is None or len(job_id.encode("utf-8", "surrogatepass")) > 255:
+    if job_id is None or not env.fits_message_id(job_id):
         return None
     return job_id
 
