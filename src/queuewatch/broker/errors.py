@@ -117,8 +117,10 @@ def translate_connect_error(exc: BaseException, url: str, vhost: str, timeout: f
         )
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return BrokerUnavailable(f"RabbitMQ at {shown} did not answer within {timeout:g}s")
-    if isinstance(exc, ConnectionRefusedError):
-        return BrokerUnavailable(f"cannot connect to RabbitMQ at {shown}: connection refused")
+    if isinstance(exc, ConnectionRefusedError) or isinstance(exc.__cause__, ConnectionRefusedError):
+        # (aiormq wraps it: "AMQPConnectionError: [Errno 111] Connect call failed (...)")
+        return BrokerUnavailable(f"cannot connect to RabbitMQ at {shown}: connection refused "
+                                 "(is RabbitMQ running there?)")
     return BrokerUnavailable(f"cannot connect to RabbitMQ at {shown}: {type(exc).__name__}: "
                              f"{mask_url(text)}")
 

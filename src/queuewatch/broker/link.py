@@ -111,6 +111,8 @@ class BrokerLink:
         self.connects = 0
         """Successful connects (1 + reconnects)."""
         self.last_error: QueuewatchError | None = None
+        self.failed_rounds = 0
+        """Rounds of connect attempts (every address once) that found no broker."""
         self.up = asyncio.Event()
         self.lost_at: float | None = None
         """Epoch seconds when the link was last lost (None while it never was)."""
@@ -172,24 +174,33 @@ class BrokerLink:
         if self._task is None:
             self._task = asyncio.create_task(self._supervise(), name=f"link {self.name}")
 
-    async def open(self, timeout: float = CONNECT_TIMEOUT) -> AbstractConnection:
-        """Start and wait for the first connection; raise the reason after ``timeout``."""
+    async def open(self, timeout: float = CONNECT_TIMEOUT, *,
+                   rounds: int | None = None) -> AbstractConnection:
+        """Start and wait for the first connection; raise the reason after ``timeout`` (or
+        ``rounds``: see :meth:`ensure`)."""
         await self.start()
-        return await self.ensure(timeout)
+        return await self.ensure(timeout, rounds=rounds)
 
-    async def ensure(self, timeout: float = DEFAULT_WAIT) -> AbstractConnection:
+    async def ensure(self, timeout: float = DEFAULT_WAIT, *,
+                     rounds: int | None = None) -> AbstractConnection:
         """A live connection, waiting at most ``timeout`` seconds for one.
 
         Raises the broker's refusal at once (credentials, vhost), else
-        :class:`BrokerUnavailable` with the last reason after ``timeout``."""
+        :class:`BrokerUnavailable` with the last reason after ``timeout``, or once ``rounds``
+        rounds of connect attempts (every address once) have failed since this call: for a
+        one-shot command, which should not wait out a broker that refused it."""
         if self._closed:
             raise LinkLost(f"the link {self.name!r} is closed")
         await self.start()
         deadline = time.monotonic() + timeout
+        failed_before = self.failed_rounds
         while True:
             if self.alive and self.connection is not None:
                 return self.connection
             if self.last_error is not None and not isinstance(self.last_error, BrokerUnavailable):
+                raise self.last_error
+            if (rounds is not None and self.failed_rounds - failed_before >= rounds
+                    and self.last_error is not None):
                 raise self.last_error
             left = deadline - time.monotonic()
             if left <= 0:
@@ -260,6 +271,7 @@ class BrokerLink:
             first = False
             conn = await self._connect_round()
             if conn is None:
+                self.failed_rounds += 1
                 self._consumers_down()  # (from start-up on too: why they do not consume)
                 continue
             self._backoff.reset()

@@ -52,7 +52,8 @@ def cmd_jobs_cancel(args: argparse.Namespace) -> int:
     from queuewatch.audit import require_writable
     from queuewatch.broker.connect import connect
     from queuewatch.cli.common import run, settings_from_args
-    from queuewatch.jobs import Jobs, JobState, check_job_id
+    from queuewatch.cli.job_status import one_shot_jobs
+    from queuewatch.jobs import JobState, check_job_id
     from queuewatch.jobs.control import cancel_pending
     from queuewatch.operator import CancelResult, cancel_job
 
@@ -62,7 +63,7 @@ def cmd_jobs_cancel(args: argparse.Namespace) -> int:
 
     async def go() -> CancelResult | str:
         if args.worker is None and settings.job_events:
-            async with Jobs(settings) as jobs:
+            async with one_shot_jobs(settings) as jobs:
                 status = await jobs.status(args.job_id)
                 if status.state is not JobState.RUNNING:
                     done = await cancel_pending(jobs, args.job_id)
@@ -85,7 +86,8 @@ def cmd_jobs_cancel(args: argparse.Namespace) -> int:
 def cmd_jobs_run_now(args: argparse.Namespace) -> int:
     from queuewatch.audit import require_writable
     from queuewatch.cli.common import run, settings_from_args
-    from queuewatch.jobs import Jobs, check_job_id
+    from queuewatch.cli.job_status import one_shot_jobs
+    from queuewatch.jobs import check_job_id
     from queuewatch.jobs.control import run_now
 
     settings = settings_from_args(args)
@@ -93,7 +95,7 @@ def cmd_jobs_run_now(args: argparse.Namespace) -> int:
     check_job_id(args.job_id)
 
     async def go() -> str:
-        async with Jobs(settings) as jobs:
+        async with one_shot_jobs(settings) as jobs:
             return (await run_now(jobs, args.job_id)).detail
 
     print(run(go))

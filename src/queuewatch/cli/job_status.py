@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 from queuewatch.cli.common import add_connection_options, format_table, print_json, run, settings_from_args
+
+if TYPE_CHECKING:
+    from queuewatch.config import Settings
+    from queuewatch.jobs import Jobs
 
 #: Seconds a command gives the broker to connect and the stream to be read up to now.
 START_TIMEOUT = 60.0
@@ -17,26 +23,35 @@ START_TIMEOUT = 60.0
 MIN_START = 1.0
 
 
+@contextlib.asynccontextmanager
+async def one_shot_jobs(settings: Settings, timeout: float = START_TIMEOUT) -> AsyncIterator[Jobs]:
+    """A started :class:`~queuewatch.jobs.Jobs` for one command: one round of connect
+    attempts, as every other command (a broker that refuses or does not answer is said at
+    once; it was waited out for 60 s), then the stream read up to now within ``timeout``."""
+    from queuewatch.jobs import Jobs
+
+    jobs = Jobs(settings)
+    try:
+        await jobs.start(timeout, rounds=1)
+        yield jobs
+    finally:
+        await jobs.close()
+
+
 def _with_jobs(args: argparse.Namespace, fn: Any, *, timeout: float | None = None) -> Any:
     """``fn(jobs)`` on a started :class:`~queuewatch.jobs.Jobs`. ``timeout``: the whole
     call's bound, the start included (it gets at least :data:`MIN_START` s); ``fn`` is
     then called with the time left."""
-    from queuewatch.jobs import Jobs
-
     settings = settings_from_args(args)
 
     async def go() -> Any:
         loop = asyncio.get_running_loop()
         start = START_TIMEOUT if timeout is None else min(START_TIMEOUT, max(timeout, MIN_START))
         began = loop.time()
-        jobs = Jobs(settings)
-        await jobs.start(start)
-        try:
+        async with one_shot_jobs(settings, start) as jobs:
             if timeout is None:
                 return await fn(jobs)
             return await fn(jobs, max(timeout - (loop.time() - began), 0.0))
-        finally:
-            await jobs.close()
 
     return run(go)
 

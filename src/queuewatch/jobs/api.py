@@ -101,11 +101,13 @@ class Jobs:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self.tail.listeners.append(self._wake_waiters)
 
-    async def start(self, timeout: float = 60.0) -> None:
+    async def start(self, timeout: float = 60.0, *, rounds: int | None = None) -> None:
         """Connect, then read the stream up to now (the first time: all of it). May be
-        called again after it failed (see :mod:`.startup`): the stream is subscribed once."""
+        called again after it failed (see :mod:`.startup`): the stream is subscribed once.
+        ``rounds``: give up connecting after that many failed rounds of attempts (a one-shot
+        command: see :meth:`BrokerLink.ensure`), else after ``timeout``."""
         if self._own_link:
-            await self.link.open(timeout)
+            await self.link.open(timeout, rounds=rounds)
         if self.tail.subscription is None:
             await self.tail.start()
         await self._sync(timeout)
