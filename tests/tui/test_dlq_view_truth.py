@@ -93,3 +93,49 @@ async def test_read_age_and_dead_letter_ages_move_on_while_polls_fail():
         assert "stale" in title(app), title(app)
         # And the dead letters' ages keep counting (before: frozen at the read)
         assert str(table.get_row(key)[age_col]) != first_age, first_age
+
+
+def with_depth(snapshot, name: str, ready: int, later: float = 0):  # type: ignore[no-untyped-def]
+    return replace(snapshot, taken_at=snapshot.taken_at + later, queues=tuple(
+        replace(q, ready=ready) if q.name == name else q for q in snapshot.queues))
+
+
+async def test_a_whole_read_counts_the_dead_letters_while_the_polled_depth_lags():
+    # Given a poll that says thumbnails.dlq holds 4 (the management API's statistics lag)
+    # while a read of it finds 6, and a later poll that has caught up (6)
+    base = demo_snapshot()
+    app, source = counting_app(
+        [with_depth(base, "thumbnails.dlq", 4), with_depth(base, "thumbnails.dlq", 6, later=5)],
+        dead_letters={"thumbnails.dlq": demo_dead_letters(6)})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        view = app.main.query_one(DlqView)
+        assert view.dlq == "thumbnails.dlq" and len(view.letters) == 6
+        # Then the title counts the 6 listed (before: '(4 messages)' over 6 rows, seen on
+        # ./dev demo at 80x24)
+        assert "(6 messages)" in title(app), title(app)
+        reads = source.peeks
+        # And when the poll catches up, nothing is said to have changed, nothing re-read
+        app.poll_now()
+        await settle(pilot)
+        assert "(6 messages)" in title(app) and "changed since" not in title(app), title(app)
+        assert source.peeks == reads
+
+
+async def test_a_depth_that_changes_after_the_read_is_shown_and_offers_a_reload():
+    base = demo_snapshot()
+    app, _ = counting_app(
+        [with_depth(base, "thumbnails.dlq", 6), with_depth(base, "thumbnails.dlq", 9, later=5)],
+        dead_letters={"thumbnails.dlq": demo_dead_letters(6)})
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("4")
+        await settle(pilot)
+        assert "(6 messages)" in title(app), title(app)
+        # When a poll says 9 (more dead letters came after the read)
+        app.poll_now()
+        await pilot.pause()
+        # Then the title says 9 (the poll is the newer news)
+        assert "(9 messages)" in title(app), title(app)

@@ -80,6 +80,8 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
         self.depth: int | None = None
         """The DLQ's depth in the latest snapshot."""
         self.read_depth: int | None = None
+        self.read_count: int | None = None
+        """How many dead letters a whole read found (None: filtered, capped or none)."""
         self.read_at: float | None = None
         """The depth when the list was last read, and when (None: not read yet)."""
         self.active = False
@@ -149,14 +151,14 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
             # dead letters went with it, so none is offered for replay or delete.
             if not self.gone:
                 self.gone = True
-                self.read_at = self.read_depth = self.depth = None
+                self.read_at = self.read_depth = self.read_count = self.depth = None
                 self.marked.clear()
                 self.show_letters([])
             self._title()
             return
         if self.gone:  # declared again: read it afresh
             self.gone = False
-            self.read_at = self.read_depth = None
+            self.read_at = self.read_depth = self.read_count = None
         self.depth = depth.get(self.dlq)
         self._title()
         if self.active and self._moved() and (
@@ -164,7 +166,17 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
             self.reload()
 
     def _moved(self) -> bool:
-        return self.depth is not None and (self.read_at is None or self.depth != self.read_depth)
+        """The polled depth changed since the read (not: it caught up with what was read)."""
+        return self.depth is not None and (self.read_at is None or (
+            self.depth != self.read_depth and self.depth != self.read_count))
+
+    def _shown_depth(self) -> int | None:
+        """The depth to show: a whole read (every dead letter, no filter) counts them at the
+        read, fresher than a poll's depth (the management API's statistics lag by up to
+        its interval) until a poll says something else."""
+        if self.read_count is not None and self.depth == self.read_depth:
+            return self.read_count
+        return self.depth
 
     def opened(self) -> None:
         """The view was shown: read the DLQ if it changed since the last read."""
@@ -191,7 +203,8 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
                 (" DLQ ", "bold reverse"), f" {self.dlq}  ",
                 ("no longer exists (not in the latest poll) · p picks another", "bold red")))
             return
-        shown = "?" if self.depth is None else str(self.depth)
+        depth = self._shown_depth()
+        shown = "?" if depth is None else str(depth)
         t = Text.assemble((" DLQ ", "bold reverse"), f" {self.dlq}  ({shown} messages")
         if self.stale_age is not None:
             t.append(f", stale {fmt_duration(self.stale_age)}", style="yellow")
@@ -207,7 +220,7 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
         self.dlq = None
         self.user_picked = False
         self.gone = False
-        self.read_at = self.read_depth = None
+        self.read_at = self.read_depth = self.read_count = None
         self.marked.clear()
         self.show_letters([])
         self.query_one("#dlq-title", Static).update(" no DLQ selected: press p to pick one")
@@ -215,7 +228,7 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
     def choose(self, dlq: str, by_user: bool = True) -> None:
         self.user_picked = self.user_picked or by_user
         if dlq != self.dlq:
-            self.read_at = self.read_depth = None
+            self.read_at = self.read_depth = self.read_count = None
             self.letters = {}
             self.gone = False
         self.dlq = dlq
@@ -247,6 +260,8 @@ class DlqView(CauseMode, DlqActions, ReportsFailures, Vertical):
                 letters = await self.source.peek_dlq(dlq, flt, PEEK_LIMIT)
                 if not self._reload_pending and dlq == self.dlq and not self.gone:
                     self.read_at, self.read_depth = self.clock(), depth
+                    whole = flt.is_empty and len(letters) < PEEK_LIMIT
+                    self.read_count = len(letters) if whole else None
                     self.show_letters(letters)
                     self._title()
                     return
