@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from queuewatch.cli.common import (
     add_connection_options,
     add_read_only_option,
+    add_skip_limit_check_option,
     format_table,
     non_negative_float,
     non_negative_int,
@@ -223,7 +224,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not args.dry_run:
         check_writable(args, "replay")
     opts = {"rate": args.rate, "force": args.force, "max_replays": args.max_replays,
-            "limit": args.limit}
+            "limit": args.limit, "skip_limit_check": args.skip_limit_check}
     via = {"via_shovel": True if args.via_shovel else False if args.per_message else None}
 
     async def act(dlq: Any) -> Any:
@@ -259,6 +260,9 @@ def _print_replay(result: Any, json_out: bool) -> None:
         print(f"  kept {s.job_id} (position {s.position}): {s.why} {s.detail}")
     if len(kept) > 50:
         print(f"  ... and {len(kept) - 50} more kept in the DLQ")
+    if result.unchecked_sent:
+        print(f"  {verb} {result.unchecked_sent} without their destination's length limit read "
+              "(management API unreadable; --skip-limit-check)")
     if result.error:
         print(f"  STOPPED EARLY: {result.error}")
     if result.in_doubt:
@@ -349,7 +353,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     try:
         with Progress("importing") as bar:
             result = with_dlq(args, lambda dlq: dlq.import_(
-                args.file, progress=bar, skip=args.skip, again=args.again))
+                args.file, progress=bar, skip=args.skip, again=args.again,
+                skip_limit_check=args.skip_limit_check))
     except ImportStopped as exc:
         print(exc.result.report())
         return 1
@@ -406,6 +411,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                      "takes it where it fits")
     how.add_argument("--per-message", action="store_true",
                      help="never use a shovel: republish message by message")
+    add_skip_limit_check_option(sp, "replay")
     sp.add_argument("--json", action="store_true")
     sp = add("delete", "delete selected dead letters by job id", cmd_delete, destructive=True)
     sp.add_argument("job_ids", nargs="*", type=non_empty, metavar="JOB_ID")
@@ -432,3 +438,4 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     sp.add_argument("--again", action="store_true",
                     help="also publish the messages an earlier import of this file put into "
                     "this queue (by default a re-run adds only what is not there yet)")
+    add_skip_limit_check_option(sp, "import")

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from queuewatch.cli.common import (
     add_connection_options,
     add_read_only_option,
+    add_skip_limit_check_option,
     format_table,
     positive_int,
     print_json,
@@ -147,7 +148,8 @@ def cmd_move(args: argparse.Namespace) -> int:
                        "publish, then ack)?", args.yes):
             return None
         with Progress("moving") as bar:
-            return await q.move(args.to, limit=args.limit, progress=bar)
+            return await q.move(args.to, limit=args.limit, progress=bar,
+                                skip_limit_check=args.skip_limit_check)
 
     result = with_queue(args, act, "move")
     if result is None:
@@ -207,6 +209,7 @@ def register(qsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
             "then ack: nothing is lost; what TO refuses stays)", cmd_move, True)
     q.add_argument("to", metavar="TO")
     q.add_argument("--limit", type=positive_int, help="move at most this many (from the head)")
+    add_skip_limit_check_option(q, "move")
     q.add_argument("--force-read", action="store_true", help=force)
     q.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     q.add_argument("--json", action="store_true")

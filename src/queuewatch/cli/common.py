@@ -47,6 +47,15 @@ def add_read_only_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_skip_limit_check_option(parser: argparse.ArgumentParser, verb: str) -> None:
+    parser.add_argument(
+        "--skip-limit-check", action="store_true",
+        help=f"{verb} even where the management API cannot be read to tell whether the "
+        "destination has a length limit that drops its oldest messages (overflow drop-head): "
+        "you vouch that it has none. Where the API answers, such a destination still keeps "
+        "them (drops-head)")
+
+
 def _one_or_list(value: str | None) -> tuple[str | None, tuple[str, ...] | None]:
     """``--amqp-url a,b``: a list of addresses; one URL stays a single URL."""
     if value is None or "," not in value:

@@ -32,7 +32,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from queuewatch.aio import wait_for
@@ -50,6 +50,12 @@ QueueType = Literal["classic", "quorum", "stream"]
 Action = Literal["read", "replay", "delete", "purge", "import"]
 #: Actions that consume the queue and put back what they do not remove.
 CONSUMING: frozenset[Action] = frozenset({"read", "replay", "delete"})
+#: The option by which the operator vouches that a queue whose length limit cannot be read
+#: (no management API) has none that drops its head (:meth:`QueueKind.vouched`).
+SKIP_LIMIT_CHECK = "--skip-limit-check"
+#: How a refusal or a kept dead letter for an unreadable length limit ends: the ways out.
+UNCHECKED_WAY_OUT = (f"once the management API answers, or with {SKIP_LIMIT_CHECK} if the "
+                     "destination has no length limit that drops head")
 
 
 class QueueKindRefused(QueuewatchError):
@@ -92,7 +98,7 @@ class QueueKind:
             return (f"cannot tell whether {self.queue!r} drops its oldest messages past a "
                     f"length limit ({self.drops_head_unknown}); RabbitMQ would confirm each "
                     "imported message and then drop them, so queuewatch does not import into "
-                    "it until the management API answers")
+                    f"it; import {UNCHECKED_WAY_OUT}")
         if self.type != "quorum" or action not in CONSUMING:
             return None
         if self.delivery_limit is not None:
@@ -107,6 +113,12 @@ class QueueKind:
                     f"({self.limit_unknown}); past one, every look at a message could "
                     f"dead-letter or drop it, so queuewatch does not {verb} it")
         return None
+
+    def vouched(self) -> QueueKind:
+        """This kind with a length limit that could not be read taken as none dropping the
+        head (``--skip-limit-check``: the operator vouches for it); a limit that was read
+        still counts."""
+        return replace(self, drops_head_unknown=None)
 
     def require(self, action: Action) -> None:
         why = self.refusal(action)

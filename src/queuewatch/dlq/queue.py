@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from queuewatch.dlq.model import DeadLetter, Route
 from queuewatch.dlq.peek import Page, ProgressFn
 from queuewatch.dlq.replay import DEFAULT_MAX_REPLAYS, DEFAULT_WINDOW, ReplayOptions, ReplayResult
 from queuewatch.dlq.shovel import ReplayInProgress, ensure_not_busy, replay_via_shovel, sweep
-from queuewatch.dlq.targets import DropsHead
+from queuewatch.dlq.targets import DropsHead, move_refusal
 from queuewatch.errors import ConfigError, NotFound, QueuewatchError
 from queuewatch.events import model as ev
 from queuewatch.events.model import Source, line
@@ -104,11 +105,13 @@ class DeadLetterQueue:
         once the current one is starved, to keep DLQ order: see :mod:`queuewatch.dlq.readers`)."""
         return (await self.kind()).type == "quorum"
 
-    async def _allowed(self, action: Action) -> None:
+    async def _allowed(self, action: Action, vouch: bool = False) -> None:
         """Refuse (:class:`~queuewatch.dlq.kinds.QueueKindRefused`) what the queue's type
         does not allow, and (:class:`QueueHasConsumers`) consuming a queue others consume,
-        before anything is read."""
-        (await self.kind()).require(action)
+        before anything is read. ``vouch``: a length limit that cannot be read is taken as
+        none dropping the head (``--skip-limit-check``)."""
+        kind = await self.kind()
+        (kind.vouched() if vouch else kind).require(action)
         if action in kinds.CONSUMING and not self.force:
             _ready, consumers = await queue_counts(self.connection, self.queue)
             for _ in range(CONSUMER_GONE_CHECKS):
@@ -208,11 +211,11 @@ class DeadLetterQueue:
             await close_quietly(conn)
 
     # -- destructive --------------------------------------------------------------------
-    async def _begin(self, action: Action) -> None:
+    async def _begin(self, action: Action, vouch: bool = False) -> None:
         require_writable(self.settings, action)
         self.audit.check()
         await self._not_being_shovelled(do_sweep=True)
-        await self._allowed(action)
+        await self._allowed(action, vouch)
 
     async def _our_shovel_on_it(self) -> bool:
         """Whether the consumer is the shovel of a replay of ours (reading is allowed
@@ -245,7 +248,7 @@ class DeadLetterQueue:
         self, flt: DeadLetterFilter | None = None, *, dry_run: bool = False,
         rate: float | None = None, force: bool = False, max_replays: int = DEFAULT_MAX_REPLAYS,
         limit: int | None = None, window: int = DEFAULT_WINDOW, progress: ProgressFn | None = None,
-        via_shovel: bool | None = None,
+        via_shovel: bool | None = None, skip_limit_check: bool = False,
     ) -> ReplayResult:
         """Send dead letters back to their original route (a dry run changes nothing and
         is allowed in read-only mode).
@@ -255,7 +258,9 @@ class DeadLetterQueue:
         where it does not; False republishes message by message; None (the default) takes
         the shovel for a bulk replay (no rate or limit, no filter but on error type and
         reason, and then enough of the head matching; at least :data:`AUTO_SHOVEL_MIN` dead
-        letters) where it fits, else message by message."""
+        letters) where it fits, else message by message. ``skip_limit_check``: a route whose
+        queues' length limits cannot be read is replayed, not kept ``unchecked`` (counted
+        in ``unchecked_sent``; see :class:`~queuewatch.dlq.targets.DropsHead`)."""
         flt = flt or DeadLetterFilter()
         if dry_run:
             await self._allowed("read")
@@ -270,12 +275,12 @@ class DeadLetterQueue:
                 replayed.append(line(ev.REPLAYED, dl.job_id, target, 0, source,
                                      {"to": route.describe(), "dlq": self.queue}, sent_ms))
 
+        drops = DropsHead(self._management, self.settings.effective_vhost, skip_limit_check)
         opts = ReplayOptions(flt=flt, dry_run=dry_run, rate=rate, force=force,
                              max_replays=max_replays, limit=limit, window=window,
                              user=self.settings.credentials[0],
                              on_replayed=None if dry_run else note,
-                             quorum=await self._quorum(),
-                             drops=DropsHead(self._management, self.settings.effective_vhost))
+                             quorum=await self._quorum(), drops=drops)
         try:
             shovelled = None
             if via_shovel or (via_shovel is None and await self._shovel_worth_it(opts)):
@@ -295,24 +300,24 @@ class DeadLetterQueue:
             if not dry_run:
                 self._record("replay", "error", 0, flt, str(exc))
             raise
+        result = replace(result, unchecked_sent=drops.vouched)
         if not dry_run:
-            detail = ", ".join(f"{why}={result.count(why)}" for why in replay.KEPT_REASONS
-                               if result.count(why))
-            if result.error:
-                detail = f"{detail}; {result.error}" if detail else result.error
-            self._record("replay", result.outcome, result.replayed, flt, detail,
+            self._record("replay", result.outcome, result.replayed, flt, _detail(result),
                          extra={"force": force, "rate": rate, "max_replays": max_replays,
-                                "via": result.via})
+                                "via": result.via, **_vouched(skip_limit_check)})
         return result
 
     async def move(
         self, to_queue: str, flt: DeadLetterFilter | None = None, *, dry_run: bool = False,
         limit: int | None = None, progress: ProgressFn | None = None,
+        skip_limit_check: bool = False,
     ) -> ReplayResult:
         """Move the messages ``flt`` selects (default: every one) to the queue ``to_queue``
         (default exchange), unchanged: the replay's hop, publish with confirm and
         ``mandatory`` then ack, so nothing is lost; what cannot go (``to_queue`` missing:
-        unroutable; full: refused) stays here and is reported. Audited as ``move``."""
+        unroutable; full: refused) stays here and is reported. Audited as ``move``.
+        ``skip_limit_check``: move into ``to_queue`` even when its length limit cannot be
+        read (one that drops the head is still refused)."""
         flt = flt or DeadLetterFilter()
         if to_queue == self.queue:
             raise ConfigError(f"cannot move {self.queue!r} to itself")
@@ -326,43 +331,29 @@ class DeadLetterQueue:
         self.audit.check()
         await self._not_being_shovelled(do_sweep=True)
         await self._allowed("replay")
-        await self._target_keeps_all(to_queue)
-        extra = {"to": to_queue}
+        await self._target_keeps_all(to_queue, skip_limit_check)
+        extra = {"to": to_queue, **_vouched(skip_limit_check)}
         try:
             async with self._publisher() as pub:
                 result = await replay.replay(self.connection, self.queue, opts, progress, pub)
         except QueuewatchError as exc:
             self._record("move", "error", 0, flt, str(exc), extra=extra)
             raise
-        detail = ", ".join(f"{why}={result.count(why)}" for why in replay.KEPT_REASONS
-                           if result.count(why))
-        if result.error:
-            detail = f"{detail}; {result.error}" if detail else result.error
-        self._record("move", result.outcome, result.replayed, flt, detail, extra=extra)
+        self._record("move", result.outcome, result.replayed, flt, _detail(result), extra=extra)
         return result
 
-    async def _target_keeps_all(self, to_queue: str) -> None:
-        """Refuse a move into a queue that makes room by dropping its oldest messages: each
-        move would be confirmed and then dropped (a missing queue is left to the move, which
-        keeps and reports what is unroutable)."""
+    async def _target_keeps_all(self, to_queue: str, vouch: bool) -> None:
+        """Refuse a move into a queue that makes room by dropping its oldest messages, or
+        whose limit cannot be read unless ``vouch`` (:func:`~.targets.move_refusal`; a
+        missing queue is left to the move, which keeps and reports what is unroutable)."""
         try:
             target = await kinds.resolve(to_queue, self.settings.effective_vhost,
                                          self._management, lambda: connect(self.settings))
         except NotFound:
             return
-        if target.drops_head is not None:
-            raise kinds.QueueKindRefused(
-                f"{to_queue!r} has a length limit ({target.drops_head}) with overflow "
-                "drop-head: RabbitMQ confirms every moved message and then drops the oldest "
-                "ones past the limit, so queuewatch does not move into it. Set x-overflow / "
-                "policy overflow to reject-publish (what does not fit then stays here, "
-                "reported), or move into a queue without a limit")
-        if target.drops_head_unknown is not None:
-            raise kinds.QueueKindRefused(
-                f"cannot tell whether {to_queue!r} drops its oldest messages past a length "
-                f"limit ({target.drops_head_unknown}); RabbitMQ would confirm each moved "
-                "message and then drop them, so queuewatch does not move into it until the "
-                "management API answers")
+        why = move_refusal(to_queue, target.vouched() if vouch else target)
+        if why is not None:
+            raise kinds.QueueKindRefused(why)
 
     async def delete(self, job_ids: Iterable[str]) -> list[str | None]:
         flt = DeadLetterFilter.for_jobs(job_ids)
@@ -390,17 +381,18 @@ class DeadLetterQueue:
 
     async def import_(
         self, path: Path | str, progress: ProgressFn | None = None, skip: int = 0,
-        again: bool = False,
+        again: bool = False, skip_limit_check: bool = False,
     ) -> transfer.ImportResult:
         """Publish the messages of an export file into this queue (confirmed). Lines that
         cannot be published are reported in the result and the rest imported; lines an
         earlier import of the same file put into this queue are not published again
         (``again=True``: they are). ``skip``: leave out the first ``skip`` messages.
-        :class:`~queuewatch.dlq.transfer.ImportStopped` when it stops early."""
-        await self._begin("import")
+        :class:`~queuewatch.dlq.transfer.ImportStopped` when it stops early.
+        ``skip_limit_check``: import even when the queue's length limit cannot be read."""
+        await self._begin("import", vouch=skip_limit_check)
         path = Path(path)
         extra = {"file": str(path), **({"skip": skip} if skip else {}),
-                 **({"again": True} if again else {})}
+                 **({"again": True} if again else {}), **_vouched(skip_limit_check)}
         try:
             try:
                 log = ImportLog.open(self.settings.state_dir, self.settings.effective_vhost,
@@ -431,3 +423,19 @@ class DeadLetterQueue:
         target = {**self.target, **(extra or {})}
         self.audit.record(action, target, outcome, count=count,
                           filter=flt.describe() if flt else None, detail=detail)
+
+
+def _detail(result: ReplayResult) -> str:
+    """A replay's or move's audit detail: how many were kept and why, how many were sent
+    without their length limit read (``--skip-limit-check``), why it stopped early."""
+    parts = [f"{why}={result.count(why)}" for why in replay.KEPT_REASONS if result.count(why)]
+    if result.unchecked_sent:
+        parts.append(f"sent-unchecked={result.unchecked_sent} (--skip-limit-check)")
+    detail = ", ".join(parts)
+    return f"{detail}; {result.error}" if detail and result.error else detail or result.error or ""
+
+
+def _vouched(skip_limit_check: bool) -> dict[str, Any]:
+    """The audit entry's mark of an action the operator vouched for: a length limit that
+    could not be read was taken as none dropping the head (``--skip-limit-check``)."""
+    return {"skip_limit_check": True} if skip_limit_check else {}

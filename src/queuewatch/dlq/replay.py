@@ -127,6 +127,10 @@ class ReplayResult:
 
     dlq_deleted: bool = False
     """The DLQ was deleted while the replay ran (what was still in it went with it)."""
+    unchecked_sent: int = 0
+    """Dead letters let through (in a dry run: counted) although whether their route reaches
+    a queue that drops its head could not be read: the operator vouched for it
+    (``--skip-limit-check``, :class:`queuewatch.dlq.targets.DropsHead`)."""
     link_lost: bool = False
     """It stopped because the link to RabbitMQ broke (or the broker went away). ``in_doubt``
     bounds the duplicates of a cut link or a clean broker stop; a broker that crashed

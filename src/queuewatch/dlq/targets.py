@@ -15,6 +15,9 @@ when it cannot be read (not there, down, cut, no right to read it), a dead lette
 is not known yet is kept too (``unchecked``): its queue may drop it (measured before: 1,200
 dead letters replayed into a ``drop-head`` queue while the API was cut, "replayed 1200",
 700 gone). The API is asked again after :data:`RETRY_AFTER`, so a blip keeps only a few.
+With ``--skip-limit-check`` (``skip_unreadable``) the operator vouches that the queues it
+cannot read have no such limit: those dead letters are sent, and counted; a queue the API
+says drops its head still keeps them. A move is refused the same way (:func:`move_refusal`).
 
 The shovel cannot keep single dead letters, so it is not taken into such a queue, nor into
 a ``reject-publish`` one without room for the whole DLQ (:func:`dest_refusal`); what a
@@ -32,7 +35,7 @@ from queuewatch.broker.management import ManagementClient
 from queuewatch.broker.wire import Connection
 from queuewatch.dlq.channel import once_fewer_consumers
 from queuewatch.dlq.discover import topic_matches
-from queuewatch.dlq.kinds import drops_head
+from queuewatch.dlq.kinds import UNCHECKED_WAY_OUT, QueueKind, drops_head
 from queuewatch.dlq.model import Route
 from queuewatch.dlq.peek import peek
 from queuewatch.errors import QueuewatchError
@@ -85,31 +88,44 @@ class DropsHead:
     """``await check(route)``: why a republish on ``route`` must not be sent, or None:
     ``drops-head`` (a queue it reaches drops its head past a length limit: it would be
     confirmed, then dropped) or ``unchecked`` (the management API could not be read, so
-    that is not known). Looked up once per route."""
+    that is not known). Looked up once per route.
+
+    ``skip_unreadable`` (``--skip-limit-check``): a route that cannot be checked is let
+    through (the operator vouches for its queues), counted in :attr:`vouched`, and checked
+    again after :data:`RETRY_AFTER` like any other (a limit read then still keeps them)."""
 
     def __init__(self, management: Callable[[], AbstractAsyncContextManager[ManagementClient]],
-                 vhost: str) -> None:
+                 vhost: str, skip_unreadable: bool = False) -> None:
         self._management = management
         self._vhost = vhost
+        self._skip_unreadable = skip_unreadable
         self._known: dict[Route, str | None] = {}
         self._failed: tuple[float, str] | None = None
         self._bindings: tuple[list[dict[str, Any]], dict[str, str]] | None = None
+        self.vouched = 0
+        """Republishes let through unchecked under ``skip_unreadable``."""
 
     async def __call__(self, route: Route) -> Keep | None:
         if route not in self._known:
             if self._failed is not None and time.monotonic() - self._failed[0] < RETRY_AFTER:
-                return "unchecked", self._failed[1]
+                return self._unchecked(self._failed[1])
             try:
                 self._known[route] = await self._look(route)
             except QueuewatchError as exc:
                 why = (f"cannot tell whether route {route.describe()} reaches a queue that drops its "
                        f"oldest messages past a length limit (management API: {exc}); kept: "
-                       "replay it again once the management API answers")
+                       f"replay it again {UNCHECKED_WAY_OUT}")
                 self._failed = (time.monotonic(), why)
-                return "unchecked", why
+                return self._unchecked(why)
             self._failed = None
         drop = self._known[route]
         return None if drop is None else ("drops-head", drop)
+
+    def _unchecked(self, why: str) -> Keep | None:
+        if not self._skip_unreadable:
+            return "unchecked", why
+        self.vouched += 1
+        return None
 
     async def _look(self, route: Route) -> str | None:
         async with self._management() as mgmt:
@@ -137,6 +153,24 @@ async def _dropping(mgmt: ManagementClient, vhost: str,
         limit = drops_head(info.get("arguments") or {}, info.get("effective_policy_definition"))
         if limit is not None:
             yield queue, limit
+
+
+def move_refusal(to_queue: str, target: QueueKind) -> str | None:
+    """Why a move into ``to_queue`` (its kind ``target``) is refused, or None: it makes room
+    by dropping its oldest messages (each move would be confirmed, then dropped), or whether
+    it does could not be read (pass ``target.vouched()`` when the operator vouches)."""
+    if target.drops_head is not None:
+        return (f"{to_queue!r} has a length limit ({target.drops_head}) with overflow "
+                "drop-head: RabbitMQ confirms every moved message and then drops the oldest "
+                "ones past the limit, so queuewatch does not move into it. Set x-overflow / "
+                "policy overflow to reject-publish (what does not fit then stays here, "
+                "reported), or move into a queue without a limit")
+    if target.drops_head_unknown is not None:
+        return (f"cannot tell whether {to_queue!r} drops its oldest messages past a length "
+                f"limit ({target.drops_head_unknown}); RabbitMQ would confirm each moved "
+                "message and then drop them, so queuewatch does not move into it; move "
+                f"{UNCHECKED_WAY_OUT}")
+    return None
 
 
 def _smallest(args: Mapping[str, Any], policy: Mapping[str, Any], arg: str,
