@@ -13,6 +13,7 @@ import asyncio
 import logging
 import random
 import signal
+import uuid
 from pathlib import Path
 
 from queuewatch.config import load_settings
@@ -37,6 +38,9 @@ def parse() -> argparse.Namespace:
 
 
 async def steady(producer: AsyncProducer, rate: float, stop: asyncio.Event) -> None:
+    # Receipt n of this run: a key of its own (n starts again each run, and the worker's
+    # idempotency store outlives runs: "receipt-n" alone skipped each new receipt as done)
+    run = uuid.uuid4().hex[:8]
     n = 0
     while not stop.is_set():
         n += 1
@@ -50,7 +54,7 @@ async def steady(producer: AsyncProducer, rate: float, stop: asyncio.Event) -> N
                     "emails", {"to": f"customer{n}@example.com", "template": "receipt"},
                     priority=random.choice([1, 5]),
                     delay=random.choice([None, None, 2, 5]),
-                    idempotency_key=f"receipt-{n}",
+                    idempotency_key=f"receipt-{run}-{n}",
                 )
             else:
                 await producer.publish("reports", {"report": n, "slow": random.random() < 0.05},

@@ -218,6 +218,9 @@ def fold(job_id: str, events: Iterable[Event], *, result_ttl: float | None = Non
             close(outcome="failed", ended_ms=e.at_ms)
             st = replace(st, state=JobState.RETRYING, since_ms=e.at_ms, due_ms=_int(d, "due"),
                          worker=None, **common)
+        elif (e.kind == ev.SUCCEEDED and d.get("duplicate_key") is not None
+              and st.state is JobState.SUCCEEDED):
+            continue  # a delivery of this job again, skipped: its outcome stands (timeline)
         elif e.kind == ev.SUCCEEDED:
             duration = d.get("duration")
             close(outcome="succeeded", ended_ms=e.at_ms,

@@ -81,6 +81,9 @@ def _event_line(e: Event) -> str:
             text = f"attempt {e.attempt} failed after {_secs(d.get('duration'))}: {d.get('error_type')}: {d.get('error')}"
         case ev.RETRY_SCHEDULED:
             text = f"attempt {d.get('next_attempt')} scheduled for {when(d.get('due'))}"
+        case ev.SUCCEEDED if d.get("duplicate_key") is not None:
+            text = (f"not run: its idempotency key {d.get('duplicate_key')!r} was done already "
+                    "(by another job with that key, or an earlier delivery of this one)")
         case ev.SUCCEEDED:
             text = f"attempt {e.attempt} succeeded after {_secs(d.get('duration'))}"
             if "result" in d:

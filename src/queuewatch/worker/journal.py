@@ -97,6 +97,13 @@ class Journal:
         return self._event(ev.CANCELLED if cancelled else ev.DEAD_LETTERED, job, reason=reason,
                            dlq=dlq, error_type=failure.error_type, error=failure.message)
 
+    def duplicate(self, job: Job, key: str) -> str:
+        """``job`` was not run: its idempotency ``key`` was done already (by another job with
+        the same key, or by an earlier delivery of this one). Its status ends ``succeeded``
+        (what the key stands for is done) with ``data.duplicate_key``, and no result; before,
+        it stayed ``queued`` for good, and a caller waiting for it waited for ever."""
+        return self._event(ev.SUCCEEDED, job, duplicate_key=key)
+
     def skipped(self, job: Job, reason: str, whole: bool = True) -> str:
         return self._event(ev.SKIPPED, job, reason=reason, copy_only=None if whole else True)
 

@@ -195,6 +195,10 @@ class Processor(Settling):
         if self.store is not None and key is not None and await self._duplicate(job, key):
             self.counts.duplicates += 1
             self.observer.on_duplicate(job.queue, job.job_id)
+            if self.journal is not None and key != job.job_id:
+                # Another job with the same key (or this one again): its own status says
+                # why it ends here (a key that is the job id: the run that did it said so).
+                await self.journal.record(self.journal.duplicate(job, key))
             await self.acks.ack(message)
             return
         if route.bucket is not None:
