@@ -112,8 +112,14 @@ async def test_the_guard_is_exact_deep_in_the_dlq_and_foreign_letters_still_go_b
     assert sorted(back) == sorted(ids[i] for i in range(300) if i not in poison)
     # And the two stay in the DLQ (at its tail now), their count unchanged
     page = await dlq.peek()
-    assert [d.job_id for d in page.items] == [ids[150], ids[299]]
-    assert [d.replay_count for d in page.items] == [3, 3]
+    # (under load a quorum DLQ may get back copies whose ack the shovel lost as it ended:
+    # at its head, redelivered, replayed too, and counted in doubt: duplicates, never losses;
+    # seen about 1 run in 8 with two tests at once, also before 2026-12-02)
+    extra = page.items[:-2]
+    assert len(extra) <= result.in_doubt, (len(extra), result.in_doubt)
+    assert all(d.redelivered and d.job_id in back for d in extra), extra
+    assert [d.job_id for d in page.items[-2:]] == [ids[150], ids[299]]
+    assert [d.replay_count for d in page.items[-2:]] == [3, 3]
     assert await replay_exchanges(mgmt, vhost) == []
 
 
