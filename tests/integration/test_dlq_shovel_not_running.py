@@ -173,7 +173,12 @@ async def test_a_replay_shovel_defined_but_not_running_is_swept_and_nothing_is_l
         # (it had moved part of the DLQ before the watcher stopped it: seen in CI, 202) is
         # not counted as in doubt there (docs/dlq.md, "Filtered replay"); at most its prefetch
         assert 0 < extra <= SPLIT_PREFETCH
-        assert all(d.redelivered and d.job_id in set(ids) for d in items[:extra])
+        # copies, never strangers: each is also in "jobs" or further down the DLQ
+        assert {d.job_id for d in items[:extra]} <= set(moved) | set(rest), items[:extra]
+        if not (which == "back" and dlq_kind == "quorum"):
+            # (after a replay killed at its second shovel, those held back twice came back
+            # through the held queue: published again, not redelivered; seen in CI, 89)
+            assert all(d.redelivered for d in items[:extra])
     assert await replay_leftovers(mgmt, vhost) == [] and await dlq.held_elsewhere() == []
 
 

@@ -56,3 +56,35 @@ async def test_raise_if_cancelled_only_raises_in_a_task_asked_to_stop():
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_cancellation_the_library_raises_into_a_call_is_a_lost_link():
+    from queuewatch.broker.errors import LinkLost, lost_unless_cancelled
+
+    async def call() -> None:
+        try:
+            raise asyncio.CancelledError  # as aiormq does when it drops the connection under a call
+        except asyncio.CancelledError as exc:
+            raise lost_unless_cancelled(exc, "publishing") from exc
+
+    with pytest.raises(LinkLost, match="publishing: the connection was dropped"):
+        await call()
+
+
+async def test_a_cancellation_of_the_caller_stays_a_cancellation():
+    from queuewatch.broker.errors import lost_unless_cancelled
+
+    inside = asyncio.Event()
+
+    async def call() -> None:
+        try:
+            inside.set()
+            await asyncio.sleep(30)
+        except asyncio.CancelledError as exc:
+            raise lost_unless_cancelled(exc, "publishing") from exc
+
+    task = asyncio.create_task(call())
+    await inside.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
