@@ -41,6 +41,7 @@ from queuewatch.broker.errors import (
     close_channel,
     lost_unless_cancelled,
     queue_down_text,
+    raise_if_cancelled,
 )
 from queuewatch.broker.fieldcodec import ENCODE_ERRORS
 from queuewatch.broker.link import BrokerLink, connection_alive, is_blocked
@@ -217,14 +218,11 @@ class ConfirmedPublisher:
             return PublishResult(Outcome.LINK_LOST, str(lost_unless_cancelled(exc, "publishing")))
         target = queue if queue is not None else (routing_key if exchange == "" else None)
         try:
-            if deadline is None:
-                answer = await raw.basic_publish(
-                    body, exchange=exchange, routing_key=routing_key, properties=properties,
-                    mandatory=True, timeout=wait)
-            else:
-                answer = await self._confirmed_within(raw.basic_publish(
-                    body, exchange=exchange, routing_key=routing_key, properties=properties,
-                    mandatory=True, timeout=None), wait)
+            publishing = raw.basic_publish(
+                body, exchange=exchange, routing_key=routing_key, properties=properties,
+                mandatory=True, timeout=wait if deadline is None else None)
+            answer = await (publishing if deadline is None
+                            else self._confirmed_within(publishing, wait))
         except TimeoutError:
             self._forget_channel()  # a confirm may still come on it; never trust it again
             check = QUEUE_CHECK_WAIT
@@ -295,8 +293,8 @@ class ConfirmedPublisher:
             return None
         except LINK_OR_AMQP_ERRORS:
             return None
-        except asyncio.CancelledError as exc:
-            lost_unless_cancelled(exc, "checking a queue")
+        except asyncio.CancelledError:
+            raise_if_cancelled()  # else aiormq dropped the connection: not "down"
             return None
         finally:
             await close_channel(channel)

@@ -19,12 +19,7 @@ from typing import Any, Literal
 
 from queuewatch import envelope
 from queuewatch.broker.link import BrokerLink
-from queuewatch.broker.publish import (
-    ConfirmedPublisher,
-    Outcome,
-    Properties,
-    PublishResult,
-)
+from queuewatch.broker.publish import ConfirmedPublisher, Outcome, Properties, PublishResult
 from queuewatch.config import Settings
 from queuewatch.errors import (
     BackPressure,
@@ -288,6 +283,8 @@ class AsyncProducer:
         wait_deadline = time.monotonic() + (DEFAULT_WAIT_TIMEOUT if timeout is None else timeout)
         patience = (self.reconnect_timeout if self.outbox is None
                     else min(self.reconnect_timeout, OUTBOX_CONNECT_WAIT))
+        loop = asyncio.get_running_loop()
+        # when to give up (event-loop time): from the first try or the broker's last answer
         link_deadline: float | None = None
         props = Properties(
             content_type=out.content_type, delivery_mode=2, priority=out.priority,
@@ -299,11 +296,10 @@ class AsyncProducer:
             if self.link.blocked:
                 await self._wait_unblocked()
             if link_deadline is None:
-                link_deadline = time.monotonic() + patience
-            loop_time = asyncio.get_running_loop().time()
+                link_deadline = loop.time() + patience
             sending = self._publisher.publish(
                 out.body, exchange=out.exchange, routing_key=out.routing_key, properties=props,
-                queue=out.queue, deadline=loop_time + link_deadline - time.monotonic(),
+                queue=out.queue, deadline=link_deadline,
             )
             if self.outbox is None:
                 result = await sending
@@ -340,7 +336,7 @@ class AsyncProducer:
                 return await self.outbox.put(out, wait=True)
             if self.link.blocked:  # an alarm holds confirms: the broker is there; wait it out
                 link_deadline = None
-            elif time.monotonic() >= link_deadline or self._closed:
+            elif loop.time() >= link_deadline or self._closed:
                 raise BrokerUnavailable(
                     f"publish to {out.queue!r} not confirmed within {patience:g}s (it may or "
                     f"may not have arrived): broker unreachable ({result.detail})")
