@@ -6,6 +6,7 @@ the scheduled jobs as ever later, and ``jobs result`` waited until its timeout."
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 from queuewatch.jobs import Jobs, JobState
@@ -56,3 +57,37 @@ async def test_a_job_skipped_for_its_idempotency_key_says_so_and_is_done(connect
 async def jobs_scheduled_count(settings) -> int:  # type: ignore[no-untyped-def]
     async with Jobs(settings) as jobs:
         return len(await jobs.scheduled("jobs"))
+
+
+async def test_webhooks_say_each_job_once_a_skipped_duplicate_included(connection, settings, vhost):
+    from dataclasses import replace
+
+    from queuewatch.jobs.webhook_service import WebhookService
+    from queuewatch.jobs.webhooks import verify
+    from tests.integration.test_webhooks import SECRET, webhooks_spec
+    from tests.jobs_http import Receiver
+
+    settings = replace(settings, webhook_secret=SECRET)
+    with Receiver() as receiver:
+        topo = await declare(connection, vhost, QueueSpec("jobs", webhook=receiver.url),
+                             webhooks_spec(3), delay_levels=2)
+        worker = Worker(settings, topo)
+
+        @worker.job("jobs")
+        async def charge(job: Job) -> dict[str, str]:
+            return {"charged": job.job_id}
+
+        async with WebhookService(settings, topo), running(worker), \
+                AsyncProducer(settings, topo) as producer:
+            # Given pay-1 done for key order-7, then pay-2 with that key, and pay-1 again
+            await producer.publish("jobs", {}, job_id="pay-1", idempotency_key="order-7")
+            await wait_until(lambda: len(receiver.accepted()) >= 1, timeout=30, what="pay-1's hook")
+            await producer.publish("jobs", {}, job_id="pay-2", idempotency_key="order-7")
+            await producer.publish("jobs", {}, job_id="pay-1", idempotency_key="order-7")
+            await wait_until(lambda: len(receiver.accepted()) >= 2, timeout=30, what="pay-2's hook")
+            await asyncio.sleep(3)  # time for a second one of pay-1 to show up
+    # Then one webhook each: pay-2's says succeeded without a result, pay-1 gets no second one
+    bodies = [verify(SECRET, d.body, d.headers) for d in receiver.accepted()]
+    assert sorted(b["job_id"] for b in bodies) == ["pay-1", "pay-2"], bodies
+    pay2 = next(b for b in bodies if b["job_id"] == "pay-2")
+    assert pay2["state"] == "succeeded" and pay2.get("result") is None, pay2

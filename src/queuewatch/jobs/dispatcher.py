@@ -28,7 +28,7 @@ from queuewatch.events import model as ev
 from queuewatch.events.model import Event
 from queuewatch.jobs.api import Jobs
 from queuewatch.jobs.reorder import FIRST_KINDS
-from queuewatch.jobs.state import fold
+from queuewatch.jobs.state import fold, repeats_success
 from queuewatch.jobs.webhooks import outcome_body, webhook_for, webhook_job_id
 from queuewatch.producer import AsyncProducer
 from queuewatch.topology import WEBHOOKS_QUEUE, Topology
@@ -145,6 +145,9 @@ class Dispatcher:
             mine = self.index.events_of(e.job_id)
             # its accepted counts whatever its clock said (the producer's, not the worker's)
             history = [x for x in mine if x.at_ms <= e.at_ms or x.kind in FIRST_KINDS]
+            if e.data.get("duplicate_key") is not None and repeats_success(
+                    e, fold(e.job_id, [x for x in history if x.event_id != e.event_id])):
+                continue  # its webhook went out when it succeeded
             status = fold(e.job_id, history, result_ttl=self.index.result_ttl)
             url = webhook_for(status, self.topology)
             if url is None:

@@ -166,6 +166,14 @@ def _int(data: Mapping[str, Any], key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def repeats_success(e: Event, before: JobStatus) -> bool:
+    """``e`` is a worker's "not run: idempotency key done already" (``data.duplicate_key``)
+    for a job that had succeeded already: it changes nothing (no new outcome, no webhook);
+    only the timeline shows it."""
+    return (e.kind == ev.SUCCEEDED and e.data.get("duplicate_key") is not None
+            and before.state is JobState.SUCCEEDED)
+
+
 def fold(job_id: str, events: Iterable[Event], *, result_ttl: float | None = None,
          now_ms: int | None = None) -> JobStatus:
     """The status of ``job_id`` from its events (any order; duplicates by id dropped)."""
@@ -218,8 +226,7 @@ def fold(job_id: str, events: Iterable[Event], *, result_ttl: float | None = Non
             close(outcome="failed", ended_ms=e.at_ms)
             st = replace(st, state=JobState.RETRYING, since_ms=e.at_ms, due_ms=_int(d, "due"),
                          worker=None, **common)
-        elif (e.kind == ev.SUCCEEDED and d.get("duplicate_key") is not None
-              and st.state is JobState.SUCCEEDED):
+        elif repeats_success(e, st):
             continue  # a delivery of this job again, skipped: its outcome stands (timeline)
         elif e.kind == ev.SUCCEEDED:
             duration = d.get("duration")
